@@ -1,0 +1,288 @@
+"""Explicit configuration objects.
+
+Every part of the layer takes a small typed config object in its constructor;
+``Settings`` bundles them. :meth:`Settings.from_env` is the **only** place in
+the project that reads the process environment.
+
+Variables read by :meth:`Settings.from_env`:
+
+=============================== ===========================================
+``REDIS_URL``                   ``redis://``, ``rediss://``, ``unix://`` (unset: run uncached)
+``REDIS_CLUSTER``               ``1`` when ``REDIS_URL`` names a Redis Cluster node
+``SAMPLEMIND_FINGERPRINT_KEY``  64 hex chars (32 bytes): the keyed-BLAKE3 key of cache keys
+``SAMPLEMIND_CACHE_NAMESPACE``  tenant namespace (default ``default``)
+``SAMPLEMIND_CACHE_TTL``        seconds (default 7 days)
+``SAMPLEMIND_HTTP2``            ``1`` to enable HTTP/2
+``SAMPLEMIND_TRANSPORT``        ``httpx`` or ``aiohttp``
+``OLLAMA_HOST``                 default ``http://localhost:11434``
+``OPENAI_BASE_URL``             default ``https://api.openai.com/v1``
+``ANTHROPIC_BASE_URL``          default ``https://api.anthropic.com``
+``GEMINI_BASE_URL``             default ``https://generativelanguage.googleapis.com``
+``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``
+=============================== ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+from ._exceptions import ConfigError
+
+__all__ = [
+    "PROVIDERS",
+    "CacheConfig",
+    "HttpConfig",
+    "ProviderConfig",
+    "RetryConfig",
+    "Secret",
+    "Settings",
+]
+
+PROVIDERS: Final = ("ollama", "gemini", "anthropic", "openai")
+"""The four providers, in the order of the seed's plan (local first)."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+
+    >>> s = Secret("sk-123")
+    >>> s
+    Secret('**********')
+    >>> s.get_secret_value()
+    'sk-123'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Retries of the shared HTTP client (exponential backoff with full jitter).
+
+    ``attempts`` counts the first try: 3 means up to two retries.
+    ``retry_after_cap_s`` bounds how long a 429's ``Retry-After`` is honoured.
+    ``budget_s`` bounds the total time spent sleeping between attempts.
+    """
+
+    attempts: int = 3
+    backoff_base_s: float = 0.1
+    backoff_max_s: float = 5.0
+    retry_after_cap_s: float = 30.0
+    budget_s: float = 60.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError(f"RetryConfig.attempts must be >= 1, got {self.attempts}")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Pool, timeouts, protocol and transport of the shared HTTP client."""
+
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    write_timeout_s: float = 30.0
+    pool_timeout_s: float = 10.0
+    max_connections: int = 100
+    max_keepalive_connections: int = 50
+    keepalive_expiry_s: float = 30.0
+    http2: bool = False
+    transport: Literal["httpx", "aiohttp"] = "httpx"
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The response cache.
+
+    ``fingerprint_key`` is the 32-byte key of the keyed hash (``None``: the
+    built-in default key, fine for one user, not for a cache shared between
+    users). ``l1_max_entries = 0`` turns the in-process L1 off.
+    """
+
+    namespace: str = "default"
+    ttl_s: float = 7 * 24 * 3600.0
+    op_timeout_s: float = 0.05
+    max_value_bytes: int = 1 << 20
+    key_prefix: str = "sm"
+    hasher: str = "blake3"
+    fingerprint_key: Secret | None = None
+    l1_max_entries: int = 0
+    l1_max_bytes: int = 64 << 20
+    l1_ttl_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.namespace or ":" in self.namespace:
+            raise ConfigError(
+                f"cache namespace must be non-empty and without ':', got {self.namespace!r}"
+            )
+        if self.ttl_s <= 0:
+            raise ConfigError(f"cache ttl must be > 0 seconds, got {self.ttl_s}")
+        if self.op_timeout_s <= 0:
+            raise ConfigError(f"cache op_timeout_s must be > 0, got {self.op_timeout_s}")
+        if self.fingerprint_key is not None:
+            raw = self.fingerprint_key.get_secret_value()
+            try:
+                ok = len(bytes.fromhex(raw)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError("fingerprint key must be 64 hex characters (32 bytes)")
+
+    def key_bytes(self) -> bytes | None:
+        """The fingerprint key as bytes, or ``None`` for the built-in default."""
+        if self.fingerprint_key is None:
+            return None
+        return bytes.fromhex(self.fingerprint_key.get_secret_value())
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Where and how to reach one provider.
+
+    ``prices`` overrides the adapter's price table: model -> (USD per million
+    input tokens, USD per million output tokens). ``rate_limit_per_s`` feeds
+    an ``aiolimiter`` limiter (``None``: unlimited).
+    """
+
+    name: str
+    base_url: str
+    api_key: Secret | None = None
+    default_model: str | None = None
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    rate_limit_per_s: float | None = None
+
+
+_DEFAULT_BASE_URLS: Final = {
+    "ollama": "http://localhost:11434",
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+
+
+def _default_providers() -> dict[str, ProviderConfig]:
+    return {
+        name: ProviderConfig(name=name, base_url=url) for name, url in _DEFAULT_BASE_URLS.items()
+    }
+
+
+def _normalise_ollama_host(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if "://" not in value:
+        value = "http://" + value
+    scheme, _, rest = value.partition("://")
+    host, _, port = rest.partition(":")
+    if host in ("", "0.0.0.0"):
+        host = "localhost"
+    return f"{scheme}://{host}:{port or '11434'}"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the layer needs, explicitly. Build by hand or with :meth:`from_env`."""
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=_default_providers)
+
+    def provider(self, name: str) -> ProviderConfig:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown provider {name!r}; known: {sorted(self.providers)}"
+            ) from None
+
+    def with_provider(self, name: str, **changes: object) -> Settings:
+        """A copy with one provider's config changed (``base_url=...``, ``api_key=...``)."""
+        providers = dict(self.providers)
+        providers[name] = replace(self.provider(name), **changes)  # type: ignore[arg-type]
+        return replace(self, providers=providers)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the variables listed in the module docstring (``env`` defaults to ``os.environ``)."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        cache_kwargs: dict[str, object] = {}
+        if (key := get("SAMPLEMIND_FINGERPRINT_KEY")) is not None:
+            cache_kwargs["fingerprint_key"] = Secret(key)
+        if (ns := get("SAMPLEMIND_CACHE_NAMESPACE")) is not None:
+            cache_kwargs["namespace"] = ns
+        if (ttl := get("SAMPLEMIND_CACHE_TTL")) is not None:
+            try:
+                cache_kwargs["ttl_s"] = float(ttl)
+            except ValueError:
+                raise ConfigError(
+                    f"SAMPLEMIND_CACHE_TTL must be a number of seconds, got {ttl!r}"
+                ) from None
+
+        transport = get("SAMPLEMIND_TRANSPORT") or "httpx"
+        if transport not in ("httpx", "aiohttp"):
+            raise ConfigError(
+                f"SAMPLEMIND_TRANSPORT must be 'httpx' or 'aiohttp', got {transport!r}"
+            )
+        http = HttpConfig(http2=_flag(get("SAMPLEMIND_HTTP2")), transport=transport)  # type: ignore[arg-type]
+
+        base_urls = {
+            "ollama": _normalise_ollama_host(get("OLLAMA_HOST") or _DEFAULT_BASE_URLS["ollama"]),
+            "openai": (get("OPENAI_BASE_URL") or _DEFAULT_BASE_URLS["openai"]).rstrip("/"),
+            "anthropic": (get("ANTHROPIC_BASE_URL") or _DEFAULT_BASE_URLS["anthropic"]).rstrip("/"),
+            "gemini": (get("GEMINI_BASE_URL") or _DEFAULT_BASE_URLS["gemini"]).rstrip("/"),
+        }
+        keys = {
+            "ollama": None,
+            "openai": get("OPENAI_API_KEY"),
+            "anthropic": get("ANTHROPIC_API_KEY"),
+            "gemini": get("GEMINI_API_KEY"),
+        }
+        providers = {
+            name: ProviderConfig(
+                name=name,
+                base_url=base_urls[name],
+                api_key=Secret(k) if (k := keys[name]) else None,
+            )
+            for name in PROVIDERS
+        }
+        return cls(
+            redis_url=get("REDIS_URL"),
+            redis_cluster=_flag(get("REDIS_CLUSTER")),
+            cache=CacheConfig(**cache_kwargs),  # type: ignore[arg-type]
+            http=http,
+            providers=providers,
+        )
