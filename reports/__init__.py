@@ -1,0 +1,8 @@
+"""The report builder: results folders → charts, ``index.html``, ``summary.md``, ``data.csv``.
+
+Entry point: :func:`reports.build.main` (``samplemind-bench report RESULTS_DIR... --out DIR``).
+"""
+
+from .data import ReportInputError
+
+__all__ = ["ReportInputError"]

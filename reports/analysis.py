@@ -1,0 +1,324 @@
+"""Per-suite views of a run, shared by the claims table, the charts and the summary.
+
+Each function takes a :class:`~reports.data.Run` and returns a small pandas frame
+(empty when the run has no data for it). Names of subjects and variants are
+matched loosely (``"blake3"`` + variant ``"auto"`` or a parameter ``algo=blake3-auto``
+is BLAKE3 AUTO), so the builder keeps working when the bench suites rename a
+variant; anything it cannot classify is still charted under its own name.
+
+>>> fmt_size(1024), fmt_size(64 * 1024 * 1024), fmt_ratio(3.456), fmt_pct(0.7)
+('1 KiB', '64 MiB', '3.5x', '70.0 %')
+>>> bootstrap_ci([1.0, 2.0, 3.0, 4.0], 50)[0] <= 2.5 <= bootstrap_ci([1.0, 2.0, 3.0, 4.0], 50)[1]
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from .data import Benchmark, Run, requests_frame
+
+__all__ = [
+    "BOOTSTRAP_SEED",
+    "bootstrap_ci",
+    "cache_ops",
+    "client_table",
+    "fingerprint_table",
+    "fmt_ms",
+    "fmt_pct",
+    "fmt_ratio",
+    "fmt_size",
+    "hashing_table",
+    "hit_rate_table",
+    "pipeline_requests",
+    "router_faults",
+    "router_latency",
+    "row_at",
+    "transport_kind",
+]
+
+BOOTSTRAP_SEED: Final = 20251005
+"""Fixed seed: the same input gives the same confidence intervals."""
+
+HASH_ORDER: Final = ["blake3 1 thread", "blake3 AUTO", "sha256", "blake2b", "xxh3_128"]
+
+
+def fmt_size(n: float) -> str:
+    """Bytes in binary units, compact: ``64 B``, ``1 KiB``, ``1.5 MiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_ratio(r: float) -> str:
+    return f"{r:.1f}x" if r >= 0.95 else f"{r:.2f}x"
+
+
+def fmt_pct(f: float) -> str:
+    return f"{100 * f:.1f} %"
+
+
+def fmt_ms(ms: float) -> str:
+    if ms < 0.1:
+        return f"{ms * 1000:.1f} µs"
+    if ms < 10:
+        return f"{ms:.2f} ms"
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms"
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    q: float,
+    *,
+    level: float = 0.95,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the ``q``-th percentile.
+
+    Deterministic (fixed seed); the number of resamples shrinks for large inputs
+    so that resamples × values stays below about 4 million.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    if x.size == 1:
+        return (float(x[0]), float(x[0]))
+    n_boot = int(max(200, min(2000, 4_000_000 // x.size)))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    stats = np.percentile(x[idx], q, axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def _words(b: Benchmark) -> str:
+    parts = [b.subject, b.variant, b.name, json.dumps(b.params, sort_keys=True, default=str)]
+    return " ".join(parts).lower()
+
+
+def _size(b: Benchmark) -> float | None:
+    for src in (b.extra_info, b.params):
+        for k in ("bytes", "size", "size_bytes", "nbytes"):
+            v = src.get(k)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+    return None
+
+
+def hash_label(b: Benchmark) -> str:
+    """``blake3 1 thread`` / ``blake3 AUTO`` / ``sha256`` / ... for a hashing benchmark."""
+    subject = (b.subject or "").lower()
+    text = _words(b)
+    if subject.startswith("blake3") or (not subject and "blake3" in text):
+        return "blake3 AUTO" if "auto" in text else "blake3 1 thread"
+    for algo in ("sha256", "blake2b", "xxh3_128"):
+        if subject.startswith(algo) or (not subject and algo in text):
+            return algo
+    return b.subject or b.name
+
+
+def row_at(df: pd.DataFrame, column: str, *, largest: bool = True) -> pd.Series:
+    """The row of ``df`` where ``column`` is largest (or smallest); first one on ties."""
+    values = df[column].to_numpy(dtype=float)
+    return df.iloc[int(np.argmax(values) if largest else np.argmin(values))]
+
+
+def hashing_table(run: Run) -> pd.DataFrame:
+    """label, size (bytes), median_s, gbps (from the raw median), sorted."""
+    rows = []
+    for b in run.suite("hashing"):
+        size = _size(b)
+        if size is None:
+            continue
+        med = float(np.median(b.data))
+        rows.append(
+            {"label": hash_label(b), "size": size, "median_s": med, "gbps": size / med / 1e9}
+        )
+    df = pd.DataFrame(rows, columns=["label", "size", "median_s", "gbps"])
+    return df.sort_values(["label", "size"]).reset_index(drop=True)
+
+
+def hash_speedup(table: pd.DataFrame, fast: str, slow: str = "sha256") -> pd.DataFrame:
+    """size, ratio = slow median / fast median (above 1: ``fast`` is faster)."""
+    a = table[table.label == fast].set_index("size").median_s
+    b = table[table.label == slow].set_index("size").median_s
+    common = sorted(set(a.index) & set(b.index))
+    return pd.DataFrame({"size": common, "ratio": [float(b[s] / a[s]) for s in common]})
+
+
+def fingerprint_table(run: Run) -> pd.DataFrame:
+    """label, canon_us, hash_us, median_us, naive (bool) for fingerprint benchmarks."""
+    rows = []
+    for b in run.suite("fingerprint"):
+        label = " ".join(x for x in (b.subject, b.variant) if x) or b.name
+        size = b.params.get("request") or b.params.get("size")
+        if size is not None:
+            label = f"{label} ({size})"
+        canon, hsh = b.extra_info.get("canon_us"), b.extra_info.get("hash_us")
+        rows.append(
+            {
+                "label": label,
+                "canon_us": float(canon) if isinstance(canon, int | float) else np.nan,
+                "hash_us": float(hsh) if isinstance(hsh, int | float) else np.nan,
+                "median_us": float(np.median(b.data)) * 1e6,
+                "naive": "naive" in _words(b) or "json.dumps" in _words(b),
+            }
+        )
+    cols = ["label", "canon_us", "hash_us", "median_us", "naive"]
+    return pd.DataFrame(rows, columns=cols).sort_values("label").reset_index(drop=True)
+
+
+def cache_ops(run: Run) -> pd.DataFrame:
+    """label, op, backend, median_ms, p99_ms (from raw samples) for cache benchmarks."""
+    rows = []
+    for b in run.suite("cache"):
+        op = str(b.params.get("op") or b.subject or b.name)
+        backend = str(b.params.get("backend") or b.variant or "")
+        rest = [f"{k}={v}" for k, v in sorted(b.params.items()) if k not in ("op", "backend")]
+        label = " ".join([op, backend, *rest]).strip()
+        rows.append(
+            {
+                "label": label,
+                "op": op.lower(),
+                "backend": backend,
+                "median_ms": float(np.median(b.data)) * 1e3,
+                "p99_ms": float(np.percentile(b.data, 99)) * 1e3,
+                "floor": "raw" in _words(b) or "floor" in _words(b),
+            }
+        )
+    cols = ["label", "op", "backend", "median_ms", "p99_ms", "floor"]
+    return pd.DataFrame(rows, columns=cols).sort_values("label").reset_index(drop=True)
+
+
+def transport_kind(text: str) -> str:
+    """Classify a client benchmark: new-client, raw-aiohttp, aiohttp-transport, http2, http1."""
+    t = text.lower()
+    if "new" in t:
+        return "new-client"
+    if "raw" in t:
+        return "raw-aiohttp"
+    if "aiohttp" in t:
+        return "aiohttp-transport"
+    if "http2" in t or "h2" in t or "http/2" in t:
+        return "http2"
+    if "http1" in t or "http/1" in t or "h1" in t or "pool" in t:
+        return "http1"
+    return t.strip() or "unknown"
+
+
+def client_table(run: Run) -> pd.DataFrame:
+    """kind, label, concurrency, req_per_s, p99_ms for client benchmarks."""
+    rows = []
+    for b in run.suite("client"):
+        conc = b.extra_info.get("concurrency", b.params.get("concurrency"))
+        if not isinstance(conc, int | float):
+            continue
+        kind = transport_kind(" ".join([b.subject, b.variant, str(b.params.get("transport", ""))]))
+        rps = b.extra_info.get("req_per_s")
+        if not isinstance(rps, int | float):
+            rps = float(conc) / float(np.median(b.data))  # one call = one request per connection
+        p99 = b.extra_info.get("p99_ms")
+        if not isinstance(p99, int | float):
+            p99 = float(np.percentile(b.data, 99)) * 1e3
+        rows.append(
+            {
+                "kind": kind,
+                "label": kind if kind != "unknown" else b.subject,
+                "concurrency": int(conc),
+                "req_per_s": float(rps),
+                "p99_ms": float(p99),
+            }
+        )
+    cols = ["kind", "label", "concurrency", "req_per_s", "p99_ms"]
+    return (
+        pd.DataFrame(rows, columns=cols)
+        .sort_values(["label", "concurrency"])
+        .reset_index(drop=True)
+    )
+
+
+def router_latency(run: Run) -> pd.DataFrame:
+    """label (task/priority), median_us, p99_us for the router's decision benchmarks."""
+    rows = []
+    for b in run.suite("router"):
+        if "added_latency_ms" in b.extra_info or "success_rate" in b.extra_info:
+            continue
+        task, prio = b.params.get("task"), b.params.get("priority")
+        label = f"{task}/{prio}" if task is not None and prio is not None else b.name
+        rows.append(
+            {
+                "label": label,
+                "median_us": float(np.median(b.data)) * 1e6,
+                "p99_us": float(np.percentile(b.data, 99)) * 1e6,
+            }
+        )
+    return (
+        pd.DataFrame(rows, columns=["label", "median_us", "p99_us"])
+        .sort_values("label")
+        .reset_index(drop=True)
+    )
+
+
+def router_faults(run: Run) -> pd.DataFrame:
+    """fault_rate, success_rate, added_latency_ms for the fallback benchmarks (all suites)."""
+    rows = []
+    for b in run.benchmarks:
+        ei = b.extra_info
+        if "success_rate" not in ei and "added_latency_ms" not in ei:
+            continue
+        rate = ei.get(
+            "fault_rate",
+            ei.get("failure_rate", b.params.get("fault_rate", b.params.get("failure_rate"))),
+        )
+        if not isinstance(rate, int | float):
+            continue
+        rows.append(
+            {
+                "label": b.subject or b.suite,
+                "fault_rate": float(rate),
+                "success_rate": float(ei.get("success_rate", np.nan)),
+                "added_latency_ms": float(ei.get("added_latency_ms", np.nan)),
+            }
+        )
+    cols = ["label", "fault_rate", "success_rate", "added_latency_ms"]
+    return (
+        pd.DataFrame(rows, columns=cols).sort_values(["label", "fault_rate"]).reset_index(drop=True)
+    )
+
+
+def hit_rate_table(run: Run) -> pd.DataFrame:
+    """suite, label, repeat_fraction, hit_rate for every benchmark that reports both."""
+    rows = []
+    for b in run.benchmarks:
+        rf, hr = b.extra_info.get("repeat_fraction"), b.extra_info.get("hit_rate")
+        if isinstance(rf, int | float) and isinstance(hr, int | float):
+            stack = str(b.extra_info.get("stack", ""))
+            if b.suite == "pipeline" and stack == "before":
+                continue  # the before stack has no cache: its 0 % is not a cache figure
+            rows.append(
+                {
+                    "suite": b.suite,
+                    "label": b.name,
+                    "repeat_fraction": float(rf),
+                    "hit_rate": float(hr),
+                }
+            )
+    cols = ["suite", "label", "repeat_fraction", "hit_rate"]
+    return (
+        pd.DataFrame(rows, columns=cols)
+        .sort_values(["repeat_fraction", "label"])
+        .reset_index(drop=True)
+    )
+
+
+def pipeline_requests(run: Run) -> pd.DataFrame:
+    """The pipeline's per-request records of this run (see :func:`reports.data.requests_frame`)."""
+    return requests_frame([run])

@@ -1,0 +1,180 @@
+"""``samplemind-bench report RESULTS_DIR... [--out DIR] [--profile DIR]``.
+
+Reads one or more results folders; the LAST one is the run the page is about
+(claims, charts, summary), earlier ones are compared against it (benchmarks
+added or removed, median ratios). Writes into ``--out`` (default: ``reports/out``
+in the repository, git-ignored):
+
+* ``index.html``: one self-contained page (images embedded, no external files needed);
+* ``summary.md``: claims table + headline figures, for a CI job summary or PR comment;
+* ``data.csv``: the tidy frame of every run (one row per benchmark × parameters × metric);
+* ``charts/NAME.png`` and ``charts/NAME.svg`` for every chart drawn;
+* ``profile/``: copies of the profile artefacts (flame graphs, speedscope JSON) when a
+  profile is given with ``--profile DIR`` or found beside the results
+  (``RESULTS_DIR/profile.json`` or ``RESULTS_DIR/profile/profile.json``).
+
+Exit status: 0 on success, 2 when an input is missing, corrupt or of an unknown format
+(the message names the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from .charts import Chart, Omitted, build_charts, save_chart
+from .claims import evaluate_claims
+from .data import ReportInputError, Run, compare_runs, load_runs, tidy
+from .render import ChartEntry, ReportContent, render_html, render_markdown
+
+__all__ = ["DEFAULT_OUT", "PROFILE_FORMAT", "build_report", "find_profile", "load_profile", "main"]
+
+DEFAULT_OUT: Final = Path(__file__).resolve().parent / "out"
+PROFILE_FORMAT: Final = "samplemind-profile"
+
+
+def load_profile(path: Path) -> dict[str, Any]:
+    """Read ``profile.json`` (a file or the folder holding it), refusing unknown formats."""
+    file = path / "profile.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ReportInputError(
+            file, "profile.json not found (make one with samplemind-bench profile --out DIR)"
+        )
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportInputError(file, f"corrupt profile JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != PROFILE_FORMAT:
+        raise ReportInputError(
+            file, f"not a samplemind profile (format must be {PROFILE_FORMAT!r})"
+        )
+    if doc.get("version") != 1:
+        raise ReportInputError(
+            file, f"unsupported profile version {doc.get('version')!r} (this builder reads 1)"
+        )
+    return doc
+
+
+def find_profile(run: Run) -> Path | None:
+    """A profile beside the results: ``RESULTS_DIR/profile.json`` or ``RESULTS_DIR/profile/``."""
+    for cand in (run.path / "profile.json", run.path / "profile" / "profile.json"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _copy_profile_artefacts(
+    profile: Mapping[str, Any], src: Path, out: Path
+) -> list[tuple[str, str]]:
+    links: list[tuple[str, str]] = []
+    dest = out / "profile"
+    for section in ("memory", "cpu"):
+        arts = (profile.get(section) or {}).get("artefacts") or {}
+        for label, rel in sorted(arts.items()):
+            f = src / str(rel)
+            if not f.is_file() or f.suffix == ".bin":  # memray captures stay where they are (large)
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest / f.name)
+            links.append((f"{section}: {label} ({f.name})", f"profile/{f.name}"))
+    if (src / "profile.json").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / "profile.json", dest / "profile.json")
+        links.append(("profile.json (figures)", "profile/profile.json"))
+    return links
+
+
+def build_report(
+    results: list[Path], out: Path, profile_path: Path | None = None
+) -> dict[str, Path]:
+    """Build the whole report; returns the main output files by name."""
+    runs = load_runs(results)
+    run = runs[-1]
+    prof_file = profile_path if profile_path is not None else find_profile(run)
+    profile = load_profile(prof_file) if prof_file is not None else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("charts", "profile"):  # only our own subfolders: stale charts must not linger
+        shutil.rmtree(out / sub, ignore_errors=True)
+
+    entries: list[ChartEntry] = []
+    omitted: list[tuple[str, str]] = []
+    for res in build_charts(run, profile):
+        if isinstance(res, Omitted):
+            omitted.append((res.title, res.reason))
+            continue
+        assert isinstance(res, Chart)
+        png, _svg = save_chart(res, out / "charts")
+        entries.append(
+            ChartEntry(
+                res.name,
+                res.title,
+                res.caption,
+                png.read_bytes(),
+                f"charts/{res.name}.png",
+                f"charts/{res.name}.svg",
+            )
+        )
+
+    links: list[tuple[str, str]] = []
+    if profile is not None and prof_file is not None:
+        src = prof_file if prof_file.is_dir() else prof_file.parent
+        links = _copy_profile_artefacts(profile, src, out)
+
+    content = ReportContent(
+        run=run,
+        claims=evaluate_claims(run),
+        charts=entries,
+        omitted=omitted,
+        compared=runs[:-1],
+        comparison=compare_runs(runs) if len(runs) > 1 else None,
+        profile=profile,
+        profile_links=links,
+    )
+    files = {
+        "index.html": out / "index.html",
+        "summary.md": out / "summary.md",
+        "data.csv": out / "data.csv",
+    }
+    files["index.html"].write_text(render_html(content), encoding="utf-8")
+    files["summary.md"].write_text(render_markdown(content), encoding="utf-8")
+    tidy(runs).to_csv(files["data.csv"], index=False, float_format="%.6g", lineterminator="\n")
+    return files
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="samplemind-bench report",
+        description="Build index.html, summary.md, data.csv and charts from results folders "
+        "(the last folder is reported on, earlier ones are compared against it).",
+    )
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS_DIR")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
+    )
+    p.add_argument(
+        "--profile", type=Path, default=None, help="a folder written by samplemind-bench profile"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        files = build_report(list(args.results), args.out, args.profile)
+    except ReportInputError as exc:
+        print(f"samplemind-bench report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {files['index.html'].parent}")
+    for name, path in files.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,507 @@
+"""Charts of one run (matplotlib, Agg backend, headless).
+
+Each ``chart_*`` function returns a :class:`Chart` (a figure with a title, labelled
+axes with units, and a one-line caption whose numbers are computed from the
+data) or an :class:`Omitted` note when the run has no data for it: a chart is
+never drawn empty. :func:`build_charts` runs them all; :func:`save_chart` writes
+PNG and SVG with no timestamps in them, so the same input gives the same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .analysis import (
+    HASH_ORDER,
+    bootstrap_ci,
+    cache_ops,
+    client_table,
+    fingerprint_table,
+    fmt_ms,
+    fmt_pct,
+    fmt_ratio,
+    fmt_size,
+    hash_speedup,
+    hashing_table,
+    hit_rate_table,
+    pipeline_requests,
+    router_faults,
+    router_latency,
+    row_at,
+)
+from .data import Run
+
+__all__ = ["Chart", "Omitted", "build_charts", "save_chart"]
+
+plt.rcParams.update(
+    {
+        "svg.hashsalt": "samplemind-report",
+        "svg.fonttype": "none",
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "figure.dpi": 100,
+    }
+)
+
+COLORS: Final = {"before": "#b0b0b0", "after": "#1f77b4"}
+
+
+@dataclass
+class Chart:
+    """A drawn chart: ``name`` is the file stem (``NAME.png``, ``NAME.svg``)."""
+
+    name: str
+    title: str
+    caption: str
+    figure: Figure
+
+
+@dataclass(frozen=True)
+class Omitted:
+    """A chart left out, and why."""
+
+    name: str
+    title: str
+    reason: str
+
+
+Result = Chart | Omitted
+
+
+def _fig(title: str, ncols: int = 1, width: float = 8.0, height: float = 4.2) -> tuple[Figure, Any]:
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
+    fig.suptitle(title, fontweight="bold")
+    return fig, axes[0]
+
+
+def _finish(fig: Figure) -> None:
+    fig.tight_layout()
+
+
+def save_chart(chart: Chart, out: Path) -> tuple[Path, Path]:
+    """Write ``out/NAME.png`` and ``out/NAME.svg`` (deterministic: no dates), close the figure."""
+    out.mkdir(parents=True, exist_ok=True)
+    png, svg = out / f"{chart.name}.png", out / f"{chart.name}.svg"
+    chart.figure.savefig(png, format="png", dpi=100, metadata={"Software": None})
+    chart.figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(chart.figure)
+    return png, svg
+
+
+# --- pipeline -------------------------------------------------------------------------------
+
+
+def chart_pipeline_latency(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "pipeline_latency", "Pipeline latency before vs after (95 % bootstrap CI)"
+    req = pipeline_requests(run)
+    stacks = set(req["stack"])
+    if not {"before", "after"} <= stacks:
+        return Omitted(
+            name, title, "no before/after pipeline replay with per-request records in this run"
+        )
+    groups: list[tuple[str, pd.DataFrame]] = [("all", req)]
+    for prov in sorted(req.provider.unique()):
+        sub = req[req.provider == prov]
+        groups.append((f"{prov}\nuncached", sub[~sub.cached]))
+        if sub.cached.any():
+            groups.append((f"{prov}\ncached", sub[sub.cached]))
+    fig, axes = _fig(title, ncols=3, width=14, height=4.8)
+    width = 0.4
+    for ax, q in zip(axes, (50, 95, 99), strict=True):
+        for k, stack in enumerate(("before", "after")):
+            xs, ys, lo, hi = [], [], [], []
+            for gi, (_, g) in enumerate(groups):
+                lat = g[g["stack"] == stack].latency_ms.to_numpy()
+                if lat.size == 0:
+                    continue
+                v = float(np.percentile(lat, q))
+                a, b = bootstrap_ci(lat, q)
+                xs.append(gi + (k - 0.5) * width)
+                ys.append(v)
+                lo.append(max(v - a, 0.0))
+                hi.append(max(b - v, 0.0))
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS[stack], label=stack)
+        ax.set_yscale("log")
+        ax.set_title(f"p{q}")
+        ax.set_xticks(
+            range(len(groups)), [g for g, _ in groups], rotation=45, ha="right", fontsize=7
+        )
+        ax.set_ylabel("latency per request (ms, log)")
+        ax.set_xlabel("provider / cache state")
+    axes[0].legend()
+    _finish(fig)
+    lat_b = req[req["stack"] == "before"].latency_ms.to_numpy()
+    lat_a = req[req["stack"] == "after"].latency_ms.to_numpy()
+    cached = req[(req["stack"] == "after") & req.cached].latency_ms.to_numpy()
+    caption = (
+        f"All {len(lat_a)} requests: p50 {fmt_ms(float(np.median(lat_b)))} before → {fmt_ms(float(np.median(lat_a)))} after "
+        f"({fmt_ratio(float(np.median(lat_b) / np.median(lat_a)))} faster), p99 {fmt_ms(float(np.percentile(lat_b, 99)))} → "
+        f"{fmt_ms(float(np.percentile(lat_a, 99)))}"
+    )
+    if cached.size:
+        caption += f"; cached requests p50 {fmt_ms(float(np.median(cached)))}"
+    return Chart(name, title, caption + ".", fig)
+
+
+def chart_hit_rate_vs_repeat(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "hit_rate_vs_repeat", "Cache hit rate vs the workload's repeat fraction"
+    t = hit_rate_table(run)
+    if t.empty:
+        return Omitted(name, title, "no benchmark reports both hit_rate and repeat_fraction")
+    fig, axes = _fig(title, width=6.5, height=4.6)
+    ax = axes[0]
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="ceiling: hit rate = repeat fraction")
+    for suite, g in t.groupby("suite", sort=True):
+        ax.plot(g.repeat_fraction * 100, g.hit_rate * 100, "o", label=f"{suite} suite")
+    ax.lines[0].set_data([0, 100], [0, 100])
+    ax.axhspan(60, 80, color="green", alpha=0.08, label="claimed 60-80 %")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("workload repeat fraction (%)")
+    ax.set_ylabel("measured hit rate (%)")
+    ax.legend(loc="upper left", fontsize=8)
+    _finish(fig)
+    gap = float((t.repeat_fraction - t.hit_rate).mean()) * 100
+    pts = ", ".join(
+        f"{fmt_pct(float(h))} at {fmt_pct(float(f))}"
+        for h, f in zip(t.hit_rate.head(4), t.repeat_fraction.head(4), strict=True)
+    )
+    caption = (
+        f"Hit rate vs repeat fraction: {pts}; mean gap to the ceiling {gap:.1f} percentage points."
+    )
+    return Chart(name, title, caption, fig)
+
+
+def chart_hit_rate_replay(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "hit_rate_replay", "Cumulative cache hit rate over a replay"
+    req = pipeline_requests(run)
+    after = req[req["stack"] == "after"]
+    if after.empty:
+        return Omitted(name, title, "no after-stack pipeline replay with per-request records")
+    fig, axes = _fig(title, width=8, height=4.2)
+    ax = axes[0]
+    parts = []
+    for fullname, g in after.groupby("fullname", sort=True):
+        g = g.sort_values("i")
+        n = np.arange(1, len(g) + 1)
+        cum = np.cumsum(g.cached.to_numpy()) / n
+        ax.plot(n, cum * 100, label=str(fullname).split("::")[-1])
+        rf = g.repeat_fraction.iloc[0]
+        if np.isfinite(rf):
+            ax.axhline(rf * 100, ls=":", color="grey")
+        over = np.nonzero(cum >= 0.6)[0]
+        first = f", ≥ 60 % from request {int(over[0]) + 1}" if over.size else ", never ≥ 60 %"
+        parts.append(f"{fmt_pct(float(cum[-1]))} after {len(g)} requests{first}")
+    ax.axhspan(60, 80, color="green", alpha=0.08)
+    ax.set_xlabel("requests replayed")
+    ax.set_ylabel("cumulative hit rate (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    _finish(fig)
+    caption = (
+        "Cumulative hit rate " + "; ".join(parts[:3]) + " (dotted: the workload's repeat fraction)."
+    )
+    return Chart(name, title, caption, fig)
+
+
+# --- components -----------------------------------------------------------------------------
+
+
+def chart_hashing(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "hashing_throughput", "Hashing throughput vs input size"
+    t = hashing_table(run)
+    if t.empty:
+        return Omitted(name, title, "no hashing benchmarks in this run")
+    fig, axes = _fig(title, width=8, height=4.8)
+    ax = axes[0]
+    labels = [lab for lab in HASH_ORDER if lab in set(t.label)] + sorted(
+        set(t.label) - set(HASH_ORDER)
+    )
+    for lab in labels:
+        g = t[t.label == lab]
+        ax.plot(g["size"], g.gbps, "o-", label=lab, ms=3)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    sizes = sorted(set(t["size"]))
+    ax.set_xticks(sizes, [fmt_size(float(s)) for s in sizes], fontsize=7, rotation=30)
+    ax.minorticks_off()
+    ax.set_xlabel("input size (bytes, log)")
+    ax.set_ylabel("throughput (GB/s, log, from median time)")
+    ax.legend(fontsize=8)
+    _finish(fig)
+    sp = hash_speedup(t, "blake3 1 thread")
+    if sp.empty:
+        best = row_at(t, "gbps")
+        caption = (
+            f"Fastest: {best.label} at {best.gbps:.2f} GB/s ({fmt_size(float(best['size']))})."
+        )
+    else:
+        parts = [
+            f"{fmt_ratio(float(r))} at {fmt_size(float(s))}"
+            for r, s in zip(sp.ratio, sp["size"], strict=True)
+        ]
+        if len(parts) > 4:
+            parts = [parts[0], *[p for p in parts if " 1 KiB" in p][:1], parts[-1]]
+        caption = "BLAKE3 (1 thread) vs SHA-256 speed: " + ", ".join(dict.fromkeys(parts)) + "."
+    return Chart(name, title, caption, fig)
+
+
+def chart_fingerprint(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "fingerprint_split", "Fingerprint cost: canonicalisation vs hashing"
+    t = fingerprint_table(run).dropna(subset=["canon_us", "hash_us"])
+    if t.empty:
+        return Omitted(name, title, "no fingerprint benchmark reports canon_us and hash_us")
+    t = t.sort_values(["naive", "label"], ascending=[False, True]).reset_index(drop=True)
+    fig, axes = _fig(title, width=8, height=1.2 + 0.45 * len(t))
+    ax = axes[0]
+    y = np.arange(len(t))
+    ax.barh(y, t.canon_us, color="#ff7f0e", label="canonicalise (serialise)")
+    ax.barh(y, t.hash_us, left=t.canon_us, color="#1f77b4", label="hash")
+    ax.set_yticks(y, t.label, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time per fingerprint (µs)")
+    ax.set_ylabel("implementation")
+    ax.legend(fontsize=8)
+    _finish(fig)
+    total = t.canon_us + t.hash_us
+    fastest = int(np.argmin(total.to_numpy()))
+    caption = f"Fastest: {t.label[fastest]} {total[fastest]:.2f} µs ({fmt_pct(float(t.canon_us[fastest] / total[fastest]))} canonicalisation)"
+    naive = t[t.naive]
+    if not naive.empty:
+        nt = float(naive.canon_us.iloc[0] + naive.hash_us.iloc[0])
+        caption += (
+            f"; naive {nt:.2f} µs ({fmt_pct(float(naive.canon_us.iloc[0]) / nt)} in json.dumps), "
+            f"{fmt_ratio(nt / float(total[fastest]))} slower"
+        )
+    return Chart(name, title, caption + ".", fig)
+
+
+def chart_cache(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "cache_latency", "Cache operation latency"
+    t = cache_ops(run)
+    if t.empty:
+        return Omitted(name, title, "no cache benchmarks in this run")
+    fig, axes = _fig(title, width=8, height=1.4 + 0.3 * len(t))
+    ax = axes[0]
+    y = np.arange(len(t))
+    ax.barh(y, t.median_ms, color="#1f77b4", label="median")
+    ax.plot(t.p99_ms, y, "k|", ms=10, label="p99")
+    ax.axvline(2.0, color="red", ls="--", label="2 ms claim")
+    ax.set_xscale("log")
+    ax.set_yticks(y, t.label, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency per operation (ms, log)")
+    ax.set_ylabel("operation / backend")
+    ax.legend(fontsize=8)
+    _finish(fig)
+    hits = t[t.op.str.contains("hit") & ~t["floor"]]
+    if hits.empty:
+        caption = f"{len(t)} cache operations, medians {fmt_ms(float(t.median_ms.min()))}-{fmt_ms(float(t.median_ms.max()))}."
+    else:
+        lo, hi = fmt_ms(float(hits.median_ms.min())), fmt_ms(float(hits.median_ms.max()))
+        caption = (
+            f"Cache hits: median {lo if lo == hi else f'{lo} to {hi}'}, "
+            f"worst p99 {fmt_ms(float(hits.p99_ms.max()))} against the 2 ms claim"
+        )
+        floor = t[t["floor"]]
+        if not floor.empty:
+            caption += f"; raw GET floor median {fmt_ms(float(floor.median_ms.min()))}"
+        caption += "."
+    return Chart(name, title, caption, fig)
+
+
+def chart_client(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "client_concurrency", "HTTP client throughput and p99 vs concurrency"
+    t = client_table(run)
+    if t.empty:
+        return Omitted(name, title, "no client benchmarks in this run")
+    fig, axes = _fig(title, ncols=2, width=12, height=4.6)
+    for lab, g in t.groupby("label", sort=True):
+        axes[0].plot(g.concurrency, g.req_per_s, "o-", label=lab, ms=3)
+        axes[1].plot(g.concurrency, g.p99_ms, "o-", label=lab, ms=3)
+    axes[0].set_ylabel("throughput (requests/s)")
+    axes[1].set_ylabel("p99 latency (ms, log)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("concurrent requests (log)")
+    axes[0].set_title("throughput")
+    axes[1].set_title("p99 latency")
+    axes[0].legend(fontsize=8)
+    _finish(fig)
+    kinds = {int(c): int(t[t.concurrency == c].kind.nunique()) for c in t.concurrency.unique()}
+    top_c = max(kinds, key=lambda c: (kinds[c], c))  # most transports, then highest
+    at = t[t.concurrency == top_c].set_index("kind")
+    best = str(row_at(at.reset_index(), "req_per_s")["kind"])
+    caption = f"At {top_c} concurrent: best {best} {at.req_per_s[best]:.0f} req/s"
+    if "http2" in at.index and "http1" in at.index:
+        caption += f"; HTTP/2 {fmt_ratio(float(at.req_per_s['http2'] / at.req_per_s['http1']))} pooled HTTP/1.1"
+    if "raw-aiohttp" in at.index and best != "raw-aiohttp":
+        caption += f"; best is {fmt_ratio(float(at.req_per_s[best] / at.req_per_s['raw-aiohttp']))} raw aiohttp"
+    elif "aiohttp-transport" in at.index and "raw-aiohttp" in at.index:
+        caption += f"; httpx+aiohttp transport is {fmt_ratio(float(at.req_per_s['aiohttp-transport'] / at.req_per_s['raw-aiohttp']))} raw aiohttp"
+    return Chart(name, title, caption + ".", fig)
+
+
+def chart_router_latency(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "router_latency", "Router decision latency per task / priority"
+    t = router_latency(run)
+    if t.empty:
+        return Omitted(name, title, "no router decision benchmarks in this run")
+    fig, axes = _fig(title, width=8, height=1.4 + 0.28 * len(t))
+    ax = axes[0]
+    y = np.arange(len(t))
+    ax.barh(y, t.median_us, color="#2ca02c", label="median")
+    ax.plot(t.p99_us, y, "k|", ms=10, label="p99")
+    ax.axvline(10, color="red", ls="--", label="10 µs target")
+    ax.set_yticks(y, t.label, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("decision latency (µs)")
+    ax.set_ylabel("task / priority")
+    ax.legend(fontsize=8)
+    _finish(fig)
+    caption = (
+        f"Median {t.median_us.min():.2f}-{t.median_us.max():.2f} µs over {len(t)} task/priority pairs; "
+        f"worst p99 {t.p99_us.max():.2f} µs."
+    )
+    return Chart(name, title, caption, fig)
+
+
+def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "failure_injection", "Success rate and added latency under injected failures"
+    t = router_faults(run)
+    if t.empty:
+        return Omitted(
+            name, title, "no benchmark reports success_rate / added_latency_ms under a fault rate"
+        )
+    fig, axes = _fig(title, ncols=2, width=11, height=4.2)
+    for lab, g in t.groupby("label", sort=True):
+        axes[0].plot(g.fault_rate * 100, g.success_rate * 100, "o-", label=lab)
+        axes[1].plot(g.fault_rate * 100, g.added_latency_ms, "o-", label=lab)
+    axes[0].set_ylabel("success rate (%)")
+    axes[0].set_ylim(
+        min(0.0, float(t.success_rate.min() * 100) - 5) if t.success_rate.min() < 0.5 else 50, 101
+    )
+    axes[1].set_ylabel("added latency per request (ms)")
+    for ax in axes:
+        ax.set_xlabel("injected failure rate (%)")
+    axes[0].legend(fontsize=8)
+    _finish(fig)
+    worst = row_at(t, "fault_rate")
+    caption = (
+        f"At {fmt_pct(float(worst.fault_rate))} injected failures: success {fmt_pct(float(worst.success_rate))}, "
+        f"+{float(worst.added_latency_ms):.1f} ms per request."
+    )
+    return Chart(name, title, caption, fig)
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+
+def _short(fn: str, n: int = 48) -> str:
+    return fn if len(fn) <= n else "…" + fn[-(n - 1) :]
+
+
+def chart_memory(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "memory_profile", "Memory profile of the pipeline replay (memray)"
+    mem = (profile or {}).get("memory") or {}
+    leak = (profile or {}).get("leak") or {}
+    top = mem.get("top_functions") or []
+    cps = leak.get("checkpoints") or []
+    if mem.get("status") != "ok" or not top:
+        why = "no profile given (samplemind-bench profile --out DIR, then --profile DIR)"
+        if profile is not None:
+            why = f"memray profile unavailable: {mem.get('message', 'no data')}"
+        return Omitted(name, title, why)
+    fig, axes = _fig(title, ncols=2 if cps else 1, width=13 if cps else 8, height=4.6)
+    ax = axes[0]
+    rows = top[:10]
+    y = np.arange(len(rows))
+    ax.barh(y, [r["bytes"] / 2**20 for r in rows], color="#9467bd")
+    ax.set_yticks(y, [_short(str(r["function"])) for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("allocated at peak (MiB)")
+    ax.set_ylabel("function")
+    ax.set_title("top allocating functions")
+    if cps:
+        ax2 = axes[1]
+        n = [c["requests"] for c in cps]
+        ax2.plot(n, [c["rss_bytes"] / 2**20 for c in cps], "o-", label="resident (RSS)")
+        ax2.plot(n, [c["peak_rss_bytes"] / 2**20 for c in cps], "s--", label="peak RSS so far")
+        ax2.set_xlabel("requests replayed")
+        ax2.set_ylabel("memory (MiB)")
+        ax2.set_title("memory over a long replay (leak check)")
+        ax2.legend(fontsize=8)
+    _finish(fig)
+    caption = (
+        f"Peak {mem['peak_bytes'] / 2**20:.1f} MiB, {int(mem.get('total_allocations', 0)):,} allocations "
+        f"over {int((profile or {}).get('requests', 0)):,} requests"
+    )
+    if leak.get("verdict"):
+        caption += (
+            f"; RSS {leak['early_rss_bytes'] / 2**20:.1f} MiB after {leak['early']:,} vs "
+            f"{leak['late_rss_bytes'] / 2**20:.1f} MiB after {leak['late']:,} requests: {leak['verdict']}"
+        )
+    return Chart(name, title, caption + ".", fig)
+
+
+def chart_cpu(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "cpu_profile", "CPU profile of the pipeline replay (py-spy, own time)"
+    cpu = (profile or {}).get("cpu") or {}
+    top = cpu.get("top_functions") or []
+    if cpu.get("status") != "ok" or not top:
+        why = "no profile given (samplemind-bench profile --out DIR, then --profile DIR)"
+        if profile is not None:
+            why = f"py-spy profile unavailable: {cpu.get('message', 'no data')}"
+        return Omitted(name, title, why)
+    rows = top[:12]
+    fig, axes = _fig(title, width=9, height=1.4 + 0.3 * len(rows))
+    ax = axes[0]
+    y = np.arange(len(rows))
+    ax.barh(y, [100 * r["own_fraction"] for r in rows], color="#d62728")
+    ax.set_yticks(y, [_short(str(r["function"]), 60) for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("own time (% of samples)")
+    ax.set_ylabel("function")
+    _finish(fig)
+    first = rows[0]
+    share = sum(r["own_fraction"] for r in rows)
+    caption = (
+        f"Top: {first['function']} {fmt_pct(float(first['own_fraction']))} of {int(cpu.get('samples', 0)):,} "
+        f"samples; the top {len(rows)} functions take {fmt_pct(share)}."
+    )
+    return Chart(name, title, caption, fig)
+
+
+CHARTS: Final[tuple[Callable[[Run, Mapping[str, Any] | None], Result], ...]] = (
+    chart_pipeline_latency,
+    chart_hit_rate_vs_repeat,
+    chart_hit_rate_replay,
+    chart_hashing,
+    chart_fingerprint,
+    chart_cache,
+    chart_client,
+    chart_router_latency,
+    chart_router_faults,
+    chart_memory,
+    chart_cpu,
+)
+
+
+def build_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
+    """Every chart of the report, in page order (omitted ones as :class:`Omitted`)."""
+    return [fn(run, profile) for fn in CHARTS]
