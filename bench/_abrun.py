@@ -1,0 +1,173 @@
+"""Baseline-vs-candidate runs in one job: a git worktree of the baseline, interleaved A/B rounds.
+
+On a shared machine the difference between two jobs dwarfs the difference between two commits,
+so ``samplemind-bench gate --baseline-ref REF`` runs both sides *in the same job*, alternating
+A and B in a seeded random order, several rounds, and pools each side's raw samples.
+
+Nothing is installed: both sides run with the current interpreter. The baseline side runs in the
+worktree (working directory and first ``PYTHONPATH`` entry), so its ``samplemind_core`` and its
+harness are imported instead of the editable install; the candidate side runs in the repository.
+Each side is thus measured by the harness of its own commit, like asv does; running the
+candidate's harness over the baseline's package is not robust, because pytest puts the rootdir
+(the candidate's checkout) first on ``sys.path`` whatever ``PYTHONPATH`` says.
+
+>>> [(s.round, s.suite) for s in schedule(["hashing"], rounds=2, seed=1)]
+[(0, 'hashing'), (0, 'hashing'), (1, 'hashing'), (1, 'hashing')]
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "ABRunError",
+    "Runner",
+    "Side",
+    "SideEnv",
+    "Slot",
+    "bench_cli_runner",
+    "run_interleaved",
+    "schedule",
+    "side_environments",
+    "worktree",
+]
+
+Side = Literal["baseline", "candidate"]
+PACKAGE = "samplemind_core"
+
+
+class ABRunError(Exception):
+    """The baseline could not be checked out or a benchmark run failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One benchmark run in the schedule: which round, which suite, which side."""
+
+    round: int
+    suite: str
+    side: Side
+
+
+@dataclass(frozen=True, slots=True)
+class SideEnv:
+    """Where and with which environment variables one side's benchmark processes run."""
+
+    cwd: Path
+    env: Mapping[str, str]
+
+
+Runner = Callable[[Slot, Path, SideEnv], None]
+"""Runs ``slot.suite`` for ``slot.side`` into the given results folder, in the side's checkout."""
+
+
+def schedule(suites: Sequence[str], *, rounds: int, seed: int) -> list[Slot]:
+    """Interleaved A/B plan: per round, suites in random order, each as an A/B pair in random order."""
+    rng = random.Random(seed)
+    slots: list[Slot] = []
+    for r in range(rounds):
+        order = list(suites)
+        rng.shuffle(order)
+        for suite in order:
+            sides: list[Side] = ["baseline", "candidate"]
+            rng.shuffle(sides)
+            slots.extend(Slot(r, suite, side) for side in sides)
+    return slots
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ABRunError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+@contextmanager
+def worktree(repo: Path, ref: str) -> Iterator[Path]:
+    """A detached git worktree of ``ref`` in a temporary directory, removed afterwards."""
+    sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    tmp = Path(tempfile.mkdtemp(prefix="samplemind-gate-"))
+    path = tmp / "baseline"
+    try:
+        _git(repo, "worktree", "add", "--detach", str(path), sha)
+        yield path
+    finally:
+        if path.exists():
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False
+        )
+
+
+def side_environments(
+    repo: Path, baseline_tree: Path, base_env: Mapping[str, str]
+) -> dict[Side, SideEnv]:
+    """Both sides' checkouts and environments (each checkout first on ``PYTHONPATH``)."""
+    if not (baseline_tree / PACKAGE / "__init__.py").is_file():
+        raise ABRunError(f"the baseline checkout has no {PACKAGE}/__init__.py: {baseline_tree}")
+    rest = [base_env["PYTHONPATH"]] if base_env.get("PYTHONPATH") else []
+    trees: dict[Side, Path] = {"baseline": baseline_tree, "candidate": repo}
+    return {
+        side: SideEnv(tree, dict(base_env, PYTHONPATH=os.pathsep.join([str(tree), *rest])))
+        for side, tree in trees.items()
+    }
+
+
+_BOOT = "import sys; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def bench_cli_runner(slot: Slot, out: Path, side: SideEnv) -> None:
+    """Default runner: ``samplemind-bench run --quick --suite S --out DIR`` with this interpreter."""
+    cmd = [sys.executable, "-c", _BOOT, "run", "--quick", "--suite", slot.suite, "--out", str(out)]
+    proc = subprocess.run(
+        cmd, cwd=side.cwd, env=dict(side.env), capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise ABRunError(
+            f"{slot.side} run of suite {slot.suite!r} (round {slot.round}) exited "
+            f"{proc.returncode}:\n{tail}"
+        )
+
+
+def run_interleaved(
+    repo: Path,
+    ref: str,
+    suites: Sequence[str],
+    *,
+    rounds: int,
+    seed: int,
+    out_root: Path,
+    runner: Runner = bench_cli_runner,
+    base_env: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> dict[Side, list[Path]]:
+    """Check out ``ref``, run the schedule, clean up; returns each side's results folders."""
+    env = dict(os.environ if base_env is None else base_env)
+    dirs: dict[Side, list[Path]] = {"baseline": [], "candidate": []}
+    with worktree(repo, ref) as tree:
+        envs = side_environments(repo, tree, env)
+        plan = schedule(suites, rounds=rounds, seed=seed)
+        for i, slot in enumerate(plan, 1):
+            out = out_root / slot.side / f"r{slot.round:02d}-{slot.suite}"
+            log(f"[{i}/{len(plan)}] round {slot.round} {slot.suite}: {slot.side}")
+            runner(slot, out, envs[slot.side])
+            dirs[slot.side].append(out)
+    return dirs

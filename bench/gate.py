@@ -1,0 +1,889 @@
+"""``samplemind-bench gate``: compare a candidate's benchmark results with a baseline's.
+
+Inputs are results folders (``manifest.json`` + pytest-benchmark JSON per suite, see the team
+contract), single pytest-benchmark JSON files, or ``--baseline-ref REF``: a git worktree of REF
+run interleaved with the working tree in this job (:mod:`bench._abrun`).
+
+A metric of a benchmark *regresses* only when the change is statistically significant on the raw
+samples (Mann-Whitney U with a Holm / Benjamini-Hochberg correction over all comparisons, and a
+seeded bootstrap CI of the ratio of medians that excludes 1) AND larger than the rule's allowed
+change. Rules come from ``bench/gate.toml`` (or ``--rules``).
+
+Exit codes: 0 pass, 1 regression, 2 bad input (missing/empty/corrupt file, unknown format
+version, failed baseline run), 3 not comparable (environments differ; ``--ignore-env``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bench import _abrun, _envfp, _stats
+
+__all__ = [
+    "DEFAULT_RULES",
+    "EXIT_BAD_INPUT",
+    "EXIT_NOT_COMPARABLE",
+    "EXIT_PASS",
+    "EXIT_REGRESSION",
+    "BenchRecord",
+    "GateConfig",
+    "GateInputError",
+    "GateReport",
+    "ResultSet",
+    "Rule",
+    "Verdict",
+    "evaluate",
+    "load_config",
+    "load_results",
+    "main",
+    "pool",
+]
+
+EXIT_PASS = 0
+EXIT_REGRESSION = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_COMPARABLE = 3
+
+RESULTS_FORMAT = "samplemind-bench-results"
+SUPPORTED_VERSIONS = frozenset({1})
+DEFAULT_RULES = Path(__file__).with_name("gate.toml")
+
+Status = Literal["improved", "unchanged", "regressed", "added", "removed", "insufficient data"]
+Direction = Literal["lower", "higher"]
+
+_DEFAULT_SUITES = ("hashing", "fingerprint", "router", "cache")
+_HIGHER_IS_BETTER = ("req_per_s", "gbps", "hit_rate", "success_rate", "ops", "throughput")
+
+
+class GateInputError(Exception):
+    """Bad gate input; the message names the offending file."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(slots=True)
+class BenchRecord:
+    """One benchmark's raw figures, possibly pooled over several runs."""
+
+    key: str
+    name: str
+    group: str
+    samples: list[float] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+    runs: int = 1
+
+
+@dataclass(slots=True)
+class ResultSet:
+    """The benchmarks of one side, with where they came from and the environment they ran in."""
+
+    sources: list[str]
+    environment: dict[str, Any]
+    benches: dict[str, BenchRecord]
+    commit: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise GateInputError(f"{path}: file not found")
+    if not path.is_file():
+        raise GateInputError(f"{path}: not a file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise GateInputError(f"{path}: file is empty")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GateInputError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise GateInputError(
+            f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list); "
+            "write it with --benchmark-json"
+        )
+    out: dict[str, BenchRecord] = {}
+    for i, bench in enumerate(doc["benchmarks"]):
+        if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
+            raise GateInputError(f"{path}: benchmark #{i} has no name")
+        stats = bench.get("stats")
+        if not isinstance(stats, dict):
+            raise GateInputError(f"{path}: benchmark {bench['name']!r} has no 'stats' object")
+        data = stats.get("data")
+        samples: list[float] = []
+        if isinstance(data, list):
+            for v in data:
+                n = _number(v)
+                if n is None:
+                    raise GateInputError(
+                        f"{path}: benchmark {bench['name']!r} has a non-numeric sample {v!r}"
+                    )
+                samples.append(n)
+        extra: dict[str, list[float]] = {}
+        for k, v in dict(bench.get("extra_info") or {}).items():
+            n = _number(v)
+            if n is not None:
+                extra[str(k)] = [n]
+        key = str(bench.get("fullname") or bench["name"])
+        out[key] = BenchRecord(
+            key=key,
+            name=bench["name"],
+            group=str(bench.get("group") or ""),
+            samples=samples,
+            extra=extra,
+        )
+    return out
+
+
+def load_results(path: Path) -> ResultSet:
+    """Load a results folder (or its ``manifest.json``) or a single pytest-benchmark JSON file."""
+    if path.is_file() and path.name == "manifest.json":
+        path = path.parent
+    if path.is_dir():
+        manifest_path = path / "manifest.json"
+        manifest = _read_json(manifest_path)
+        if not isinstance(manifest, dict) or manifest.get("format") != RESULTS_FORMAT:
+            raise GateInputError(f"{manifest_path}: not a {RESULTS_FORMAT} manifest")
+        version = manifest.get("version")
+        if version not in SUPPORTED_VERSIONS:
+            raise GateInputError(
+                f"{manifest_path}: unknown format version {version!r} "
+                f"(this gate reads {sorted(SUPPORTED_VERSIONS)})"
+            )
+        files = manifest.get("files")
+        if not isinstance(files, list) or not files:
+            raise GateInputError(f"{manifest_path}: 'files' is missing or empty")
+        benches: dict[str, BenchRecord] = {}
+        for name in files:
+            file_path = path / str(name)
+            benches.update(_parse_benchmarks(_read_json(file_path), file_path))
+        env = manifest.get("environment")
+        commit = manifest.get("commit")
+        return ResultSet(
+            sources=[str(path)],
+            environment=dict(env) if isinstance(env, dict) else {},
+            benches=benches,
+            commit=dict(commit) if isinstance(commit, dict) else {},
+        )
+    if not path.exists():
+        raise GateInputError(f"{path}: no such results folder or file")
+    doc = _read_json(path)
+    benches = _parse_benchmarks(doc, path)
+    machine = doc.get("machine_info")
+    env = _envfp.from_machine_info(machine) if isinstance(machine, dict) else {}
+    commit = doc.get("commit_info")
+    return ResultSet(
+        sources=[str(path)],
+        environment=env,
+        benches=benches,
+        commit=dict(commit) if isinstance(commit, dict) else {},
+    )
+
+
+def pool(sets: Sequence[ResultSet]) -> tuple[ResultSet, list[str]]:
+    """Merge several runs of one side; returns the pooled set and environment differences among them."""
+    if not sets:
+        raise GateInputError("no results given")
+    first = sets[0]
+    diffs: list[str] = []
+    benches: dict[str, BenchRecord] = {}
+    for rs in sets:
+        diffs += [
+            f"{rs.sources[0]} vs {first.sources[0]}: {d}"
+            for d in _envfp.differences(first.environment, rs.environment)
+        ]
+        for key, rec in rs.benches.items():
+            have = benches.get(key)
+            if have is None:
+                benches[key] = BenchRecord(
+                    key,
+                    rec.name,
+                    rec.group,
+                    list(rec.samples),
+                    {k: list(v) for k, v in rec.extra.items()},
+                )
+                continue
+            have.samples.extend(rec.samples)
+            have.runs += 1
+            for k, v in rec.extra.items():
+                have.extra.setdefault(k, []).extend(v)
+    sources = [s for rs in sets for s in rs.sources]
+    return ResultSet(sources, dict(first.environment), benches, dict(first.commit)), diffs
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return float(value.strip()[:-1]) / 100.0
+    n = _number(value)
+    if n is None:
+        raise GateInputError(f"{where}: 'allowed' must be like \"10%\" or 0.10, got {value!r}")
+    return n
+
+
+def default_direction(metric: str) -> Direction:
+    """Latency, time and cost: lower is better; throughput, hit and success rates: higher."""
+    return "higher" if any(metric.endswith(h) for h in _HIGHER_IS_BETTER) else "lower"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Which benchmarks (globs), which metric, which direction is better, how much change is allowed."""
+
+    name: str = "*"
+    group: str = "*"
+    metric: str = "time"
+    direction: Direction = "lower"
+    allowed: float = 0.10
+    test: Literal["samples", "exact"] = "samples"
+    skip: bool = False
+
+    def matches(self, rec: BenchRecord) -> bool:
+        name_ok = fnmatch.fnmatchcase(rec.name, self.name) or fnmatch.fnmatchcase(
+            rec.key, self.name
+        )
+        return name_ok and fnmatch.fnmatchcase(rec.group, self.group)
+
+    def describe(self) -> str:
+        return (
+            f"name={self.name} group={self.group} metric={self.metric} allowed={self.allowed:.0%}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """Statistical settings and rules (``[gate]``, ``[environment]`` and ``[[rule]]`` of the TOML)."""
+
+    rules: tuple[Rule, ...] = ()
+    alpha: float = 0.01
+    correction: Literal["holm", "bh", "none"] = "holm"
+    confidence: float = 0.99
+    n_boot: int = 2000
+    seed: int = 0
+    min_samples: int = 5
+    default_allowed: float = 0.10
+    rounds: int = 5
+    suites: tuple[str, ...] = _DEFAULT_SUITES
+    env_fields: tuple[str, ...] = _envfp.FIELDS
+    ignore_packages: tuple[str, ...] = tuple(sorted(_envfp.DEFAULT_IGNORED_PACKAGES))
+    source: str = "built-in"
+
+    def rules_for(self, rec: BenchRecord) -> dict[str, Rule]:
+        """First matching rule per metric; ``time`` always checked (default rule) unless skipped."""
+        chosen: dict[str, Rule] = {}
+        for rule in self.rules:
+            if rule.metric not in chosen and rule.matches(rec):
+                chosen[rule.metric] = rule
+        chosen.setdefault("time", Rule(allowed=self.default_allowed))
+        return {m: r for m, r in chosen.items() if not r.skip}
+
+
+def load_config(path: Path | None = None) -> GateConfig:
+    """Read a rules file (default: ``bench/gate.toml``)."""
+    path = path or DEFAULT_RULES
+    if not path.is_file():
+        raise GateInputError(f"{path}: rules file not found")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GateInputError(f"{path}: not valid TOML ({exc})") from exc
+    g = doc.get("gate", {})
+    e = doc.get("environment", {})
+    rules: list[Rule] = []
+    for i, r in enumerate(doc.get("rule", [])):
+        where = f"{path}: rule #{i + 1}"
+        unknown = set(r) - {"name", "group", "metric", "direction", "allowed", "test", "skip"}
+        if unknown:
+            raise GateInputError(f"{where}: unknown keys {sorted(unknown)}")
+        metric = str(r.get("metric", "time"))
+        direction = r.get("direction", default_direction(metric))
+        test = r.get("test", "samples")
+        if direction not in ("lower", "higher") or test not in ("samples", "exact"):
+            raise GateInputError(f"{where}: direction must be lower|higher, test samples|exact")
+        rules.append(
+            Rule(
+                name=str(r.get("name", "*")),
+                group=str(r.get("group", "*")),
+                metric=metric,
+                direction=direction,
+                allowed=_fraction(r.get("allowed", "10%"), where),
+                test=test,
+                skip=bool(r.get("skip", False)),
+            )
+        )
+    correction = g.get("correction", "holm")
+    if correction not in ("holm", "bh", "none"):
+        raise GateInputError(f"{path}: [gate] correction must be holm|bh|none")
+    return GateConfig(
+        rules=tuple(rules),
+        alpha=float(g.get("alpha", 0.01)),
+        correction=correction,
+        confidence=float(g.get("confidence", 0.99)),
+        n_boot=int(g.get("n_boot", 2000)),
+        seed=int(g.get("seed", 0)),
+        min_samples=int(g.get("min_samples", 5)),
+        default_allowed=_fraction(g.get("default_allowed", "10%"), f"{path}: [gate]"),
+        rounds=int(g.get("rounds", 5)),
+        suites=tuple(str(s) for s in g.get("suites", _DEFAULT_SUITES)),
+        env_fields=tuple(str(f) for f in e.get("fields", _envfp.FIELDS)),
+        ignore_packages=tuple(
+            str(p) for p in e.get("ignore_packages", sorted(_envfp.DEFAULT_IGNORED_PACKAGES))
+        ),
+        source=str(path),
+    )
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome for one benchmark and metric; ``ratio`` is candidate / baseline (medians)."""
+
+    key: str
+    name: str
+    group: str
+    metric: str
+    status: Status
+    direction: Direction = "lower"
+    allowed: float = 0.0
+    test: str = "samples"
+    baseline: float | None = None
+    candidate: float | None = None
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    n_baseline: int = 0
+    n_candidate: int = 0
+    reason: str = ""
+
+    @property
+    def change(self) -> float | None:
+        """Relative change of the metric (+0.10: 10 % larger)."""
+        return None if self.ratio is None else self.ratio - 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["change"] = self.change
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+        }
+
+
+def _median(values: Sequence[float]) -> float:
+    return _stats.ratio_of_medians([1.0], values)
+
+
+def _values(rec: BenchRecord, metric: str) -> list[float] | None:
+    if metric == "time":
+        return rec.samples
+    return rec.extra.get(metric)
+
+
+def _decide(v: Verdict, significant: bool) -> None:
+    assert v.ratio is not None
+    if v.direction == "lower":
+        worse, better = v.ratio > 1.0 + v.allowed, v.ratio < 1.0 - v.allowed
+        sig_worse = significant and (v.ci_low is None or v.ci_low > 1.0)
+        sig_better = significant and (v.ci_high is None or v.ci_high < 1.0)
+    else:
+        worse, better = v.ratio < 1.0 - v.allowed, v.ratio > 1.0 + v.allowed
+        sig_worse = significant and (v.ci_high is None or v.ci_high < 1.0)
+        sig_better = significant and (v.ci_low is None or v.ci_low > 1.0)
+    pct = f"{v.ratio - 1.0:+.1%}" if math.isfinite(v.ratio) else "inf"
+    if worse and sig_worse:
+        v.status, v.reason = "regressed", f"{pct} beyond allowed {v.allowed:.0%}"
+    elif better and sig_better:
+        v.status, v.reason = "improved", f"{pct} beyond allowed {v.allowed:.0%}"
+    else:
+        v.status = "unchanged"
+        if worse or better:
+            v.reason = f"{pct} not significant"
+        elif significant:
+            v.reason = f"{pct} significant but within allowed {v.allowed:.0%}"
+        else:
+            v.reason = f"{pct} within noise"
+
+
+def evaluate(
+    baseline: ResultSet,
+    candidate: ResultSet,
+    config: GateConfig,
+    *,
+    select: str | None = None,
+    seed: int | None = None,
+) -> list[Verdict]:
+    """Verdicts for every benchmark and checked metric (pure: seeded, no I/O)."""
+    seed = config.seed if seed is None else seed
+    keys = list(baseline.benches) + [k for k in candidate.benches if k not in baseline.benches]
+    verdicts: list[Verdict] = []
+    tested: list[Verdict] = []
+    for key in keys:
+        b, c = baseline.benches.get(key), candidate.benches.get(key)
+        rec = b or c
+        assert rec is not None
+        if select and not (
+            fnmatch.fnmatchcase(rec.key, select)
+            or fnmatch.fnmatchcase(rec.name, select)
+            or fnmatch.fnmatchcase(rec.group, select)
+        ):
+            continue
+        if b is None or c is None:
+            status: Status = "added" if b is None else "removed"
+            side = c if b is None else b
+            assert side is not None
+            med = _median(side.samples) if side.samples else None
+            verdicts.append(
+                Verdict(
+                    key,
+                    rec.name,
+                    rec.group,
+                    "time",
+                    status,
+                    baseline=None if b is None else med,
+                    candidate=None if c is None else med,
+                    n_baseline=len(b.samples) if b else 0,
+                    n_candidate=len(c.samples) if c else 0,
+                    reason="only in candidate" if b is None else "only in baseline",
+                )
+            )
+            continue
+        rules = config.rules_for(b)
+        for metric, rule in rules.items():
+            bv, cv = _values(b, metric), _values(c, metric)
+            if metric != "time" and bv is None and cv is None:
+                continue
+            v = Verdict(
+                key,
+                rec.name,
+                rec.group,
+                metric,
+                "insufficient data",
+                direction=rule.direction,
+                allowed=rule.allowed,
+                test=rule.test,
+                n_baseline=len(bv or []),
+                n_candidate=len(cv or []),
+            )
+            verdicts.append(v)
+            if not bv or not cv:
+                where = "baseline" if not bv else "candidate"
+                what = "raw samples (stats.data)" if metric == "time" else metric
+                v.reason = f"no {what} in {where}"
+                continue
+            v.baseline = _median(bv)
+            v.candidate = _median(cv)
+            v.ratio = _stats.ratio_of_medians(bv, cv)
+            if rule.test == "exact":
+                v.ci_low = v.ci_high = v.ratio
+                _decide(v, significant=v.ratio != 1.0)
+                continue
+            if min(len(bv), len(cv)) < config.min_samples:
+                v.reason = f"fewer than {config.min_samples} samples ({len(bv)} vs {len(cv)})"
+                continue
+            cmp = _stats.compare_samples(
+                bv,
+                cv,
+                confidence=config.confidence,
+                n_boot=config.n_boot,
+                seed=_stats.stable_seed(seed, f"{key}|{metric}"),
+            )
+            v.ci_low, v.ci_high, v.p_value = cmp.ci_low, cmp.ci_high, cmp.p_value
+            tested.append(v)
+    pvals = [v.p_value for v in tested if v.p_value is not None]
+    if config.correction == "holm":
+        adjusted = _stats.holm(pvals)
+    elif config.correction == "bh":
+        adjusted = _stats.benjamini_hochberg(pvals)
+    else:
+        adjusted = list(pvals)
+    for v, p in zip(tested, adjusted, strict=True):
+        v.p_adjusted = p
+        _decide(v, significant=p < config.alpha)
+    return verdicts
+
+
+# --------------------------------------------------------------------------- report
+
+
+_ORDER: dict[str, int] = {
+    "regressed": 0,
+    "improved": 1,
+    "insufficient data": 2,
+    "added": 3,
+    "removed": 4,
+    "unchanged": 5,
+}
+
+
+@dataclass(slots=True)
+class GateReport:
+    """Everything the gate decided, renderable as a terminal table, JSON and Markdown."""
+
+    verdicts: list[Verdict]
+    env_differences: list[str]
+    ignore_env: bool
+    baseline_sources: list[str]
+    candidate_sources: list[str]
+    settings: dict[str, str]
+    note: str = ""
+
+    @property
+    def comparable(self) -> bool:
+        compared = any(v.status not in ("added", "removed") for v in self.verdicts)
+        return compared and (self.ignore_env or not self.env_differences)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.comparable:
+            return EXIT_NOT_COMPARABLE
+        return EXIT_REGRESSION if any(v.status == "regressed" for v in self.verdicts) else EXIT_PASS
+
+    @property
+    def outcome(self) -> str:
+        return {
+            EXIT_PASS: "PASS",
+            EXIT_REGRESSION: "REGRESSION",
+            EXIT_NOT_COMPARABLE: "NOT COMPARABLE",
+        }[self.exit_code]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for v in self.verdicts:
+            out[v.status] = out.get(v.status, 0) + 1
+        return out
+
+    def _why_not_comparable(self) -> str:
+        if self.env_differences and not self.ignore_env:
+            return (
+                "environments differ: "
+                + "; ".join(self.env_differences)
+                + " (use --ignore-env to compare anyway)"
+            )
+        return "no benchmark is present in both baseline and candidate"
+
+    def sorted_verdicts(self) -> list[Verdict]:
+        return sorted(self.verdicts, key=lambda v: (_ORDER[v.status], v.group, v.name, v.metric))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": "samplemind-gate-verdicts",
+            "version": 1,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "comparable": self.comparable,
+            "env_differences": self.env_differences,
+            "ignore_env": self.ignore_env,
+            "baseline": self.baseline_sources,
+            "candidate": self.candidate_sources,
+            "settings": self.settings,
+            "counts": self.counts(),
+            "verdicts": [v.as_dict() for v in self.sorted_verdicts()],
+        }
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for v in self.sorted_verdicts():
+            ci = (
+                ""
+                if v.ci_low is None or v.ci_high is None or v.test == "exact"
+                else f"[{v.ci_low:.3f}, {v.ci_high:.3f}]"
+            )
+            rows.append(
+                [
+                    v.status,
+                    v.name,
+                    v.metric,
+                    _fmt(v.metric, v.baseline),
+                    _fmt(v.metric, v.candidate),
+                    "" if v.ratio is None else f"{v.ratio:.3f}",
+                    ci,
+                    "" if v.p_adjusted is None else f"{v.p_adjusted:.2g}",
+                    f"{v.n_baseline}/{v.n_candidate}",
+                    v.reason,
+                ]
+            )
+        return rows
+
+    _HEAD = (
+        "status",
+        "benchmark",
+        "metric",
+        "baseline",
+        "candidate",
+        "ratio",
+        "CI",
+        "p adj",
+        "n",
+        "why",
+    )
+
+    def to_table(self) -> str:
+        rows = [list(self._HEAD), *self._rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        head = f"gate: {self.outcome}  " + ", ".join(
+            f"{n} {s}" for s, n in sorted(self.counts().items())
+        )
+        tail = [f"  {k}: {val}" for k, val in self.settings.items()]
+        if not self.comparable:
+            head += "\n  NOT COMPARABLE: " + self._why_not_comparable()
+        elif self.env_differences:
+            head += "\n  environments differ (ignored): " + "; ".join(self.env_differences)
+        if self.note:
+            head += "\n  " + self.note
+        return "\n".join([head, *lines, "settings:", *tail])
+
+    def to_markdown(self) -> str:
+        icon = {"PASS": "✅", "REGRESSION": "❌", "NOT COMPARABLE": "⚠️"}[self.outcome]
+        out = [f"## Performance gate: {icon} {self.outcome}", ""]
+        out.append(
+            ", ".join(f"**{n}** {s}" for s, n in sorted(self.counts().items())) or "no benchmarks"
+        )
+        out.append("")
+        if not self.comparable:
+            out += [f"**Not comparable:** {self._why_not_comparable()}", ""]
+        elif self.env_differences:
+            out += [
+                "Environments differ (ignored with `--ignore-env`): "
+                + "; ".join(self.env_differences),
+                "",
+            ]
+        if self.note:
+            out += [self.note, ""]
+        out.append("| " + " | ".join(self._HEAD) + " |")
+        out.append("|" + "---|" * len(self._HEAD))
+        for r in self._rows():
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        out += ["", "<details><summary>settings</summary>", ""]
+        out += [f"- {k}: `{val}`" for k, val in self.settings.items()]
+        out += ["", "</details>", ""]
+        return "\n".join(out)
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    if not math.isfinite(value):
+        return str(value)
+    if metric == "time":
+        for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g} {unit}"
+        return f"{value / 1e-9:.3g} ns"
+    return f"{value:.4g}"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="samplemind-bench gate",
+        description="Compare benchmark results of a candidate against a baseline "
+        "(exit 0 pass, 1 regression, 2 bad input, 3 not comparable).",
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="BASELINE CANDIDATE: results folders or pytest-benchmark JSON files",
+    )
+    p.add_argument(
+        "--baseline",
+        action="append",
+        type=Path,
+        default=[],
+        help="baseline results (repeat to pool several runs)",
+    )
+    p.add_argument(
+        "--candidate",
+        action="append",
+        type=Path,
+        default=[],
+        help="candidate results (repeat to pool several runs)",
+    )
+    p.add_argument(
+        "--baseline-ref",
+        metavar="REF",
+        help="git ref: run its samplemind_core interleaved with the working tree's",
+    )
+    p.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        help="--baseline-ref: suite to run (repeatable; default from the rules file)",
+    )
+    p.add_argument("--rounds", type=int, help="--baseline-ref: interleaved A/B rounds")
+    p.add_argument("--out", type=Path, help="--baseline-ref: keep the runs' results folders here")
+    p.add_argument("--repo", type=Path, default=Path("."), help="git repository (default: .)")
+    p.add_argument("--rules", type=Path, help="rules TOML (default: bench/gate.toml)")
+    p.add_argument(
+        "--select", metavar="GLOB", help="only benchmarks whose name/fullname/group match"
+    )
+    p.add_argument("--seed", type=int, help="bootstrap and scheduler seed (default from rules)")
+    p.add_argument("--alpha", type=float, help="significance level after correction")
+    p.add_argument("--correction", choices=["holm", "bh", "none"])
+    p.add_argument(
+        "--ignore-env",
+        action="store_true",
+        help="compare even when CPU/cores/Python/packages differ",
+    )
+    p.add_argument("--json", type=Path, dest="json_out", metavar="FILE", help="write JSON verdicts")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the outcome line")
+    return p
+
+
+def _step_summary_path(env: Mapping[str, str]) -> Path | None:
+    """The one place the gate reads the environment: GitHub's job-summary file."""
+    value = env.get("GITHUB_STEP_SUMMARY")
+    return Path(value) if value else None
+
+
+def _load_side(paths: Iterable[Path]) -> tuple[ResultSet, list[str]]:
+    return pool([load_results(p) for p in paths])
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | None = None) -> int:
+    """The gate with explicit environment and (for ``--baseline-ref``) an injectable runner."""
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as exc:
+        return EXIT_BAD_INPUT if exc.code not in (0, None) else EXIT_PASS
+    err = sys.stderr
+    try:
+        config = load_config(args.rules)
+        settings: dict[str, str] = {
+            "rules": f"{config.source} ({'--rules' if args.rules else 'default'})",
+        }
+        replace: dict[str, Any] = {}
+        for opt in ("seed", "alpha", "correction", "rounds"):
+            val = getattr(args, opt)
+            if val is not None:
+                replace[opt] = val
+            settings[opt] = (
+                f"{val if val is not None else getattr(config, opt)} ({'--' + opt if val is not None else 'rules file'})"
+            )
+        if args.suite:
+            replace["suites"] = tuple(args.suite)
+        config = GateConfig(
+            **{**{f: getattr(config, f) for f in config.__dataclass_fields__}, **replace}
+        )
+        settings["test"] = (
+            f"Mann-Whitney U ({config.correction}) + bootstrap CI {config.confidence:.0%} of median ratio, n_boot={config.n_boot}"
+        )
+        baseline_paths = [*args.baseline]
+        candidate_paths = [*args.candidate]
+        note = ""
+        if args.baseline_ref:
+            if args.paths or args.baseline:
+                raise GateInputError("--baseline-ref: give no baseline paths")
+            if not candidate_paths:
+                out_root = args.out or Path(tempfile.mkdtemp(prefix="samplemind-gate-runs-"))
+                settings["suites"] = ", ".join(config.suites) + (
+                    " (--suite)" if args.suite else " (rules file)"
+                )
+                settings["baseline_ref"] = args.baseline_ref
+                dirs = _abrun.run_interleaved(
+                    args.repo.resolve(),
+                    args.baseline_ref,
+                    config.suites,
+                    rounds=config.rounds,
+                    seed=config.seed,
+                    out_root=out_root,
+                    runner=runner or _abrun.bench_cli_runner,
+                    base_env=env,
+                    log=lambda m: print(f"gate: {m}", file=err),
+                )
+                baseline_paths, candidate_paths = dirs["baseline"], dirs["candidate"]
+                note = (
+                    f"baseline {args.baseline_ref} and candidate run interleaved in this job: "
+                    f"{config.rounds} rounds, seed {config.seed}; results in {out_root}"
+                )
+        else:
+            if len(args.paths) == 2 and not baseline_paths and not candidate_paths:
+                baseline_paths, candidate_paths = [args.paths[0]], [args.paths[1]]
+            elif args.paths:
+                raise GateInputError(
+                    "give BASELINE CANDIDATE, or --baseline/--candidate, or --baseline-ref"
+                )
+            if not baseline_paths or not candidate_paths:
+                raise GateInputError("missing baseline or candidate (see --help)")
+        base, b_diffs = _load_side(baseline_paths)
+        cand, c_diffs = _load_side(candidate_paths)
+    except GateInputError as exc:
+        print(f"gate: bad input: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    except _abrun.ABRunError as exc:
+        print(f"gate: baseline run failed: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    fields = config.env_fields
+    diffs = _envfp.differences(
+        base.environment, cand.environment, fields=fields, ignore_packages=config.ignore_packages
+    )
+    diffs += [f"within baseline runs: {d}" for d in b_diffs] + [
+        f"within candidate runs: {d}" for d in c_diffs
+    ]
+    settings["ignore_env"] = str(args.ignore_env)
+    report = GateReport(
+        verdicts=evaluate(base, cand, config, select=args.select),
+        env_differences=diffs,
+        ignore_env=args.ignore_env,
+        baseline_sources=base.sources,
+        candidate_sources=cand.sources,
+        settings=settings,
+        note=note,
+    )
+    text = report.to_table()
+    print(text.splitlines()[0] if args.quiet else text)
+    markdown = report.to_markdown()
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown, encoding="utf-8")
+    summary = _step_summary_path(env)
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None, *, runner: _abrun.Runner | None = None) -> int:
+    """Entry point for ``samplemind-bench gate`` (``bench.cli`` dispatches here)."""
+    return run(sys.argv[1:] if argv is None else argv, os.environ, runner)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
