@@ -113,6 +113,11 @@ class BreakerState(StrEnum):
 
 ANY: Final = "*"
 
+# Enum attribute access costs ~0.2 µs on 3.11: the hot paths use these names.
+_CLOSED: Final = BreakerState.CLOSED
+_OPEN: Final = BreakerState.OPEN
+_HALF_OPEN: Final = BreakerState.HALF_OPEN
+
 
 @dataclass(frozen=True, slots=True)
 class RouteRule:
@@ -356,7 +361,7 @@ class _Health:
     )
 
     def __init__(self, window: int) -> None:
-        self.state = BreakerState.CLOSED
+        self.state = _CLOSED
         self.outcomes: deque[bool] = deque(maxlen=window)
         self.window_failures = 0
         self.consecutive = 0
@@ -522,12 +527,12 @@ class Router:
             raise self._unknown(task, priority) from None
         if not self._unhealthy:
             return list(chain)
-        ok: list[str] = []
-        tail: list[str] = []
-        for p in chain:
-            (tail if self._state(self._health[p]) is BreakerState.OPEN else ok).append(p)
-        ok += tail
-        return ok
+        health = self._health
+        state = self._state
+        opened = [p for p in chain if health[p].state is _OPEN and state(health[p]) is _OPEN]
+        if not opened:
+            return list(chain)
+        return [p for p in chain if p not in opened] + opened
 
     def plan(
         self,
@@ -584,8 +589,8 @@ class Router:
 
     def _state(self, h: _Health) -> BreakerState:
         """The current state, moving OPEN to HALF_OPEN once the cooldown has passed."""
-        if h.state is BreakerState.OPEN and self._clock() - h.opened_at >= self._config.cooldown_s:
-            h.state = BreakerState.HALF_OPEN
+        if h.state is _OPEN and self._clock() - h.opened_at >= self._config.cooldown_s:
+            h.state = _HALF_OPEN
             h.trial_started = None
         return h.state
 
@@ -598,9 +603,9 @@ class Router:
             ) from None
 
     def _open(self, h: _Health) -> None:
-        if h.state is BreakerState.CLOSED:
+        if h.state is _CLOSED:
             self._unhealthy += 1
-        h.state = BreakerState.OPEN
+        h.state = _OPEN
         h.opened_at = self._clock()
         h.opened_count += 1
         h.trial_started = None
@@ -614,9 +619,9 @@ class Router:
         """
         h = self._get(provider)
         state = self._state(h)
-        if state is BreakerState.CLOSED:
+        if state is _CLOSED:
             return True
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             return False
         now = self._clock()
         if h.trial_started is None or now - h.trial_started >= self._config.cooldown_s:
@@ -636,8 +641,8 @@ class Router:
         h.consecutive = 0
         alpha = self._config.ewma_alpha
         h.ewma = latency_ms if h.ewma is None else alpha * latency_ms + (1 - alpha) * h.ewma
-        if self._state(h) is BreakerState.HALF_OPEN:
-            h.state = BreakerState.CLOSED
+        if self._state(h) is _HALF_OPEN:
+            h.state = _CLOSED
             h.trial_started = None
             h.outcomes.clear()
             h.window_failures = 0
@@ -651,9 +656,9 @@ class Router:
         h.consecutive += 1
         h.last_error = _error_text(error)
         state = self._state(h)
-        if state is BreakerState.HALF_OPEN:
+        if state is _HALF_OPEN:
             self._open(h)
-        elif state is BreakerState.CLOSED:
+        elif state is _CLOSED:
             cfg = self._config
             calls = len(h.outcomes)
             if h.consecutive >= cfg.failure_threshold or (
@@ -668,7 +673,7 @@ class Router:
         state = self._state(h)
         calls = len(h.outcomes)
         retry_in = 0.0
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             retry_in = max(0.0, h.opened_at + self._config.cooldown_s - self._clock())
         return ProviderHealth(
             provider=provider,
@@ -688,6 +693,6 @@ class Router:
         """Forget the health of one provider (or all): breakers closed, stats cleared."""
         for name in [provider] if provider is not None else list(self._providers):
             h = self._get(name)
-            if h.state is not BreakerState.CLOSED:
+            if h.state is not _CLOSED:
                 self._unhealthy -= 1
             self._health[name] = _Health(self._config.window)
