@@ -115,14 +115,16 @@ def _size(b: Benchmark) -> float | None:
 
 def hash_label(b: Benchmark) -> str:
     """``blake3 1 thread`` / ``blake3 AUTO`` / ``sha256`` / ... for a hashing benchmark."""
-    subject = (b.subject or "").lower()
-    text = _words(b)
-    if subject.startswith("blake3") or (not subject and "blake3" in text):
-        return "blake3 AUTO" if "auto" in text else "blake3 1 thread"
-    for algo in ("sha256", "blake2b", "xxh3_128"):
-        if subject.startswith(algo) or (not subject and algo in text):
-            return algo
-    return b.subject or b.name
+    # bench names the algorithm in ``variant`` (subject = size); accept it in subject or params too
+    candidates = [b.variant, b.subject, *(str(v) for v in b.params.values())]
+    for c in (x.lower() for x in candidates if x):
+        if c.startswith("blake3"):
+            auto = "auto" in c or "auto" in b.variant.lower()
+            return "blake3 AUTO" if auto else "blake3 1 thread"
+        for algo in ("sha256", "blake2b", "xxh3_128"):
+            if c.startswith(algo):
+                return algo
+    return b.variant or b.subject or b.name
 
 
 def row_at(df: pd.DataFrame, column: str, *, largest: bool = True) -> pd.Series:
@@ -158,21 +160,21 @@ def fingerprint_table(run: Run) -> pd.DataFrame:
     """label, canon_us, hash_us, median_us, naive (bool) for fingerprint benchmarks."""
     rows = []
     for b in run.suite("fingerprint"):
-        label = " ".join(x for x in (b.subject, b.variant) if x) or b.name
-        size = b.params.get("request") or b.params.get("size")
-        if size is not None:
-            label = f"{label} ({size})"
+        label = b.variant or b.subject or b.name
         canon, hsh = b.extra_info.get("canon_us"), b.extra_info.get("hash_us")
         rows.append(
             {
                 "label": label,
+                "request": str(
+                    b.params.get("request_name") or b.params.get("request") or b.subject
+                ),
                 "canon_us": float(canon) if isinstance(canon, int | float) else np.nan,
                 "hash_us": float(hsh) if isinstance(hsh, int | float) else np.nan,
                 "median_us": float(np.median(b.data)) * 1e6,
                 "naive": "naive" in _words(b) or "json.dumps" in _words(b),
             }
         )
-    cols = ["label", "canon_us", "hash_us", "median_us", "naive"]
+    cols = ["label", "request", "canon_us", "hash_us", "median_us", "naive"]
     return pd.DataFrame(rows, columns=cols).sort_values("label").reset_index(drop=True)
 
 

@@ -22,6 +22,7 @@ from .data import Run
 __all__ = ["ChartEntry", "ReportContent", "render_html", "render_markdown"]
 
 VERDICT_MARK: Final = {HOLDS: "✅", DOES_NOT_HOLD: "❌"}
+HTML_MARK: Final = {HOLDS: "✓", DOES_NOT_HOLD: "✗"}  # no emoji font needed (headless/CI browsers)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def render_html(content: ReportContent) -> str:
     ]
     for c in content.claims:
         cls = "v-" + c.verdict.replace(" ", "-")
-        mark = VERDICT_MARK.get(c.verdict, "➖")
+        mark = HTML_MARK.get(c.verdict, "–")
         parts.append(
             f"<tr><td>{_e(c.claim)}</td><td>{_e(c.measured)}</td>"
             f'<td class="{cls}">{mark} {_e(c.verdict)}</td><td>{_e(c.source)}</td></tr>'

@@ -87,16 +87,16 @@ def hashing(rng: random.Random, drop_small_blake2b: bool, slow: float) -> list[d
             if drop_small_blake2b and algo == "blake2b" and size == 64:
                 continue
             m = med * slow
-            label = f"{algo}-{variant.replace(' ', '')}" if variant else algo
+            label = f"{algo}_auto" if variant == "auto" else algo
             out.append(
                 bench(
                     "hashing",
-                    algo,
+                    f"{size}B",
                     "test_hash",
-                    {"algo": label, "size": size},
+                    {"algorithm": label, "size": size},
                     samples(rng, m),
-                    {"unit_per_call": "byte", "bytes": size, "gbps": round(size / m / 1e9, 4)},
-                    variant,
+                    {"unit_per_call": "call", "bytes": size, "gbps": round(size / m / 1e9, 4)},
+                    label,
                 )
             )
     return out
@@ -104,21 +104,24 @@ def hashing(rng: random.Random, drop_small_blake2b: bool, slow: float) -> list[d
 
 def fingerprint(rng: random.Random) -> list[dict[str, Any]]:
     rows = [
-        ("naive", "sha256(json.dumps)", 5.8, 1.0),
-        ("fingerprint", "orjson+blake3", 0.6, 1.35),
-        ("fingerprint", "orjson+sha256", 0.6, 0.95),
+        ("1KB", "naive", 5.8, 1.0),
+        ("1KB", "blake3", 0.6, 1.35),
+        ("1KB", "sha256", 0.6, 0.95),
+        ("1KB", "canonical", 0.6, 0.0),
+        ("8KB", "naive", 40.0, 5.0),
+        ("8KB", "blake3", 4.0, 4.1),
     ]
     out = []
-    for subject, variant, canon, hsh in rows:
+    for request, variant, canon, hsh in rows:
         total = (canon + hsh) * 1e-6
         out.append(
             bench(
                 "fingerprint",
-                subject,
+                request,
                 "test_fingerprint",
-                {"hasher": variant, "request": "1KB"},
+                {"request_name": request, "variant": variant},
                 samples(rng, total),
-                {"canon_us": canon, "hash_us": hsh, "bytes": 1024},
+                {"canon_us": canon, "hash_us": hsh, "unit_per_call": "request"},
                 variant,
             )
         )
