@@ -9,6 +9,9 @@ pytest-benchmark's own algorithm (``BenchmarkFixture._calibrate_timer`` and
 1. **calibrate**: time 1, 10, 100, ... sequential awaits until a round lasts at
    least ``max(min_time, timer_precision * calibration_precision)``; estimate
    the iterations per round from there (pytest-benchmark's coarse estimate);
+   when a single call fills a round, :data:`COLD_CALLS` more calls are made
+   and the fastest sets the round estimate (a cold first call, e.g. one that
+   opens a connection, would otherwise cut the rounds to ``min_rounds``);
 2. **warm up** (``warmup``): untimed rounds, up to ``warmup_iterations`` calls;
 3. **rounds**: ``max(min_rounds, ceil(max_time / round_duration))`` timed
    rounds, stopped early (never below ``min_rounds``) when they overrun
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
+    "COLD_CALLS",
     "OVERRUN_FACTOR",
     "AsyncTarget",
     "MeasureConfig",
@@ -49,6 +53,9 @@ __all__ = [
     "measure",
     "run_once",
 ]
+
+COLD_CALLS: Final = 2
+"""Extra calibration calls when one call fills a round (the round estimate is their minimum)."""
 
 OVERRUN_FACTOR: Final = 3.0
 """Rounds stop (once ``min_rounds`` ran) when they took this many times ``max_time``."""
@@ -214,6 +221,12 @@ async def _calibrate(runner: _Runner, cfg: MeasureConfig, clock: Clock) -> tuple
                 runs += 1
                 done += loops
         if duration >= min_time or runner.setup is not None:
+            if loops == 1:
+                # One call per round: the first call may be cold (connections,
+                # caches); estimate from the fastest of a few calls instead.
+                for _ in range(COLD_CALLS):
+                    duration = min(duration, await runner.serial(1, None))
+                    runs += 1
             break
         if duration >= min_time_estimate:
             loops = math.ceil(min_time * loops / duration)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench._aggregate import gbps, latency_figures, percentile, rate_figures
-from bench._measure import MeasureConfig, measure, run_once
+from bench._measure import COLD_CALLS, MeasureConfig, measure, run_once
 
 
 class FakeClock:
@@ -52,9 +52,9 @@ async def test_slow_call_gets_one_iteration_and_per_call_samples() -> None:
     assert len(m.rounds) == 10
     assert m.per_call == pytest.approx([100e-6] * 10)
     assert m.latencies == pytest.approx([100e-6] * 10)
-    assert m.calibration_rounds == 1
-    # calibration call + 10 timed calls
-    assert len(fn.calls) == 11
+    assert m.calibration_rounds == 1 + COLD_CALLS
+    # calibration calls + 10 timed calls
+    assert len(fn.calls) == 1 + COLD_CALLS + 10
 
 
 async def test_fast_call_is_calibrated_like_pytest_benchmark() -> None:
@@ -75,6 +75,18 @@ async def test_coarse_estimate_branch() -> None:
     m = await measure(fn, CFG, clock=clock)
     # estimate: ceil(5µs * 10 / 3µs) = 17 loops; pytest-benchmark measures again and stops
     assert m.iterations == 17
+
+
+async def test_cold_first_call_does_not_set_the_round_count() -> None:
+    clock = FakeClock()
+    costs = iter([50e-3] + [100e-6] * 1000)  # a 50 ms connect, then 100 µs calls
+
+    async def fn() -> None:
+        clock.advance(next(costs))
+
+    m = await measure(fn, CFG, clock=clock)
+    assert len(m.rounds) == 10  # ceil(1 ms / 100 µs), not min_rounds
+    assert m.per_call == pytest.approx([100e-6] * 10)
 
 
 async def test_min_rounds_respected_for_very_slow_calls() -> None:
