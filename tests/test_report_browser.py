@@ -66,12 +66,12 @@ class _Cdp:
         self.events: list[dict[str, Any]] = []
 
     async def call(
-        self, method: str, params: dict[str, Any] | None = None, timeout: float = 30
+        self, method: str, params: dict[str, Any] | None = None, limit_s: float = 30
     ) -> Any:
         self.next_id += 1
         my_id = self.next_id
         await self.ws.send_str(json.dumps({"id": my_id, "method": method, "params": params or {}}))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         while True:
             msg = await self.ws.receive(timeout=max(deadline - time.monotonic(), 0.01))
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -84,8 +84,8 @@ class _Cdp:
             if "method" in data:
                 self.events.append(data)
 
-    async def wait_event(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_event(self, name: str, limit_s: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + limit_s
         while True:
             for e in self.events:
                 if e["method"] == name:
@@ -104,7 +104,8 @@ _IMAGES_JS = """JSON.stringify(Array.from(document.images).map(i => ({
 
 async def check_page(html_file: Path, tmp: Path) -> PageCheck:
     """Open ``html_file`` in headless Chromium; images, console errors and a full-page screenshot."""
-    proc = subprocess.Popen(
+    url = html_file.resolve().as_uri()  # noqa: ASYNC240 - a path computation, no I/O worth a thread
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any await
         [
             _need_chromium(),
             "--headless",
@@ -145,7 +146,7 @@ async def check_page(html_file: Path, tmp: Path) -> PageCheck:
                 cdp = _Cdp(ws)
                 for domain in ("Runtime", "Log", "Page"):
                     await cdp.call(f"{domain}.enable")
-                await cdp.call("Page.navigate", {"url": html_file.resolve().as_uri()})
+                await cdp.call("Page.navigate", {"url": url})
                 await cdp.wait_event("Page.loadEventFired")
                 res = await cdp.call(
                     "Runtime.evaluate", {"expression": _IMAGES_JS, "returnByValue": True}
@@ -166,7 +167,7 @@ async def check_page(html_file: Path, tmp: Path) -> PageCheck:
                             "scale": 1,
                         },
                     },
-                    timeout=60,
+                    limit_s=60,
                 )
                 check.screenshot = b64decode(shot["data"])
                 await cdp.call("Runtime.evaluate", {"expression": "1"})  # drain late events
