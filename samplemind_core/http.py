@@ -1,0 +1,601 @@
+"""The shared async HTTP client: one pool per event loop, retries, typed errors.
+
+>>> import asyncio, httpx
+>>> from samplemind_core.http import HttpClient
+>>> async def demo() -> int:
+...     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
+...     async with HttpClient(transport=transport) as http:
+...         response = await http.request("GET", "http://127.0.0.1/ping")
+...     return response.extensions["samplemind"]["attempts"]
+>>> asyncio.run(demo())
+1
+
+Lifecycle
+    :meth:`HttpClient.shared` returns the client of the *running* event loop
+    (one per loop, kept in a ``WeakKeyDictionary``; a client is never reused
+    across loops). ``async with HttpClient(...)`` and :meth:`HttpClient.aclose`
+    for private clients. The transport is opened lazily on the first request.
+    A closed client, or one used from another loop, raises
+    :class:`~samplemind_core.ClientStateError` saying what to do instead.
+
+Transports
+    Injected (``transport=``: ``httpx.MockTransport``, the fixtures' world
+    transport, any ``httpx.AsyncBaseTransport``) or built from
+    :class:`~samplemind_core.HttpConfig`: ``"httpx"`` (httpx's own pool, HTTP/1.1
+    or HTTP/2 with ``http2=True``) or ``"aiohttp"`` (``httpx_aiohttp.AiohttpTransport``,
+    HTTP/1.1 only; aiohttp is imported only when chosen). Pool: 100
+    connections / 50 keep-alive; timeouts: connect 5 s, read 30 s. gzip, deflate
+    and brotli are accepted and decoded by ``httpx.Response``.
+
+    Choice of the default, from ``scripts/bench_http.py`` (client on 127.0.0.1,
+    median of interleaved rounds, this shared 2-core machine, so rough): at 50
+    concurrent requests httpx's own HTTP/1.1 pool reaches only ~0.1x raw
+    aiohttp (pool contention, httpx issue #3215) while this client with the
+    aiohttp transport reaches ~0.6-0.7x against uvicorn and ~0.9-1.0x against
+    hypercorn (the emulator's server); at concurrency 1 the aiohttp transport
+    is also ~1.3-1.5x httpx's pool. Our client spends ~2x raw aiohttp's CPU per
+    request (httpx ``Request``/``Response`` objects), which only shows against
+    a very fast server. So the aiohttp transport is the recommended default;
+    ``HttpConfig.transport`` still says ``"httpx"`` until aiohttp moves from an
+    optional extra into the core dependencies (respx's mocker only intercepts
+    httpx's own transport: tests that rely on it must pin ``transport="httpx"``
+    or inject a transport).
+
+Hot path
+    Requests go straight to the transport (``transport.handle_async_request``)
+    rather than through ``httpx.AsyncClient.send``: no cookie jar, auth flow,
+    redirect machinery or environment proxies (``trust_env`` would read
+    ``os.environ``, which only ``Settings.from_env`` may do). JSON bodies are
+    encoded once with orjson, so retries re-send the same bytes. The first
+    attempt runs without tenacity; only a retryable outcome enters the
+    tenacity loop (tenacity costs ~30 µs per call even when nothing fails).
+
+Retries
+    Up to ``RetryConfig.attempts`` (3) on connect errors, timeouts, connections
+    ended by the server (``RemoteProtocolError``, ``ReadError``/``WriteError``,
+    aiohttp's ``ServerDisconnectedError``/``ClientPayloadError``, HTTP/2 GOAWAY)
+    and on the statuses :data:`RETRY_STATUSES` (429, 502, 503, 504, and 529,
+    Anthropic's "overloaded"). 500 and every other 4xx are never retried (the
+    router falls back instead). Waits are exponential with full jitter; a
+    ``Retry-After`` (seconds or HTTP-date, or ``retry-after-ms``) replaces the
+    backoff and is capped by ``retry_after_cap_s``; the total of the waits never
+    exceeds ``budget_s`` (a wait that would exceed it ends the retries). When
+    the attempts run out on a retryable status the last response is returned;
+    on a transport error our :class:`~samplemind_core.TransportError` subclass is
+    raised ``from`` the original. Every response carries
+    ``response.extensions["samplemind"] = {"attempts": n, "retry_wait_s": s}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+import orjson
+
+from ._config import HttpConfig, RetryConfig
+from ._exceptions import (
+    ClientStateError,
+    ConfigError,
+    ConnectError,
+    RemoteProtocolError,
+    RequestTimeout,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = [
+    "RETRY_STATUSES",
+    "HttpClient",
+    "backoff_wait",
+    "build_transport",
+    "parse_retry_after",
+]
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES: Final = frozenset({429, 502, 503, 504, 529})
+"""Statuses the client retries. 500 is not retried: the router falls back instead."""
+
+_USER_AGENT: Final = "samplemind-core/0.1.0"
+_URL_CACHE_SIZE: Final = 1024
+
+Sleep = Callable[[float], Awaitable[None]]
+
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HttpClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _accept_encoding() -> str:
+    """``gzip, deflate`` plus ``br`` when a brotli decoder is installed (httpx decodes it)."""
+    import importlib.util
+
+    for name in ("brotli", "brotlicffi"):
+        if importlib.util.find_spec(name) is not None:
+            return "gzip, deflate, br"
+    return "gzip, deflate"
+
+
+def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait, or ``None``.
+
+    Reads ``retry-after-ms`` (OpenAI) first, then ``Retry-After`` as delta
+    seconds or an HTTP-date. Negative or unparsable values give ``None``/0.
+
+    >>> parse_retry_after(httpx.Headers({"Retry-After": "7"}))
+    7.0
+    >>> parse_retry_after(httpx.Headers({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}),
+    ...                   now=1445412480.0)
+    10.0
+    >>> parse_retry_after(httpx.Headers({})) is None
+    True
+    """
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff_wait(retry: RetryConfig, attempt: int, rng: random.Random | None = None) -> float:
+    """The wait after failed attempt number ``attempt`` (1-based): full-jitter exponential.
+
+    ``min(backoff_max_s, backoff_base_s * 2 ** (attempt - 1))``, times a uniform
+    draw in [0, 1) when ``retry.jitter`` is on.
+    """
+    ceiling = min(retry.backoff_max_s, retry.backoff_base_s * 2.0 ** (attempt - 1))
+    if not retry.jitter:
+        return ceiling
+    draw: float = (rng or random).uniform(0.0, ceiling)
+    return draw
+
+
+def _where(request: httpx.Request) -> str:
+    """Method and URL without query string (never a secret, never a prompt)."""
+    url = request.url
+    return f"{request.method} {url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
+
+
+def _map_aiohttp_error(exc: BaseException) -> type[TransportError] | None:
+    """Our class for an aiohttp error (aiohttp is already imported when one exists)."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return RequestTimeout
+    if isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.ClientOSError
+        | aiohttp.ClientConnectionError
+        | aiohttp.ClientResponseError,
+    ):
+        return RemoteProtocolError
+    return None
+
+
+def _map_error(exc: BaseException, request: httpx.Request, attempt: int) -> TransportError:
+    """Translate an httpx (or aiohttp, via httpx_aiohttp) error into our tree."""
+    cls: type[TransportError] | None = None
+    retryable = True
+    origin = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+    if origin is not None and type(origin).__module__.startswith("aiohttp"):
+        # httpx_aiohttp maps every ClientConnectionError (a server disconnect
+        # included) to httpx.ConnectTimeout: look at the aiohttp cause instead.
+        cls = _map_aiohttp_error(origin)
+    if cls is None:
+        if isinstance(exc, httpx.ConnectError):
+            cls = ConnectError
+        elif isinstance(exc, httpx.TimeoutException):
+            cls = RequestTimeout
+        elif isinstance(
+            exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.CloseError
+        ):
+            cls = RemoteProtocolError
+        else:  # LocalProtocolError, UnsupportedProtocol, ProxyError, DecodingError, ...
+            cls = TransportError
+            retryable = False
+    err = cls(f"{_where(request)} failed on attempt {attempt}: {type(exc).__name__}: {exc}")
+    if not retryable:
+        err.retryable = False
+    return err
+
+
+def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBaseTransport:
+    """The transport ``config`` describes, with its pool limits (used by :class:`HttpClient`).
+
+    ``http2=True`` negotiates HTTP/2 by ALPN over TLS and keeps HTTP/1.1 for
+    cleartext URLs; ``http1=False`` (with ``http2=True``) forces HTTP/2 with
+    prior knowledge (h2c), e.g. for the local emulator::
+
+        HttpClient(transport=build_transport(HttpConfig(http2=True), http1=False))
+    """
+    limits = httpx.Limits(
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.max_keepalive_connections,
+        keepalive_expiry=config.keepalive_expiry_s,
+    )
+    if config.transport == "aiohttp":
+        if config.http2:
+            raise ConfigError(
+                "the aiohttp transport speaks HTTP/1.1 only: use transport='httpx' for HTTP/2 "
+                "(SAMPLEMIND_TRANSPORT=httpx) or turn http2 off"
+            )
+        try:
+            from httpx_aiohttp import AiohttpTransport
+        except ImportError as exc:
+            raise ConfigError(
+                "transport='aiohttp' needs aiohttp and httpx-aiohttp: "
+                "pip install 'samplemind-core[aiohttp]'"
+            ) from exc
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+        return transport
+    if not http1 and not config.http2:
+        raise ConfigError("http1=False needs HttpConfig(http2=True)")
+    try:
+        return httpx.AsyncHTTPTransport(
+            http1=http1, http2=config.http2, limits=limits, trust_env=False, retries=0
+        )
+    except ImportError as exc:
+        raise ConfigError("http2=True needs h2: pip install 'httpx[http2]'") from exc
+
+
+def _current_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise ClientStateError(
+            "HttpClient needs a running event loop: call it from async code "
+            "(inside asyncio.run(...))"
+        ) from None
+
+
+class HttpClient:
+    """Pooled async HTTP client with retries; see the module docstring.
+
+    ``sleep`` is awaited between attempts (inject a no-op in tests);
+    ``rng`` draws the jitter (inject a seeded ``random.Random`` for determinism).
+    """
+
+    def __init__(
+        self,
+        config: HttpConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or HttpConfig()
+        if self.config.transport == "aiohttp" and self.config.http2 and transport is None:
+            raise ConfigError(
+                "the aiohttp transport speaks HTTP/1.1 only: use transport='httpx' for HTTP/2 "
+                "(SAMPLEMIND_TRANSPORT=httpx) or turn http2 off"
+            )
+        self._sleep = sleep
+        self._rng = rng
+        self._injected = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
+        self._loop_ref: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._closed = False
+        cfg = self.config
+        self._timeout: dict[str, float] = {
+            "connect": cfg.connect_timeout_s,
+            "read": cfg.read_timeout_s,
+            "write": cfg.write_timeout_s,
+            "pool": cfg.pool_timeout_s,
+        }
+        self._headers: dict[str, str] = {}
+        self._urls: dict[str, httpx.URL] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def shared(cls, config: HttpConfig | None = None) -> HttpClient:
+        """The client of the running event loop, created on first use.
+
+        A closed shared client is replaced by a new one. Asking for a
+        different ``config`` than the live shared client's raises
+        :class:`~samplemind_core.ConfigError`.
+        """
+        loop = _current_loop()
+        client = _SHARED.get(loop)
+        if client is None or client._closed:
+            client = cls(config)
+            client._loop_ref = weakref.ref(loop)
+            _SHARED[loop] = client
+        elif config is not None and config != client.config:
+            raise ConfigError(
+                "the shared HttpClient of this event loop already exists with another HttpConfig: "
+                "close it first (await HttpClient.shared().aclose()) or build a private "
+                "HttpClient(config)"
+            )
+        return client
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_open(self) -> bool:
+        """True once the transport has been opened (first request or ``async with``)."""
+        return self._transport is not None and not self._closed
+
+    def _open(self) -> httpx.AsyncBaseTransport:
+        """Check the state and return the transport, opening it lazily (slow path)."""
+        if self._closed:
+            raise ClientStateError(
+                "HttpClient is closed: create a new HttpClient, or use HttpClient.shared() "
+                "which replaces a closed shared client"
+            )
+        loop = _current_loop()
+        if self._loop_ref is None:
+            self._loop_ref = weakref.ref(loop)
+        elif self._loop_ref() is not loop:  # another loop, or the first one is gone
+            raise ClientStateError(
+                "HttpClient belongs to another event loop: use HttpClient.shared() in each "
+                "loop, or create one HttpClient per loop (a client is never shared across loops)"
+            )
+        if self._transport is None:
+            self._transport = self._injected or build_transport(self.config)
+            self._headers = {
+                "accept": "application/json",
+                "accept-encoding": _accept_encoding(),
+                "user-agent": _USER_AGENT,
+            }
+        return self._transport
+
+    async def __aenter__(self) -> HttpClient:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pool (and an injected transport). Idempotent.
+
+        Must run on the loop that opened the client, unless that loop is closed
+        (its connections are gone with it; the client is then just marked closed).
+        """
+        if self._closed:
+            return
+        bound = self._loop_ref() if self._loop_ref is not None else None
+        alive = bound is not None and not bound.is_closed()
+        if self._transport is not None and alive and bound is not asyncio.get_running_loop():
+            raise ClientStateError(
+                "HttpClient.aclose() must run on the event loop that opened the client"
+            )
+        transport = self._transport or self._injected
+        self._transport = None
+        self._closed = True
+        if bound is not None and _SHARED.get(bound) is self:
+            del _SHARED[bound]
+        if transport is not None and (alive or bound is None):
+            await transport.aclose()
+
+    # -- requests ----------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per-request HTTP timeout (contract)
+    ) -> httpx.Response:
+        """Send one request with retries; return the response with its body read.
+
+        ``json`` is encoded with orjson (``content`` wins when both are given).
+        ``timeout`` (seconds) overrides the read/write/pool timeouts and caps
+        the connect timeout for this call.
+        """
+        transport = self._transport
+        if (
+            transport is None
+            or self._closed
+            or self._loop_ref is None
+            or self._loop_ref() is not asyncio.get_running_loop()
+        ):
+            transport = self._open()
+        hdrs = self._headers.copy()
+        if content is None and json is not None:
+            content = orjson.dumps(json)
+            hdrs["content-type"] = "application/json"
+        if headers:
+            for key, value in headers.items():
+                hdrs[key.lower()] = value
+        ext = self._timeout
+        if timeout is not None:
+            ext = {
+                "connect": min(ext["connect"], timeout),
+                "read": timeout,
+                "write": timeout,
+                "pool": timeout,
+            }
+        try:
+            response = await self._send(transport, method, url, content, hdrs, ext, 1)
+        except TransportError as exc:
+            if not exc.retryable or self.config.retry.attempts <= 1:
+                raise
+            return await self._retry(transport, method, url, content, hdrs, ext, exc)
+        if response.status_code in RETRY_STATUSES and self.config.retry.attempts > 1:
+            return await self._retry(transport, method, url, content, hdrs, ext, response)
+        response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
+        return response
+
+    async def _send(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        ext: dict[str, float],
+        attempt: int,
+    ) -> httpx.Response:
+        parsed = self._urls.get(url)
+        if parsed is None:  # httpx's URL parsing costs ~40 µs: parse each URL once
+            try:
+                parsed = httpx.URL(url)
+            except httpx.InvalidURL as exc:
+                raise ConfigError(f"invalid URL for {method}: {exc}") from exc
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[url] = parsed
+        request = httpx.Request(
+            method, parsed, content=content, headers=headers, extensions={"timeout": ext}
+        )
+        try:
+            response = await transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise _map_error(exc, request, attempt) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("aiohttp"):
+                raise _map_error(exc, request, attempt) from exc
+            raise
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException as exc:
+            await response.aclose()
+            if isinstance(exc, httpx.TransportError) or (
+                isinstance(exc, Exception) and type(exc).__module__.startswith("aiohttp")
+            ):
+                raise _map_error(exc, request, attempt) from exc
+            raise
+        return response
+
+    async def _retry(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        ext: dict[str, float],
+        first: httpx.Response | TransportError,
+    ) -> httpx.Response:
+        """The slow path: tenacity drives attempts 2..n after a retryable first outcome."""
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            retry_if_result,
+            stop_after_attempt,
+        )
+        from tenacity.stop import stop_base
+
+        retry = self.config.retry
+        pending: list[httpx.Response | TransportError] = [first]
+        state = {"attempt": 0}
+
+        async def attempt() -> httpx.Response:
+            state["attempt"] += 1
+            if pending:  # replay the first outcome, already observed on the fast path
+                outcome = pending.pop()
+                if isinstance(outcome, TransportError):
+                    raise outcome
+                return outcome
+            return await self._send(transport, method, url, content, headers, ext, state["attempt"])
+
+        def wait(rs: RetryCallState) -> float:
+            outcome = rs.outcome
+            delay: float | None = None
+            if outcome is not None and not outcome.failed:
+                response: httpx.Response = outcome.result()
+                after = parse_retry_after(response.headers)
+                if after is not None:
+                    delay = min(after, retry.retry_after_cap_s)
+            if delay is None:
+                delay = backoff_wait(retry, rs.attempt_number, self._rng)
+            return delay
+
+        class over_budget(stop_base):
+            """Stop when the next wait would take the total past ``budget_s``."""
+
+            def __call__(self, rs: RetryCallState) -> bool:
+                return rs.idle_for + (rs.upcoming_sleep or 0.0) > retry.budget_s
+
+        def give_up(rs: RetryCallState) -> httpx.Response:
+            assert rs.outcome is not None
+            result: httpx.Response = rs.outcome.result()  # re-raises a TransportError
+            return result
+
+        def before_sleep(rs: RetryCallState) -> None:
+            outcome = rs.outcome
+            if outcome is None or not logger.isEnabledFor(logging.DEBUG):
+                return
+            if outcome.failed:
+                why = type(outcome.exception()).__name__
+            else:
+                why = f"HTTP {outcome.result().status_code}"
+            logger.debug(
+                "retrying %s %s after %s (attempt %d of %d, waiting %.3f s)",
+                method,
+                url.split("?", 1)[0],
+                why,
+                rs.attempt_number,
+                retry.attempts,
+                rs.upcoming_sleep,
+            )
+
+        retrying = AsyncRetrying(
+            sleep=self._sleep,
+            stop=stop_after_attempt(retry.attempts) | over_budget(),
+            wait=wait,
+            retry=(
+                retry_if_exception(lambda e: isinstance(e, TransportError) and e.retryable)
+                | retry_if_result(lambda r: r.status_code in RETRY_STATUSES)
+            ),
+            retry_error_callback=give_up,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            response: httpx.Response = await retrying(attempt)
+        except TransportError as exc:
+            exc.add_note(
+                f"samplemind: {state['attempt']} attempt(s), "
+                f"{retrying.statistics.get('idle_for', 0.0):.3f} s waited"
+            )
+            raise
+        response.extensions["samplemind"] = {
+            "attempts": state["attempt"],
+            "retry_wait_s": float(retrying.statistics.get("idle_for", 0.0)),
+        }
+        return response
