@@ -147,15 +147,14 @@ def speedscope_top(doc: dict[str, Any], n: int = 15) -> tuple[int, list[dict[str
     own: dict[tuple[str, str], float] = {}
     total = 0.0
     for prof in doc.get("profiles", []):
-        samples, weights = prof.get("samples", []), prof.get("weights") or []
-        for k, stack in enumerate(samples):
+        # one entry per sample; py-spy's weights are durations, so count samples instead
+        for stack in prof.get("samples", []):
             if not stack:
                 continue
-            w = float(weights[k]) if k < len(weights) else 1.0
             fr = frames[stack[-1]]
             key = (str(fr.get("name", "?")), str(fr.get("file", "")))
-            own[key] = own.get(key, 0.0) + w
-            total += w
+            own[key] = own.get(key, 0.0) + 1
+            total += 1
     top = [
         {
             "function": name,
