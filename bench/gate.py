@@ -82,7 +82,8 @@ class BenchRecord:
     group: str
     samples: list[float] = field(default_factory=list)
     extra: dict[str, list[float]] = field(default_factory=dict)
-    runs: int = 1
+    runs: list[list[float]] = field(default_factory=list)
+    """The samples of each run separately (pooled sets: one entry per results folder)."""
 
 
 @dataclass(slots=True)
@@ -151,6 +152,7 @@ def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
             group=str(bench.get("group") or ""),
             samples=samples,
             extra=extra,
+            runs=[list(samples)],
         )
     return out
 
@@ -221,10 +223,11 @@ def pool(sets: Sequence[ResultSet]) -> tuple[ResultSet, list[str]]:
                     rec.group,
                     list(rec.samples),
                     {k: list(v) for k, v in rec.extra.items()},
+                    [list(r) for r in rec.runs],
                 )
                 continue
             have.samples.extend(rec.samples)
-            have.runs += 1
+            have.runs.extend(list(r) for r in rec.runs)
             for k, v in rec.extra.items():
                 have.extra.setdefault(k, []).extend(v)
     sources = [s for rs in sets for s in rs.sources]
@@ -379,6 +382,8 @@ class Verdict:
     p_adjusted: float | None = None
     n_baseline: int = 0
     n_candidate: int = 0
+    runs_baseline: int = 0
+    runs_candidate: int = 0
     reason: str = ""
 
     @property
@@ -501,6 +506,10 @@ def evaluate(
             if rule.test == "exact":
                 v.ci_low = v.ci_high = v.ratio
                 _decide(v, significant=v.ratio != 1.0)
+                if v.ratio == 1.0:
+                    v.reason = "exact: no change"
+                elif v.status == "unchanged":
+                    v.reason = f"exact: {v.ratio - 1.0:+.1%} within allowed {v.allowed:.0%}"
                 continue
             if min(len(bv), len(cv)) < config.min_samples:
                 v.reason = f"fewer than {config.min_samples} samples ({len(bv)} vs {len(cv)})"
@@ -511,8 +520,12 @@ def evaluate(
                 confidence=config.confidence,
                 n_boot=config.n_boot,
                 seed=_stats.stable_seed(seed, f"{key}|{metric}"),
+                baseline_runs=b.runs if metric == "time" else None,
+                candidate_runs=c.runs if metric == "time" else None,
             )
             v.ci_low, v.ci_high, v.p_value = cmp.ci_low, cmp.ci_high, cmp.p_value
+            v.runs_baseline = len(b.runs) if metric == "time" else len(bv)
+            v.runs_candidate = len(c.runs) if metric == "time" else len(cv)
             tested.append(v)
     pvals = [v.p_value for v in tested if v.p_value is not None]
     if config.correction == "holm":

@@ -643,3 +643,47 @@ def test_side_environments_put_each_checkout_first(tmp_path: Path) -> None:
     assert envs["baseline"].env["KEEP"] == "1"
     with pytest.raises(_abrun.ABRunError, match="no samplemind_core"):
         _abrun.side_environments(repo, tmp_path / "empty", {})
+
+
+def test_run_aware_bootstrap_carries_run_to_run_noise() -> None:
+    """Samples of one run share its conditions: resampling runs widens the CI honestly."""
+    offsets = (0.90, 1.06, 0.97, 1.10, 1.00)  # each run (process) has its own speed
+
+    def runs(seed: int) -> list[list[float]]:
+        return [
+            [off * x for x in samples(1e-6, n=40, noise=0.005, seed=seed + i)]
+            for i, off in enumerate(offsets)
+        ]
+
+    ra, rb = runs(0), runs(100)
+    fa, fb = [x for r in ra for x in r], [x for r in rb for x in r]
+    iid = _stats.compare_samples(fa, fb, seed=1)
+    hier = _stats.compare_samples(fa, fb, seed=1, baseline_runs=ra, candidate_runs=rb)
+    assert iid.ratio == hier.ratio
+    assert (hier.ci_high - hier.ci_low) > 2 * (iid.ci_high - iid.ci_low)
+    assert hier.p_bootstrap > iid.p_bootstrap
+    assert hier.p_value == max(hier.p_mann_whitney, hier.p_bootstrap)
+    # deterministic with a seed, run-aware too
+    again = _stats.compare_samples(fa, fb, seed=1, baseline_runs=ra, candidate_runs=rb)
+    assert (again.ci_low, again.ci_high) == (hier.ci_low, hier.ci_high)
+
+
+def test_pooled_folders_keep_their_runs(tmp_path: Path) -> None:
+    sets = [
+        gate.load_results(
+            write_results(tmp_path / f"r{i}", [bench("a", samples(1e-6, n=10, seed=i))])
+        )
+        for i in range(3)
+    ]
+    pooled, diffs = gate.pool(sets)
+    rec = pooled.benches["bench/test_x.py::a"]
+    assert diffs == [] and len(rec.runs) == 3 and len(rec.samples) == 30
+    assert rec.runs[1] == sets[1].benches["bench/test_x.py::a"].samples
+
+
+def test_bootstrap_p_has_resolution_below_one_over_n_boot() -> None:
+    a, b = samples(1.0, n=300, noise=0.01, seed=1), samples(1.05, n=300, noise=0.01, seed=2)
+    p = _stats.bootstrap_p(_stats.bootstrap_ratios(a, b, n_boot=500, seed=0))
+    assert 0.0 <= p < 1e-6  # far below 1/500: survives a Holm correction over many benchmarks
+    same = _stats.bootstrap_p(_stats.bootstrap_ratios(a, a, n_boot=500, seed=0))
+    assert same > 0.05
