@@ -109,8 +109,10 @@ def _link_latest(session: nox.Session, out: Path, name: str = "latest") -> None:
     session.log(f"results: {out}  (also {link})")
 
 
-def _bench_run(session: nox.Session, *, live: bool, label: str) -> Path:
-    args = list(session.posargs)
+def _bench_run(
+    session: nox.Session, *, live: bool, label: str, args: list[str] | None = None
+) -> Path:
+    args = list(session.posargs) if args is None else args
     full = _pop_flag(args, "--full")
     quick = not full and _setting(
         session, "quick", None, "BENCH_QUICK", "1" if not live else "0"
@@ -201,9 +203,18 @@ def profile(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
-    """MAIN JOB: mocked benchmarks (quick unless ``-- --full``) and the report in reports/out/."""
+    """MAIN JOB: mocked benchmarks (quick unless ``-- --full``) and the report in reports/out/.
+
+    ``-- --results DIR`` builds the report from an existing results folder instead (CI).
+    """
     _install(session, "harness")
-    out = _bench_run(session, live=False, label="report")
+    args = list(session.posargs)
+    given = _pop_option(args, "--results")
+    if given is not None:
+        session.log(f"setting results = {given}  (posargs --results: no benchmark run)")
+        out = Path(given)
+    else:
+        out = _bench_run(session, live=False, label="report", args=args)
     dest = _setting(session, "report_out", None, "REPORT_OUT", str(REPORT_OUT))
     session.run("samplemind-bench", "report", str(out), "--out", dest)
     session.log(f"report: {Path(dest).resolve() / 'index.html'}")
