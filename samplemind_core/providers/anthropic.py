@@ -1,0 +1,161 @@
+"""Anthropic Messages: ``POST {ANTHROPIC_BASE_URL}/v1/messages``.
+
+Headers ``x-api-key`` and ``anthropic-version: 2023-06-01``. System messages go
+to the top-level ``system``; ``max_tokens`` is required (default 1024); tools as
+``{"name", "description", "input_schema"}``; ``stop`` → ``stop_sequences``
+(``seed`` is not supported and is dropped). Reply: ``content`` blocks ``text``
+and ``tool_use`` (``id``, ``name``, ``input``), ``stop_reason``,
+``usage.{input_tokens, output_tokens}``. Error body
+``{"type": "error", "error": {"type", "message"}}``; 529 ``overloaded_error``
+is a retryable server error.
+
+Prices: USD per million tokens (input, output), Anthropic list prices as of
+2025-09 (no prompt-caching discounts); override with ``ProviderConfig.prices``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from .._models import ChatRequest, ChatResponse, ToolCall
+from .base import DEFAULT_MAX_OUTPUT_TOKENS, Provider, tool_specs
+
+__all__ = ["ANTHROPIC_VERSION", "CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "AnthropicProvider"]
+
+ANTHROPIC_VERSION: Final = "2023-06-01"
+
+DEFAULT_MODEL: Final = "claude-3-5-haiku-latest"
+
+PRICES: Final[dict[str, tuple[float, float]]] = {
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-3-5-sonnet": (3.00, 15.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
+    "claude-3-haiku": (0.25, 1.25),
+    "claude-haiku-4-5": (1.00, 5.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-opus-4": (15.00, 75.00),
+}
+
+CONTEXT_WINDOWS: Final[dict[str, int]] = dict.fromkeys(PRICES, 200_000)
+
+
+class AnthropicProvider(Provider):
+    """Adapter of the Anthropic Messages API."""
+
+    name = "anthropic"
+    DEFAULT_MODEL = DEFAULT_MODEL
+    PRICES = PRICES
+    CONTEXT_WINDOWS = CONTEXT_WINDOWS
+    DEFAULT_CONTEXT_WINDOW = 200_000
+
+    def build_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": req.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            "messages": _messages(req),
+        }
+        if req.system:
+            body["system"] = req.system
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+        if req.top_k is not None:
+            body["top_k"] = req.top_k
+        if req.stop:
+            body["stop_sequences"] = list(req.stop)
+        if req.tools:
+            body["tools"] = [
+                {
+                    "name": s["name"],
+                    "description": s["description"],
+                    "input_schema": s["parameters"],
+                }
+                for s in tool_specs(req.tools)
+            ]
+            if req.tool_choice is not None:
+                body["tool_choice"] = _tool_choice(req.tool_choice)
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if self._secret:
+            headers["x-api-key"] = self._secret
+        return "POST", f"{self.base_url}/v1/messages", headers, body
+
+    def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise self.malformed("reply has no content list")
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in blocks:
+            kind = block["type"]
+            if kind == "text":
+                texts.append(str(block["text"]))
+            elif kind == "tool_use":
+                calls.append(
+                    self.tool_call(block["name"], block.get("input"), block.get("id"), self.name)
+                )
+        if not blocks and data.get("stop_reason") is None:
+            raise self.malformed("reply has no content and no stop_reason")
+        usage = data.get("usage") or {}
+        return ChatResponse(
+            text="".join(texts),
+            provider=self.name,
+            model=str(data.get("model") or model),
+            tool_calls=calls,
+            finish_reason=data.get("stop_reason"),
+            usage=self.usage(usage.get("input_tokens"), usage.get("output_tokens")),
+        )
+
+    def error_details(self, data: Any) -> tuple[str, str]:
+        error = data["error"]
+        return str(error.get("type") or ""), str(error.get("message") or "")
+
+
+def _messages(req: ChatRequest) -> list[dict[str, Any]]:
+    """Neutral (OpenAI-like) messages into Anthropic's: no system, tool results as user blocks."""
+    out: list[dict[str, Any]] = []
+    for m in req.messages:
+        role = m.get("role")
+        if role == "system":
+            continue
+        if role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id", ""),
+                "content": str(m.get("content") or ""),
+            }
+            out.append({"role": "user", "content": [block]})
+        elif role == "assistant" and m.get("tool_calls"):
+            blocks: list[dict[str, Any]] = []
+            if m.get("content"):
+                blocks.append({"type": "text", "text": str(m["content"])})
+            for call in m["tool_calls"]:
+                fn = call.get("function", call)
+                args = fn.get("arguments") or {}
+                if isinstance(args, str):
+                    import orjson
+
+                    args = orjson.loads(args) if args else {}
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id", ""),
+                        "name": fn["name"],
+                        "input": args,
+                    }
+                )
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            out.append({"role": role, "content": m.get("content")})
+    return out
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        name = choice.get("name") or choice.get("function", {}).get("name")
+        return {"type": "tool", "name": name} if name else choice
+    return {"auto": {"type": "auto"}, "required": {"type": "any"}, "any": {"type": "any"}}.get(
+        choice, {"type": "none"} if choice == "none" else {"type": "auto"}
+    )

@@ -1,0 +1,320 @@
+"""The provider interface and the helpers every adapter shares.
+
+An adapter turns a provider-neutral :class:`~samplemind_core.ChatRequest` into
+one provider's wire request (:meth:`Provider.build_request`), and its reply
+into a :class:`~samplemind_core.ChatResponse` (:meth:`Provider.parse_response`).
+:meth:`Provider.complete` does both around the shared
+:class:`~samplemind_core.http.HttpClient` (which retries; the adapter maps the
+final reply into the exception tree).
+
+Error mapping (:meth:`Provider.error_for`): 429 → ``RateLimitError`` (with
+``retry_after``), 401/403 → ``AuthenticationError``, other 4xx →
+``BadRequestError``, 5xx (and Anthropic's 529) → ``ProviderServerError``; a 2xx
+that is not JSON, not the promised shape, or has no choice →
+``MalformedResponseError``. Every message is passed through :meth:`redact`:
+provider error bodies can echo the API key.
+
+Tools in ``ChatRequest.tools`` may be given neutrally
+(``{"name", "description", "parameters"}``) or in OpenAI's form
+(``{"type": "function", "function": {...}}``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import httpx
+import orjson
+
+from .._config import ProviderConfig
+from .._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    MalformedResponseError,
+    ProviderError,
+    ProviderServerError,
+    RateLimitError,
+)
+from .._models import ChatRequest, ChatResponse, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from ..http import HttpClient
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "Provider",
+    "estimate_tokens",
+    "lookup",
+    "redact",
+    "tool_specs",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_TOKENS: Final = 1024
+"""Output tokens assumed by :meth:`Provider.estimate_cost` when ``max_tokens`` is unset."""
+
+_KEY_PATTERNS: Final = re.compile(
+    r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+[A-Za-z0-9_\-*]{6,})"
+)
+_MAX_MESSAGE: Final = 500
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` without ``secret`` and without anything shaped like an API key.
+
+    >>> redact("Incorrect API key provided: sk-abc12*****wxyz. See docs.", None)
+    'Incorrect API key provided: [REDACTED]. See docs.'
+    """
+    if secret:
+        text = text.replace(secret, "[REDACTED]")
+    return _KEY_PATTERNS.sub("[REDACTED]", text)
+
+
+def estimate_tokens(chars: int) -> int:
+    """Tokens of ``chars`` characters of text: about 4 characters per token (rounded up)."""
+    return math.ceil(chars / 4) if chars > 0 else 0
+
+
+def lookup(table: Mapping[str, Any], model: str) -> Any | None:
+    """``table[model]``, else the entry of the longest key that prefixes ``model``.
+
+    So ``gpt-4o-mini-2024-07-18`` finds ``gpt-4o-mini`` (not ``gpt-4o``) and
+    ``llama3.2:3b`` finds ``llama3.2``.
+    """
+    if model in table:
+        return table[model]
+    best: str | None = None
+    for key in table:
+        if model.startswith(key) and (best is None or len(key) > len(best)):
+            best = key
+    return table[best] if best is not None else None
+
+
+def tool_specs(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Neutral tool specs ``{"name", "description", "parameters"}`` from either accepted form."""
+    specs: list[dict[str, Any]] = []
+    for tool in tools or []:
+        fn = tool.get("function") if tool.get("type") == "function" else tool
+        if not isinstance(fn, dict) or not fn.get("name"):
+            raise BadRequestError(f"tool spec without a name: keys {sorted(tool)}")
+        specs.append(
+            {
+                "name": fn["name"],
+                "description": fn.get("description", ""),
+                "parameters": fn.get("parameters") or {"type": "object", "properties": {}},
+            }
+        )
+    return specs
+
+
+def parse_arguments(raw: Any, provider: str) -> dict[str, Any]:
+    """Tool-call arguments as a dict: a JSON string (OpenAI) or an object (others)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedResponseError(
+                f"{provider}: tool call arguments are not valid JSON", provider=provider
+            ) from exc
+        if isinstance(value, dict):
+            return value
+    raise MalformedResponseError(
+        f"{provider}: tool call arguments must be a JSON object", provider=provider
+    )
+
+
+class Provider(ABC):
+    """One provider's wire format. Subclasses set the class variables and the two hooks."""
+
+    name: ClassVar[str]
+    DEFAULT_MODEL: ClassVar[str]
+    PRICES: ClassVar[Mapping[str, tuple[float, float]]]
+    CONTEXT_WINDOWS: ClassVar[Mapping[str, int]]
+    DEFAULT_CONTEXT_WINDOW: ClassVar[int] = 8192
+    LOCAL: ClassVar[bool] = False
+    """True for a local provider (unknown models cost nothing)."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        self.default_model = config.default_model or self.DEFAULT_MODEL
+        self._prices: dict[str, tuple[float, float]] = {**self.PRICES, **config.prices}
+        self._secret = config.api_key.get_secret_value() if config.api_key else None
+        self._unpriced: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, default_model={self.default_model!r})"
+
+    # -- wire format hooks -------------------------------------------------
+
+    @abstractmethod
+    def build_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        """``(method, url, headers, json body)`` of the wire request."""
+
+    @abstractmethod
+    def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
+        """A 2xx JSON body into a ChatResponse (``KeyError``/``TypeError`` mean malformed)."""
+
+    def error_details(self, data: Any) -> tuple[str, str]:
+        """``(type, message)`` from an error body; overridden per wire format."""
+        return "", ""
+
+    # -- shared behaviour --------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secret)
+
+    def parse_response(self, response: httpx.Response, model: str) -> ChatResponse:
+        """The reply of a 2xx, or the mapped :class:`~samplemind_core.ProviderError`."""
+        if response.status_code >= 400 or response.status_code < 200:
+            raise self.error_for(response)
+        content_type = response.headers.get("content-type", "")
+        if content_type and "json" not in content_type.lower():
+            raise MalformedResponseError(
+                f"{self.name}: expected a JSON reply, got content type "
+                f"{self.redact(content_type.split(';')[0])!r} (HTTP {response.status_code})",
+                provider=self.name,
+                status=response.status_code,
+            )
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedResponseError(
+                f"{self.name}: reply is not valid JSON (HTTP {response.status_code}, "
+                f"{len(response.content)} bytes)",
+                provider=self.name,
+                status=response.status_code,
+            ) from exc
+        if not isinstance(data, dict):
+            raise MalformedResponseError(
+                f"{self.name}: reply is JSON but not an object", provider=self.name
+            )
+        try:
+            parsed = self.parse_body(data, model)
+        except ProviderError:
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise MalformedResponseError(
+                f"{self.name}: reply does not follow the wire format "
+                f"({type(exc).__name__}: {self.redact(str(exc))[:200]})",
+                provider=self.name,
+                status=response.status_code,
+            ) from exc
+        parsed.cost_usd = self.cost(parsed.model or model, parsed.usage)
+        return parsed
+
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        """The exception for an error reply (status and error body)."""
+        status = response.status_code
+        kind, message = "", ""
+        try:
+            data = orjson.loads(response.content)
+            kind, message = self.error_details(data)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            pass
+        if not message:
+            message = response.text[:200].strip() or response.reason_phrase
+        detail = self.redact(f"{kind}: {message}" if kind else message)[:_MAX_MESSAGE]
+        text = f"{self.name}: HTTP {status}: {detail}"
+        if status == 429:
+            from ..http import parse_retry_after
+
+            return RateLimitError(
+                text,
+                provider=self.name,
+                status=status,
+                retry_after=parse_retry_after(response.headers),
+            )
+        if status in (401, 403) or self.is_auth_error(kind, message):
+            return AuthenticationError(text, provider=self.name, status=status)
+        if status >= 500:
+            return ProviderServerError(text, provider=self.name, status=status)
+        if 400 <= status < 500:
+            return BadRequestError(text, provider=self.name, status=status)
+        return MalformedResponseError(text, provider=self.name, status=status)
+
+    def is_auth_error(self, kind: str, message: str) -> bool:
+        """Whether a non-401/403 error body means a bad key (Gemini answers 400 for one)."""
+        return False
+
+    async def complete(
+        self, http: HttpClient, req: ChatRequest, model: str | None = None
+    ) -> ChatResponse:
+        """Send ``req`` to this provider (with the client's retries) and parse the reply."""
+        model = model or req.model or self.default_model
+        method, url, headers, body = self.build_request(req, model)
+        start = time.perf_counter()
+        response = await http.request(method, url, json=body, headers=headers, timeout=req.timeout)
+        reply = self.parse_response(response, model)
+        meta = response.extensions.get("samplemind", {})
+        reply.latency_ms = (time.perf_counter() - start) * 1000.0
+        reply.attempts = int(meta.get("attempts", 1))
+        reply.metadata["retry_wait_s"] = float(meta.get("retry_wait_s", 0.0))
+        return reply
+
+    # -- prices and sizes ----------------------------------------------------
+
+    def price(self, model: str) -> tuple[float, float]:
+        """``(USD per million input tokens, USD per million output tokens)`` of ``model``."""
+        found = lookup(self._prices, model)
+        if found is not None:
+            return (float(found[0]), float(found[1]))
+        if not self.LOCAL and model not in self._unpriced:
+            self._unpriced.add(model)
+            logger.warning(
+                "%s: no price for model %r; its cost counts as 0 "
+                "(set ProviderConfig.prices to fix)",
+                self.name,
+                model,
+            )
+        return (0.0, 0.0)
+
+    def cost(self, model: str, usage: Usage) -> float:
+        """USD of ``usage`` at ``model``'s list price."""
+        p_in, p_out = self.price(model)
+        return (usage.input_tokens * p_in + usage.output_tokens * p_out) / 1_000_000
+
+    def estimate_cost(self, req: ChatRequest, model: str) -> float:
+        """USD before the call: prompt tokens ≈ chars / 4, output = ``max_tokens`` (or 1024)."""
+        usage = Usage(
+            input_tokens=estimate_tokens(req.prompt_chars()),
+            output_tokens=req.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        )
+        return self.cost(model, usage)
+
+    def context_window(self, model: str) -> int:
+        """Tokens the model accepts (prompt + output)."""
+        found = lookup(self.CONTEXT_WINDOWS, model)
+        return int(found) if found is not None else self.DEFAULT_CONTEXT_WINDOW
+
+    # -- helpers for subclasses ------------------------------------------------
+
+    def malformed(self, what: str) -> MalformedResponseError:
+        return MalformedResponseError(f"{self.name}: {what}", provider=self.name)
+
+    @staticmethod
+    def usage(input_tokens: Any, output_tokens: Any) -> Usage:
+        return Usage(input_tokens=int(input_tokens or 0), output_tokens=int(output_tokens or 0))
+
+    @staticmethod
+    def tool_call(name: Any, arguments: Any, call_id: Any, provider: str) -> ToolCall:
+        if not isinstance(name, str) or not name:
+            raise MalformedResponseError(f"{provider}: tool call without a name", provider=provider)
+        return ToolCall(
+            name=name,
+            arguments=parse_arguments(arguments, provider),
+            id=str(call_id) if call_id else None,
+        )

@@ -1,0 +1,149 @@
+"""Google Gemini: ``POST {GEMINI_BASE_URL}/v1beta/models/{model}:generateContent``.
+
+Header ``x-goog-api-key`` (never the ``?key=`` query, which would put the key
+in URLs). ``contents`` with roles ``user`` / ``model``; system messages in
+``systemInstruction``; ``generationConfig`` (``temperature``,
+``maxOutputTokens``, ``topP``, ``topK``, ``stopSequences``, ``seed``,
+``responseMimeType``); tools as ``[{"functionDeclarations": [...]}]``. Reply:
+``candidates[0].content.parts`` (``text`` / ``functionCall.{name, args}``),
+``finishReason``, ``usageMetadata.{promptTokenCount, candidatesTokenCount,
+thoughtsTokenCount}`` (thinking tokens are billed as output). Error body
+``{"error": {"code", "message", "status"}}``; a bad key is a 400 with
+"API key not valid", mapped to ``AuthenticationError``.
+
+Prices: USD per million tokens (input, output), Gemini API paid-tier list
+prices as of 2025-09 (gemini-2.5-pro: prompts ≤ 200k tokens; above that
+2.50/15.00); override with ``ProviderConfig.prices``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import quote
+
+from .._exceptions import BadRequestError
+from .._models import ChatRequest, ChatResponse, ToolCall
+from .base import Provider, tool_specs
+
+__all__ = ["CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "GeminiProvider"]
+
+DEFAULT_MODEL: Final = "gemini-2.5-flash"
+
+PRICES: Final[dict[str, tuple[float, float]]] = {
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-flash-lite": (0.10, 0.40),
+    "gemini-2.5-pro": (1.25, 10.00),
+    "gemini-2.0-flash": (0.10, 0.40),
+    "gemini-2.0-flash-lite": (0.075, 0.30),
+}
+
+CONTEXT_WINDOWS: Final[dict[str, int]] = dict.fromkeys(PRICES, 1_048_576)
+
+
+class GeminiProvider(Provider):
+    """Adapter of the Gemini API (generateContent)."""
+
+    name = "gemini"
+    DEFAULT_MODEL = DEFAULT_MODEL
+    PRICES = PRICES
+    CONTEXT_WINDOWS = CONTEXT_WINDOWS
+    DEFAULT_CONTEXT_WINDOW = 1_048_576
+
+    def build_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        body: dict[str, Any] = {"contents": _contents(req)}
+        if req.system:
+            body["systemInstruction"] = {"parts": [{"text": req.system}]}
+        gen: dict[str, Any] = {}
+        if req.temperature is not None:
+            gen["temperature"] = req.temperature
+        if req.max_tokens is not None:
+            gen["maxOutputTokens"] = req.max_tokens
+        if req.top_p is not None:
+            gen["topP"] = req.top_p
+        if req.top_k is not None:
+            gen["topK"] = req.top_k
+        if req.stop:
+            gen["stopSequences"] = list(req.stop)
+        if req.seed is not None:
+            gen["seed"] = req.seed
+        if (req.response_format or {}).get("type") in ("json_object", "json_schema"):
+            gen["responseMimeType"] = "application/json"
+        if gen:
+            body["generationConfig"] = gen
+        if req.tools:
+            body["tools"] = [{"functionDeclarations": tool_specs(req.tools)}]
+            if req.tool_choice is not None:
+                body["toolConfig"] = {"functionCallingConfig": _tool_choice(req.tool_choice)}
+        headers = {"x-goog-api-key": self._secret} if self._secret else {}
+        url = f"{self.base_url}/v1beta/models/{quote(model, safe='.-_')}:generateContent"
+        return "POST", url, headers, body
+
+    def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
+        candidates = data.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            reason = (data.get("promptFeedback") or {}).get("blockReason")
+            if reason:
+                raise BadRequestError(
+                    f"{self.name}: prompt blocked ({reason})", provider=self.name, status=200
+                )
+            raise self.malformed("reply has no candidates")
+        candidate = candidates[0]
+        parts = (candidate.get("content") or {}).get("parts") or []
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for part in parts:
+            if "functionCall" in part:
+                fc = part["functionCall"]
+                calls.append(self.tool_call(fc["name"], fc.get("args"), fc.get("id"), self.name))
+            elif "text" in part and not part.get("thought"):
+                texts.append(str(part["text"]))
+        if not parts and not candidate.get("finishReason"):
+            raise self.malformed("candidate has no parts and no finishReason")
+        meta = data.get("usageMetadata") or {}
+        output = int(meta.get("candidatesTokenCount") or 0) + int(
+            meta.get("thoughtsTokenCount") or 0
+        )
+        return ChatResponse(
+            text="".join(texts),
+            provider=self.name,
+            model=str(data.get("modelVersion") or model),
+            tool_calls=calls,
+            finish_reason=candidate.get("finishReason"),
+            usage=self.usage(meta.get("promptTokenCount"), output),
+        )
+
+    def error_details(self, data: Any) -> tuple[str, str]:
+        error = data["error"]
+        return str(error.get("status") or ""), str(error.get("message") or "")
+
+    def is_auth_error(self, kind: str, message: str) -> bool:
+        return kind in ("UNAUTHENTICATED", "PERMISSION_DENIED") or "API key not valid" in message
+
+
+def _contents(req: ChatRequest) -> list[dict[str, Any]]:
+    """Neutral messages into Gemini ``contents`` (assistant → model, tool → functionResponse)."""
+    out: list[dict[str, Any]] = []
+    for m in req.messages:
+        role = m.get("role")
+        if role == "system":
+            continue
+        if role == "tool":
+            response = {"name": m.get("name", ""), "response": {"content": m.get("content")}}
+            out.append({"role": "user", "parts": [{"functionResponse": response}]})
+        else:
+            out.append(
+                {
+                    "role": "model" if role == "assistant" else "user",
+                    "parts": [{"text": str(m.get("content") or "")}],
+                }
+            )
+    return out
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        name = choice.get("name") or choice.get("function", {}).get("name")
+        return {"mode": "ANY", "allowedFunctionNames": [name]} if name else {"mode": "AUTO"}
+    return {"mode": {"none": "NONE", "required": "ANY", "any": "ANY"}.get(choice, "AUTO")}
