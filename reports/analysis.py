@@ -183,8 +183,10 @@ def cache_ops(run: Run) -> pd.DataFrame:
     rows = []
     for b in run.suite("cache"):
         op = str(b.params.get("op") or b.subject or b.name)
-        backend = str(b.params.get("backend") or b.variant or "")
-        rest = [f"{k}={v}" for k, v in sorted(b.params.items()) if k not in ("op", "backend")]
+        backend = str(
+            b.extra_info.get("backend") or b.params.get("store") or b.params.get("backend") or ""
+        )
+        rest = [str(v) for k, v in sorted(b.params.items()) if k not in ("op", "backend", "store")]
         label = " ".join([op, backend, *rest]).strip()
         rows.append(
             {
@@ -253,8 +255,7 @@ def router_latency(run: Run) -> pd.DataFrame:
     for b in run.suite("router"):
         if "added_latency_ms" in b.extra_info or "success_rate" in b.extra_info:
             continue
-        task, prio = b.params.get("task"), b.params.get("priority")
-        label = f"{task}/{prio}" if task is not None and prio is not None else b.name
+        label = "/".join(str(v) for v in b.params.values()) or b.variant or b.name
         rows.append(
             {
                 "label": label,

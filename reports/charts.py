@@ -422,6 +422,13 @@ def _short(fn: str, n: int = 48) -> str:
     return fn if len(fn) <= n else "…" + fn[-(n - 1) :]
 
 
+def _where(row: Mapping[str, Any]) -> str:
+    """``function (file.py:line)`` with the file's base name only."""
+    loc = str(row.get("location") or "")
+    base = loc.replace("\\", "/").rsplit("/", 1)[-1]
+    return _short(f"{row['function']} ({base})" if base else str(row["function"]), 60)
+
+
 def chart_memory(run: Run, profile: Mapping[str, Any] | None) -> Result:
     name, title = "memory_profile", "Memory profile of the pipeline replay (memray)"
     mem = (profile or {}).get("memory") or {}
@@ -438,9 +445,9 @@ def chart_memory(run: Run, profile: Mapping[str, Any] | None) -> Result:
     rows = top[:10]
     y = np.arange(len(rows))
     ax.barh(y, [r["bytes"] / 2**20 for r in rows], color="#9467bd")
-    ax.set_yticks(y, [_short(str(r["function"])) for r in rows], fontsize=7)
+    ax.set_yticks(y, [_where(r) for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("allocated at peak (MiB)")
+    ax.set_xlabel("bytes allocated over the run (MiB)")
     ax.set_ylabel("function")
     ax.set_title("top allocating functions")
     if cps:
@@ -455,7 +462,7 @@ def chart_memory(run: Run, profile: Mapping[str, Any] | None) -> Result:
     _finish(fig)
     caption = (
         f"Peak {mem['peak_bytes'] / 2**20:.1f} MiB, {int(mem.get('total_allocations', 0)):,} allocations "
-        f"over {int((profile or {}).get('requests', 0)):,} requests"
+        f"over {int(mem.get('requests') or (profile or {}).get('requests', 0)):,} requests (memray)"
     )
     if leak.get("verdict"):
         caption += (
@@ -479,7 +486,7 @@ def chart_cpu(run: Run, profile: Mapping[str, Any] | None) -> Result:
     ax = axes[0]
     y = np.arange(len(rows))
     ax.barh(y, [100 * r["own_fraction"] for r in rows], color="#d62728")
-    ax.set_yticks(y, [_short(str(r["function"]), 60) for r in rows], fontsize=7)
+    ax.set_yticks(y, [_where(r) for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("own time (% of samples)")
     ax.set_ylabel("function")
