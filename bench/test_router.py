@@ -21,7 +21,6 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bench._fixture import AsyncBenchmark, describe
-from bench._options import BenchOptions
 from bench.conftest import bench_options
 from samplemind_core import (
     PROVIDERS,
@@ -41,6 +40,15 @@ PRIORITIES = [p.value for p in Priority]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.name == "test_fallback":
+        opts = bench_options(metafunc.config)
+        targets = [pytest.param("emulator", id="emulator", marks=pytest.mark.live)]
+        if not (opts.live and not opts.disabled):  # a timed live run measures the emulator
+            targets.insert(0, pytest.param("mock", id="mock"))
+        metafunc.parametrize("target", targets)
+        metafunc.parametrize(
+            "fault_rate", FAULT_RATES, ids=[f"fail{int(r * 100)}" for r in FAULT_RATES]
+        )
     if metafunc.definition.name == "test_route":
         small = bench_options(metafunc.config).small_grid
         cases = [(t, p, "healthy") for t in TASKS for p in PRIORITIES]
@@ -163,25 +171,12 @@ class _Tally:
         return self.ok / total if total else 0.0
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
-        pytest.param("mock", id="mock"),
-        pytest.param("emulator", id="emulator", marks=pytest.mark.live),
-    ],
-)
-@pytest.mark.parametrize(
-    "fault_rate", FAULT_RATES, ids=[f"fail{int(r * 100)}" for r in FAULT_RATES]
-)
 async def test_fallback(
     abenchmark: AsyncBenchmark,
     request: pytest.FixtureRequest,
-    bench_opts: BenchOptions,
     fault_rate: float,
     target: str,
 ) -> None:
-    if bench_opts.live and not bench_opts.disabled and target == "mock":
-        pytest.skip("a timed live run measures the emulator target")
     world = _World(request, live=target == "emulator")
     settings = _fallback_settings(world.settings)
     abenchmark.describe(
