@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ._config import PROVIDERS
 from ._exceptions import ConfigError
@@ -112,6 +112,7 @@ class BreakerState(StrEnum):
 
 
 ANY: Final = "*"
+_T = TypeVar("_T")
 
 # Enum attribute access costs ~0.2 µs on 3.11: the hot paths use these names.
 _CLOSED: Final = BreakerState.CLOSED
@@ -158,15 +159,47 @@ DEFAULT_ROUTES: Final[tuple[RouteRule, ...]] = (
 )
 """The built-in route table (see :class:`Router` for the guaranteed routes)."""
 
-DEFAULT_MODELS: Final[Mapping[tuple[str, str], str]] = {}
-"""Per ``(provider, task)`` model overrides (``task`` may be ``"*"``).
+DEFAULT_MODELS: Final[Mapping[tuple[str, str], str]] = {
+    # Ollama: the provider default (llama3.2) for short answers; qwen2.5 calls
+    # tools more reliably and writes better.
+    ("ollama", Task.TOOLS): "qwen2.5",
+    ("ollama", Task.CREATIVE): "qwen2.5",
+    # Gemini: flash-lite is plenty for tagging; flash (the default) elsewhere.
+    ("gemini", Task.GENRE): "gemini-2.5-flash-lite",
+    # OpenAI: gpt-4o-mini (the default); gpt-4.1-mini for tools, writing and
+    # long inputs (1M-token window).
+    ("openai", Task.TOOLS): "gpt-4.1-mini",
+    ("openai", Task.CREATIVE): "gpt-4.1-mini",
+    ("openai", Task.SUMMARIZE): "gpt-4.1-mini",
+    # Anthropic: haiku (the default); sonnet for writing and summaries.
+    ("anthropic", Task.CREATIVE): "claude-sonnet-4-20250514",
+    ("anthropic", Task.SUMMARIZE): "claude-sonnet-4-20250514",
+}
+"""Per ``(provider, task)`` model of the built-in table (``task`` may be ``"*"``).
 
-Empty means every provider uses its own default model (``ProviderConfig.default_model``
-or the adapter's ``DEFAULT_MODEL``). Filled in once the provider tables settle.
+A pair not listed uses the provider's default model (``ProviderConfig.default_model``
+or the adapter's ``DEFAULT_MODEL``). :class:`~samplemind_core.AIManager` drops a
+provider's entries when its ``ProviderConfig.default_model`` is set: a model the
+user configured wins over these built-in choices.
 """
 
-DEFAULT_OUTPUT_TOKENS: Final = 256
-"""Output tokens assumed for estimates and the context filter when ``max_tokens`` is unset."""
+DEFAULT_OUTPUT_TOKENS: Final = 1024
+"""Output tokens assumed when ``max_tokens`` is unset (the adapters' ``DEFAULT_MAX_OUTPUT_TOKENS``)."""
+
+
+def _lookup(table: Mapping[str, _T], model: str) -> _T | None:
+    """``table[model]``, else the entry of the longest key prefixing ``model`` (as the adapters do).
+
+    >>> _lookup({"gpt-4o": 1, "gpt-4o-mini": 2}, "gpt-4o-mini-2024-07-18")
+    2
+    """
+    if model in table:
+        return table[model]
+    best: str | None = None
+    for key in table:
+        if model.startswith(key) and (best is None or len(key) > len(best)):
+            best = key
+    return table[best] if best is not None else None
 
 
 def estimate_tokens(request: ChatRequest) -> tuple[int, int]:
@@ -179,8 +212,7 @@ def estimate_tokens(request: ChatRequest) -> tuple[int, int]:
     (3, 5)
     """
     chars = request.prompt_chars()
-    out = request.max_tokens if request.max_tokens is not None else DEFAULT_OUTPUT_TOKENS
-    return (chars + 3) // 4, out
+    return (chars + 3) // 4, request.max_tokens or DEFAULT_OUTPUT_TOKENS
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,15 +354,19 @@ class ModelCatalog:
         return self._get(provider).default_model
 
     def price(self, provider: str, model: str) -> tuple[float, float] | None:
-        return self._get(provider).prices.get(model)
+        """The price of ``model`` (exact name, else the longest table key prefixing it)."""
+        return _lookup(self._get(provider).prices, model)
 
     def context_window(self, provider: str, model: str) -> int | None:
-        return self._get(provider).context_windows.get(model)
+        """The context window of ``model`` in tokens (``None``: unknown model)."""
+        return _lookup(self._get(provider).context_windows, model)
 
     def provider_of(self, model: str) -> str | None:
         """The provider whose tables know ``model`` (first in ``PROVIDERS`` order)."""
         for name, models in self.providers.items():
-            if model in models.prices or model in models.context_windows:
+            if _lookup(models.prices, model) is not None:
+                return name
+            if _lookup(models.context_windows, model) is not None:
                 return name
         return None
 

@@ -373,6 +373,7 @@ def test_cost_estimate_arithmetic() -> None:
     assert cost == pytest.approx(1001 * 1.25 / 1e6 + 2000 * 10.0 / 1e6)
     # max_tokens unset: DEFAULT_OUTPUT_TOKENS output tokens.
     assert estimate_tokens(req("abcd")) == (1, router_module.DEFAULT_OUTPUT_TOKENS)
+    assert estimate_tokens(req("")) == (0, router_module.DEFAULT_OUTPUT_TOKENS)
     assert CATALOG.estimate_cost("openai", "unknown-model", request) is None
 
 
@@ -420,8 +421,9 @@ def test_plan_pinned_provider_stays_first_even_when_open() -> None:
 
 def test_context_window_filter() -> None:
     r = make()
-    # llama-small holds 8,000 tokens: 7,800 input (31,200 chars) + 256 default output does not fit.
-    big = req("z" * 31_200)
+    out = router_module.DEFAULT_OUTPUT_TOKENS
+    # llama-small holds 8,000 tokens: prompt + default output one token over does not fit.
+    big = req("z" * (8_000 - out + 1) * 4)
     plan = r.plan("factual", "speed", big)
     assert "ollama" not in [c.provider for c in plan]
     assert [c.provider for c in plan] == ["gemini", "openai", "anthropic"]
@@ -429,10 +431,11 @@ def test_context_window_filter() -> None:
     assert full[0].provider == "ollama"
     assert full[0].skip_reason is not None and "8000" in full[0].skip_reason
     assert all(c.skip_reason is None for c in full[1:])
-    # Exactly at the limit fits: 7,744 + 256 = 8,000.
-    assert r.plan("factual", "speed", req("z" * 7_744 * 4))[0].provider == "ollama"
+    # Exactly at the limit fits.
+    assert r.plan("factual", "speed", req("z" * (8_000 - out) * 4))[0].provider == "ollama"
     # max_tokens counts too.
     assert r.plan("factual", "speed", req("z", max_tokens=8_000))[0].provider == "gemini"
+    assert r.plan("factual", "speed", req("z", max_tokens=7_999))[0].provider == "ollama"
 
 
 def test_context_filter_applies_to_a_pinned_model() -> None:
@@ -449,8 +452,17 @@ def test_unknown_context_window_is_kept() -> None:
     assert plan[0] == RouteChoice("ollama", "my-local", None)
 
 
+def test_catalog_prefix_lookup() -> None:
+    # Dated / tagged model names find their family's entry, as in the adapters.
+    assert CATALOG.price("openai", "gpt-mini-2024-07-18") == (0.15, 0.60)
+    assert CATALOG.context_window("ollama", "llama-big:70b") == 128_000
+    assert CATALOG.provider_of("gem-pro-002") == "gemini"
+
+
+# -- the real provider tables ---------------------------------------------------
+
+
 def test_catalog_from_settings_applies_overrides() -> None:
-    pytest.importorskip("samplemind_core.providers.openai")
     from samplemind_core import Settings
 
     settings = Settings().with_provider(
@@ -459,3 +471,36 @@ def test_catalog_from_settings_applies_overrides() -> None:
     catalog = ModelCatalog.from_settings(settings)
     assert catalog.default_model("openai") == "gpt-custom"
     assert catalog.price("openai", "gpt-custom") == (1.0, 2.0)
+    assert catalog.price("openai", "gpt-4o-mini") is not None
+
+
+def test_every_table_model_is_priced_and_sized() -> None:
+    catalog = ModelCatalog.default()
+    r = Router(catalog=catalog)
+    for provider in PROVIDERS:
+        for task in Task:
+            model = r.model_for(provider, task)
+            assert catalog.price(provider, model) is not None, (provider, task, model)
+            assert catalog.context_window(provider, model), (provider, task, model)
+
+
+@pytest.mark.parametrize("max_tokens", [None, 300])
+def test_estimates_match_the_adapters(max_tokens: int | None) -> None:
+    from samplemind_core import Settings
+    from samplemind_core.providers import get_provider
+    from samplemind_core.providers.base import DEFAULT_MAX_OUTPUT_TOKENS
+
+    assert router_module.DEFAULT_OUTPUT_TOKENS == DEFAULT_MAX_OUTPUT_TOKENS
+    settings = Settings()
+    adapters = {p: get_provider(p, settings.provider(p)) for p in PROVIDERS}
+    r = Router(catalog=ModelCatalog.from_settings(settings))
+    request = req("a sample description " * 50, max_tokens=max_tokens)
+    for task, priority in itertools.product(Task, Priority):
+        for choice in r.plan(task, priority, request):
+            adapter = adapters[choice.provider]
+            assert choice.estimated_cost_usd == pytest.approx(
+                adapter.estimate_cost(request, choice.model)
+            ), choice
+            assert r.catalog.context_window(choice.provider, choice.model) == (
+                adapter.context_window(choice.model)
+            )
