@@ -652,3 +652,52 @@ async def test_canary_keys_never_leak(
     for name, key in CANARY.items():
         assert key.encode() not in blob, f"{name} key leaked"
     assert b"bad key" in blob  # the hostile bodies really reached the error texts (redacted)
+
+
+# -- real sockets: the emulator server and a real redis-server ---------------------
+
+
+@pytest.mark.live
+@pytest.mark.redis
+@pytest.mark.parametrize("provider", ["ollama", "openai", "anthropic", "gemini"])
+async def test_live_emulator_and_real_redis(
+    provider: str, emulator_server: Any, redis_server: Any
+) -> None:
+    from samplemind_core import CacheConfig
+
+    namespace = f"test-manager-live-{provider}"
+    base = Settings(redis_url=redis_server.url, cache=CacheConfig(namespace=namespace))
+    s = emulator_server.settings(base)
+    async with AIManager(s) as ai:
+        assert ai.cache is not None
+        await ai.cache.clear()
+        before = emulator_server.stats()["calls"].get(provider, 0)
+        request = req(f"live {provider}", provider=provider, max_tokens=64)
+        first = await ai.complete(request, task="genre", priority="speed")
+        second = await ai.complete(request, task="genre", priority="speed")
+        after = emulator_server.stats()["calls"].get(provider, 0)
+    assert first.provider == provider and first.text and first.cached is False
+    assert first.usage.input_tokens > 0 and first.usage.output_tokens > 0
+    price = ai.router.catalog.price(provider, first.model)
+    assert price is not None
+    p_in, p_out = price
+    assert first.cost_usd == pytest.approx(
+        (first.usage.input_tokens * p_in + first.usage.output_tokens * p_out) / 1e6
+    )
+    assert second.cached is True and second.text == first.text and second.cost_usd == 0.0
+    assert after - before == 1
+
+
+@pytest.mark.live
+async def test_live_fallback_on_refused_connection(emulator_server: Any) -> None:
+    from fixtures.servers import free_port
+
+    s = emulator_server.settings().with_provider(
+        "ollama", base_url=f"http://127.0.0.1:{free_port()}"
+    )
+    s = Settings(http=HttpConfig(retry=RetryConfig(attempts=1)), providers=s.providers)
+    async with AIManager(s) as ai:
+        resp = await ai.complete(req("refused"), task="factual", priority="speed")
+    assert resp.provider == "gemini"
+    assert resp.metadata["route"][0]["provider"] == "ollama"
+    assert "ConnectError" in resp.metadata["route"][0]["error"]
