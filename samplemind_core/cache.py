@@ -1,0 +1,850 @@
+"""The Redis response cache (with an optional in-process L1).
+
+:class:`ResponseCache` receives a ready ``redis.asyncio`` client --
+``redis.asyncio.Redis`` (``redis://``, ``rediss://``, ``unix://``, password),
+``redis.asyncio.cluster.RedisCluster`` or ``fakeredis.FakeAsyncRedis`` -- and
+runs the identical code path for all of them. The public methods do the work
+that does not depend on the store once (keys, serialisation, TTL, per-operation
+timeout, statistics, health); the store is touched only by the small private
+``_io_*`` methods, and every error of the store is translated in one place
+(:class:`_StoreErrors`) into :class:`~samplemind_core.CacheBackendError` or
+:class:`~samplemind_core.CacheValueError`. Those never escape ``get``, ``set``,
+``get_or_call`` or ``warm``: the cache counts them and behaves as a miss (or
+skips the write).
+
+Key layout (every command touches one key, so it also works on a cluster)::
+
+    {prefix}:{namespace}:{G}.{P}:{provider or '_'}:{fingerprint}
+
+``G`` is the namespace's generation and ``P`` the generation of the request's
+provider; both live in one Redis hash ``{prefix}:{namespace}:gen`` (fields
+``*`` and the provider names) that is cached in-process for
+``generation_ttl_s``. :meth:`ResponseCache.clear` increments a generation
+(one ``HINCRBY``: O(1)), so old entries stop matching at once in this process
+and within ``generation_ttl_s`` in every other one; a background task then
+removes them with ``SCAN`` + ``UNLINK`` (on a cluster, ``scan_iter`` visits
+every primary). Entries of requests that did not pin a provider carry the
+generation of the provider that answered inside the value, so
+``clear("openai")`` also hides those.
+
+Values are a small versioned envelope in msgpack (default) or JSON -- never
+pickle::
+
+    ["smc/1", created_at, provider, model, latency_ms, cost_usd, provider_gen,
+     [text, finish_reason, [[name, arguments, id], ...], input_tokens,
+      output_tokens, estimated_cost_usd, attempts, metadata]]
+
+A hit is returned with ``cached=True``, ``cost_usd=0.0`` (it cost nothing),
+``latency_ms`` = the time of the lookup, and the original figures under
+``metadata["cache"]`` (``created_at``, ``latency_ms``, ``cost_usd``); the
+original latency and cost are also summed into ``stats().latency_saved_ms``
+and ``stats().cost_saved_usd``.
+
+When Redis fails (unreachable, killed, too slow for ``op_timeout_s``), the
+cache logs one warning, then skips Redis for a short, growing interval
+(``backoff_min_s`` doubling up to ``backoff_max_s``) so that a dead server
+does not cost a timeout on every request, and tries again; the first success
+logs one "recovered" line.
+
+>>> import asyncio
+>>> from samplemind_core import ChatRequest, ChatResponse
+>>> async def demo() -> tuple[bool, bool]:
+...     cache = ResponseCache(None, config=CacheConfig(l1_max_entries=100))
+...     req = ChatRequest(messages=[{"role": "user", "content": "hi"}], model="m")
+...     await cache.set(req, ChatResponse(text="hello", provider="ollama", model="m"))
+...     hit = await cache.get(req)
+...     return hit is not None and hit.cached, cache.stats().hits == 1
+>>> asyncio.run(demo())
+(True, True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, fields, replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import msgpack
+import orjson
+import redis.exceptions
+
+from ._config import CacheConfig
+from ._exceptions import CacheBackendError, CacheError, CacheValueError, ConfigError
+from ._models import ChatRequest, ChatResponse, ToolCall, Usage
+from .fingerprint import fingerprint, get_hasher
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = ["ENVELOPE_VERSION", "CacheStats", "ResponseCache"]
+
+logger = logging.getLogger(__name__)
+
+ENVELOPE_VERSION: Final = "smc/1"
+"""First element of every stored value; anything else under our key is foreign."""
+
+_GLOBAL_FIELD: Final = "*"
+_NO_PROVIDER: Final = "_"
+_STORE_ERRORS: Final = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+    TimeoutError,  # asyncio.timeout (the per-operation timeout) raises this
+)
+# Anything else a client raises mid-command (e.g. an AttributeError from a
+# half-initialised connection) is also a backend failure: callers never see it.
+
+_now = time.time
+_monotonic = time.monotonic
+_perf = time.perf_counter
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_jdumps = orjson.dumps
+_jloads = orjson.loads
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters of one :class:`ResponseCache` (a snapshot when returned by ``stats()``).
+
+    ``hits`` includes ``l1_hits``. ``errors`` = ``backend_errors`` (Redis
+    failed or timed out) + ``value_errors`` (corrupt, foreign or oversized
+    values). ``bypassed`` counts operations not sent to Redis during a back-off
+    after a failure; ``skipped_writes`` counts values over ``max_value_bytes``;
+    ``coalesced`` counts ``get_or_call`` callers that awaited another caller's
+    call (single-flight). ``latency_saved_ms`` and ``cost_saved_usd`` sum the
+    recorded latency and cost of every response served from the cache.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    l1_hits: int = 0
+    sets: int = 0
+    errors: int = 0
+    backend_errors: int = 0
+    value_errors: int = 0
+    skipped_writes: int = 0
+    bypassed: int = 0
+    coalesced: int = 0
+    purged: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    latency_saved_ms: float = 0.0
+    cost_saved_usd: float = 0.0
+
+    @property
+    def hit_rate(self) -> float:
+        """hits / (hits + misses); 0.0 before the first lookup."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        """All counters plus ``hit_rate`` as a plain dict (for JSON and reports)."""
+        out: dict[str, float | int] = asdict(self)
+        out["hit_rate"] = self.hit_rate
+        return out
+
+
+class _StoreErrors:
+    """The one seam where errors of the store become ours (``raise ... from exc``)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, CacheError):
+            return  # CancelledError, KeyboardInterrupt and our own errors pass through
+        if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
+            raise CacheValueError("a value of another Redis type is stored under the key") from exc
+        if isinstance(exc, TimeoutError) and not isinstance(exc, redis.exceptions.RedisError):
+            raise CacheBackendError("redis operation timed out") from exc
+        if isinstance(exc, _STORE_ERRORS):
+            raise CacheBackendError(f"redis failed: {type(exc).__name__}: {exc}") from exc
+        raise CacheBackendError(f"redis client failed unexpectedly: {type(exc).__name__}") from exc
+
+
+_store_errors: Final = _StoreErrors()
+
+
+@dataclass(slots=True)
+class _L1Entry:
+    response: ChatResponse  # the template, already cached=True and cost_usd=0.0
+    provider_gen: int
+    expires: float
+    size: int
+    latency_ms: float  # original, for stats
+    cost_usd: float
+
+
+def _clone(t: ChatResponse, latency_ms: float) -> ChatResponse:
+    """A cheap copy of an L1 template (top-level lists/dicts copied, not shared)."""
+    return ChatResponse(
+        t.text,
+        t.provider,
+        t.model,
+        list(t.tool_calls),
+        t.finish_reason,
+        Usage(t.usage.input_tokens, t.usage.output_tokens),
+        0.0,
+        t.estimated_cost_usd,
+        latency_ms,
+        True,
+        t.attempts,
+        dict(t.metadata),
+    )
+
+
+class ResponseCache:
+    """A response cache on a ready ``redis.asyncio`` client (see the module docstring).
+
+    ``redis=None`` runs without Redis: only the L1 (``config.l1_max_entries >
+    0``) stores anything, otherwise every lookup misses. ``namespace``
+    overrides ``config.namespace``; tenants never share entries.
+    ``allow_insecure_hasher`` lets benchmarks use ``xxh3_128``; never set it
+    for a cache shared between users. The cache does not own the client:
+    close it yourself; :meth:`aclose` only stops the background purge.
+    """
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster | None,
+        *,
+        namespace: str | None = None,
+        config: CacheConfig | None = None,
+        serializer: Literal["msgpack", "json"] = "msgpack",
+        allow_insecure_hasher: bool = False,
+        generation_ttl_s: float = 1.0,
+        backoff_min_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        bulk_timeout_s: float = 10.0,
+        warm_batch: int = 500,
+    ) -> None:
+        config = config or CacheConfig()
+        if namespace is not None and namespace != config.namespace:
+            config = replace(config, namespace=namespace)  # validates it
+        hasher = get_hasher(config.hasher)
+        if not hasher.secure and not allow_insecure_hasher:
+            raise ConfigError(
+                f"hasher {hasher.name!r} is not collision resistant: a shared cache could be "
+                "poisoned; use blake3, sha256 or blake2b"
+            )
+        if serializer not in ("msgpack", "json"):
+            raise ConfigError(f"serializer must be 'msgpack' or 'json', got {serializer!r}")
+        if warm_batch < 1:
+            raise ConfigError(f"warm_batch must be >= 1, got {warm_batch}")
+        get_encoder = getattr(redis, "get_encoder", None)
+        if get_encoder is not None and getattr(get_encoder(), "decode_responses", False):
+            raise ConfigError("the redis client must be created with decode_responses=False")
+
+        self.config = config
+        self.namespace = config.namespace
+        self.serializer = serializer
+        self._redis: Any = redis
+        self._hasher = hasher
+        self._fkey = config.key_bytes()
+        self._ttl_s = config.ttl_s
+        self._op_timeout = config.op_timeout_s
+        self._max_bytes = config.max_value_bytes
+        self._base = f"{config.key_prefix}:{config.namespace}:"
+        self._gen_key = f"{self._base}gen"
+        self._encode = self._encode_json if serializer == "json" else self._encode_msgpack
+        self._stats = CacheStats()
+
+        # generations: "*" -> namespace generation, provider -> its generation
+        self._gens: dict[str, int] = {}
+        self._segments: dict[str | None, str] = {}
+        self._gen_ttl = generation_ttl_s
+        self._gens_expiry = 0.0 if redis is not None else float("inf")
+
+        # health and back-off
+        self._healthy = True
+        self._skip_until = 0.0
+        self._backoff = 0.0
+        self._backoff_min = backoff_min_s
+        self._backoff_max = backoff_max_s
+        self._bulk_timeout = bulk_timeout_s
+        self._warm_batch = warm_batch
+
+        # L1
+        self._l1: OrderedDict[str, _L1Entry] | None = (
+            OrderedDict() if config.l1_max_entries > 0 else None
+        )
+        self._l1_max_entries = config.l1_max_entries
+        self._l1_max_bytes = config.l1_max_bytes
+        self._l1_ttl = config.l1_ttl_s
+        self._l1_bytes = 0
+
+        self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._tasks: set[asyncio.Task[int]] = set()
+
+    # ------------------------------------------------------------------ keys
+
+    def _segment(self, provider: str | None) -> str:
+        seg = self._segments.get(provider)
+        if seg is None:
+            p = self._gens.get(provider, 0) if provider else 0
+            seg = f"{self._base}{self._gens.get(_GLOBAL_FIELD, 0)}.{p}:{provider or _NO_PROVIDER}:"
+            self._segments[provider] = seg
+        return seg
+
+    def key_for(self, request: ChatRequest) -> str:
+        """The Redis key of ``request`` under the generations currently known in-process."""
+        seg = self._segments.get(request.provider) or self._segment(request.provider)
+        return seg + fingerprint(
+            request, namespace=self.namespace, hasher=self._hasher, key=self._fkey
+        )
+
+    def _set_gens(self, gens: dict[str, int]) -> None:
+        if gens != self._gens:
+            self._gens = gens
+            self._segments = {}
+
+    async def _fresh_gens(self) -> None:
+        """Reload the generations from Redis when the in-process copy is older than its TTL."""
+        now = _monotonic()
+        if now < self._gens_expiry or now < self._skip_until:
+            return
+        raw = await self._io_hgetall(self._gen_key)
+        gens: dict[str, int] = {}
+        for k, v in raw.items():
+            gens[k.decode() if isinstance(k, bytes) else str(k)] = int(v)
+        self._set_gens(gens)
+        self._gens_expiry = _monotonic() + self._gen_ttl
+
+    # --------------------------------------------------------------- health
+
+    def _backend_failed(self, exc: CacheError) -> None:
+        st = self._stats
+        st.errors += 1
+        st.backend_errors += 1
+        self._backoff = min(self._backoff_max, self._backoff * 2 or self._backoff_min)
+        self._skip_until = _monotonic() + self._backoff
+        if self._healthy:
+            self._healthy = False
+            logger.warning(
+                "redis cache unavailable (%s); serving misses and retrying in the background",
+                exc,
+            )
+
+    def _backend_ok(self) -> None:
+        self._backoff = 0.0
+        if not self._healthy:
+            self._healthy = True
+            logger.warning("redis cache recovered; serving hits again")
+
+    def _value_failed(self, key: str, exc: CacheError) -> None:
+        st = self._stats
+        st.errors += 1
+        st.value_errors += 1
+        logger.debug("cache value error under %s: %s", key, exc)
+
+    @property
+    def healthy(self) -> bool:
+        """False after a Redis failure until the next successful operation."""
+        return self._healthy
+
+    # ------------------------------------------------------------ encoding
+
+    def _envelope(self, response: ChatResponse) -> list[Any]:
+        provider_gen = self._gens.get(response.provider, 0)
+        return [
+            ENVELOPE_VERSION,
+            _now(),
+            response.provider,
+            response.model,
+            float(response.latency_ms),
+            float(response.cost_usd),
+            provider_gen,
+            [
+                response.text,
+                response.finish_reason,
+                [[t.name, t.arguments, t.id] for t in response.tool_calls],
+                response.usage.input_tokens,
+                response.usage.output_tokens,
+                response.estimated_cost_usd,
+                response.attempts,
+                response.metadata,
+            ],
+        ]
+
+    def _encode_msgpack(self, response: ChatResponse) -> bytes:
+        try:
+            return _packb(self._envelope(response))  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CacheValueError(f"response is not serialisable: {exc}") from None
+
+    def _encode_json(self, response: ChatResponse) -> bytes:
+        try:
+            return _jdumps(self._envelope(response))
+        except TypeError as exc:
+            raise CacheValueError(f"response is not serialisable: {exc}") from None
+
+    @staticmethod
+    def _decode(raw: bytes) -> tuple[ChatResponse, int, float, float]:
+        """(response template with cached=True, provider generation, latency_ms, cost_usd)."""
+        try:
+            env = _jloads(raw) if raw[:1] == b"[" else _unpackb(raw)
+            version, created, provider, model, latency, cost, pgen, body = env
+            if version != ENVELOPE_VERSION:
+                raise ValueError("unknown envelope")
+            text, finish, tcs, tin, tout, est, attempts, meta = body
+            response = ChatResponse(
+                text,
+                provider,
+                model,
+                [ToolCall(n, a, i) for n, a, i in tcs] if tcs else [],
+                finish,
+                Usage(tin, tout),
+                0.0,
+                est,
+                0.0,
+                True,
+                attempts,
+                {**meta, "cache": {"created_at": created, "latency_ms": latency, "cost_usd": cost}},
+            )
+            if not (text.__class__ is str and provider.__class__ is str and pgen.__class__ is int):
+                raise ValueError("bad field types")
+            return response, pgen, float(latency), float(cost)
+        except Exception as exc:
+            raise CacheValueError(f"not a samplemind cache value: {type(exc).__name__}") from None
+
+    # ------------------------------------------------------------------ L1
+
+    def _l1_get(self, key: str, now: float) -> _L1Entry | None:
+        l1 = self._l1
+        if l1 is None:
+            return None
+        entry = l1.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= now or self._gens.get(entry.response.provider, 0) != entry.provider_gen:
+            self._l1_drop(key)
+            return None
+        l1.move_to_end(key)
+        return entry
+
+    def _l1_put(self, key: str, entry: _L1Entry) -> None:
+        l1 = self._l1
+        if l1 is None or entry.size > self._l1_max_bytes:
+            return
+        self._l1_drop(key)
+        l1[key] = entry
+        self._l1_bytes += entry.size
+        while len(l1) > self._l1_max_entries or self._l1_bytes > self._l1_max_bytes:
+            _, old = l1.popitem(last=False)
+            self._l1_bytes -= old.size
+
+    def _l1_drop(self, key: str) -> None:
+        if self._l1 is not None and (old := self._l1.pop(key, None)) is not None:
+            self._l1_bytes -= old.size
+
+    def _l1_clear(self) -> None:
+        if self._l1 is not None:
+            self._l1.clear()
+            self._l1_bytes = 0
+
+    # -------------------------------------------------------------- public
+
+    async def get(self, request: ChatRequest) -> ChatResponse | None:
+        """The cached response of ``request`` (``cached=True``) or ``None``. Never raises Redis errors."""
+        start = _perf()
+        if self._redis is not None:
+            try:
+                await self._fresh_gens()
+            except CacheError as exc:
+                self._backend_failed(exc)
+        return await self._lookup(self.key_for(request), start)
+
+    async def _lookup(self, key: str, start: float) -> ChatResponse | None:
+        st = self._stats
+        if self._l1 is not None:
+            now = _monotonic()
+            entry = self._l1_get(key, now)
+            if entry is not None:
+                st.hits += 1
+                st.l1_hits += 1
+                st.latency_saved_ms += entry.latency_ms
+                st.cost_saved_usd += entry.cost_usd
+                return _clone(entry.response, (_perf() - start) * 1000.0)
+        if self._redis is None:
+            st.misses += 1
+            return None
+        if _monotonic() < self._skip_until:
+            st.misses += 1
+            st.bypassed += 1
+            return None
+        try:
+            raw = await self._io_get(key)
+        except CacheValueError as exc:  # another Redis type under our key
+            self._value_failed(key, exc)
+            st.misses += 1
+            await self._discard(key)
+            return None
+        except CacheError as exc:
+            self._backend_failed(exc)
+            st.misses += 1
+            return None
+        if not self._healthy or self._backoff:
+            self._backend_ok()
+        if raw is None:
+            st.misses += 1
+            return None
+        st.bytes_read += len(raw)
+        try:
+            if len(raw) > self._max_bytes:
+                raise CacheValueError(f"stored value of {len(raw)} bytes is over the limit")
+            response, pgen, latency, cost = self._decode(raw)
+        except CacheValueError as exc:
+            self._value_failed(key, exc)
+            st.misses += 1
+            await self._discard(key)
+            return None
+        if self._gens.get(response.provider, 0) != pgen:  # its provider was cleared since
+            st.misses += 1
+            await self._discard(key)
+            return None
+        st.hits += 1
+        st.latency_saved_ms += latency
+        st.cost_saved_usd += cost
+        if self._l1 is not None:
+            self._l1_put(
+                key,
+                _L1Entry(
+                    response,
+                    pgen,
+                    _monotonic() + self._l1_ttl,
+                    len(raw),
+                    latency,
+                    cost,
+                ),
+            )
+            return _clone(response, (_perf() - start) * 1000.0)
+        response.latency_ms = (_perf() - start) * 1000.0
+        return response
+
+    async def _discard(self, key: str) -> None:
+        try:
+            await self._io_unlink(key)
+        except CacheError as exc:
+            self._backend_failed(exc)
+
+    async def set(
+        self, request: ChatRequest, response: ChatResponse, *, ttl_s: float | None = None
+    ) -> bool:
+        """Store ``response`` for ``request``; True when stored. Never raises Redis errors.
+
+        Responses served from the cache (``cached=True``) are not stored again;
+        values over ``max_value_bytes`` are skipped and counted.
+        """
+        if self._redis is not None:
+            try:
+                await self._fresh_gens()
+            except CacheError as exc:
+                self._backend_failed(exc)
+        return await self._store(self.key_for(request), response, ttl_s)
+
+    async def _store(self, key: str, response: ChatResponse, ttl_s: float | None) -> bool:
+        ttl = self._ttl_s if ttl_s is None else ttl_s
+        if ttl <= 0:
+            raise ConfigError(f"ttl_s must be > 0 seconds, got {ttl}")
+        if response.cached:
+            return False
+        st = self._stats
+        try:
+            data = self._encode(response)
+            if len(data) > self._max_bytes:
+                st.skipped_writes += 1
+                raise CacheValueError(
+                    f"value of {len(data)} bytes is over max_value_bytes={self._max_bytes}"
+                )
+        except CacheValueError as exc:
+            self._value_failed(key, exc)
+            return False
+        stored = False
+        if self._l1 is not None:
+            template, pgen, latency, cost = self._decode(data)
+            self._l1_put(
+                key,
+                _L1Entry(
+                    template, pgen, _monotonic() + min(ttl, self._l1_ttl), len(data), latency, cost
+                ),
+            )
+            stored = True
+        if self._redis is None:
+            return stored
+        if _monotonic() < self._skip_until:
+            st.bypassed += 1
+            return stored
+        try:
+            await self._io_set(key, data, max(1, int(ttl * 1000)))
+        except CacheError as exc:
+            self._backend_failed(exc)
+            return stored
+        self._backend_ok()
+        st.sets += 1
+        st.bytes_written += len(data)
+        return True
+
+    async def get_or_call(
+        self,
+        request: ChatRequest,
+        fn: Callable[[], Awaitable[ChatResponse]],
+        *,
+        ttl_s: float | None = None,
+    ) -> ChatResponse:
+        """A hit, or ``await fn()`` stored in the cache, with single-flight per key.
+
+        Concurrent calls for the same request in this process make one call of
+        ``fn``; the others await it and get a copy of its response. When ``fn``
+        raises, every waiter gets that exception and nothing is cached.
+        """
+        start = _perf()
+        if self._redis is not None:
+            try:
+                await self._fresh_gens()
+            except CacheError as exc:
+                self._backend_failed(exc)
+        key = self.key_for(request)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self._stats.coalesced += 1
+            shared = await asyncio.shield(pending)
+            return _clone(shared, shared.latency_ms) if shared.cached else replace(shared)
+        fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await self._lookup(key, start)
+            if result is None:
+                result = await fn()
+                await self._store(key, result, ttl_s)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
+
+    async def clear(self, provider: str | None = None) -> None:
+        """Invalidate every entry (or those of ``provider``) in O(1); purge them in the background.
+
+        Raises :class:`~samplemind_core.CacheBackendError` when Redis cannot be
+        reached: a clear that did not happen must not look like one that did.
+        """
+        field = provider or _GLOBAL_FIELD
+        self._l1_clear()
+        if self._redis is None:
+            gens = dict(self._gens)
+            gens[field] = gens.get(field, 0) + 1
+            self._set_gens(gens)
+            return
+        try:
+            value = await self._io_hincrby(self._gen_key, field)
+        except CacheError as exc:
+            self._backend_failed(exc)
+            raise
+        self._backend_ok()
+        gens = dict(self._gens)
+        gens[field] = value
+        self._set_gens(gens)
+        self._gens_expiry = 0.0  # reload the others next time
+        task = asyncio.get_running_loop().create_task(self._purge_quietly())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _purge_quietly(self) -> int:
+        try:
+            return await self.purge()
+        except CacheError as exc:
+            logger.info("background purge of old cache generations stopped: %s", exc)
+            return 0
+
+    async def purge(self) -> int:
+        """Remove entries of old generations now (SCAN + UNLINK); returns how many.
+
+        ``clear()`` runs this in the background; calling it first waits for
+        those background runs. Entries of requests without a pinned provider
+        whose answering provider was cleared are removed on their next lookup
+        or by their TTL.
+        """
+        if self._redis is None:
+            return 0
+        others = [t for t in self._tasks if t is not asyncio.current_task()]
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
+        await self._fresh_gens_now()
+        gens = self._gens
+        g = gens.get(_GLOBAL_FIELD, 0)
+        base_len = len(self._base)
+        stale: list[str] = []
+        removed = 0
+        with _store_errors:
+            async with asyncio.timeout(self._bulk_timeout * 10):
+                async for raw_key in self._io_scan(self._base + "*"):
+                    key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                    gen, sep, rest = key[base_len:].partition(":")
+                    provider, sep2, _fp = rest.rpartition(":")
+                    if not sep or not sep2:
+                        continue  # the generation hash or a foreign key
+                    kg, _, kp = gen.partition(".")
+                    try:
+                        old = int(kg) != g or (
+                            provider != _NO_PROVIDER and int(kp) != gens.get(provider, 0)
+                        )
+                    except ValueError:
+                        continue
+                    if old:
+                        stale.append(key)
+                    if len(stale) >= self._warm_batch:
+                        removed += await self._io_unlink_many(stale)
+                        stale = []
+                if stale:
+                    removed += await self._io_unlink_many(stale)
+        self._stats.purged += removed
+        return removed
+
+    async def _fresh_gens_now(self) -> None:
+        self._gens_expiry = 0.0
+        self._skip_until = 0.0
+        await self._fresh_gens()
+
+    async def warm(self, entries: Iterable[tuple[ChatRequest, ChatResponse]]) -> int:
+        """Bulk-write ``(request, response)`` pairs with pipelines; returns how many were written.
+
+        Never raises Redis errors: on a failure it stops and returns the count so far.
+        """
+        if self._redis is None:
+            n = 0
+            for request, response in entries:
+                n += await self._store(self.key_for(request), response, None)
+            return n
+        st = self._stats
+        try:
+            await self._fresh_gens_now()
+        except CacheError as exc:
+            self._backend_failed(exc)
+            return 0
+        ttl_ms = max(1, int(self._ttl_s * 1000))
+        written = 0
+        batch: list[tuple[str, bytes]] = []
+
+        async def flush() -> bool:
+            nonlocal written
+            try:
+                await self._io_set_many(batch, ttl_ms)
+            except CacheError as exc:
+                self._backend_failed(exc)
+                return False
+            self._backend_ok()
+            written += len(batch)
+            st.sets += len(batch)
+            st.bytes_written += sum(len(v) for _, v in batch)
+            batch.clear()
+            return True
+
+        for request, response in entries:
+            key = self.key_for(request)
+            try:
+                data = self._encode(response)
+                if len(data) > self._max_bytes:
+                    st.skipped_writes += 1
+                    raise CacheValueError(f"value of {len(data)} bytes is over the limit")
+            except CacheValueError as exc:
+                self._value_failed(key, exc)
+                continue
+            batch.append((key, data))
+            if len(batch) >= self._warm_batch and not await flush():
+                return written
+        if batch:
+            await flush()
+        return written
+
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters."""
+        return replace(self._stats)
+
+    def reset_stats(self) -> None:
+        """Zero every counter."""
+        for f in fields(CacheStats):
+            setattr(self._stats, f.name, f.default)
+
+    async def aclose(self) -> None:
+        """Stop background purges (the Redis client is the caller's to close)."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> ResponseCache:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------- store I/O (the seam)
+
+    async def _io_get(self, key: str) -> bytes | None:
+        with _store_errors:
+            async with asyncio.timeout(self._op_timeout):
+                return await self._redis.get(key)  # type: ignore[no-any-return]
+
+    async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
+        with _store_errors:
+            async with asyncio.timeout(self._op_timeout):
+                await self._redis.set(key, data, px=ttl_ms)
+
+    async def _io_unlink(self, key: str) -> None:
+        with _store_errors:
+            async with asyncio.timeout(self._op_timeout):
+                await self._redis.unlink(key)
+
+    async def _io_hgetall(self, key: str) -> dict[Any, Any]:
+        with _store_errors:
+            async with asyncio.timeout(self._op_timeout):
+                return await self._redis.hgetall(key)  # type: ignore[no-any-return]
+
+    async def _io_hincrby(self, key: str, field: str) -> int:
+        with _store_errors:
+            async with asyncio.timeout(self._op_timeout):
+                return int(await self._redis.hincrby(key, field, 1))
+
+    async def _io_set_many(self, items: list[tuple[str, bytes]], ttl_ms: int) -> None:
+        with _store_errors:
+            async with asyncio.timeout(self._bulk_timeout):
+                pipe = self._redis.pipeline(transaction=False)
+                for key, data in items:
+                    pipe.set(key, data, px=ttl_ms)
+                await pipe.execute()
+
+    async def _io_unlink_many(self, keys: list[str]) -> int:
+        with _store_errors:
+            async with asyncio.timeout(self._bulk_timeout):
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    # one key per command: routed by slot on a cluster
+                    pipe.execute_command("UNLINK", key)
+                return sum(int(n) for n in await pipe.execute())
+
+    async def _io_scan(self, pattern: str) -> AsyncIterator[Any]:
+        with _store_errors:
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                yield key
