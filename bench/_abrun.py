@@ -36,6 +36,7 @@ __all__ = [
     "SideEnv",
     "Slot",
     "bench_cli_runner",
+    "make_bench_cli_runner",
     "run_interleaved",
     "schedule",
     "side_environments",
@@ -133,9 +134,10 @@ def side_environments(
 _BOOT = "import sys; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def bench_cli_runner(slot: Slot, out: Path, side: SideEnv) -> None:
+def bench_cli_runner(slot: Slot, out: Path, side: SideEnv, pytest_args: Sequence[str] = ()) -> None:
     """Default runner: ``samplemind-bench run --quick --suite S --out DIR`` with this interpreter."""
     cmd = [sys.executable, "-c", _BOOT, "run", "--quick", "--suite", slot.suite, "--out", str(out)]
+    cmd += [f"--pytest-arg={a}" for a in pytest_args]
     proc = subprocess.run(
         cmd, cwd=side.cwd, env=dict(side.env), capture_output=True, text=True, check=False
     )
@@ -145,6 +147,15 @@ def bench_cli_runner(slot: Slot, out: Path, side: SideEnv) -> None:
             f"{slot.side} run of suite {slot.suite!r} (round {slot.round}) exited "
             f"{proc.returncode}:\n{tail}"
         )
+
+
+def make_bench_cli_runner(pytest_args: Sequence[str] = ()) -> Runner:
+    """:func:`bench_cli_runner` with extra pytest arguments (e.g. ``-k 1KB`` to select benchmarks)."""
+
+    def runner(slot: Slot, out: Path, side: SideEnv) -> None:
+        bench_cli_runner(slot, out, side, pytest_args)
+
+    return runner
 
 
 def run_interleaved(

@@ -757,6 +757,13 @@ def _parser() -> argparse.ArgumentParser:
         help="--baseline-ref: suite to run (repeatable; default from the rules file)",
     )
     p.add_argument("--rounds", type=int, help="--baseline-ref: interleaved A/B rounds")
+    p.add_argument(
+        "--pytest-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="--baseline-ref: extra pytest argument for both sides' runs (e.g. --pytest-arg=-k1KB)",
+    )
     p.add_argument("--out", type=Path, help="--baseline-ref: keep the runs' results folders here")
     p.add_argument("--repo", type=Path, default=Path("."), help="git repository (default: .)")
     p.add_argument("--rules", type=Path, help="rules TOML (default: bench/gate.toml)")
@@ -834,7 +841,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | Non
                     rounds=config.rounds,
                     seed=config.seed,
                     out_root=out_root,
-                    runner=runner or _abrun.bench_cli_runner,
+                    runner=runner or _abrun.make_bench_cli_runner(args.pytest_arg),
                     base_env=env,
                     log=lambda m: print(f"gate: {m}", file=err),
                 )
@@ -868,6 +875,12 @@ def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | Non
         f"within candidate runs: {d}" for d in c_diffs
     ]
     settings["ignore_env"] = str(args.ignore_env)
+    if not note and (len(baseline_paths) < 2 or len(candidate_paths) < 2):
+        note = (
+            "one run per side: the statistics see the noise within a run, not between runs "
+            "(load drift on a shared machine); for a verdict you can trust, use --baseline-ref "
+            "(interleaved) or several runs per side"
+        )
     report = GateReport(
         verdicts=evaluate(base, cand, config, select=args.select),
         env_differences=diffs,
