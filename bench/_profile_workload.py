@@ -85,24 +85,33 @@ async def replay(n: int, checkpoint_every: int, clear_every: int) -> list[dict[s
         settings.http, transport=world_transport(WorldModel(seed=1, latency_scale=0.0))
     )
     cache = ResponseCache(redis, config=settings.cache)
-    checkpoints: list[dict[str, int]] = []
     work = make_requests(n)
     async with AIManager(settings, cache=cache, http=http) as ai:
-        for i, (req, task, prio) in enumerate(work, start=1):
-            await ai.complete(req, task=task, priority=prio)
-            if clear_every and i % clear_every == 0:
-                await cache.clear()
-            if i % checkpoint_every == 0 or i == n:
-                checkpoints.append(
-                    {
-                        "requests": i,
-                        "rss_bytes": _rss_bytes(),
-                        "peak_rss_bytes": _peak_rss_bytes(),
-                        "allocated_blocks": sys.getallocatedblocks(),
-                    }
-                )
+        checkpoints = await _drive(ai, cache, work, checkpoint_every, clear_every)
     await http.aclose()
     await redis.aclose()
+    return checkpoints
+
+
+async def _drive(
+    ai: Any, cache: Any, work: list[tuple[Any, str, str]], checkpoint_every: int, clear_every: int
+) -> list[dict[str, int]]:
+    """The replay loop: the region the CPU profile reports on (``py-spy`` region ``_drive``)."""
+    n = len(work)
+    checkpoints: list[dict[str, int]] = []
+    for i, (req, task, prio) in enumerate(work, start=1):
+        await ai.complete(req, task=task, priority=prio)
+        if clear_every and i % clear_every == 0:
+            await cache.clear()
+        if i % checkpoint_every == 0 or i == n:
+            checkpoints.append(
+                {
+                    "requests": i,
+                    "rss_bytes": _rss_bytes(),
+                    "peak_rss_bytes": _peak_rss_bytes(),
+                    "allocated_blocks": sys.getallocatedblocks(),
+                }
+            )
     return checkpoints
 
 

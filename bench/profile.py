@@ -141,20 +141,27 @@ def _memray(out: Path, requests: int, timeout_s: float) -> dict[str, Any]:
 # --- py-spy -----------------------------------------------------------------------------------
 
 
-def speedscope_top(doc: dict[str, Any], n: int = 15) -> tuple[int, list[dict[str, Any]]]:
-    """Total samples and the top ``n`` functions by own time (leaf frames) of a speedscope file."""
+def speedscope_top(
+    doc: dict[str, Any], n: int = 15, *, region: str | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """Samples and the top ``n`` functions by own time (leaf frames) of a speedscope file.
+
+    With ``region`` (a function name), only samples whose stack passes through that
+    function count (the timed region: start-up and imports excluded), when there are any.
+    """
     frames = doc["shared"]["frames"]
+    stacks = [s for prof in doc.get("profiles", []) for s in prof.get("samples", []) if s]
+    if region is not None:
+        ids = {i for i, fr in enumerate(frames) if fr.get("name") == region}
+        inside = [s for s in stacks if ids.intersection(s)]
+        stacks = inside or stacks
     own: dict[tuple[str, str], float] = {}
     total = 0.0
-    for prof in doc.get("profiles", []):
-        # one entry per sample; py-spy's weights are durations, so count samples instead
-        for stack in prof.get("samples", []):
-            if not stack:
-                continue
-            fr = frames[stack[-1]]
-            key = (str(fr.get("name", "?")), str(fr.get("file", "")))
-            own[key] = own.get(key, 0.0) + 1
-            total += 1
+    for stack in stacks:  # one entry per sample; py-spy's weights are durations, so count
+        fr = frames[stack[-1]]
+        key = (str(fr.get("name", "?")), str(fr.get("file", "")))
+        own[key] = own.get(key, 0.0) + 1
+        total += 1
     top = [
         {
             "function": name,
@@ -211,12 +218,15 @@ def _py_spy(
             "message": f"py-spy failed ({rec.returncode}): {detail}",
             "how_to_fix": None,
         }, None
-    samples, top = speedscope_top(json.loads(speedscope.read_text(encoding="utf-8")))
+    samples, top = speedscope_top(
+        json.loads(speedscope.read_text(encoding="utf-8")), region="_drive"
+    )
     section: dict[str, Any] = {
         "status": "ok",
         "requests": requests,
         "rate_hz": rate,
         "samples": samples,
+        "region": "samples inside the replay loop bench._profile_workload._drive (start-up and imports excluded)",
         "top_functions": top,
         "artefacts": {"speedscope": speedscope.name},
     }

@@ -44,6 +44,11 @@ def test_speedscope_top_counts_own_time_of_leaf_frames() -> None:
         ("warm", 1),
     ]
     assert top[0]["own_fraction"] == pytest.approx(3 / 5)
+    # only the timed region: samples passing through "warm"'s caller chain containing frame 2
+    total, top = speedscope_top(doc, region="warm")
+    assert total == 1 and top[0]["function"] == "warm"
+    total, _ = speedscope_top(doc, region="absent")  # no such frame: every sample counts
+    assert total == 5
 
 
 def _cp(n: int, rss: int, peak: int, blocks: int) -> dict[str, int]:
