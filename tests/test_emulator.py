@@ -473,3 +473,32 @@ def test_ollama_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     )
     assert streamed == reply.message.content
     assert model in [m.model for m in client.list().models]
+
+
+# --------------------------------------------------------------------------- live settings
+
+
+def test_env_provided_providers_are_detected() -> None:
+    from fixtures.servers import env_provided_providers
+    from samplemind_core import Settings
+
+    env = Settings.from_env(
+        {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OLLAMA_HOST": "127.0.0.1:1"}
+    )
+    assert env_provided_providers(env) == {"openai", "ollama"}
+    assert env_provided_providers(Settings.from_env({})) == set()
+
+
+def test_live_settings_never_point_at_the_internet(
+    live_settings: Any, emulator_server: EmulatorServer
+) -> None:
+    from fixtures.servers import env_provided_providers
+    from samplemind_core import Settings
+
+    provided = env_provided_providers(Settings.from_env())
+    for name, config in live_settings.providers.items():
+        if name not in provided:
+            assert config.base_url.startswith(emulator_server.url)
+        assert config.base_url.startswith("http://"), config.base_url
+        if name != "ollama":
+            assert config.api_key
