@@ -31,8 +31,8 @@ Transports
     median of interleaved rounds, this shared 2-core machine, so rough): at 50
     concurrent requests httpx's own HTTP/1.1 pool reaches only ~0.1x raw
     aiohttp (pool contention, httpx issue #3215) while this client with the
-    aiohttp transport reaches ~0.6-0.7x against uvicorn and ~0.9-1.0x against
-    hypercorn (the emulator's server); at concurrency 1 the aiohttp transport
+    aiohttp transport reaches ~0.6-0.7x against uvicorn and ~0.8-1.0x against
+    hypercorn (the emulator's server), HTTP/2 (h2c) ~0.3x; at concurrency 1 the aiohttp transport
     is also ~1.3-1.5x httpx's pool. Our client spends ~2x raw aiohttp's CPU per
     request (httpx ``Request``/``Response`` objects), which only shows against
     a very fast server. So the aiohttp transport is the recommended default;
