@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
 from ._config import PROVIDERS
 from ._exceptions import ConfigError
@@ -274,13 +274,13 @@ class ProviderHealth:
     last_error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class RouteChoice:
+class RouteChoice(NamedTuple):
     """One step of a plan: call ``provider`` with ``model``.
 
     ``estimated_cost_usd`` is ``None`` when the model has no price.
     ``skip_reason`` is set only in ``plan(..., include_skipped=True)`` for a
     choice the router would not make (the prompt does not fit the model).
+    A named tuple: immutable and about 5x cheaper to build than a frozen dataclass.
     """
 
     provider: str
@@ -477,6 +477,8 @@ class Router:
         self._validate_models()
         self._health = {p: _Health(self._config.window) for p in self._providers}
         self._unhealthy = 0  # providers whose breaker is not CLOSED
+        self._resolved: dict[tuple[str, str], str] = {}  # model_for() memo
+        self._model_info: dict[tuple[str, str], tuple[tuple[float, float] | None, int | None]] = {}
 
     # -- table -------------------------------------------------------------
 
@@ -550,8 +552,13 @@ class Router:
 
     def model_for(self, provider: str, task: Task | str) -> str:
         """The model ``provider`` uses for ``task`` (table override or the provider default)."""
-        model = self._models.get((provider, task)) or self._models.get((provider, ANY))
-        return model or self.catalog.default_model(provider)
+        key = (provider, task)
+        model = self._resolved.get(key)
+        if model is None:
+            model = self._models.get(key) or self._models.get((provider, ANY))
+            model = model or self.catalog.default_model(provider)
+            self._resolved[key] = model
+        return model
 
     # -- routing -------------------------------------------------------------
 
@@ -610,14 +617,23 @@ class Router:
         tokens_in, tokens_out = estimate_tokens(request)
         needed = tokens_in + tokens_out
         choices: list[RouteChoice] = []
+        info = self._model_info
         for provider, model in steps:
-            window = catalog.context_window(provider, model)
+            known = info.get((provider, model))
+            if known is None:  # table lookups (prefix scans) once per model
+                known = (catalog.price(provider, model), catalog.context_window(provider, model))
+                info[(provider, model)] = known
+            price, window = known
             skip = None
             if window is not None and needed > window:
                 skip = f"prompt needs ~{needed} tokens, context window of {model} is {window}"
                 if not include_skipped:
                     continue
-            cost = catalog.estimate_cost(provider, model, request)
+            cost = (
+                None
+                if price is None
+                else (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
+            )
             choices.append(RouteChoice(provider, model, cost, skip))
         return choices
 

@@ -701,3 +701,11 @@ async def test_live_fallback_on_refused_connection(emulator_server: Any) -> None
     assert resp.provider == "gemini"
     assert resp.metadata["route"][0]["provider"] == "ollama"
     assert "ConnectError" in resp.metadata["route"][0]["error"]
+
+
+def test_configured_default_model_wins_over_per_task_models() -> None:
+    ai = AIManager(settings(openai={"default_model": "gpt-4o"}))
+    assert ai.router.model_for("openai", "tools") == "gpt-4o"
+    assert ai.router.model_for("openai", "chat") == "gpt-4o"
+    # Providers without a configured model keep the built-in per-task choice.
+    assert ai.router.model_for("anthropic", "creative").startswith("claude-sonnet-4")
