@@ -28,7 +28,7 @@ SUITES: Final = ("hashing", "fingerprint", "cache", "client", "router", "pipelin
 """Every suite, in the order ``samplemind-bench run`` runs them (``bench/test_<suite>.py``)."""
 
 QUICK_TIMING: Final[dict[str, float | int]] = {
-    "benchmark_max_time": 0.15,
+    "benchmark_max_time": 0.1,
     "benchmark_min_rounds": 5,
 }
 """pytest-benchmark settings ``--quick`` applies unless given on the command line."""

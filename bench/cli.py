@@ -6,6 +6,7 @@
     samplemind-bench run --out results/full                  # full mocked run (< 10 min)
     samplemind-bench run --live --out results/live           # + real redis-server, cluster, emulator
     samplemind-bench run --suite cache client --out /tmp/r   # some suites only
+    samplemind-bench headline results/full                  # the headline ratios of one run
     samplemind-bench report ... | profile ... | gate ...     # the other engineers' tools
 
 ``run`` starts one pytest process per suite (``bench/test_<suite>.py``) with
@@ -40,6 +41,7 @@ _DELEGATES: Final = {
     "report": ("reports.build", "build the HTML/Markdown report from a results folder"),
     "profile": ("bench.profile", "profile a workload with memray / py-spy"),
     "gate": ("bench.gate", "compare a candidate results folder against a baseline"),
+    "headline": ("bench._headline", "print the headline ratios of a results folder"),
 }
 
 

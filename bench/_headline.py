@@ -1,0 +1,151 @@
+"""Headline ratios of one results folder (``samplemind-bench headline DIR``).
+
+Reads what ``samplemind-bench run`` wrote and prints the figures the issues
+ask for, all from the same run: BLAKE3 vs SHA-256 per size, fingerprint vs
+the naive key, cache hit vs the raw GET floor, the L1 hit, client transports
+vs raw aiohttp, the router's decision time and fallback, and the pipeline's
+before/after. Medians of the raw samples; ratios > 1 mean "faster".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._persist import read_manifest
+
+__all__ = ["headline", "main"]
+
+
+def _load(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    manifest = read_manifest(folder)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in manifest["files"]:
+        doc = json.loads((folder / name).read_text())
+        out[name.removesuffix(".json")] = doc["benchmarks"]
+    return out
+
+
+def _med(b: dict[str, Any]) -> float:
+    return float(statistics.median(b["stats"]["data"]))
+
+
+def _by(benchmarks: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    for b in benchmarks:
+        info = b["extra_info"]
+        if all(
+            info.get(k, b["params"].get(k) if b["params"] else None) == v for k, v in match.items()
+        ):
+            return b
+    return None
+
+
+def headline(folder: Path) -> list[str]:
+    """The headline lines of ``folder``."""
+    suites = _load(folder)
+    lines: list[str] = []
+    hashing = suites.get("hashing", [])
+    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in hashing):
+        sha = _by(hashing, subject=subject, variant="sha256")
+        b3 = _by(hashing, subject=subject, variant="blake3")
+        auto = _by(hashing, subject=subject, variant="blake3_auto")
+        if sha and b3:
+            text = f"hashing {subject:>6}: SHA-256/BLAKE3 time {_med(sha) / _med(b3):.2f}x"
+            if auto:
+                text += f", AUTO {_med(sha) / _med(auto):.2f}x"
+            text += f" (BLAKE3 {b3['extra_info'].get('gbps', 0):.2f} GB/s)"
+            lines.append(text)
+    fp = suites.get("fingerprint", [])
+    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in fp):
+        ours, naive = (
+            _by(fp, subject=subject, variant="blake3"),
+            _by(fp, subject=subject, variant="naive"),
+        )
+        if ours and naive:
+            lines.append(
+                f"fingerprint {subject:>5}: blake3 {_med(ours) * 1e6:.2f} us, naive "
+                f"{_med(naive) * 1e6:.2f} us -> {_med(naive) / _med(ours):.2f}x faster"
+            )
+    cache = suites.get("cache", [])
+    for b in cache:
+        info = b["extra_info"]
+        if info.get("variant") != "raw_get":
+            continue
+        hit = _by(cache, subject=info["subject"], variant="hit-msgpack-l1_off")
+        l1 = _by(cache, subject=info["subject"], variant="hit-msgpack-l1_on")
+        if hit:
+            text = (
+                f"cache {info['subject']}: hit {_med(hit) * 1e6:.1f} us vs raw GET "
+                f"{_med(b) * 1e6:.1f} us = {_med(hit) / _med(b):.2f}x"
+            )
+            if l1:
+                text += f"; L1 hit {_med(l1) * 1e6:.2f} us"
+            lines.append(text)
+    client = suites.get("client", [])
+    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in client):
+        group = [b for b in client if b["extra_info"]["subject"] == subject]
+        floor = _by(group, variant="raw_aiohttp") or _by(group, variant="bare_httpx")
+        if not floor:
+            continue
+        rps0 = floor["extra_info"]["req_per_s"]
+        parts = [
+            f"{b['extra_info']['variant']} {b['extra_info']['req_per_s']:.0f}/s ({b['extra_info']['req_per_s'] / rps0:.2f}x)"
+            for b in group
+        ]
+        lines.append(f"client {subject}: " + ", ".join(parts))
+        pooled = _by(group, variant="pooled_http1") or _by(group, variant="pooled")
+        new = _by(group, variant="new_client")
+        if pooled and new:
+            ratio = pooled["extra_info"]["req_per_s"] / new["extra_info"]["req_per_s"]
+            lines.append(f"client {subject}: pooled / new client = {ratio:.1f}x req/s")
+    router = suites.get("router", [])
+    route = [b for b in router if b["extra_info"].get("subject") == "route"]
+    if route:
+        meds = sorted(_med(b) * 1e6 for b in route if "healthy" in b["extra_info"]["variant"])
+        opened = [_med(b) * 1e6 for b in route if "one_open" in b["extra_info"]["variant"]]
+        lines.append(
+            f"router route(): healthy median {statistics.median(meds):.2f} us (worst {meds[-1]:.2f} us)"
+            + (f"; one breaker open up to {max(opened):.2f} us" if opened else "")
+        )
+    for b in router:
+        info = b["extra_info"]
+        if "success_rate" in info:
+            lines.append(
+                f"router {info['subject']} {info['variant']}: success {info['success_rate']:.0%}, "
+                f"added latency {info['added_latency_ms']:.2f} ms (scale {info.get('latency_scale')})"
+            )
+    pipe = suites.get("pipeline", [])
+    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in pipe):
+        before = _by(pipe, subject=subject, stack="before")
+        after = _by(pipe, subject=subject, stack="after")
+        if before and after:
+            a, bi = after["extra_info"], before["extra_info"]
+            saved = 1 - a["cost_usd"] / a["baseline_cost_usd"] if a["baseline_cost_usd"] else 0.0
+            lines.append(
+                f"pipeline {subject}: p50 before {bi['p50_ms']:.1f} ms / after {a['p50_ms']:.1f} ms "
+                f"= {bi['p50_ms'] / a['p50_ms']:.1f}x; p95 {bi['p95_ms']:.1f} / {a['p95_ms']:.1f} ms; "
+                f"hit rate {a['hit_rate']:.0%} (repeats {a['repeat_fraction']:.0%}); provider calls "
+                f"{bi['provider_calls']} -> {a['provider_calls']}; after ${a['cost_usd']:.4f} vs "
+                f"${a['baseline_cost_usd']:.4f} uncached ({saved:.0%} saved), before ${bi['cost_usd']:.4f}; "
+                f"scale {a['latency_scale']}"
+            )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="samplemind-bench headline",
+        description="Print the headline ratios of a results folder.",
+    )
+    parser.add_argument("results", type=Path, metavar="DIR")
+    args = parser.parse_args(argv)
+    try:
+        lines = headline(args.results)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print("\n".join(lines))
+    return 0
