@@ -75,7 +75,7 @@ _blake3_new = blake3.blake3
 
 
 def _blake3(data: bytes, key: bytes) -> str:
-    return _blake3_new(data, key=key).digest().hex()  # type: ignore[no-any-return]
+    return _blake3_new(data, key=key).digest().hex()
 
 
 def _sha256(data: bytes, key: bytes) -> str:
@@ -130,7 +130,7 @@ def _normalise(value: Any) -> Any:
 
 def _float(value: Any) -> float | None:
     if value is None or value.__class__ is float:
-        return value if value != 0 else 0.0  # type: ignore[no-any-return]  # folds -0.0
+        return value if value != 0 else 0.0  # folds -0.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"expected a number, got {type(value).__name__}")
     return float(value) + 0.0
@@ -138,7 +138,7 @@ def _float(value: Any) -> float | None:
 
 def _int(value: Any) -> int | None:
     if value is None or value.__class__ is int:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"expected an integer, got {type(value).__name__}")
     return int(float(value))
@@ -222,7 +222,7 @@ def fingerprint(
     JSON text). ``namespace`` separates tenants: two namespaces never share a
     key. ``key`` is the 32-byte hash key (default :data:`DEFAULT_FINGERPRINT_KEY`).
     """
-    h = HASHERS.get(hasher) if isinstance(hasher, str) else hasher  # type: ignore[call-overload]
+    h = HASHERS.get(hasher) if isinstance(hasher, str) else hasher
     if h is None:
         h = get_hasher(hasher)
     try:
