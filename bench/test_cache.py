@@ -50,7 +50,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Any]]:
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Any]]:
     """``(backend name, a ready redis.asyncio-compatible client)`` on this test's loop."""
     name: str = request.param
     client: Any
@@ -109,22 +109,22 @@ def make_cache(client: Any, serializer: str, l1: bool) -> ResponseCache:
 @pytest.mark.parametrize("op", OPS)
 async def test_cache_op(
     abenchmark: AsyncBenchmark,
-    store: tuple[str, Any],
+    backend: tuple[str, Any],
     op: str,
     serializer: str,
     l1: str,
     size: str,
 ) -> None:
-    backend, client = store
+    name, client = backend
     cache = make_cache(client, serializer, l1 == "l1_on")
     response = make_response(SIZES[size])
     request = make_request()
     abenchmark.describe(
         "cache",
-        f"{backend}-{size}",
+        f"{name}-{size}",
         f"{op}-{serializer}-{l1}",
         unit_per_call="request",
-        backend=backend,
+        backend=name,
         bytes=len(cache._encode(response)),
     )
     keys = [cache.key_for(request)]
@@ -173,10 +173,10 @@ async def test_cache_op(
 
 @pytest.mark.parametrize("op", ["raw_get"])
 async def test_raw_get(
-    abenchmark: AsyncBenchmark, store: tuple[str, Any], op: str, size: str
+    abenchmark: AsyncBenchmark, backend: tuple[str, Any], op: str, size: str
 ) -> None:
     """The floor: ``GET`` of the bytes the cache stored, on the same client."""
-    backend, client = store
+    name, client = backend
     cache = make_cache(client, "msgpack", False)
     request, response = make_request(), make_response(SIZES[size])
     assert await cache.set(request, response)
@@ -185,10 +185,10 @@ async def test_raw_get(
     assert stored is not None
     abenchmark.describe(
         "cache",
-        f"{backend}-{size}",
+        f"{name}-{size}",
         "raw_get",
         unit_per_call="request",
-        backend=backend,
+        backend=name,
         bytes=len(stored),
     )
     try:
