@@ -796,6 +796,13 @@ def _load_side(paths: Iterable[Path]) -> tuple[ResultSet, list[str]]:
 
 def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | None = None) -> int:
     """The gate with explicit environment and (for ``--baseline-ref``) an injectable runner."""
+    with tempfile.TemporaryDirectory(prefix="samplemind-gate-runs-") as scratch:
+        return _run(argv, env, runner, Path(scratch))
+
+
+def _run(
+    argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | None, scratch: Path
+) -> int:
     try:
         args = _parser().parse_args(list(argv))
     except SystemExit as exc:
@@ -820,7 +827,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | Non
             **{**{f: getattr(config, f) for f in config.__dataclass_fields__}, **replace}
         )
         settings["test"] = (
-            f"Mann-Whitney U ({config.correction}) + bootstrap CI {config.confidence:.0%} of median ratio, n_boot={config.n_boot}"
+            f"max(Mann-Whitney U, run-aware bootstrap) p, {config.correction}-corrected; "
+            f"bootstrap CI {config.confidence:.0%} of median ratio, n_boot={config.n_boot}"
         )
         baseline_paths = [*args.baseline]
         candidate_paths = [*args.candidate]
@@ -829,7 +837,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | Non
             if args.paths or args.baseline:
                 raise GateInputError("--baseline-ref: give no baseline paths")
             if not candidate_paths:
-                out_root = args.out or Path(tempfile.mkdtemp(prefix="samplemind-gate-runs-"))
+                out_root = args.out or scratch
                 settings["suites"] = ", ".join(config.suites) + (
                     " (--suite)" if args.suite else " (rules file)"
                 )
@@ -848,7 +856,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | Non
                 baseline_paths, candidate_paths = dirs["baseline"], dirs["candidate"]
                 note = (
                     f"baseline {args.baseline_ref} and candidate run interleaved in this job: "
-                    f"{config.rounds} rounds, seed {config.seed}; results in {out_root}"
+                    f"{config.rounds} rounds, seed {config.seed}"
+                    + (f"; results in {out_root}" if args.out else "")
                 )
         else:
             if len(args.paths) == 2 and not baseline_paths and not candidate_paths:
