@@ -692,27 +692,12 @@ class ResponseCache:
         if others:
             await asyncio.gather(*others, return_exceptions=True)
         await self._fresh_gens_now()
-        gens = self._gens
-        g = gens.get(_GLOBAL_FIELD, 0)
-        base_len = len(self._base)
         stale: list[str] = []
         removed = 0
         with _store_errors:
             async with asyncio.timeout(self._bulk_timeout * 10):
-                async for raw_key in self._io_scan(self._base + "*"):
-                    key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                    gen, sep, rest = key[base_len:].partition(":")
-                    provider, sep2, _fp = rest.rpartition(":")
-                    if not sep or not sep2:
-                        continue  # the generation hash or a foreign key
-                    kg, _, kp = gen.partition(".")
-                    try:
-                        old = int(kg) != g or (
-                            provider != _NO_PROVIDER and int(kp) != gens.get(provider, 0)
-                        )
-                    except ValueError:
-                        continue
-                    if old:
+                async for key in self._io_scan(self._base + "*"):
+                    if self._classify(key) is True:
                         stale.append(key)
                     if len(stale) >= self._warm_batch:
                         removed += await self._io_unlink_many(stale)
@@ -721,6 +706,45 @@ class ResponseCache:
                     removed += await self._io_unlink_many(stale)
         self._stats.purged += removed
         return removed
+
+    def _classify(self, key: str) -> bool | None:
+        """True: an entry of an old generation; False: a current entry; None: not an entry."""
+        gen, sep, rest = key[len(self._base) :].partition(":")
+        provider, sep2, _fp = rest.rpartition(":")
+        if not sep or not sep2:
+            return None  # the generation hash or a foreign key
+        kg, _, kp = gen.partition(".")
+        try:
+            return int(kg) != self._gens.get(_GLOBAL_FIELD, 0) or (
+                provider != _NO_PROVIDER and int(kp) != self._gens.get(provider, 0)
+            )
+        except ValueError:
+            return None
+
+    async def info(self) -> dict[str, Any]:
+        """What Redis holds for this namespace: generations, current and stale entry counts.
+
+        Scans the namespace (``SCAN``; every primary of a cluster): an admin
+        call, not for the request path. Raises
+        :class:`~samplemind_core.CacheBackendError` when Redis cannot be reached.
+        """
+        current = stale = 0
+        if self._redis is not None:
+            await self._fresh_gens_now()
+            with _store_errors:
+                async with asyncio.timeout(self._bulk_timeout * 10):
+                    async for key in self._io_scan(self._base + "*"):
+                        kind = self._classify(key)
+                        current += kind is False
+                        stale += kind is True
+        elif self._l1 is not None:
+            current = len(self._l1)
+        return {
+            "namespace": self.namespace,
+            "generations": dict(self._gens),
+            "entries": current,
+            "stale_entries": stale,
+        }
 
     async def _fresh_gens_now(self) -> None:
         self._gens_expiry = 0.0
@@ -844,7 +868,7 @@ class ResponseCache:
                     pipe.execute_command("UNLINK", key)
                 return sum(int(n) for n in await pipe.execute())
 
-    async def _io_scan(self, pattern: str) -> AsyncIterator[Any]:
+    async def _io_scan(self, pattern: str) -> AsyncIterator[str]:
         with _store_errors:
             async for key in self._redis.scan_iter(match=pattern, count=1000):
-                yield key
+                yield key.decode() if isinstance(key, bytes) else str(key)
