@@ -36,7 +36,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 REPORT_OUT = ROOT / "reports" / "out"
-DEFAULT_MODELS = ("llama3.2:1b",)
+DEFAULT_MODELS = ("llama3.2:3b-instruct-q8_0", "qwen2.5:7b-instruct", "phi3.5:mini")
 
 
 # --------------------------------------------------------------------------- helpers
