@@ -20,6 +20,7 @@ from samplemind_core import (
     Secret,
     ToolCall,
     Usage,
+    fingerprint,
 )
 from samplemind_core.cache import CacheStats, ResponseCache
 
@@ -131,6 +132,11 @@ async def test_key_layout_and_default_ttl(make_cache: Factory, client: Any) -> N
     key = cache.key_for(req())
     assert re.fullmatch(rf"sm:{cache.namespace}:0\.0:ollama:v1\.[0-9a-f]{{64}}", key)
     assert cache.key_for(req(provider=None)).split(":")[3] == "_"
+    assert key.endswith(":" + fingerprint(req(), namespace=cache.namespace))
+    sha = make_cache(config=CacheConfig(hasher="sha256", fingerprint_key=Secret("cd" * 32)))
+    assert sha.key_for(req()).endswith(
+        fingerprint(req(), namespace=sha.namespace, hasher="sha256", key=bytes.fromhex("cd" * 32))
+    )
     await cache.set(req(), resp())
     assert await keys_of(client, cache) == [key]
     pttl = await client.pttl(key)
