@@ -133,7 +133,10 @@ def _float(value: Any) -> float | None:
         return value if value != 0 else 0.0  # folds -0.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"expected a number, got {type(value).__name__}")
-    return float(value) + 0.0
+    try:
+        return float(value) + 0.0
+    except ValueError:
+        raise ConfigError(f"expected a number, got {value!r}") from None
 
 
 def _int(value: Any) -> int | None:
@@ -141,7 +144,10 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"expected an integer, got {type(value).__name__}")
-    return int(float(value))
+    try:
+        return int(float(value))
+    except ValueError:
+        raise ConfigError(f"expected an integer, got {value!r}") from None
 
 
 def _canonical(request: ChatRequest | Mapping[str, Any] | str | bytes, namespace: str) -> list[Any]:
@@ -168,8 +174,8 @@ def _canonical(request: ChatRequest | Mapping[str, Any] | str | bytes, namespace
             s if s is None or s.__class__ is int else _int(s),
             r.stop,
             r.tool_choice,
-            rf and _normalise(rf),
-            tools and _normalise(tools),
+            _normalise(rf) if rf else None,
+            _normalise(tools) if tools else None,
         ]
     if isinstance(request, str | bytes):
         try:

@@ -201,11 +201,6 @@ def test_unknown_hasher() -> None:
         fingerprint(BASE, hasher="md5")
 
 
-@pytest.mark.xfail(
-    reason="fingerprint.py: ChatRequest(tools=[]) keeps [] while a dict's tools=[] becomes None "
-    "(lead: use `(tools and _normalise(tools)) or None` and the same for response_format)",
-    strict=True,
-)
 def test_empty_tools_equal_no_tools_for_both_inputs() -> None:
     assert fingerprint(ChatRequest(**variant(tools=[]))) == fingerprint(variant(tools=None))
     assert fingerprint(ChatRequest(**variant(response_format={}))) == fingerprint(
@@ -213,12 +208,6 @@ def test_empty_tools_equal_no_tools_for_both_inputs() -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="fingerprint.py: _int/_float let ValueError escape for a non-numeric string "
-    "(lead: catch ValueError in _int/_float and raise ConfigError)",
-    strict=True,
-    raises=ValueError,
-)
 @pytest.mark.parametrize("field", ["max_tokens", "temperature"])
 def test_non_numeric_string_is_a_config_error(field: str) -> None:
     with pytest.raises(ConfigError):
@@ -255,7 +244,6 @@ requests = st.fixed_dictionaries(
         "top_p": st.floats(0, 1, allow_nan=False),
         "max_tokens": st.integers(1, 8192),
         "seed": st.integers(0, 2**31),
-        # non-empty: {} vs None differs between ChatRequest and dict (see the xfail above)
         "response_format": st.dictionaries(
             st.text(max_size=8), json_values, min_size=1, max_size=3
         ),
