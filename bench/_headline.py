@@ -114,9 +114,12 @@ def headline(folder: Path) -> list[str]:
     for b in router:
         info = b["extra_info"]
         if "success_rate" in info:
+            added = info.get("added_latency_ms")
             lines.append(
                 f"router {info['subject']} {info['variant']}: success {info['success_rate']:.0%}, "
-                f"added latency {info['added_latency_ms']:.2f} ms (scale {info.get('latency_scale')})"
+                + (f"added latency {added:.2f} ms" if added is not None else "no success")
+                + f" (all requests {info.get('added_latency_all_ms', 0.0):+.2f} ms; "
+                f"{info.get('calls_per_request', 0.0):.2f} calls/request; scale {info.get('latency_scale')})"
             )
     pipe = suites.get("pipeline", [])
     for subject in dict.fromkeys(b["extra_info"]["subject"] for b in pipe):
