@@ -149,11 +149,18 @@ def bench_cli_runner(slot: Slot, out: Path, side: SideEnv, pytest_args: Sequence
         )
 
 
-def make_bench_cli_runner(pytest_args: Sequence[str] = ()) -> Runner:
-    """:func:`bench_cli_runner` with extra pytest arguments (e.g. ``-k 1KB`` to select benchmarks)."""
+def make_bench_cli_runner(
+    pytest_args: Sequence[str] = (), suite_args: Mapping[str, Sequence[str]] | None = None
+) -> Runner:
+    """:func:`bench_cli_runner` with extra pytest arguments (e.g. ``-k 1KB`` to select benchmarks).
+
+    ``suite_args``: further arguments for one suite's runs only (both sides), e.g. the gate's
+    ``--benchmark-timer=time.process_time`` for a suite its rules time with the CPU clock.
+    """
+    per_suite = dict(suite_args or {})
 
     def runner(slot: Slot, out: Path, side: SideEnv) -> None:
-        bench_cli_runner(slot, out, side, pytest_args)
+        bench_cli_runner(slot, out, side, [*per_suite.get(slot.suite, ()), *pytest_args])
 
     return runner
 

@@ -5,9 +5,19 @@ contract), single pytest-benchmark JSON files, or ``--baseline-ref REF``: a git 
 run interleaved with the working tree in this job (:mod:`bench._abrun`).
 
 A metric of a benchmark *regresses* only when the change is statistically significant on the raw
-samples (Mann-Whitney U with a Holm / Benjamini-Hochberg correction over all comparisons, and a
-seeded bootstrap CI of the ratio of medians that excludes 1) AND larger than the rule's allowed
-change. Rules come from ``bench/gate.toml`` (or ``--rules``).
+samples AND larger than the rule's allowed change, with a Holm / Benjamini-Hochberg correction over
+all comparisons. Two tests:
+
+* **paired** (``--baseline-ref``, or ``--paired`` for folders given as interleaved pairs): round
+  ``i`` of the baseline and of the candidate ran back to back, so the gate takes each round's
+  ``log(median ratio)`` and runs Yuen's trimmed-mean t-test on them (:func:`_stats.compare_paired`);
+  the ratio is their trimmed geometric mean. Slow machine phases cancel within a round.
+* **unpaired** (otherwise): Mann-Whitney U and a seeded run-aware bootstrap CI of the ratio of
+  medians that excludes 1.
+
+Rules come from ``bench/gate.toml`` (or ``--rules``); a rule's ``timer = "cpu"`` makes
+``--baseline-ref`` time that suite with the process's CPU time (``--benchmark-timer
+time.process_time``), which on a shared machine removes the time spent descheduled.
 
 Exit codes: 0 pass, 1 regression, 2 bad input (missing/empty/corrupt file, unknown format
 version, failed baseline run), 3 not comparable (environments differ; ``--ignore-env``).
@@ -48,6 +58,7 @@ __all__ = [
     "load_results",
     "main",
     "pool",
+    "timer_differences",
 ]
 
 EXIT_PASS = 0
@@ -61,6 +72,10 @@ DEFAULT_RULES = Path(__file__).with_name("gate.toml")
 
 Status = Literal["improved", "unchanged", "regressed", "added", "removed", "insufficient data"]
 Direction = Literal["lower", "higher"]
+Timer = Literal["wall", "cpu"]
+
+TIMER_FUNCTIONS: dict[str, str] = {"wall": "time.perf_counter", "cpu": "time.process_time"}
+"""pytest-benchmark ``--benchmark-timer`` value of each rule timer."""
 
 _DEFAULT_SUITES = ("hashing", "fingerprint", "router", "cache")
 _HIGHER_IS_BETTER = ("req_per_s", "gbps", "hit_rate", "success_rate", "ops", "throughput")
@@ -84,6 +99,8 @@ class BenchRecord:
     extra: dict[str, list[float]] = field(default_factory=dict)
     runs: list[list[float]] = field(default_factory=list)
     """The samples of each run separately (pooled sets: one entry per results folder)."""
+    timer: str = ""
+    """pytest-benchmark's timer (``options.timer``), e.g. ``time.perf_counter``; "" if unknown."""
 
 
 @dataclass(slots=True)
@@ -146,6 +163,8 @@ def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
             if n is not None:
                 extra[str(k)] = [n]
         key = str(bench.get("fullname") or bench["name"])
+        options = bench.get("options")
+        timer = options.get("timer") if isinstance(options, dict) else None
         out[key] = BenchRecord(
             key=key,
             name=bench["name"],
@@ -153,6 +172,7 @@ def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
             samples=samples,
             extra=extra,
             runs=[list(samples)],
+            timer=str(timer) if timer else "",
         )
     return out
 
@@ -224,8 +244,14 @@ def pool(sets: Sequence[ResultSet]) -> tuple[ResultSet, list[str]]:
                     list(rec.samples),
                     {k: list(v) for k, v in rec.extra.items()},
                     [list(r) for r in rec.runs],
+                    rec.timer,
                 )
                 continue
+            if rec.timer and have.timer and rec.timer != have.timer:
+                diffs.append(
+                    f"{rs.sources[0]} vs {first.sources[0]}: {key} timed with "
+                    f"{rec.timer} vs {have.timer}"
+                )
             have.samples.extend(rec.samples)
             have.runs.extend(list(r) for r in rec.runs)
             for k, v in rec.extra.items():
@@ -262,6 +288,8 @@ class Rule:
     allowed: float = 0.10
     test: Literal["samples", "exact"] = "samples"
     skip: bool = False
+    timer: Timer = "wall"
+    """Clock for ``--baseline-ref`` runs of the suites this rule covers (``time`` rules only)."""
 
     def matches(self, rec: BenchRecord) -> bool:
         name_ok = fnmatch.fnmatchcase(rec.name, self.name) or fnmatch.fnmatchcase(
@@ -270,8 +298,10 @@ class Rule:
         return name_ok and fnmatch.fnmatchcase(rec.group, self.group)
 
     def describe(self) -> str:
+        timer = f" timer={self.timer}" if self.metric == "time" else ""
         return (
-            f"name={self.name} group={self.group} metric={self.metric} allowed={self.allowed:.0%}"
+            f"name={self.name} group={self.group} metric={self.metric} "
+            f"allowed={self.allowed:.0%}{timer}"
         )
 
 
@@ -292,6 +322,21 @@ class GateConfig:
     env_fields: tuple[str, ...] = _envfp.FIELDS
     ignore_packages: tuple[str, ...] = tuple(sorted(_envfp.DEFAULT_IGNORED_PACKAGES))
     source: str = "built-in"
+    trim: float = 0.2
+    """Paired test: fraction of rounds trimmed from each end (Yuen)."""
+
+    def suite_timer(self, suite: str) -> Timer:
+        """The clock a suite runs with under ``--baseline-ref``.
+
+        That of the first suite-wide (``name = "*"``) ``time`` rule whose group glob covers
+        ``<suite>/*``; wall time when none does. Benchmark-specific rules cannot change the
+        clock of a whole suite run.
+        """
+        for rule in self.rules:
+            suite_wide = rule.metric == "time" and rule.name == "*" and not rule.skip
+            if suite_wide and fnmatch.fnmatchcase(f"{suite}/*", rule.group):
+                return rule.timer
+        return "wall"
 
     def rules_for(self, rec: BenchRecord) -> dict[str, Rule]:
         """First matching rule per metric; ``time`` always checked (default rule) unless skipped."""
@@ -317,7 +362,16 @@ def load_config(path: Path | None = None) -> GateConfig:
     rules: list[Rule] = []
     for i, r in enumerate(doc.get("rule", [])):
         where = f"{path}: rule #{i + 1}"
-        unknown = set(r) - {"name", "group", "metric", "direction", "allowed", "test", "skip"}
+        unknown = set(r) - {
+            "name",
+            "group",
+            "metric",
+            "direction",
+            "allowed",
+            "test",
+            "skip",
+            "timer",
+        }
         if unknown:
             raise GateInputError(f"{where}: unknown keys {sorted(unknown)}")
         metric = str(r.get("metric", "time"))
@@ -325,6 +379,9 @@ def load_config(path: Path | None = None) -> GateConfig:
         test = r.get("test", "samples")
         if direction not in ("lower", "higher") or test not in ("samples", "exact"):
             raise GateInputError(f"{where}: direction must be lower|higher, test samples|exact")
+        timer = r.get("timer", "wall")
+        if timer not in TIMER_FUNCTIONS or (timer != "wall" and metric != "time"):
+            raise GateInputError(f'{where}: timer must be "wall" or "cpu" (time rules only)')
         rules.append(
             Rule(
                 name=str(r.get("name", "*")),
@@ -334,6 +391,7 @@ def load_config(path: Path | None = None) -> GateConfig:
                 allowed=_fraction(r.get("allowed", "10%"), where),
                 test=test,
                 skip=bool(r.get("skip", False)),
+                timer=timer,
             )
         )
     correction = g.get("correction", "holm")
@@ -355,6 +413,7 @@ def load_config(path: Path | None = None) -> GateConfig:
             str(p) for p in e.get("ignore_packages", sorted(_envfp.DEFAULT_IGNORED_PACKAGES))
         ),
         source=str(path),
+        trim=float(g.get("trim", 0.2)),
     )
 
 
@@ -385,6 +444,9 @@ class Verdict:
     runs_baseline: int = 0
     runs_candidate: int = 0
     reason: str = ""
+    paired: bool = False
+    """True when the paired round test decided (then ``ratio`` is the trimmed geometric mean of
+    the per-round median ratios); False for the unpaired test (ratio of pooled medians)."""
 
     @property
     def change(self) -> float | None:
@@ -434,6 +496,15 @@ def _decide(v: Verdict, significant: bool) -> None:
             v.reason = f"{pct} within noise"
 
 
+MIN_PAIRED_ROUNDS = 3
+
+
+def _pairable(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> bool:
+    if len(a) != len(b) or len(a) < MIN_PAIRED_ROUNDS:
+        return False
+    return all(len(x) and len(y) for x, y in zip(a, b, strict=True))
+
+
 def evaluate(
     baseline: ResultSet,
     candidate: ResultSet,
@@ -441,8 +512,14 @@ def evaluate(
     *,
     select: str | None = None,
     seed: int | None = None,
+    paired: bool = False,
 ) -> list[Verdict]:
-    """Verdicts for every benchmark and checked metric (pure: seeded, no I/O)."""
+    """Verdicts for every benchmark and checked metric (pure: seeded, no I/O).
+
+    ``paired``: the sides' runs are interleaved rounds in the same order (``--baseline-ref``);
+    the time metric of a benchmark with the same number (>= 3) of non-empty runs on both sides
+    is then judged by the paired round test, other metrics and benchmarks by the unpaired one.
+    """
     seed = config.seed if seed is None else seed
     keys = list(baseline.benches) + [k for k in candidate.benches if k not in baseline.benches]
     verdicts: list[Verdict] = []
@@ -514,15 +591,21 @@ def evaluate(
             if min(len(bv), len(cv)) < config.min_samples:
                 v.reason = f"fewer than {config.min_samples} samples ({len(bv)} vs {len(cv)})"
                 continue
-            cmp = _stats.compare_samples(
-                bv,
-                cv,
-                confidence=config.confidence,
-                n_boot=config.n_boot,
-                seed=_stats.stable_seed(seed, f"{key}|{metric}"),
-                baseline_runs=b.runs if metric == "time" else None,
-                candidate_runs=c.runs if metric == "time" else None,
-            )
+            if paired and metric == "time" and _pairable(b.runs, c.runs):
+                cmp = _stats.compare_paired(
+                    b.runs, c.runs, confidence=config.confidence, trim=config.trim
+                )
+                v.ratio, v.paired = cmp.ratio, True
+            else:
+                cmp = _stats.compare_samples(
+                    bv,
+                    cv,
+                    confidence=config.confidence,
+                    n_boot=config.n_boot,
+                    seed=_stats.stable_seed(seed, f"{key}|{metric}"),
+                    baseline_runs=b.runs if metric == "time" else None,
+                    candidate_runs=c.runs if metric == "time" else None,
+                )
             v.ci_low, v.ci_high, v.p_value = cmp.ci_low, cmp.ci_high, cmp.p_value
             v.runs_baseline = len(b.runs) if metric == "time" else len(bv)
             v.runs_candidate = len(c.runs) if metric == "time" else len(cv)
@@ -537,7 +620,19 @@ def evaluate(
     for v, p in zip(tested, adjusted, strict=True):
         v.p_adjusted = p
         _decide(v, significant=p < config.alpha)
+        if v.paired:
+            v.reason += f" (paired, {v.runs_baseline} rounds)"
     return verdicts
+
+
+def timer_differences(baseline: ResultSet, candidate: ResultSet) -> list[str]:
+    """Benchmarks timed with different clocks on the two sides (their samples do not compare)."""
+    out = []
+    for key, b in baseline.benches.items():
+        c = candidate.benches.get(key)
+        if c is not None and b.timer and c.timer and b.timer != c.timer:
+            out.append(f"timer of {key}: baseline {b.timer}, candidate {c.timer}")
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -764,6 +859,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="--baseline-ref: extra pytest argument for both sides' runs (e.g. --pytest-arg=-k1KB)",
     )
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="--baseline/--candidate folders are interleaved rounds given in the same order: "
+        "judge time with the paired round test (automatic with --baseline-ref)",
+    )
     p.add_argument("--out", type=Path, help="--baseline-ref: keep the runs' results folders here")
     p.add_argument("--repo", type=Path, default=Path("."), help="git repository (default: .)")
     p.add_argument("--rules", type=Path, help="rules TOML (default: bench/gate.toml)")
@@ -826,10 +927,18 @@ def _run(
         config = GateConfig(
             **{**{f: getattr(config, f) for f in config.__dataclass_fields__}, **replace}
         )
-        settings["test"] = (
-            f"max(Mann-Whitney U, run-aware bootstrap) p, {config.correction}-corrected; "
-            f"bootstrap CI {config.confidence:.0%} of median ratio, n_boot={config.n_boot}"
-        )
+        paired = bool(args.paired or args.baseline_ref)
+        if paired:
+            settings["test"] = (
+                f"time: paired rounds, Yuen trimmed-mean t-test (trim {config.trim}) on per-round "
+                f"log median ratios, CI {config.confidence:.0%}; other metrics and unpaired runs: "
+                f"max(Mann-Whitney U, run-aware bootstrap) p; {config.correction}-corrected"
+            )
+        else:
+            settings["test"] = (
+                f"max(Mann-Whitney U, run-aware bootstrap) p, {config.correction}-corrected; "
+                f"bootstrap CI {config.confidence:.0%} of median ratio, n_boot={config.n_boot}"
+            )
         baseline_paths = [*args.baseline]
         candidate_paths = [*args.candidate]
         note = ""
@@ -842,6 +951,13 @@ def _run(
                     " (--suite)" if args.suite else " (rules file)"
                 )
                 settings["baseline_ref"] = args.baseline_ref
+                timers = {s: config.suite_timer(s) for s in config.suites}
+                settings["timers"] = ", ".join(f"{s}={t}" for s, t in timers.items())
+                suite_args = {
+                    s: [f"--benchmark-timer={TIMER_FUNCTIONS[t]}"]
+                    for s, t in timers.items()
+                    if t != "wall"
+                }
                 dirs = _abrun.run_interleaved(
                     args.repo.resolve(),
                     args.baseline_ref,
@@ -849,7 +965,7 @@ def _run(
                     rounds=config.rounds,
                     seed=config.seed,
                     out_root=out_root,
-                    runner=runner or _abrun.make_bench_cli_runner(args.pytest_arg),
+                    runner=runner or _abrun.make_bench_cli_runner(args.pytest_arg, suite_args),
                     base_env=env,
                     log=lambda m: print(f"gate: {m}", file=err),
                 )
@@ -880,6 +996,7 @@ def _run(
     diffs = _envfp.differences(
         base.environment, cand.environment, fields=fields, ignore_packages=config.ignore_packages
     )
+    diffs += timer_differences(base, cand)
     diffs += [f"within baseline runs: {d}" for d in b_diffs] + [
         f"within candidate runs: {d}" for d in c_diffs
     ]
@@ -891,7 +1008,7 @@ def _run(
             "(interleaved) or several runs per side"
         )
     report = GateReport(
-        verdicts=evaluate(base, cand, config, select=args.select),
+        verdicts=evaluate(base, cand, config, select=args.select, paired=paired),
         env_differences=diffs,
         ignore_env=args.ignore_env,
         baseline_sources=base.sources,

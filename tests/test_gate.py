@@ -7,6 +7,7 @@ runner that records which ``samplemind_core`` each side really imported.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -687,3 +688,174 @@ def test_bootstrap_p_has_resolution_below_one_over_n_boot() -> None:
     assert 0.0 <= p < 1e-6  # far below 1/500: survives a Holm correction over many benchmarks
     same = _stats.bootstrap_p(_stats.bootstrap_ratios(a, a, n_boot=500, seed=0))
     assert same > 0.05
+
+
+# --------------------------------------------------------------------------- paired rounds
+
+
+def phased_rounds(
+    rounds: int, factor: float, *, seed: int, phase_sd: float = 0.3, n: int = 40
+) -> tuple[list[list[float]], list[list[float]]]:
+    """Interleaved rounds whose machine speed drifts a lot between rounds (lognormal ``phase_sd``)
+    but is shared by the A and B runs of a round; B is ``factor`` times slower."""
+    rng = np.random.default_rng(seed)
+    base: list[list[float]] = []
+    cand: list[list[float]] = []
+    for _ in range(rounds):
+        phase = 1e-6 * float(np.exp(phase_sd * rng.standard_normal()))
+        base.append([float(x) for x in phase * np.exp(0.03 * rng.standard_normal(n))])
+        cand.append([float(x) for x in factor * phase * np.exp(0.03 * rng.standard_normal(n))])
+    return base, cand
+
+
+def test_yuen_without_trimming_is_the_one_sample_t_test() -> None:
+    x = np.random.default_rng(5).normal(0.02, 0.05, 17)
+    tm, se, df, p = _stats.yuen_one_sample(x, trim=0.0)
+    ref = sps.ttest_1samp(x, 0.0)
+    assert tm == pytest.approx(float(x.mean()))
+    assert df == 16 and p == pytest.approx(float(ref.pvalue), rel=1e-9)
+    assert tm / se == pytest.approx(float(ref.statistic), rel=1e-9)
+
+
+def test_yuen_by_hand_and_robust_to_an_outlying_round() -> None:
+    x = [0.08, 0.09, 0.10, 0.10, 0.10, 0.10, 0.11, 0.11, 0.12, 0.50]  # sorted; g = 2, h = 6
+    tm, se, df, _ = _stats.yuen_one_sample(x, trim=0.2)
+    w = [0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.11, 0.11, 0.11, 0.11]  # winsorised
+    assert tm == pytest.approx(sum(x[2:8]) / 6)
+    assert df == 5
+    assert se == pytest.approx(math.sqrt(9 * float(np.var(w, ddof=1)) / (6 * 5)))
+    # the outlier moves the mean a lot, the trimmed mean not at all
+    y = [*x[:-1], 5.0]
+    assert _stats.yuen_one_sample(y, trim=0.2)[0] == pytest.approx(tm)
+    assert _stats.yuen_one_sample([0.0] * 6)[3] == 1.0
+    assert _stats.yuen_one_sample([0.25] * 6)[3] == 0.0
+
+
+def test_round_log_ratios_by_hand() -> None:
+    d = _stats.round_log_ratios([[1.0, 3.0, 2.0], [4.0]], [[2.2, 2.2], [2.0]])
+    assert list(d) == pytest.approx([math.log(1.1), math.log(0.5)])
+    with pytest.raises(ValueError):
+        _stats.round_log_ratios([[1.0]], [[1.0], [1.0]])
+
+
+def test_paired_test_cancels_round_phases_the_unpaired_one_cannot() -> None:
+    base, cand = phased_rounds(12, 1.10, seed=7)
+    paired = _stats.compare_paired(base, cand)
+    assert paired.test == "paired" and paired.rounds == 12
+    assert paired.ratio == pytest.approx(1.10, rel=0.02)
+    assert paired.p_value < 1e-6 and paired.ci_low > 1.05
+    flat_b = [x for r in base for x in r]
+    flat_c = [x for r in cand for x in r]
+    unpaired = _stats.compare_samples(
+        flat_b, flat_c, seed=1, baseline_runs=base, candidate_runs=cand
+    )
+    assert unpaired.ci_low < 1.0  # the phases swamp a 10 % change when rounds are not paired
+    assert _stats.compare_paired(base, cand) == paired  # deterministic
+
+
+def test_paired_test_false_alarm_rate_is_at_most_alpha_under_heavy_tails() -> None:
+    """A/A with t(3)-distributed per-round noise: rejections at 1 % stay near 1 % (seeded)."""
+    rng = np.random.default_rng(11)
+    rejections = 0
+    trials = 2000
+    for _ in range(trials):
+        d = 0.1 * rng.standard_t(3, size=30)
+        rejections += _stats.yuen_one_sample(d, trim=0.2)[3] < 0.01
+    assert rejections / trials <= 0.015
+
+
+def test_gate_paired_folders_detect_what_unpaired_misses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, cand = phased_rounds(12, 1.10, seed=3)
+    argv: list[str] = []
+    for i, (b, c) in enumerate(zip(base, cand, strict=True)):
+        argv += ["--baseline", str(write_results(tmp_path / f"b{i}", [bench("op", b)]))]
+        argv += ["--candidate", str(write_results(tmp_path / f"c{i}", [bench("op", c)]))]
+    assert gate.main(argv) == gate.EXIT_PASS  # unpaired: not significant
+    js = tmp_path / "v.json"
+    assert gate.main([*argv, "--paired", "--json", str(js)]) == gate.EXIT_REGRESSION
+    v = json.loads(js.read_text())["verdicts"][0]
+    assert v["status"] == "regressed" and v["paired"] is True
+    assert "paired, 12 rounds" in v["reason"] and v["ratio"] == pytest.approx(1.10, rel=0.02)
+    assert "Yuen" in json.loads(js.read_text())["settings"]["test"]
+    # A/A with the same phases: passes
+    argv_aa: list[str] = []
+    for i, b in enumerate(base):
+        again = [x * 1.0 for x in reversed(b)]
+        argv_aa += ["--baseline", str(write_results(tmp_path / f"ab{i}", [bench("op", b)]))]
+        argv_aa += ["--candidate", str(write_results(tmp_path / f"ac{i}", [bench("op", again)]))]
+    assert gate.main([*argv_aa, "--paired"]) == gate.EXIT_PASS
+    capsys.readouterr()
+
+
+def test_paired_falls_back_to_unpaired_when_rounds_do_not_pair() -> None:
+    base, cand = phased_rounds(6, 1.5, seed=2, phase_sd=0.0)
+
+    def rs(runs: list[list[float]]) -> gate.ResultSet:
+        rec = gate.BenchRecord("k", "op", "g/x", [x for r in runs for x in r], {}, runs)
+        return gate.ResultSet(["x"], {}, {"k": rec})
+
+    cfg = gate.GateConfig(rules=(gate.Rule(allowed=0.05),))
+    (v,) = gate.evaluate(rs(base), rs(cand[:5]), cfg, paired=True)
+    assert v.status == "regressed" and not v.paired
+    (v,) = gate.evaluate(rs(base), rs(cand), cfg, paired=True)
+    assert v.status == "regressed" and v.paired
+
+
+def test_rule_timer_parsing_and_suite_timer(tmp_path: Path) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text(
+        '[[rule]]\nname = "test_x*"\ngroup = "cache/*"\nmetric = "time"\ntimer = "cpu"\n'
+        '[[rule]]\ngroup = "fingerprint/*"\nmetric = "time"\nallowed = "5%"\ntimer = "cpu"\n'
+        '[[rule]]\nmetric = "time"\nallowed = "10%"\n'
+    )
+    cfg = gate.load_config(rules)
+    assert cfg.suite_timer("fingerprint") == "cpu"
+    assert (
+        cfg.suite_timer("cache") == "wall"
+    )  # a benchmark-specific rule cannot set a suite's clock
+    assert cfg.suite_timer("router") == "wall"
+    assert "timer=cpu" in cfg.rules[1].describe()
+    for bad in ('metric = "hit_rate"\ntimer = "cpu"\n', 'metric = "time"\ntimer = "tsc"\n'):
+        rules.write_text("[[rule]]\n" + bad)
+        with pytest.raises(gate.GateInputError, match="timer"):
+            gate.load_config(rules)
+
+
+def test_baseline_ref_passes_the_cpu_timer_to_cpu_suites_only(
+    tiny_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, list[str]]] = []
+
+    def fake(slot: _abrun.Slot, out: Path, side: _abrun.SideEnv, args: Sequence[str] = ()) -> None:
+        seen.append((slot.suite, list(args)))
+        write_results(out, [bench(f"op_{slot.suite}", samples(1e-6, n=20))], suite=slot.suite)
+
+    monkeypatch.setattr(_abrun, "bench_cli_runner", fake)
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rule]]\ngroup = "hashing/*"\nmetric = "time"\ntimer = "cpu"\n')
+    js = tmp_path / "v.json"
+    argv = ["--baseline-ref", "HEAD", "--repo", str(tiny_repo), "--rules", str(rules)]
+    argv += ["--suite", "hashing", "--suite", "router", "--rounds", "3", "--json", str(js)]
+    argv += ["--pytest-arg=-kop"]
+    assert gate.main(argv) == gate.EXIT_PASS
+    assert {(s, tuple(a)) for s, a in seen} == {
+        ("hashing", ("--benchmark-timer=time.process_time", "-kop")),
+        ("router", ("-kop",)),
+    }
+    doc = json.loads(js.read_text())
+    assert doc["settings"]["timers"] == "hashing=cpu, router=wall"
+    assert all(v["paired"] for v in doc["verdicts"])
+
+
+def test_different_timers_are_not_comparable(tmp_path: Path) -> None:
+    def with_timer(timer: str, seed: int) -> dict[str, Any]:
+        return {**bench("fp", samples(1e-6, seed=seed)), "options": {"timer": timer}}
+
+    b, c = pair(tmp_path, [with_timer("perf_counter", 1)], [with_timer("time.process_time", 2)])
+    assert gate.main([b, c]) == gate.EXIT_NOT_COMPARABLE
+    b2, c2 = pair(
+        tmp_path / "same", [with_timer("perf_counter", 1)], [with_timer("perf_counter", 2)]
+    )
+    assert gate.main([b2, c2]) == gate.EXIT_PASS
