@@ -10,7 +10,7 @@ run by default (``nox``: tests, lint, typecheck); heavy ones are ``default=False
     nox -s bench -- --suite cache # posargs go to `samplemind-bench run`
     nox -s gate                   # gate the working tree against `main`, interleaved in this job
     nox -s gate -- results/a results/b
-    nox -s gate_study             # measure the gate's A/A false alarms and power (minutes)
+    nox -s gate_study             # measure the gate's A/A false alarms and power (~25 min)
     nox -s up / down / ps / logs / models / pull_models   # docker compose services
 
 Every session logs each effective setting and where it came from (posargs, environment, default).
@@ -239,7 +239,11 @@ def gate(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def gate_study(session: nox.Session) -> None:
-    """The gate's own quality: A/A false alarms, power, pytest-benchmark's min:5 % (minutes)."""
+    """The gate's own quality: A/A false alarms, power, pytest-benchmark's min:5 % (~25 min).
+
+    Defaults = the study's defaults: 100 comparisons of ``[gate] rounds`` (bench/gate.toml, 30)
+    paired rounds each, slowdowns 0-10 %, stopping after 26 minutes at the latest.
+    """
     _install(session, "harness")
     args = list(session.posargs)
     out = _setting(
@@ -249,7 +253,25 @@ def gate_study(session: nox.Session) -> None:
         "GATE_STUDY_OUT",
         str(RESULTS / "gate_study.json"),
     )
-    session.run("python", "-m", "bench.gate_study", "--out", out, *args)
+    sets = _setting(session, "sets", _pop_option(args, "--sets"), "GATE_STUDY_SETS", "100")
+    rounds = _setting(
+        session, "rounds", _pop_option(args, "--rounds"), "GATE_STUDY_ROUNDS", _gate_rounds()
+    )
+    minutes = _setting(
+        session, "max_minutes", _pop_option(args, "--max-minutes"), "GATE_STUDY_MINUTES", "26"
+    )
+    session.run(
+        "python", "-m", "bench.gate_study", "--out", out, "--sets", sets,
+        "--rounds", rounds, "--max-minutes", minutes, *args,
+    )  # fmt: skip
+
+
+def _gate_rounds() -> str:
+    """``[gate] rounds`` of bench/gate.toml: the study measures the gate's own default."""
+    import tomllib
+
+    doc = tomllib.loads((ROOT / "bench" / "gate.toml").read_text(encoding="utf-8"))
+    return str(doc.get("gate", {}).get("rounds", 30))
 
 
 # --------------------------------------------------------------------------- services
