@@ -153,7 +153,7 @@ async def world(
     else:
         mock = request.getfixturevalue("mock_providers")
         mock.configure(latency_scale=LATENCY_SCALE, seed=0)
-        settings = _with_keys(Settings())
+        settings = _with_keys(mock.settings)
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         mode = "mocked"
     try:

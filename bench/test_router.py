@@ -128,7 +128,7 @@ class _World:
             self.settings = self.server.settings(Settings())
         else:
             self.mock = request.getfixturevalue("mock_providers")
-            self.settings = _with_keys(Settings())
+            self.settings = _with_keys(self.mock.settings)
 
     def set_fault_rate(self, rate: float) -> None:
         changes: dict[str, Any] = {

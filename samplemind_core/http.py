@@ -35,11 +35,10 @@ Transports
     hypercorn (the emulator's server), HTTP/2 (h2c) ~0.3x; at concurrency 1 the aiohttp transport
     is also ~1.3-1.5x httpx's pool. Our client spends ~2x raw aiohttp's CPU per
     request (httpx ``Request``/``Response`` objects), which only shows against
-    a very fast server. So the aiohttp transport is the recommended default;
-    ``HttpConfig.transport`` still says ``"httpx"`` until aiohttp moves from an
-    optional extra into the core dependencies (respx's mocker only intercepts
-    httpx's own transport: tests that rely on it must pin ``transport="httpx"``
-    or inject a transport).
+    a very fast server. So the aiohttp transport is the default
+    (``HttpConfig.transport="auto"``: aiohttp, or httpx's own for HTTP/2).
+    respx's mocker only intercepts httpx's own transport: tests that rely on it
+    pin ``transport="httpx"`` or inject a transport.
 
 Hot path
     Requests go straight to the transport (``transport.handle_async_request``)
@@ -244,7 +243,7 @@ def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBas
         max_keepalive_connections=config.max_keepalive_connections,
         keepalive_expiry=config.keepalive_expiry_s,
     )
-    if config.transport == "aiohttp":
+    if config.effective_transport == "aiohttp":
         if config.http2:
             raise ConfigError(
                 "the aiohttp transport speaks HTTP/1.1 only: use transport='httpx' for HTTP/2 "
@@ -255,7 +254,7 @@ def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBas
         except ImportError as exc:
             raise ConfigError(
                 "transport='aiohttp' needs aiohttp and httpx-aiohttp: "
-                "pip install 'samplemind-core[aiohttp]'"
+                "pip install aiohttp httpx-aiohttp (core dependencies of samplemind-core)"
             ) from exc
         transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
         return transport
@@ -295,7 +294,7 @@ class HttpClient:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config or HttpConfig()
-        if self.config.transport == "aiohttp" and self.config.http2 and transport is None:
+        if self.config.effective_transport == "aiohttp" and self.config.http2 and transport is None:
             raise ConfigError(
                 "the aiohttp transport speaks HTTP/1.1 only: use transport='httpx' for HTTP/2 "
                 "(SAMPLEMIND_TRANSPORT=httpx) or turn http2 off"

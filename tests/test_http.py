@@ -187,8 +187,17 @@ async def test_gzip_and_brotli_bodies_are_decoded() -> None:
         assert (await http.request("GET", URL)).json() == {"ok": True}
 
 
+def test_default_transport_is_aiohttp_and_httpx_for_http2() -> None:
+    from httpx_aiohttp import AiohttpTransport
+
+    assert HttpConfig().effective_transport == "aiohttp"
+    assert isinstance(build_transport(HttpConfig()), AiohttpTransport)
+    assert HttpConfig(http2=True).effective_transport == "httpx"
+    assert HttpConfig(transport="httpx").effective_transport == "httpx"
+
+
 def test_pool_limits_and_protocol_from_config() -> None:
-    t = build_transport(HttpConfig())
+    t = build_transport(HttpConfig(transport="httpx"))
     assert isinstance(t, httpx.AsyncHTTPTransport)
     pool = t._pool
     assert (pool._max_connections, pool._max_keepalive_connections) == (100, 50)
@@ -197,7 +206,7 @@ def test_pool_limits_and_protocol_from_config() -> None:
     with pytest.raises(ConfigError, match=r"HTTP/1\.1 only"):
         HttpClient(HttpConfig(transport="aiohttp", http2=True))
     with pytest.raises(ConfigError, match="http2=True"):
-        build_transport(HttpConfig(), http1=False)
+        build_transport(HttpConfig(transport="httpx"), http1=False)
 
 
 def test_aiohttp_transport_builds_with_our_limits() -> None:
