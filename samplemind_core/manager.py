@@ -14,7 +14,7 @@ One call of :meth:`AIManager.complete`:
    chain of ``(provider, model, estimated cost)`` for the task and priority
    (``request.provider`` / ``.model`` pin the first choice; models whose
    context window cannot hold the prompt are skipped);
-3. each choice whose circuit breaker allows it is called through its adapter
+3. each choice is called in turn through its adapter
    on the shared HTTP client (which retries 429/502/503/504 and transport
    errors itself), behind the provider's rate limiter
    (``ProviderConfig.rate_limit_per_s``; ``None`` = unlimited);
@@ -39,9 +39,12 @@ key configured for the provider)
 anything else (a bug)            no          neutral; the exception propagates
 ================================ =========== ========================================
 
-A request that *pins* a provider still falls back: the pin chooses the first
-choice, not the only one (the answer says which provider replied). A pinned
-provider whose breaker is open is skipped like any other.
+A provider whose circuit breaker is open moves to the end of the chain: it is
+called only as a last resort, when every other choice has failed (so a burst
+of faults on every provider does not turn into requests refused without a
+single call). A request that *pins* a provider still falls back: the pin
+chooses the first choice, not the only one (the answer says which provider
+replied); a pinned provider whose breaker is open moves to the end like any other.
 
 Reply metadata:
 
@@ -58,7 +61,9 @@ Reply metadata:
   answered, ``0`` for a cached or coalesced reply;
 * ``latency_ms``: the whole call through the layer (cache lookup included);
 * ``metadata["route"]``: every step of the chain that was tried or skipped,
-  ``{"provider", "model", "outcome": "ok" | "error" | "skipped", "error", "latency_ms"}``.
+  ``{"provider", "model", "outcome": "ok" | "error" | "skipped" | "last resort", "error",
+  "latency_ms"}`` (a "last resort" step marks an open-breaker provider called after all
+  others failed; its own outcome follows as another step).
 
 API keys never appear in errors, logs, metadata or cached values: error
 texts are built from our exception tree (which never includes keys) and are
@@ -332,14 +337,9 @@ class AIManager:
             if error is not None:
                 attempts.append(Attempt(choice.provider, choice.model, error, ms))
 
-        for choice in router.plan(task, priority, request, include_skipped=True):
+        async def call(choice: RouteChoice) -> ChatResponse | None:
+            nonlocal last_exc
             name = choice.provider
-            if choice.skip_reason is not None:
-                note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
-                continue
-            if not router.allow(name):
-                note(choice, "skipped", "skipped: circuit breaker open", 0.0)
-                continue
             limiter = self._limiters.get(name)
             t0 = time.perf_counter()
             try:
@@ -364,7 +364,7 @@ class AIManager:
                     type(exc).__name__,
                 )
                 logger.debug("provider %s failure detail: %s", name, error)
-                continue
+                return None
             except BaseException:
                 router.release(name)  # cancelled or a bug: no verdict on the provider
                 raise
@@ -380,6 +380,21 @@ class AIManager:
                 cached=False,
                 metadata=metadata,
             )
+
+        # Providers whose breaker is open go to the end of the chain: they are
+        # called only when every other choice has failed (a last resort).
+        deferred: list[RouteChoice] = []
+        for choice in router.plan(task, priority, request, include_skipped=True):
+            if choice.skip_reason is not None:
+                note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
+            elif not router.allow(choice.provider):
+                deferred.append(choice)
+            elif (reply := await call(choice)) is not None:
+                return reply
+        for choice in deferred:
+            note(choice, "last resort", None, 0.0)
+            if (reply := await call(choice)) is not None:
+                return reply
         if not attempts:
             raise AllProvidersFailedError(
                 [Attempt("-", request.model or "-", "no provider in the chain")]

@@ -373,13 +373,23 @@ async def test_breaker_opens_and_provider_is_moved_last(world: World) -> None:
         assert resp.provider == "gemini"
         assert world.calls["ollama"] == 3  # not called while open
         assert [s["provider"] for s in resp.metadata["route"]] == ["gemini"]
-        # Everything else failing too: the open provider is listed as skipped, not called.
+        # Everything else failing too: the open provider is called last, as a last resort.
         world.behave.update(gemini=500, openai=500, anthropic=500)
         with pytest.raises(AllProvidersFailedError) as info:
             await ai.complete(req("q4"), task="factual", priority="speed")
-    assert world.calls["ollama"] == 3
-    assert info.value.attempts[-1].provider == "ollama"
-    assert "circuit breaker open" in info.value.attempts[-1].error
+        assert world.calls["ollama"] == 4
+        assert [a.provider for a in info.value.attempts] == [
+            "gemini",
+            "openai",
+            "anthropic",
+            "ollama",
+        ]
+        # ... and when it has recovered, the last resort answers instead of an error.
+        world.behave["ollama"] = "ok"
+        resp = await ai.complete(req("q5"), task="factual", priority="speed")
+        assert resp.provider == "ollama"
+        steps = [(s["provider"], s["outcome"]) for s in resp.metadata["route"]]
+        assert steps[-2:] == [("ollama", "last resort"), ("ollama", "ok")]
 
 
 async def test_half_open_trial_closes_breaker_on_success(world: World) -> None:
