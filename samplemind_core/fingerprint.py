@@ -30,6 +30,7 @@ refuses it.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -71,11 +72,24 @@ class Hasher:
     secure: bool
 
 
-_blake3_new = blake3.blake3
+_local = threading.local()
 
 
 def _blake3(data: bytes, key: bytes) -> str:
-    return _blake3_new(data, key=key).digest().hex()
+    # One keyed hasher per thread and key, reset for each call: building a
+    # hasher costs about 0.25 µs, a sixth of hashing a 1 KB request.
+    try:
+        h = _local.hashers[key]
+    except AttributeError:
+        _local.hashers = {}
+        return _blake3(data, key)
+    except KeyError:
+        if len(_local.hashers) >= 8:
+            _local.hashers.clear()
+        h = _local.hashers[key] = blake3.blake3(key=key)
+    h.reset()
+    h.update(data)
+    return h.digest().hex()  # type: ignore[no-any-return]
 
 
 def _sha256(data: bytes, key: bytes) -> str:

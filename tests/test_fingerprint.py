@@ -300,3 +300,23 @@ def test_property_different_requests_different_keys(a: dict[str, Any], b: dict[s
 def test_property_namespaces_never_share(request: dict[str, Any], ns: str, other: str) -> None:
     if ns != other:
         assert fingerprint(request, namespace=ns) != fingerprint(request, namespace=other)
+
+
+def test_threads_get_the_same_keys_as_one_thread() -> None:
+    """The BLAKE3 hasher is reused per thread: threads must never mix their inputs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [
+        variant(messages=[{"role": "user", "content": f"q{i}" * (i + 1)}]) for i in range(64)
+    ]
+    keys = [b"\x01" * 32, b"\x02" * 32]
+    serial = [fingerprint(r, key=k) for r in requests for k in keys]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(5):
+            threaded = list(
+                pool.map(
+                    lambda rk: fingerprint(rk[0], key=rk[1]),
+                    [(r, k) for r in requests for k in keys],
+                )
+            )
+            assert threaded == serial
