@@ -73,6 +73,13 @@ def headline(folder: Path) -> list[str]:
     cache = suites.get("cache", [])
     for b in cache:
         info = b["extra_info"]
+        if info.get("variant") == "hit_paired-msgpack-l1_off" and "ratio_to_raw_get" in info:
+            lines.append(
+                f"cache {info['subject']}: hit {_med(b) * 1e6:.1f} us vs raw GET "
+                f"{info['raw_get_median_us']:.1f} us, interleaved = {info['ratio_to_raw_get']:.2f}x"
+            )
+    for b in cache:
+        info = b["extra_info"]
         if info.get("variant") != "raw_get":
             continue
         hit = _by(cache, subject=info["subject"], variant="hit-msgpack-l1_off")
