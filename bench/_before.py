@@ -6,8 +6,11 @@ What the original code did on every request (and what this reproduces):
   connection each time), no retries;
 * **no cache**, but the request key computed the original way,
   ``sha256(json.dumps(request, sort_keys=True))`` (it was logged);
-* a **fixed provider order** ollama → gemini → anthropic → openai (a provider the
+* a **fixed provider order** gemini → anthropic → openai (a provider the
   request pins goes first), falling through to the next one on any error.
+  No Ollama: local models were a *new* capability of the optimisation plan
+  (its table: "Local (Ollama) | before N/A"), so the code it started from
+  called the cloud providers only.
 
 The wire formats are the provider adapters' (``build_request`` /
 ``parse_response``): the bytes on the wire are the APIs' own, only the
@@ -27,6 +30,7 @@ from typing import Any, Final
 import httpx
 
 from samplemind_core import (
+    PROVIDERS,
     AllProvidersFailedError,
     Attempt,
     ChatRequest,
@@ -39,7 +43,7 @@ __all__ = ["BEFORE_ORDER", "BeforeStack"]
 
 logger = logging.getLogger(__name__)
 
-BEFORE_ORDER: Final = ("ollama", "gemini", "anthropic", "openai")
+BEFORE_ORDER: Final = ("gemini", "anthropic", "openai")
 
 
 class BeforeStack:
@@ -51,7 +55,7 @@ class BeforeStack:
         self.settings = settings
         self.timeout_s = timeout_s
         self.providers: dict[str, Any] = {
-            name: get_provider(name, settings.provider(name)) for name in BEFORE_ORDER
+            name: get_provider(name, settings.provider(name)) for name in PROVIDERS
         }
         self.provider_calls = 0
 

@@ -25,9 +25,10 @@ without a cache: hits priced at their original cost; for "before", its own
 cost), ``before_cost_usd`` (the before stack's dollars in this run),
 ``p50_ms``/``p95_ms``/``p99_ms``, ``latency_scale``, ``workload``.
 
-Why the baseline is the stack's own uncached cost: the before stack always asks
-the local (free) Ollama first, so in a fault-free world it pays nothing; its
-dollars cannot be the yardstick of what the cache saves. Note also that only
+Why the baseline is the stack's own uncached cost: the before stack calls the
+cloud providers in a fixed order while the after stack's router also sends
+work to the free local Ollama, so before-vs-after dollars mix two levers (the
+router and the cache); ``baseline_cost_usd`` isolates the cache's. Note also that only
 the *world's* delays are scaled: client set-up and the layer's own overheads
 are not, so at a small scale they weigh more than they would at scale 1.
 
