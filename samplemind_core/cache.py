@@ -76,10 +76,7 @@ import redis.exceptions
 from ._config import CacheConfig
 from ._exceptions import CacheBackendError, CacheError, CacheValueError, ConfigError
 from ._models import ChatRequest, ChatResponse, ToolCall, Usage
-from .fingerprint import _PREFIX as _FP_PREFIX
-from .fingerprint import _SORT as _FP_SORT
-from .fingerprint import DEFAULT_FINGERPRINT_KEY, get_hasher
-from .fingerprint import _canonical as _fp_canonical
+from .fingerprint import fingerprinter, get_hasher
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -319,9 +316,9 @@ class ResponseCache:
         self.serializer = serializer
         self._redis: Any = redis
         self._hasher = hasher
-        self._fkey = config.key_bytes()
-        self._hash = hasher.fn
-        self._hash_key = self._fkey or DEFAULT_FINGERPRINT_KEY
+        self._fingerprint = fingerprinter(
+            namespace=config.namespace, hasher=hasher, key=config.key_bytes()
+        )
         self._timeouts = _OpTimeouts(config.op_timeout_s)
         self._ttl_s = config.ttl_s
         self._max_bytes = config.max_value_bytes
@@ -372,14 +369,10 @@ class ResponseCache:
 
         ``{prefix}:{namespace}:{G}.{P}:{provider or '_'}:{fingerprint}`` where the
         fingerprint equals ``fingerprint(request, namespace=..., hasher=..., key=...)``
-        (computed here without the argument handling: it is on every request's path).
+        (bound once with :func:`~samplemind_core.fingerprint.fingerprinter`).
         """
         seg = self._segments.get(request.provider) or self._segment(request.provider)
-        try:
-            data = _jdumps(_fp_canonical(request, self.namespace), option=_FP_SORT)
-        except TypeError as exc:
-            raise ConfigError(f"request holds a value that is not JSON: {exc}") from None
-        return seg + _FP_PREFIX + self._hash(data, self._hash_key)
+        return seg + self._fingerprint(request)
 
     def _set_gens(self, gens: dict[str, int]) -> None:
         if gens != self._gens:
@@ -552,11 +545,7 @@ class ResponseCache:
             await self._fresh_gens()
         # key_for(), inlined: this is the L1 hit path, kept short
         seg = self._segments.get(request.provider) or self._segment(request.provider)
-        try:
-            data = _jdumps(_fp_canonical(request, self.namespace), option=_FP_SORT)
-        except TypeError as exc:
-            raise ConfigError(f"request holds a value that is not JSON: {exc}") from None
-        key = seg + _FP_PREFIX + self._hash(data, self._hash_key)
+        key = seg + self._fingerprint(request)
         l1 = self._l1
         if l1 is not None and (entry := l1.get(key)) is not None and entry.expires > now:
             l1.move_to_end(key)

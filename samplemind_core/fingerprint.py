@@ -48,6 +48,7 @@ __all__ = [
     "Hasher",
     "canonical_bytes",
     "fingerprint",
+    "fingerprinter",
     "get_hasher",
 ]
 
@@ -61,6 +62,7 @@ DEFAULT_FINGERPRINT_KEY: Final = blake3.blake3(
 
 _PREFIX: Final = f"v{FINGERPRINT_VERSION}."
 _SORT: Final = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,14 +221,18 @@ def _canonical(request: ChatRequest | Mapping[str, Any] | str | bytes, namespace
     ]
 
 
+def _not_json(exc: TypeError) -> ConfigError:
+    return ConfigError(f"request holds a value that is not JSON: {exc}")
+
+
 def canonical_bytes(
     request: ChatRequest | Mapping[str, Any] | str | bytes, namespace: str = "default"
 ) -> bytes:
     """The canonical, versioned encoding that :func:`fingerprint` hashes."""
     try:
-        return orjson.dumps(_canonical(request, namespace), option=_SORT)
+        return _dumps(_canonical(request, namespace), option=_SORT)
     except TypeError as exc:
-        raise ConfigError(f"request holds a value that is not JSON: {exc}") from None
+        raise _not_json(exc) from None
 
 
 def fingerprint(
@@ -246,7 +252,29 @@ def fingerprint(
     if h is None:
         h = get_hasher(hasher)
     try:
-        data = orjson.dumps(_canonical(request, namespace), option=_SORT)
+        data = _dumps(_canonical(request, namespace), option=_SORT)
     except TypeError as exc:
-        raise ConfigError(f"request holds a value that is not JSON: {exc}") from None
+        raise _not_json(exc) from None
     return _PREFIX + h.fn(data, DEFAULT_FINGERPRINT_KEY if key is None else key)
+
+
+def fingerprinter(
+    *, namespace: str = "default", hasher: str | Hasher = "blake3", key: bytes | None = None
+) -> Callable[[ChatRequest | Mapping[str, Any] | str | bytes], str]:
+    """:func:`fingerprint` with its settings bound once (the cache's per-request path).
+
+    >>> fp = fingerprinter(namespace="tenant-a")
+    >>> fp({"messages": []}) == fingerprint({"messages": []}, namespace="tenant-a")
+    True
+    """
+    fn = get_hasher(hasher).fn
+    hash_key = DEFAULT_FINGERPRINT_KEY if key is None else key
+
+    def bound(request: ChatRequest | Mapping[str, Any] | str | bytes) -> str:
+        try:  # inlined rather than canonical_bytes(): this runs on every cache lookup
+            data = _dumps(_canonical(request, namespace), option=_SORT)
+        except TypeError as exc:
+            raise _not_json(exc) from None
+        return _PREFIX + fn(data, hash_key)
+
+    return bound
