@@ -134,7 +134,7 @@ class StudyConfig:
 
     sets: int = 100
     rounds: int = 30
-    block: int = 20
+    block: int = 60  # 60 x ~50 µs = ~3 ms per block (a --quick run: ~100 ms per benchmark)
     sample_s: float = 50e-6
     slowdowns: tuple[float, ...] = SLOWDOWNS
     seed: int = 1
@@ -165,8 +165,8 @@ def _calibrate(cfg: StudyConfig, target: float = 0.10, steps: int = 6) -> dict[s
     In one process, blocks with ``u`` units and with 0 units alternate; the ratio of their CPU
     time medians is the slowdown ``u`` really causes on top of the operation (interpreter state
     and caches as in the study's own blocks). ``u`` is corrected by secant steps until the
-    measured ratio hits ``target``; the final units come from a least-squares line through
-    all steps (slowdown = c * units), and other slowdowns scale linearly (the loop's cost is
+    measured ratio hits ``target``; the final units come from the median over the steps of
+    the measured slope (slowdown per unit), and other slowdowns scale linearly (the loop's cost is
     linear in its units). The ratio the study then observes is reported per scenario as a check.
     """
     w = Worker()
@@ -189,9 +189,9 @@ def _calibrate(cfg: StudyConfig, target: float = 0.10, steps: int = 6) -> dict[s
                 units *= 2
                 continue
             units = max(1, round(units * target / (ratio - 1.0)))
-        c = sum(u * (r - 1.0) for u, r in history) / sum(u * u for u, _ in history)
-        if c > 0:
-            units = max(1, round(target / c))
+        slopes = [(r - 1.0) / u for u, r in history if r > 1.0]
+        if slopes:  # median slope: one step hit by a noise spike cannot skew it
+            units = max(1, round(target / statistics.median(slopes)))
     finally:
         w.close()
     return {
