@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -109,6 +110,16 @@ def _pytest_command(suite: str, out: Path, args: argparse.Namespace) -> list[str
     return cmd + list(args.pytest_args)
 
 
+def timed_run_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a timed benchmark process: without the ``PYTEST_XDIST_*``
+    variables an enclosing xdist worker leaves behind (pytest-benchmark reads
+    ``PYTEST_XDIST_WORKER`` and would silently disable every benchmark)."""
+    env = dict(os.environ if base is None else base)
+    for name in [n for n in env if n.startswith("PYTEST_XDIST_")]:
+        del env[name]
+    return env
+
+
 def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> SuiteRun:
     target = out / f"{suite}.json"
     target.unlink(missing_ok=True)
@@ -121,7 +132,9 @@ def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> S
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         stream = None if args.verbose else log
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, env=timed_run_env()
+        )
         while True:
             try:
                 code = proc.wait(timeout=HEARTBEAT_S)

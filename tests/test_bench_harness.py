@@ -15,6 +15,7 @@ import pytest
 
 from bench import cli
 from bench._persist import FORMAT, VERSION, SuiteRun, read_manifest, write_manifest
+from bench.cli import timed_run_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,7 +75,9 @@ def _run_pytest(tmp_path: Path, *args: str) -> tuple[int, str]:
         *args,
     ]
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=timed_run_env()
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
