@@ -571,16 +571,23 @@ class RecordingRunner:
         assert (slot.side == "baseline") == ("samplemind-gate-" in where), where
         self.calls.append((slot, speed))
         seed = slot.round * 2 + (slot.side == "baseline")
-        write_results(out, [bench("op", samples(1e-6 * speed, n=50, seed=seed))], suite=slot.suite)
+        # a real run's process works in the side's checkout: a relative ``out`` would land there
+        write_results(
+            side.cwd / out, [bench("op", samples(1e-6 * speed, n=50, seed=seed))], suite=slot.suite
+        )
 
 
 def test_baseline_ref_interleaves_imports_the_ref_and_cleans_up(
-    tiny_repo: Path, tmp_path: Path
+    tiny_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    private_tmp = tmp_path / "tmp"  # other tests' gate runs must not show up in the glob below
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    monkeypatch.chdir(tmp_path)  # --out is relative: the gate must not resolve it in a checkout
     runner = RecordingRunner(tiny_repo)
     js = tmp_path / "v.json"
     argv = ["--baseline-ref", "HEAD", "--repo", str(tiny_repo), "--suite", "fingerprint"]
-    argv += ["--rounds", "4", "--seed", "3", "--json", str(js), "--out", str(tmp_path / "runs")]
+    argv += ["--rounds", "4", "--seed", "3", "--json", str(js), "--out", "runs"]
     assert gate.main(argv, runner=runner) == gate.EXIT_REGRESSION
     # each side imported its own samplemind_core: the committed 1.0 and the working tree's 1.5
     assert {(s.side, speed) for s, speed in runner.calls} == {("baseline", 1.0), ("candidate", 1.5)}
@@ -591,7 +598,8 @@ def test_baseline_ref_interleaves_imports_the_ref_and_cleans_up(
     assert v["n_baseline"] == 4 * 50 and v["ratio"] == pytest.approx(1.5, rel=0.05)
     # the worktree and its temp directory are gone
     assert _git(tiny_repo, "worktree", "list").count("\n") == 1
-    assert not list(Path(tempfile.gettempdir()).glob("samplemind-gate-*/baseline"))
+    assert not list(private_tmp.glob("samplemind-gate-*/baseline"))
+    assert len(list((tmp_path / "runs").glob("*/r*-fingerprint"))) == 8
 
 
 def test_baseline_ref_cleans_up_when_a_run_fails(
