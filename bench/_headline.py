@@ -93,6 +93,13 @@ def headline(folder: Path) -> list[str]:
                 text += f"; L1 hit {_med(l1) * 1e6:.2f} us"
             lines.append(text)
     client = suites.get("client", [])
+    for b in client:
+        info = b["extra_info"]
+        if "ratio_to_raw_aiohttp" in info:
+            lines.append(
+                f"client {info['subject']} interleaved: {info['variant']} "
+                f"{info['req_per_s']:.0f}/s = {info['ratio_to_raw_aiohttp']:.2f}x raw aiohttp"
+            )
     for subject in dict.fromkeys(b["extra_info"]["subject"] for b in client):
         group = [b for b in client if b["extra_info"]["subject"] == subject]
         floor = _by(group, variant="raw_aiohttp") or _by(group, variant="bare_httpx")

@@ -24,7 +24,10 @@ Targets:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import statistics
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -32,6 +35,7 @@ import httpx
 import pytest
 
 from bench._fixture import AsyncBenchmark
+from bench._options import BenchOptions
 from bench.conftest import bench_options
 from fixtures.mock import world_transport
 from fixtures.world import WorldModel
@@ -160,3 +164,58 @@ async def test_client(
         assert await call() == 200  # connection warm-up and a sanity check, untimed
         status = await abenchmark(call, concurrency=concurrency)
     assert status == 200
+
+
+PAIRED_ROUNDS = 40  # timed rounds per contender (quick runs: half)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("concurrency", [50])
+@pytest.mark.parametrize("variant", ["aiohttp_transport", "pooled_http1"])
+async def test_transport_vs_raw_aiohttp_interleaved(
+    abenchmark: AsyncBenchmark,
+    request: pytest.FixtureRequest,
+    bench_opts: BenchOptions,
+    variant: str,
+    concurrency: int,
+) -> None:
+    """Issue 3's throughput target side by side: rounds of ``concurrency`` concurrent calls
+    through ``variant`` and through raw aiohttp alternate (order flipped every round), so
+    both see the same machine state. Stored as ``<variant>_paired`` and ``raw_aiohttp_paired``
+    (seconds per call, one sample per round); ``ratio_to_raw_aiohttp`` = median req/s of the
+    variant / median req/s of raw aiohttp."""
+    base = request.getfixturevalue("emulator_server").url
+    subject = f"emulator-c{concurrency}"
+    rounds = 1 if abenchmark.disabled else PAIRED_ROUNDS // (2 if bench_opts.quick else 1)
+    per_call: dict[str, list[float]] = {variant: [], "raw_aiohttp": []}
+    async with _variant(variant, base) as ours, _variant("raw_aiohttp", base) as raw:
+        calls = {variant: ours, "raw_aiohttp": raw}
+        for call in calls.values():  # warm both pools to `concurrency` connections, untimed
+            await asyncio.gather(*(call() for _ in range(concurrency)))
+        for i in range(rounds):
+            order = [variant, "raw_aiohttp"] if i % 2 == 0 else ["raw_aiohttp", variant]
+            for name in order:
+                t0 = time.perf_counter()
+                statuses = await asyncio.gather(*(calls[name]() for _ in range(concurrency)))
+                per_call[name].append((time.perf_counter() - t0) / concurrency)
+                assert all(s == 200 for s in statuses)
+    ratio = statistics.median(per_call["raw_aiohttp"]) / statistics.median(per_call[variant])
+    for name, samples in per_call.items():
+        info: dict[str, Any] = {
+            "suite": "client",
+            "subject": subject,
+            "variant": f"{name}_paired",
+            "unit_per_call": "request",
+            "target": "emulator",
+            "concurrency": concurrency,
+            "req_per_s": 1.0 / statistics.median(samples),
+        }
+        if name == variant:
+            info["ratio_to_raw_aiohttp"] = ratio
+        abenchmark.record(
+            samples,
+            label=f"{subject}-{name}_paired-vs-{variant}",
+            params={"variant": f"{name}_paired", "concurrency": concurrency, "pair": variant},
+            extra_info=info,
+            group=f"client/{subject}-paired",
+        )
