@@ -101,7 +101,12 @@ def headline(folder: Path) -> list[str]:
                 f"{info['req_per_s']:.0f}/s = {info['ratio_to_raw_aiohttp']:.2f}x raw aiohttp"
             )
     for subject in dict.fromkeys(b["extra_info"]["subject"] for b in client):
-        group = [b for b in client if b["extra_info"]["subject"] == subject]
+        group = [
+            b
+            for b in client
+            if b["extra_info"]["subject"] == subject
+            and not str(b["extra_info"].get("variant", "")).endswith("_paired")
+        ]
         floor = _by(group, variant="raw_aiohttp") or _by(group, variant="bare_httpx")
         if not floor:
             continue
