@@ -222,6 +222,8 @@ def client_table(run: Run) -> pd.DataFrame:
     """kind, label, concurrency, req_per_s, p99_ms for client benchmarks."""
     rows = []
     for b in run.suite("client"):
+        if b.variant.endswith("_paired"):  # the interleaved A/B pairs: a ratio, not a curve
+            continue
         conc = b.extra_info.get("concurrency", b.params.get("concurrency"))
         if not isinstance(conc, int | float):
             continue
