@@ -27,7 +27,7 @@ Transports
     connections / 50 keep-alive; timeouts: connect 5 s, read 30 s. gzip, deflate
     and brotli are accepted and decoded by ``httpx.Response``.
 
-    Choice of the default, from ``scripts/bench_http.py`` (client on 127.0.0.1,
+    Choice of the default, from the client benchmark suite (client on 127.0.0.1,
     median of interleaved rounds, this shared 2-core machine, so rough): at 50
     concurrent requests httpx's own HTTP/1.1 pool reaches only ~0.1x raw
     aiohttp (pool contention, httpx issue #3215) while this client with the

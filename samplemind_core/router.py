@@ -42,11 +42,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ._config import PROVIDERS
 from ._exceptions import ConfigError
 from ._models import ChatRequest
+from ._tables import lookup as _lookup
 
 if TYPE_CHECKING:
     from ._config import Settings
@@ -112,7 +113,6 @@ class BreakerState(StrEnum):
 
 
 ANY: Final = "*"
-_T = TypeVar("_T")
 
 # Enum attribute access costs ~0.2 µs on 3.11: the hot paths use these names.
 _CLOSED: Final = BreakerState.CLOSED
@@ -185,21 +185,6 @@ user configured wins over these built-in choices.
 
 DEFAULT_OUTPUT_TOKENS: Final = 1024
 """Output tokens assumed when ``max_tokens`` is unset (the adapters' ``DEFAULT_MAX_OUTPUT_TOKENS``)."""
-
-
-def _lookup(table: Mapping[str, _T], model: str) -> _T | None:
-    """``table[model]``, else the entry of the longest key prefixing ``model`` (as the adapters do).
-
-    >>> _lookup({"gpt-4o": 1, "gpt-4o-mini": 2}, "gpt-4o-mini-2024-07-18")
-    2
-    """
-    if model in table:
-        return table[model]
-    best: str | None = None
-    for key in table:
-        if model.startswith(key) and (best is None or len(key) > len(best)):
-            best = key
-    return table[best] if best is not None else None
 
 
 def estimate_tokens(request: ChatRequest) -> tuple[int, int]:

@@ -42,6 +42,7 @@ from .._exceptions import (
     RateLimitError,
 )
 from .._models import ChatRequest, ChatResponse, ToolCall, Usage
+from .._tables import lookup
 
 if TYPE_CHECKING:
     from ..http import HttpClient
@@ -80,21 +81,6 @@ def redact(text: str, secret: str | None) -> str:
 def estimate_tokens(chars: int) -> int:
     """Tokens of ``chars`` characters of text: about 4 characters per token (rounded up)."""
     return math.ceil(chars / 4) if chars > 0 else 0
-
-
-def lookup(table: Mapping[str, Any], model: str) -> Any | None:
-    """``table[model]``, else the entry of the longest key that prefixes ``model``.
-
-    So ``gpt-4o-mini-2024-07-18`` finds ``gpt-4o-mini`` (not ``gpt-4o``) and
-    ``llama3.2:3b`` finds ``llama3.2``.
-    """
-    if model in table:
-        return table[model]
-    best: str | None = None
-    for key in table:
-        if model.startswith(key) and (best is None or len(key) > len(best)):
-            best = key
-    return table[best] if best is not None else None
 
 
 def tool_specs(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
