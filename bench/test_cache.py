@@ -173,18 +173,26 @@ async def test_cache_op(
         await cache.aclose()
 
 
-@pytest.mark.parametrize("op", ["raw_get"])
-async def test_raw_get(
-    abenchmark: AsyncBenchmark, backend: tuple[str, Any], op: str, size: str
-) -> None:
-    """The floor: ``GET`` of the bytes the cache stored, on the same client."""
-    name, client = backend
+async def stored_entry(
+    client: Any, size: str
+) -> tuple[ResponseCache, ChatRequest, ChatResponse, str, bytes]:
+    """A msgpack cache (L1 off) with one stored response of ``size``, its key and raw bytes."""
     cache = make_cache(client, "msgpack", False)
     request, response = make_request(), make_response(SIZES[size])
     assert await cache.set(request, response)
     key = cache.key_for(request)
     stored = await client.get(key)
     assert stored is not None
+    return cache, request, response, key, stored
+
+
+@pytest.mark.parametrize("op", ["raw_get"])
+async def test_raw_get(
+    abenchmark: AsyncBenchmark, backend: tuple[str, Any], op: str, size: str
+) -> None:
+    """The floor: ``GET`` of the bytes the cache stored, on the same client."""
+    name, client = backend
+    cache, _, _, key, stored = await stored_entry(client, size)
     abenchmark.describe(
         "cache",
         f"{name}-{size}",
@@ -209,12 +217,7 @@ async def test_hit_vs_raw_get_interleaved(
     series see the same machine state. Stored as ``hit_paired`` (with ``ratio_to_raw_get``,
     the ratio of medians) and ``raw_get_paired``."""
     name, client = backend
-    cache = make_cache(client, "msgpack", False)
-    request, response = make_request(), make_response(SIZES[size])
-    assert await cache.set(request, response)
-    key = cache.key_for(request)
-    stored = await client.get(key)
-    assert stored is not None
+    cache, request, response, key, stored = await stored_entry(client, size)
     abenchmark.describe(
         "cache",
         f"{name}-{size}",
