@@ -946,7 +946,9 @@ def _run(
             if args.paths or args.baseline:
                 raise GateInputError("--baseline-ref: give no baseline paths")
             if not candidate_paths:
-                out_root = args.out.resolve() if args.out else scratch  # the runs work in other dirs
+                out_root = (
+                    args.out.resolve() if args.out else scratch
+                )  # the runs work in other dirs
                 settings["suites"] = ", ".join(config.suites) + (
                     " (--suite)" if args.suite else " (rules file)"
                 )
