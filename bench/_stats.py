@@ -123,6 +123,10 @@ def bootstrap_ratio_ci(
         baseline_runs=baseline_runs,
         candidate_runs=candidate_runs,
     )
+    return _percentile_ci(ratios, confidence)
+
+
+def _percentile_ci(ratios: Any, confidence: float) -> tuple[float, float]:
     tail = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(ratios, [tail, 1.0 - tail])
     return float(lo), float(hi)
@@ -223,8 +227,7 @@ def compare_samples(
         baseline_runs=baseline_runs,
         candidate_runs=candidate_runs,
     )
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(ratios, [tail, 1.0 - tail])
+    lo, hi = _percentile_ci(ratios, confidence)
     p_mw = mann_whitney_p(baseline, candidate)
     p_bs = bootstrap_p(ratios)
     return Comparison(
