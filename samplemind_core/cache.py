@@ -332,6 +332,7 @@ class ResponseCache:
         self._segments: dict[str | None, str] = {}
         self._gen_ttl = generation_ttl_s
         self._gens_expiry = 0.0 if redis is not None else float("inf")
+        self._gens_loading: asyncio.Future[None] | None = None  # the one reload in flight
 
         # health and back-off
         self._healthy = True
@@ -392,16 +393,24 @@ class ResponseCache:
         now = _monotonic()
         if now < self._gens_expiry or now < self._skip_until or self._redis is None:
             return
+        loading = self._gens_loading
+        if (
+            loading is not None
+            and not loading.done()
+            and loading.get_loop() is asyncio.get_running_loop()
+        ):
+            # Single-flight: concurrent first requests share one HGETALL, and all of
+            # them resume together, so get_or_call's coalescing sees every follower.
+            await asyncio.shield(loading)
+            return
+        loading = self._gens_loading = asyncio.get_running_loop().create_future()
         try:
-            raw = await self._io_hgetall(self._gen_key)
+            await self._fresh_gens_now()
         except CacheError as exc:
             self._backend_failed(exc)
-            return
-        gens: dict[str, int] = {}
-        for k, v in raw.items():
-            gens[k.decode() if isinstance(k, bytes) else str(k)] = int(v)
-        self._set_gens(gens)
-        self._gens_expiry = _monotonic() + self._gen_ttl
+        finally:
+            self._gens_loading = None
+            loading.set_result(None)  # never an exception: followers go on like the leader
 
     # --------------------------------------------------------------- health
 

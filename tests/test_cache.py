@@ -282,6 +282,49 @@ async def test_single_flight_one_call_for_concurrent_requests(make_cache: Factor
     assert len({id(r) for r in results}) == 20  # each caller gets its own object
 
 
+class _StaggeredGens:
+    """A fakeredis client whose n-th concurrent HGETALL answers n ms late (many pool connections)."""
+
+    def __init__(self) -> None:
+        self.inner = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        self.hgetalls = 0
+
+    async def hgetall(self, key: str) -> Any:
+        self.hgetalls += 1
+        await asyncio.sleep(0.001 * self.hgetalls)
+        return await self.inner.hgetall(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_first_requests_share_one_generation_load_and_all_coalesce() -> None:
+    """A cold cache must not let a late generation reload turn a follower into a second lookup.
+
+    Regression: each of the concurrent first callers used to reload the generations
+    itself; one whose reload came back after the leader had stored the answer read
+    it as a hit instead of coalescing (CI saw coalesced == 23 of 24).
+    """
+    client = _StaggeredGens()
+    cache = ResponseCache(client, namespace="stagger", config=CacheConfig(op_timeout_s=2.0))
+    calls = 0
+
+    async def call() -> ChatResponse:
+        nonlocal calls
+        calls += 1
+        return resp("once")
+
+    try:
+        results = await asyncio.gather(*(cache.get_or_call(req(), call) for _ in range(25)))
+    finally:
+        await cache.aclose()
+        await client.inner.aclose()
+    st = cache.stats()
+    assert calls == 1 and {r.text for r in results} == {"once"}
+    assert client.hgetalls == 1
+    assert (st.coalesced, st.misses, st.hits) == (24, 1, 0)
+
+
 async def test_single_flight_error_reaches_every_waiter_and_is_not_cached(
     make_cache: Factory,
 ) -> None:
