@@ -7,7 +7,8 @@ the project that reads the process environment.
 Variables read by :meth:`Settings.from_env`:
 
 =============================== ===========================================
-``REDIS_URL``                   ``redis://``, ``rediss://``, ``unix://`` (unset: run uncached)
+``REDIS_URL``                   ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=PATH`` for
+                                a private CA), ``unix://`` (unset: run uncached)
 ``REDIS_CLUSTER``               ``1`` when ``REDIS_URL`` names a Redis Cluster node
 ``SAMPLEMIND_FINGERPRINT_KEY``  64 hex chars (32 bytes): the keyed-BLAKE3 key of cache keys
 ``SAMPLEMIND_CACHE_NAMESPACE``  tenant namespace (default ``default``)

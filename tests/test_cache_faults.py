@@ -301,3 +301,24 @@ async def test_unix_socket_server(redis_server_factory: Callable[..., RedisServe
         assert hit is not None and hit.text == "over a socket"
     finally:
         await client.aclose()
+
+
+async def test_tls_server(redis_server_factory: Callable[..., RedisServer]) -> None:
+    """``rediss://`` runs the same code path; a server we cannot trust is a counted miss."""
+    server = redis_server_factory(tls=True, password="tls-pw")
+    assert server.url.startswith("rediss://:tls-pw@127.0.0.1:") and "ssl_ca_certs=" in server.url
+    trusted = redis.asyncio.Redis.from_url(server.url)
+    untrusted = redis.asyncio.Redis.from_url(server.url.split("?")[0])  # system CAs only
+    plain = redis.asyncio.Redis.from_url(server.url.split("?")[0].replace("rediss", "redis", 1))
+    try:
+        cache = make(trusted)
+        assert await cache.set(req(), resp("over TLS")) is True
+        hit = await cache.get(req())
+        assert hit is not None and hit.text == "over TLS" and hit.cached
+        for client in (untrusted, plain):
+            refused = make(client)
+            assert await refused.get(req()) is None  # a failed handshake: a miss, never raised
+            assert refused.stats().backend_errors == 1 and not refused.healthy
+    finally:
+        for client in (trusted, untrusted, plain):
+            await client.aclose()

@@ -719,3 +719,20 @@ def test_configured_default_model_wins_over_per_task_models() -> None:
     assert ai.router.model_for("openai", "chat") == "gpt-4o"
     # Providers without a configured model keep the built-in per-task choice.
     assert ai.router.model_for("anthropic", "creative").startswith("claude-sonnet-4")
+
+
+@pytest.mark.redis
+async def test_rediss_url_from_settings(world: World, redis_server_factory: Any) -> None:
+    """REDIS_URL=rediss://...?ssl_ca_certs=... gives a verified TLS cache through the manager."""
+    from samplemind_core import CacheConfig, HttpClient
+
+    server = redis_server_factory(tls=True)
+    s = Settings(redis_url=server.url, cache=CacheConfig(namespace="test-manager-tls"))
+    http = HttpClient(transport=httpx.MockTransport(world.handle))
+    async with AIManager(s, http=http) as ai:
+        first = await ai.complete(req("over TLS"))
+        second = await ai.complete(req("over TLS"))
+        assert ai.cache is not None and ai.cache.healthy
+    assert first.cached is False and second.cached is True
+    assert world.calls["ollama"] == 1
+    await http.aclose()
