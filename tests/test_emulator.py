@@ -323,6 +323,50 @@ async def test_http2_prior_knowledge_many_concurrent_streams(
     assert _answer("anthropic", streamed, stream=True)[2] > 0
 
 
+def test_h2c_upgrade_from_http1(emulator_server: EmulatorServer) -> None:
+    """RFC 7540 3.2: an HTTP/1.1 request with ``Upgrade: h2c`` is answered 101, then over HTTP/2."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = conn.initiate_upgrade_connection()
+    with socket.create_connection(("127.0.0.1", emulator_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65535)
+            assert chunk, f"connection closed before the upgrade answer: {head!r}"
+            head += chunk
+        status_line, _, rest = head.partition(b"\r\n\r\n")
+        assert status_line.startswith(b"HTTP/1.1 101"), status_line
+        assert b"upgrade: h2c" in status_line.lower()
+        sock.sendall(conn.data_to_send())
+        headers: dict[bytes, bytes] = {}
+        body, ended, data = b"", False, rest
+        while not ended:
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == 1:
+                    headers = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived) and event.stream_id == 1:
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == 1:
+                    ended = True
+            sock.sendall(conn.data_to_send())
+            if not ended:
+                data = sock.recv(65535)
+                assert data, "connection closed before the HTTP/2 answer ended"
+    assert headers[b":status"] == b"200"
+    assert [m["name"] for m in json.loads(body)["models"]]
+
+
 def test_fault_rate_and_stats(emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = emulator_factory(fault_rate=1.0, faults=["500"], seed=3)
     path, _, body = call_spec("ollama")
