@@ -333,6 +333,7 @@ def test_h2c_upgrade_from_http1(emulator_server: EmulatorServer) -> None:
 
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     settings = conn.initiate_upgrade_connection()
+    assert settings is not None  # the client side gets the HTTP2-Settings header value
     with socket.create_connection(("127.0.0.1", emulator_server.port), timeout=10) as sock:
         sock.sendall(
             b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\n"
