@@ -9,7 +9,8 @@ samples AND larger than the rule's allowed change, with a Holm / Benjamini-Hochb
 all comparisons. Two tests:
 
 * **paired** (``--baseline-ref``, or ``--paired`` for folders given as interleaved pairs): round
-  ``i`` of the baseline and of the candidate ran back to back, so the gate takes each round's
+  ``i`` of the baseline and of the candidate ran together (at once on one shared CPU, or back
+  to back with ``--schedule alternate``), so the gate takes each round's
   ``log(median ratio)`` and runs Yuen's trimmed-mean t-test on them (:func:`_stats.compare_paired`);
   the ratio is their trimmed geometric mean. Slow machine phases cancel within a round.
 * **unpaired** (otherwise): Mann-Whitney U and a seeded run-aware bootstrap CI of the ratio of
@@ -853,6 +854,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rounds", type=int, help="--baseline-ref: interleaved A/B rounds")
     p.add_argument(
+        "--schedule",
+        choices=_abrun.SCHEDULES,
+        help="--baseline-ref: 'pairs' runs each round's A and B at once on one shared CPU, a pair "
+        "per CPU (default on Linux); 'alternate' runs A and B one after the other",
+    )
+    p.add_argument(
         "--pytest-arg",
         action="append",
         default=[],
@@ -955,6 +962,8 @@ def _run(
                 settings["baseline_ref"] = args.baseline_ref
                 timers = {s: config.suite_timer(s) for s in config.suites}
                 settings["timers"] = ", ".join(f"{s}={t}" for s, t in timers.items())
+                kind = args.schedule or _abrun.default_schedule()
+                settings["schedule"] = f"{kind} ({'--schedule' if args.schedule else 'default'})"
                 suite_args = {
                     s: [f"--benchmark-timer={TIMER_FUNCTIONS[t]}"]
                     for s, t in timers.items()
@@ -970,11 +979,12 @@ def _run(
                     runner=runner or _abrun.make_bench_cli_runner(args.pytest_arg, suite_args),
                     base_env=env,
                     log=lambda m: print(f"gate: {m}", file=err),
+                    schedule_kind=kind,
                 )
                 baseline_paths, candidate_paths = dirs["baseline"], dirs["candidate"]
                 note = (
                     f"baseline {args.baseline_ref} and candidate run interleaved in this job: "
-                    f"{config.rounds} rounds, seed {config.seed}"
+                    f"{config.rounds} rounds ({kind} schedule), seed {config.seed}"
                     + (f"; results in {out_root}" if args.out else "")
                 )
         else:

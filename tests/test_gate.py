@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -627,6 +628,116 @@ def test_baseline_ref_unknown_ref_is_bad_input(
     assert "no-such-ref" in capsys.readouterr().err
 
 
+needs_affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only"
+)
+
+
+@needs_affinity
+def test_pairs_schedule_runs_both_sides_at_once_on_one_cpu(tiny_repo: Path, tmp_path: Path) -> None:
+    """Each round's A and B run together, pinned to the same CPU; one pair per CPU at a time."""
+    cpus = sorted(os.sched_getaffinity(0))
+    lock = threading.Lock()
+    barriers: dict[tuple[int, str], threading.Barrier] = {}
+    seen: list[tuple[_abrun.Slot, frozenset[int] | None]] = []
+    running: dict[int, int] = {}
+    peak = 0
+
+    def runner(slot: _abrun.Slot, out: Path, side: _abrun.SideEnv) -> None:
+        nonlocal peak
+        assert side.cpus is not None and len(side.cpus) == 1
+        (cpu,) = side.cpus
+        with lock:
+            seen.append((slot, side.cpus))
+            running[cpu] = running.get(cpu, 0) + 1
+            peak = max(peak, sum(running.values()))
+            assert running[cpu] <= 2, "more than one pair on a CPU"
+            barrier = barriers.setdefault((slot.round, slot.suite), threading.Barrier(2))
+        barrier.wait(timeout=60)  # raises BrokenBarrierError unless the other side runs too
+        write_results(out, [bench("op", samples(1e-6, n=20, seed=slot.round))], suite=slot.suite)
+        with lock:
+            running[cpu] -= 1
+
+    dirs = _abrun.run_interleaved(
+        tiny_repo, "HEAD", ["a", "b"], rounds=3, seed=1, out_root=tmp_path / "runs",
+        runner=runner, schedule_kind="pairs",
+    )  # fmt: skip
+    assert len(seen) == 12 and peak <= 2 * len(cpus)
+    for (r, suite), _ in barriers.items():
+        pair = [c for s, c in seen if (s.round, s.suite) == (r, suite)]
+        assert len(pair) == 2 and pair[0] == pair[1]  # same CPU
+    # folders in plan order on both sides: the n-th of each is the same round and suite
+    assert [p.name for p in dirs["baseline"]] == [p.name for p in dirs["candidate"]]
+    assert len(dirs["baseline"]) == 6
+
+
+def test_alternate_schedule_runs_one_process_at_a_time_unpinned(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    order: list[tuple[int, str]] = []
+
+    def runner(slot: _abrun.Slot, out: Path, side: _abrun.SideEnv) -> None:
+        assert side.cpus is None
+        order.append((slot.round, slot.side))
+        write_results(out, [bench("op", samples(1e-6, n=20))], suite=slot.suite)
+
+    _abrun.run_interleaved(
+        tiny_repo, "HEAD", ["a"], rounds=3, seed=2, out_root=tmp_path / "runs",
+        runner=runner, schedule_kind="alternate",
+    )  # fmt: skip
+    assert [r for r, _ in order] == [0, 0, 1, 1, 2, 2]
+    assert all({order[i][1], order[i + 1][1]} == {"baseline", "candidate"} for i in (0, 2, 4))
+
+
+@needs_affinity
+def test_pairs_schedule_stops_on_the_first_failure(tiny_repo: Path, tmp_path: Path) -> None:
+    def runner(slot: _abrun.Slot, out: Path, side: _abrun.SideEnv) -> None:
+        if slot.side == "candidate" and slot.round == 1:
+            raise _abrun.ABRunError("candidate run of suite 'a' (round 1) exited 1")
+        write_results(out, [bench("op", samples(1e-6, n=20))], suite=slot.suite)
+
+    with pytest.raises(_abrun.ABRunError, match="round 1"):
+        _abrun.run_interleaved(
+            tiny_repo, "HEAD", ["a"], rounds=4, seed=2, out_root=tmp_path / "runs",
+            runner=runner, schedule_kind="pairs",
+        )  # fmt: skip
+    assert _git(tiny_repo, "worktree", "list").count("\n") == 1  # cleaned up
+
+
+@needs_affinity
+def test_bench_cli_runner_pins_the_child_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    captured: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        captured.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(_abrun.subprocess, "run", fake_run)
+    slot = _abrun.Slot(0, "fingerprint", "candidate")
+    _abrun.bench_cli_runner(slot, tmp_path, _abrun.SideEnv(tmp_path, {}, frozenset({cpu})))
+    _abrun.bench_cli_runner(slot, tmp_path, _abrun.SideEnv(tmp_path, {}))
+    pinned, free = captured[0][2], captured[1][2]
+    assert free == _abrun._BOOT and pinned.endswith(_abrun._BOOT)
+    # the prefix really pins a child interpreter to that CPU
+    probe = pinned.removesuffix(_abrun._BOOT) + "import os; print(sorted(os.sched_getaffinity(0)))"
+    monkeypatch.undo()
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"[{cpu}]"
+
+
+def test_unknown_schedule_is_bad_input(tiny_repo: Path) -> None:
+    argv = ["--baseline-ref", "HEAD", "--repo", str(tiny_repo), "--schedule", "random"]
+    assert gate.main(argv) == gate.EXIT_BAD_INPUT
+    with pytest.raises(_abrun.ABRunError, match="unknown schedule"):
+        _abrun.run_interleaved(
+            tiny_repo, "HEAD", ["a"], rounds=1, seed=1, out_root=tiny_repo / "x",
+            schedule_kind="random",  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
 def test_schedule_is_seeded_interleaved_and_randomised() -> None:
     plan = _abrun.schedule(["hashing", "cache", "router"], rounds=20, seed=5)
     assert plan == _abrun.schedule(["hashing", "cache", "router"], rounds=20, seed=5)
@@ -854,6 +965,7 @@ def test_baseline_ref_passes_the_cpu_timer_to_cpu_suites_only(
     }
     doc = json.loads(js.read_text())
     assert doc["settings"]["timers"] == "hashing=cpu, router=wall"
+    assert doc["settings"]["schedule"] == f"{_abrun.default_schedule()} (default)"
     assert all(v["paired"] for v in doc["verdicts"])
 
 
