@@ -34,9 +34,11 @@ import os
 import queue
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -119,25 +121,46 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (a CI timeout, ``kill``) into SystemExit, so ``finally`` blocks clean up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def worktree(repo: Path, ref: str) -> Iterator[Path]:
-    """A detached git worktree of ``ref`` in a temporary directory, removed afterwards."""
+    """A detached git worktree of ``ref`` in a temporary directory, removed afterwards.
+
+    Also when the process gets SIGTERM meanwhile (it then exits with status 143).
+    """
     sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     tmp = Path(tempfile.mkdtemp(prefix="samplemind-gate-"))
     path = tmp / "baseline"
-    try:
-        _git(repo, "worktree", "add", "--detach", str(path), sha)
-        yield path
-    finally:
-        if path.exists():
+    with _exit_on_sigterm():
+        try:
+            _git(repo, "worktree", "add", "--detach", str(path), sha)
+            yield path
+        finally:
+            if path.exists():
+                subprocess.run(
+                    ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
+                    capture_output=True,
+                    check=False,
+                )
+            shutil.rmtree(tmp, ignore_errors=True)
             subprocess.run(
-                ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
-                capture_output=True,
-                check=False,
+                ["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False
             )
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(
-            ["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False
-        )
 
 
 def side_environments(

@@ -2,10 +2,12 @@
 
 Real timings, not simulations. The operation under test is ``samplemind_core.fingerprint`` of the
 standard 1 KB chat request (the ``fingerprint/1KB`` benchmark). Two worker *processes* time it in
-blocks, alternately (A B A B ... in a seeded random order), like ``samplemind-bench gate
---baseline-ref`` alternates runs; every round gets a fresh pair of processes, so process-level
-differences (address layout, core placement, what the other core does) are part of the noise,
-as in the gate. Each sample is timed with both clocks (wall ``perf_counter_ns`` and CPU
+blocks, alternately (A B A B ... in a seeded random order, unpinned); every round gets a fresh
+pair of processes, so process-level differences (address layout, core placement, what the other
+core does) are part of the noise. This is the *statistic's* quality under the gate's old
+``--schedule alternate`` order; ``samplemind-bench gate --baseline-ref`` now runs each round's
+pair at once on one shared CPU (:mod:`bench._abrun`), whose real per-round noise is lower, and
+whose A/A and injected-slowdown figures are measured end to end with the gate itself. Each sample is timed with both clocks (wall ``perf_counter_ns`` and CPU
 ``process_time_ns``) around the same calls, so the two timers are compared on the same data.
 
 * **A/A**: both workers run the same code. Any "regressed" verdict is a false alarm.

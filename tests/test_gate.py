@@ -979,3 +979,25 @@ def test_different_timers_are_not_comparable(tmp_path: Path) -> None:
         tmp_path / "same", [with_timer("perf_counter", 1)], [with_timer("perf_counter", 2)]
     )
     assert gate.main([b2, c2]) == gate.EXIT_PASS
+
+
+def test_sigterm_during_a_baseline_ref_run_removes_the_worktree(tiny_repo: Path) -> None:
+    """A CI timeout's SIGTERM must not leave a worktree (and its temp dir) behind."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from bench._abrun import worktree\n"
+        f"with worktree(Path({str(tiny_repo)!r}), 'HEAD') as tree:\n"
+        "    print(tree, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    assert proc.stdout is not None
+    tree = Path(proc.stdout.readline().strip())  # the worktree exists: the child is inside
+    assert (tree / "samplemind_core" / "__init__.py").is_file()
+    proc.terminate()
+    assert proc.wait(timeout=60) == 128 + 15
+    assert not tree.exists() and not tree.parent.exists()
+    assert _git(tiny_repo, "worktree", "list").count("\n") == 1
