@@ -11,6 +11,7 @@ run by default (``nox``: tests, lint, typecheck); heavy ones are ``default=False
     nox -s gate                   # gate the working tree against `main`, interleaved in this job
     nox -s gate -- results/a results/b
     nox -s gate_study             # measure the gate's A/A false alarms and power (~25 min)
+    nox -s gate_e2e               # the same through real `gate --baseline-ref` runs (~45 min)
     nox -s up / down / ps / logs / models / pull_models   # docker compose services
 
 Every session logs each effective setting and where it came from (posargs, environment, default).
@@ -264,6 +265,20 @@ def gate_study(session: nox.Session) -> None:
         "python", "-m", "bench.gate_study", "--out", out, "--sets", sets,
         "--rounds", rounds, "--max-minutes", minutes, *args,
     )  # fmt: skip
+
+
+@nox.session(default=False)
+def gate_e2e(session: nox.Session) -> None:
+    """The real gate path: A/A runs and runs with an injected slowdown, judged by the gate (~45 min).
+
+    Posargs go to ``python -m bench.gate_e2e`` (``--aa``, ``--ab``, ``--units``, ``--rounds``).
+    """
+    _install(session, "harness")
+    args = list(session.posargs)
+    out = _setting(
+        session, "out", _pop_option(args, "--out"), "GATE_E2E_OUT", str(RESULTS / "gate_e2e.json")
+    )
+    session.run("python", "-m", "bench.gate_e2e", "--out", out, *args)
 
 
 def _gate_rounds() -> str:
