@@ -138,6 +138,11 @@ class CacheConfig:
     ``fingerprint_key`` is the 32-byte key of the keyed hash (``None``: the
     built-in default key, fine for one user, not for a cache shared between
     users). ``l1_max_entries = 0`` turns the in-process L1 off.
+
+    ``op_timeout_s`` bounds each Redis operation *including* opening a connection
+    when the pool has no idle one (TCP connect, TLS handshake, AUTH). The 50 ms
+    default suits a Redis on the same host or LAN; for ``rediss://`` to a remote
+    Redis, set it above 4 round trips, or the cache never gets a connection.
     """
 
     namespace: str = "default"

@@ -579,7 +579,8 @@ async def test_redis_unreachable_degrades_to_uncached(world: World) -> None:
 async def test_real_redis_cache_hit(world: World, redis_server: Any) -> None:
     from samplemind_core import CacheConfig, HttpClient
 
-    s = Settings(redis_url=redis_server.url, cache=CacheConfig(namespace="test-manager-real"))
+    cache = CacheConfig(namespace="test-manager-real", op_timeout_s=2.0)  # xdist load: see TLS test
+    s = Settings(redis_url=redis_server.url, cache=cache)
     http = HttpClient(transport=httpx.MockTransport(world.handle))
     async with AIManager(s, http=http) as ai:
         assert ai.cache is not None
@@ -727,7 +728,10 @@ async def test_rediss_url_from_settings(world: World, redis_server_factory: Any)
     from samplemind_core import CacheConfig, HttpClient
 
     server = redis_server_factory(tls=True)
-    s = Settings(redis_url=server.url, cache=CacheConfig(namespace="test-manager-tls"))
+    # op_timeout_s also bounds the TLS handshake of a new connection (see CacheConfig):
+    # 50 ms is too tight for that on this 2-core machine under xdist load
+    cache = CacheConfig(namespace="test-manager-tls", op_timeout_s=2.0)
+    s = Settings(redis_url=server.url, cache=cache)
     http = HttpClient(transport=httpx.MockTransport(world.handle))
     async with AIManager(s, http=http) as ai:
         first = await ai.complete(req("over TLS"))
