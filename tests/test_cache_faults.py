@@ -165,7 +165,9 @@ async def test_oversized_stored_value_is_a_counted_miss(
     try:
         writer = make(client, max_value_bytes=1 << 20)
         reader = ResponseCache(
-            client, namespace=writer.namespace, config=CacheConfig(max_value_bytes=4096)
+            client,
+            namespace=writer.namespace,
+            config=CacheConfig(max_value_bytes=4096, op_timeout_s=1.0),
         )
         assert await writer.set(req(), resp("z" * 10_000)) is True
         assert await reader.get(req()) is None

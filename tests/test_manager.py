@@ -677,7 +677,8 @@ async def test_live_emulator_and_real_redis(
     from samplemind_core import CacheConfig
 
     namespace = f"test-manager-live-{provider}"
-    base = Settings(redis_url=redis_server.url, cache=CacheConfig(namespace=namespace))
+    cache = CacheConfig(namespace=namespace, op_timeout_s=2.0)  # xdist load: see the TLS test
+    base = Settings(redis_url=redis_server.url, cache=cache)
     s = emulator_server.settings(base)
     async with AIManager(s) as ai:
         assert ai.cache is not None
