@@ -135,7 +135,9 @@ async def test_slow_redis_hits_the_per_operation_timeout(
     caplog.set_level(logging.INFO, logger="samplemind_core.cache")
     server = redis_server_isolated
     client, control = server.client(), server.client()
-    cache = make(client, op_timeout_s=0.05, backoff_s=1.0)
+    # 0.3 s, not the 50 ms default: the warm-up set/get below must not time out under xdist load;
+    # the pause (1.5 s) is still five times longer
+    cache = make(client, op_timeout_s=0.3, backoff_s=1.0)
     try:
         await cache.set(req(), resp())
         assert await cache.get(req()) is not None
