@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._abrun import worktree
-from bench.gate_study import wilson
+from bench.gate_study import wilson, write_figures
 
 __all__ = ["inject_slowdown", "main", "summarise"]
 
@@ -69,9 +69,8 @@ def _gate(tree: Path, args: argparse.Namespace, seed: int, out: Path) -> dict[st
     cmd += ["--suite", args.suite, "--rounds", str(args.rounds), "--seed", str(seed)]
     cmd += [f"--pytest-arg={a}" for a in args.pytest_arg]
     cmd += ["--json", str(out), "-q"]
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])
-    )
+    rest = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), *rest]))
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"gate exited {proc.returncode}:\n{proc.stderr[-2000:]}")
@@ -179,10 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         "runs": docs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(_table(summary))
-    print(f"figures written to {args.out}")
+    write_figures(args.out, result, _table(summary))
     return 0
 
 

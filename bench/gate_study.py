@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StudyConfig", "main", "run_study", "wilson"]
+__all__ = ["StudyConfig", "main", "run_study", "wilson", "write_figures"]
 
 SLOWDOWNS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.10)
 GROUP = "fingerprint/1KB"
@@ -508,11 +508,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_minutes=args.max_minutes,
     )
     result = run_study(cfg)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(_table(result))
-    print(f"figures written to {args.out}")
+    write_figures(args.out, result, _table(result))
     return 0
+
+
+def write_figures(out: Path, result: dict[str, Any], table: str) -> None:
+    """Write ``result`` as JSON to ``out`` and print the summary ``table``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(table)
+    print(f"figures written to {out}")
 
 
 if __name__ == "__main__":
