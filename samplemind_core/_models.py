@@ -1,18 +1,70 @@
 """Request and response types shared by every part of the layer.
 
 Plain slotted dataclasses: cheap to build, cheap to import, no validation
-framework on the hot path.
+framework on the hot path. :class:`ChatRequest` checks its fields when it is
+built (a few type and range tests, no copies) and raises
+:class:`~samplemind_core.ConfigError` naming the first bad field.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from math import isfinite
+from typing import Any, Final
+
+from ._exceptions import ConfigError
 
 __all__ = ["ChatRequest", "ChatResponse", "Message", "ToolCall", "Usage"]
 
 Message = dict[str, Any]
 """One chat message: ``{"role": "user" | "system" | "assistant" | "tool", "content": str, ...}``."""
+
+ROLES: Final = frozenset(("system", "user", "assistant", "tool"))
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+
+
+def _bad(name: str, value: object, expected: str) -> ConfigError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return ConfigError(f"ChatRequest.{name} must be {expected}, got {shown}")
+
+
+def _check_message(i: int, m: object) -> None:
+    if not isinstance(m, dict):
+        raise _bad(f"messages[{i}]", m, 'an object {"role", "content"}')
+    role = m.get("role")
+    if role.__class__ is not str or role not in ROLES:
+        raise _bad(f"messages[{i}].role", role, f"one of {sorted(ROLES)}")
+    if "content" not in m:
+        raise ConfigError(f"ChatRequest.messages[{i}] has no 'content'")
+    content = m["content"]
+    if content is None and role == "assistant" and m.get("tool_calls"):
+        return  # an assistant turn that only calls tools
+    if not isinstance(content, str):
+        raise _bad(f"messages[{i}].content", content, "a string")
+
+
+def _check_number(name: str, value: object, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(name, value, f"a number in [{lo:g}, {hi:g}]")
+    if not lo <= value <= hi:  # also false for NaN
+        raise _bad(name, value, f"a finite number in [{lo:g}, {hi:g}]")
+
+
+def _check_int(name: str, value: object, lo: int, what: str) -> None:
+    if value.__class__ is not int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _bad(name, value, f"an integer {what}")
+    if value < lo:
+        raise _bad(name, value, f"an integer {what}")
+    if value > _INT64_MAX:
+        raise _bad(name, value, "an integer that fits in 64 bits")
+
+
+def _check_optional_str(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise _bad(name, value, "a string or None")
 
 
 @dataclass(slots=True)
@@ -44,6 +96,72 @@ class ChatRequest:
     timeout: float | None = None
     request_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse a malformed request at construction, before any provider is paid.
+
+        ``messages``: a non-empty list of ``{"role", "content"}`` objects, role one of
+        ``system``, ``user``, ``assistant``, ``tool``, content a string (``None`` only
+        for an assistant turn with ``tool_calls``); ``temperature`` in [0, 2],
+        ``top_p`` in [0, 1] (finite); ``max_tokens`` and ``top_k`` integers >= 1;
+        ``seed`` a 64-bit integer; ``timeout`` a finite number of seconds > 0.
+        Raises :class:`~samplemind_core.ConfigError` naming the field.
+        """
+        messages = self.messages
+        if messages.__class__ is not list and not isinstance(messages, list):
+            raise _bad("messages", messages, 'a list of {"role", "content"} objects')
+        if not messages:
+            raise ConfigError("ChatRequest.messages must not be empty")
+        for i, m in enumerate(messages):
+            # The common case (a dict with a known role and a string content) in one test.
+            if (
+                m.__class__ is not dict
+                or m.get("content").__class__ is not str
+                or (m.get("role") not in ROLES)
+            ):
+                _check_message(i, m)
+        t = self.temperature
+        if t is not None and not (t.__class__ is float and 0.0 <= t <= 2.0):
+            _check_number("temperature", t, 0.0, 2.0)
+        p = self.top_p
+        if p is not None and not (p.__class__ is float and 0.0 <= p <= 1.0):
+            _check_number("top_p", p, 0.0, 1.0)
+        n = self.max_tokens
+        if n is not None and not (n.__class__ is int and 0 < n <= _INT64_MAX):
+            _check_int("max_tokens", n, 1, ">= 1")
+        if self.top_k is not None:
+            _check_int("top_k", self.top_k, 1, ">= 1")
+        if self.seed is not None:
+            _check_int("seed", self.seed, _INT64_MIN, "")
+        timeout = self.timeout
+        if timeout is not None and not (
+            timeout.__class__ is float and 0.0 < timeout < float("inf")
+        ):
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise _bad("timeout", timeout, "a number of seconds > 0")
+            if not (timeout > 0 and isfinite(timeout)):
+                raise _bad("timeout", timeout, "a finite number of seconds > 0")
+        if self.provider is not None or self.model is not None:
+            _check_optional_str("provider", self.provider)
+            _check_optional_str("model", self.model)
+        if self.stop is not None and (
+            not isinstance(self.stop, list) or not all(isinstance(x, str) for x in self.stop)
+        ):
+            raise _bad("stop", self.stop, "a list of strings or None")
+        if self.tools is not None and (
+            not isinstance(self.tools, list) or not all(isinstance(x, dict) for x in self.tools)
+        ):
+            raise _bad("tools", self.tools, "a list of objects or None")
+        tc = self.tool_choice
+        if tc is not None and not isinstance(tc, str | dict):
+            raise _bad("tool_choice", tc, "a string, an object or None")
+        if self.response_format is not None and not isinstance(self.response_format, dict):
+            raise _bad("response_format", self.response_format, "an object or None")
+        if self.stream.__class__ is not bool:
+            raise _bad("stream", self.stream, "a bool")
+        _check_optional_str("request_id", self.request_id)
+        if not isinstance(self.metadata, dict):
+            raise _bad("metadata", self.metadata, "an object")
 
     @property
     def system(self) -> str:

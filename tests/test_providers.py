@@ -227,7 +227,7 @@ def test_anthropic_defaults_max_tokens_and_converts_tool_turns() -> None:
 
 def test_openai_reasoning_models_use_max_completion_tokens() -> None:
     _, _, _, body = provider("openai").build_request(
-        ChatRequest(messages=[], max_tokens=5), "o4-mini"
+        ChatRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5), "o4-mini"
     )
     assert body["max_completion_tokens"] == 5 and "max_tokens" not in body
 
