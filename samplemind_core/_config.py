@@ -21,14 +21,22 @@ Variables read by :meth:`Settings.from_env`:
 ``GEMINI_BASE_URL``             default ``https://generativelanguage.googleapis.com``
 ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``
 =============================== ===========================================
+
+Every value read is checked: a flag is one of ``1/0/true/false/yes/no/on/off``,
+the TTL a finite number of seconds, a URL has the expected scheme and a host
+(and a numeric port), a key printable ASCII without spaces. A bad value raises
+:class:`~samplemind_core.ConfigError` naming the variable (never echoing a
+password or a key); an empty or blank value counts as unset.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from ._exceptions import ConfigError
 
@@ -44,6 +52,9 @@ __all__ = [
 
 PROVIDERS: Final = ("ollama", "gemini", "anthropic", "openai")
 """The four providers, in the order of the seed's plan (local first)."""
+
+MAX_TTL_S: Final = 100 * 365 * 86400.0
+"""The longest cache TTL accepted (100 years; Redis refuses far larger expiries)."""
 
 
 class Secret:
@@ -161,10 +172,17 @@ class CacheConfig:
             raise ConfigError(
                 f"cache namespace must be non-empty and without ':', got {self.namespace!r}"
             )
-        if self.ttl_s <= 0:
-            raise ConfigError(f"cache ttl must be > 0 seconds, got {self.ttl_s}")
-        if self.op_timeout_s <= 0:
-            raise ConfigError(f"cache op_timeout_s must be > 0, got {self.op_timeout_s}")
+        if not _text_ok(self.namespace):
+            raise ConfigError(f"cache namespace must be printable text, got {self.namespace!r}")
+        if not 0 < self.ttl_s <= MAX_TTL_S:  # also refuses NaN
+            raise ConfigError(
+                f"cache ttl must be a finite number of seconds in (0, {MAX_TTL_S:.0f}], "
+                f"got {self.ttl_s}"
+            )
+        if not 0 < self.op_timeout_s < math.inf:
+            raise ConfigError(
+                f"cache op_timeout_s must be a finite number > 0, got {self.op_timeout_s}"
+            )
         if self.fingerprint_key is not None:
             raw = self.fingerprint_key.get_secret_value()
             try:
@@ -223,8 +241,81 @@ def _normalise_ollama_host(value: str) -> str:
     return f"{scheme}://{host}:{port or '11434'}"
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+def _text_ok(value: str) -> bool:
+    """Printable and encodable as UTF-8 (no lone surrogates from a mis-decoded environment)."""
+    if not value.isprintable():
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_TRUE: Final = frozenset(("1", "true", "yes", "on"))
+_FALSE: Final = frozenset(("0", "false", "no", "off"))
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    word = value.lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be one of 1/0/true/false/yes/no/on/off, got {value!r}")
+
+
+def _http_url(name: str, value: str, *, shown: str | None = None) -> str:
+    """``value`` when it is an ``http(s)://host[:port][/path]`` URL, else a ConfigError."""
+    ok = _text_ok(value) and " " not in value
+    if ok:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            ok = False
+        else:
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if not ok:
+        raise ConfigError(
+            f"{name} must be an http:// or https:// URL with a host, got {shown or value!r}"
+        )
+    return value
+
+
+def check_redis_url(url: str, name: str = "REDIS_URL") -> str:
+    """``url`` when it is a ``redis://``, ``rediss://`` or ``unix://`` URL, else a ConfigError.
+
+    The message names the scheme only: the URL may hold a password.
+    """
+    ok = _text_ok(url) and " " not in url
+    scheme = ""
+    if ok:
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            ok = False
+        else:
+            ok = (scheme == "unix" and bool(parts.path)) or scheme in ("redis", "rediss")
+    if not ok:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ConfigError(
+            f"{name} is not a valid Redis URL ({shown}); "
+            "expected redis://HOST:PORT, rediss://HOST:PORT or unix:///PATH"
+        )
+    return url
+
+
+def _api_key(name: str, value: str | None) -> Secret | None:
+    if value is None:
+        return None
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise ConfigError(f"{name} must be printable ASCII without spaces (value not shown)")
+    return Secret(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,42 +358,47 @@ class Settings:
             cache_kwargs["namespace"] = ns
         if (ttl := get("SAMPLEMIND_CACHE_TTL")) is not None:
             try:
-                cache_kwargs["ttl_s"] = float(ttl)
+                ttl_s = float(ttl)
             except ValueError:
+                ttl_s = math.nan
+            if not 0 < ttl_s <= MAX_TTL_S:
                 raise ConfigError(
-                    f"SAMPLEMIND_CACHE_TTL must be a number of seconds, got {ttl!r}"
-                ) from None
+                    "SAMPLEMIND_CACHE_TTL must be a finite number of seconds in "
+                    f"(0, {MAX_TTL_S:.0f}], got {ttl!r}"
+                )
+            cache_kwargs["ttl_s"] = ttl_s
 
         transport = get("SAMPLEMIND_TRANSPORT") or "auto"
         if transport not in ("auto", "httpx", "aiohttp"):
             raise ConfigError(
                 f"SAMPLEMIND_TRANSPORT must be 'auto', 'httpx' or 'aiohttp', got {transport!r}"
             )
-        http = HttpConfig(http2=_flag(get("SAMPLEMIND_HTTP2")), transport=transport)  # type: ignore[arg-type]
+        http2 = _flag("SAMPLEMIND_HTTP2", get("SAMPLEMIND_HTTP2"))
+        http = HttpConfig(http2=http2, transport=transport)  # type: ignore[arg-type]
 
+        ollama_host = get("OLLAMA_HOST") or _DEFAULT_BASE_URLS["ollama"]
         base_urls = {
-            "ollama": _normalise_ollama_host(get("OLLAMA_HOST") or _DEFAULT_BASE_URLS["ollama"]),
-            "openai": (get("OPENAI_BASE_URL") or _DEFAULT_BASE_URLS["openai"]).rstrip("/"),
-            "anthropic": (get("ANTHROPIC_BASE_URL") or _DEFAULT_BASE_URLS["anthropic"]).rstrip("/"),
-            "gemini": (get("GEMINI_BASE_URL") or _DEFAULT_BASE_URLS["gemini"]).rstrip("/"),
+            "ollama": _http_url(
+                "OLLAMA_HOST", _normalise_ollama_host(ollama_host), shown=ollama_host
+            )
         }
-        keys = {
-            "ollama": None,
-            "openai": get("OPENAI_API_KEY"),
-            "anthropic": get("ANTHROPIC_API_KEY"),
-            "gemini": get("GEMINI_API_KEY"),
-        }
+        for name in ("openai", "anthropic", "gemini"):
+            var = f"{name.upper()}_BASE_URL"
+            base_urls[name] = _http_url(var, get(var) or _DEFAULT_BASE_URLS[name]).rstrip("/")
         providers = {
             name: ProviderConfig(
                 name=name,
                 base_url=base_urls[name],
-                api_key=Secret(k) if (k := keys[name]) else None,
+                api_key=None
+                if name == "ollama"
+                else _api_key(f"{name.upper()}_API_KEY", get(f"{name.upper()}_API_KEY")),
             )
             for name in PROVIDERS
         }
+        redis_url = get("REDIS_URL")
         return cls(
-            redis_url=get("REDIS_URL"),
-            redis_cluster=_flag(get("REDIS_CLUSTER")),
+            redis_url=None if redis_url is None else check_redis_url(redis_url),
+            redis_cluster=_flag("REDIS_CLUSTER", get("REDIS_CLUSTER")),
             cache=CacheConfig(**cache_kwargs),  # type: ignore[arg-type]
             http=http,
             providers=providers,
