@@ -108,6 +108,7 @@ RETRY_STATUSES: Final = frozenset({429, 502, 503, 504, 529})
 
 _USER_AGENT: Final = "samplemind-core/0.1.0"
 _URL_CACHE_SIZE: Final = 1024
+_INF: Final = float("inf")
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -422,8 +423,11 @@ class HttpClient:
 
         ``json`` is encoded with orjson (``content`` wins when both are given).
         ``timeout`` (seconds) overrides the read/write/pool timeouts and caps
-        the connect timeout for this call.
+        the connect timeout for this call; one that is not a finite number > 0
+        raises :class:`~samplemind_core.ConfigError` before anything is sent.
         """
+        if timeout is not None and not 0 < timeout < _INF:  # also refuses NaN
+            raise ConfigError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         transport = self._transport
         if (
             transport is None

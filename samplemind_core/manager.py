@@ -34,10 +34,17 @@ retries), malformed reply
 401 / 403 (bad or missing key)   yes         failure (a wrong key should open the breaker)
 other 4xx (``BadRequestError``)  yes         neutral: the server is up; another
                                              provider may accept what this one refused
-``ConfigError`` (e.g. no API     yes         neutral: nothing was sent
-key configured for the provider)
+``ConfigError`` (e.g. a bad      yes         neutral: nothing was sent
+per-request setting)
+no API key configured for a      yes         neutral: skipped before anything is
+hosted provider                              sent (route step "skipped"); logged
+                                             once per provider per manager
 anything else (a bug)            no          neutral; the exception propagates
 ================================ =========== ========================================
+
+Ollama needs no key. A request that is itself invalid never reaches a provider:
+:class:`~samplemind_core.ChatRequest` refuses bad fields when it is built (a
+``ConfigError``), so a caller's mistake never counts against a provider's health.
 
 A provider whose circuit breaker is open moves to the end of the chain: it is
 called only as a last resort, when every other choice has failed (so a burst
@@ -205,6 +212,7 @@ class AIManager:
             for cfg in self.settings.providers.values()
             if cfg.api_key is not None and cfg.api_key.get_secret_value()
         ]
+        self._keyless: dict[str, str | None] = {}  # provider -> skip reason (None: has a key)
         self._closed = False
 
     @classmethod
@@ -309,6 +317,26 @@ class AIManager:
             metadata=metadata,
         )
 
+    def _missing_key(self, name: str) -> str | None:
+        """Why ``name`` must be skipped for want of an API key (None: it can be called).
+
+        Decided (and, when skipped, logged) once per provider per manager.
+        """
+        try:
+            return self._keyless[name]
+        except KeyError:
+            pass
+        try:
+            adapter = self.provider(name)
+        except ConfigError:
+            return None  # an unknown provider: the call reports it
+        reason = None
+        if adapter.NEEDS_KEY and not adapter.config.api_key:
+            reason = f"no API key configured (set {name.upper()}_API_KEY)"
+            logger.warning("provider %s skipped: %s", name, reason)
+        self._keyless[name] = reason
+        return reason
+
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
@@ -387,6 +415,8 @@ class AIManager:
         for choice in router.plan(task, priority, request, include_skipped=True):
             if choice.skip_reason is not None:
                 note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
+            elif (keyless := self._missing_key(choice.provider)) is not None:
+                note(choice, "skipped", f"skipped: {keyless}", 0.0)
             elif not router.allow(choice.provider):
                 deferred.append(choice)
             elif (reply := await call(choice)) is not None:

@@ -426,25 +426,23 @@ async def test_bad_request_falls_back_without_hurting_health(world: World) -> No
     assert h.state is BreakerState.CLOSED and h.failures == 0
 
 
-async def test_missing_api_key_falls_back(world: World) -> None:
-    def needs_key(request: httpx.Request) -> httpx.Response:
-        # Like the real API: no Authorization header -> 401.
-        if "authorization" not in request.headers:
-            return httpx.Response(
-                401, json={"error": {"message": "You didn't provide an API key."}}
-            )
-        return httpx.Response(200, json=ok_body("openai", "gpt-4o-mini", "answer from openai"))
-
-    world.behave["openai"] = needs_key
+async def test_missing_api_key_is_skipped_before_anything_is_sent(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     s = settings(openai={"api_key": None})
     async with build(world, s=s) as ai:
-        resp = await ai.complete(req(), task="tools", priority="quality")
+        with caplog.at_level(logging.WARNING, logger="samplemind_core.manager"):
+            for _ in range(3):
+                resp = await ai.complete(req(), task="tools", priority="quality")
         h = ai.router.health("openai")
     assert resp.provider == "anthropic"
+    assert world.calls["openai"] == 0  # nothing was sent without a key
     step = resp.metadata["route"][0]
-    assert (step["provider"], step["outcome"]) == ("openai", "error")
-    assert "AuthenticationError" in step["error"]
-    assert h.failures == 1  # a missing / wrong key counts: repeated, it opens the breaker
+    assert (step["provider"], step["outcome"]) == ("openai", "skipped")
+    assert "no API key" in step["error"] and "OPENAI_API_KEY" in step["error"]
+    assert (h.failures, h.state) == (0, BreakerState.CLOSED)  # not the provider's fault
+    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "openai" in skipped[0].getMessage()  # once per manager
 
 
 # -- pinning, validation -------------------------------------------------------

@@ -130,6 +130,8 @@ class Provider(ABC):
     DEFAULT_CONTEXT_WINDOW: ClassVar[int] = 8192
     LOCAL: ClassVar[bool] = False
     """True for a local provider (unknown models cost nothing)."""
+    NEEDS_KEY: ClassVar[bool] = True
+    """False for a provider that takes requests without an API key (local Ollama)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

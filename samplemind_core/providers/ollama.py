@@ -50,6 +50,7 @@ class OllamaProvider(Provider):
     CONTEXT_WINDOWS = CONTEXT_WINDOWS
     DEFAULT_CONTEXT_WINDOW = OLLAMA_DEFAULT_NUM_CTX
     LOCAL = True
+    NEEDS_KEY = False
 
     def build_request(
         self, req: ChatRequest, model: str
