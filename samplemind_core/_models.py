@@ -98,7 +98,10 @@ class ChatRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Refuse a malformed request at construction, before any provider is paid.
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse a malformed request (run at construction, and by ``AIManager.complete``).
 
         ``messages``: a non-empty list of ``{"role", "content"}`` objects, role one of
         ``system``, ``user``, ``assistant``, ``tool``, content a string (``None`` only

@@ -279,13 +279,14 @@ class AIManager:
     ) -> ChatResponse:
         """The reply to ``request``: from the cache, or the first provider of the chain that answers.
 
-        Raises :class:`~samplemind_core.ConfigError` for an unknown task,
-        priority or pinned provider, and :class:`~samplemind_core.AllProvidersFailedError`
+        Raises :class:`~samplemind_core.ConfigError` for an invalid request
+        (see :meth:`ChatRequest.validate`), an unknown task, priority or pinned provider, and :class:`~samplemind_core.AllProvidersFailedError`
         when no provider of the chain answered.
         """
         if self._closed:
             raise ClientStateError("AIManager is closed: create a new one")
         start = time.perf_counter()
+        request.validate()  # again: a field may have been changed since construction
         self._router.chain(task, priority)  # validate before any lookup
         called = False
 

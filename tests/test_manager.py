@@ -445,6 +445,52 @@ async def test_missing_api_key_is_skipped_before_anything_is_sent(
     assert len(skipped) == 1 and "openai" in skipped[0].getMessage()  # once per manager
 
 
+async def test_no_keys_at_all_quality_chain_calls_only_ollama(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Settings(http=HttpConfig(retry=RetryConfig(attempts=3, jitter=False)))  # no keys
+    async with build(world, s=s) as ai:
+        with caplog.at_level(logging.WARNING):
+            for i in range(5):
+                resp = await ai.complete(req(f"q{i}"), task="chat", priority="quality")
+                assert resp.provider == "ollama"
+        healths = [ai.router.health(p) for p in ("openai", "anthropic", "gemini")]
+    assert dict(world.calls) == {"ollama": 5}  # no keyless request left the process
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert sorted(m.split()[1] for m in skipped) == ["anthropic", "gemini", "openai"]
+    assert all(h.failures == 0 and h.state is BreakerState.CLOSED for h in healths)
+    outcomes = {st["provider"]: st["outcome"] for st in resp.metadata["route"]}
+    assert outcomes["ollama"] == "ok"
+    assert all(o == "skipped" for p, o in outcomes.items() if p != "ollama")
+    assert len(outcomes) == 4  # the chain went through every hosted provider first
+
+
+async def test_a_bad_request_timeout_never_feeds_the_breaker(world: World) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        ChatRequest(messages=[{"role": "user", "content": "hi"}], timeout=-1)
+    async with build(world) as ai:
+        for _ in range(6):
+            bad = req("hi")
+            bad.timeout = -1.0  # changed after construction: complete() checks again
+            with pytest.raises(ConfigError, match="timeout"):
+                await ai.complete(bad, task="chat", priority="quality")
+        healths = [ai.router.health(p) for p in ("ollama", "openai", "anthropic", "gemini")]
+        ok = await ai.complete(req("hi"), task="chat", priority="quality")
+    assert sum(world.calls.values()) == 1  # the six bad calls sent nothing
+    assert all(h.failures == 0 and h.state is BreakerState.CLOSED for h in healths)
+    assert ok.metadata["route"][0]["outcome"] == "ok"
+
+
+async def test_http_client_refuses_a_bad_timeout_before_sending(world: World) -> None:
+    from samplemind_core import HttpClient
+
+    async with HttpClient(transport=httpx.MockTransport(world.handle)) as http:
+        for bad in (-1.0, 0.0, float("nan"), float("inf")):
+            with pytest.raises(ConfigError, match="timeout"):
+                await http.request("POST", "http://h/api/chat", json={}, timeout=bad)
+    assert not world.calls
+
+
 # -- pinning, validation -------------------------------------------------------
 
 
