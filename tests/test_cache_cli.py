@@ -159,3 +159,141 @@ def test_console_script_entry_point(
     )
     assert proc.returncode == 0, proc.stderr
     assert "warmed 1 of 1" in proc.stdout
+
+
+# -- bad input through the real console script (issue 11) ----------------------
+
+CACHE_CLI = str(Path(sys.executable).with_name("samplemind-cache"))
+
+
+def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``samplemind-cache ARGV`` in a subprocess; no traceback may reach stderr."""
+    proc = subprocess.run(
+        [CACHE_CLI, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def with_changes(i: int, request: dict[str, Any] | None = None, **response: Any) -> str:
+    e = entry(i)
+    e["request"].update(request or {})
+    e["response"].update(response)
+    return json.dumps(e)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (with_changes(2, {"temperature": "hot"}), "temperature"),
+        (with_changes(2, {"max_tokens": 1e30}), "max_tokens"),
+        (with_changes(2, {"provider": "bogus"}), "request.provider"),
+        (with_changes(2, usage={"input_tokens": "many", "output_tokens": 1}), "input_tokens"),
+        (with_changes(2, cost_usd=-5), "cost_usd"),
+        (with_changes(2, provider="bogus"), "response.provider"),
+        (with_changes(2, text="x" * 10_000_000), "over max_value_bytes"),
+    ],
+    ids=["hot", "1e30", "req-provider", "many", "cost-5", "resp-provider", "10MB"],
+)
+def test_bad_line_is_named_and_the_rest_is_written(
+    tmp_path: Path, redis_server: RedisServer | ExternalRedis, ns: str, bad: str, reason: str
+) -> None:
+    f = tmp_path / "warm.jsonl"
+    f.write_text("\n".join([json.dumps(entry(1)), bad, json.dumps(entry(3))]) + "\n")
+    proc = cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{f}:2: ") and reason in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line named, nothing else
+    assert "warmed 2 of 2 entries" in proc.stdout and "1 line(s) rejected" in proc.stdout
+    assert stats(redis_server.url, ns)["entries"] == 2
+
+
+def test_non_utf8_line_is_rejected_alone(
+    tmp_path: Path, redis_server: RedisServer | ExternalRedis, ns: str
+) -> None:
+    f = tmp_path / "latin1.jsonl"
+    f.write_bytes(
+        json.dumps(entry(1)).encode()
+        + b"\n"
+        + json.dumps(entry(2)).replace("loop", "l\xf6op").encode("latin-1")
+        + b"\n"
+        + json.dumps(entry(3)).encode()
+        + b"\n"
+    )
+    proc = cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
+    assert proc.returncode == 2
+    assert f"{f}:2: not UTF-8 (byte 0xf6" in proc.stderr
+    assert "warmed 2 of 2 entries" in proc.stdout
+    assert stats(redis_server.url, ns)["entries"] == 2
+
+
+async def test_warmed_values_are_served_sane(
+    tmp_path: Path, redis_server: RedisServer | ExternalRedis, ns: str
+) -> None:
+    """What warm accepted reads back as a hit whose numbers add up."""
+    from samplemind_core import CacheConfig, ResponseCache
+
+    f = tmp_path / "ok.jsonl"
+    f.write_text(json.dumps(entry(1)) + "\n")
+    assert cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns).returncode == 0
+    async with redis_server.client() as client:
+        cache = ResponseCache(client, config=CacheConfig(namespace=ns, op_timeout_s=2.0))
+        hit = await cache.get(parse_line(json.dumps(entry(1)))[0])
+        assert hit is not None and hit.usage.total_tokens == 15
+        assert cache.stats().cost_saved_usd == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("ttl", ["0", "-1", "nan", "inf", "soon"])
+def test_bad_ttl_is_a_usage_error(tmp_path: Path, ttl: str) -> None:
+    f = tmp_path / "ok.jsonl"
+    f.write_text(json.dumps(entry(1)) + "\n")
+    proc = cli("warm", str(f), "--redis-url", "redis://127.0.0.1:1", "--ttl", ttl)
+    assert proc.returncode == 2
+    assert "argument --ttl: must be a finite number of seconds in (0, " in proc.stderr
+    assert repr(ttl) in proc.stderr
+
+
+def test_ttl_is_applied(tmp_path: Path, redis_server: RedisServer | ExternalRedis, ns: str) -> None:
+    f = tmp_path / "ok.jsonl"
+    f.write_text(json.dumps(entry(1)) + "\n")
+    proc = cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns, "--ttl", "90")
+    assert proc.returncode == 0, proc.stderr
+    r = redis_server.sync_client()
+    try:
+        keys = [k for k in r.scan_iter(match=f"*{ns}*") if r.type(k) == b"string"]
+        assert keys and all(0 < r.ttl(k) <= 90 for k in keys)
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("url", ["garbage", "http://127.0.0.1:6379", "redis://h:notaport"])
+def test_bad_redis_url_is_a_usage_error(url: str) -> None:
+    proc = cli("stats", "--redis-url", url)
+    assert proc.returncode == 2
+    assert "argument --redis-url: --redis-url is not a valid Redis URL" in proc.stderr
+
+
+def test_bad_redis_url_from_the_environment_is_a_usage_error() -> None:
+    proc = cli("stats", env={"REDIS_URL": "garbage://:secret-pw@h"})
+    assert proc.returncode == 2
+    assert "REDIS_URL is not a valid Redis URL" in proc.stderr
+    assert "secret-pw" not in proc.stderr
+
+
+def test_clear_unknown_provider_is_a_usage_error() -> None:
+    proc = cli("clear", "--provider", "bogus", "--redis-url", "redis://127.0.0.1:1")
+    assert proc.returncode == 2
+    assert "argument --provider: invalid choice: 'bogus'" in proc.stderr
+
+
+def test_help_is_plain_text() -> None:
+    for argv in ([], ["warm"], ["stats"], ["clear"]):
+        proc = cli(*argv, "--help")
+        assert proc.returncode == 0
+        assert "``" not in proc.stdout and ":meth:" not in proc.stdout
+    top = cli("--help").stdout
+    assert "warm" in top and "stats" in top and "clear" in top and "Exit status" in top
