@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -429,6 +430,95 @@ def test_cli_refuses_bad_settings() -> None:
         timeout=60,
     )
     assert proc.returncode == 2 and "fault_rate" in proc.stderr
+
+
+EMULATOR_CLI = str(Path(sys.executable).with_name("samplemind-emulator"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--port", "99999"], "argument --port: must be an integer in 0..65535, got '99999'"),
+        (["--port", "-1"], "argument --port: must be an integer in 0..65535, got '-1'"),
+        (["--log-level", "LOUD"], "argument --log-level: invalid choice: 'LOUD'"),
+        (["--latency-scale", "nan"], "argument --latency-scale: must be a finite number"),
+        (["--latency-scale", "inf"], "argument --latency-scale: must be a finite number"),
+        (["--latency-scale", "1e308"], "latency_scale must be a number in [0, 100]"),
+        (["--latency-scale", "-1"], "latency_scale must be a number in [0, 100]"),
+        (["--stall", "nan"], "argument --stall: must be a finite number"),
+        (["--faults", "429,teapot"], "faults must be a list of"),
+        (["--keep-alive-max-requests", "0"], "argument --keep-alive-max-requests"),
+    ],
+)
+def test_console_script_refuses_bad_options_before_listening(
+    argv: list[str], fragment: str
+) -> None:
+    proc = subprocess.run(
+        [EMULATOR_CLI, "--port", "0", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert "listening" not in proc.stdout
+
+
+def test_log_level_is_case_insensitive() -> None:
+    from fixtures.emulator import _parser
+
+    assert _parser().parse_args(["--log-level", "debug"]).log_level == "DEBUG"
+
+
+def test_help_shows_every_option_with_its_default() -> None:
+    proc = subprocess.run([EMULATOR_CLI, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for option in (
+        "--host",
+        "--port",
+        "--latency-scale",
+        "--seed",
+        "--fault-rate",
+        "--faults",
+        "--stall",
+        "--keep-alive-max-requests",
+        "--access-log",
+        "--log-level",
+    ):
+        assert option in text
+    for default in (
+        "(default: 127.0.0.1)",
+        "(default: 8900)",
+        "(default: 0.01)",
+        "(default: WARNING)",
+        "(default: 10000)",
+    ):
+        assert default in text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"seed": None},
+        {"seed": 1.5},
+        {"seed": 2**64},
+        {"latency_scale": "slow"},
+        {"latency_scale": 1e308},
+        {"fault_rate": -0.1},
+        {"faults": 5},
+        {"faults": {"500": "lots"}},
+        {"stall_s": -1},
+        {"colour": "red"},
+    ],
+)
+def test_configure_refuses_bad_values_with_400(
+    emulator_server: EmulatorServer, changes: dict[str, Any]
+) -> None:
+    before = emulator_server.stats()["world"]
+    with httpx.Client(base_url=emulator_server.url) as c:
+        reply = c.post("/__emulator__/configure", json=changes)
+        assert reply.status_code == 400 and reply.json()["error"]
+        path, _, body = call_spec("ollama")
+        assert c.post(path, json=body).status_code == 200  # still serving, world unchanged
+    assert emulator_server.stats()["world"] == before
 
 
 def test_ready_line_and_port_zero() -> None:
