@@ -23,8 +23,8 @@ Variables read by :meth:`Settings.from_env`:
 =============================== ===========================================
 
 Every value read is checked: a flag is one of ``1/0/true/false/yes/no/on/off``,
-the TTL a finite number of seconds, a URL has the expected scheme and a host
-(and a numeric port), a key printable ASCII without spaces. A bad value raises
+the TTL a finite number of seconds, a URL is printable ASCII with the expected
+scheme and a host (and a numeric port), a key printable ASCII without spaces. A bad value raises
 :class:`~samplemind_core.ConfigError` naming the variable (never echoing a
 password or a key); an empty or blank value counts as unset.
 """
@@ -268,8 +268,11 @@ def _flag(name: str, value: str | None) -> bool:
 
 
 def _http_url(name: str, value: str, *, shown: str | None = None) -> str:
-    """``value`` when it is an ``http(s)://host[:port][/path]`` URL, else a ConfigError."""
-    ok = _text_ok(value) and " " not in value
+    """``value`` when it is an ASCII ``http(s)://host[:port][/path]`` URL, else a ConfigError.
+
+    (An internationalised host name is given in its ``xn--`` form.)
+    """
+    ok = value.isascii() and value.isprintable() and " " not in value
     if ok:
         try:
             parts = urlsplit(value)

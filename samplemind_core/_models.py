@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from math import isfinite
 from typing import Any, Final
 
+import orjson
+
 from ._exceptions import ConfigError
 
 __all__ = ["ChatRequest", "ChatResponse", "Message", "ToolCall", "Usage"]
@@ -31,6 +33,14 @@ def _bad(name: str, value: object, expected: str) -> ConfigError:
     return ConfigError(f"ChatRequest.{name} must be {expected}, got {shown}")
 
 
+def _encodable(name: str, value: object) -> None:
+    """Refuse what cannot be sent or keyed: non-JSON values, lone surrogates, huge integers."""
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise ConfigError(f"ChatRequest.{name} cannot be encoded as JSON ({exc})") from None
+
+
 def _check_message(i: int, m: object) -> None:
     if not isinstance(m, dict):
         raise _bad(f"messages[{i}]", m, 'an object {"role", "content"}')
@@ -40,10 +50,11 @@ def _check_message(i: int, m: object) -> None:
     if "content" not in m:
         raise ConfigError(f"ChatRequest.messages[{i}] has no 'content'")
     content = m["content"]
-    if content is None and role == "assistant" and m.get("tool_calls"):
-        return  # an assistant turn that only calls tools
-    if not isinstance(content, str):
+    if not isinstance(content, str) and not (
+        content is None and role == "assistant" and m.get("tool_calls")
+    ):  # None only for an assistant turn that only calls tools
         raise _bad(f"messages[{i}].content", content, "a string")
+    _encodable(f"messages[{i}]", m)
 
 
 def _check_number(name: str, value: object, lo: float, hi: float) -> None:
@@ -116,13 +127,17 @@ class ChatRequest:
         if not messages:
             raise ConfigError("ChatRequest.messages must not be empty")
         for i, m in enumerate(messages):
-            # The common case (a dict with a known role and a string content) in one test.
-            if (
-                m.__class__ is not dict
-                or m.get("content").__class__ is not str
-                or (m.get("role") not in ROLES)
-            ):
-                _check_message(i, m)
+            # The common case, {"role": known, "content": ASCII text}, without a copy.
+            if m.__class__ is dict and len(m) == 2:
+                content, role = m.get("content"), m.get("role")
+                if (
+                    content.__class__ is str
+                    and role.__class__ is str
+                    and role in ROLES
+                    and content.isascii()
+                ):
+                    continue
+            _check_message(i, m)
         t = self.temperature
         if t is not None and not (t.__class__ is float and 0.0 <= t <= 2.0):
             _check_number("temperature", t, 0.0, 2.0)
@@ -147,6 +162,7 @@ class ChatRequest:
         if self.provider is not None or self.model is not None:
             _check_optional_str("provider", self.provider)
             _check_optional_str("model", self.model)
+            _encodable("provider/model", [self.provider, self.model])
         if self.stop is not None and (
             not isinstance(self.stop, list) or not all(isinstance(x, str) for x in self.stop)
         ):
@@ -160,6 +176,11 @@ class ChatRequest:
             raise _bad("tool_choice", tc, "a string, an object or None")
         if self.response_format is not None and not isinstance(self.response_format, dict):
             raise _bad("response_format", self.response_format, "an object or None")
+        if self.stop or self.tools or self.tool_choice or self.response_format:
+            _encodable(
+                "stop/tools/tool_choice/response_format",
+                [self.stop, self.tools, self.tool_choice, self.response_format],
+            )
         if self.stream.__class__ is not bool:
             raise _bad("stream", self.stream, "a bool")
         _check_optional_str("request_id", self.request_id)

@@ -64,6 +64,23 @@ def test_from_env_reads_every_documented_variable() -> None:
         ({"SAMPLEMIND_TRANSPORT": "curl"}, "SAMPLEMIND_TRANSPORT"),
         ({"SAMPLEMIND_FINGERPRINT_KEY": "short"}, "64 hex"),
         ({"SAMPLEMIND_CACHE_NAMESPACE": "a:b"}, "namespace"),
+        ({"SAMPLEMIND_CACHE_NAMESPACE": "a\x07b"}, "namespace"),
+        ({"SAMPLEMIND_CACHE_NAMESPACE": "a\udcffb"}, "namespace"),
+        ({"SAMPLEMIND_CACHE_TTL": "nan"}, "SAMPLEMIND_CACHE_TTL"),
+        ({"SAMPLEMIND_CACHE_TTL": "inf"}, "SAMPLEMIND_CACHE_TTL"),
+        ({"SAMPLEMIND_CACHE_TTL": "-5"}, "SAMPLEMIND_CACHE_TTL"),
+        ({"SAMPLEMIND_CACHE_TTL": "1e300"}, "SAMPLEMIND_CACHE_TTL"),
+        ({"SAMPLEMIND_HTTP2": "maybe"}, "SAMPLEMIND_HTTP2"),
+        ({"REDIS_CLUSTER": "2"}, "REDIS_CLUSTER"),
+        ({"REDIS_URL": "garbage"}, "REDIS_URL"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://h:port"}, "REDIS_URL"),
+        ({"OLLAMA_HOST": "localhost:abc"}, "OLLAMA_HOST"),
+        ({"OPENAI_BASE_URL": "api.openai.com"}, "OPENAI_BASE_URL"),
+        ({"ANTHROPIC_BASE_URL": "ftp://x"}, "ANTHROPIC_BASE_URL"),
+        ({"GEMINI_BASE_URL": "https://"}, "GEMINI_BASE_URL"),
+        ({"OPENAI_API_KEY": "sk-has space"}, "OPENAI_API_KEY"),
+        ({"GEMINI_API_KEY": "k\u00e9y"}, "GEMINI_API_KEY"),
     ],
 )
 def test_bad_environment_gives_a_clear_error(env: dict[str, str], fragment: str) -> None:
@@ -95,3 +112,30 @@ def test_with_provider_changes_one_provider() -> None:
     s = Settings().with_provider("ollama", base_url="http://127.0.0.1:1")
     assert s.provider("ollama").base_url == "http://127.0.0.1:1"
     assert s.provider("openai").base_url == Settings().provider("openai").base_url
+
+
+def test_errors_never_echo_a_password_or_a_key() -> None:
+    for env in (
+        {"REDIS_URL": "http://:hunter2-pw@127.0.0.1:6379"},
+        {"ANTHROPIC_API_KEY": "sk-ant-hunter2 x"},
+    ):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+        assert "hunter2" not in str(info.value)
+
+
+def test_valid_values_still_pass() -> None:
+    s = Settings.from_env(
+        {
+            "REDIS_URL": "unix:///tmp/redis.sock",
+            "REDIS_CLUSTER": "off",
+            "SAMPLEMIND_HTTP2": "Yes",
+            "SAMPLEMIND_CACHE_TTL": "0.5",
+            "OLLAMA_HOST": "http://gpu-box",
+            "GEMINI_BASE_URL": "  ",  # blank counts as unset
+        }
+    )
+    assert s.redis_url == "unix:///tmp/redis.sock" and not s.redis_cluster and s.http.http2
+    assert s.cache.ttl_s == 0.5
+    assert s.provider("ollama").base_url == "http://gpu-box:11434"
+    assert s.provider("gemini").base_url == "https://generativelanguage.googleapis.com"
