@@ -438,7 +438,10 @@ class HttpClient:
             transport = self._open()
         hdrs = self._headers.copy()
         if content is None and json is not None:
-            content = orjson.dumps(json)
+            try:
+                content = orjson.dumps(json)
+            except TypeError as exc:  # orjson.JSONEncodeError: nothing was sent
+                raise ConfigError(f"request body cannot be encoded as JSON ({exc})") from None
             hdrs["content-type"] = "application/json"
         if headers:
             for key, value in headers.items():

@@ -488,6 +488,8 @@ async def test_http_client_refuses_a_bad_timeout_before_sending(world: World) ->
         for bad in (-1.0, 0.0, float("nan"), float("inf")):
             with pytest.raises(ConfigError, match="timeout"):
                 await http.request("POST", "http://h/api/chat", json={}, timeout=bad)
+        with pytest.raises(ConfigError, match="cannot be encoded as JSON"):
+            await http.request("POST", "http://h/api/chat", json={"x": "\ud800"})
     assert not world.calls
 
 
