@@ -24,6 +24,7 @@ Message = dict[str, Any]
 ROLES: Final = frozenset(("system", "user", "assistant", "tool"))
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
+_INF: Final = float("inf")
 
 
 def _bad(name: str, value: object, expected: str) -> ConfigError:
@@ -54,7 +55,36 @@ def _check_message(i: int, m: object) -> None:
         content is None and role == "assistant" and m.get("tool_calls")
     ):  # None only for an assistant turn that only calls tools
         raise _bad(f"messages[{i}].content", content, "a string")
+    calls = m.get("tool_calls")
+    if calls is not None and (
+        not isinstance(calls, list) or not all(_tool_call_ok(c) for c in calls)
+    ):
+        raise _bad(
+            f"messages[{i}].tool_calls",
+            calls,
+            'a list of {"id", "function": {"name", "arguments"}} objects',
+        )
     _encodable(f"messages[{i}]", m)
+
+
+def _tool_call_ok(call: object) -> bool:
+    """An OpenAI-style ``{"id", "function": {"name", "arguments"}}`` (or the neutral form)."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str | None):
+        return False
+    fn = call.get("function", call)
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        return False
+    args = fn.get("arguments")
+    if args is None or isinstance(args, dict):
+        return True
+    if not isinstance(args, str):
+        return False
+    if not args:
+        return True
+    try:
+        return isinstance(orjson.loads(args), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _check_number(name: str, value: object, lo: float, hi: float) -> None:
@@ -152,39 +182,35 @@ class ChatRequest:
         if self.seed is not None:
             _check_int("seed", self.seed, _INT64_MIN, "")
         timeout = self.timeout
-        if timeout is not None and not (
-            timeout.__class__ is float and 0.0 < timeout < float("inf")
-        ):
+        if timeout is not None and not (timeout.__class__ is float and 0.0 < timeout < _INF):
             if isinstance(timeout, bool) or not isinstance(timeout, int | float):
                 raise _bad("timeout", timeout, "a number of seconds > 0")
             if not (timeout > 0 and isfinite(timeout)):
                 raise _bad("timeout", timeout, "a finite number of seconds > 0")
-        if self.provider is not None or self.model is not None:
-            _check_optional_str("provider", self.provider)
-            _check_optional_str("model", self.model)
-            _encodable("provider/model", [self.provider, self.model])
-        if self.stop is not None and (
-            not isinstance(self.stop, list) or not all(isinstance(x, str) for x in self.stop)
-        ):
-            raise _bad("stop", self.stop, "a list of strings or None")
-        if self.tools is not None and (
-            not isinstance(self.tools, list) or not all(isinstance(x, dict) for x in self.tools)
-        ):
-            raise _bad("tools", self.tools, "a list of objects or None")
-        tc = self.tool_choice
-        if tc is not None and not isinstance(tc, str | dict):
-            raise _bad("tool_choice", tc, "a string, an object or None")
-        if self.response_format is not None and not isinstance(self.response_format, dict):
-            raise _bad("response_format", self.response_format, "an object or None")
-        if self.stop or self.tools or self.tool_choice or self.response_format:
-            _encodable(
-                "stop/tools/tool_choice/response_format",
-                [self.stop, self.tools, self.tool_choice, self.response_format],
-            )
+        for name, value in (("provider", self.provider), ("model", self.model)):
+            if value is not None and (value.__class__ is not str or not value.isascii()):
+                _check_optional_str(name, value)
+                _encodable(name, value)
+        stop, tools, tc, rf = self.stop, self.tools, self.tool_choice, self.response_format
+        if stop is not None or tools is not None or tc is not None or rf is not None:
+            if stop is not None and (
+                not isinstance(stop, list) or not all(isinstance(x, str) for x in stop)
+            ):
+                raise _bad("stop", stop, "a list of strings or None")
+            if tools is not None and (
+                not isinstance(tools, list) or not all(isinstance(x, dict) for x in tools)
+            ):
+                raise _bad("tools", tools, "a list of objects or None")
+            if tc is not None and not isinstance(tc, str | dict):
+                raise _bad("tool_choice", tc, "a string, an object or None")
+            if rf is not None and not isinstance(rf, dict):
+                raise _bad("response_format", rf, "an object or None")
+            _encodable("stop/tools/tool_choice/response_format", [stop, tools, tc, rf])
         if self.stream.__class__ is not bool:
             raise _bad("stream", self.stream, "a bool")
-        _check_optional_str("request_id", self.request_id)
-        if not isinstance(self.metadata, dict):
+        if self.request_id is not None:
+            _check_optional_str("request_id", self.request_id)
+        if self.metadata.__class__ is not dict and not isinstance(self.metadata, dict):
             raise _bad("metadata", self.metadata, "an object")
 
     @property

@@ -102,6 +102,9 @@ def usable_request(req: ChatRequest) -> None:
 @example(kwargs={"messages": [{"role": "user", "content": "x"}], "timeout": -1})
 @example(kwargs={"messages": [{"role": "user", "content": "x"}], "seed": 2**64})
 @example(kwargs={"messages": [{"role": "user", "content": "\ud800"}]})
+@example(kwargs={"messages": [{"role": [], "content": ""}]})  # found: TypeError (unhashable)
+@example(kwargs={"messages": [{"role": "assistant", "content": "", "tool_calls": [None]}]})
+@example(kwargs={"messages": [{"role": "assistant", "content": "", "tool_calls": True}]})
 def test_chat_request_is_valid_or_a_config_error(kwargs: dict[str, Any]) -> None:
     try:
         req = ChatRequest(**kwargs)

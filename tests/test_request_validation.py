@@ -27,6 +27,26 @@ USER = [{"role": "user", "content": "hi"}]
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content must be a string"),
         ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": "\ud800"}]}, "cannot be encoded as JSON"),
+        (
+            {"messages": [{"role": "assistant", "content": "", "tool_calls": [None]}]},
+            "messages[0].tool_calls must be a list of",
+        ),
+        (
+            {"messages": [{"role": "assistant", "content": "", "tool_calls": True}]},
+            "messages[0].tool_calls",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"function": {"name": "f", "arguments": "{not json"}}],
+                    }
+                ]
+            },
+            "messages[0].tool_calls",
+        ),
         ({"max_tokens": 0}, "ChatRequest.max_tokens must be an integer >= 1"),
         ({"max_tokens": -3}, "ChatRequest.max_tokens"),
         ({"max_tokens": 1e30}, "ChatRequest.max_tokens"),
@@ -80,7 +100,13 @@ def test_nan_temperature_no_longer_shares_the_key_of_none() -> None:
         {
             "messages": [
                 *USER,
-                {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "1", "function": {"name": "bpm", "arguments": '{"x": 1}'}}
+                    ],
+                },
                 {"role": "tool", "content": "42", "tool_call_id": "1", "name": "bpm"},
             ]
         },
