@@ -114,6 +114,12 @@ def test_chat_request_is_valid_or_a_config_error(kwargs: dict[str, Any]) -> None
     usable_request(req)
 
 
+def _has(container: Any, step: str | int) -> bool:
+    if isinstance(container, dict):
+        return step in container
+    return isinstance(container, list) and isinstance(step, int) and step < len(container)
+
+
 def _entry_lines() -> st.SearchStrategy[str]:
     base = {
         "request": {"messages": [{"role": "user", "content": "q"}], "provider": "ollama"},
@@ -153,9 +159,10 @@ def _entry_lines() -> st.SearchStrategy[str]:
         for _ in range(draw(st.integers(1, 3))):
             path = draw(st.sampled_from(paths))
             target: Any = entry
-            for step in path[:-1]:
-                target = target[step]
-            target[path[-1]] = draw(values)
+            for step in path[:-1]:  # an earlier mutation may have replaced a parent
+                target = target[step] if _has(target, step) else None
+            if isinstance(target, dict) or _has(target, path[-1]):
+                target[path[-1]] = draw(values)
         return json.dumps(entry, allow_nan=True)
 
     return mutated() | st.text(max_size=60) | values.map(lambda v: json.dumps(v, allow_nan=True))
