@@ -1,0 +1,48 @@
+"""One worker process of the load suite's multi-process burst (``python -m bench._load_worker``).
+
+``python -m bench._load_worker WORKLOAD N PART PARTS``: builds ``AIManager.from_env()``
+(``REDIS_URL`` and the provider variables name the services, default settings
+otherwise), prints ``ready``, waits for a line on stdin, then fires its share of the
+cold ``N``-burst at once (calls ``PART``, ``PART + PARTS``, ... of the workload cycled
+to ``N``) and prints one JSON line: ``{"calls", "errors", "hits", "wall_s"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from bench._load import cycle
+from fixtures.workloads import DATA_DIR, load
+from samplemind_core.manager import AIManager
+
+
+async def _main(workload: str, n: int, part: int, parts: int) -> dict[str, float]:
+    items = cycle(load(DATA_DIR / f"{workload}.jsonl"), n)[part::parts]
+    async with AIManager.from_env() as manager:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        t0 = time.perf_counter()
+        results = await asyncio.gather(
+            *(manager.complete(it.request, task=it.task, priority=it.priority) for it in items),
+            return_exceptions=True,
+        )
+        wall = time.perf_counter() - t0
+    errors = sum(1 for r in results if isinstance(r, BaseException))
+    hits = sum(1 for r in results if not isinstance(r, BaseException) and r.cached)
+    return {"calls": len(items), "errors": errors, "hits": hits, "wall_s": wall}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4:
+        print("usage: python -m bench._load_worker WORKLOAD N PART PARTS", file=sys.stderr)
+        return 2
+    workload, n, part, parts = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    print(json.dumps(asyncio.run(_main(workload, n, part, parts))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
