@@ -69,6 +69,11 @@ def cycle(items: Sequence[WorkloadItem], n: int) -> list[WorkloadItem]:
     return [items[i % len(items)] for i in range(n)]
 
 
+def request_keys(items: Sequence[WorkloadItem]) -> list[str]:
+    """The cache identity of each request (the cache keys by the request alone)."""
+    return [fingerprint(item.request, hasher="sha256") for item in items]
+
+
 def truth_hits(items: Sequence[WorkloadItem]) -> list[bool]:
     """Per call: was this request asked earlier in the stream (the cache keys by request alone)?
 
@@ -79,8 +84,7 @@ def truth_hits(items: Sequence[WorkloadItem]) -> list[bool]:
     """
     seen: set[str] = set()
     out: list[bool] = []
-    for item in items:
-        key = fingerprint(item.request, hasher="sha256")
+    for key in request_keys(items):
         out.append(key in seen)
         seen.add(key)
     return out
@@ -119,6 +123,7 @@ class CallRecord:
     cost_usd: float = 0.0
     error: str | None = None
     truth_hit: bool = False
+    key: str = ""
 
     @property
     def latency_s(self) -> float:
@@ -134,17 +139,23 @@ def _paid_calls(resp: Any) -> int:
 
 
 async def _one(
-    target: LoadTarget, item: WorkloadItem, truth: bool, origin: float, scheduled: float
+    target: LoadTarget,
+    item: WorkloadItem,
+    truth: bool,
+    origin: float,
+    scheduled: float,
+    key: str = "",
 ) -> CallRecord:
-    rec = CallRecord(start_s=scheduled - origin, end_s=0.0, truth_hit=truth)
+    rec = CallRecord(start_s=scheduled - origin, end_s=0.0, truth_hit=truth, key=key)
     try:
         resp = await target.complete(item)
     except Exception as exc:  # every exception a caller sees is a figure, not a crash
         rec.error = type(exc).__name__
     except asyncio.CancelledError:
-        if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-            raise  # we are being cancelled ourselves
-        rec.error = "CancelledError"  # leaked from below: the bug this suite guards
+        # Nothing here cancels these calls, so a CancelledError is one leaked from below (the
+        # bug this suite guards): a caller error. Were the whole run cancelled, gather() still
+        # ends with CancelledError once the calls are done.
+        rec.error = "CancelledError"
     else:
         rec.hit = bool(resp.cached)
         rec.store_hit = rec.hit and not resp.metadata.get("coalesced", False)
@@ -312,6 +323,7 @@ async def _arrivals(
 ) -> list[CallRecord]:
     """Poisson arrivals at ``rate``/s for ``duration_s``; each call takes the next item."""
     rng = random.Random(seed)
+    keys = request_keys(items)
     tasks: list[asyncio.Task[CallRecord]] = []
     loop = asyncio.get_running_loop()
     t = rng.expovariate(rate)
@@ -324,7 +336,9 @@ async def _arrivals(
         now = time.perf_counter() - origin
         while t <= now and t < duration_s:
             k = i % len(items)
-            tasks.append(loop.create_task(_one(target, items[k], truth[k], origin, origin + t)))
+            tasks.append(
+                loop.create_task(_one(target, items[k], truth[k], origin, origin + t, keys[k]))
+            )
             i += 1
             t += rng.expovariate(rate)
     return list(await asyncio.gather(*tasks))
@@ -417,12 +431,15 @@ class Fault:
 
     ``kind``: "cache" (no caller may see an error) or "provider"; the fault starts
     ``at_s`` after the schedule starts and its stop action runs ``hold_s`` later.
+    ``loses_data``: the store is empty afterwards (a restart without persistence), so
+    from its end the recovery reference counts only requests asked since.
     """
 
     name: str
     kind: str
     at_s: float
     hold_s: float
+    loses_data: bool = False
 
 
 @dataclass(slots=True)
@@ -455,14 +472,33 @@ class FaultOutcome:
         }
 
 
-def _bins(calls: Sequence[CallRecord], total_s: float) -> list[dict[str, float]]:
+def reference_hits(calls: Sequence[CallRecord], wipes: Sequence[float]) -> list[bool]:
+    """Per call (in ``calls`` order): the sequential truth with the store emptied at each of
+    ``wipes`` (seconds): a hit when its key was asked since the last wipe before it started."""
+    order = sorted(range(len(calls)), key=lambda i: calls[i].start_s)
+    pending = sorted(wipes)
+    seen: set[str] = set()
+    out = [False] * len(calls)
+    for i in order:
+        c = calls[i]
+        while pending and c.start_s >= pending[0]:
+            seen.clear()
+            pending.pop(0)
+        out[i] = c.key in seen if c.key else c.truth_hit
+        seen.add(c.key)
+    return out
+
+
+def _bins(
+    calls: Sequence[CallRecord], reference: Sequence[bool], total_s: float
+) -> list[dict[str, float]]:
     n = max(1, math.ceil(total_s / BIN_S))
     bins = [{"t": i * BIN_S, "calls": 0, "hits": 0, "truth": 0, "errors": 0} for i in range(n)]
-    for c in calls:
+    for c, ref in zip(calls, reference, strict=True):
         b = bins[min(n - 1, int(c.start_s / BIN_S))]
         b["calls"] += 1
         b["hits"] += c.hit
-        b["truth"] += c.truth_hit
+        b["truth"] += ref
         b["errors"] += c.error is not None
     return bins
 
@@ -484,8 +520,16 @@ def _recovered_at(bins: Sequence[dict[str, float]], after_s: float) -> float | N
 def analyse_faults(
     calls: Sequence[CallRecord], spans: Sequence[tuple[Fault, float, float]], total_s: float
 ) -> tuple[list[FaultOutcome], list[dict[str, float]]]:
-    """Per fault: caller errors, extra provider calls and recovery, plus the time bins."""
-    bins = _bins(calls, total_s)
+    """Per fault: caller errors, extra provider calls and recovery, plus the time bins.
+
+    Extra provider calls: calls paid in the fault's window beyond the sequential truth (a
+    data loss is a cost of its fault). Recovery: against the truth *after* each data loss
+    (:func:`reference_hits`), from the end of the fault to the first normal bin.
+    """
+    wipes = [end for fault, _start, end in spans if fault.loses_data]
+    bins = _bins(
+        calls, reference_hits(calls, wipes) if wipes else [c.truth_hit for c in calls], total_s
+    )
     outcomes: list[FaultOutcome] = []
     ordered = sorted(spans, key=lambda s: s[1])
     for i, (fault, start, end) in enumerate(ordered):

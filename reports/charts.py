@@ -474,7 +474,13 @@ def chart_load_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
     fig, axes = _fig(title, ncols=len(modes), width=6 + 4 * len(modes), height=4.4)
     for ax, mode in zip(axes, modes, strict=True):
         g = timeline[timeline["mode"] == mode]
-        ax.plot(g.t_s, g.truth * 100, ls=":", color="grey", label="sequential truth")
+        ax.plot(
+            g.t_s,
+            g.truth * 100,
+            ls=":",
+            color="grey",
+            label="sequential truth (store empty after a restart)",
+        )
         ax.plot(g.t_s, g.hit_rate * 100, color=COLORS["after"], label="measured hit rate")
         err = g[g.errors > 0]
         if not err.empty:

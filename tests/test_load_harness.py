@@ -119,6 +119,26 @@ def test_fault_analysis_counts_errors_extra_calls_and_recovery() -> None:
     assert len(bins) == 20 and sum(b["calls"] for b in bins) == 200
 
 
+def test_recovery_after_a_data_loss_is_judged_against_the_emptied_store() -> None:
+    """Keys asked before a restart without persistence cannot hit after it: the reference
+    counts only requests asked since the restart ended, so refilling the store is recovery."""
+    kill = _load.Fault("redis_sigkill_restart", "cache", at_s=0.5, hold_s=0.2, loses_data=True)
+    calls: list[_load.CallRecord] = []
+    for i in range(100):  # 100 calls/s for 1 s over 5 keys in turn
+        t = i * 0.01
+        rec = _load.CallRecord(start_s=t, end_s=t + 0.001, truth_hit=i >= 5, key=f"k{i % 5}")
+        # hits before the kill; dead 0.5-0.7 s; then each key misses once and hits again
+        rec.hit = rec.store_hit = (i >= 5 and t < 0.5) or i >= 75
+        rec.paid = 0 if rec.hit else 1
+        calls.append(rec)
+    assert _load.reference_hits(calls, [0.7])[70:80] == [False] * 5 + [True] * 5
+    (k,), bins = _load.analyse_faults(calls, [(kill, 0.5, 0.7)], 1.0)
+    assert k.extra_provider_calls == 25  # 20 during the outage + 5 refills after the restart
+    assert k.resume_hits_s == pytest.approx(0.05, abs=0.011)
+    assert k.recover_s == pytest.approx(0.0, abs=1e-6)  # 0.7-0.8 s: 5 refills + 5 hits = truth
+    assert [b["truth"] for b in bins][7:] == [5, 10, 10]
+
+
 def test_load_is_a_suite_of_the_cli() -> None:
     assert "load" in SUITES
     out = subprocess.run(
