@@ -58,7 +58,15 @@ __all__ = [
 LAG_TICK_S: Final = 0.005
 BIN_S: Final = 0.1
 """Width of a hit-rate-over-time bin of the fault schedule."""
-CACHE_COUNTERS: Final = ("errors", "bypassed", "pool_waits", "pool_timeouts", "coalesced")
+CACHE_COUNTERS: Final = (
+    "errors",
+    "bypassed",
+    "pool_waits",
+    "pool_timeouts",
+    "coalesced",
+    "leases",
+    "lease_waits",
+)
 """Cache counters reported per point (0 when the cache does not have them)."""
 
 

@@ -1,8 +1,9 @@
 """One worker process of the load suite's multi-process burst (``python -m bench._load_worker``).
 
-``python -m bench._load_worker WORKLOAD N PART PARTS``: builds ``AIManager.from_env()``
-(``REDIS_URL`` and the provider variables name the services, default settings
-otherwise), prints ``ready``, waits for a line on stdin, then fires its share of the
+``python -m bench._load_worker WORKLOAD N PART PARTS [LEASE_S]``: builds an
+``AIManager`` from ``Settings.from_env()`` (``REDIS_URL`` and the provider variables name
+the services, default settings otherwise; ``LEASE_S`` turns on the cache's cross-process
+single-flight lease, ``CacheConfig.lease_s``), prints ``ready``, waits for a line on stdin, then fires its share of the
 cold ``N``-burst at once (calls ``PART``, ``PART + PARTS``, ... of the workload cycled
 to ``N``) and prints one JSON line: ``{"calls", "errors", "hits", "wall_s"}``.
 """
@@ -13,15 +14,22 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import replace
 
 from bench._load import cycle
 from fixtures.workloads import DATA_DIR, load
+from samplemind_core import Settings
 from samplemind_core.manager import AIManager
 
 
-async def _main(workload: str, n: int, part: int, parts: int) -> dict[str, float]:
+async def _main(
+    workload: str, n: int, part: int, parts: int, lease_s: float | None
+) -> dict[str, float]:
     items = cycle(load(DATA_DIR / f"{workload}.jsonl"), n)[part::parts]
-    async with AIManager.from_env() as manager:
+    settings = Settings.from_env()
+    if lease_s is not None:
+        settings = replace(settings, cache=replace(settings.cache, lease_s=lease_s))
+    async with AIManager(settings) as manager:
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         t0 = time.perf_counter()
@@ -36,11 +44,14 @@ async def _main(workload: str, n: int, part: int, parts: int) -> dict[str, float
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4:
-        print("usage: python -m bench._load_worker WORKLOAD N PART PARTS", file=sys.stderr)
+    if len(argv) not in (4, 5):
+        print(
+            "usage: python -m bench._load_worker WORKLOAD N PART PARTS [LEASE_S]", file=sys.stderr
+        )
         return 2
     workload, n, part, parts = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    print(json.dumps(asyncio.run(_main(workload, n, part, parts))), flush=True)
+    lease_s = float(argv[4]) if len(argv) == 5 else None
+    print(json.dumps(asyncio.run(_main(workload, n, part, parts, lease_s))), flush=True)
     return 0
 
 
