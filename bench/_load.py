@@ -25,6 +25,7 @@ saturated loop shows up as queueing delay (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
 import random
@@ -325,24 +326,24 @@ async def _arrivals(
     items: Sequence[WorkloadItem],
     truth: Sequence[bool],
     rate: float,
-    duration_s: float,
     seed: int,
     origin: float,
+    stop: Callable[[float], bool],
 ) -> list[CallRecord]:
-    """Poisson arrivals at ``rate``/s for ``duration_s``; each call takes the next item."""
+    """Poisson arrivals at ``rate``/s until ``stop(t)``; each call takes the next item."""
     rng = random.Random(seed)
     keys = request_keys(items)
     tasks: list[asyncio.Task[CallRecord]] = []
     loop = asyncio.get_running_loop()
     t = rng.expovariate(rate)
     i = 0
-    while t < duration_s:
+    while not stop(t):
         delay = origin + t - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         # launch every arrival whose time has come (sleep granularity is coarser than 1/rate)
         now = time.perf_counter() - origin
-        while t <= now and t < duration_s:
+        while t <= now and not stop(t):
             k = i % len(items)
             tasks.append(
                 loop.create_task(_one(target, items[k], truth[k], origin, origin + t, keys[k]))
@@ -367,7 +368,7 @@ async def open_loop(
     truth = list(truth) if truth is not None else truth_hits(items)
     with _Meter(target) as meter:
         origin = time.perf_counter()
-        calls = await _arrivals(target, items, truth, rate, duration_s, seed, origin)
+        calls = await _arrivals(target, items, truth, rate, seed, origin, lambda t: t >= duration_s)
         wall = max((c.end_s for c in calls), default=duration_s)
     return meter.point(calls, max(wall, duration_s), rate)
 
@@ -511,6 +512,9 @@ def _bins(
     return bins
 
 
+TAIL_S: Final = 1.5
+"""Load keeps arriving this long after the last fault ended (its recovery window)."""
+MAX_STRETCH: Final = 3.0
 RECOVERED_GAP: Final = 0.10
 """A bin is back to normal when its hit rate is within 10 points of its truth and no call failed."""
 MIN_BIN_CALLS: Final = 3
@@ -526,12 +530,17 @@ def _recovered_at(bins: Sequence[dict[str, float]], after_s: float) -> float | N
 
 
 def analyse_faults(
-    calls: Sequence[CallRecord], spans: Sequence[tuple[Fault, float, float]], total_s: float
+    calls: Sequence[CallRecord],
+    spans: Sequence[tuple[Fault, float, float]],
+    total_s: float,
+    window_calls: Sequence[int] | None = None,
 ) -> tuple[list[FaultOutcome], list[dict[str, float]]]:
     """Per fault: caller errors, extra provider calls and recovery, plus the time bins.
 
     Extra provider calls: calls paid in the fault's window beyond the sequential truth (a
-    data loss is a cost of its fault). Recovery: against the truth *after* each data loss
+    data loss is a cost of its fault); paid = ``window_calls[i]`` (what the world counted
+    from the fault's start to the next one's, retries of the HTTP client included) when
+    given, else what the replies' metadata report. Recovery: against the truth *after* each data loss
     (:func:`reference_hits`), from the end of the fault to the first normal bin.
     """
     wipes = [end for fault, _start, end in spans if fault.loses_data]
@@ -543,12 +552,17 @@ def analyse_faults(
     for i, (fault, start, end) in enumerate(ordered):
         window_end = ordered[i + 1][1] if i + 1 < len(ordered) else total_s
         out = FaultOutcome(fault.name, fault.kind, start, end, window_end)
+        paid = truth_misses = 0
         for c in calls:
             if start <= c.start_s < window_end:
-                out.extra_provider_calls += c.paid - (0 if c.truth_hit else 1)
+                paid += c.paid
+                truth_misses += not c.truth_hit
                 if c.error is not None:
                     out.caller_errors += 1
                     out.error_types[c.error] = out.error_types.get(c.error, 0) + 1
+        if window_calls is not None and i < len(window_calls):
+            paid = window_calls[i]
+        out.extra_provider_calls = paid - truth_misses
         out.recover_s = _recovered_at(bins, end)
         if fault.kind == "cache":
             resumed = [c.start_s for c in calls if c.store_hit and c.start_s >= end]
@@ -566,9 +580,20 @@ async def fault_schedule(
     duration_s: float,
     seed: int = 0,
 ) -> tuple[Point, list[FaultOutcome], list[dict[str, float]]]:
-    """Poisson load at ``rate`` for ``duration_s`` through a cold cache while ``faults`` fire."""
+    """Poisson load at ``rate`` through a cold cache while ``faults`` fire.
+
+    The load runs for ``duration_s``, and on until :data:`TAIL_S` after the last fault ended
+    (a slow restart delays the faults after it; each fault still gets its recovery time),
+    but never longer than ``MAX_STRETCH`` times ``duration_s``.
+    """
     truth = truth_hits(items)
     spans: list[tuple[Fault, float, float]] = []
+    marks: list[tuple[float, int]] = []
+    """(seconds, provider calls counted by the world) at every fault start and at the end."""
+    done_at: list[float] = []
+
+    async def world_calls() -> int:
+        return await asyncio.to_thread(target.provider_calls)
 
     async def inject(origin: float) -> None:
         # One fault at a time, in order: a fault never starts before the previous one ended
@@ -578,18 +603,27 @@ async def fault_schedule(
             delay = origin + fault.at_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            marks.append((time.perf_counter() - origin, await world_calls()))
             started = time.perf_counter() - origin
             await start_action()
             await asyncio.sleep(fault.hold_s)
             await stop_action()
             spans.append((fault, started, time.perf_counter() - origin))
+        done_at.append(time.perf_counter() - origin)
+
+    def stop(t: float) -> bool:
+        if t >= duration_s * MAX_STRETCH:
+            return True
+        return t >= duration_s and bool(done_at) and t >= done_at[0] + TAIL_S
 
     with _Meter(target) as meter:
         origin = time.perf_counter()
         injector = asyncio.create_task(inject(origin))
-        calls = await _arrivals(target, items, truth, rate, duration_s, seed, origin)
+        calls = await _arrivals(target, items, truth, rate, seed, origin, stop)
         await injector
+        marks.append((max(c.end_s for c in calls) if calls else 0.0, await world_calls()))
         wall = max([duration_s, *(c.end_s for c in calls), *(s[2] for s in spans)])
     point = meter.point(calls, wall, rate)
-    outcomes, bins = analyse_faults(calls, spans, wall)
+    window_calls = [b[1] - a[1] for a, b in itertools.pairwise(marks)]
+    outcomes, bins = analyse_faults(calls, spans, wall, window_calls)
     return point, outcomes, bins

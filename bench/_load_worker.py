@@ -5,7 +5,7 @@
 the services, default settings otherwise; ``LEASE_S`` turns on the cache's cross-process
 single-flight lease, ``CacheConfig.lease_s``), prints ``ready``, waits for a line on stdin, then fires its share of the
 cold ``N``-burst at once (calls ``PART``, ``PART + PARTS``, ... of the workload cycled
-to ``N``) and prints one JSON line: ``{"calls", "errors", "hits", "wall_s"}``.
+to ``N``) and prints one JSON line: ``{"calls", "errors", "hits", "wall_s", "leases", "lease_waits"}``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,17 @@ async def _main(
             return_exceptions=True,
         )
         wall = time.perf_counter() - t0
+        stats = manager.cache.stats().as_dict() if manager.cache is not None else {}
     errors = sum(1 for r in results if isinstance(r, BaseException))
     hits = sum(1 for r in results if not isinstance(r, BaseException) and r.cached)
-    return {"calls": len(items), "errors": errors, "hits": hits, "wall_s": wall}
+    return {
+        "calls": len(items),
+        "errors": errors,
+        "hits": hits,
+        "wall_s": wall,
+        "leases": float(stats.get("leases", 0)),
+        "lease_waits": float(stats.get("lease_waits", 0)),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -605,6 +605,7 @@ async def test_load_processes(
     paid: dict[str, int] = {}
     errors: dict[str, int] = {}
     walls: list[float] = []
+    leases: dict[str, int] = {}
     try:
         for label, parts, lease_s in SMOKE_PROC_VARIANTS if bench_opts.disabled else PROC_VARIANTS:
             admin.flushall()
@@ -613,6 +614,7 @@ async def test_load_processes(
             paid[label] = sum(emulator.stats()["calls"].values()) - before
             errors[label] = sum(r["errors"] for r in results)
             walls.append(max(r["wall_s"] for r in results))
+            leases[label] = int(sum(r["leases"] + r["lease_waits"] for r in results))
     finally:
         admin.close()
     if not abenchmark.enabled:
@@ -625,6 +627,7 @@ async def test_load_processes(
         distinct_requests=distinct,
         lease_s=PROC_LEASE_S,
         **{f"provider_calls_{label}": calls for label, calls in paid.items()},
+        **{f"lease_events_{label}": n for label, n in leases.items()},
         caller_errors=sum(errors.values()),
     )
     abenchmark.record(
