@@ -539,8 +539,9 @@ def analyse_faults(
 
     Extra provider calls: calls paid in the fault's window beyond the sequential truth (a
     data loss is a cost of its fault); paid = ``window_calls[i]`` (what the world counted
-    from the fault's start to the next one's, retries of the HTTP client included) when
-    given, else what the replies' metadata report. Recovery: against the truth *after* each data loss
+    from the fault's start to the next one's, retries of the HTTP client included, against
+    the truth misses of the calls *answered* in that window) when given, else what the
+    replies' metadata report for the calls *started* in the window. Recovery: against the truth *after* each data loss
     (:func:`reference_hits`), from the end of the fault to the first normal bin.
     """
     wipes = [end for fault, _start, end in spans if fault.loses_data]
@@ -552,8 +553,10 @@ def analyse_faults(
     for i, (fault, start, end) in enumerate(ordered):
         window_end = ordered[i + 1][1] if i + 1 < len(ordered) else total_s
         out = FaultOutcome(fault.name, fault.kind, start, end, window_end)
-        paid = truth_misses = 0
+        paid = truth_misses = counted_misses = 0
         for c in calls:
+            if start <= c.end_s < window_end:  # the world counts a call when it is answered
+                counted_misses += not c.truth_hit
             if start <= c.start_s < window_end:
                 paid += c.paid
                 truth_misses += not c.truth_hit
@@ -561,7 +564,7 @@ def analyse_faults(
                     out.caller_errors += 1
                     out.error_types[c.error] = out.error_types.get(c.error, 0) + 1
         if window_calls is not None and i < len(window_calls):
-            paid = window_calls[i]
+            paid, truth_misses = window_calls[i], counted_misses
         out.extra_provider_calls = paid - truth_misses
         out.recover_s = _recovered_at(bins, end)
         if fault.kind == "cache":
