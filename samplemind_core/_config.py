@@ -157,10 +157,12 @@ class CacheConfig:
     never marks Redis unhealthy.
 
     ``lease_s`` turns on cross-process single-flight for ``get_or_call``: on a
-    miss, one process takes a short Redis lease (``SET NX PX``) on the key and
-    calls the provider; the others poll the key (bounded back-off) for at most
-    ``lease_s`` and then call the provider themselves (a leaseholder that died
-    holds nobody up for longer). ``None`` turns it off.
+    miss, one process takes a short Redis lease (``SET NX PX`` on
+    ``{key}:lease``) and calls the provider; the others poll the key (back-off
+    from 10 ms to 200 ms) and are served its answer, or call the provider
+    themselves once ``lease_s`` has passed (a leaseholder that died holds
+    nobody up for longer). Set it above a typical provider call. ``None``
+    turns it off.
     """
 
     namespace: str = "default"
@@ -175,7 +177,7 @@ class CacheConfig:
     l1_ttl_s: float = 60.0
     max_connections: int = 50
     pool_timeout_s: float = 5.0
-    lease_s: float | None = None
+    lease_s: float | None = 10.0
 
     def __post_init__(self) -> None:
         if not self.namespace or ":" in self.namespace:

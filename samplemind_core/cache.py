@@ -100,6 +100,10 @@ _STORE_ERRORS: Final = (
 # Anything else a client raises mid-command (e.g. an AttributeError from a
 # half-initialised connection) is also a backend failure: callers never see it.
 
+_LEASE_SUFFIX: Final = ":lease"
+_LEASE_POLL_MIN_S: Final = 0.01
+_LEASE_POLL_MAX_S: Final = 0.2
+
 _now = time.time
 _monotonic = time.monotonic
 _perf = time.perf_counter
@@ -124,8 +128,9 @@ class CacheStats:
     within ``pool_timeout_s`` (or the client's own pool refused a connection):
     each is a miss or a skipped write, is not in ``errors`` or
     ``backend_errors``, and never marks Redis unhealthy. ``leases`` counts
-    cross-process leases taken and ``lease_waits`` the ``get_or_call`` callers
-    served by another process's call while it held the lease (``lease_s``).
+    cross-process leases this cache took (``CacheConfig.lease_s``) and
+    ``lease_waits`` the ``get_or_call`` callers served by another process's
+    call while it held the lease (counted as hits, not misses).
     ``latency_saved_ms`` and ``cost_saved_usd`` sum the
     recorded latency and cost of every response served from the cache.
     """
@@ -488,6 +493,8 @@ class ResponseCache:
         self._l1_bytes = 0
 
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._lease_s = config.lease_s
+        self._leased: dict[str, bool] = {}  # keys whose cross-process lease this cache holds
         self._tasks: set[asyncio.Task[int]] = set()
 
     # ------------------------------------------------------------------ keys
@@ -707,7 +714,9 @@ class ResponseCache:
             return _clone(entry.response, (_perf() - start) * 1000.0)
         return await self._lookup(key, start)
 
-    async def _lookup(self, key: str, start: float) -> ChatResponse | None:
+    async def _lookup(
+        self, key: str, start: float, *, count_miss: bool = True
+    ) -> ChatResponse | None:
         st = self._stats
         l1 = self._l1
         if l1 is not None and (entry := l1.get(key)) is not None:
@@ -740,7 +749,7 @@ class ResponseCache:
         if not self._healthy or self._backoff:
             self._backend_ok()
         if raw is None:
-            st.misses += 1
+            st.misses += count_miss
             return None
         st.bytes_read += len(raw)
         try:
@@ -879,9 +888,15 @@ class ResponseCache:
         self._inflight[key] = fut
         try:
             result = await self._lookup(key, start)
+            if result is None and self._lease_s is not None and self._redis is not None:
+                result = await self._lease_or_wait(key, start)
             if result is None:
-                result = await fn()
-                await self._store(key, result, ttl_s)
+                try:
+                    result = await fn()
+                    await self._store(key, result, ttl_s)
+                finally:
+                    if self._leased.pop(key, None) is not None:
+                        await self._drop_lease(key)
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -895,6 +910,42 @@ class ResponseCache:
         finally:
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
+
+    async def _lease_or_wait(self, key: str, start: float) -> ChatResponse | None:
+        """Cross-process single-flight: None when this process should call (it holds the lease,
+        or the wait ran out); the response another process stored while it held the lease."""
+        assert self._lease_s is not None
+        st = self._stats
+        lease_ms = max(1, int(self._lease_s * 1000))
+        give_up = _monotonic() + self._lease_s
+        delay = _LEASE_POLL_MIN_S
+        while True:
+            if _monotonic() < self._skip_until:
+                return None  # Redis is failing: do not wait on it
+            try:
+                taken = await self._io_set_nx(key + _LEASE_SUFFIX, lease_ms)
+            except CacheError as exc:
+                self._backend_failed(exc)
+                return None
+            if taken:
+                st.leases += 1
+                self._leased[key] = True
+                return None
+            if _monotonic() >= give_up:
+                return None  # the holder is slow or dead: pay for it ourselves
+            await asyncio.sleep(min(delay, max(0.0, give_up - _monotonic())))
+            delay = min(delay * 2, _LEASE_POLL_MAX_S)
+            hit = await self._lookup(key, start, count_miss=False)
+            if hit is not None:
+                st.misses -= 1  # counted by the first lookup: this call was served from the cache
+                st.lease_waits += 1
+                return hit
+
+    async def _drop_lease(self, key: str) -> None:
+        try:
+            await self._io_unlink(key + _LEASE_SUFFIX)
+        except CacheError as exc:
+            self._backend_failed(exc)
 
     async def clear(self, provider: str | None = None) -> None:
         """Invalidate every entry (or those of ``provider``) in O(1); purge them in the background.
@@ -1133,6 +1184,10 @@ class ResponseCache:
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
         with _store_errors:
             await self._bounded(self._redis.set, key, data, px=ttl_ms)
+
+    async def _io_set_nx(self, key: str, ttl_ms: int) -> bool:
+        with _store_errors:
+            return bool(await self._bounded(self._redis.set, key, b"1", nx=True, px=ttl_ms))
 
     async def _io_unlink(self, key: str) -> None:
         with _store_errors:

@@ -228,7 +228,9 @@ async def test_a_2000_burst_with_default_settings_hits_every_warm_wave(
             assert not [r for r in warm if isinstance(r, BaseException)]
             assert all(r.cached for r in warm)
             st = ai.cache.stats()
-            assert (st.hits, st.misses, st.coalesced) == (200, 0, 1800)
+            # every call served from the cache; a key's lookup may run twice when its first
+            # lookup finished before later callers arrived (both are hits)
+            assert st.misses == 0 and st.hits + st.coalesced == 2000 and st.hits >= 200
             assert (st.errors, st.pool_timeouts, st.bypassed) == (0, 0, 0)
             assert _calls(emulator_server) == before
         assert ai.cache.healthy
@@ -267,7 +269,119 @@ async def test_a_fault_in_the_middle_of_a_burst_reaches_no_caller(
             cache.reset_stats()
             wave = await _wave(ai, reqs, 2000)
             assert not [r for r in wave if isinstance(r, BaseException)]
-            if cache.stats().hits == 200:
+            if cache.stats().misses == 0:
                 break
-        assert cache.stats().hits == 200 and cache.healthy
+        st = cache.stats()
+        assert st.misses == 0 and st.hits >= 200 and cache.healthy
     await control.aclose()
+
+
+def test_slot_settings_are_validated_and_the_manager_sizes_the_pool_to_them() -> None:
+    from samplemind_core import ConfigError
+
+    with pytest.raises(ConfigError, match="max_connections"):
+        CacheConfig(max_connections=0)
+    with pytest.raises(ConfigError, match="pool_timeout_s"):
+        CacheConfig(pool_timeout_s=0)
+    ai = AIManager(Settings(redis_url="redis://127.0.0.1:1/0"))
+    assert ai.cache is not None and ai.cache._slots.size == CacheConfig().max_connections
+    assert ai._redis.connection_pool.max_connections == CacheConfig().max_connections
+    small = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=3)
+    assert ResponseCache(small)._slots.size == 3  # never more than the client's pool
+
+
+# ------------------------------------------------- cross-process single-flight
+
+
+def _shared_caches(n: int, **config: Any) -> list[ResponseCache]:
+    """``n`` caches on one fakeredis server, as ``n`` processes sharing one Redis."""
+    server = fakeredis.FakeServer()
+    config.setdefault("op_timeout_s", 5.0)
+    return [
+        ResponseCache(
+            fakeredis.FakeAsyncRedis(server=server),
+            namespace="lease",
+            config=CacheConfig(**config),
+        )
+        for _ in range(n)
+    ]
+
+
+async def test_a_cold_key_is_paid_once_across_processes() -> None:
+    caches = _shared_caches(4, lease_s=30.0)
+    calls: list[int] = []
+    gate = asyncio.Event()
+
+    def call_for(i: int) -> Callable[[], Any]:
+        async def call() -> ChatResponse:
+            calls.append(i)
+            await gate.wait()
+            return resp(f"paid by {i}")
+
+        return call
+
+    tasks = [
+        asyncio.ensure_future(c.get_or_call(req(), call_for(i)))
+        for i, c in enumerate(caches)
+        for _ in range(5)
+    ]
+    await until(lambda: len(calls) == 1 and sum(c.stats().leases for c in caches) == 1)
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    assert len(calls) == 1 and {r.text for r in results} == {f"paid by {calls[0]}"}
+    stats = [c.stats() for c in caches]
+    assert sum(s.lease_waits for s in stats) == 3  # one leader per other process
+    assert sum(s.coalesced for s in stats) == 16  # in-process single-flight as before
+    assert sum(s.misses for s in stats) == 1 and sum(s.hits for s in stats) == 3
+    assert await caches[0]._redis.exists(caches[0].key_for(req()) + ":lease") == 0  # released
+
+
+async def test_a_dead_leaseholder_holds_nobody_up_beyond_the_lease() -> None:
+    (cache,) = _shared_caches(1, lease_s=0.2)
+    # a process that took the lease and died: nobody deletes it, it expires
+    await cache._redis.set(cache.key_for(req()) + ":lease", b"1", px=200)
+    calls = 0
+
+    async def call() -> ChatResponse:
+        nonlocal calls
+        calls += 1
+        return resp("paid after the lease")
+
+    got = await cache.get_or_call(req(), call)
+    assert got.text == "paid after the lease" and calls == 1
+    st = cache.stats()
+    assert (st.lease_waits, st.misses, st.hits, st.errors) == (0, 1, 0, 0)
+    assert (await cache.get(req())) is not None
+
+
+async def test_a_leader_whose_call_fails_releases_the_lease() -> None:
+    first, second = _shared_caches(2, lease_s=30.0)
+
+    async def fails() -> ChatResponse:
+        raise RuntimeError("provider down")
+
+    async def works() -> ChatResponse:
+        return resp("second try")
+
+    with pytest.raises(RuntimeError):
+        await first.get_or_call(req(), fails)
+    got = await second.get_or_call(req(), works)  # takes the released lease at once
+    assert got.text == "second try" and second.stats().leases == 1
+
+
+async def test_leases_off_each_process_pays() -> None:
+    caches = _shared_caches(3, lease_s=None)
+    calls = 0
+    gate = asyncio.Event()
+
+    async def call() -> ChatResponse:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return resp()
+
+    tasks = [asyncio.ensure_future(c.get_or_call(req(), call)) for c in caches]
+    await until(lambda: calls == 3)
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert sum(c.stats().leases for c in caches) == 0
