@@ -204,11 +204,11 @@ def _load_lines(load: list[dict[str, Any]]) -> list[str]:
                 f"{x['hit_vs_raw_throughput']:.2f}x"
             )
         if "provider_calls_4proc" in x:
-            lease = x.get("provider_calls_4proc_lease")
+            off = x.get("provider_calls_4proc_no_lease")
             lines.append(
                 f"load {x['mode']} cold {x['burst_size']}-burst: provider calls 1 process "
                 f"{x['provider_calls_1proc']}, 4 processes {x['provider_calls_4proc']}"
-                + (f", 4 processes with lease {lease}" if lease is not None else "")
+                + (f", 4 processes without the lease {off}" if off is not None else "")
                 + f" (distinct requests {x['distinct_requests']})"
             )
     return lines

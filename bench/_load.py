@@ -25,7 +25,6 @@ saturated loop shows up as queueing delay (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import os
 import random
@@ -533,15 +532,14 @@ def analyse_faults(
     calls: Sequence[CallRecord],
     spans: Sequence[tuple[Fault, float, float]],
     total_s: float,
-    window_calls: Sequence[int] | None = None,
 ) -> tuple[list[FaultOutcome], list[dict[str, float]]]:
     """Per fault: caller errors, extra provider calls and recovery, plus the time bins.
 
     Extra provider calls: calls paid in the fault's window beyond the sequential truth (a
-    data loss is a cost of its fault); paid = ``window_calls[i]`` (what the world counted
-    from the fault's start to the next one's, retries of the HTTP client included, against
-    the truth misses of the calls *answered* in that window) when given, else what the
-    replies' metadata report for the calls *started* in the window. Recovery: against the truth *after* each data loss
+    data loss is a cost of its fault), as the replies of the calls *started* in the window
+    report them (failed chain steps + the answering provider's HTTP attempts; retries
+    inside a provider that finally failed count once). The world's own count of the whole
+    schedule is ``Point.provider_calls``. Recovery: against the truth *after* each data loss
     (:func:`reference_hits`), from the end of the fault to the first normal bin.
     """
     wipes = [end for fault, _start, end in spans if fault.loses_data]
@@ -553,18 +551,14 @@ def analyse_faults(
     for i, (fault, start, end) in enumerate(ordered):
         window_end = ordered[i + 1][1] if i + 1 < len(ordered) else total_s
         out = FaultOutcome(fault.name, fault.kind, start, end, window_end)
-        paid = truth_misses = counted_misses = 0
+        paid = truth_misses = 0
         for c in calls:
-            if start <= c.end_s < window_end:  # the world counts a call when it is answered
-                counted_misses += not c.truth_hit
             if start <= c.start_s < window_end:
                 paid += c.paid
                 truth_misses += not c.truth_hit
                 if c.error is not None:
                     out.caller_errors += 1
                     out.error_types[c.error] = out.error_types.get(c.error, 0) + 1
-        if window_calls is not None and i < len(window_calls):
-            paid, truth_misses = window_calls[i], counted_misses
         out.extra_provider_calls = paid - truth_misses
         out.recover_s = _recovered_at(bins, end)
         if fault.kind == "cache":
@@ -591,12 +585,7 @@ async def fault_schedule(
     """
     truth = truth_hits(items)
     spans: list[tuple[Fault, float, float]] = []
-    marks: list[tuple[float, int]] = []
-    """(seconds, provider calls counted by the world) at every fault start and at the end."""
     done_at: list[float] = []
-
-    async def world_calls() -> int:
-        return await asyncio.to_thread(target.provider_calls)
 
     async def inject(origin: float) -> None:
         # One fault at a time, in order: a fault never starts before the previous one ended
@@ -606,7 +595,6 @@ async def fault_schedule(
             delay = origin + fault.at_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            marks.append((time.perf_counter() - origin, await world_calls()))
             started = time.perf_counter() - origin
             await start_action()
             await asyncio.sleep(fault.hold_s)
@@ -624,9 +612,7 @@ async def fault_schedule(
         injector = asyncio.create_task(inject(origin))
         calls = await _arrivals(target, items, truth, rate, seed, origin, stop)
         await injector
-        marks.append((max(c.end_s for c in calls) if calls else 0.0, await world_calls()))
         wall = max([duration_s, *(c.end_s for c in calls), *(s[2] for s in spans)])
     point = meter.point(calls, wall, rate)
-    window_calls = [b[1] - a[1] for a, b in itertools.pairwise(marks)]
-    outcomes, bins = analyse_faults(calls, spans, wall, window_calls)
+    outcomes, bins = analyse_faults(calls, spans, wall)
     return point, outcomes, bins

@@ -2,8 +2,8 @@
 
 ``python -m bench._load_worker WORKLOAD N PART PARTS [LEASE_S]``: builds an
 ``AIManager`` from ``Settings.from_env()`` (``REDIS_URL`` and the provider variables name
-the services, default settings otherwise; ``LEASE_S`` turns on the cache's cross-process
-single-flight lease, ``CacheConfig.lease_s``), prints ``ready``, waits for a line on stdin, then fires its share of the
+the services, default settings otherwise; ``LEASE_S`` overrides the cache's cross-process
+single-flight lease, ``CacheConfig.lease_s``: seconds, or ``off``), prints ``ready``, waits for a line on stdin, then fires its share of the
 cold ``N``-burst at once (calls ``PART``, ``PART + PARTS``, ... of the workload cycled
 to ``N``) and prints one JSON line: ``{"calls", "errors", "hits", "wall_s", "leases", "lease_waits"}``.
 """
@@ -22,12 +22,11 @@ from samplemind_core import Settings
 from samplemind_core.manager import AIManager
 
 
-async def _main(
-    workload: str, n: int, part: int, parts: int, lease_s: float | None
-) -> dict[str, float]:
+async def _main(workload: str, n: int, part: int, parts: int, lease: str) -> dict[str, float]:
     items = cycle(load(DATA_DIR / f"{workload}.jsonl"), n)[part::parts]
     settings = Settings.from_env()
-    if lease_s is not None:
+    if lease != "default":
+        lease_s = None if lease == "off" else float(lease)
         settings = replace(settings, cache=replace(settings.cache, lease_s=lease_s))
     async with AIManager(settings) as manager:
         print("ready", flush=True)
@@ -58,8 +57,8 @@ def main(argv: list[str]) -> int:
         )
         return 2
     workload, n, part, parts = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    lease_s = float(argv[4]) if len(argv) == 5 else None
-    print(json.dumps(asyncio.run(_main(workload, n, part, parts, lease_s))), flush=True)
+    lease = argv[4] if len(argv) == 5 else "default"
+    print(json.dumps(asyncio.run(_main(workload, n, part, parts, lease))), flush=True)
     return 0
 
 

@@ -34,8 +34,8 @@ bench/_load.py for their meaning):
   ``resume_hits_s`` (restart → first hit served by Redis), per-fault records
   under ``faults`` and the 100 ms timeline under ``timeline_*``.
 * ``test_load_processes[live]``: the cold :data:`PROC_BURST`-burst split over 1 and
-  over 4 processes (``Settings.from_env()`` each), and over 4 with the cache's
-  cross-process lease (:data:`PROC_LEASE_S`); provider calls paid as the emulator
+  over 4 processes (``Settings.from_env()`` each: default settings), and over 4 with
+  the cache's cross-process lease turned off; provider calls paid as the emulator
   counted them (``provider_calls_<variant>``).
 
 Quick runs use :data:`QUICK_BURSTS`, a short knee search and the same fault
@@ -80,10 +80,13 @@ KNEE_BOUND_MS: Final = 100.0
 """The knee's latency bound: p99 of a cache hit under open-loop load."""
 RAW_CONCURRENCY: Final = 100
 PROC_BURST: Final = 2000
-PROC_LEASE_S: Final = 1.0
-PROC_VARIANTS: Final = (("1proc", 1, None), ("4proc", 4, None), ("4proc_lease", 4, PROC_LEASE_S))
-"""(label, processes, ``CacheConfig.lease_s``) of the multi-process cold burst."""
-SMOKE_PROC_VARIANTS: Final = (("1proc", 1, None), ("2proc_lease", 2, PROC_LEASE_S))
+PROC_VARIANTS: Final = (
+    ("1proc", 1, "default"),
+    ("4proc", 4, "default"),
+    ("4proc_no_lease", 4, "off"),
+)
+"""(label, processes, ``CacheConfig.lease_s``: default settings, or the lease turned off)."""
+SMOKE_PROC_VARIANTS: Final = (("1proc", 1, "default"), ("2proc", 2, "default"))
 STORM_FAULT_RATE: Final = 0.3
 SPIKE_FACTOR: Final = 10.0
 
@@ -539,12 +542,9 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _spawn_burst(
-    settings: Settings, n: int, parts: int, lease_s: float | None
-) -> list[dict[str, Any]]:
+def _spawn_burst(settings: Settings, n: int, parts: int, lease: str) -> list[dict[str, Any]]:
     """Run the cold ``n``-burst split over ``parts`` worker processes started together."""
     env = _worker_env(settings)
-    lease = [] if lease_s is None else [str(lease_s)]
     procs = [
         subprocess.Popen(
             [
@@ -607,10 +607,10 @@ async def test_load_processes(
     walls: list[float] = []
     leases: dict[str, int] = {}
     try:
-        for label, parts, lease_s in SMOKE_PROC_VARIANTS if bench_opts.disabled else PROC_VARIANTS:
+        for label, parts, lease in SMOKE_PROC_VARIANTS if bench_opts.disabled else PROC_VARIANTS:
             admin.flushall()
             before = sum(emulator.stats()["calls"].values())
-            results = await asyncio.to_thread(_spawn_burst, settings, n, parts, lease_s)
+            results = await asyncio.to_thread(_spawn_burst, settings, n, parts, lease)
             paid[label] = sum(emulator.stats()["calls"].values()) - before
             errors[label] = sum(r["errors"] for r in results)
             walls.append(max(r["wall_s"] for r in results))
@@ -625,7 +625,7 @@ async def test_load_processes(
         variant="cold-burst",
         burst_size=n,
         distinct_requests=distinct,
-        lease_s=PROC_LEASE_S,
+        default_lease_s=CacheConfig().lease_s or 0.0,
         **{f"provider_calls_{label}": calls for label, calls in paid.items()},
         **{f"lease_events_{label}": n for label, n in leases.items()},
         caller_errors=sum(errors.values()),
