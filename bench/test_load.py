@@ -555,7 +555,7 @@ def _spawn_burst(settings: Settings, n: int, parts: int, lease: str) -> list[dic
                 str(n),
                 str(k),
                 str(parts),
-                *lease,
+                lease,
             ],
             cwd=Path(__file__).resolve().parent.parent,
             env=env,
