@@ -437,8 +437,9 @@ def chart_load_capacity(run: Run, profile: Mapping[str, Any] | None) -> Result:
         for _, r in g.iterrows():
             ax.annotate(f"{r.offered_per_s:.0f}/s", (r.achieved_per_s, r.p99_ms), fontsize=6)
         knee = float(g.knee_per_s.iloc[0])
-        if knee > 0:
-            ax.axvline(knee, color=line.get_color(), ls="--", alpha=0.6, label=f"{mode}: knee")
+        at = g[g.offered_per_s == knee]
+        if knee > 0 and not at.empty:
+            ax.plot(at.achieved_per_s, at.p99_ms, "*", ms=14, color="red", label=f"{mode}: knee")
         parts.append(f"{mode} knee {knee:,.0f} req/s")
     bound = float(t.bound_ms.iloc[0])
     ax.axhline(bound, color="red", ls="--", label=f"p99 bound {bound:.0f} ms")
