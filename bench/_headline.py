@@ -155,6 +155,62 @@ def headline(folder: Path) -> list[str]:
                 f"${a['baseline_cost_usd']:.4f} uncached ({saved:.0%} saved), before ${bi['cost_usd']:.4f}; "
                 f"scale {a['latency_scale']}"
             )
+    lines += _load_lines(suites.get("load", []))
+    return lines
+
+
+def _load_lines(load: list[dict[str, Any]]) -> list[str]:
+    """Issue 10's figures: warm-burst hit rate vs truth, faults, knee, hits vs raw GETs, processes."""
+    lines: list[str] = []
+    bursts = sorted(
+        (b["extra_info"] for b in load if "burst_hit_rate" in b["extra_info"]),
+        key=lambda x: (x.get("mode", ""), x.get("burst_size", 0)),
+    )
+    for mode in dict.fromkeys(x.get("mode", "") for x in bursts):
+        parts = [
+            f"{x['burst_size']}: {x['burst_hit_rate']:.1%} (truth {x['burst_truth']:.0%}, "
+            f"{x.get('caller_errors', 0)} errors, pool waits {x.get('cache_pool_waits', 0):.0f}, "
+            f"timeouts {x.get('cache_pool_timeouts', 0):.0f})"
+            for x in bursts
+            if x.get("mode", "") == mode
+        ]
+        lines.append(f"load {mode} warm-burst hit rate by burst size: " + "; ".join(parts))
+    for b in load:
+        x = b["extra_info"]
+        if "cache_fault_caller_errors" in x:
+            faults = ", ".join(
+                f"{f['name']} {f['caller_errors']} errors/{f['extra_provider_calls']:+d} calls/"
+                + (
+                    "no recovery"
+                    if f.get("recover_s") is None
+                    else f"recovered {f['recover_s']:.1f} s"
+                )
+                for f in x.get("faults", [])
+            )
+            lines.append(
+                f"load {x['mode']} faults: caller errors {x['caller_errors']} "
+                f"(cache faults {x['cache_fault_caller_errors']}); hits resumed "
+                f"{x['resume_hits_s']:.2f} s after the restart; {faults}"
+            )
+        if "knee_per_s" in x:
+            lines.append(
+                f"load {x['mode']} knee: {x['knee_per_s']:.0f} req/s offered with p99 <= "
+                f"{x['knee_bound_ms']:.0f} ms (p99 there {x['p99_ms']:.1f} ms)"
+            )
+        if "hit_vs_raw_throughput" in x:
+            lines.append(
+                f"load {x['mode']} cache hits via AIManager {x['hit_req_per_s']:.0f}/s vs raw GET "
+                f"{x['raw_get_req_per_s']:.0f}/s at concurrency {x['concurrency']} = "
+                f"{x['hit_vs_raw_throughput']:.2f}x"
+            )
+        if "provider_calls_4proc" in x:
+            off = x.get("provider_calls_4proc_no_lease")
+            lines.append(
+                f"load {x['mode']} cold {x['burst_size']}-burst: provider calls 1 process "
+                f"{x['provider_calls_1proc']}, 4 processes {x['provider_calls_4proc']}"
+                + (f", 4 processes without the lease {off}" if off is not None else "")
+                + f" (distinct requests {x['distinct_requests']})"
+            )
     return lines
 
 

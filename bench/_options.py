@@ -24,7 +24,7 @@ __all__ = [
     "redact_url",
 ]
 
-SUITES: Final = ("hashing", "fingerprint", "cache", "client", "router", "pipeline")
+SUITES: Final = ("hashing", "fingerprint", "cache", "client", "router", "pipeline", "load")
 """Every suite, in the order ``samplemind-bench run`` runs them (``bench/test_<suite>.py``)."""
 
 QUICK_TIMING: Final[dict[str, float | int]] = {

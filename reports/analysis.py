@@ -35,6 +35,9 @@ __all__ = [
     "fmt_size",
     "hashing_table",
     "hit_rate_table",
+    "load_bursts",
+    "load_curve",
+    "load_faults",
     "pipeline_requests",
     "router_faults",
     "router_latency",
@@ -327,3 +330,141 @@ def hit_rate_table(run: Run) -> pd.DataFrame:
 def pipeline_requests(run: Run) -> pd.DataFrame:
     """The pipeline's per-request records of this run (see :func:`reports.data.requests_frame`)."""
     return requests_frame([run])
+
+
+def _load_bench(run: Run, subject_prefix: str) -> list[Benchmark]:
+    return [b for b in run.suite("load") if b.subject.startswith(subject_prefix)]
+
+
+def load_bursts(run: Run) -> pd.DataFrame:
+    """The load suite's bursts: mode, burst size, warm and cold hit rate vs truth, errors, p99."""
+    rows = []
+    for b in _load_bench(run, "burst-"):
+        x = b.extra_info
+        if not isinstance(x.get("burst_size"), int | float):
+            continue
+        rows.append(
+            {
+                "mode": str(x.get("mode", "")),
+                "burst": int(x["burst_size"]),
+                "burst_hit_rate": float(x.get("burst_hit_rate", np.nan)),
+                "burst_truth": float(x.get("burst_truth", np.nan)),
+                "cold_hit_rate": float(x.get("cold_hit_rate", np.nan)),
+                "cold_truth": float(x.get("cold_truth", np.nan)),
+                "caller_errors": float(x.get("caller_errors", 0)),
+                "p99_ms": float(x.get("p99_ms", np.nan)),
+                "req_per_s": float(x.get("req_per_s", np.nan)),
+            }
+        )
+    cols = [
+        "mode",
+        "burst",
+        "burst_hit_rate",
+        "burst_truth",
+        "cold_hit_rate",
+        "cold_truth",
+        "caller_errors",
+        "p99_ms",
+        "req_per_s",
+    ]
+    return pd.DataFrame(rows, columns=cols).sort_values(["mode", "burst"]).reset_index(drop=True)
+
+
+def _floats(value: object) -> list[float] | None:
+    if not isinstance(value, list):
+        return None
+    try:
+        return [float("nan") if v is None else float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+
+
+def load_curve(run: Run) -> pd.DataFrame:
+    """The capacity curve: mode, offered and achieved rate, p50/p99, knee and its bound."""
+    rows = []
+    for b in _load_bench(run, "knee-"):
+        x = b.extra_info
+        offered, achieved = (
+            _floats(x.get("curve_offered_per_s")),
+            _floats(x.get("curve_achieved_per_s")),
+        )
+        p99, p50 = _floats(x.get("curve_p99_ms")), _floats(x.get("curve_p50_ms"))
+        if (
+            not offered
+            or not achieved
+            or not p99
+            or not (len(offered) == len(achieved) == len(p99))
+        ):
+            continue
+        for i, rate in enumerate(offered):
+            rows.append(
+                {
+                    "mode": str(x.get("mode", "")),
+                    "offered_per_s": rate,
+                    "achieved_per_s": achieved[i],
+                    "p50_ms": p50[i] if p50 and i < len(p50) else np.nan,
+                    "p99_ms": p99[i],
+                    "knee_per_s": float(x.get("knee_per_s", np.nan)),
+                    "bound_ms": float(x.get("knee_bound_ms", np.nan)),
+                }
+            )
+    cols = ["mode", "offered_per_s", "achieved_per_s", "p50_ms", "p99_ms", "knee_per_s", "bound_ms"]
+    return (
+        pd.DataFrame(rows, columns=cols)
+        .sort_values(["mode", "offered_per_s"])
+        .reset_index(drop=True)
+    )
+
+
+def load_faults(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fault schedule: (timeline: mode, t_s, hit_rate, truth, errors; faults: one row each)."""
+    timeline, faults = [], []
+    for b in _load_bench(run, "faults-"):
+        x = b.extra_info
+        mode = str(x.get("mode", ""))
+        t, hr, tr = (
+            _floats(x.get("timeline_t_s")),
+            _floats(x.get("timeline_hit_rate")),
+            _floats(x.get("timeline_truth")),
+        )
+        errs = _floats(x.get("timeline_errors"))
+        if not t or not hr or not tr or not (len(t) == len(hr) == len(tr)):
+            continue
+        for i, ts in enumerate(t):
+            timeline.append(
+                {
+                    "mode": mode,
+                    "t_s": ts,
+                    "hit_rate": hr[i],
+                    "truth": tr[i],
+                    "errors": errs[i] if errs and i < len(errs) else 0.0,
+                }
+            )
+        for f in x.get("faults") or []:
+            if isinstance(f, dict) and isinstance(f.get("start_s"), int | float):
+                faults.append(
+                    {
+                        "mode": mode,
+                        "name": str(f.get("name", "?")),
+                        "kind": str(f.get("kind", "")),
+                        "start_s": float(f["start_s"]),
+                        "end_s": float(f.get("end_s", f["start_s"])),
+                        "caller_errors": float(f.get("caller_errors", 0)),
+                        "extra_provider_calls": float(f.get("extra_provider_calls", 0)),
+                        "recover_s": float("nan")
+                        if f.get("recover_s") is None
+                        else float(f["recover_s"]),
+                    }
+                )
+    tcols = ["mode", "t_s", "hit_rate", "truth", "errors"]
+    fcols = [
+        "mode",
+        "name",
+        "kind",
+        "start_s",
+        "end_s",
+        "caller_errors",
+        "extra_provider_calls",
+        "recover_s",
+    ]
+    return pd.DataFrame(timeline, columns=tcols), pd.DataFrame(faults, columns=fcols)

@@ -36,6 +36,9 @@ from .analysis import (
     hash_speedup,
     hashing_table,
     hit_rate_table,
+    load_bursts,
+    load_curve,
+    load_faults,
     pipeline_requests,
     router_faults,
     router_latency,
@@ -415,6 +418,103 @@ def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
     return Chart(name, title, caption, fig)
 
 
+# --- load -----------------------------------------------------------------------------------
+
+NO_LOAD: Final = "no load suite in this run (samplemind-bench run --suite load)"
+
+
+def chart_load_capacity(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "load_capacity", "Capacity curve: throughput vs p99 (open-loop, cache hits)"
+    t = load_curve(run)
+    if t.empty:
+        return Omitted(name, title, NO_LOAD)
+    fig, axes = _fig(title, width=8, height=4.4)
+    ax = axes[0]
+    parts = []
+    for mode, g in t.groupby("mode", sort=True):
+        line = ax.plot(g.achieved_per_s, g.p99_ms, "o-", label=f"{mode}: p99")[0]
+        ax.plot(g.achieved_per_s, g.p50_ms, ".:", color=line.get_color(), label=f"{mode}: p50")
+        for _, r in g.iterrows():
+            ax.annotate(f"{r.offered_per_s:.0f}/s", (r.achieved_per_s, r.p99_ms), fontsize=6)
+        knee = float(g.knee_per_s.iloc[0])
+        at = g[g.offered_per_s == knee]
+        if knee > 0 and not at.empty:
+            ax.plot(at.achieved_per_s, at.p99_ms, "*", ms=14, color="red", label=f"{mode}: knee")
+        parts.append(f"{mode} knee {knee:,.0f} req/s")
+    bound = float(t.bound_ms.iloc[0])
+    ax.axhline(bound, color="red", ls="--", label=f"p99 bound {bound:.0f} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("achieved throughput (req/s; labels: offered rate)")
+    ax.set_ylabel("latency from scheduled arrival (ms, log)")
+    ax.legend(fontsize=7)
+    _finish(fig)
+    caption = (
+        "Saturation knee (highest offered rate with p99 ≤ "
+        f"{bound:.0f} ms, every call answered): " + "; ".join(parts) + "."
+    )
+    bursts = load_bursts(run)
+    if not bursts.empty:
+        caption += (
+            " Warm-burst hit rate vs truth: "
+            + ", ".join(
+                f"{r['mode']} {int(r['burst']):,} {fmt_pct(float(r['burst_hit_rate']))} "
+                f"({fmt_pct(float(r['burst_truth']))})"
+                for _, r in bursts.iterrows()
+            )
+            + "."
+        )
+    return Chart(name, title, caption, fig)
+
+
+def chart_load_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "load_faults", "Hit rate over time through the fault schedule"
+    timeline, faults = load_faults(run)
+    if timeline.empty:
+        return Omitted(name, title, NO_LOAD)
+    modes = sorted(timeline["mode"].unique())
+    fig, axes = _fig(title, ncols=len(modes), width=6 + 4 * len(modes), height=4.4)
+    for ax, mode in zip(axes, modes, strict=True):
+        g = timeline[timeline["mode"] == mode]
+        ax.plot(
+            g.t_s,
+            g.truth * 100,
+            ls=":",
+            color="grey",
+            label="sequential truth (store empty after a restart)",
+        )
+        ax.plot(g.t_s, g.hit_rate * 100, color=COLORS["after"], label="measured hit rate")
+        err = g[g.errors > 0]
+        if not err.empty:
+            ax.plot(err.t_s, [2] * len(err), "rx", label="caller errors")
+        for i, (_, f) in enumerate(faults[faults["mode"] == mode].iterrows()):
+            color = "#d62728" if f.kind == "cache" else "#ff7f0e"
+            ax.axvspan(f.start_s, max(f.end_s, f.start_s + 0.02), color=color, alpha=0.15)
+            ax.annotate(
+                str(f["name"]).replace("_", " "),
+                (f.start_s, 100 - 8 * (i % 4)),
+                fontsize=6,
+                color=color,
+                va="top",
+            )
+        ax.set_title(f"{mode} (red: cache fault, orange: provider fault)", fontsize=8)
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("time since the schedule started (s; 100 ms bins)")
+        ax.set_ylabel("hit rate (%)")
+        ax.legend(fontsize=7, loc="lower right")
+    _finish(fig)
+    parts = []
+    for _, f in faults.iterrows():
+        rec = (
+            "not recovered" if not np.isfinite(f.recover_s) else f"recovered in {f.recover_s:.1f} s"
+        )
+        parts.append(
+            f"{f['mode']} {f['name']}: {int(f.caller_errors)} caller errors, "
+            f"{int(f.extra_provider_calls):+d} provider calls, {rec}"
+        )
+    caption = "; ".join(parts) + "." if parts else "No fault records."
+    return Chart(name, title, caption, fig)
+
+
 # --- profiles -------------------------------------------------------------------------------
 
 
@@ -510,6 +610,8 @@ CHARTS: Final[tuple[Callable[[Run, Mapping[str, Any] | None], Result], ...]] = (
     chart_client,
     chart_router_latency,
     chart_router_faults,
+    chart_load_capacity,
+    chart_load_faults,
     chart_memory,
     chart_cpu,
 )

@@ -154,6 +154,26 @@ class CacheConfig:
     when the pool has no idle one (TCP connect, TLS handshake, AUTH). The 50 ms
     default suits a Redis on the same host or LAN; for ``rediss://`` to a remote
     Redis, set it above 4 round trips, or the cache never gets a connection.
+    The deadline is checked after the event loop has handled every reply that
+    had arrived by then, so a busy event loop (a burst of thousands of calls)
+    does not turn a fast reply into a timeout.
+
+    ``max_connections`` bounds how many Redis operations one cache runs at once
+    (the size of the client's connection pool that :class:`~samplemind_core.AIManager`
+    builds; the cache also never exceeds the pool of a client it is given).
+    An operation that finds every slot taken waits for one, first come first
+    served, for at most ``pool_timeout_s`` (a deadline of its own, before
+    ``op_timeout_s`` starts); one that gets no slot in time is a counted miss
+    (or a skipped write) in ``stats().pool_timeouts``, never a Redis error, and
+    never marks Redis unhealthy.
+
+    ``lease_s`` turns on cross-process single-flight for ``get_or_call``: on a
+    miss, one process takes a short Redis lease (``SET NX PX`` on
+    ``{key}:lease``) and calls the provider; the others poll the key (back-off
+    from 10 ms to 200 ms) and are served its answer, or call the provider
+    themselves once ``lease_s`` has passed (a leaseholder that died holds
+    nobody up for longer). Set it above a typical provider call. ``None``
+    turns it off.
     """
 
     namespace: str = "default"
@@ -166,6 +186,9 @@ class CacheConfig:
     l1_max_entries: int = 0
     l1_max_bytes: int = 64 << 20
     l1_ttl_s: float = 60.0
+    max_connections: int = 50
+    pool_timeout_s: float = 5.0
+    lease_s: float | None = 10.0
 
     def __post_init__(self) -> None:
         if not self.namespace or ":" in self.namespace:
@@ -182,6 +205,16 @@ class CacheConfig:
         if not 0 < self.op_timeout_s < math.inf:
             raise ConfigError(
                 f"cache op_timeout_s must be a finite number > 0, got {self.op_timeout_s}"
+            )
+        if self.max_connections < 1:
+            raise ConfigError(f"cache max_connections must be >= 1, got {self.max_connections}")
+        if not 0 < self.pool_timeout_s < math.inf:
+            raise ConfigError(
+                f"cache pool_timeout_s must be a finite number > 0, got {self.pool_timeout_s}"
+            )
+        if self.lease_s is not None and not 0 < self.lease_s < math.inf:
+            raise ConfigError(
+                f"cache lease_s must be a finite number > 0 or None, got {self.lease_s}"
             )
         if self.fingerprint_key is not None:
             raw = self.fingerprint_key.get_secret_value()

@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from types import TracebackType
@@ -100,6 +100,10 @@ _STORE_ERRORS: Final = (
 # Anything else a client raises mid-command (e.g. an AttributeError from a
 # half-initialised connection) is also a backend failure: callers never see it.
 
+_LEASE_SUFFIX: Final = ":lease"
+_LEASE_POLL_MIN_S: Final = 0.01
+_LEASE_POLL_MAX_S: Final = 0.2
+
 _now = time.time
 _monotonic = time.monotonic
 _perf = time.perf_counter
@@ -118,7 +122,16 @@ class CacheStats:
     values). ``bypassed`` counts operations not sent to Redis during a back-off
     after a failure; ``skipped_writes`` counts values over ``max_value_bytes``;
     ``coalesced`` counts ``get_or_call`` callers that awaited another caller's
-    call (single-flight). ``latency_saved_ms`` and ``cost_saved_usd`` sum the
+    call (single-flight). ``pool_waits`` counts operations that found every
+    connection slot taken (``CacheConfig.max_connections``) and had to wait for
+    one; ``pool_timeouts`` counts operations given up because no slot came
+    within ``pool_timeout_s`` (or the client's own pool refused a connection):
+    each is a miss or a skipped write, is not in ``errors`` or
+    ``backend_errors``, and never marks Redis unhealthy. ``leases`` counts
+    cross-process leases this cache took (``CacheConfig.lease_s``) and
+    ``lease_waits`` the ``get_or_call`` callers served by another process's
+    call while it held the lease (counted as hits, not misses).
+    ``latency_saved_ms`` and ``cost_saved_usd`` sum the
     recorded latency and cost of every response served from the cache.
     """
 
@@ -132,6 +145,10 @@ class CacheStats:
     skipped_writes: int = 0
     bypassed: int = 0
     coalesced: int = 0
+    pool_waits: int = 0
+    pool_timeouts: int = 0
+    leases: int = 0
+    lease_waits: int = 0
     purged: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
@@ -167,6 +184,8 @@ class _StoreErrors:
     ) -> None:
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, CacheError):
             return  # CancelledError, KeyboardInterrupt and our own errors pass through
+        if isinstance(exc, redis.exceptions.MaxConnectionsError):
+            raise _PoolExhausted("the redis client's connection pool is exhausted") from exc
         if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
             raise CacheValueError("a value of another Redis type is stored under the key") from exc
         if isinstance(exc, TimeoutError) and not isinstance(exc, redis.exceptions.RedisError):
@@ -179,24 +198,125 @@ class _StoreErrors:
 _store_errors: Final = _StoreErrors()
 
 
-class _OpTimeouts:
-    """Per-operation deadlines with one timer per event loop.
+class _PoolExhausted(CacheBackendError):
+    """No connection slot in time: a counted miss, not a failure of Redis."""
 
-    ``asyncio.timeout`` costs about 6 µs per use (a timer handle per call),
-    which is a noticeable share of a ~100 µs Redis hit. Every operation here
-    has the same timeout, so deadlines arrive in order: one timer armed at the
-    earliest pending deadline cancels the overdue tasks, and each operation
-    only registers and unregisters itself in a dict.
+
+class _Skipped(CacheBackendError):
+    """Redis failed while this operation waited for a slot: bypassed, not sent."""
+
+
+class _Slots:
+    """At most ``size`` store operations at once; the others wait in FIFO order.
+
+    Taking a free slot does not await. A waiter gets a slot handed over by
+    :meth:`release`, or ``False`` when ``timeout`` of responsive event-loop
+    time passes first (the lag measured by ``clock``, see :class:`_OpTimeouts`),
+    and in any case after ``10 x timeout`` of wall time. One timer per event
+    loop serves every waiter (all share the timeout, so their deadlines are in
+    order).
     """
 
-    __slots__ = ("_fired", "_handle", "_loop", "_ops", "timeout")
+    __slots__ = ("_handle", "_loop", "_waiters", "clock", "free", "size", "timeout")
+
+    def __init__(self, size: int, timeout: float, clock: _OpTimeouts) -> None:
+        self.size = self.free = size
+        self.timeout = timeout
+        self.clock = clock
+        # (future, deadline on the responsive clock, deadline on the loop clock)
+        self._waiters: deque[tuple[asyncio.Future[bool], float, float]] = deque()
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def take(self) -> bool:
+        """Take a free slot now; False when the caller has to :meth:`wait`."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> bool:
+        """Wait for a slot; True when one was handed over, False after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first wait, or the cache moved to another loop
+            if self._handle is not None:
+                self._handle.cancel()
+            self._loop, self._handle = loop, None
+            self._waiters.clear()
+        fut: asyncio.Future[bool] = loop.create_future()
+        now = loop.time()
+        self._waiters.append(
+            (fut, self.clock.responsive(now) + self.timeout, now + 10.0 * self.timeout)
+        )
+        if self._handle is None:
+            self._handle = loop.call_at(now + self.timeout / 4, self._expire)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.result():
+                self.release()  # handed a slot, but cancelled before using it
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the first live waiter, or back to the free count."""
+        waiters = self._waiters
+        while waiters:
+            fut, _, _ = waiters.popleft()
+            if not fut.done():
+                fut.set_result(True)
+                return
+        self.free += 1
+
+    def _expire(self) -> None:
+        self._handle = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        responsive = self.clock.responsive(now)
+        waiters = self._waiters
+        while waiters:
+            fut, soft, hard = waiters[0]
+            if fut.done():
+                waiters.popleft()
+            elif soft <= responsive or hard <= now:
+                waiters.popleft()
+                fut.set_result(False)
+            else:
+                self._handle = loop.call_at(now + self.timeout / 4, self._expire)
+                return
+
+
+class _OpTimeouts:
+    """Per-operation deadlines with one timer per event loop, blind to event-loop lag.
+
+    ``asyncio.timeout`` costs a timer handle per call, a noticeable share of a
+    Redis hit. Here each operation only registers and unregisters itself in a
+    dict, and one timer ticks (every quarter of the timeout) while any
+    operation is pending.
+
+    A deadline measures the time the event loop was *responsive*: whenever the
+    tick fires late, the loop was busy (a burst of thousands of calls), not
+    waiting for Redis, and that lag is not counted. An operation is given up
+    after ``timeout`` of responsive time, or after ``cap`` of wall time
+    whatever the lag (``max(2 s, 40 x timeout)``). The overdue task is
+    cancelled one loop iteration later and only if it is still inside its
+    operation: a reply that reached the socket before the check wakes its task
+    first (the loop runs I/O callbacks before due timers, and task wake-ups
+    before later ``call_soon`` callbacks).
+    """
+
+    __slots__ = ("_armed_at", "_fired", "_handle", "_lag", "_loop", "_ops", "cap", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._ops: dict[asyncio.Task[Any], float] = {}
+        self.cap = max(2.0, 40.0 * timeout)
+        # task -> (deadline on the responsive clock, deadline on the loop clock)
+        self._ops: dict[asyncio.Task[Any], tuple[float, float]] = {}
         self._fired: set[asyncio.Task[Any]] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lag = 0.0  # lag seen so far: responsive clock = loop.time() - _lag
+        self._armed_at = 0.0
 
     def enter(self) -> asyncio.Task[Any]:
         loop = asyncio.get_running_loop()
@@ -206,14 +326,19 @@ class _OpTimeouts:
             self._loop, self._handle = loop, None
             self._ops.clear()
             self._fired.clear()
+            self._lag = 0.0
         task = asyncio.current_task(loop)
         if task is None:  # pragma: no cover - always inside a task under asyncio
             raise RuntimeError("ResponseCache must be used from an asyncio task")
-        deadline = loop.time() + self.timeout
-        self._ops[task] = deadline
+        now = loop.time()
+        self._ops[task] = (now - self._lag + self.timeout, now + self.cap)
         if self._handle is None:
-            self._handle = loop.call_at(deadline, self._expire)
+            self._arm(loop, now)
         return task
+
+    def responsive(self, now: float) -> float:
+        """``now`` on the responsive clock (loop time minus the lag seen so far)."""
+        return now - self._lag if asyncio.get_running_loop() is self._loop else now
 
     def exit(self, task: asyncio.Task[Any]) -> bool:
         """Unregister ``task``; True when its deadline fired (it was cancelled by us)."""
@@ -223,21 +348,31 @@ class _OpTimeouts:
             return True
         return False
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        self._armed_at = at = now + self.timeout / 4
+        self._handle = loop.call_at(at, self._expire)
+
     def _expire(self) -> None:
         self._handle = None
         loop = self._loop
         assert loop is not None
         now = loop.time()
-        next_deadline: float | None = None
-        for task, deadline in list(self._ops.items()):
-            if deadline <= now:
-                del self._ops[task]
+        self._lag += max(0.0, now - self._armed_at)
+        responsive = now - self._lag
+        overdue = [t for t, (soft, hard) in self._ops.items() if soft <= responsive or hard <= now]
+        if overdue:
+            loop.call_soon(self._cancel, overdue, responsive, now)
+        if self._ops:
+            self._arm(loop, now)
+
+    def _cancel(self, overdue: list[asyncio.Task[Any]], responsive: float, now: float) -> None:
+        ops = self._ops
+        for task in overdue:
+            entry = ops.get(task)
+            if entry is not None and (entry[0] <= responsive or entry[1] <= now):
+                del ops[task]  # still in the same operation: no reply came
                 self._fired.add(task)
                 task.cancel()
-            elif next_deadline is None or deadline < next_deadline:
-                next_deadline = deadline
-        if next_deadline is not None:
-            self._handle = loop.call_at(next_deadline, self._expire)
 
 
 @dataclass(slots=True)
@@ -290,7 +425,7 @@ class ResponseCache:
         allow_insecure_hasher: bool = False,
         generation_ttl_s: float = 1.0,
         backoff_min_s: float = 0.05,
-        backoff_max_s: float = 2.0,
+        backoff_max_s: float = 0.5,
         bulk_timeout_s: float = 10.0,
         warm_batch: int = 500,
     ) -> None:
@@ -320,6 +455,11 @@ class ResponseCache:
             namespace=config.namespace, hasher=hasher, key=config.key_bytes()
         )
         self._timeouts = _OpTimeouts(config.op_timeout_s)
+        pool_size = getattr(getattr(redis, "connection_pool", None), "max_connections", None)
+        slots = config.max_connections
+        if isinstance(pool_size, int) and 0 < pool_size < slots:
+            slots = pool_size  # never more operations at once than the client has connections
+        self._slots = _Slots(slots, config.pool_timeout_s, self._timeouts)
         self._ttl_s = config.ttl_s
         self._max_bytes = config.max_value_bytes
         self._base = f"{config.key_prefix}:{config.namespace}:"
@@ -353,6 +493,8 @@ class ResponseCache:
         self._l1_bytes = 0
 
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._lease_s = config.lease_s
+        self._leased: dict[str, bool] = {}  # keys whose cross-process lease this cache holds
         self._tasks: set[asyncio.Task[int]] = set()
 
     # ------------------------------------------------------------------ keys
@@ -416,6 +558,12 @@ class ResponseCache:
 
     def _backend_failed(self, exc: CacheError) -> None:
         st = self._stats
+        if isinstance(exc, _PoolExhausted):  # a burst, not a failure of Redis
+            st.pool_timeouts += 1
+            return
+        if isinstance(exc, _Skipped):  # Redis failed while this one waited for a slot
+            st.bypassed += 1
+            return
         st.errors += 1
         st.backend_errors += 1
         self._backoff = min(self._backoff_max, self._backoff * 2 or self._backoff_min)
@@ -566,7 +714,9 @@ class ResponseCache:
             return _clone(entry.response, (_perf() - start) * 1000.0)
         return await self._lookup(key, start)
 
-    async def _lookup(self, key: str, start: float) -> ChatResponse | None:
+    async def _lookup(
+        self, key: str, start: float, *, count_miss: bool = True
+    ) -> ChatResponse | None:
         st = self._stats
         l1 = self._l1
         if l1 is not None and (entry := l1.get(key)) is not None:
@@ -599,7 +749,7 @@ class ResponseCache:
         if not self._healthy or self._backoff:
             self._backend_ok()
         if raw is None:
-            st.misses += 1
+            st.misses += count_miss
             return None
         st.bytes_read += len(raw)
         try:
@@ -712,24 +862,41 @@ class ResponseCache:
 
         Concurrent calls for the same request in this process make one call of
         ``fn``; the others await it and get a copy of its response. When ``fn``
-        raises, every waiter gets that exception and nothing is cached.
+        raises, every waiter gets that exception and nothing is cached. When
+        the caller of that one call is cancelled, only that caller gets
+        ``CancelledError``: a waiter takes over and calls ``fn`` itself. No
+        error of Redis ever reaches the caller.
         """
         start = _perf()
         if _monotonic() >= self._gens_expiry:
             await self._fresh_gens()
         key = self.key_for(request)
-        pending = self._inflight.get(key)
-        if pending is not None:
-            self._stats.coalesced += 1
-            shared = await asyncio.shield(pending)
+        counted = False
+        while (pending := self._inflight.get(key)) is not None:
+            if not counted:
+                self._stats.coalesced += 1
+                counted = True
+            try:
+                shared = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise  # our own caller cancelled us
+                continue  # the leader's caller cancelled it: take over (or follow the next)
             return _clone(shared, shared.latency_ms) if shared.cached else replace(shared)
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
             result = await self._lookup(key, start)
+            if result is None and self._lease_s is not None and self._redis is not None:
+                result = await self._lease_or_wait(key, start)
             if result is None:
-                result = await fn()
-                await self._store(key, result, ttl_s)
+                try:
+                    result = await fn()
+                    await self._store(key, result, ttl_s)
+                finally:
+                    if self._leased.pop(key, None) is not None:
+                        await self._drop_lease(key)
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -743,6 +910,42 @@ class ResponseCache:
         finally:
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
+
+    async def _lease_or_wait(self, key: str, start: float) -> ChatResponse | None:
+        """Cross-process single-flight: None when this process should call (it holds the lease,
+        or the wait ran out); the response another process stored while it held the lease."""
+        assert self._lease_s is not None
+        st = self._stats
+        lease_ms = max(1, int(self._lease_s * 1000))
+        give_up = _monotonic() + self._lease_s
+        delay = _LEASE_POLL_MIN_S
+        while True:
+            if _monotonic() < self._skip_until:
+                return None  # Redis is failing: do not wait on it
+            try:
+                taken = await self._io_set_nx(key + _LEASE_SUFFIX, lease_ms)
+            except CacheError as exc:
+                self._backend_failed(exc)
+                return None
+            if taken:
+                st.leases += 1
+                self._leased[key] = True
+                return None
+            if _monotonic() >= give_up:
+                return None  # the holder is slow or dead: pay for it ourselves
+            await asyncio.sleep(min(delay, max(0.0, give_up - _monotonic())))
+            delay = min(delay * 2, _LEASE_POLL_MAX_S)
+            hit = await self._lookup(key, start, count_miss=False)
+            if hit is not None:
+                st.misses -= 1  # counted by the first lookup: this call was served from the cache
+                st.lease_waits += 1
+                return hit
+
+    async def _drop_lease(self, key: str) -> None:
+        try:
+            await self._io_unlink(key + _LEASE_SUFFIX)
+        except CacheError as exc:
+            self._backend_failed(exc)
 
     async def clear(self, provider: str | None = None) -> None:
         """Invalidate every entry (or those of ``provider``) in O(1); purge them in the background.
@@ -929,59 +1132,105 @@ class ResponseCache:
 
     # ------------------------------------------------- store I/O (the seam)
 
-    async def _bounded(self, op: Awaitable[Any]) -> Any:
-        """Await one store operation under ``op_timeout_s`` (see :class:`_OpTimeouts`)."""
+    async def _wait_slot(self) -> None:
+        """Wait for a connection slot (counted); :class:`_PoolExhausted` when none comes in time."""
+        self._stats.pool_waits += 1
+        if not await self._slots.wait():
+            raise _PoolExhausted(
+                f"no redis connection slot within {self._slots.timeout * 1000:.0f} ms"
+            )
+
+    async def _bounded(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """``await fn(*args, **kwargs)`` holding a connection slot, under ``op_timeout_s``.
+
+        The slot wait has its own deadline (``pool_timeout_s``, see
+        :class:`_Slots`); the operation's deadline (:class:`_OpTimeouts`) starts
+        once a slot is held. A cancellation made by that deadline becomes
+        :class:`CacheBackendError` and is undone (``Task.uncancel``), whatever
+        the client turned it into; any other cancellation (the caller's own)
+        propagates.
+        """
+        slots = self._slots
+        if not slots.take():
+            await self._wait_slot()
+            if _monotonic() < self._skip_until:
+                slots.release()
+                raise _Skipped("redis failed while this operation waited for a slot")
         timeouts = self._timeouts
-        task = timeouts.enter()
         try:
-            return await op
-        except asyncio.CancelledError:
-            if timeouts.exit(task) and task.uncancel() == 0:
-                raise CacheBackendError(
-                    f"redis operation timed out after {timeouts.timeout * 1000:.0f} ms"
-                ) from None
-            raise
+            task = timeouts.enter()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                if not timeouts.exit(task):
+                    raise  # the caller's own cancellation, or an error of the store
+                if task.uncancel() == 0:
+                    raise CacheBackendError(
+                        f"redis operation timed out after {timeouts.timeout * 1000:.0f} ms"
+                    ) from None
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise asyncio.CancelledError from None  # the caller cancelled too
+            if timeouts.exit(task):  # the client swallowed our cancellation: undo it
+                task.uncancel()
+            return result
         finally:
-            timeouts.exit(task)
+            slots.release()
 
     async def _io_get(self, key: str) -> bytes | None:
         with _store_errors:
-            return await self._bounded(self._redis.get(key))  # type: ignore[no-any-return]
+            return await self._bounded(self._redis.get, key)  # type: ignore[no-any-return]
 
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
         with _store_errors:
-            await self._bounded(self._redis.set(key, data, px=ttl_ms))
+            await self._bounded(self._redis.set, key, data, px=ttl_ms)
+
+    async def _io_set_nx(self, key: str, ttl_ms: int) -> bool:
+        with _store_errors:
+            return bool(await self._bounded(self._redis.set, key, b"1", nx=True, px=ttl_ms))
 
     async def _io_unlink(self, key: str) -> None:
         with _store_errors:
-            await self._bounded(self._redis.unlink(key))
+            await self._bounded(self._redis.unlink, key)
 
     async def _io_hgetall(self, key: str) -> dict[Any, Any]:
         with _store_errors:
-            return await self._bounded(self._redis.hgetall(key))  # type: ignore[no-any-return]
+            return await self._bounded(self._redis.hgetall, key)  # type: ignore[no-any-return]
 
     async def _io_hincrby(self, key: str, field: str) -> int:
         with _store_errors:
-            return int(await self._bounded(self._redis.hincrby(key, field, 1)))
+            return int(await self._bounded(self._redis.hincrby, key, field, 1))
 
     async def _io_set_many(self, items: list[tuple[str, bytes]], ttl_ms: int) -> None:
-        with _store_errors:
-            async with asyncio.timeout(self._bulk_timeout):
-                pipe = self._redis.pipeline(transaction=False)
-                for key, data in items:
-                    pipe.set(key, data, px=ttl_ms)
-                await pipe.execute()
+        if not self._slots.take():
+            await self._wait_slot()
+        try:
+            with _store_errors:
+                async with asyncio.timeout(self._bulk_timeout):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for key, data in items:
+                        pipe.set(key, data, px=ttl_ms)
+                    await pipe.execute()
+        finally:
+            self._slots.release()
 
     async def _io_unlink_many(self, keys: list[str]) -> int:
-        with _store_errors:
-            async with asyncio.timeout(self._bulk_timeout):
-                pipe = self._redis.pipeline(transaction=False)
-                for key in keys:
-                    # one key per command: routed by slot on a cluster
-                    pipe.execute_command("UNLINK", key)
-                return sum(int(n) for n in await pipe.execute())
+        if not self._slots.take():
+            await self._wait_slot()
+        try:
+            with _store_errors:
+                async with asyncio.timeout(self._bulk_timeout):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for key in keys:
+                        # one key per command: routed by slot on a cluster
+                        pipe.execute_command("UNLINK", key)
+                    return sum(int(n) for n in await pipe.execute())
+        finally:
+            self._slots.release()
 
     async def _io_scan(self, pattern: str) -> AsyncIterator[str]:
+        # No slot held across the scan: the client takes a connection per SCAN call,
+        # and purge() needs a slot for its UNLINK batches meanwhile (admin path).
         with _store_errors:
             async for key in self._redis.scan_iter(match=pattern, count=1000):
                 yield key.decode() if isinstance(key, bytes) else str(key)

@@ -142,10 +142,10 @@ def _make_redis(settings: Settings) -> Any:
         if settings.redis_cluster:
             from redis.asyncio.cluster import RedisCluster  # only when a cluster is configured
 
-            return RedisCluster.from_url(url)
+            return RedisCluster.from_url(url, max_connections=settings.cache.max_connections)
         from redis.asyncio import Redis
 
-        return Redis.from_url(url)
+        return Redis.from_url(url, max_connections=settings.cache.max_connections)
     except ValueError as exc:
         # The URL may hold a password: do not echo it.
         raise ConfigError(
