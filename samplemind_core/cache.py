@@ -129,8 +129,9 @@ class CacheStats:
     each is a miss or a skipped write, is not in ``errors`` or
     ``backend_errors``, and never marks Redis unhealthy. ``leases`` counts
     cross-process leases this cache took (``CacheConfig.lease_s``) and
-    ``lease_waits`` the ``get_or_call`` callers served by another process's
-    call while it held the lease (counted as hits, not misses).
+    ``lease_waits`` the ``get_or_call`` callers whose first lookup missed and
+    who were then served by another process's call (counted as hits, not
+    misses).
     ``latency_saved_ms`` and ``cost_saved_usd`` sum the
     recorded latency and cost of every response served from the cache.
     """
@@ -309,7 +310,7 @@ class _OpTimeouts:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.cap = max(2.0, 40.0 * timeout)
+        self.cap = max(2.0, 8.0 * timeout)
         # task -> (deadline on the responsive clock, deadline on the loop clock)
         self._ops: dict[asyncio.Task[Any], tuple[float, float]] = {}
         self._fired: set[asyncio.Task[Any]] = set()
@@ -929,8 +930,16 @@ class ResponseCache:
                 return None
             if taken:
                 st.leases += 1
-                self._leased[key] = True
-                return None
+                # another process may have stored the value and released its lease
+                # since our first lookup: look once more before paying
+                hit = await self._lookup(key, start, count_miss=False)
+                if hit is None:
+                    self._leased[key] = True
+                    return None
+                await self._drop_lease(key)
+                st.misses -= 1
+                st.lease_waits += 1
+                return hit
             if _monotonic() >= give_up:
                 return None  # the holder is slow or dead: pay for it ourselves
             await asyncio.sleep(min(delay, max(0.0, give_up - _monotonic())))
