@@ -156,7 +156,8 @@ class CacheConfig:
     Redis, set it above 4 round trips, or the cache never gets a connection.
     The deadline is checked after the event loop has handled every reply that
     had arrived by then, so a busy event loop (a burst of thousands of calls)
-    does not turn a fast reply into a timeout.
+    does not turn a fast reply into a timeout; whatever the load, an operation
+    is given up after ``max(2 s, 8 x op_timeout_s)``.
 
     ``max_connections`` bounds how many Redis operations one cache runs at once
     (the size of the client's connection pool that :class:`~samplemind_core.AIManager`

@@ -46,6 +46,15 @@ cache logs one warning, then skips Redis for a short, growing interval
 does not cost a timeout on every request, and tries again; the first success
 logs one "recovered" line.
 
+Under a burst, at most ``CacheConfig.max_connections`` operations run at once;
+the others wait their turn for up to ``pool_timeout_s`` (counted in
+``stats().pool_waits``; a wait that runs out is a counted miss in
+``pool_timeouts``, never a Redis failure). With ``CacheConfig.lease_s`` set,
+``get_or_call`` also coalesces across processes through a short lease key
+``{key}:lease`` (``SET NX PX``). No exception of the cache reaches a caller,
+``CancelledError`` from its own deadlines included; a caller's own
+cancellation still propagates.
+
 >>> import asyncio
 >>> from samplemind_core import ChatRequest, ChatResponse
 >>> async def demo() -> tuple[bool, bool]:
@@ -129,8 +138,9 @@ class CacheStats:
     each is a miss or a skipped write, is not in ``errors`` or
     ``backend_errors``, and never marks Redis unhealthy. ``leases`` counts
     cross-process leases this cache took (``CacheConfig.lease_s``) and
-    ``lease_waits`` the ``get_or_call`` callers served by another process's
-    call while it held the lease (counted as hits, not misses).
+    ``lease_waits`` the ``get_or_call`` callers whose first lookup missed and
+    who were then served by another process's call (counted as hits, not
+    misses).
     ``latency_saved_ms`` and ``cost_saved_usd`` sum the
     recorded latency and cost of every response served from the cache.
     """
@@ -298,7 +308,7 @@ class _OpTimeouts:
     tick fires late, the loop was busy (a burst of thousands of calls), not
     waiting for Redis, and that lag is not counted. An operation is given up
     after ``timeout`` of responsive time, or after ``cap`` of wall time
-    whatever the lag (``max(2 s, 40 x timeout)``). The overdue task is
+    whatever the lag (``max(2 s, 8 x timeout)``). The overdue task is
     cancelled one loop iteration later and only if it is still inside its
     operation: a reply that reached the socket before the check wakes its task
     first (the loop runs I/O callbacks before due timers, and task wake-ups
@@ -309,7 +319,7 @@ class _OpTimeouts:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.cap = max(2.0, 40.0 * timeout)
+        self.cap = max(2.0, 8.0 * timeout)
         # task -> (deadline on the responsive clock, deadline on the loop clock)
         self._ops: dict[asyncio.Task[Any], tuple[float, float]] = {}
         self._fired: set[asyncio.Task[Any]] = set()
@@ -494,7 +504,7 @@ class ResponseCache:
 
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
         self._lease_s = config.lease_s
-        self._leased: dict[str, bool] = {}  # keys whose cross-process lease this cache holds
+        self._leased: set[str] = set()  # keys whose cross-process lease this cache holds
         self._tasks: set[asyncio.Task[int]] = set()
 
     # ------------------------------------------------------------------ keys
@@ -895,7 +905,8 @@ class ResponseCache:
                     result = await fn()
                     await self._store(key, result, ttl_s)
                 finally:
-                    if self._leased.pop(key, None) is not None:
+                    if key in self._leased:
+                        self._leased.discard(key)
                         await self._drop_lease(key)
         except asyncio.CancelledError:
             fut.cancel()
@@ -929,8 +940,16 @@ class ResponseCache:
                 return None
             if taken:
                 st.leases += 1
-                self._leased[key] = True
-                return None
+                # another process may have stored the value and released its lease
+                # since our first lookup: look once more before paying
+                hit = await self._lookup(key, start, count_miss=False)
+                if hit is None:
+                    self._leased.add(key)
+                    return None
+                await self._drop_lease(key)
+                st.misses -= 1
+                st.lease_waits += 1
+                return hit
             if _monotonic() >= give_up:
                 return None  # the holder is slow or dead: pay for it ourselves
             await asyncio.sleep(min(delay, max(0.0, give_up - _monotonic())))
@@ -1012,6 +1031,8 @@ class ResponseCache:
 
     def _classify(self, key: str) -> bool | None:
         """True: an entry of an old generation; False: a current entry; None: not an entry."""
+        if key.endswith(_LEASE_SUFFIX):
+            return None  # a cross-process lease: expires by itself
         gen, sep, rest = key[len(self._base) :].partition(":")
         provider, sep2, _fp = rest.rpartition(":")
         if not sep or not sep2:
