@@ -172,7 +172,9 @@ def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
                 samples.append(n)
         extra_info = bench.get("extra_info") or {}
         if not isinstance(extra_info, dict):
-            raise GateInputError(f"{path}: benchmark {bench['name']!r}: extra_info is not an object")
+            raise GateInputError(
+                f"{path}: benchmark {bench['name']!r}: extra_info is not an object"
+            )
         extra: dict[str, list[float]] = {}
         for k, v in extra_info.items():
             n = _number(v)
@@ -215,7 +217,12 @@ def load_results(path: Path) -> ResultSet:
             raise GateInputError(f"{manifest_path}: 'files' is missing or empty")
         benches: dict[str, BenchRecord] = {}
         for name in files:
-            if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            if (
+                not isinstance(name, str)
+                or not name
+                or Path(name).is_absolute()
+                or ".." in Path(name).parts
+            ):
                 raise GateInputError(
                     f"{manifest_path}: 'files' entry {name!r} is not a file name in the folder"
                 )
@@ -324,7 +331,7 @@ def _fraction(value: Any, where: str, key: str = "allowed") -> float:
         n = _number(value)
     if n is None or not math.isfinite(n) or n < 0:
         raise GateInputError(
-            f"{where}: {key!r} must be a change >= 0 like \"10%\" or 0.10, got {value!r}"
+            f'{where}: {key!r} must be a change >= 0 like "10%" or 0.10, got {value!r}'
         )
     return n
 
@@ -467,7 +474,9 @@ def load_config(path: Path | None = None) -> GateConfig:
         raise GateInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     unknown = set(doc) - {"gate", "environment", "rule"}
     if unknown:
-        raise GateInputError(f"{path}: unknown sections {sorted(unknown)} (gate, environment, rule)")
+        raise GateInputError(
+            f"{path}: unknown sections {sorted(unknown)} (gate, environment, rule)"
+        )
     g = _table(doc, "gate", str(path))
     e = _table(doc, "environment", str(path))
     for section, table, known in (("gate", g, _GATE_KEYS), ("environment", e, _ENV_KEYS)):
@@ -528,7 +537,9 @@ def load_config(path: Path | None = None) -> GateConfig:
         ),
         rounds=int(g.get("rounds", 5)),
         suites=_strings(g.get("suites", list(_DEFAULT_SUITES)), f"{path}: [gate]", "suites"),
-        env_fields=_strings(e.get("fields", list(_envfp.FIELDS)), f"{path}: [environment]", "fields"),
+        env_fields=_strings(
+            e.get("fields", list(_envfp.FIELDS)), f"{path}: [environment]", "fields"
+        ),
         ignore_packages=_strings(
             e.get("ignore_packages", sorted(_envfp.DEFAULT_IGNORED_PACKAGES)),
             f"{path}: [environment]",
@@ -1095,7 +1106,9 @@ def same_input_warnings(
     for b in baseline_paths:
         for c in candidate_paths:
             if _same_path(b, c):
-                out.append(f"{c} is both baseline and candidate: the gate compares a run with itself")
+                out.append(
+                    f"{c} is both baseline and candidate: the gate compares a run with itself"
+                )
     for side, paths in (("baseline", baseline_paths), ("candidate", candidate_paths)):
         for i, a in enumerate(paths):
             if any(_same_path(a, b) for b in paths[:i]):
