@@ -207,7 +207,7 @@ def load_results(path: Path) -> ResultSet:
         if not isinstance(manifest, dict) or manifest.get("format") != RESULTS_FORMAT:
             raise GateInputError(f"{manifest_path}: not a {RESULTS_FORMAT} manifest")
         version = manifest.get("version")
-        if version not in SUPPORTED_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
             raise GateInputError(
                 f"{manifest_path}: unknown format version {version!r} "
                 f"(this gate reads {sorted(SUPPORTED_VERSIONS)})"
@@ -503,7 +503,7 @@ def load_config(path: Path | None = None) -> GateConfig:
         if direction not in ("lower", "higher") or test not in ("samples", "exact"):
             raise GateInputError(f"{where}: direction must be lower|higher, test samples|exact")
         timer = r.get("timer", "wall")
-        if timer not in TIMER_FUNCTIONS or (timer != "wall" and metric != "time"):
+        if timer not in ("wall", "cpu") or (timer != "wall" and metric != "time"):
             raise GateInputError(f'{where}: timer must be "wall" or "cpu" (time rules only)')
         skip = r.get("skip", False)
         if not isinstance(skip, bool):
@@ -873,6 +873,7 @@ class GateReport:
             "baseline": self.baseline_sources,
             "candidate": self.candidate_sources,
             "settings": self.settings,
+            "note": self.note,
             "counts": self.counts(),
             "verdicts": [v.as_dict() for v in self.sorted_verdicts()],
         }
@@ -991,7 +992,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="samplemind-bench gate",
         description="Compare benchmark results of a candidate against a baseline "
-        "(exit 0 pass, 1 regression, 2 bad input, 3 not comparable).",
+        "(exit 0 pass, 1 regression or insufficient data, 2 bad input, 3 not comparable).",
+        epilog="A benchmark metric without enough data on a side ('insufficient data': no raw "
+        "samples, a figure missing, fewer than min_samples) fails the gate unless a rule marks it "
+        "skip = true; a gate that compares nothing at all, or a side without any raw samples, "
+        "exits 2. Giving the same results as baseline and candidate passes with a warning.",
     )
     p.add_argument(
         "paths",
