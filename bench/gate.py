@@ -758,6 +758,22 @@ def evaluate(
     return verdicts
 
 
+def unused_rules(config: GateConfig, *sets: ResultSet) -> list[str]:
+    """Rules that apply to nothing in these results: their globs match no benchmark, or no
+    matching benchmark has their metric (a typo such as ``hit_rtae`` or ``name = "[abc"``)."""
+    out = []
+    for i, rule in enumerate(config.rules, 1):
+        recs = [r for rs in sets for r in rs.benches.values() if rule.matches(r)]
+        if rule.metric != "time":
+            recs = [r for r in recs if rule.metric in r.extra]
+        if not recs:
+            what = (
+                "benchmark" if rule.metric == "time" else f"benchmark with a {rule.metric!r} figure"
+            )
+            out.append(f"rule #{i} ({rule.describe()}) matches no {what}")
+    return out
+
+
 def timer_differences(baseline: ResultSet, candidate: ResultSet) -> list[str]:
     """Benchmarks timed with different clocks on the two sides (their samples do not compare)."""
     out = []
@@ -1253,6 +1269,9 @@ def _run(
             "(load drift on a shared machine); for a verdict you can trust, use --baseline-ref "
             "(interleaved) or several runs per side"
         )
+    if args.rules:  # the default rules cover every suite; a partial run leaves some unused
+        for unused in unused_rules(config, base, cand):
+            print(f"gate: warning: {config.source}: {unused}", file=err)
     for warning in same_input_warnings(baseline_paths, candidate_paths, base, cand):
         print(f"gate: warning: {warning}", file=err)
         note = f"WARNING: {warning}" + (f"; {note}" if note else "")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench import gate
 from bench.profile import find_py_spy
 
 BIN = Path(sys.executable).parent
@@ -225,9 +226,13 @@ def test_gate_corrupt_results_are_bad_input(
 def test_gate_bad_rules_file_is_bad_input(tmp_path: Path, toml: str, needle: str) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(toml + "\n")
-    proc = cli("gate", RUN_A, RUN_A, "-q", "--rules", rules)
-    assert proc.returncode == 2, proc.stdout
-    assert str(rules) in proc.stderr and needle in proc.stderr, proc.stderr
+    with pytest.raises(gate.GateInputError) as err:  # the loader (in process: 19 cases) ...
+        gate.load_config(rules)
+    assert str(rules) in str(err.value) and needle in str(err.value), err.value
+    if toml.startswith("[[rule]]\nallowed"):  # ... and a few through the console script
+        proc = cli("gate", RUN_A, RUN_A, "-q", "--rules", rules)
+        assert proc.returncode == 2, proc.stdout
+        assert f"gate: bad input: {err.value}" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -358,3 +363,13 @@ def test_headline_corrupt_input_names_the_file(tmp_path: Path) -> None:
     assert proc.returncode == 2 and f"{bad / 'cache.json'}" in proc.stderr
     proc = cli("headline", results(tmp_path, "nodata", drop_samples()))
     assert proc.returncode == 2 and "no raw samples" in proc.stderr
+
+
+def test_gate_warns_of_rules_that_apply_to_nothing(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nmetric = "hit_rtae"\ntest = "exact"\n\n[[rule]]\nname = "[abc"\n')
+    proc = cli("gate", RUN_A, results(tmp_path, "copy"), "-q", "--rules", rules)
+    assert proc.returncode == 0, proc.stderr
+    assert "rule #1 (name=* group=* metric=hit_rtae" in proc.stderr
+    assert "matches no benchmark with a 'hit_rtae' figure" in proc.stderr
+    assert "rule #2 (name=[abc " in proc.stderr
