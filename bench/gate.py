@@ -439,8 +439,12 @@ def _in_range(
     """``value`` if it is a number (an integer when asked) with ``lo <= value <= hi``."""
     n = _number(value)
     if n is None or (integer and not isinstance(value, int)) or not lo <= n <= hi:
-        kind = "an integer" if integer else "a number"
-        raise GateInputError(f"{where}: {key} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+        kind, span = (
+            ("an integer", f"[{int(lo)}, {int(hi)}]")
+            if integer
+            else ("a number", f"[{lo:g}, {hi:g}]")
+        )
+        raise GateInputError(f"{where}: {key} must be {kind} in {span}, got {value!r}")
     return value
 
 
