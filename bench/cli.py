@@ -34,7 +34,7 @@ from typing import Final
 from bench._options import SUITES, add_cli_options
 from bench._persist import SuiteRun, write_manifest
 
-__all__ = ["main"]
+__all__ = ["main", "out_folder_problem"]
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent

@@ -59,12 +59,16 @@ __all__ = [
     "ResultSet",
     "Rule",
     "Verdict",
+    "check_settings",
     "evaluate",
     "load_config",
     "load_results",
     "main",
     "pool",
+    "require_samples",
+    "same_input_warnings",
     "timer_differences",
+    "unused_rules",
 ]
 
 EXIT_PASS = 0
@@ -261,7 +265,7 @@ def _environment(env: Any, where: Path) -> dict[str, Any]:
         return {}
     if not isinstance(env, dict):
         raise GateInputError(f"{where}: 'environment' is not an object")
-    if not isinstance(env.get("packages", {}), dict):
+    if not isinstance(env.get("packages") or {}, dict):
         raise GateInputError(f"{where}: 'environment.packages' is not an object")
     return dict(env)
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["PTRACE_HELP", "leak_verdict", "main", "speedscope_top"]
+__all__ = ["PTRACE_HELP", "find_py_spy", "leak_verdict", "main", "speedscope_top"]
 
 FORMAT: Final = "samplemind-profile"
 WORKLOAD: Final = "bench._profile_workload"

@@ -35,7 +35,15 @@ from .claims import evaluate_claims
 from .data import ReportInputError, Run, compare_runs, load_runs, tidy
 from .render import ChartEntry, ReportContent, render_html, render_markdown
 
-__all__ = ["DEFAULT_OUT", "PROFILE_FORMAT", "build_report", "find_profile", "load_profile", "main"]
+__all__ = [
+    "DEFAULT_OUT",
+    "PROFILE_FORMAT",
+    "WRITTEN_LIST",
+    "build_report",
+    "find_profile",
+    "load_profile",
+    "main",
+]
 
 DEFAULT_OUT: Final = Path(__file__).resolve().parent / "out"
 WRITTEN_LIST: Final = ".samplemind-report"

@@ -132,7 +132,9 @@ def load_or_error(path: Path) -> gate.ResultSet | None:
         assert isinstance(key, str) and isinstance(rec.name, str) and isinstance(rec.group, str)
         assert all(isinstance(x, float) and math.isfinite(x) for x in rec.samples)
         assert all(isinstance(v, list) for v in rec.extra.values())
-    assert isinstance(rs.environment, dict) and isinstance(rs.environment.get("packages", {}), dict)
+    assert isinstance(rs.environment, dict) and isinstance(
+        rs.environment.get("packages") or {}, dict
+    )
     return rs
 
 
