@@ -24,19 +24,32 @@ __all__ = ["headline", "main"]
 def _load(folder: Path) -> dict[str, list[dict[str, Any]]]:
     manifest = read_manifest(folder)
     out: dict[str, list[dict[str, Any]]] = {}
-    for name in manifest["files"]:
-        doc = json.loads((folder / name).read_text())
-        out[name.removesuffix(".json")] = doc["benchmarks"]
+    for name in manifest.get("files") or []:
+        path = folder / str(name)
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not readable pytest-benchmark JSON ({exc})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+            raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+        out[str(name).removesuffix(".json")] = doc["benchmarks"]
     return out
 
 
 def _med(b: dict[str, Any]) -> float:
-    return float(statistics.median(b["stats"]["data"]))
+    stats = b.get("stats")
+    data = stats.get("data") if isinstance(stats, dict) else None
+    try:
+        return float(statistics.median(data))  # type: ignore[arg-type]
+    except (TypeError, ValueError, statistics.StatisticsError):
+        raise ValueError(
+            f"benchmark {b.get('name')!r} has no raw samples (stats.data); re-run samplemind-bench run"
+        ) from None
 
 
 def _by(benchmarks: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
     for b in benchmarks:
-        info = b["extra_info"]
+        info = b.get("extra_info") or {}
         if all(
             info.get(k, b["params"].get(k) if b["params"] else None) == v for k, v in match.items()
         ):
@@ -72,14 +85,14 @@ def headline(folder: Path) -> list[str]:
             )
     cache = suites.get("cache", [])
     for b in cache:
-        info = b["extra_info"]
+        info = b.get("extra_info") or {}
         if info.get("variant") == "hit_paired-msgpack-l1_off" and "ratio_to_raw_get" in info:
             lines.append(
                 f"cache {info['subject']}: hit {_med(b) * 1e6:.1f} us vs raw GET "
                 f"{info['raw_get_median_us']:.1f} us, interleaved = {info['ratio_to_raw_get']:.2f}x"
             )
     for b in cache:
-        info = b["extra_info"]
+        info = b.get("extra_info") or {}
         if info.get("variant") != "raw_get":
             continue
         hit = _by(cache, subject=info["subject"], variant="hit-msgpack-l1_off")
@@ -94,7 +107,7 @@ def headline(folder: Path) -> list[str]:
             lines.append(text)
     client = suites.get("client", [])
     for b in client:
-        info = b["extra_info"]
+        info = b.get("extra_info") or {}
         if "ratio_to_raw_aiohttp" in info:
             lines.append(
                 f"client {info['subject']} interleaved: {info['variant']} "
@@ -131,7 +144,7 @@ def headline(folder: Path) -> list[str]:
             + (f"; one breaker open up to {max(opened):.2f} us" if opened else "")
         )
     for b in router:
-        info = b["extra_info"]
+        info = b.get("extra_info") or {}
         if "success_rate" in info:
             added = info.get("added_latency_ms")
             lines.append(
@@ -225,5 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = headline(args.results)
     except ValueError as exc:
         parser.error(str(exc))
+    except (KeyError, TypeError, AttributeError) as exc:  # a field the headline reads is missing
+        parser.error(f"{args.results}: a benchmark lacks a figure the headline reads ({exc!r})")
     print("\n".join(lines))
     return 0

@@ -14,7 +14,9 @@
 samples included), so suites are isolated from each other and a crash in one
 does not lose the others. pytest's output goes to ``DIR/logs/<suite>.txt``
 (``-v`` streams it instead); a line per suite reports progress and elapsed time.
-Exit status: 0 when every suite passed, 1 otherwise.
+``--out`` must be a new or empty folder, or a results folder (its suites' files are
+replaced); anything else is refused with exit 2 before a suite runs.
+Exit status: 0 when every suite passed, 1 otherwise, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -32,16 +34,20 @@ from typing import Final
 from bench._options import SUITES, add_cli_options
 from bench._persist import SuiteRun, write_manifest
 
-__all__ = ["main"]
+__all__ = ["main", "out_folder_problem"]
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
 HEARTBEAT_S: Final = 30.0
 
 _DELEGATES: Final = {
-    "report": ("reports.build", "build the HTML/Markdown report from a results folder"),
-    "profile": ("bench.profile", "profile a workload with memray / py-spy"),
-    "gate": ("bench.gate", "compare a candidate results folder against a baseline"),
+    "report": ("reports.build", "build the HTML/Markdown report from results folders"),
+    "profile": ("bench.profile", "profile the pipeline workload with memray and py-spy"),
+    "gate": (
+        "bench.gate",
+        "compare a candidate's results against a baseline's (exit 0 pass, 1 regression or "
+        "insufficient data, 2 bad input, 3 not comparable)",
+    ),
     "headline": ("bench._headline", "print the headline ratios of a results folder"),
 }
 
@@ -50,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="samplemind-bench",
         description="SampleMind benchmark harness: run suites, build reports, gate regressions.",
+        epilog="samplemind-bench COMMAND --help shows the options of a command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
@@ -68,7 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"suite(s) to run (default: all): {', '.join(SUITES)}",
     )
-    run.add_argument("--out", required=True, type=Path, metavar="DIR", help="results folder")
+    run.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="results folder: new, empty, or an earlier results folder (its suites' files are replaced)",
+    )
     run.add_argument(
         "-v", "--verbose", action="store_true", help="stream pytest's output instead of logging it"
     )
@@ -80,8 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="extra argument for pytest (repeatable), e.g. --pytest-arg=--benchmark-max-time=2",
     )
-    for name, (module, help_text) in _DELEGATES.items():
-        p = sub.add_parser(name, help=f"{help_text} ({module})", add_help=False)
+    for name, (_module, help_text) in _DELEGATES.items():
+        p = sub.add_parser(name, help=help_text, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
@@ -157,10 +170,39 @@ def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> S
     return SuiteRun(suite=suite, file=written, exit_code=code, elapsed_s=elapsed)
 
 
+def out_folder_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take a results folder (None when it can): a file, something that is
+    not a folder on the way, or a non-empty folder that is not a results folder."""
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a folder"
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a folder"
+            break
+    if out.is_dir() and not (out / "manifest.json").is_file():
+        others = sorted(p.name for p in out.iterdir() if p.name != "logs")
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            return (
+                f"{out} is not empty and not a results folder (holds {shown}); "
+                "give a new or empty folder"
+            )
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     suites = [s for s in SUITES if s in (args.suites or SUITES)]
     out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    problem = out_folder_problem(out)
+    if problem is None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"{out}: {exc.strerror or exc}"
+    if problem is not None:
+        print(f"samplemind-bench run: error: --out: {problem}", file=sys.stderr)
+        return 2
     mode = "live" if args.live else "mocked"
     print(
         f"samplemind-bench: {len(suites)} suite(s), mode={mode}, quick={args.quick}, out={out}",

@@ -20,8 +20,13 @@ Rules come from ``bench/gate.toml`` (or ``--rules``); a rule's ``timer = "cpu"``
 ``--baseline-ref`` time that suite with the process's CPU time (``--benchmark-timer
 time.process_time``), which on a shared machine removes the time spent descheduled.
 
-Exit codes: 0 pass, 1 regression, 2 bad input (missing/empty/corrupt file, unknown format
-version, failed baseline run), 3 not comparable (environments differ; ``--ignore-env``).
+Exit codes: 0 pass, 1 regression or insufficient data, 2 bad input (missing/empty/corrupt file,
+unknown format version, a bad rules file, a side without raw samples, nothing compared, failed
+baseline run), 3 not comparable (environments differ; ``--ignore-env``).
+
+"insufficient data" never passes on its own: a comparison that lacks data on a side (no raw
+samples, a figure missing, fewer than ``min_samples``) fails the gate (exit 1) unless a rule
+marks it ``skip = true``; a gate that could compare nothing at all exits 2.
 """
 
 from __future__ import annotations
@@ -54,12 +59,16 @@ __all__ = [
     "ResultSet",
     "Rule",
     "Verdict",
+    "check_settings",
     "evaluate",
     "load_config",
     "load_results",
     "main",
     "pool",
+    "require_samples",
+    "same_input_warnings",
     "timer_differences",
+    "unused_rules",
 ]
 
 EXIT_PASS = 0
@@ -112,6 +121,8 @@ class ResultSet:
     environment: dict[str, Any]
     benches: dict[str, BenchRecord]
     commit: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    """The benchmark JSON files read."""
 
 
 def _read_json(path: Path) -> Any:
@@ -119,12 +130,15 @@ def _read_json(path: Path) -> Any:
         raise GateInputError(f"{path}: file not found")
     if not path.is_file():
         raise GateInputError(f"{path}: not a file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise GateInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     if not raw.strip():
         raise GateInputError(f"{path}: file is empty")
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise GateInputError(f"{path}: not valid JSON ({exc})") from exc
 
 
@@ -149,6 +163,8 @@ def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
         if not isinstance(stats, dict):
             raise GateInputError(f"{path}: benchmark {bench['name']!r} has no 'stats' object")
         data = stats.get("data")
+        if data is not None and not isinstance(data, list):
+            raise GateInputError(f"{path}: benchmark {bench['name']!r}: stats.data is not a list")
         samples: list[float] = []
         if isinstance(data, list):
             for v in data:
@@ -158,14 +174,21 @@ def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
                         f"{path}: benchmark {bench['name']!r} has a non-numeric sample {v!r}"
                     )
                 samples.append(n)
+        extra_info = bench.get("extra_info") or {}
+        if not isinstance(extra_info, dict):
+            raise GateInputError(
+                f"{path}: benchmark {bench['name']!r}: extra_info is not an object"
+            )
         extra: dict[str, list[float]] = {}
-        for k, v in dict(bench.get("extra_info") or {}).items():
+        for k, v in extra_info.items():
             n = _number(v)
             if n is not None:
                 extra[str(k)] = [n]
         key = str(bench.get("fullname") or bench["name"])
         options = bench.get("options")
         timer = options.get("timer") if isinstance(options, dict) else None
+        if key in out:
+            raise GateInputError(f"{path}: benchmark {key!r} appears twice")
         out[key] = BenchRecord(
             key=key,
             name=bench["name"],
@@ -188,7 +211,7 @@ def load_results(path: Path) -> ResultSet:
         if not isinstance(manifest, dict) or manifest.get("format") != RESULTS_FORMAT:
             raise GateInputError(f"{manifest_path}: not a {RESULTS_FORMAT} manifest")
         version = manifest.get("version")
-        if version not in SUPPORTED_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
             raise GateInputError(
                 f"{manifest_path}: unknown format version {version!r} "
                 f"(this gate reads {sorted(SUPPORTED_VERSIONS)})"
@@ -198,15 +221,27 @@ def load_results(path: Path) -> ResultSet:
             raise GateInputError(f"{manifest_path}: 'files' is missing or empty")
         benches: dict[str, BenchRecord] = {}
         for name in files:
-            file_path = path / str(name)
-            benches.update(_parse_benchmarks(_read_json(file_path), file_path))
-        env = manifest.get("environment")
+            if (
+                not isinstance(name, str)
+                or not name
+                or Path(name).is_absolute()
+                or ".." in Path(name).parts
+            ):
+                raise GateInputError(
+                    f"{manifest_path}: 'files' entry {name!r} is not a file name in the folder"
+                )
+            file_path = path / name
+            for key, rec in _parse_benchmarks(_read_json(file_path), file_path).items():
+                if key in benches:
+                    raise GateInputError(f"{file_path}: benchmark {key!r} is also in another file")
+                benches[key] = rec
         commit = manifest.get("commit")
         return ResultSet(
             sources=[str(path)],
-            environment=dict(env) if isinstance(env, dict) else {},
+            environment=_environment(manifest.get("environment"), manifest_path),
             benches=benches,
             commit=dict(commit) if isinstance(commit, dict) else {},
+            files=[str(path / n) for n in files],
         )
     if not path.exists():
         raise GateInputError(f"{path}: no such results folder or file")
@@ -220,6 +255,29 @@ def load_results(path: Path) -> ResultSet:
         environment=env,
         benches=benches,
         commit=dict(commit) if isinstance(commit, dict) else {},
+        files=[str(path)],
+    )
+
+
+def _environment(env: Any, where: Path) -> dict[str, Any]:
+    """The manifest's environment block; a malformed one is bad input, not a crash later."""
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise GateInputError(f"{where}: 'environment' is not an object")
+    if not isinstance(env.get("packages") or {}, dict):
+        raise GateInputError(f"{where}: 'environment.packages' is not an object")
+    return dict(env)
+
+
+def require_samples(side: str, rs: ResultSet) -> None:
+    """Refuse a side none of whose benchmarks carries raw samples: the gate would compare nothing."""
+    if any(rec.samples for rec in rs.benches.values()):
+        return
+    what = "no benchmarks" if not rs.benches else "no raw samples (stats.data) in any benchmark"
+    raise GateInputError(
+        f"{side} {', '.join(rs.files or rs.sources)}: {what}; nothing to compare "
+        "(write results with samplemind-bench run, or pytest --benchmark-json)"
     )
 
 
@@ -258,18 +316,27 @@ def pool(sets: Sequence[ResultSet]) -> tuple[ResultSet, list[str]]:
             for k, v in rec.extra.items():
                 have.extra.setdefault(k, []).extend(v)
     sources = [s for rs in sets for s in rs.sources]
-    return ResultSet(sources, dict(first.environment), benches, dict(first.commit)), diffs
+    files = [f for rs in sets for f in rs.files]
+    return ResultSet(sources, dict(first.environment), benches, dict(first.commit), files), diffs
 
 
 # --------------------------------------------------------------------------- rules
 
 
-def _fraction(value: Any, where: str) -> float:
+def _fraction(value: Any, where: str, key: str = "allowed") -> float:
+    """A tolerated change: "10%" or 0.10; finite and not negative."""
+    n: float | None
     if isinstance(value, str) and value.strip().endswith("%"):
-        return float(value.strip()[:-1]) / 100.0
-    n = _number(value)
-    if n is None:
-        raise GateInputError(f"{where}: 'allowed' must be like \"10%\" or 0.10, got {value!r}")
+        try:
+            n = float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            n = None
+    else:
+        n = _number(value)
+    if n is None or not math.isfinite(n) or n < 0:
+        raise GateInputError(
+            f'{where}: {key!r} must be a change >= 0 like "10%" or 0.10, got {value!r}'
+        )
     return n
 
 
@@ -349,55 +416,122 @@ class GateConfig:
         return {m: r for m, r in chosen.items() if not r.skip}
 
 
+_RULE_KEYS = frozenset({"name", "group", "metric", "direction", "allowed", "test", "skip", "timer"})
+_GATE_KEYS = frozenset(
+    {"alpha", "correction", "confidence", "n_boot", "seed", "min_samples", "default_allowed"}
+    | {"rounds", "suites", "trim"}
+)
+_ENV_KEYS = frozenset({"fields", "ignore_packages"})
+
+
+def _table(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise GateInputError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise GateInputError(f"{where}: {key} must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _in_range(
+    value: Any, where: str, key: str, lo: float, hi: float, *, integer: bool = False
+) -> Any:
+    """``value`` if it is a number (an integer when asked) with ``lo <= value <= hi``."""
+    n = _number(value)
+    if n is None or (integer and not isinstance(value, int)) or not lo <= n <= hi:
+        kind, span = (
+            ("an integer", f"[{int(lo)}, {int(hi)}]")
+            if integer
+            else ("a number", f"[{lo:g}, {hi:g}]")
+        )
+        raise GateInputError(f"{where}: {key} must be {kind} in {span}, got {value!r}")
+    return value
+
+
+def check_settings(values: Mapping[str, Any], where: str, *, prefix: str = "") -> None:
+    """Range checks of the numeric settings (rules file or command-line overrides)."""
+    limits: dict[str, tuple[float, float, bool]] = {
+        "alpha": (1e-12, 0.5, False),
+        "confidence": (0.5, 1 - 1e-9, False),
+        "n_boot": (100, 10**6, True),
+        "seed": (0, 2**63 - 1, True),
+        "min_samples": (2, 10**9, True),
+        "rounds": (1, 10**5, True),
+        "trim": (0.0, 0.45, False),
+    }
+    for key, value in values.items():
+        if key in limits:
+            lo, hi, integer = limits[key]
+            _in_range(value, where, prefix + key, lo, hi, integer=integer)
+
+
 def load_config(path: Path | None = None) -> GateConfig:
-    """Read a rules file (default: ``bench/gate.toml``)."""
+    """Read a rules file (default: ``bench/gate.toml``); anything malformed raises GateInputError."""
     path = path or DEFAULT_RULES
     if not path.is_file():
         raise GateInputError(f"{path}: rules file not found")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise GateInputError(f"{path}: not valid TOML ({exc})") from exc
-    g = doc.get("gate", {})
-    e = doc.get("environment", {})
+    except OSError as exc:
+        raise GateInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    unknown = set(doc) - {"gate", "environment", "rule"}
+    if unknown:
+        raise GateInputError(
+            f"{path}: unknown sections {sorted(unknown)} (gate, environment, rule)"
+        )
+    g = _table(doc, "gate", str(path))
+    e = _table(doc, "environment", str(path))
+    for section, table, known in (("gate", g, _GATE_KEYS), ("environment", e, _ENV_KEYS)):
+        unknown = set(table) - known
+        if unknown:
+            raise GateInputError(f"{path}: [{section}] unknown keys {sorted(unknown)}")
+    rule_docs = doc.get("rule", [])
+    if not isinstance(rule_docs, list):
+        raise GateInputError(f"{path}: rules must be [[rule]] tables")
     rules: list[Rule] = []
-    for i, r in enumerate(doc.get("rule", [])):
+    for i, r in enumerate(rule_docs):
         where = f"{path}: rule #{i + 1}"
-        unknown = set(r) - {
-            "name",
-            "group",
-            "metric",
-            "direction",
-            "allowed",
-            "test",
-            "skip",
-            "timer",
-        }
+        if not isinstance(r, dict):
+            raise GateInputError(f"{where}: not a table")
+        unknown = set(r) - _RULE_KEYS
         if unknown:
             raise GateInputError(f"{where}: unknown keys {sorted(unknown)}")
-        metric = str(r.get("metric", "time"))
+        for key in ("name", "group", "metric"):
+            if key in r and not (isinstance(r[key], str) and r[key]):
+                raise GateInputError(f"{where}: {key} must be a non-empty string, got {r[key]!r}")
+        metric = r.get("metric", "time")
         direction = r.get("direction", default_direction(metric))
         test = r.get("test", "samples")
         if direction not in ("lower", "higher") or test not in ("samples", "exact"):
             raise GateInputError(f"{where}: direction must be lower|higher, test samples|exact")
         timer = r.get("timer", "wall")
-        if timer not in TIMER_FUNCTIONS or (timer != "wall" and metric != "time"):
+        if timer not in ("wall", "cpu") or (timer != "wall" and metric != "time"):
             raise GateInputError(f'{where}: timer must be "wall" or "cpu" (time rules only)')
+        skip = r.get("skip", False)
+        if not isinstance(skip, bool):
+            raise GateInputError(f"{where}: skip must be true or false, got {skip!r}")
         rules.append(
             Rule(
-                name=str(r.get("name", "*")),
-                group=str(r.get("group", "*")),
+                name=r.get("name", "*"),
+                group=r.get("group", "*"),
                 metric=metric,
                 direction=direction,
-                allowed=_fraction(r.get("allowed", "10%"), where),
+                allowed=_fraction(r.get("allowed", "10%"), where, "allowed"),
                 test=test,
-                skip=bool(r.get("skip", False)),
+                skip=skip,
                 timer=timer,
             )
         )
     correction = g.get("correction", "holm")
     if correction not in ("holm", "bh", "none"):
         raise GateInputError(f"{path}: [gate] correction must be holm|bh|none")
+    check_settings(g, f"{path}: [gate]")
     return GateConfig(
         rules=tuple(rules),
         alpha=float(g.get("alpha", 0.01)),
@@ -406,12 +540,18 @@ def load_config(path: Path | None = None) -> GateConfig:
         n_boot=int(g.get("n_boot", 2000)),
         seed=int(g.get("seed", 0)),
         min_samples=int(g.get("min_samples", 5)),
-        default_allowed=_fraction(g.get("default_allowed", "10%"), f"{path}: [gate]"),
+        default_allowed=_fraction(
+            g.get("default_allowed", "10%"), f"{path}: [gate]", "default_allowed"
+        ),
         rounds=int(g.get("rounds", 5)),
-        suites=tuple(str(s) for s in g.get("suites", _DEFAULT_SUITES)),
-        env_fields=tuple(str(f) for f in e.get("fields", _envfp.FIELDS)),
-        ignore_packages=tuple(
-            str(p) for p in e.get("ignore_packages", sorted(_envfp.DEFAULT_IGNORED_PACKAGES))
+        suites=_strings(g.get("suites", list(_DEFAULT_SUITES)), f"{path}: [gate]", "suites"),
+        env_fields=_strings(
+            e.get("fields", list(_envfp.FIELDS)), f"{path}: [environment]", "fields"
+        ),
+        ignore_packages=_strings(
+            e.get("ignore_packages", sorted(_envfp.DEFAULT_IGNORED_PACKAGES)),
+            f"{path}: [environment]",
+            "ignore_packages",
         ),
         source=str(path),
         trim=float(g.get("trim", 0.2)),
@@ -626,6 +766,22 @@ def evaluate(
     return verdicts
 
 
+def unused_rules(config: GateConfig, *sets: ResultSet) -> list[str]:
+    """Rules that apply to nothing in these results: their globs match no benchmark, or no
+    matching benchmark has their metric (a typo such as ``hit_rtae`` or ``name = "[abc"``)."""
+    out = []
+    for i, rule in enumerate(config.rules, 1):
+        recs = [r for rs in sets for r in rs.benches.values() if rule.matches(r)]
+        if rule.metric != "time":
+            recs = [r for r in recs if rule.metric in r.extra]
+        if not recs:
+            what = (
+                "benchmark" if rule.metric == "time" else f"benchmark with a {rule.metric!r} figure"
+            )
+            out.append(f"rule #{i} ({rule.describe()}) matches no {what}")
+    return out
+
+
 def timer_differences(baseline: ResultSet, candidate: ResultSet) -> list[str]:
     """Benchmarks timed with different clocks on the two sides (their samples do not compare)."""
     out = []
@@ -667,18 +823,49 @@ class GateReport:
         return compared and (self.ignore_env or not self.env_differences)
 
     @property
+    def compared(self) -> int:
+        """How many benchmark metrics were judged (improved, unchanged or regressed)."""
+        return sum(v.status in ("improved", "unchanged", "regressed") for v in self.verdicts)
+
+    @property
     def exit_code(self) -> int:
         if not self.comparable:
             return EXIT_NOT_COMPARABLE
-        return EXIT_REGRESSION if any(v.status == "regressed" for v in self.verdicts) else EXIT_PASS
+        if not self.compared:
+            return EXIT_BAD_INPUT
+        if any(v.status in ("regressed", "insufficient data") for v in self.verdicts):
+            return EXIT_REGRESSION
+        return EXIT_PASS
 
     @property
     def outcome(self) -> str:
+        """PASS, REGRESSION, INSUFFICIENT DATA (exit 1 without a regression), NOTHING COMPARED
+        (exit 2) or NOT COMPARABLE (exit 3)."""
+        code = self.exit_code
+        if code == EXIT_REGRESSION and not any(v.status == "regressed" for v in self.verdicts):
+            return "INSUFFICIENT DATA"
         return {
             EXIT_PASS: "PASS",
             EXIT_REGRESSION: "REGRESSION",
+            EXIT_BAD_INPUT: "NOTHING COMPARED",
             EXIT_NOT_COMPARABLE: "NOT COMPARABLE",
-        }[self.exit_code]
+        }[code]
+
+    def _explanation(self) -> str:
+        """Why a gate without a regression did not pass (empty otherwise)."""
+        outcome = self.outcome
+        if outcome == "NOTHING COMPARED":
+            return (
+                "NOTHING COMPARED: no benchmark metric had enough data on both sides "
+                "(see 'why'); a gate that compared nothing does not pass"
+            )
+        n = self.counts().get("insufficient data", 0)
+        if n:
+            return (
+                f"{n} comparison(s) lack data (see 'why'): insufficient data fails the gate; "
+                "a rule with skip = true accepts a benchmark metric that has none"
+            )
+        return ""
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -710,6 +897,7 @@ class GateReport:
             "baseline": self.baseline_sources,
             "candidate": self.candidate_sources,
             "settings": self.settings,
+            "note": self.note,
             "counts": self.counts(),
             "verdicts": [v.as_dict() for v in self.sorted_verdicts()],
         }
@@ -767,12 +955,20 @@ class GateReport:
             head += "\n  NOT COMPARABLE: " + self._why_not_comparable()
         elif self.env_differences:
             head += "\n  environments differ (ignored): " + "; ".join(self.env_differences)
+        if self._explanation():
+            head += "\n  " + self._explanation()
         if self.note:
             head += "\n  " + self.note
         return "\n".join([head, *lines, "settings:", *tail])
 
     def to_markdown(self) -> str:
-        icon = {"PASS": "✅", "REGRESSION": "❌", "NOT COMPARABLE": "⚠️"}[self.outcome]
+        icon = {
+            "PASS": "✅",
+            "REGRESSION": "❌",
+            "INSUFFICIENT DATA": "❌",
+            "NOTHING COMPARED": "⚠️",
+            "NOT COMPARABLE": "⚠️",
+        }[self.outcome]
         out = [f"## Performance gate: {icon} {self.outcome}", ""]
         out.append(
             ", ".join(f"**{n}** {s}" for s, n in sorted(self.counts().items())) or "no benchmarks"
@@ -786,6 +982,8 @@ class GateReport:
                 + "; ".join(self.env_differences),
                 "",
             ]
+        if self._explanation():
+            out += [self._explanation(), ""]
         if self.note:
             out += [self.note, ""]
         out.append("| " + " | ".join(self._HEAD) + " |")
@@ -818,7 +1016,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="samplemind-bench gate",
         description="Compare benchmark results of a candidate against a baseline "
-        "(exit 0 pass, 1 regression, 2 bad input, 3 not comparable).",
+        "(exit 0 pass, 1 regression or insufficient data, 2 bad input, 3 not comparable).",
+        epilog="A benchmark metric without enough data on a side ('insufficient data': no raw "
+        "samples, a figure missing, fewer than min_samples) fails the gate unless a rule marks it "
+        "skip = true; a gate that compares nothing at all, or a side without any raw samples, "
+        "exits 2. Giving the same results as baseline and candidate passes with a warning.",
     )
     p.add_argument(
         "paths",
@@ -902,6 +1104,53 @@ def _load_side(paths: Iterable[Path]) -> tuple[ResultSet, list[str]]:
     return pool([load_results(p) for p in paths])
 
 
+def _check_output(path: Path) -> None:
+    """Refuse an output path that cannot be a file before any work is done."""
+    if path.is_dir():
+        raise GateInputError(f"{path}: is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GateInputError(f"{path}: {parent} is not a folder")
+            break
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    def norm(p: Path) -> Path:
+        p = p.resolve()
+        return p.parent if p.name == "manifest.json" and p.is_file() else p
+
+    return norm(a) == norm(b)
+
+
+def same_input_warnings(
+    baseline_paths: Sequence[Path],
+    candidate_paths: Sequence[Path],
+    base: ResultSet,
+    cand: ResultSet,
+) -> list[str]:
+    """Warnings for a comparison of a run with itself: the same path on both sides or twice on
+    one side, or identical raw samples on both sides (a copy of the same run)."""
+    out: list[str] = []
+    for b in baseline_paths:
+        for c in candidate_paths:
+            if _same_path(b, c):
+                out.append(
+                    f"{c} is both baseline and candidate: the gate compares a run with itself"
+                )
+    for side, paths in (("baseline", baseline_paths), ("candidate", candidate_paths)):
+        for i, a in enumerate(paths):
+            if any(_same_path(a, b) for b in paths[:i]):
+                out.append(f"{a} is given twice as {side}: its samples are pooled twice")
+    if not out:
+        common = [k for k in base.benches if k in cand.benches and base.benches[k].samples]
+        if common and all(base.benches[k].samples == cand.benches[k].samples for k in common):
+            out.append(
+                "baseline and candidate hold identical raw samples: the same run compared with itself"
+            )
+    return out
+
+
 def run(argv: Sequence[str], env: Mapping[str, str], runner: _abrun.Runner | None = None) -> int:
     """The gate with explicit environment and (for ``--baseline-ref``) an injectable runner."""
     with tempfile.TemporaryDirectory(prefix="samplemind-gate-runs-") as scratch:
@@ -929,6 +1178,10 @@ def _run(
             settings[opt] = (
                 f"{val if val is not None else getattr(config, opt)} ({'--' + opt if val is not None else 'rules file'})"
             )
+        check_settings(replace, "command line", prefix="--")
+        for out_file in (args.json_out, args.markdown):
+            if out_file is not None:
+                _check_output(out_file)
         if args.suite:
             replace["suites"] = tuple(args.suite)
         config = GateConfig(
@@ -998,6 +1251,11 @@ def _run(
                 raise GateInputError("missing baseline or candidate (see --help)")
         base, b_diffs = _load_side(baseline_paths)
         cand, c_diffs = _load_side(candidate_paths)
+        require_samples("baseline", base)
+        require_samples("candidate", cand)
+        verdicts = evaluate(base, cand, config, select=args.select, paired=paired)
+        if args.select and not verdicts:
+            raise GateInputError(f"--select {args.select!r} matches no benchmark")
     except GateInputError as exc:
         print(f"gate: bad input: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -1019,8 +1277,14 @@ def _run(
             "(load drift on a shared machine); for a verdict you can trust, use --baseline-ref "
             "(interleaved) or several runs per side"
         )
+    if args.rules:  # the default rules cover every suite; a partial run leaves some unused
+        for unused in unused_rules(config, base, cand):
+            print(f"gate: warning: {config.source}: {unused}", file=err)
+    for warning in same_input_warnings(baseline_paths, candidate_paths, base, cand):
+        print(f"gate: warning: {warning}", file=err)
+        note = f"WARNING: {warning}" + (f"; {note}" if note else "")
     report = GateReport(
-        verdicts=evaluate(base, cand, config, select=args.select, paired=paired),
+        verdicts=verdicts,
         env_differences=diffs,
         ignore_env=args.ignore_env,
         baseline_sources=base.sources,
@@ -1031,16 +1295,22 @@ def _run(
     text = report.to_table()
     print(text.splitlines()[0] if args.quiet else text)
     markdown = report.to_markdown()
+    outputs: list[tuple[Path, str, str]] = []
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+        outputs.append((args.json_out, json.dumps(report.as_dict(), indent=2) + "\n", "w"))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown, encoding="utf-8")
+        outputs.append((args.markdown, markdown, "w"))
     summary = _step_summary_path(env)
     if summary is not None:
-        with summary.open("a", encoding="utf-8") as fh:
-            fh.write(markdown + "\n")
+        outputs.append((summary, markdown + "\n", "a"))
+    for out_path, text, mode in outputs:
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            with out_path.open(mode, encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            print(f"gate: cannot write {out_path}: {exc.strerror or exc}", file=err)
+            return EXIT_BAD_INPUT
     return report.exit_code
 
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["PTRACE_HELP", "leak_verdict", "main", "speedscope_top"]
+__all__ = ["PTRACE_HELP", "find_py_spy", "leak_verdict", "main", "speedscope_top"]
 
 FORMAT: Final = "samplemind-profile"
 WORKLOAD: Final = "bench._profile_workload"
@@ -287,6 +287,17 @@ def leak_verdict(checkpoints: list[dict[str, int]], early: int, late: int) -> di
     }
 
 
+def find_py_spy() -> str | None:
+    """py-spy beside this interpreter (a virtualenv's ``bin/``, found even when the
+    virtualenv is not activated), else the first on ``PATH``."""
+    here = Path(sys.executable).parent
+    for name in ("py-spy", "py-spy.exe"):
+        cand = here / name
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return shutil.which("py-spy")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="samplemind-bench profile",
@@ -304,7 +315,10 @@ def _parser() -> argparse.ArgumentParser:
         help="requests replayed under memray (max; 0 skips the memory profile)",
     )
     p.add_argument(
-        "--py-spy", dest="py_spy", default=None, help="py-spy executable (default: on PATH)"
+        "--py-spy",
+        dest="py_spy",
+        default=None,
+        help="py-spy executable (default: beside this Python, else on PATH)",
     )
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per profiled run")
@@ -318,9 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         print("samplemind-bench profile: error: --requests must be at least 8", file=sys.stderr)
         return 2
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"samplemind-bench profile: error: --out {out}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
     every = max(1, n // 20)
-    py_spy = args.py_spy or shutil.which("py-spy")
+    py_spy = args.py_spy or find_py_spy()
 
     memory: dict[str, Any]
     if args.memray_requests > 0:

@@ -11,10 +11,13 @@ in the repository, git-ignored):
 * ``charts/NAME.png`` and ``charts/NAME.svg`` for every chart drawn;
 * ``profile/``: copies of the profile artefacts (flame graphs, speedscope JSON) when a
   profile is given with ``--profile DIR`` or found beside the results
-  (``RESULTS_DIR/profile.json`` or ``RESULTS_DIR/profile/profile.json``).
+  (``RESULTS_DIR/profile.json`` or ``RESULTS_DIR/profile/profile.json``);
+* ``.samplemind-report``: the list of files this build wrote. The next build into the same
+  folder removes those (stale charts must not linger) and nothing else: ``--out`` may be a
+  results folder, its ``profile/`` included.
 
 Exit status: 0 on success, 2 when an input is missing, corrupt or of an unknown format
-(the message names the file).
+(the message names the file) or the output folder cannot be written.
 """
 
 from __future__ import annotations
@@ -32,9 +35,19 @@ from .claims import evaluate_claims
 from .data import ReportInputError, Run, compare_runs, load_runs, tidy
 from .render import ChartEntry, ReportContent, render_html, render_markdown
 
-__all__ = ["DEFAULT_OUT", "PROFILE_FORMAT", "build_report", "find_profile", "load_profile", "main"]
+__all__ = [
+    "DEFAULT_OUT",
+    "PROFILE_FORMAT",
+    "WRITTEN_LIST",
+    "build_report",
+    "find_profile",
+    "load_profile",
+    "main",
+]
 
 DEFAULT_OUT: Final = Path(__file__).resolve().parent / "out"
+WRITTEN_LIST: Final = ".samplemind-report"
+"""In the output folder: the files the last build wrote (relative paths, one a line)."""
 PROFILE_FORMAT: Final = "samplemind-profile"
 
 
@@ -69,24 +82,49 @@ def find_profile(run: Run) -> Path | None:
 
 
 def _copy_profile_artefacts(
-    profile: Mapping[str, Any], src: Path, out: Path
+    profile: Mapping[str, Any], src: Path, out: Path, written: list[Path]
 ) -> list[tuple[str, str]]:
     links: list[tuple[str, str]] = []
     dest = out / "profile"
+
+    def copy(f: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / f.name
+        if target.resolve() != f.resolve():  # --out is the results folder: already in place
+            shutil.copyfile(f, target)
+            written.append(target)
+
     for section in ("memory", "cpu"):
         arts = (profile.get(section) or {}).get("artefacts") or {}
         for label, rel in sorted(arts.items()):
             f = src / str(rel)
             if not f.is_file() or f.suffix == ".bin":  # memray captures stay where they are (large)
                 continue
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dest / f.name)
+            copy(f)
             links.append((f"{section}: {label} ({f.name})", f"profile/{f.name}"))
     if (src / "profile.json").is_file():
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / "profile.json", dest / "profile.json")
+        copy(src / "profile.json")
         links.append(("profile.json (figures)", "profile/profile.json"))
     return links
+
+
+def _remove_previous_build(out: Path) -> None:
+    """Remove the files the previous build listed in ``WRITTEN_LIST``, and only those."""
+    listing = out / WRITTEN_LIST
+    try:
+        names = listing.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    root = out.resolve()
+    for name in names:
+        f = (out / name).resolve()
+        if name and f.is_relative_to(root) and f != root and f.is_file():
+            f.unlink()
+    for sub in ("charts", "profile"):
+        d = out / sub
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+    listing.unlink()
 
 
 def build_report(
@@ -99,8 +137,8 @@ def build_report(
     profile = load_profile(prof_file) if prof_file is not None else None
 
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("charts", "profile"):  # only our own subfolders: stale charts must not linger
-        shutil.rmtree(out / sub, ignore_errors=True)
+    _remove_previous_build(out)  # stale charts must not linger; nothing else is touched
+    written: list[Path] = []
 
     entries: list[ChartEntry] = []
     omitted: list[tuple[str, str]] = []
@@ -109,7 +147,8 @@ def build_report(
             omitted.append((res.title, res.reason))
             continue
         assert isinstance(res, Chart)
-        png, _svg = save_chart(res, out / "charts")
+        png, svg = save_chart(res, out / "charts")
+        written += [png, svg]
         entries.append(
             ChartEntry(
                 res.name,
@@ -124,7 +163,7 @@ def build_report(
     links: list[tuple[str, str]] = []
     if profile is not None and prof_file is not None:
         src = prof_file if prof_file.is_dir() else prof_file.parent
-        links = _copy_profile_artefacts(profile, src, out)
+        links = _copy_profile_artefacts(profile, src, out, written)
 
     content = ReportContent(
         run=run,
@@ -144,6 +183,10 @@ def build_report(
     files["index.html"].write_text(render_html(content), encoding="utf-8")
     files["summary.md"].write_text(render_markdown(content), encoding="utf-8")
     tidy(runs).to_csv(files["data.csv"], index=False, float_format="%.6g", lineterminator="\n")
+    written += files.values()
+    (out / WRITTEN_LIST).write_text(
+        "".join(f"{f.relative_to(out).as_posix()}\n" for f in written), encoding="utf-8"
+    )
     return files
 
 
@@ -169,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         files = build_report(list(args.results), args.out, args.profile)
     except ReportInputError as exc:
         print(f"samplemind-bench report: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = exc.filename or args.out
+        print(
+            f"samplemind-bench report: error: {where}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 2
     print(f"report written to {files['index.html'].parent}")
     for name, path in files.items():

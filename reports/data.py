@@ -219,6 +219,8 @@ def _read_json(path: Path) -> Any:
         raise ReportInputError(
             path, f"corrupt JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except RecursionError as exc:  # "[[[[..." nested beyond the parser's recursion limit
+        raise ReportInputError(path, "corrupt JSON (nested too deeply)") from exc
 
 
 def _check_manifest(path: Path, manifest: Any) -> Mapping[str, Any]:
