@@ -43,6 +43,8 @@ _DELEGATES: Final = {
     "profile": ("bench.profile", "profile a workload with memray / py-spy"),
     "gate": ("bench.gate", "compare a candidate results folder against a baseline"),
     "headline": ("bench._headline", "print the headline ratios of a results folder"),
+    "history": ("bench.history.cli", "store results over commits; change points; trend page"),
+    "bisect": ("bench.history.bisect", "find the first commit of a performance step"),
 }
 
 

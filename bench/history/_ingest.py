@@ -158,8 +158,8 @@ def read_run(folder: Path) -> RunRecord:
         raise HistoryInputError(f"{folder}: no such results folder")
     try:
         manifest = _persist.read_manifest(folder)
-    except ValueError as exc:
-        raise HistoryInputError(f"{folder}: {exc}") from None
+    except ValueError as exc:  # the message names the folder or its manifest
+        raise HistoryInputError(str(exc)) from None
     files = manifest.get("files")
     if not isinstance(files, list) or not files:
         raise HistoryInputError(f"{folder}/manifest.json: 'files' is missing or empty")

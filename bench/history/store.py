@@ -44,8 +44,8 @@ __all__ = [
     "ENV_VAR",
     "SCHEMA_VERSION",
     "AddResult",
-    "StoreUnavailable",
     "Store",
+    "StoreUnavailable",
     "database_url",
     "open_store",
     "redacted",
@@ -126,7 +126,7 @@ def database_url(db: str | Path) -> URL:
 
 def redacted(url: URL) -> str:
     """The URL as it may be printed: the password replaced by ``***``."""
-    return url.render_as_string(hide_password=True)
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +174,9 @@ class Store:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
             found = 0
             if sa.inspect(conn).has_table("schema_version"):
-                found = int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+                found = int(
+                    conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+                )
             if found > SCHEMA_VERSION:
                 raise HistoryError(
                     f"database {redacted(self.url)} has schema version {found}; this harness "
@@ -326,5 +328,7 @@ def open_store(db: str | Path) -> Store:
     try:
         store.migrate()
     except sa.exc.DBAPIError as exc:
-        raise StoreUnavailable(f"database {redacted(url)}: {str(exc.orig).strip() or exc}") from None
+        raise StoreUnavailable(
+            f"database {redacted(url)}: {str(exc.orig).strip() or exc}"
+        ) from None
     return store

@@ -1,0 +1,175 @@
+"""Change points of one series (a benchmark x metric x machine, commits in order).
+
+The detection itself comes from a maintained library; :data:`DETECTORS` wraps the three that were
+compared (``python -m bench.history.study``; figures in docs/decisions.md) behind one signature,
+``detect(values) -> [index of the first point of each new level]``, on log values (a step of
++5 % is the same size at 1 µs and at 1 s):
+
+``e-divisive`` (default)
+    MongoDB's ``signal-processing-algorithms``: E-Divisive means with a permutation test
+    (p < 0.05, 100 seeded permutations); no noise model, no penalty to tune.
+``ruptures-pelt``
+    ``ruptures`` PELT with the L2 cost and a BIC-style penalty from a robust noise estimate.
+``otava``
+    Apache Otava (ex-Hunter) sliding-window E-Divisive with t-test merge (p < 0.001). Its
+    package pins numpy and pulls cloud clients, so it is not a dependency: used if installed.
+
+Whatever found a change point, it is described the same way (:func:`describe`): the levels are the
+medians of the segments before and after it (bounded by the neighbouring change points), ``ratio``
+is after / before, and ``confidence`` is 1 - the Mann-Whitney p-value of the two segments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from bench import _stats
+from bench.history._ingest import HistoryError
+
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "DETECTORS",
+    "Change",
+    "DetectorUnavailable",
+    "describe",
+    "detect",
+]
+
+MIN_POINTS: Final = 8
+"""Shorter series are not analysed: a level needs a few commits to be a level."""
+
+
+class DetectorUnavailable(HistoryError):
+    """The change-point library is not installed."""
+
+
+def _e_divisive(logs: np.ndarray[Any, Any]) -> list[int]:
+    try:
+        from signal_processing_algorithms.energy_statistics.energy_statistics import e_divisive
+    except ModuleNotFoundError as exc:
+        raise DetectorUnavailable(
+            f"change-point library missing ({exc.name}): pip install 'samplemind-core[history]'"
+        ) from None
+    state = np.random.get_state()
+    np.random.seed(0)  # the permutation test draws from numpy's global generator
+    try:
+        return sorted(int(i) for i in e_divisive(logs, pvalue=0.05, permutations=100))
+    finally:
+        np.random.set_state(state)
+
+
+def robust_sigma(logs: np.ndarray[Any, Any]) -> float:
+    """Noise sd from the median absolute first difference (insensitive to steps)."""
+    d = np.diff(logs)
+    if d.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+
+
+def _ruptures_pelt(logs: np.ndarray[Any, Any]) -> list[int]:
+    try:
+        import ruptures
+    except ModuleNotFoundError as exc:
+        raise DetectorUnavailable(f"ruptures missing ({exc.name}): pip install ruptures") from None
+    sigma = robust_sigma(logs) or 1e-12
+    pen = 3.0 * sigma**2 * math.log(len(logs))
+    bkps = ruptures.Pelt(model="l2", min_size=3, jump=1).fit(logs).predict(pen=pen)
+    return [int(b) for b in bkps[:-1]]
+
+
+def _otava(logs: np.ndarray[Any, Any]) -> list[int]:
+    try:
+        from otava.analysis import compute_change_points
+    except ModuleNotFoundError as exc:
+        raise DetectorUnavailable(
+            f"Apache Otava missing ({exc.name}): pip install --no-deps apache-otava"
+        ) from None
+    cps, _weak = compute_change_points(logs.tolist(), window_len=50, max_pvalue=0.001)
+    return sorted(int(c.index) for c in cps)
+
+
+Detector = Callable[[np.ndarray[Any, Any]], list[int]]
+DETECTORS: Final[dict[str, Detector]] = {
+    "e-divisive": _e_divisive,
+    "ruptures-pelt": _ruptures_pelt,
+    "otava": _otava,
+}
+DEFAULT_DETECTOR: Final = "e-divisive"
+
+
+def detect(values: Sequence[float], detector: str = DEFAULT_DETECTOR) -> list[int]:
+    """Indices of the first point of each new level in ``values`` (all > 0), oldest first."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < MIN_POINTS or np.any(arr <= 0) or not np.all(np.isfinite(arr)):
+        return []
+    logs = np.log(arr)
+    if np.all(logs == logs[0]):
+        return []
+    found = DETECTORS[detector](logs)
+    return [i for i in found if 0 < i < arr.size]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change point of one series, as ``history changes --json`` prints it."""
+
+    benchmark: str
+    metric: str
+    machine: str
+    commit: str
+    """The first commit of the new level."""
+    previous_commit: str
+    """The last commit of the old level."""
+    index: int
+    ratio: float
+    """New level / old level (medians of the segments either side)."""
+    level_before: float
+    level_after: float
+    confidence: float
+    """1 - Mann-Whitney p-value of the two segments."""
+    points_before: int
+    points_after: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe(
+    values: Sequence[float],
+    cps: Sequence[int],
+    commits: Sequence[str],
+    *,
+    benchmark: str,
+    metric: str,
+    machine: str,
+) -> list[Change]:
+    """One :class:`Change` per change point (see the module docstring for the figures)."""
+    bounds = [0, *cps, len(values)]
+    out: list[Change] = []
+    for k, cp in enumerate(cps, 1):
+        before = list(values[bounds[k - 1] : cp])
+        after = list(values[cp : bounds[k + 1]])
+        lb, la = float(np.median(before)), float(np.median(after))
+        p = _stats.mann_whitney_p(before, after) if len(before) > 1 and len(after) > 1 else 1.0
+        out.append(
+            Change(
+                benchmark=benchmark,
+                metric=metric,
+                machine=machine,
+                commit=commits[cp],
+                previous_commit=commits[cp - 1],
+                index=cp,
+                ratio=la / lb if lb else math.inf,
+                level_before=lb,
+                level_after=la,
+                confidence=1.0 - p,
+                points_before=len(before),
+                points_after=len(after),
+            )
+        )
+    return out
