@@ -4,7 +4,8 @@ One chart per benchmark (time: every benchmark; other metrics: those with a chan
 commits in order on x, the median with its 95 % CI band, one line per machine, dirty-tree runs as
 hollow markers, and each change point as a dashed line labelled with its commit and ratio. Above
 the charts, a "changes since REF" table (REF: ``--since``, default the first commit stored).
-Also writes ``DIR/changes.json`` (the same list as ``history changes --json``).
+Also writes ``DIR/changes.json`` (the same list as ``history changes --json``) and
+``DIR/summary.md`` (the "changes since" table in Markdown, for a CI job summary).
 """
 
 from __future__ import annotations
@@ -128,8 +129,26 @@ def _changes_table(changes: list[Change]) -> str:
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _markdown(ref: str, recent: list[Change], note: str) -> str:
+    lines = [f"## Benchmark history: changes since `{_short(ref)}` ({len(recent)})", "", note, ""]
+    if recent:
+        lines += [
+            "| benchmark | metric | machine | first commit | ratio | confidence |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in sorted(recent, key=lambda c: -abs(c.ratio - 1)):
+            name = c.benchmark.replace("|", "\\|")
+            lines.append(
+                f"| {name} | {c.metric} | {c.machine} | `{_short(c.commit)}` | "
+                f"×{c.ratio:.3f} | {c.confidence:.3f} |"
+            )
+    else:
+        lines.append("No change points.")
+    return "\n".join(lines) + "\n"
+
+
 def render(history: History, out: Path, *, since: str | None = None, db_label: str = "") -> Path:
-    """Write ``out/index.html`` and ``out/changes.json``; returns the HTML path.
+    """Write ``out/index.html``, ``out/changes.json`` and ``out/summary.md``; returns the HTML path.
 
     ``since``: a commit on the history's axis (full id or unique prefix); ``ValueError`` if not.
     """
@@ -175,6 +194,7 @@ def render(history: History, out: Path, *, since: str | None = None, db_label: s
     parts.append("</body></html>\n")
     out.mkdir(parents=True, exist_ok=True)
     (out / "changes.json").write_text(json.dumps([c.as_dict() for c in changes], indent=2) + "\n")
+    (out / "summary.md").write_text(_markdown(ref, recent, runs_note))
     page = out / "index.html"
     page.write_text("\n".join(parts))
     return page
