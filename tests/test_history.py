@@ -269,7 +269,7 @@ def _concurrent_writers(db: str, tmp: Path) -> None:
         for folders in sides
     ]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     per_run = len(read_run(sides[0][0]).points)
     n = counts(db)

@@ -74,9 +74,25 @@ def test_bisect_names_the_slow_commit(tmp_path: Path) -> None:
         commits.append(git(repo, "rev-parse", "HEAD"))
     report = tmp_path / "bisect.json"
     res = subprocess.run(
-        [BENCH, "bisect", "--good", "HEAD~5", "--bad", "HEAD", "--suite", "fingerprint"]
-        + ["-k", "1KB-blake3", "--rounds", "4", "--repo", str(repo), "--json", str(report)]
-        + ["--pytest-arg=-pno:hypothesispytest"],
+        [
+            BENCH,
+            "bisect",
+            "--good",
+            "HEAD~5",
+            "--bad",
+            "HEAD",
+            "--suite",
+            "fingerprint",
+            "-k",
+            "1KB-blake3",
+            "--rounds",
+            "4",
+            "--repo",
+            str(repo),
+            "--json",
+            str(report),
+            "--pytest-arg=-pno:hypothesispytest",
+        ],
         capture_output=True,
         text=True,
         cwd=repo,
@@ -104,8 +120,18 @@ def test_bisect_bad_refs_exit_2(tmp_path: Path) -> None:
         ("HEAD", "HEAD", "no commits between"),
     ]:
         res = subprocess.run(
-            [BENCH, "bisect", "--good", good, "--bad", bad, "--suite", "fingerprint"]
-            + ["--repo", str(repo)],
+            [
+                BENCH,
+                "bisect",
+                "--good",
+                good,
+                "--bad",
+                bad,
+                "--suite",
+                "fingerprint",
+                "--repo",
+                str(repo),
+            ],
             capture_output=True,
             text=True,
             timeout=300,
