@@ -89,6 +89,7 @@ def _measure(
     benchmark: str | None,
     log: Callable[[str], None],
     scratch: Path,
+    alpha: float,
 ) -> Measurement:
     """Interleaved ``base`` vs ``commit``: the paired ratio of one benchmark (or the largest)."""
     out_root = Path(tempfile.mkdtemp(prefix="m-", dir=scratch))
@@ -109,7 +110,9 @@ def _measure(
         raise HistoryError(f"suite {suite!r}: no benchmark ran on both sides")
     results = {}
     for name in [benchmark] if benchmark else names:
-        cmp = _stats.compare_paired([[x[name]] for x in b], [[x[name]] for x in c])
+        cmp = _stats.compare_paired(
+            [[x[name]] for x in b], [[x[name]] for x in c], confidence=1.0 - alpha
+        )
         results[name] = cmp
     name = max(results, key=lambda n: abs(math.log(results[n].ratio)))
     cmp = results[name]
@@ -125,7 +128,7 @@ def bisect(
     rounds: int = 5,
     seed: int = 0,
     runner: _abrun.Runner,
-    alpha: float = 0.01,
+    alpha: float = 0.05,
     log: Callable[[str], None] = lambda _m: None,
 ) -> BisectResult:
     """See the module docstring; raises :class:`HistoryError` on bad refs or failed runs."""
@@ -156,6 +159,7 @@ def bisect(
                 benchmark=benchmark,
                 log=log,
                 scratch=scratch,
+                alpha=alpha,
             )
             log(f"  {m.benchmark}: ratio {m.ratio:.3f} (CI {m.ci_low:.3f}-{m.ci_high:.3f})")
             measured.append(m)
