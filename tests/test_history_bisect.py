@@ -104,7 +104,8 @@ def test_bisect_names_the_slow_commit(tmp_path: Path) -> None:
     doc = json.loads(report.read_text())
     assert doc["first_bad"] == commits[2]
     assert doc["step"]["ratio"] > 3.0  # against its parent: the step itself
-    assert len(doc["measurements"]) == 1 + 3 + 1  # GOOD vs BAD, ceil(log2 5) steps, the step
+    # GOOD vs BAD, at most ceil(log2 5) = 3 bisection steps, the step against its parent
+    assert 3 <= len(doc["measurements"]) <= 1 + 3 + 1
     assert "samplemind-gate-" not in git(repo, "worktree", "list")  # worktrees removed
 
 

@@ -42,7 +42,9 @@ from bench.history.changes import DETECTORS, DetectorUnavailable, detect
 KINDS: dict[str, float] = {"step+3%": 0.03, "step+5%": 0.05, "step+10%": 0.10, "step-8%": -0.08}
 
 
-def aa_residuals(folders: Sequence[Path]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def aa_residuals(
+    folders: Sequence[Path], max_sd: float = math.inf
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """``(standardised residuals, per-benchmark sd)`` of log(median time) across A/A runs.
 
     Residuals are pooled over benchmarks after dividing by their benchmark's sd (the shape of
@@ -58,7 +60,7 @@ def aa_residuals(folders: Sequence[Path]) -> tuple[np.ndarray[Any, Any], np.ndar
     for logs in per_bench.values():
         k = len(logs)
         sd = float(np.std(logs, ddof=1)) if k > 1 else 0.0
-        if sd <= 0:
+        if sd <= 0 or sd > max_sd:
             continue
         m = sum(logs) / k
         sds.append(sd)
@@ -191,10 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--tolerance", type=int, default=5)
     parser.add_argument("--detector", action="append", choices=list(DETECTORS))
+    parser.add_argument(
+        "--max-sd",
+        type=float,
+        default=math.inf,
+        help="only benchmarks whose A/A sd of log(median) is at most this (a quieter machine)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE")
     args = parser.parse_args(argv)
     try:
-        noise, sds = aa_residuals(args.aa)
+        noise, sds = aa_residuals(args.aa, args.max_sd)
     except HistoryInputError as exc:
         print(f"study: {exc}", file=sys.stderr)
         return 2
