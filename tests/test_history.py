@@ -388,6 +388,8 @@ def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     assert f"Changes since <code>{commits[5][:8]}</code>" in page
     assert commits[12][:8] in page and "×1.5" in page
     assert json.loads((out / "changes.json").read_text())
+    summary = (out / "summary.md").read_text()
+    assert f"`{commits[12][:8]}`" in summary and "×1.5" in summary
     bad = cli("history", "report", "--db", db, "--out", str(out), "--since", "deadbeef")
     assert bad.returncode == 2 and "deadbeef" in bad.stderr
 
@@ -413,3 +415,38 @@ def test_postgres_store_add_changes_and_writers(postgres_url: str, tmp_path: Pat
 @pytest.mark.postgres
 def test_two_writers_postgres_lose_no_row(postgres_url: str, tmp_path: Path) -> None:
     _concurrent_writers(postgres_url, tmp_path)
+
+
+# --------------------------------------------------------------------------- the library study
+
+
+def test_study_scoring() -> None:
+    from bench.history.study import Score, Truth, score
+
+    s = Score()
+    score([50, 120], Truth("step+5%", 52, 52), 5, s)  # 50 matches (error 2); 120 is false
+    score([], Truth("step+5%", 80, 80), 5, s)  # missed
+    score([100, 110, 160], Truth("drift", 90, 139), 5, s)  # one match in the span, 160 false
+    d = s.as_dict()
+    assert (d["true_positives"], d["false_positives"], d["missed"]) == (2, 2, 1)
+    assert d["precision"] == 0.5 and d["recall"] == pytest.approx(2 / 3, abs=1e-3)
+    assert d["location_error_mean"] == 6.0  # (2 + 10) / 2
+
+
+def test_study_finds_clear_steps_in_quiet_noise() -> None:
+    from bench.history.study import run_study
+
+    noise = np.random.default_rng(1).standard_normal(500)
+    out = run_study(
+        noise,
+        np.array([0.01]),
+        detectors=["e-divisive"],
+        commits=200,
+        per_kind=2,
+        seed=3,
+        tolerance=5,
+    )
+    by_kind = out["e-divisive"]["by_kind"]
+    for kind in ("step+5%", "step+10%", "step-8%"):
+        assert by_kind[kind]["recall"] == 1.0 and by_kind[kind]["location_error_mean"] <= 2
+    assert by_kind["flat"]["false_positives"] <= 1
