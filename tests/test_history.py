@@ -379,7 +379,7 @@ def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
         "--repo",
         str(repo),
         "--since",
-        commits[5][:10],
+        "HEAD~14",  # a git ref: commits[5]
     )
     assert res.returncode == 0, res.stderr
     page = (out / "index.html").read_text()

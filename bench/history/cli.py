@@ -61,6 +61,13 @@ def _history_parser() -> argparse.ArgumentParser:
     db_arg(ch)
     ch.add_argument("--json", action="store_true", help="print a JSON list")
     ch.add_argument("--metric", help="only this metric (e.g. time)")
+    ch.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="C",
+        help="only change points with at least this confidence (0-1; default: all)",
+    )
     rep = sub.add_parser("report", help="write the trend page DIR/index.html")
     db_arg(rep)
     rep.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -108,7 +115,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         repo = args.repo if (args.repo / ".git").exists() else None
         history = build_history(rows, repo)
         if args.action == "changes":
-            changes = history.changes()
+            changes = [c for c in history.changes() if c.confidence >= args.min_confidence]
             if args.json:
                 print(json.dumps([c.as_dict() for c in changes], indent=2))
             else:
@@ -120,10 +127,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                         f"confidence {c.confidence:.3f})"
                     )
             return 0
+        from bench.history.order import known_commits
         from bench.history.report import render
 
+        since = args.since
+        if since is not None and repo is not None:  # a git ref (HEAD~10, v1.2) -> its commit id
+            since = known_commits(repo, [since]).get(since, since)
         try:
-            page = render(history, args.out, since=args.since, db_label=_store.redacted(st.url))
+            page = render(history, args.out, since=since, db_label=_store.redacted(st.url))
         except ValueError as exc:
             return _fail(prog, str(exc))
         print(f"{prog}: wrote {page}")

@@ -32,7 +32,7 @@ def _git(repo: Path, *args: str, stdin: str | None = None) -> str | None:
 
 
 def known_commits(repo: Path, shas: list[str]) -> dict[str, str]:
-    """``{sha as stored: full sha}`` of those ``shas`` that ``repo`` has as commits."""
+    """``{sha (or any git revision) as given: full commit id}`` of those ``repo`` has as commits."""
     if not shas:
         return {}
     out = _git(repo, "cat-file", "--batch-check", stdin="".join(f"{s}^{{commit}}\n" for s in shas))

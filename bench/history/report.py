@@ -57,7 +57,7 @@ def _scale(metric: str, values: list[float]) -> tuple[float, str]:
 
 
 def _chart(history: History, group: list[Series]) -> bytes:
-    fig, ax = plt.subplots(figsize=(9, 3.4))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     allv = [v for s in group for v in s.value + s.dirty_value]
     factor, ylabel = _scale(group[0].metric, allv)
     for s in group:
@@ -87,12 +87,13 @@ def _chart(history: History, group: list[Series]) -> bytes:
             ax.axvline(x - 0.5, color="#b00020" if c.ratio > 1 else "#0a7d28", ls="--", lw=1)
             ax.annotate(
                 f"{_short(c.commit)} ×{c.ratio:.3f}",
-                (x - 0.5, 1.0),
+                (x - 0.5, 0.03),
                 xycoords=("data", "axes fraction"),
                 rotation=90,
-                va="top",
+                va="bottom",
                 ha="right",
                 fontsize=7,
+                color="#b00020" if c.ratio > 1 else "#0a7d28",
             )
     n = len(history.commits)
     step = max(1, n // 12)
@@ -102,7 +103,7 @@ def _chart(history: History, group: list[Series]) -> bytes:
     ax.set_xlabel("commit (oldest → newest)")
     ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.32), ncol=2, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
