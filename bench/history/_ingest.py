@@ -186,8 +186,10 @@ def read_run(folder: Path) -> RunRecord:
     env = manifest.get("environment")
     environment = dict(env) if isinstance(env, dict) else {}
     machine, label = machine_fingerprint(environment)
-    commit = manifest.get("commit") if isinstance(manifest.get("commit"), dict) else {}
-    sha = commit.get("id") if isinstance(commit.get("id"), str) and commit.get("id") else None
+    raw_commit = manifest.get("commit")
+    commit: dict[str, Any] = raw_commit if isinstance(raw_commit, dict) else {}
+    raw_sha = commit.get("id")
+    sha = raw_sha if isinstance(raw_sha, str) and raw_sha else None
     return RunRecord(
         run_key=digest.hexdigest(),
         source=str(folder),

@@ -76,18 +76,18 @@ def build_history(
             first_seen[c] = r["created"]
     commits = order_commits(first_seen, repo)
     pos = {c: i for i, c in enumerate(commits)}
-    grouped: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    grouped: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     labels: dict[str, str] = {}
     for r in rows:
         key = (r["suite"], r["benchmark"], r["params"], r["metric"], r["machine"])
         grouped[key].append(r)
         labels[r["machine"]] = r["machine_label"]
     out: list[Series] = []
-    for key in sorted(grouped):
-        suite, bench, params, metric, machine = key
+    for gkey in sorted(grouped):
+        suite, bench, params, metric, machine = gkey
         s = Series(suite, bench, params, metric, machine, labels[machine])
         clean: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for r in grouped[key]:
+        for r in grouped[gkey]:
             i = pos[_commit_id(r)]
             if r["dirty"]:
                 s.dirty_index.append(i)
