@@ -450,3 +450,27 @@ def test_study_finds_clear_steps_in_quiet_noise() -> None:
     for kind in ("step+5%", "step+10%", "step-8%"):
         assert by_kind[kind]["recall"] == 1.0 and by_kind[kind]["location_error_mean"] <= 2
     assert by_kind["flat"]["false_positives"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("module", "action"), [("sqlalchemy", "add"), ("signal_processing_algorithms", "changes")]
+)
+def test_missing_library_exits_2_with_the_install_hint(
+    tmp_path: Path, module: str, action: str
+) -> None:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / f"{module}.py").write_text(
+        f"raise ModuleNotFoundError({'No module named ' + module!r}, name={module!r})\n"
+    )
+    db = str(tmp_path / "h.sqlite")
+    if action == "changes":  # a store with enough commits to analyse
+        _repo, _commits, folders = stepped_history(tmp_path, n=10)
+        assert cli("history", "add", *map(str, folders), "--db", db).returncode == 0
+        args = ["history", "changes", "--db", db]
+    else:
+        args = ["history", "add", str(RUN_A), "--db", db]
+    res = cli(*args, env={"PYTHONPATH": str(shim)})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert module in res.stderr and "samplemind-core[history]" in res.stderr
+    assert "Traceback" not in res.stderr
