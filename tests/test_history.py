@@ -440,20 +440,20 @@ def test_study_finds_clear_steps_in_quiet_noise() -> None:
     out = run_study(
         noise,
         np.array([0.01]),
-        detectors=["e-divisive"],
+        detectors=["ruptures-pelt"],
         commits=200,
         per_kind=2,
         seed=3,
         tolerance=5,
     )
-    by_kind = out["e-divisive"]["by_kind"]
+    by_kind = out["ruptures-pelt"]["by_kind"]
     for kind in ("step+5%", "step+10%", "step-8%"):
         assert by_kind[kind]["recall"] == 1.0 and by_kind[kind]["location_error_mean"] <= 2
     assert by_kind["flat"]["false_positives"] <= 1
 
 
 @pytest.mark.parametrize(
-    ("module", "action"), [("sqlalchemy", "add"), ("signal_processing_algorithms", "changes")]
+    ("module", "action"), [("sqlalchemy", "add"), ("ruptures", "changes")]
 )
 def test_missing_library_exits_2_with_the_install_hint(
     tmp_path: Path, module: str, action: str

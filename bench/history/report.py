@@ -172,7 +172,7 @@ def render(history: History, out: Path, *, since: str | None = None, db_label: s
         "<title>SampleMind benchmark history</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>SampleMind benchmark history</h1>",
-        f"<p>{_e(runs_note)}; store {_e(db_label)}. Change points: E-Divisive means over each "
+        f"<p>{_e(runs_note)}; store {_e(db_label)}. Change points: PELT (ruptures) over each "
         "series (dirty-tree runs drawn hollow and left out). Ratio = new level / old level.</p>",
         f"<h2>Changes since <code>{_e(_short(ref))}</code> ({len(recent)})</h2>",
         _changes_table(recent),
