@@ -16,9 +16,11 @@ compared (``python -m bench.history.study``; figures in docs/decisions.md) behin
     Apache Otava (ex-Hunter) sliding-window E-Divisive with t-test merge (p < 0.001). Its
     package pins numpy and pulls cloud clients, so it is not a dependency: used if installed.
 
-Whatever found a change point, it is described the same way (:func:`describe`): the levels are the
-medians of the segments before and after it (bounded by the neighbouring change points), ``ratio``
-is after / before, and ``confidence`` is 1 - the Mann-Whitney p-value of the two segments.
+Whatever found a change point, it is checked and described the same way: :func:`detect` merges
+away, weakest first, points whose neighbouring segments do not differ (confidence below
+:data:`DEFAULT_MIN_CONFIDENCE`); :func:`describe` gives the levels (medians of the segments
+before and after it, bounded by the neighbouring change points), ``ratio`` (after / before) and
+``confidence`` (1 - the Mann-Whitney p-value of the two segments).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bench.history._ingest import HistoryError
 
 __all__ = [
     "DEFAULT_DETECTOR",
+    "DEFAULT_MIN_CONFIDENCE",
     "DETECTORS",
     "Change",
     "DetectorUnavailable",
@@ -44,6 +47,9 @@ __all__ = [
 
 MIN_POINTS: Final = 8
 """Shorter series are not analysed: a level needs a few commits to be a level."""
+
+DEFAULT_MIN_CONFIDENCE: Final = 0.95
+"""Change points whose neighbouring segments do not differ at this level are merged away."""
 
 
 class DetectorUnavailable(HistoryError):
@@ -110,16 +116,43 @@ DETECTORS: Final[dict[str, Detector]] = {
 DEFAULT_DETECTOR: Final = "ruptures-pelt"
 
 
-def detect(values: Sequence[float], detector: str = DEFAULT_DETECTOR) -> list[int]:
-    """Indices of the first point of each new level in ``values`` (all > 0), oldest first."""
+def _confidences(values: Sequence[float], cps: Sequence[int]) -> list[float]:
+    """1 - Mann-Whitney p of the segments either side of each change point (0 if one is 1 long)."""
+    bounds = [0, *cps, len(values)]
+    out = []
+    for k, cp in enumerate(cps, 1):
+        before, after = list(values[bounds[k - 1] : cp]), list(values[cp : bounds[k + 1]])
+        p = _stats.mann_whitney_p(before, after) if len(before) > 1 and len(after) > 1 else 1.0
+        out.append(1.0 - p)
+    return out
+
+
+def detect(
+    values: Sequence[float],
+    detector: str = DEFAULT_DETECTOR,
+    *,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> list[int]:
+    """Indices of the first point of each new level in ``values`` (all > 0), oldest first.
+
+    The library's change points are then merged back, weakest first, while any has a confidence
+    (1 - Mann-Whitney p between its neighbouring segments) below ``min_confidence``: a split the
+    data on either side cannot support is not reported (0 keeps every point the library found).
+    """
     arr = np.asarray(values, dtype=float)
     if arr.size < MIN_POINTS or np.any(arr <= 0) or not np.all(np.isfinite(arr)):
         return []
     logs = np.log(arr)
     if np.all(logs == logs[0]):
         return []
-    found = DETECTORS[detector](logs)
-    return [i for i in found if 0 < i < arr.size]
+    cps = [i for i in DETECTORS[detector](logs) if 0 < i < arr.size]
+    while cps:
+        conf = _confidences(list(logs), cps)
+        weakest = int(np.argmin(conf))
+        if conf[weakest] >= min_confidence:
+            break
+        del cps[weakest]
+    return cps
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,12 @@ from typing import Any
 import numpy as np
 
 from bench.history._ingest import HistoryInputError, read_run
-from bench.history.changes import DETECTORS, DetectorUnavailable, detect
+from bench.history.changes import (
+    DEFAULT_MIN_CONFIDENCE,
+    DETECTORS,
+    DetectorUnavailable,
+    detect,
+)
 
 KINDS: dict[str, float] = {"step+3%": 0.03, "step+5%": 0.05, "step+10%": 0.10, "step-8%": -0.08}
 
@@ -153,6 +158,7 @@ def run_study(
     per_kind: int,
     seed: int,
     tolerance: int,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> dict[str, Any]:
     kinds = [*KINDS, "drift", "flat"]
     rng = np.random.default_rng(seed)
@@ -169,7 +175,7 @@ def run_study(
         t0 = time.perf_counter()
         try:
             for kind, sd, values, truth in cases:
-                found = detect(values.tolist(), name)
+                found = detect(values.tolist(), name, min_confidence=min_confidence)
                 score(found, truth, tolerance, scores[kind])
                 score(found, truth, tolerance, tiers[_tier(sd)])
                 score(found, truth, tolerance, total)
@@ -194,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=int, default=5)
     parser.add_argument("--detector", action="append", choices=list(DETECTORS))
     parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help="merge away change points below this confidence (0: keep the library's points)",
+    )
+    parser.add_argument(
         "--max-sd",
         type=float,
         default=math.inf,
@@ -214,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         per_kind=args.series,
         seed=args.seed,
         tolerance=args.tolerance,
+        min_confidence=args.min_confidence,
     )
     doc = {
         "noise": {
