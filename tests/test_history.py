@@ -452,9 +452,7 @@ def test_study_finds_clear_steps_in_quiet_noise() -> None:
     assert by_kind["flat"]["false_positives"] <= 1
 
 
-@pytest.mark.parametrize(
-    ("module", "action"), [("sqlalchemy", "add"), ("ruptures", "changes")]
-)
+@pytest.mark.parametrize(("module", "action"), [("sqlalchemy", "add"), ("ruptures", "changes")])
 def test_missing_library_exits_2_with_the_install_hint(
     tmp_path: Path, module: str, action: str
 ) -> None:
