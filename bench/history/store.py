@@ -1,0 +1,334 @@
+"""The history store: SQLite (default) or PostgreSQL through one SQLAlchemy Core code path.
+
+``DB`` is a file path (an SQLite database, created on first use) or a URL: ``postgresql://...``
+(driven by psycopg 3) or ``sqlite:///...``. :func:`open_store` migrates the schema to
+:data:`SCHEMA_VERSION` (under a lock: ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+PostgreSQL, so two writers starting together migrate once).
+
+Schema (version 1)::
+
+    schema_version(version)
+    machines(id, fingerprint UNIQUE, label, environment)
+    runs(id, run_key UNIQUE, source, commit_sha, dirty, created, machine_id, mode, quick, added)
+    points(run_id, suite, benchmark, params, metric, value, ci_low, ci_high, n)
+          UNIQUE(run_id, suite, benchmark, params, metric)
+
+A run is added in one transaction with all its points, or not at all; ``run_key`` (a hash of the
+folder's content) makes adding the same folder twice a no-op, also when two processes race.
+SQLite runs in WAL mode with a 60 s busy timeout, so concurrent writers wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from bench.history._ingest import HistoryError, RunRecord
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql as _pg
+    from sqlalchemy.dialects import sqlite as _sqlite
+    from sqlalchemy.engine import URL, Connection, Engine, make_url
+except ModuleNotFoundError as _exc:  # pragma: no cover - exercised via MissingDependency
+    raise ModuleNotFoundError(
+        "bench.history needs SQLAlchemy: pip install 'samplemind-core[history]'", name=_exc.name
+    ) from _exc
+
+__all__ = [
+    "ENV_VAR",
+    "SCHEMA_VERSION",
+    "AddResult",
+    "Store",
+    "StoreUnavailable",
+    "database_url",
+    "open_store",
+    "redacted",
+]
+
+ENV_VAR: Final = "SAMPLEMIND_HISTORY"
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT_MS: Final = 60_000
+_LOCK_ID: Final = 0x5A4D_4849  # PostgreSQL advisory lock of the migrations ("SMHI")
+
+metadata = sa.MetaData()
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+machines = sa.Table(
+    "machines",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("environment", sa.Text, nullable=False),
+)
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("commit_sha", sa.String(64), nullable=True, index=True),
+    sa.Column("dirty", sa.Boolean, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("machine_id", sa.Integer, sa.ForeignKey("machines.id"), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("quick", sa.Boolean, nullable=False),
+    sa.Column("added", sa.DateTime(timezone=True), nullable=False),
+)
+points = sa.Table(
+    "points",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("suite", sa.String(64), nullable=False),
+    sa.Column("benchmark", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("metric", sa.String(128), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("ci_low", sa.Float, nullable=True),
+    sa.Column("ci_high", sa.Float, nullable=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.UniqueConstraint("run_id", "suite", "benchmark", "params", "metric", name="points_key"),
+)
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+MIGRATIONS: Final[dict[int, Callable[[Connection], None]]] = {1: _migrate_to_1}
+"""``version -> step`` bringing the schema from ``version - 1`` to ``version``; append only."""
+
+
+class StoreUnavailable(HistoryError):
+    """The database cannot be reached or opened; the message names it (password hidden)."""
+
+
+def database_url(db: str | Path) -> URL:
+    """The SQLAlchemy URL of ``DB``: a path means SQLite; ``postgresql://`` means psycopg 3."""
+    text = str(db)
+    if "://" not in text:
+        return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
+    try:
+        url = make_url(text)
+    except sa.exc.ArgumentError as exc:
+        raise StoreUnavailable(f"not a database URL or path: {text!r} ({exc})") from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def redacted(url: URL) -> str:
+    """The URL as it may be printed: the password replaced by ``***``."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What :meth:`Store.add` did with one run."""
+
+    source: str
+    stored: bool
+    """False: a run with the same content was already there."""
+    points: int
+
+
+class Store:
+    """An open history database (use :func:`open_store`)."""
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self.url = url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreUnavailable(
+                f"database {redacted(self.url)}: {str(exc.orig).strip() or exc}"
+            ) from None
+
+    def _insert_ignore(self, table: sa.Table, index: Sequence[str]) -> Any:
+        dialect = _sqlite if self.is_sqlite else _pg
+        return dialect.insert(table).on_conflict_do_nothing(index_elements=list(index))
+
+    def migrate(self) -> int:
+        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before."""
+        with self._tx() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+            found = 0
+            if sa.inspect(conn).has_table("schema_version"):
+                found = int(
+                    conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+                )
+            if found > SCHEMA_VERSION:
+                raise HistoryError(
+                    f"database {redacted(self.url)} has schema version {found}; this harness "
+                    f"knows up to {SCHEMA_VERSION}: upgrade samplemind-core"
+                )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](conn)
+                conn.execute(schema_version.delete())
+                conn.execute(schema_version.insert().values(version=version))
+            return found
+
+    def add(self, run: RunRecord) -> AddResult:
+        """Store one run with all its points in one transaction (a no-op if already stored)."""
+        with self._tx() as conn:
+            conn.execute(
+                self._insert_ignore(machines, ["fingerprint"]).values(
+                    fingerprint=run.machine,
+                    label=run.machine_label,
+                    environment=json.dumps(run.environment, sort_keys=True),
+                )
+            )
+            machine_id = conn.execute(
+                sa.select(machines.c.id).where(machines.c.fingerprint == run.machine)
+            ).scalar_one()
+            inserted = conn.execute(
+                self._insert_ignore(runs, ["run_key"])
+                .values(
+                    run_key=run.run_key,
+                    source=run.source,
+                    commit_sha=run.commit,
+                    dirty=run.dirty,
+                    created=run.created,
+                    machine_id=machine_id,
+                    mode=run.mode,
+                    quick=run.quick,
+                    added=datetime.now(UTC),
+                )
+                .returning(runs.c.id)
+            ).scalar_one_or_none()
+            if inserted is None:
+                return AddResult(run.source, False, 0)
+            conn.execute(
+                points.insert(),
+                [
+                    {
+                        "run_id": inserted,
+                        "suite": p.suite,
+                        "benchmark": p.benchmark,
+                        "params": p.params,
+                        "metric": p.metric,
+                        "value": p.value,
+                        "ci_low": p.ci_low,
+                        "ci_high": p.ci_high,
+                        "n": p.n,
+                    }
+                    for p in run.points
+                ],
+            )
+            return AddResult(run.source, True, len(run.points))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (machines, runs, points)."""
+        with self._tx() as conn:
+            return {
+                t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                for t in (machines, runs, points)
+            }
+
+    def rows(self, metric: str | None = None) -> list[dict[str, Any]]:
+        """Every point joined with its run and machine, as plain dicts (oldest run first)."""
+        q = (
+            sa.select(
+                runs.c.run_key,
+                runs.c.commit_sha,
+                runs.c.dirty,
+                runs.c.created,
+                runs.c.source,
+                machines.c.fingerprint.label("machine"),
+                machines.c.label.label("machine_label"),
+                points.c.suite,
+                points.c.benchmark,
+                points.c.params,
+                points.c.metric,
+                points.c.value,
+                points.c.ci_low,
+                points.c.ci_high,
+                points.c.n,
+            )
+            .select_from(points.join(runs).join(machines))
+            .order_by(runs.c.created, runs.c.id)
+        )
+        if metric is not None:
+            q = q.where(points.c.metric == metric)
+        with self._tx() as conn:
+            out = [dict(r._mapping) for r in conn.execute(q)]
+        for r in out:
+            created = r["created"]
+            if isinstance(created, datetime) and created.tzinfo is None:
+                r["created"] = created.replace(tzinfo=UTC)  # SQLite returns naive times
+        return out
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE: take the write lock at BEGIN, so two writers queue on the busy timeout instead
+    # of deadlocking when both upgrade a read lock
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_store(db: str | Path) -> Store:
+    """Open (creating and migrating as needed) the history database ``db``.
+
+    Raises :class:`StoreUnavailable` when it cannot be reached or opened.
+    """
+    url = database_url(db)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            parent = Path(url.database).parent
+            if not parent.is_dir():
+                raise StoreUnavailable(f"database {url.database}: folder {parent} does not exist")
+        engine = sa.create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, poolclass=sa.pool.NullPool
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    elif url.get_backend_name() == "postgresql":
+        try:
+            engine = sa.create_engine(
+                url, connect_args={"connect_timeout": 10}, poolclass=sa.pool.NullPool
+            )
+        except ModuleNotFoundError as exc:
+            raise StoreUnavailable(
+                f"database {redacted(url)}: the PostgreSQL driver is missing ({exc.name}): "
+                "pip install 'samplemind-core[history]'"
+            ) from None
+    else:
+        raise StoreUnavailable(
+            f"database {redacted(url)}: only SQLite (a file path) and postgresql:// are supported"
+        )
+    store = Store(engine, url)
+    try:
+        store.migrate()
+    except sa.exc.DBAPIError as exc:
+        raise StoreUnavailable(
+            f"database {redacted(url)}: {str(exc.orig).strip() or exc}"
+        ) from None
+    return store
