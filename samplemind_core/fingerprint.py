@@ -133,10 +133,19 @@ def get_hasher(name: str | Hasher) -> Hasher:
         raise ConfigError(f"unknown hasher {name!r}; choose one of {sorted(HASHERS)}") from None
 
 
+_JSON_INT_MIN: Final = float(-(1 << 63))
+_JSON_INT_END: Final = float(1 << 64)  # orjson encodes ints in [-2**63, 2**64)
+
+
 def _normalise(value: Any) -> Any:
-    """Integral floats become ints inside nested structures (tools, response_format)."""
+    """Integral floats become ints inside nested structures (tools, response_format).
+
+    Only where the int is one JSON can encode (64 bits): ``1.8446744073709552e19`` stays a float.
+    """
     if isinstance(value, float):
-        return int(value) if value.is_integer() else value
+        return (
+            int(value) if value.is_integer() and _JSON_INT_MIN <= value < _JSON_INT_END else value
+        )
     if isinstance(value, dict):
         return {k: _normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -320,3 +320,14 @@ def test_threads_get_the_same_keys_as_one_thread() -> None:
                 )
             )
             assert threaded == serial
+
+
+@pytest.mark.parametrize("big", [2.0**64, -(2.0**63) * 2, 1e30])
+def test_integral_float_beyond_64_bits_in_a_nested_field_keys_without_error(big: float) -> None:
+    # Found by hypothesis (tests/test_fuzz.py): ChatRequest accepted it, fingerprint() raised.
+    req = ChatRequest(
+        messages=[{"role": "user", "content": "hi"}], response_format={"type": "json", "x": big}
+    )
+    assert fingerprint(req) != fingerprint(
+        ChatRequest(messages=[{"role": "user", "content": "hi"}], response_format={"type": "json"})
+    )
