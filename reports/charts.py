@@ -95,6 +95,51 @@ def _finish(fig: Figure) -> None:
     fig.tight_layout()
 
 
+Bars = tuple[Any, str, str | None]
+"""One segment of :func:`_hbars`: values, colour, legend label (``None``: not in the legend)."""
+
+
+def _hbars(
+    ax: Any,
+    labels: Any,
+    bars: list[Bars],
+    *,
+    xlabel: str,
+    ylabel: str,
+    p99: Any = None,
+    claim: tuple[float, str] | None = None,
+    log: bool = False,
+    fontsize: int = 7,
+) -> None:
+    """Horizontal bars, first label on top.
+
+    ``bars`` are segments stacked left to right; ``p99`` adds a black tick per bar;
+    ``claim`` = ``(x, text)`` draws a red dashed line at ``x``; ``log`` makes the value
+    axis logarithmic. A legend is drawn when any element has a label.
+    """
+    y = np.arange(len(labels))
+    left = None
+    for values, color, label in bars:
+        kw: dict[str, Any] = {} if label is None else {"label": label}
+        if left is None:
+            ax.barh(y, values, color=color, **kw)
+        else:
+            ax.barh(y, values, left=left, color=color, **kw)
+        left = values if left is None else left + values
+    if p99 is not None:
+        ax.plot(p99, y, "k|", ms=10, label="p99")
+    if claim is not None:
+        ax.axvline(claim[0], color="red", ls="--", label=claim[1])
+    if log:
+        ax.set_xscale("log")
+    ax.set_yticks(y, labels, fontsize=fontsize)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if any(label is not None for _, _, label in bars) or p99 is not None or claim is not None:
+        ax.legend(fontsize=8)
+
+
 def save_chart(chart: Chart, out: Path) -> tuple[Path, Path]:
     """Write ``out/NAME.png`` and ``out/NAME.svg`` (deterministic: no dates), close the figure."""
     out.mkdir(parents=True, exist_ok=True)
@@ -274,15 +319,14 @@ def chart_fingerprint(run: Run, profile: Mapping[str, Any] | None) -> Result:
     title = f"{title} ({shown} request)"
     t = t.sort_values(["naive", "label"], ascending=[False, True]).reset_index(drop=True)
     fig, axes = _fig(title, width=8, height=1.2 + 0.45 * len(t))
-    ax = axes[0]
-    y = np.arange(len(t))
-    ax.barh(y, t.canon_us, color="#ff7f0e", label="canonicalise (serialise)")
-    ax.barh(y, t.hash_us, left=t.canon_us, color="#1f77b4", label="hash")
-    ax.set_yticks(y, t.label, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("time per fingerprint (µs)")
-    ax.set_ylabel("implementation")
-    ax.legend(fontsize=8)
+    _hbars(
+        axes[0],
+        t.label,
+        [(t.canon_us, "#ff7f0e", "canonicalise (serialise)"), (t.hash_us, "#1f77b4", "hash")],
+        xlabel="time per fingerprint (µs)",
+        ylabel="implementation",
+        fontsize=8,
+    )
     _finish(fig)
     total = t.canon_us + t.hash_us
     # a complete fingerprint hashes something: "canonical" alone (hash 0) is not a candidate
@@ -305,17 +349,16 @@ def chart_cache(run: Run, profile: Mapping[str, Any] | None) -> Result:
     if t.empty:
         return Omitted(name, title, "no cache benchmarks in this run")
     fig, axes = _fig(title, width=8, height=1.4 + 0.3 * len(t))
-    ax = axes[0]
-    y = np.arange(len(t))
-    ax.barh(y, t.median_ms, color="#1f77b4", label="median")
-    ax.plot(t.p99_ms, y, "k|", ms=10, label="p99")
-    ax.axvline(2.0, color="red", ls="--", label="2 ms claim")
-    ax.set_xscale("log")
-    ax.set_yticks(y, t.label, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("latency per operation (ms, log)")
-    ax.set_ylabel("operation / backend")
-    ax.legend(fontsize=8)
+    _hbars(
+        axes[0],
+        t.label,
+        [(t.median_ms, "#1f77b4", "median")],
+        p99=t.p99_ms,
+        claim=(2.0, "2 ms claim"),
+        log=True,
+        xlabel="latency per operation (ms, log)",
+        ylabel="operation / backend",
+    )
     _finish(fig)
     hits = t[t.op.str.contains("hit") & ~t["floor"]]
     if hits.empty:
@@ -372,16 +415,15 @@ def chart_router_latency(run: Run, profile: Mapping[str, Any] | None) -> Result:
     if t.empty:
         return Omitted(name, title, "no router decision benchmarks in this run")
     fig, axes = _fig(title, width=8, height=1.4 + 0.28 * len(t))
-    ax = axes[0]
-    y = np.arange(len(t))
-    ax.barh(y, t.median_us, color="#2ca02c", label="median")
-    ax.plot(t.p99_us, y, "k|", ms=10, label="p99")
-    ax.axvline(10, color="red", ls="--", label="10 µs target")
-    ax.set_yticks(y, t.label, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("decision latency (µs)")
-    ax.set_ylabel("task / priority")
-    ax.legend(fontsize=8)
+    _hbars(
+        axes[0],
+        t.label,
+        [(t.median_us, "#2ca02c", "median")],
+        p99=t.p99_us,
+        claim=(10, "10 µs target"),
+        xlabel="decision latency (µs)",
+        ylabel="task / priority",
+    )
     _finish(fig)
     caption = (
         f"Median {t.median_us.min():.2f}-{t.median_us.max():.2f} µs over {len(t)} task/priority pairs; "
@@ -543,12 +585,13 @@ def chart_memory(run: Run, profile: Mapping[str, Any] | None) -> Result:
     fig, axes = _fig(title, ncols=2 if cps else 1, width=13 if cps else 8, height=4.6)
     ax = axes[0]
     rows = top[:10]
-    y = np.arange(len(rows))
-    ax.barh(y, [r["bytes"] / 2**20 for r in rows], color="#9467bd")
-    ax.set_yticks(y, [_where(r) for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("bytes allocated over the run (MiB)")
-    ax.set_ylabel("function")
+    _hbars(
+        ax,
+        [_where(r) for r in rows],
+        [([r["bytes"] / 2**20 for r in rows], "#9467bd", None)],
+        xlabel="bytes allocated over the run (MiB)",
+        ylabel="function",
+    )
     ax.set_title("top allocating functions")
     if cps:
         ax2 = axes[1]
@@ -583,13 +626,13 @@ def chart_cpu(run: Run, profile: Mapping[str, Any] | None) -> Result:
         return Omitted(name, title, why)
     rows = top[:12]
     fig, axes = _fig(title, width=9, height=1.4 + 0.3 * len(rows))
-    ax = axes[0]
-    y = np.arange(len(rows))
-    ax.barh(y, [100 * r["own_fraction"] for r in rows], color="#d62728")
-    ax.set_yticks(y, [_where(r) for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("own time (% of samples)")
-    ax.set_ylabel("function")
+    _hbars(
+        axes[0],
+        [_where(r) for r in rows],
+        [([100 * r["own_fraction"] for r in rows], "#d62728", None)],
+        xlabel="own time (% of samples)",
+        ylabel="function",
+    )
     _finish(fig)
     first = rows[0]
     share = sum(r["own_fraction"] for r in rows)

@@ -1,6 +1,6 @@
 """The claims table: each speed / cost claim of SampleMind's plan against this run.
 
-Every :class:`Claim` carries the claim as written in the seed status page, the
+Every :class:`Claim` carries the claim as the optimisation plan states it (README.md), the
 figure measured in this run, a verdict (``holds`` / ``does not hold`` /
 ``not measured here``) and the benchmark it came from. Verdicts are strict:
 a claim stated without qualification ("BLAKE3 is 10x faster than SHA-256")
@@ -241,7 +241,7 @@ CLAIMS: Final[tuple[Callable[[Run], Claim], ...]] = (
 
 
 def evaluate_claims(run: Run) -> list[Claim]:
-    """All claims of the seed plan, in a fixed order, evaluated on ``run``."""
+    """All claims of the optimisation plan, in a fixed order, evaluated on ``run``."""
     return [c(run) for c in CLAIMS]
 
 

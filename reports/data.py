@@ -1,8 +1,9 @@
 """Results folders → tidy pandas frames.
 
-A results folder is what ``samplemind-bench run --out DIR`` writes (see the team
-contract): ``manifest.json`` plus one pytest-benchmark JSON file per suite, with
-the raw per-call samples of every benchmark in ``stats.data`` (seconds).
+A results folder is what ``samplemind-bench run --out DIR`` writes (format
+``samplemind-bench-results``): ``manifest.json`` plus one pytest-benchmark JSON
+file per suite, with the raw per-call samples of every benchmark in
+``stats.data`` (seconds).
 
 :func:`load_run` reads and validates one folder; :func:`tidy` turns runs into one
 row per benchmark × parameters × metric. Time metrics are recomputed from the raw

@@ -23,6 +23,7 @@ from samplemind_core import (
     fingerprint,
 )
 from samplemind_core.cache import CacheStats, ResponseCache
+from tests._helpers import until
 
 BACKENDS = [
     pytest.param("fakeredis", id="fakeredis"),
@@ -67,13 +68,6 @@ async def make_cache(client: Any) -> AsyncIterator[Factory]:
     yield factory
     for cache in made:
         await cache.aclose()
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    """Poll ``predicate`` until true; fail after the deadline (never a fixed wait)."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - polling a counter against a deadline
-            await asyncio.sleep(0.001)
 
 
 def req(text: str = "What genre is this loop?", provider: str | None = "ollama") -> ChatRequest:
@@ -274,7 +268,8 @@ async def test_single_flight_one_call_for_concurrent_requests(make_cache: Factor
         return resp("shared")
 
     tasks = [asyncio.create_task(cache.get_or_call(req(), slow_call)) for _ in range(20)]
-    await until(lambda: cache.stats().coalesced == 19)  # all followers await the leader
+    # all followers await the leader
+    await until(lambda: cache.stats().coalesced == 19, interval_s=0.001)
     gate.set()
     results = await asyncio.gather(*tasks)
     assert calls == 1
@@ -336,7 +331,7 @@ async def test_single_flight_error_reaches_every_waiter_and_is_not_cached(
         raise RuntimeError("provider exploded")
 
     tasks = [asyncio.create_task(cache.get_or_call(req(), failing)) for _ in range(5)]
-    await until(lambda: cache.stats().coalesced == 4)
+    await until(lambda: cache.stats().coalesced == 4, interval_s=0.001)
     gate.set()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(o, RuntimeError) for o in outcomes)

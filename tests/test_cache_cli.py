@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from fixtures.redis import ExternalRedis, RedisServer, free_port
+from fixtures.ports import free_port
+from fixtures.redis import ExternalRedis, RedisServer
 from samplemind_core._cli import LineError, main, parse_line
 
 pytestmark = pytest.mark.redis

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from fixtures.redis import ExternalRedis, RedisServer, free_port
+from fixtures.ports import free_port
+from fixtures.redis import ExternalRedis, RedisServer
 from samplemind_core import CacheBackendError, CacheConfig, ChatRequest, ChatResponse
 from samplemind_core.cache import ResponseCache
+from tests._helpers import until
 
 pytestmark = pytest.mark.redis
 
@@ -42,13 +44,6 @@ def make(client: Any, backoff_s: float = 0.01, **config: Any) -> ResponseCache:
 
 def log_count(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(text in r.getMessage() for r in caplog.records if r.name == "samplemind_core.cache")
-
-
-async def poll(check: Callable[[], Any], timeout_s: float = 20.0) -> None:
-    """Await ``check()`` until it returns truthy; fail after the deadline (no fixed waits)."""
-    async with asyncio.timeout(timeout_s):
-        while not await check():  # noqa: ASYNC110 - polling against a deadline
-            await asyncio.sleep(0.02)
 
 
 async def test_unreachable_at_start_answers_misses_and_logs_once(
@@ -119,7 +114,7 @@ async def test_killed_mid_run_then_restarted(
                 await cache.get(req("after")) is not None
             )
 
-        await poll(writes_and_hits_resume)
+        await until(writes_and_hits_resume, interval_s=0.02)
         assert cache.healthy
         got = await cache.get_or_call(req("after"), call)
         assert got.cached is True and calls == 30
@@ -152,7 +147,7 @@ async def test_slow_redis_hits_the_per_operation_timeout(
         async def hits_again() -> bool:  # the timed-out connection does not wedge the client
             return await cache.get(req()) is not None
 
-        await poll(hits_again)
+        await until(hits_again, interval_s=0.02)
         assert cache.healthy
         assert log_count(caplog, UNAVAILABLE) == 1 and log_count(caplog, RECOVERED) == 1
     finally:
@@ -189,7 +184,7 @@ async def test_ttl_expiry(redis_server: RedisServer | ExternalRedis) -> None:
         async def expired() -> bool:
             return await cache.get(req()) is None
 
-        await poll(expired)
+        await until(expired, interval_s=0.02)
         assert cache.stats().errors == 0
     finally:
         await client.aclose()
@@ -211,7 +206,7 @@ async def test_clear_is_o1_and_the_background_purge_removes_old_entries(
             keys = [k async for k in client.scan_iter(match=f"sm:{cache.namespace}:*")]
             return keys == [f"sm:{cache.namespace}:gen".encode()]
 
-        await poll(purged)
+        await until(purged, interval_s=0.02)
         assert cache.stats().purged == 200
         assert await other.get(req()) is not None  # another namespace is untouched
     finally:

@@ -22,6 +22,7 @@ from fixtures.redis import RedisServer
 from fixtures.servers import EmulatorServer
 from samplemind_core import AIManager, CacheConfig, ChatRequest, ChatResponse, Settings
 from samplemind_core.cache import ResponseCache
+from tests._helpers import until
 
 
 def req(text: str = "Which mood fits this pad?") -> ChatRequest:
@@ -54,12 +55,6 @@ class Gate:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-async def until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not check():  # noqa: ASYNC110 - polling against a deadline
-            await asyncio.sleep(0.005)
 
 
 # ------------------------------------------------------------ deterministic

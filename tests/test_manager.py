@@ -748,7 +748,7 @@ async def test_live_emulator_and_real_redis(
 
 @pytest.mark.live
 async def test_live_fallback_on_refused_connection(emulator_server: Any) -> None:
-    from fixtures.servers import free_port
+    from fixtures.ports import free_port
 
     s = emulator_server.settings().with_provider(
         "ollama", base_url=f"http://127.0.0.1:{free_port()}"

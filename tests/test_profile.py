@@ -17,9 +17,7 @@ MiB = 2**20
 
 def _pipeline_ready() -> None:
     if importlib.util.find_spec("samplemind_core.providers.ollama") is None:
-        pytest.skip(
-            "the provider adapters (issue 3) have not landed: the pipeline workload cannot run yet"
-        )
+        pytest.skip("samplemind_core.providers.ollama is missing: the pipeline workload cannot run")
 
 
 def test_speedscope_top_counts_own_time_of_leaf_frames() -> None:
