@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from ._config import PROVIDERS
 from ._exceptions import ConfigError
 from ._models import ChatRequest
-from ._tables import lookup as _lookup
+from ._pricing import lookup as _lookup
 
 if TYPE_CHECKING:
     from ._config import Settings

@@ -42,7 +42,7 @@ from .._exceptions import (
     RateLimitError,
 )
 from .._models import ChatRequest, ChatResponse, ToolCall, Usage
-from .._tables import lookup
+from .._pricing import lookup
 
 if TYPE_CHECKING:
     from ..http import HttpClient
