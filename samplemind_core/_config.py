@@ -42,6 +42,7 @@ from ._exceptions import ConfigError
 
 __all__ = [
     "PROVIDERS",
+    "BreakerConfig",
     "CacheConfig",
     "HttpConfig",
     "ProviderConfig",
@@ -234,6 +235,42 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """Circuit breaker and health-tracking settings.
+
+    ``failure_threshold``: consecutive failures that open the breaker.
+    ``window``: outcomes kept for the rolling success rate.
+    ``failure_rate_threshold``: failure fraction over the window that opens the
+    breaker (strictly above), once the window holds ``min_calls`` outcomes.
+    ``cooldown_s``: how long an open breaker stays open before one trial.
+    ``ewma_alpha``: weight of the newest latency sample in the EWMA.
+    """
+
+    failure_threshold: int = 5
+    window: int = 20
+    failure_rate_threshold: float = 0.5
+    min_calls: int = 10
+    cooldown_s: float = 30.0
+    ewma_alpha: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ConfigError(f"failure_threshold must be >= 1, got {self.failure_threshold}")
+        if self.window < 1:
+            raise ConfigError(f"window must be >= 1, got {self.window}")
+        if not 0.0 <= self.failure_rate_threshold <= 1.0:
+            raise ConfigError(
+                f"failure_rate_threshold must be in [0, 1], got {self.failure_rate_threshold}"
+            )
+        if not 1 <= self.min_calls <= self.window:
+            raise ConfigError(f"min_calls must be in [1, window], got {self.min_calls}")
+        if self.cooldown_s < 0:
+            raise ConfigError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
+        if not 0.0 < self.ewma_alpha <= 1.0:
+            raise ConfigError(f"ewma_alpha must be in (0, 1], got {self.ewma_alpha}")
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """Where and how to reach one provider.
 
@@ -357,13 +394,18 @@ def _api_key(name: str, value: str | None) -> Secret | None:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the layer needs, explicitly. Build by hand or with :meth:`from_env`."""
+    """Everything the layer needs, explicitly. Build by hand or with :meth:`from_env`.
+
+    ``breaker`` configures the router's circuit breakers (:class:`~samplemind_core.AIManager`
+    passes it to the :class:`~samplemind_core.Router` it builds).
+    """
 
     redis_url: str | None = None
     redis_cluster: bool = False
     cache: CacheConfig = field(default_factory=CacheConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=_default_providers)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     def provider(self, name: str) -> ProviderConfig:
         try:
