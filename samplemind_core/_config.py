@@ -176,6 +176,17 @@ class CacheConfig:
     themselves once ``lease_s`` has passed (a leaseholder that died holds
     nobody up for longer). Set it above a typical provider call. ``None``
     turns it off.
+
+    ``serializer`` is the format of stored values (``"msgpack"`` or
+    ``"json"``; either is read back). ``allow_insecure_hasher`` lets
+    benchmarks use a non-cryptographic ``hasher`` (``xxh3_128``); never set it
+    for a cache shared between users. ``generation_ttl_s`` is how long the
+    generations read from Redis are trusted in-process (a ``clear()`` in
+    another process is seen within it). After a Redis failure the cache skips
+    Redis for ``backoff_min_s``, doubling up to ``backoff_max_s``, per further
+    failure. ``bulk_timeout_s`` bounds each pipeline of ``warm()`` and
+    ``purge()`` (a whole purge or ``info()`` scan: ten times it);
+    ``warm_batch`` is the number of keys per pipeline.
     """
 
     namespace: str = "default"
@@ -191,8 +202,19 @@ class CacheConfig:
     max_connections: int = 50
     pool_timeout_s: float = 5.0
     lease_s: float | None = 10.0
+    serializer: Literal["msgpack", "json"] = "msgpack"
+    allow_insecure_hasher: bool = False
+    generation_ttl_s: float = 1.0
+    backoff_min_s: float = 0.05
+    backoff_max_s: float = 0.5
+    bulk_timeout_s: float = 10.0
+    warm_batch: int = 500
 
     def __post_init__(self) -> None:
+        if self.serializer not in ("msgpack", "json"):
+            raise ConfigError(f"serializer must be 'msgpack' or 'json', got {self.serializer!r}")
+        if self.warm_batch < 1:
+            raise ConfigError(f"warm_batch must be >= 1, got {self.warm_batch}")
         if not self.namespace or ":" in self.namespace:
             raise ConfigError(
                 f"cache namespace must be non-empty and without ':', got {self.namespace!r}"

@@ -154,7 +154,7 @@ async def test_per_call_ttl_override(make_cache: Factory, client: Any) -> None:
 
 async def test_json_serializer_and_mixed_readers(make_cache: Factory) -> None:
     ns = f"j{uuid.uuid4().hex[:8]}"
-    as_json = make_cache(namespace=ns, serializer="json")
+    as_json = make_cache(namespace=ns, config=CacheConfig(op_timeout_s=2.0, serializer="json"))
     as_msgpack = make_cache(namespace=ns)
     await as_json.set(req("a"), resp("from json"))
     await as_msgpack.set(req("b"), resp("from msgpack"))
@@ -184,7 +184,9 @@ async def test_clear_is_immediate_and_purge_removes_old_entries(
     make_cache: Factory, client: Any
 ) -> None:
     cache = make_cache()
-    other_process = make_cache(generation_ttl_s=0.0)  # reloads the generations every call
+    other_process = make_cache(
+        config=CacheConfig(op_timeout_s=2.0, generation_ttl_s=0.0)
+    )  # reloads the generations every call
     for i in range(30):  # spread over the cluster's slots
         await cache.set(req(f"q{i}"), resp(f"a{i}"))
     assert await other_process.get(req("q0")) is not None
@@ -218,7 +220,7 @@ async def test_clear_one_provider(make_cache: Factory, client: Any) -> None:
 
 
 async def test_warm_pipelines_bulk_writes(make_cache: Factory, client: Any) -> None:
-    cache = make_cache(warm_batch=16)
+    cache = make_cache(config=CacheConfig(op_timeout_s=2.0, warm_batch=16))
     entries = [(req(f"w{i}"), resp(f"r{i}", latency_ms=100.0, cost_usd=0.001)) for i in range(50)]
     assert await cache.warm(entries) == 50
     assert cache.stats().sets == 50
@@ -394,14 +396,11 @@ async def test_served_responses_are_not_stored_again(make_cache: Factory) -> Non
     assert await cache.set(req("other"), hit) is False
 
 
-async def test_l1_serves_copies_and_is_bounded(
-    make_cache: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_l1_serves_copies_and_is_bounded(make_cache: Factory) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("samplemind_core.cache._monotonic", lambda: clock[0])
     config = CacheConfig(op_timeout_s=2.0, l1_max_entries=3, l1_ttl_s=10.0)
-    cache = make_cache(config=config)
-    reader = make_cache(config=config)
+    cache = make_cache(config=config, clock=lambda: clock[0])
+    reader = make_cache(config=config, clock=lambda: clock[0])
     await cache.set(req(), resp("h", metadata={"k": 1}))
     first = await reader.get(req())  # from Redis, now in reader's L1
     second = await reader.get(req())
@@ -425,7 +424,7 @@ async def test_l1_byte_bound(make_cache: Factory) -> None:
     for i in range(10):
         await cache.set(req(f"b{i}"), resp("y" * 100))
     assert cache._l1 is not None and 0 < len(cache._l1) < 10
-    assert cache._l1_bytes <= 400
+    assert cache._l1.bytes <= 400
 
 
 async def test_clear_drops_l1(make_cache: Factory) -> None:
@@ -439,7 +438,7 @@ async def test_clear_drops_l1(make_cache: Factory) -> None:
 def test_insecure_hasher_is_refused_unless_allowed(client: Any) -> None:
     with pytest.raises(ConfigError, match="collision"):
         ResponseCache(client, config=CacheConfig(hasher="xxh3_128"))
-    ResponseCache(client, config=CacheConfig(hasher="xxh3_128"), allow_insecure_hasher=True)
+    ResponseCache(client, config=CacheConfig(hasher="xxh3_128", allow_insecure_hasher=True))
     ResponseCache(client, config=CacheConfig(hasher="sha256"))
 
 
@@ -447,7 +446,7 @@ def test_bad_arguments(client: Any) -> None:
     with pytest.raises(ConfigError):
         ResponseCache(client, namespace="a:b")
     with pytest.raises(ConfigError):
-        ResponseCache(client, serializer="pickle")  # type: ignore[arg-type]
+        ResponseCache(client, config=CacheConfig(serializer="pickle"))  # type: ignore[arg-type]
 
 
 async def test_decode_responses_client_is_refused() -> None:
