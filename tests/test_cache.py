@@ -467,3 +467,45 @@ async def test_without_redis_l1_only_or_always_miss() -> None:
     assert await nothing.get(req()) is None
     assert await nothing.warm([(req(), resp())]) == 0
     assert nothing.stats().misses == 1
+
+
+class _Down:
+    """A client whose every command fails as a dead server's would (counts the calls)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.calls += 1
+        raise ConnectionError("redis is down")
+
+    async def hgetall(self, key: str) -> dict[Any, Any]:
+        self.calls += 1
+        raise ConnectionError("redis is down")
+
+
+async def test_the_injected_clock_drives_back_off_and_generation_reloads() -> None:
+    now = [100.0]
+    client = _Down()
+    cache = ResponseCache(
+        client,  # type: ignore[arg-type]
+        config=CacheConfig(backoff_min_s=5.0, backoff_max_s=20.0, generation_ttl_s=1.0),
+        clock=lambda: now[0],
+    )
+    assert await cache.get(req()) is None  # the generation load fails: back off 5 s
+    failed, bypassed = client.calls, cache.stats().bypassed
+    assert failed == 1 and bypassed == 1 and not cache.healthy  # the lookup itself skipped Redis
+    for _ in range(3):  # the clock stands still: every lookup skips Redis
+        assert await cache.get(req()) is None
+    assert client.calls == failed and cache.stats().bypassed == bypassed + 3
+    now[0] += 5.0  # the back-off is over on the cache's clock: it tries Redis again
+    assert await cache.get(req()) is None
+    assert client.calls > failed and cache.stats().backend_errors >= 2
+
+
+def test_cache_config_refuses_bad_settings() -> None:
+    with pytest.raises(ConfigError, match="warm_batch"):
+        CacheConfig(warm_batch=0)
+    with pytest.raises(ConfigError, match="serializer"):
+        CacheConfig(serializer="pickle")  # type: ignore[arg-type]
+    assert CacheConfig(serializer="json", warm_batch=1).serializer == "json"
