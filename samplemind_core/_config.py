@@ -117,11 +117,9 @@ class HttpConfig:
     """Pool, timeouts, protocol and transport of the shared HTTP client.
 
     ``transport="auto"`` (the default) is the aiohttp transport, or httpx's own
-    when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The aiohttp transport is
-    the default because it is the one that meets the throughput target: at 50
-    concurrent requests against the local emulator it reaches about 1.0-1.3x raw
-    aiohttp, httpx's own HTTP/1.1 pool about 0.25x (pool contention, httpx issue
-    #3215) and HTTP/2 about 0.6x (``samplemind-bench run --live --suite client``).
+    when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The measurements behind
+    that default are in ``docs/decisions.md`` (``samplemind-bench run --live
+    --suite client`` measures them again).
     """
 
     connect_timeout_s: float = 5.0
