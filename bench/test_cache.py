@@ -102,8 +102,9 @@ def make_cache(client: Any, serializer: str, l1: bool) -> ResponseCache:
         ttl_s=300.0,
         op_timeout_s=1.0,
         l1_max_entries=1024 if l1 else 0,
+        serializer=serializer,  # type: ignore[arg-type]
     )
-    return ResponseCache(client, config=config, serializer=serializer)  # type: ignore[arg-type]
+    return ResponseCache(client, config=config)
 
 
 @pytest.mark.parametrize("l1", ["l1_on", "l1_off"])

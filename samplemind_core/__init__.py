@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import (
     PROVIDERS,
+    BreakerConfig,
     CacheConfig,
     HttpConfig,
     ProviderConfig,
@@ -75,6 +76,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BreakerConfig",
     "CacheBackendError",
     "CacheConfig",
     "CacheError",

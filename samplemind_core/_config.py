@@ -42,6 +42,7 @@ from ._exceptions import ConfigError
 
 __all__ = [
     "PROVIDERS",
+    "BreakerConfig",
     "CacheConfig",
     "HttpConfig",
     "ProviderConfig",
@@ -116,11 +117,9 @@ class HttpConfig:
     """Pool, timeouts, protocol and transport of the shared HTTP client.
 
     ``transport="auto"`` (the default) is the aiohttp transport, or httpx's own
-    when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The aiohttp transport is
-    the default because it is the one that meets the throughput target: at 50
-    concurrent requests against the local emulator it reaches about 1.0-1.3x raw
-    aiohttp, httpx's own HTTP/1.1 pool about 0.25x (pool contention, httpx issue
-    #3215) and HTTP/2 about 0.6x (``samplemind-bench run --live --suite client``).
+    when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The measurements behind
+    that default are in ``docs/decisions.md`` (``samplemind-bench run --live
+    --suite client`` measures them again).
     """
 
     connect_timeout_s: float = 5.0
@@ -175,6 +174,17 @@ class CacheConfig:
     themselves once ``lease_s`` has passed (a leaseholder that died holds
     nobody up for longer). Set it above a typical provider call. ``None``
     turns it off.
+
+    ``serializer`` is the format of stored values (``"msgpack"`` or
+    ``"json"``; either is read back). ``allow_insecure_hasher`` lets
+    benchmarks use a non-cryptographic ``hasher`` (``xxh3_128``); never set it
+    for a cache shared between users. ``generation_ttl_s`` is how long the
+    generations read from Redis are trusted in-process (a ``clear()`` in
+    another process is seen within it). After a Redis failure the cache skips
+    Redis for ``backoff_min_s``, doubling up to ``backoff_max_s``, per further
+    failure. ``bulk_timeout_s`` bounds each pipeline of ``warm()`` and
+    ``purge()`` (a whole purge or ``info()`` scan: ten times it);
+    ``warm_batch`` is the number of keys per pipeline.
     """
 
     namespace: str = "default"
@@ -190,8 +200,19 @@ class CacheConfig:
     max_connections: int = 50
     pool_timeout_s: float = 5.0
     lease_s: float | None = 10.0
+    serializer: Literal["msgpack", "json"] = "msgpack"
+    allow_insecure_hasher: bool = False
+    generation_ttl_s: float = 1.0
+    backoff_min_s: float = 0.05
+    backoff_max_s: float = 0.5
+    bulk_timeout_s: float = 10.0
+    warm_batch: int = 500
 
     def __post_init__(self) -> None:
+        if self.serializer not in ("msgpack", "json"):
+            raise ConfigError(f"serializer must be 'msgpack' or 'json', got {self.serializer!r}")
+        if self.warm_batch < 1:
+            raise ConfigError(f"warm_batch must be >= 1, got {self.warm_batch}")
         if not self.namespace or ":" in self.namespace:
             raise ConfigError(
                 f"cache namespace must be non-empty and without ':', got {self.namespace!r}"
@@ -231,6 +252,42 @@ class CacheConfig:
         if self.fingerprint_key is None:
             return None
         return bytes.fromhex(self.fingerprint_key.get_secret_value())
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """Circuit breaker and health-tracking settings.
+
+    ``failure_threshold``: consecutive failures that open the breaker.
+    ``window``: outcomes kept for the rolling success rate.
+    ``failure_rate_threshold``: failure fraction over the window that opens the
+    breaker (strictly above), once the window holds ``min_calls`` outcomes.
+    ``cooldown_s``: how long an open breaker stays open before one trial.
+    ``ewma_alpha``: weight of the newest latency sample in the EWMA.
+    """
+
+    failure_threshold: int = 5
+    window: int = 20
+    failure_rate_threshold: float = 0.5
+    min_calls: int = 10
+    cooldown_s: float = 30.0
+    ewma_alpha: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ConfigError(f"failure_threshold must be >= 1, got {self.failure_threshold}")
+        if self.window < 1:
+            raise ConfigError(f"window must be >= 1, got {self.window}")
+        if not 0.0 <= self.failure_rate_threshold <= 1.0:
+            raise ConfigError(
+                f"failure_rate_threshold must be in [0, 1], got {self.failure_rate_threshold}"
+            )
+        if not 1 <= self.min_calls <= self.window:
+            raise ConfigError(f"min_calls must be in [1, window], got {self.min_calls}")
+        if self.cooldown_s < 0:
+            raise ConfigError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
+        if not 0.0 < self.ewma_alpha <= 1.0:
+            raise ConfigError(f"ewma_alpha must be in (0, 1], got {self.ewma_alpha}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,13 +414,18 @@ def _api_key(name: str, value: str | None) -> Secret | None:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the layer needs, explicitly. Build by hand or with :meth:`from_env`."""
+    """Everything the layer needs, explicitly. Build by hand or with :meth:`from_env`.
+
+    ``breaker`` configures the router's circuit breakers (:class:`~samplemind_core.AIManager`
+    passes it to the :class:`~samplemind_core.Router` it builds).
+    """
 
     redis_url: str | None = None
     redis_cluster: bool = False
     cache: CacheConfig = field(default_factory=CacheConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=_default_providers)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     def provider(self, name: str) -> ProviderConfig:
         try:

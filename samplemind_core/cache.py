@@ -12,14 +12,15 @@ timeout, statistics, health); the store is touched only by the small private
 ``get_or_call`` or ``warm``: the cache counts them and behaves as a miss (or
 skips the write).
 
-Key layout (every command touches one key, so it also works on a cluster)::
+Key layout (every command touches one key, so it also works on a cluster;
+see ``samplemind_core._cache.keys``)::
 
     {prefix}:{namespace}:{G}.{P}:{provider or '_'}:{fingerprint}
 
 ``G`` is the namespace's generation and ``P`` the generation of the request's
 provider; both live in one Redis hash ``{prefix}:{namespace}:gen`` (fields
 ``*`` and the provider names) that is cached in-process for
-``generation_ttl_s``. :meth:`ResponseCache.clear` increments a generation
+``CacheConfig.generation_ttl_s``. :meth:`ResponseCache.clear` increments a generation
 (one ``HINCRBY``: O(1)), so old entries stop matching at once in this process
 and within ``generation_ttl_s`` in every other one; a background task then
 removes them with ``SCAN`` + ``UNLINK`` (on a cluster, ``scan_iter`` visits
@@ -27,8 +28,8 @@ every primary). Entries of requests that did not pin a provider carry the
 generation of the provider that answered inside the value, so
 ``clear("openai")`` also hides those.
 
-Values are a small versioned envelope in msgpack (default) or JSON -- never
-pickle::
+Values are a small versioned envelope in msgpack (default) or JSON
+(``CacheConfig.serializer``) -- never pickle (``samplemind_core._cache.envelope``)::
 
     ["smc/1", created_at, provider, model, latency_ms, cost_usd, provider_gen,
      [text, finish_reason, [[name, arguments, id], ...], input_tokens,
@@ -42,7 +43,7 @@ and ``stats().cost_saved_usd``.
 
 When Redis fails (unreachable, killed, too slow for ``op_timeout_s``), the
 cache logs one warning, then skips Redis for a short, growing interval
-(``backoff_min_s`` doubling up to ``backoff_max_s``) so that a dead server
+(``CacheConfig.backoff_min_s`` doubling up to ``backoff_max_s``) so that a dead server
 does not cost a timeout on every request, and tries again; the first success
 logs one "recovered" line.
 
@@ -54,6 +55,11 @@ the others wait their turn for up to ``pool_timeout_s`` (counted in
 ``{key}:lease`` (``SET NX PX``). No exception of the cache reaches a caller,
 ``CancelledError`` from its own deadlines included; a caller's own
 cancellation still propagates.
+
+Every ``ResponseCache`` setting is a :class:`~samplemind_core.CacheConfig`
+field. TTLs, the L1, the back-off and the lease wait run on the injected
+``clock`` (default ``time.monotonic``); per-operation deadlines and slot waits
+run on the event loop's clock (``samplemind_core._cache.deadlines``).
 
 >>> import asyncio
 >>> from samplemind_core import ChatRequest, ChatResponse
@@ -72,19 +78,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
-import msgpack
-import orjson
 import redis.exceptions
 
+from ._cache.deadlines import _OpTimeouts, _Slots
+from ._cache.envelope import ENVELOPE_VERSION, decode, encode
+from ._cache.keys import GLOBAL_FIELD, LEASE_SUFFIX, Generations
+from ._cache.l1 import L1, L1Entry, clone
 from ._config import CacheConfig
 from ._exceptions import CacheBackendError, CacheError, CacheValueError, ConfigError
-from ._models import ChatRequest, ChatResponse, ToolCall, Usage
+from ._models import ChatRequest, ChatResponse
 from .fingerprint import fingerprinter, get_hasher
 
 if TYPE_CHECKING:
@@ -95,11 +102,6 @@ __all__ = ["ENVELOPE_VERSION", "CacheStats", "ResponseCache"]
 
 logger = logging.getLogger(__name__)
 
-ENVELOPE_VERSION: Final = "smc/1"
-"""First element of every stored value; anything else under our key is foreign."""
-
-_GLOBAL_FIELD: Final = "*"
-_NO_PROVIDER: Final = "_"
 _STORE_ERRORS: Final = (
     redis.exceptions.RedisError,
     redis.exceptions.RedisClusterException,
@@ -109,17 +111,10 @@ _STORE_ERRORS: Final = (
 # Anything else a client raises mid-command (e.g. an AttributeError from a
 # half-initialised connection) is also a backend failure: callers never see it.
 
-_LEASE_SUFFIX: Final = ":lease"
 _LEASE_POLL_MIN_S: Final = 0.01
 _LEASE_POLL_MAX_S: Final = 0.2
 
-_now = time.time
-_monotonic = time.monotonic
 _perf = time.perf_counter
-_packb = msgpack.packb
-_unpackb = msgpack.unpackb
-_jdumps = orjson.dumps
-_jloads = orjson.loads
 
 
 @dataclass(slots=True)
@@ -216,213 +211,17 @@ class _Skipped(CacheBackendError):
     """Redis failed while this operation waited for a slot: bypassed, not sent."""
 
 
-class _Slots:
-    """At most ``size`` store operations at once; the others wait in FIFO order.
-
-    Taking a free slot does not await. A waiter gets a slot handed over by
-    :meth:`release`, or ``False`` when ``timeout`` of responsive event-loop
-    time passes first (the lag measured by ``clock``, see :class:`_OpTimeouts`),
-    and in any case after ``10 x timeout`` of wall time. One timer per event
-    loop serves every waiter (all share the timeout, so their deadlines are in
-    order).
-    """
-
-    __slots__ = ("_handle", "_loop", "_waiters", "clock", "free", "size", "timeout")
-
-    def __init__(self, size: int, timeout: float, clock: _OpTimeouts) -> None:
-        self.size = self.free = size
-        self.timeout = timeout
-        self.clock = clock
-        # (future, deadline on the responsive clock, deadline on the loop clock)
-        self._waiters: deque[tuple[asyncio.Future[bool], float, float]] = deque()
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def take(self) -> bool:
-        """Take a free slot now; False when the caller has to :meth:`wait`."""
-        if self.free > 0 and not self._waiters:
-            self.free -= 1
-            return True
-        return False
-
-    async def wait(self) -> bool:
-        """Wait for a slot; True when one was handed over, False after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # first wait, or the cache moved to another loop
-            if self._handle is not None:
-                self._handle.cancel()
-            self._loop, self._handle = loop, None
-            self._waiters.clear()
-        fut: asyncio.Future[bool] = loop.create_future()
-        now = loop.time()
-        self._waiters.append(
-            (fut, self.clock.responsive(now) + self.timeout, now + 10.0 * self.timeout)
-        )
-        if self._handle is None:
-            self._handle = loop.call_at(now + self.timeout / 4, self._expire)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.result():
-                self.release()  # handed a slot, but cancelled before using it
-            raise
-
-    def release(self) -> None:
-        """Give the slot to the first live waiter, or back to the free count."""
-        waiters = self._waiters
-        while waiters:
-            fut, _, _ = waiters.popleft()
-            if not fut.done():
-                fut.set_result(True)
-                return
-        self.free += 1
-
-    def _expire(self) -> None:
-        self._handle = None
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        responsive = self.clock.responsive(now)
-        waiters = self._waiters
-        while waiters:
-            fut, soft, hard = waiters[0]
-            if fut.done():
-                waiters.popleft()
-            elif soft <= responsive or hard <= now:
-                waiters.popleft()
-                fut.set_result(False)
-            else:
-                self._handle = loop.call_at(now + self.timeout / 4, self._expire)
-                return
-
-
-class _OpTimeouts:
-    """Per-operation deadlines with one timer per event loop, blind to event-loop lag.
-
-    ``asyncio.timeout`` costs a timer handle per call, a noticeable share of a
-    Redis hit. Here each operation only registers and unregisters itself in a
-    dict, and one timer ticks (every quarter of the timeout) while any
-    operation is pending.
-
-    A deadline measures the time the event loop was *responsive*: whenever the
-    tick fires late, the loop was busy (a burst of thousands of calls), not
-    waiting for Redis, and that lag is not counted. An operation is given up
-    after ``timeout`` of responsive time, or after ``cap`` of wall time
-    whatever the lag (``max(2 s, 8 x timeout)``). The overdue task is
-    cancelled one loop iteration later and only if it is still inside its
-    operation: a reply that reached the socket before the check wakes its task
-    first (the loop runs I/O callbacks before due timers, and task wake-ups
-    before later ``call_soon`` callbacks).
-    """
-
-    __slots__ = ("_armed_at", "_fired", "_handle", "_lag", "_loop", "_ops", "cap", "timeout")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.cap = max(2.0, 8.0 * timeout)
-        # task -> (deadline on the responsive clock, deadline on the loop clock)
-        self._ops: dict[asyncio.Task[Any], tuple[float, float]] = {}
-        self._fired: set[asyncio.Task[Any]] = set()
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lag = 0.0  # lag seen so far: responsive clock = loop.time() - _lag
-        self._armed_at = 0.0
-
-    def enter(self) -> asyncio.Task[Any]:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # first use, or the cache moved to another loop
-            if self._handle is not None:
-                self._handle.cancel()
-            self._loop, self._handle = loop, None
-            self._ops.clear()
-            self._fired.clear()
-            self._lag = 0.0
-        task = asyncio.current_task(loop)
-        if task is None:  # pragma: no cover - always inside a task under asyncio
-            raise RuntimeError("ResponseCache must be used from an asyncio task")
-        now = loop.time()
-        self._ops[task] = (now - self._lag + self.timeout, now + self.cap)
-        if self._handle is None:
-            self._arm(loop, now)
-        return task
-
-    def responsive(self, now: float) -> float:
-        """``now`` on the responsive clock (loop time minus the lag seen so far)."""
-        return now - self._lag if asyncio.get_running_loop() is self._loop else now
-
-    def exit(self, task: asyncio.Task[Any]) -> bool:
-        """Unregister ``task``; True when its deadline fired (it was cancelled by us)."""
-        self._ops.pop(task, None)
-        if task in self._fired:
-            self._fired.discard(task)
-            return True
-        return False
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
-        self._armed_at = at = now + self.timeout / 4
-        self._handle = loop.call_at(at, self._expire)
-
-    def _expire(self) -> None:
-        self._handle = None
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        self._lag += max(0.0, now - self._armed_at)
-        responsive = now - self._lag
-        overdue = [t for t, (soft, hard) in self._ops.items() if soft <= responsive or hard <= now]
-        if overdue:
-            loop.call_soon(self._cancel, overdue, responsive, now)
-        if self._ops:
-            self._arm(loop, now)
-
-    def _cancel(self, overdue: list[asyncio.Task[Any]], responsive: float, now: float) -> None:
-        ops = self._ops
-        for task in overdue:
-            entry = ops.get(task)
-            if entry is not None and (entry[0] <= responsive or entry[1] <= now):
-                del ops[task]  # still in the same operation: no reply came
-                self._fired.add(task)
-                task.cancel()
-
-
-@dataclass(slots=True)
-class _L1Entry:
-    response: ChatResponse  # the template, already cached=True and cost_usd=0.0
-    provider: str
-    provider_gen: int
-    expires: float
-    size: int
-    latency_ms: float  # original, for stats
-    cost_usd: float
-
-
-def _clone(t: ChatResponse, latency_ms: float) -> ChatResponse:
-    """A cheap copy of an L1 template (top-level lists/dicts copied, not shared)."""
-    return ChatResponse(
-        t.text,
-        t.provider,
-        t.model,
-        t.tool_calls.copy() if t.tool_calls else [],
-        t.finish_reason,
-        Usage(t.usage.input_tokens, t.usage.output_tokens),
-        0.0,
-        t.estimated_cost_usd,
-        latency_ms,
-        True,
-        t.attempts,
-        t.metadata.copy(),
-    )
-
-
 class ResponseCache:
     """A response cache on a ready ``redis.asyncio`` client (see the module docstring).
 
     ``redis=None`` runs without Redis: only the L1 (``config.l1_max_entries >
     0``) stores anything, otherwise every lookup misses. ``namespace``
-    overrides ``config.namespace``; tenants never share entries.
-    ``allow_insecure_hasher`` lets benchmarks use ``xxh3_128``; never set it
-    for a cache shared between users. The cache does not own the client:
-    close it yourself; :meth:`aclose` only stops the background purge.
+    overrides ``config.namespace``; tenants never share entries. Every other
+    setting is a :class:`~samplemind_core.CacheConfig` field
+    (``allow_insecure_hasher`` lets benchmarks use ``xxh3_128``; never set it
+    for a cache shared between users). ``clock`` (seconds, monotonic) drives
+    TTLs, the L1, the back-off and the lease wait. The cache does not own the
+    client: close it yourself; :meth:`aclose` only stops the background purge.
     """
 
     def __init__(
@@ -431,35 +230,26 @@ class ResponseCache:
         *,
         namespace: str | None = None,
         config: CacheConfig | None = None,
-        serializer: Literal["msgpack", "json"] = "msgpack",
-        allow_insecure_hasher: bool = False,
-        generation_ttl_s: float = 1.0,
-        backoff_min_s: float = 0.05,
-        backoff_max_s: float = 0.5,
-        bulk_timeout_s: float = 10.0,
-        warm_batch: int = 500,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         config = config or CacheConfig()
         if namespace is not None and namespace != config.namespace:
             config = replace(config, namespace=namespace)  # validates it
         hasher = get_hasher(config.hasher)
-        if not hasher.secure and not allow_insecure_hasher:
+        if not hasher.secure and not config.allow_insecure_hasher:
             raise ConfigError(
                 f"hasher {hasher.name!r} is not collision resistant: a shared cache could be "
                 "poisoned; use blake3, sha256 or blake2b"
             )
-        if serializer not in ("msgpack", "json"):
-            raise ConfigError(f"serializer must be 'msgpack' or 'json', got {serializer!r}")
-        if warm_batch < 1:
-            raise ConfigError(f"warm_batch must be >= 1, got {warm_batch}")
         get_encoder = getattr(redis, "get_encoder", None)
         if get_encoder is not None and getattr(get_encoder(), "decode_responses", False):
             raise ConfigError("the redis client must be created with decode_responses=False")
 
         self.config = config
         self.namespace = config.namespace
-        self.serializer = serializer
+        self.serializer = config.serializer
         self._redis: Any = redis
+        self._clock = clock
         self._hasher = hasher
         self._fingerprint = fingerprinter(
             namespace=config.namespace, hasher=hasher, key=config.key_bytes()
@@ -472,15 +262,10 @@ class ResponseCache:
         self._slots = _Slots(slots, config.pool_timeout_s, self._timeouts)
         self._ttl_s = config.ttl_s
         self._max_bytes = config.max_value_bytes
-        self._base = f"{config.key_prefix}:{config.namespace}:"
-        self._gen_key = f"{self._base}gen"
-        self._encode = self._encode_json if serializer == "json" else self._encode_msgpack
         self._stats = CacheStats()
 
-        # generations: "*" -> namespace generation, provider -> its generation
-        self._gens: dict[str, int] = {}
-        self._segments: dict[str | None, str] = {}
-        self._gen_ttl = generation_ttl_s
+        self._keys = Generations(config.key_prefix, config.namespace)
+        self._gen_ttl = config.generation_ttl_s
         self._gens_expiry = 0.0 if redis is not None else float("inf")
         self._gens_loading: asyncio.Future[None] | None = None  # the one reload in flight
 
@@ -488,19 +273,16 @@ class ResponseCache:
         self._healthy = True
         self._skip_until = 0.0
         self._backoff = 0.0
-        self._backoff_min = backoff_min_s
-        self._backoff_max = backoff_max_s
-        self._bulk_timeout = bulk_timeout_s
-        self._warm_batch = warm_batch
+        self._backoff_min = config.backoff_min_s
+        self._backoff_max = config.backoff_max_s
+        self._bulk_timeout = config.bulk_timeout_s
+        self._warm_batch = config.warm_batch
 
-        # L1
-        self._l1: OrderedDict[str, _L1Entry] | None = (
-            OrderedDict() if config.l1_max_entries > 0 else None
+        self._l1: L1 | None = (
+            L1(config.l1_max_entries, config.l1_max_bytes, config.l1_ttl_s)
+            if config.l1_max_entries > 0
+            else None
         )
-        self._l1_max_entries = config.l1_max_entries
-        self._l1_max_bytes = config.l1_max_bytes
-        self._l1_ttl = config.l1_ttl_s
-        self._l1_bytes = 0
 
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
         self._lease_s = config.lease_s
@@ -509,14 +291,6 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ keys
 
-    def _segment(self, provider: str | None) -> str:
-        seg = self._segments.get(provider)
-        if seg is None:
-            p = self._gens.get(provider, 0) if provider else 0
-            seg = f"{self._base}{self._gens.get(_GLOBAL_FIELD, 0)}.{p}:{provider or _NO_PROVIDER}:"
-            self._segments[provider] = seg
-        return seg
-
     def key_for(self, request: ChatRequest) -> str:
         """The Redis key of ``request`` under the generations currently known in-process.
 
@@ -524,25 +298,20 @@ class ResponseCache:
         fingerprint equals ``fingerprint(request, namespace=..., hasher=..., key=...)``
         (bound once with :func:`~samplemind_core.fingerprint.fingerprinter`).
         """
-        seg = self._segments.get(request.provider) or self._segment(request.provider)
+        keys = self._keys
+        seg = keys.segments.get(request.provider) or keys.segment(request.provider)
         return seg + self._fingerprint(request)
 
     def _set_gens(self, gens: dict[str, int]) -> None:
-        if gens != self._gens:
-            self._gens = gens
-            self._segments = {}
-            if self._l1:  # drop L1 entries whose provider was cleared (elsewhere)
-                for key in [
-                    k for k, e in self._l1.items() if gens.get(e.provider, 0) != e.provider_gen
-                ]:
-                    self._l1_drop(key)
+        if self._keys.replace(gens) and self._l1 is not None:
+            self._l1.drop_cleared(gens)  # entries whose provider was cleared (elsewhere)
 
     async def _fresh_gens(self) -> None:
         """Reload the generations from Redis when the in-process copy is older than its TTL.
 
         Never raises: a failure is counted, and the cache backs off.
         """
-        now = _monotonic()
+        now = self._clock()
         if now < self._gens_expiry or now < self._skip_until or self._redis is None:
             return
         loading = self._gens_loading
@@ -577,7 +346,7 @@ class ResponseCache:
         st.errors += 1
         st.backend_errors += 1
         self._backoff = min(self._backoff_max, self._backoff * 2 or self._backoff_min)
-        self._skip_until = _monotonic() + self._backoff
+        self._skip_until = self._clock() + self._backoff
         if self._healthy:
             self._healthy = False
             logger.warning(
@@ -604,144 +373,54 @@ class ResponseCache:
 
     # ------------------------------------------------------------ encoding
 
-    def _envelope(self, response: ChatResponse) -> list[Any]:
-        provider_gen = self._gens.get(response.provider, 0)
-        return [
-            ENVELOPE_VERSION,
-            _now(),
-            response.provider,
-            response.model,
-            float(response.latency_ms),
-            float(response.cost_usd),
-            provider_gen,
-            [
-                response.text,
-                response.finish_reason,
-                [[t.name, t.arguments, t.id] for t in response.tool_calls],
-                response.usage.input_tokens,
-                response.usage.output_tokens,
-                response.estimated_cost_usd,
-                response.attempts,
-                response.metadata,
-            ],
-        ]
-
-    def _encode_msgpack(self, response: ChatResponse) -> bytes:
-        try:
-            return _packb(self._envelope(response))  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise CacheValueError(f"response is not serialisable: {exc}") from None
-
-    def _encode_json(self, response: ChatResponse) -> bytes:
-        try:
-            return _jdumps(self._envelope(response))
-        except TypeError as exc:
-            raise CacheValueError(f"response is not serialisable: {exc}") from None
-
-    @staticmethod
-    def _decode(raw: bytes) -> tuple[ChatResponse, int, float, float]:
-        """(response template with cached=True, provider generation, latency_ms, cost_usd)."""
-        try:
-            env = _jloads(raw) if raw[:1] == b"[" else _unpackb(raw)
-            version, created, provider, model, latency, cost, pgen, body = env
-            if version != ENVELOPE_VERSION:
-                raise ValueError("unknown envelope")
-            text, finish, tcs, tin, tout, est, attempts, meta = body
-            response = ChatResponse(
-                text,
-                provider,
-                model,
-                [ToolCall(n, a, i) for n, a, i in tcs] if tcs else [],
-                finish,
-                Usage(tin, tout),
-                0.0,
-                est,
-                0.0,
-                True,
-                attempts,
-                {**meta, "cache": {"created_at": created, "latency_ms": latency, "cost_usd": cost}},
-            )
-            if not (text.__class__ is str and provider.__class__ is str and pgen.__class__ is int):
-                raise ValueError("bad field types")
-            return response, pgen, float(latency), float(cost)
-        except Exception as exc:
-            raise CacheValueError(f"not a samplemind cache value: {type(exc).__name__}") from None
-
-    # ------------------------------------------------------------------ L1
-
-    def _l1_get(self, key: str, now: float) -> _L1Entry | None:
-        l1 = self._l1
-        if l1 is None:
-            return None
-        entry = l1.get(key)
-        if entry is None:
-            return None
-        if entry.expires <= now or self._gens.get(entry.response.provider, 0) != entry.provider_gen:
-            self._l1_drop(key)
-            return None
-        l1.move_to_end(key)
-        return entry
-
-    def _l1_put(self, key: str, entry: _L1Entry) -> None:
-        l1 = self._l1
-        if l1 is None or entry.size > self._l1_max_bytes:
-            return
-        self._l1_drop(key)
-        l1[key] = entry
-        self._l1_bytes += entry.size
-        while len(l1) > self._l1_max_entries or self._l1_bytes > self._l1_max_bytes:
-            _, old = l1.popitem(last=False)
-            self._l1_bytes -= old.size
-
-    def _l1_drop(self, key: str) -> None:
-        if self._l1 is not None and (old := self._l1.pop(key, None)) is not None:
-            self._l1_bytes -= old.size
-
-    def _l1_clear(self) -> None:
-        if self._l1 is not None:
-            self._l1.clear()
-            self._l1_bytes = 0
+    def _encode(self, response: ChatResponse) -> bytes:
+        """The stored value of ``response``; :class:`CacheValueError` when it cannot be stored."""
+        return encode(response, self._keys.gens.get(response.provider, 0), self.serializer)
 
     # -------------------------------------------------------------- public
 
     async def get(self, request: ChatRequest) -> ChatResponse | None:
         """The cached response of ``request`` (``cached=True``) or ``None``. Never raises Redis errors."""
         start = _perf()
-        now = _monotonic()
+        now = self._clock()
         if now >= self._gens_expiry:
             await self._fresh_gens()
-        # key_for(), inlined: this is the L1 hit path, kept short
-        seg = self._segments.get(request.provider) or self._segment(request.provider)
-        key = seg + self._fingerprint(request)
-        l1 = self._l1
-        if l1 is not None and (entry := l1.get(key)) is not None and entry.expires > now:
-            l1.move_to_end(key)
-            st = self._stats
-            st.hits += 1
-            st.l1_hits += 1
-            st.latency_saved_ms += entry.latency_ms
-            st.cost_saved_usd += entry.cost_usd
-            return _clone(entry.response, (_perf() - start) * 1000.0)
-        return await self._lookup(key, start)
+        # key_for(), inlined: the L1 hit path is kept short
+        keys = self._keys
+        key = (keys.segments.get(request.provider) or keys.segment(request.provider)) + (
+            self._fingerprint(request)
+        )
+        if self._l1 is not None and (hit := self._l1_hit(key, now, start)) is not None:
+            return hit
+        return await self._lookup(key, start, l1_checked=True)
+
+    def _l1_hit(self, key: str, now: float, start: float) -> ChatResponse | None:
+        """The one L1 hit path: a counted copy of ``key``'s live L1 entry, or None."""
+        assert self._l1 is not None
+        entry = self._l1.hit(key, now)
+        if entry is None:
+            return None
+        st = self._stats
+        st.hits += 1
+        st.l1_hits += 1
+        st.latency_saved_ms += entry.latency_ms
+        st.cost_saved_usd += entry.cost_usd
+        return clone(entry.response, (_perf() - start) * 1000.0)
 
     async def _lookup(
-        self, key: str, start: float, *, count_miss: bool = True
+        self, key: str, start: float, *, count_miss: bool = True, l1_checked: bool = False
     ) -> ChatResponse | None:
+        if (
+            not l1_checked
+            and self._l1 is not None
+            and (hit := self._l1_hit(key, self._clock(), start)) is not None
+        ):
+            return hit
         st = self._stats
-        l1 = self._l1
-        if l1 is not None and (entry := l1.get(key)) is not None:
-            if entry.expires > _monotonic():
-                l1.move_to_end(key)
-                st.hits += 1
-                st.l1_hits += 1
-                st.latency_saved_ms += entry.latency_ms
-                st.cost_saved_usd += entry.cost_usd
-                return _clone(entry.response, (_perf() - start) * 1000.0)
-            self._l1_drop(key)
         if self._redis is None:
             st.misses += 1
             return None
-        if _monotonic() < self._skip_until:
+        if self._clock() < self._skip_until:
             st.misses += 1
             st.bypassed += 1
             return None
@@ -765,33 +444,26 @@ class ResponseCache:
         try:
             if len(raw) > self._max_bytes:
                 raise CacheValueError(f"stored value of {len(raw)} bytes is over the limit")
-            response, pgen, latency, cost = self._decode(raw)
+            response, pgen, latency, cost = decode(raw)
         except CacheValueError as exc:
             self._value_failed(key, exc)
             st.misses += 1
             await self._discard(key)
             return None
-        if self._gens.get(response.provider, 0) != pgen:  # its provider was cleared since
+        if self._keys.gens.get(response.provider, 0) != pgen:  # its provider was cleared since
             st.misses += 1
             await self._discard(key)
             return None
         st.hits += 1
         st.latency_saved_ms += latency
         st.cost_saved_usd += cost
-        if self._l1 is not None:
-            self._l1_put(
-                key,
-                _L1Entry(
-                    response,
-                    response.provider,
-                    pgen,
-                    _monotonic() + self._l1_ttl,
-                    len(raw),
-                    latency,
-                    cost,
-                ),
+        l1 = self._l1
+        if l1 is not None:
+            expires = self._clock() + l1.ttl_s
+            l1.put(
+                key, L1Entry(response, response.provider, pgen, expires, len(raw), latency, cost)
             )
-            return _clone(response, (_perf() - start) * 1000.0)
+            return clone(response, (_perf() - start) * 1000.0)
         response.latency_ms = (_perf() - start) * 1000.0
         return response
 
@@ -809,7 +481,7 @@ class ResponseCache:
         Responses served from the cache (``cached=True``) are not stored again;
         values over ``max_value_bytes`` are skipped and counted.
         """
-        if _monotonic() >= self._gens_expiry:
+        if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
         return await self._store(self.key_for(request), response, ttl_s)
 
@@ -831,24 +503,17 @@ class ResponseCache:
             self._value_failed(key, exc)
             return False
         stored = False
-        if self._l1 is not None:
-            template, pgen, latency, cost = self._decode(data)
-            self._l1_put(
-                key,
-                _L1Entry(
-                    template,
-                    template.provider,
-                    pgen,
-                    _monotonic() + min(ttl, self._l1_ttl),
-                    len(data),
-                    latency,
-                    cost,
-                ),
+        l1 = self._l1
+        if l1 is not None:
+            template, pgen, latency, cost = decode(data)
+            expires = self._clock() + min(ttl, l1.ttl_s)
+            l1.put(
+                key, L1Entry(template, template.provider, pgen, expires, len(data), latency, cost)
             )
             stored = True
         if self._redis is None:
             return stored
-        if _monotonic() < self._skip_until:
+        if self._clock() < self._skip_until:
             st.bypassed += 1
             return stored
         try:
@@ -878,7 +543,7 @@ class ResponseCache:
         error of Redis ever reaches the caller.
         """
         start = _perf()
-        if _monotonic() >= self._gens_expiry:
+        if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
         key = self.key_for(request)
         counted = False
@@ -893,7 +558,7 @@ class ResponseCache:
                 if not pending.cancelled() or (task is not None and task.cancelling()):
                     raise  # our own caller cancelled us
                 continue  # the leader's caller cancelled it: take over (or follow the next)
-            return _clone(shared, shared.latency_ms) if shared.cached else replace(shared)
+            return clone(shared, shared.latency_ms) if shared.cached else replace(shared)
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
@@ -928,13 +593,13 @@ class ResponseCache:
         assert self._lease_s is not None
         st = self._stats
         lease_ms = max(1, int(self._lease_s * 1000))
-        give_up = _monotonic() + self._lease_s
+        give_up = self._clock() + self._lease_s
         delay = _LEASE_POLL_MIN_S
         while True:
-            if _monotonic() < self._skip_until:
+            if self._clock() < self._skip_until:
                 return None  # Redis is failing: do not wait on it
             try:
-                taken = await self._io_set_nx(key + _LEASE_SUFFIX, lease_ms)
+                taken = await self._io_set_nx(key + LEASE_SUFFIX, lease_ms)
             except CacheError as exc:
                 self._backend_failed(exc)
                 return None
@@ -950,9 +615,9 @@ class ResponseCache:
                 st.misses -= 1
                 st.lease_waits += 1
                 return hit
-            if _monotonic() >= give_up:
+            if self._clock() >= give_up:
                 return None  # the holder is slow or dead: pay for it ourselves
-            await asyncio.sleep(min(delay, max(0.0, give_up - _monotonic())))
+            await asyncio.sleep(min(delay, max(0.0, give_up - self._clock())))
             delay = min(delay * 2, _LEASE_POLL_MAX_S)
             hit = await self._lookup(key, start, count_miss=False)
             if hit is not None:
@@ -962,7 +627,7 @@ class ResponseCache:
 
     async def _drop_lease(self, key: str) -> None:
         try:
-            await self._io_unlink(key + _LEASE_SUFFIX)
+            await self._io_unlink(key + LEASE_SUFFIX)
         except CacheError as exc:
             self._backend_failed(exc)
 
@@ -972,20 +637,21 @@ class ResponseCache:
         Raises :class:`~samplemind_core.CacheBackendError` when Redis cannot be
         reached: a clear that did not happen must not look like one that did.
         """
-        field = provider or _GLOBAL_FIELD
-        self._l1_clear()
+        field = provider or GLOBAL_FIELD
+        if self._l1 is not None:
+            self._l1.clear()
         if self._redis is None:
-            gens = dict(self._gens)
+            gens = dict(self._keys.gens)
             gens[field] = gens.get(field, 0) + 1
             self._set_gens(gens)
             return
         try:
-            value = await self._io_hincrby(self._gen_key, field)
+            value = await self._io_hincrby(self._keys.gen_key, field)
         except CacheError as exc:
             self._backend_failed(exc)
             raise
         self._backend_ok()
-        gens = dict(self._gens)
+        gens = dict(self._keys.gens)
         gens[field] = value
         self._set_gens(gens)
         self._gens_expiry = 0.0  # reload the others next time
@@ -1018,8 +684,8 @@ class ResponseCache:
         removed = 0
         with _store_errors:
             async with asyncio.timeout(self._bulk_timeout * 10):
-                async for key in self._io_scan(self._base + "*"):
-                    if self._classify(key) is True:
+                async for key in self._io_scan(self._keys.base + "*"):
+                    if self._keys.classify(key) is True:
                         stale.append(key)
                     if len(stale) >= self._warm_batch:
                         removed += await self._io_unlink_many(stale)
@@ -1028,22 +694,6 @@ class ResponseCache:
                     removed += await self._io_unlink_many(stale)
         self._stats.purged += removed
         return removed
-
-    def _classify(self, key: str) -> bool | None:
-        """True: an entry of an old generation; False: a current entry; None: not an entry."""
-        if key.endswith(_LEASE_SUFFIX):
-            return None  # a cross-process lease: expires by itself
-        gen, sep, rest = key[len(self._base) :].partition(":")
-        provider, sep2, _fp = rest.rpartition(":")
-        if not sep or not sep2:
-            return None  # the generation hash or a foreign key
-        kg, _, kp = gen.partition(".")
-        try:
-            return int(kg) != self._gens.get(_GLOBAL_FIELD, 0) or (
-                provider != _NO_PROVIDER and int(kp) != self._gens.get(provider, 0)
-            )
-        except ValueError:
-            return None
 
     async def info(self) -> dict[str, Any]:
         """What Redis holds for this namespace: generations, current and stale entry counts.
@@ -1057,26 +707,26 @@ class ResponseCache:
             await self._fresh_gens_now()
             with _store_errors:
                 async with asyncio.timeout(self._bulk_timeout * 10):
-                    async for key in self._io_scan(self._base + "*"):
-                        kind = self._classify(key)
+                    async for key in self._io_scan(self._keys.base + "*"):
+                        kind = self._keys.classify(key)
                         current += kind is False
                         stale += kind is True
         elif self._l1 is not None:
             current = len(self._l1)
         return {
             "namespace": self.namespace,
-            "generations": dict(self._gens),
+            "generations": dict(self._keys.gens),
             "entries": current,
             "stale_entries": stale,
         }
 
     async def _fresh_gens_now(self) -> None:
         """Reload the generations now; raises CacheBackendError when Redis fails."""
-        raw = await self._io_hgetall(self._gen_key)
+        raw = await self._io_hgetall(self._keys.gen_key)
         self._set_gens(
             {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
         )
-        self._gens_expiry = _monotonic() + self._gen_ttl
+        self._gens_expiry = self._clock() + self._gen_ttl
 
     async def warm(self, entries: Iterable[tuple[ChatRequest, ChatResponse]]) -> int:
         """Bulk-write ``(request, response)`` pairs with pipelines; returns how many were written.
@@ -1174,7 +824,7 @@ class ResponseCache:
         slots = self._slots
         if not slots.take():
             await self._wait_slot()
-            if _monotonic() < self._skip_until:
+            if self._clock() < self._skip_until:
                 slots.release()
                 raise _Skipped("redis failed while this operation waited for a slot")
         timeouts = self._timeouts

@@ -78,8 +78,8 @@ _local = threading.local()
 
 
 def _blake3(data: bytes, key: bytes) -> str:
-    # One keyed hasher per thread and key, reset for each call: building a
-    # hasher costs about 0.25 µs, a sixth of hashing a 1 KB request.
+    # One keyed hasher per thread and key, reset for each call (building a
+    # hasher is a noticeable share of hashing a small request).
     try:
         h = _local.hashers[key]
     except AttributeError:

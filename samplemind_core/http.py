@@ -27,16 +27,10 @@ Transports
     connections / 50 keep-alive; timeouts: connect 5 s, read 30 s. gzip, deflate
     and brotli are accepted and decoded by ``httpx.Response``.
 
-    Choice of the default, from the client benchmark suite (client on 127.0.0.1,
-    median of interleaved rounds, this shared 2-core machine, so rough): at 50
-    concurrent requests httpx's own HTTP/1.1 pool reaches only ~0.1x raw
-    aiohttp (pool contention, httpx issue #3215) while this client with the
-    aiohttp transport reaches ~0.6-0.7x against uvicorn and ~0.8-1.0x against
-    hypercorn (the emulator's server), HTTP/2 (h2c) ~0.3x; at concurrency 1 the aiohttp transport
-    is also ~1.3-1.5x httpx's pool. Our client spends ~2x raw aiohttp's CPU per
-    request (httpx ``Request``/``Response`` objects), which only shows against
-    a very fast server. So the aiohttp transport is the default
-    (``HttpConfig.transport="auto"``: aiohttp, or httpx's own for HTTP/2).
+    The default is ``HttpConfig.transport="auto"``: the aiohttp transport, or
+    httpx's own for HTTP/2 (the measurements behind that choice are in
+    ``docs/decisions.md``; ``samplemind-bench run --live --suite client``
+    measures them again).
     respx's mocker only intercepts httpx's own transport: tests that rely on it
     pin ``transport="httpx"`` or inject a transport.
 
@@ -47,7 +41,7 @@ Hot path
     ``os.environ``, which only ``Settings.from_env`` may do). JSON bodies are
     encoded once with orjson, so retries re-send the same bytes. The first
     attempt runs without tenacity; only a retryable outcome enters the
-    tenacity loop (tenacity costs ~30 µs per call even when nothing fails).
+    tenacity loop.
 
 Retries
     Up to ``RetryConfig.attempts`` (3) on connect errors, timeouts, connections
@@ -476,7 +470,7 @@ class HttpClient:
         attempt: int,
     ) -> httpx.Response:
         parsed = self._urls.get(url)
-        if parsed is None:  # httpx's URL parsing costs ~40 µs: parse each URL once
+        if parsed is None:  # httpx's URL parsing is slow: parse each URL once
             try:
                 parsed = httpx.URL(url)
             except httpx.InvalidURL as exc:

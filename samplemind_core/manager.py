@@ -199,7 +199,11 @@ class AIManager:
             # A default_model the user configured wins over the built-in per-task models.
             configured = {n for n, c in self.settings.providers.items() if c.default_model}
             models = {k: v for k, v in DEFAULT_MODELS.items() if k[0] not in configured}
-            router = Router(catalog=ModelCatalog.from_settings(self.settings), models=models)
+            router = Router(
+                breaker=self.settings.breaker,
+                catalog=ModelCatalog.from_settings(self.settings),
+                models=models,
+            )
         self._router = router
         self._providers: dict[str, Provider] = {}
         self._limiters: dict[str, AsyncLimiter | None] = {}

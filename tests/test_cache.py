@@ -148,7 +148,7 @@ async def test_per_call_ttl_override(make_cache: Factory, client: Any) -> None:
 
 async def test_json_serializer_and_mixed_readers(make_cache: Factory) -> None:
     ns = f"j{uuid.uuid4().hex[:8]}"
-    as_json = make_cache(namespace=ns, serializer="json")
+    as_json = make_cache(namespace=ns, config=CacheConfig(op_timeout_s=2.0, serializer="json"))
     as_msgpack = make_cache(namespace=ns)
     await as_json.set(req("a"), resp("from json"))
     await as_msgpack.set(req("b"), resp("from msgpack"))
@@ -178,7 +178,9 @@ async def test_clear_is_immediate_and_purge_removes_old_entries(
     make_cache: Factory, client: Any
 ) -> None:
     cache = make_cache()
-    other_process = make_cache(generation_ttl_s=0.0)  # reloads the generations every call
+    other_process = make_cache(
+        config=CacheConfig(op_timeout_s=2.0, generation_ttl_s=0.0)
+    )  # reloads the generations every call
     for i in range(30):  # spread over the cluster's slots
         await cache.set(req(f"q{i}"), resp(f"a{i}"))
     assert await other_process.get(req("q0")) is not None
@@ -212,7 +214,7 @@ async def test_clear_one_provider(make_cache: Factory, client: Any) -> None:
 
 
 async def test_warm_pipelines_bulk_writes(make_cache: Factory, client: Any) -> None:
-    cache = make_cache(warm_batch=16)
+    cache = make_cache(config=CacheConfig(op_timeout_s=2.0, warm_batch=16))
     entries = [(req(f"w{i}"), resp(f"r{i}", latency_ms=100.0, cost_usd=0.001)) for i in range(50)]
     assert await cache.warm(entries) == 50
     assert cache.stats().sets == 50
@@ -389,14 +391,11 @@ async def test_served_responses_are_not_stored_again(make_cache: Factory) -> Non
     assert await cache.set(req("other"), hit) is False
 
 
-async def test_l1_serves_copies_and_is_bounded(
-    make_cache: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_l1_serves_copies_and_is_bounded(make_cache: Factory) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("samplemind_core.cache._monotonic", lambda: clock[0])
     config = CacheConfig(op_timeout_s=2.0, l1_max_entries=3, l1_ttl_s=10.0)
-    cache = make_cache(config=config)
-    reader = make_cache(config=config)
+    cache = make_cache(config=config, clock=lambda: clock[0])
+    reader = make_cache(config=config, clock=lambda: clock[0])
     await cache.set(req(), resp("h", metadata={"k": 1}))
     first = await reader.get(req())  # from Redis, now in reader's L1
     second = await reader.get(req())
@@ -420,7 +419,7 @@ async def test_l1_byte_bound(make_cache: Factory) -> None:
     for i in range(10):
         await cache.set(req(f"b{i}"), resp("y" * 100))
     assert cache._l1 is not None and 0 < len(cache._l1) < 10
-    assert cache._l1_bytes <= 400
+    assert cache._l1.bytes <= 400
 
 
 async def test_clear_drops_l1(make_cache: Factory) -> None:
@@ -434,7 +433,7 @@ async def test_clear_drops_l1(make_cache: Factory) -> None:
 def test_insecure_hasher_is_refused_unless_allowed(client: Any) -> None:
     with pytest.raises(ConfigError, match="collision"):
         ResponseCache(client, config=CacheConfig(hasher="xxh3_128"))
-    ResponseCache(client, config=CacheConfig(hasher="xxh3_128"), allow_insecure_hasher=True)
+    ResponseCache(client, config=CacheConfig(hasher="xxh3_128", allow_insecure_hasher=True))
     ResponseCache(client, config=CacheConfig(hasher="sha256"))
 
 
@@ -442,7 +441,7 @@ def test_bad_arguments(client: Any) -> None:
     with pytest.raises(ConfigError):
         ResponseCache(client, namespace="a:b")
     with pytest.raises(ConfigError):
-        ResponseCache(client, serializer="pickle")  # type: ignore[arg-type]
+        ResponseCache(client, config=CacheConfig(serializer="pickle"))  # type: ignore[arg-type]
 
 
 async def test_decode_responses_client_is_refused() -> None:
@@ -463,3 +462,45 @@ async def test_without_redis_l1_only_or_always_miss() -> None:
     assert await nothing.get(req()) is None
     assert await nothing.warm([(req(), resp())]) == 0
     assert nothing.stats().misses == 1
+
+
+class _Down:
+    """A client whose every command fails as a dead server's would (counts the calls)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.calls += 1
+        raise ConnectionError("redis is down")
+
+    async def hgetall(self, key: str) -> dict[Any, Any]:
+        self.calls += 1
+        raise ConnectionError("redis is down")
+
+
+async def test_the_injected_clock_drives_back_off_and_generation_reloads() -> None:
+    now = [100.0]
+    client = _Down()
+    cache = ResponseCache(
+        client,  # type: ignore[arg-type]
+        config=CacheConfig(backoff_min_s=5.0, backoff_max_s=20.0, generation_ttl_s=1.0),
+        clock=lambda: now[0],
+    )
+    assert await cache.get(req()) is None  # the generation load fails: back off 5 s
+    failed, bypassed = client.calls, cache.stats().bypassed
+    assert failed == 1 and bypassed == 1 and not cache.healthy  # the lookup itself skipped Redis
+    for _ in range(3):  # the clock stands still: every lookup skips Redis
+        assert await cache.get(req()) is None
+    assert client.calls == failed and cache.stats().bypassed == bypassed + 3
+    now[0] += 5.0  # the back-off is over on the cache's clock: it tries Redis again
+    assert await cache.get(req()) is None
+    assert client.calls > failed and cache.stats().backend_errors >= 2
+
+
+def test_cache_config_refuses_bad_settings() -> None:
+    with pytest.raises(ConfigError, match="warm_batch"):
+        CacheConfig(warm_batch=0)
+    with pytest.raises(ConfigError, match="serializer"):
+        CacheConfig(serializer="pickle")  # type: ignore[arg-type]
+    assert CacheConfig(serializer="json", warm_batch=1).serializer == "json"

@@ -36,9 +36,7 @@ def make(client: Any, backoff_s: float = 0.01, **config: Any) -> ResponseCache:
     return ResponseCache(
         client,
         namespace=f"f{uuid.uuid4().hex[:10]}",
-        config=CacheConfig(**config),
-        backoff_min_s=backoff_s,
-        backoff_max_s=max(0.2, backoff_s),
+        config=CacheConfig(**config, backoff_min_s=backoff_s, backoff_max_s=max(0.2, backoff_s)),
     )
 
 

@@ -104,7 +104,7 @@ async def test_a_client_pool_error_is_pool_exhaustion_not_a_redis_failure() -> N
 @pytest.mark.parametrize("convert_cancel", [False, True], ids=["plain", "client-converts"])
 async def test_an_internal_timeout_never_leaks_cancellation(convert_cancel: bool) -> None:
     client = Gate(convert_cancel=convert_cancel)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02), backoff_min_s=0.001)
+    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02, backoff_min_s=0.001))
 
     async def caller() -> tuple[ChatResponse | None, int]:
         got = await cache.get(req())
@@ -177,7 +177,7 @@ async def test_a_cancelled_leader_hands_over_to_its_followers() -> None:
 
 async def test_waiters_skip_redis_once_it_failed_while_they_waited() -> None:
     client = Gate(convert_cancel=True, max_connections=1)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02), backoff_min_s=30.0)
+    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02, backoff_min_s=30.0))
     results = await asyncio.gather(*(cache.get(req(f"w{i}")) for i in range(20)))
     assert results == [None] * 20
     st = cache.stats()

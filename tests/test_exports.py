@@ -15,6 +15,7 @@ INTENDED = {
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BreakerConfig",
     "CacheBackendError",
     "CacheConfig",
     "CacheError",

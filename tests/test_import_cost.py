@@ -57,3 +57,15 @@ def test_building_a_manager_loads_no_optional_modules() -> None:
 def test_the_probe_can_fail() -> None:
     # The check is real: a statement that does import a forbidden module is seen.
     assert _loaded("import redis.asyncio.cluster") == ["redis.asyncio.cluster"]
+
+
+def test_router_and_its_pricing_catalog_load_no_httpx() -> None:
+    # The router plans with the pricing catalog, never through the provider adapters.
+    stmt = (
+        "from samplemind_core import ChatRequest, Settings\n"
+        "from samplemind_core.router import ModelCatalog, Router\n"
+        "r = Router(catalog=ModelCatalog.from_settings(Settings()))\n"
+        "req = ChatRequest(messages=[{'role': 'user', 'content': 'hi'}])\n"
+        "assert r.plan('chat', 'speed', req) and Router().plan('tools', 'cost', req)"
+    )
+    assert _loaded(stmt, (*FORBIDDEN, "httpx", "redis", "samplemind_core.providers")) == []

@@ -9,8 +9,9 @@ and ``tool_use`` (``id``, ``name``, ``input``), ``stop_reason``,
 ``{"type": "error", "error": {"type", "message"}}``; 529 ``overloaded_error``
 is a retryable server error.
 
-Prices: USD per million tokens (input, output), Anthropic list prices as of
-2025-09 (no prompt-caching discounts); override with ``ProviderConfig.prices``.
+``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
+pricing catalog (:mod:`samplemind_core._pricing`); override prices with
+``ProviderConfig.prices``.
 """
 
 from __future__ import annotations
@@ -18,25 +19,17 @@ from __future__ import annotations
 from typing import Any, Final
 
 from .._models import ChatRequest, ChatResponse, ToolCall
+from .._pricing import CATALOG
 from .base import DEFAULT_MAX_OUTPUT_TOKENS, Provider, tool_specs
 
 __all__ = ["ANTHROPIC_VERSION", "CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "AnthropicProvider"]
 
 ANTHROPIC_VERSION: Final = "2023-06-01"
 
-DEFAULT_MODEL: Final = "claude-3-5-haiku-latest"
-
-PRICES: Final[dict[str, tuple[float, float]]] = {
-    "claude-3-5-haiku": (0.80, 4.00),
-    "claude-3-5-sonnet": (3.00, 15.00),
-    "claude-3-7-sonnet": (3.00, 15.00),
-    "claude-3-haiku": (0.25, 1.25),
-    "claude-haiku-4-5": (1.00, 5.00),
-    "claude-sonnet-4": (3.00, 15.00),
-    "claude-opus-4": (15.00, 75.00),
-}
-
-CONTEXT_WINDOWS: Final[dict[str, int]] = dict.fromkeys(PRICES, 200_000)
+_TABLES: Final = CATALOG["anthropic"]
+DEFAULT_MODEL: Final = _TABLES.default_model
+PRICES: Final = _TABLES.prices
+CONTEXT_WINDOWS: Final = _TABLES.context_windows
 
 
 class AnthropicProvider(Provider):
@@ -46,7 +39,7 @@ class AnthropicProvider(Provider):
     DEFAULT_MODEL = DEFAULT_MODEL
     PRICES = PRICES
     CONTEXT_WINDOWS = CONTEXT_WINDOWS
-    DEFAULT_CONTEXT_WINDOW = 200_000
+    DEFAULT_CONTEXT_WINDOW = _TABLES.default_context_window
 
     def build_request(
         self, req: ChatRequest, model: str

@@ -22,7 +22,6 @@ Tools in ``ChatRequest.tools`` may be given neutrally
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -42,7 +41,7 @@ from .._exceptions import (
     RateLimitError,
 )
 from .._models import ChatRequest, ChatResponse, ToolCall, Usage
-from .._tables import lookup
+from .._pricing import DEFAULT_OUTPUT_TOKENS, cost_usd, estimate_tokens, lookup
 
 if TYPE_CHECKING:
     from ..http import HttpClient
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "Provider",
-    "estimate_tokens",
     "lookup",
     "redact",
     "tool_specs",
@@ -58,8 +56,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_OUTPUT_TOKENS: Final = 1024
-"""Output tokens assumed by :meth:`Provider.estimate_cost` when ``max_tokens`` is unset."""
+DEFAULT_MAX_OUTPUT_TOKENS: Final = DEFAULT_OUTPUT_TOKENS
+"""Output tokens assumed when ``max_tokens`` is unset (the pricing catalog's ``DEFAULT_OUTPUT_TOKENS``)."""
 
 _KEY_PATTERNS: Final = re.compile(
     r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+[A-Za-z0-9_\-*]{6,})"
@@ -76,11 +74,6 @@ def redact(text: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "[REDACTED]")
     return _KEY_PATTERNS.sub("[REDACTED]", text)
-
-
-def estimate_tokens(chars: int) -> int:
-    """Tokens of ``chars`` characters of text: about 4 characters per token (rounded up)."""
-    return math.ceil(chars / 4) if chars > 0 else 0
 
 
 def tool_specs(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -272,19 +265,14 @@ class Provider(ABC):
 
     def cost(self, model: str, usage: Usage) -> float:
         """USD of ``usage`` at ``model``'s list price."""
-        p_in, p_out = self.price(model)
-        return (usage.input_tokens * p_in + usage.output_tokens * p_out) / 1_000_000
+        return cost_usd(usage.input_tokens, usage.output_tokens, self.price(model))
 
     def estimate_cost(self, req: ChatRequest, model: str) -> float:
-        """USD before the call: prompt tokens ≈ chars / 4, output = ``max_tokens`` (or 1024)."""
-        usage = Usage(
-            input_tokens=estimate_tokens(req.prompt_chars()),
-            output_tokens=req.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
-        )
-        return self.cost(model, usage)
+        """USD before the call, from the catalog's ``estimate_tokens`` (what the router plans with)."""
+        return cost_usd(*estimate_tokens(req), self.price(model))
 
     def context_window(self, model: str) -> int:
-        """Tokens the model accepts (prompt + output)."""
+        """Tokens the model accepts (prompt + output); ``DEFAULT_CONTEXT_WINDOW`` for an unlisted model."""
         found = lookup(self.CONTEXT_WINDOWS, model)
         return int(found) if found is not None else self.DEFAULT_CONTEXT_WINDOW
 

@@ -11,9 +11,9 @@ thoughtsTokenCount}`` (thinking tokens are billed as output). Error body
 ``{"error": {"code", "message", "status"}}``; a bad key is a 400 with
 "API key not valid", mapped to ``AuthenticationError``.
 
-Prices: USD per million tokens (input, output), Gemini API paid-tier list
-prices as of 2025-09 (gemini-2.5-pro: prompts ≤ 200k tokens; above that
-2.50/15.00); override with ``ProviderConfig.prices``.
+``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
+pricing catalog (:mod:`samplemind_core._pricing`); override prices with
+``ProviderConfig.prices``.
 """
 
 from __future__ import annotations
@@ -23,21 +23,15 @@ from urllib.parse import quote
 
 from .._exceptions import BadRequestError
 from .._models import ChatRequest, ChatResponse, ToolCall
+from .._pricing import CATALOG
 from .base import Provider, tool_specs
 
 __all__ = ["CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "GeminiProvider"]
 
-DEFAULT_MODEL: Final = "gemini-2.5-flash"
-
-PRICES: Final[dict[str, tuple[float, float]]] = {
-    "gemini-2.5-flash": (0.30, 2.50),
-    "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gemini-2.0-flash": (0.10, 0.40),
-    "gemini-2.0-flash-lite": (0.075, 0.30),
-}
-
-CONTEXT_WINDOWS: Final[dict[str, int]] = dict.fromkeys(PRICES, 1_048_576)
+_TABLES: Final = CATALOG["gemini"]
+DEFAULT_MODEL: Final = _TABLES.default_model
+PRICES: Final = _TABLES.prices
+CONTEXT_WINDOWS: Final = _TABLES.context_windows
 
 
 class GeminiProvider(Provider):
@@ -47,7 +41,7 @@ class GeminiProvider(Provider):
     DEFAULT_MODEL = DEFAULT_MODEL
     PRICES = PRICES
     CONTEXT_WINDOWS = CONTEXT_WINDOWS
-    DEFAULT_CONTEXT_WINDOW = 1_048_576
+    DEFAULT_CONTEXT_WINDOW = _TABLES.default_context_window
 
     def build_request(
         self, req: ChatRequest, model: str

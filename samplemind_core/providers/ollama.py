@@ -6,11 +6,9 @@ No auth. Sampling goes into ``options`` (``temperature``, ``num_predict``,
 object), ``done_reason``, ``prompt_eval_count`` / ``eval_count``. Error body:
 ``{"error": "..."}`` (e.g. 404 for an unknown model).
 
-Local models cost nothing (prices 0/0). ``CONTEXT_WINDOWS`` holds the
-*effective* window: Ollama truncates prompts at its ``num_ctx`` (default 4096
-tokens unless the server sets ``OLLAMA_CONTEXT_LENGTH``), whatever the model
-was trained for; override by listing the model in ``ProviderConfig``-driven
-catalogs if your server runs with a larger ``num_ctx``.
+``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
+pricing catalog (:mod:`samplemind_core._pricing`); override prices with
+``ProviderConfig.prices``.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from .._models import ChatRequest, ChatResponse
+from .._pricing import CATALOG
 from .base import Provider, tool_specs
 
 if TYPE_CHECKING:
@@ -25,20 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "OllamaProvider"]
 
-DEFAULT_MODEL: Final = "llama3.2"
-
-PRICES: Final[dict[str, tuple[float, float]]] = {
-    "llama3.2": (0.0, 0.0),
-    "llama3.1": (0.0, 0.0),
-    "qwen2.5": (0.0, 0.0),
-    "mistral": (0.0, 0.0),
-    "gemma3": (0.0, 0.0),
-    "phi4": (0.0, 0.0),
-}
-
-OLLAMA_DEFAULT_NUM_CTX: Final = 4096
-
-CONTEXT_WINDOWS: Final[dict[str, int]] = dict.fromkeys(PRICES, OLLAMA_DEFAULT_NUM_CTX)
+_TABLES: Final = CATALOG["ollama"]
+DEFAULT_MODEL: Final = _TABLES.default_model
+PRICES: Final = _TABLES.prices
+CONTEXT_WINDOWS: Final = _TABLES.context_windows
 
 
 class OllamaProvider(Provider):
@@ -48,7 +37,7 @@ class OllamaProvider(Provider):
     DEFAULT_MODEL = DEFAULT_MODEL
     PRICES = PRICES
     CONTEXT_WINDOWS = CONTEXT_WINDOWS
-    DEFAULT_CONTEXT_WINDOW = OLLAMA_DEFAULT_NUM_CTX
+    DEFAULT_CONTEXT_WINDOW = _TABLES.default_context_window
     LOCAL = True
     NEEDS_KEY = False
 

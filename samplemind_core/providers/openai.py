@@ -6,8 +6,8 @@ Auth: ``Authorization: Bearer <key>``. Reply: ``choices[0].message`` (``content`
 ``finish_reason``, ``usage.{prompt_tokens, completion_tokens}``. Error body:
 ``{"error": {"message", "type", "code"}}``.
 
-Prices: USD per million tokens (input, output), OpenAI list prices as of
-2025-09 (standard tier, no cached-input discount); override per model with
+``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
+pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 ``ProviderConfig.prices``.
 """
 
@@ -16,37 +16,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from .._models import ChatRequest, ChatResponse
+from .._pricing import CATALOG
 from .base import Provider, tool_specs
 
 __all__ = ["CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "OpenAIProvider"]
 
-DEFAULT_MODEL: Final = "gpt-4o-mini"
-
-PRICES: Final[dict[str, tuple[float, float]]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-5": (1.25, 10.00),
-    "gpt-5-mini": (0.25, 2.00),
-    "gpt-5-nano": (0.05, 0.40),
-    "o3": (2.00, 8.00),
-    "o4-mini": (1.10, 4.40),
-}
-
-CONTEXT_WINDOWS: Final[dict[str, int]] = {
-    "gpt-4o-mini": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-4.1-mini": 1_047_576,
-    "gpt-4.1-nano": 1_047_576,
-    "gpt-5": 400_000,
-    "gpt-5-mini": 400_000,
-    "gpt-5-nano": 400_000,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-}
+_TABLES: Final = CATALOG["openai"]
+DEFAULT_MODEL: Final = _TABLES.default_model
+PRICES: Final = _TABLES.prices
+CONTEXT_WINDOWS: Final = _TABLES.context_windows
 
 
 def _reasoning_model(model: str) -> bool:
@@ -61,7 +39,7 @@ class OpenAIProvider(Provider):
     DEFAULT_MODEL = DEFAULT_MODEL
     PRICES = PRICES
     CONTEXT_WINDOWS = CONTEXT_WINDOWS
-    DEFAULT_CONTEXT_WINDOW = 128_000
+    DEFAULT_CONTEXT_WINDOW = _TABLES.default_context_window
 
     def build_request(
         self, req: ChatRequest, model: str
