@@ -347,7 +347,7 @@ def test_profile_bad_out_is_bad_input(tmp_path: Path) -> None:
 def test_help_names_commands_not_modules() -> None:
     top = cli("--help")
     assert top.returncode == 0
-    for module in ("reports.build", "bench.profile", "bench.gate", "bench._headline"):
+    for module in ("reports.build", "bench.profile", "bench.gate", "bench.harness.headline"):
         assert module not in top.stdout
     for command in ("run", "report", "profile", "gate", "headline"):
         proc = cli(command, "--help")

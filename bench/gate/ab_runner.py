@@ -6,13 +6,9 @@ and pools each side's raw samples. Two schedules:
 
 ``pairs`` (the default where CPU affinity exists, i.e. Linux)
     Each round's A and B processes run *at the same time, pinned to the same CPU*; one pair per
-    CPU runs at once. On this 2-core VM a CPU's speed changes for seconds at a time (other
-    tenants, host scheduling): processes run one after the other see different speeds (a
-    fresh process is ~1.5x slower in about one case in five), while two processes sharing a CPU
-    see the same ones, so the noise cancels in their ratio. Measured on the fingerprint suite
-    (``--quick``, A/A, 12 rounds; sd of the per-round log ratio of medians, median over its 24
-    benchmarks): 0.32 alternating, 0.28 concurrently on two different CPUs, **0.07** on one
-    shared CPU; and two pairs at once halve the wall time (5.8 s a round against 13.5 s).
+    CPU runs at once. Two processes sharing a CPU see the same machine phases (other tenants,
+    host scheduling), so that noise cancels in their ratio; processes run one after the other
+    do not share it. (Measured figures: ``docs/decisions.md``.)
 ``alternate``
     A then B (order seeded, random per pair), one process at a time, unpinned: for machines
     without ``os.sched_setaffinity`` or suites that must not share a CPU.
@@ -168,11 +164,9 @@ def side_environments(
 ) -> dict[Side, SideEnv]:
     """Both sides' checkouts and environments (each checkout first on ``PYTHONPATH``).
 
-    Both sides run with the same ``PYTHONHASHSEED`` (0 unless the caller set one):
-    with random seeds, fresh processes of the same code differ in speed by up to
-    ~15 % (dict and set layouts change with the seed; measured on a 1 KB
-    fingerprint: 2.23-2.67 µs over 8 processes, 2.12-2.27 µs with seed 0), noise
-    that the rounds would otherwise have to average away.
+    Both sides run with the same ``PYTHONHASHSEED`` (0 unless the caller set one): with random
+    seeds, fresh processes of the same code differ in speed (dict and set layouts change with
+    the seed), noise that the rounds would otherwise have to average away.
     """
     if not (baseline_tree / PACKAGE / "__init__.py").is_file():
         raise ABRunError(f"the baseline checkout has no {PACKAGE}/__init__.py: {baseline_tree}")

@@ -1,19 +1,19 @@
 """The gate end to end on real runs: A/A false alarms and an injected slowdown, with the gate itself.
 
-:mod:`bench.gate_study` measures the gate's *statistic* on blocks timed by its own workers. This
+:mod:`bench.gate.study` measures the gate's *statistic* on blocks timed by its own workers. This
 script measures the whole ``samplemind-bench gate --baseline-ref`` path as a user runs it:
 worktree, the default ``pairs`` schedule, ``--quick`` pytest-benchmark processes, rules, Holm.
 
 * **A/A**: a clean worktree of ``REF`` gated against ``REF``. Every "regressed" verdict (on any
   benchmark of the suite) is a false alarm.
 * **A/B**: a worktree of ``REF`` whose ``fingerprint()`` gets ``--units`` extra iterations of a
-  busy loop before it returns: a fixed delay, so its relative size falls with the work (about
-  +10 % at 1 KB with the default 7 units on this machine, less at larger requests). The patch
+  busy loop before it returns: a fixed delay, so its relative size falls with the work (smaller
+  at larger requests; sizes measured: ``docs/decisions.md``). The patch
   lives only in that throw-away worktree. The benchmarks that never call ``fingerprint()``
   (``canonical``, ``naive``) are in-run A/A controls. The injected size of each benchmark is
   the mean of the ratios the gate reports for it over the A/B runs (check it against the A/A).
 
-    python -m bench.gate_e2e --aa 6 --ab 6 --out results/gate_e2e.json   # ~2 min a run here
+    python -m bench.gate.e2e --aa 6 --ab 6 --out results/gate_e2e.json   # ~2 min a run here
 
 Runs go into temporary directories that are removed; verdicts and a summary go to ``--out``.
 """
@@ -36,12 +36,13 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from bench._abrun import worktree
-from bench.gate_study import wilson, write_figures
+from bench.gate.ab_runner import worktree
+from bench.gate.rules import DEFAULT_ROUNDS
+from bench.gate.study import wilson, write_figures
 
 __all__ = ["inject_slowdown", "main", "summarise"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _RETURN = re.compile(
     r"(\ndef fingerprint\(.*?\n)(    return (_PREFIX \+ h\.fn\(data, [^\n]*\)))\n", re.DOTALL
 )
@@ -57,7 +58,7 @@ def inject_slowdown(tree: Path, units: int) -> None:
     spin = (
         f"    _out = {m.group(3)}\n"
         "    _x = 0\n"
-        f"    for _i in range({units}):  # injected by bench.gate_e2e\n"
+        f"    for _i in range({units}):  # injected by bench.gate.e2e\n"
         "        _x += _i\n"
         "    return _out\n"
     )
@@ -135,13 +136,13 @@ def _table(s: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gate_e2e", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.gate.e2e", description=__doc__.split("\n")[0])
     p.add_argument("--aa", type=int, default=6, help="A/A gate runs")
     p.add_argument("--ab", type=int, default=6, help="A/B gate runs with the injected slowdown")
     p.add_argument("--units", type=int, default=7, help="busy-loop iterations added")
     p.add_argument("--ref", default="HEAD", help="the commit both sides start from")
     p.add_argument("--suite", default="fingerprint")
-    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     p.add_argument(
         "--pytest-arg", action="append", default=None, help="default: -k1KB (the 1 KB benchmarks)"
     )

@@ -172,16 +172,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate), in input order."""
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i], reverse=True)
-    adjusted = [0.0] * m
-    running = 1.0
-    for k, i in enumerate(order):
-        rank = m - k
-        running = min(running, pvalues[i] * m / rank)
-        adjusted[i] = min(1.0, running)
-    return [round(p, 15) for p in adjusted]
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), in input order
+    (``scipy.stats.false_discovery_control``)."""
+    if not pvalues:
+        return []
+    adjusted = _sps.false_discovery_control(np.asarray(pvalues, dtype=float), method="bh")
+    return [round(float(p), 15) for p in adjusted]
 
 
 @dataclass(frozen=True, slots=True)

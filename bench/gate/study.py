@@ -6,7 +6,7 @@ blocks, alternately (A B A B ... in a seeded random order, unpinned); every roun
 pair of processes, so process-level differences (address layout, core placement, what the other
 core does) are part of the noise. This is the *statistic's* quality under the gate's old
 ``--schedule alternate`` order; ``samplemind-bench gate --baseline-ref`` now runs each round's
-pair at once on one shared CPU (:mod:`bench._abrun`), whose real per-round noise is lower, and
+pair at once on one shared CPU (:mod:`bench.gate.ab_runner`), whose real per-round noise is lower, and
 whose A/A and injected-slowdown figures are measured end to end with the gate itself. Each sample is timed with both clocks (wall ``perf_counter_ns`` and CPU
 ``process_time_ns``) around the same calls, so the two timers are compared on the same data.
 
@@ -19,15 +19,15 @@ whose A/A and injected-slowdown figures are measured end to end with the gate it
 
 Each comparison (a "set" of ``rounds`` rounds) is judged by the gate's own code path
 (:func:`bench.gate.evaluate`, ``paired=True`` as under ``--baseline-ref``, the default rules of
-``bench/gate.toml``: group ``fingerprint/*``, 5 % allowed, alpha 0.01), on the rule's clock and,
+``bench/gate/default.toml``: group ``fingerprint/*``, 5 % allowed, alpha 0.01), on the rule's clock and,
 as alternatives on the same blocks, the other clock and the previous unpaired statistic; also on
 the first 8/10/15/20 rounds only (power vs rounds). pytest-benchmark's
 ``--benchmark-compare-fail=min:5%`` (fail when the candidate's ``min`` exceeds the saved run's by
 more than 5 %: one aggregate against one saved run, no statistics) is applied to the same
 samples, as "one saved run vs one new run" (one block each) and pooled.
 
-    python -m bench.gate_study --sets 100 --max-minutes 26 --out results/gate_study.json  # ~25 min
-    python -m bench.gate_study --sets 4 --rounds 10 --out /tmp/quick_study.json             # smoke
+    python -m bench.gate.study --sets 100 --max-minutes 26 --out results/gate_study.json  # ~25 min
+    python -m bench.gate.study --sets 4 --rounds 10 --out /tmp/quick_study.json             # smoke
 
 Figures go to the JSON file (and a summary to stdout). Rates carry Wilson 95 % intervals: zero
 false alarms in 100 sets bounds the rate at about 3.7 %, not 0.
@@ -36,6 +36,7 @@ false alarms in 100 sets bounds the rate at about 3.7 %, not 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -47,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.gate.rules import DEFAULT_ROUNDS
 
 __all__ = ["StudyConfig", "main", "run_study", "wilson", "write_figures"]
 
@@ -66,7 +69,7 @@ def _worker() -> int:
     (``process_time_ns``, what ``--benchmark-timer=time.process_time`` measures), so the two
     timers are compared on the very same executions.
     """
-    from bench._requests import standard_request
+    from bench.suites.sample_requests import standard_request
     from samplemind_core.fingerprint import fingerprint
 
     req = standard_request("1KB")
@@ -100,7 +103,7 @@ class Worker:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.gate_study", "--worker"],
+            [sys.executable, "-m", "bench.gate.study", "--worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -135,7 +138,7 @@ class StudyConfig:
     """Shape of one A/B sample set and of the whole study (defaults = the gate's defaults)."""
 
     sets: int = 100
-    rounds: int = 30
+    rounds: int = DEFAULT_ROUNDS
     block: int = 60  # 60 x ~50 µs = ~3 ms per block (a --quick run: ~100 ms per benchmark)
     sample_s: float = 50e-6
     slowdowns: tuple[float, ...] = SLOWDOWNS
@@ -146,19 +149,18 @@ class StudyConfig:
     """Also judge each set on its first R rounds only (power and false alarms vs rounds)."""
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k/n``.
+def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k/n`` (``scipy.stats.binomtest``); (0, 1) for n = 0.
 
     >>> [round(x, 4) for x in wilson(0, 200)]
     [0.0, 0.0188]
     """
     if n == 0:
         return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+    from scipy import stats as sps  # type: ignore[import-untyped]
+
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def _calibrate(cfg: StudyConfig, target: float = 0.10, steps: int = 6) -> dict[str, Any]:
@@ -253,11 +255,7 @@ def _verdict(
 
 
 def _with(config: Any, **changes: Any) -> Any:
-    from bench import gate
-
-    return gate.GateConfig(
-        **{**{f: getattr(config, f) for f in config.__dataclass_fields__}, **changes}
-    )
+    return dataclasses.replace(config, **changes)
 
 
 # The verdicts tallied per scenario: (label, timer, paired, rules) -- "rule" = the default
@@ -469,9 +467,9 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.gate_study [--sets N] [--rounds R] [--out FILE]``."""
+    """``python -m bench.gate.study [--sets N] [--rounds R] [--out FILE]``."""
     p = argparse.ArgumentParser(
-        prog="python -m bench.gate_study", description=__doc__.split("\n")[0]
+        prog="python -m bench.gate.study", description=__doc__.split("\n")[0]
     )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -481,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=None,
-        help="rounds per comparison (default: [gate] rounds of bench/gate.toml)",
+        help="rounds per comparison (default: [gate] rounds of bench/gate/default.toml)",
     )
     p.add_argument("--block", type=int, default=StudyConfig.block, help="samples per block")
     p.add_argument("--seed", type=int, default=StudyConfig.seed)
@@ -496,9 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         return _worker()
     if args.rounds is None:
-        from bench import gate
-
-        args.rounds = gate.load_config().rounds
+        args.rounds = DEFAULT_ROUNDS
     cfg = StudyConfig(
         sets=args.sets,
         rounds=args.rounds,

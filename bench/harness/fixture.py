@@ -1,4 +1,4 @@
-"""The ``abenchmark`` fixture: bench/_measure.py timings stored in pytest-benchmark's own stats.
+"""The ``abenchmark`` fixture: bench/harness/measure.py timings stored in pytest-benchmark's own stats.
 
 pytest-benchmark owns the session (options, ``--benchmark-json``, tables,
 ``--benchmark-compare``); this adapter borrows its :class:`BenchmarkFixture`
@@ -26,8 +26,8 @@ from typing import Any
 
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from ._aggregate import clean, latency_figures, rate_figures
-from ._measure import AsyncTarget, MeasureConfig, Measurement, measure, run_once
+from bench.harness.aggregate import clean, latency_figures, rate_figures
+from bench.harness.measure import AsyncTarget, MeasureConfig, Measurement, measure, run_once
 
 __all__ = ["AsyncBenchmark", "check_pytest_benchmark", "describe", "median_s"]
 
@@ -49,7 +49,7 @@ def check_pytest_benchmark(bf: BenchmarkFixture) -> None:
     missing = [name for name in _REQUIRED if not hasattr(bf, name)]
     if missing:
         raise RuntimeError(
-            f"this pytest-benchmark lacks {missing}; bench/_fixture.py supports 4.x-5.x"
+            f"this pytest-benchmark lacks {missing}; bench/harness/fixture.py supports 4.x-5.x"
         )
 
 

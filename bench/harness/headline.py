@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._persist import read_manifest
+from bench.harness.results import read_manifest
 
 __all__ = ["headline", "main"]
 

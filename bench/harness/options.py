@@ -1,4 +1,4 @@
-"""The harness's options, defined once for the pytest plugin (bench/conftest.py) and the CLI.
+"""The harness's options, defined once for the pytest plugin (bench/suites/conftest.py) and the CLI.
 
 Each effective setting remembers where it came from ("default", "--quick",
 "command line"), and the pytest header prints them, so a results file can be

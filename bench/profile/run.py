@@ -1,6 +1,6 @@
 """``samplemind-bench profile --out DIR [--requests N] [--quick]``: memory and CPU profiles.
 
-Runs the pipeline workload (:mod:`bench._profile_workload`: ``AIManager`` over
+Runs the pipeline workload (:mod:`bench.profile.workload`: ``AIManager`` over
 fakeredis and the in-process mocked providers, no simulated latency) three ways:
 
 1. under **memray** (``--trace-python-allocators``) on up to ``--memray-requests``
@@ -35,10 +35,11 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+from bench.harness.results import PROFILE_FORMAT, PROFILE_VERSION
+
 __all__ = ["PTRACE_HELP", "find_py_spy", "leak_verdict", "main", "speedscope_top"]
 
-FORMAT: Final = "samplemind-profile"
-WORKLOAD: Final = "bench._profile_workload"
+WORKLOAD: Final = "bench.profile.workload"
 PTRACE_HELP: Final = (
     "py-spy attaches with ptrace. Grant it by running as root, or with "
     "`sudo sysctl kernel.yama.ptrace_scope=0` (or `sudo setcap cap_sys_ptrace+ep $(which py-spy)`); "
@@ -73,7 +74,7 @@ def _run(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
 
 
 def _repo() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 # --- memray -----------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def _py_spy(
         "requests": requests,
         "rate_hz": rate,
         "samples": samples,
-        "region": "samples inside the replay loop bench._profile_workload._drive (start-up and imports excluded)",
+        "region": "samples inside the replay loop bench.profile.workload._drive (start-up and imports excluded)",
         "top_functions": top,
         "artefacts": {"speedscope": speedscope.name},
     }
@@ -365,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             " (quick mode: a short replay, not the full 5,000 vs 20,000)" if n < 20000 else ""
         )
     doc = {
-        "format": FORMAT,
-        "version": 1,
+        "format": PROFILE_FORMAT,
+        "version": PROFILE_VERSION,
         "requests": n,
         "quick": n < 20000,
         "workload": f"python -m {WORKLOAD} (AIManager + fakeredis + fixtures.mock.world_transport, latency_scale 0)",

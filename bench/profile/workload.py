@@ -1,6 +1,6 @@
 """The workload that ``samplemind-bench profile`` runs under memray and py-spy.
 
-``python -m bench._profile_workload --requests N --checkpoints-out FILE`` replays
+``python -m bench.profile.workload --requests N --checkpoints-out FILE`` replays
 ``N`` SampleMind-like requests through the real :class:`~samplemind_core.AIManager`
 over fakeredis and the in-process mocked providers
 (:func:`fixtures.mock.world_transport`, ``latency_scale=0``: no sleeping, so the
@@ -116,7 +116,7 @@ async def _drive(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench._profile_workload")
+    p = argparse.ArgumentParser(prog="python -m bench.profile.workload")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--clear-every", type=int, default=2000)

@@ -7,10 +7,8 @@ What the original code did on every request (and what this reproduces):
 * **no cache**, but the request key computed the original way,
   ``sha256(json.dumps(request, sort_keys=True))`` (it was logged);
 * a **fixed provider order** gemini → anthropic → openai (a provider the
-  request pins goes first), falling through to the next one on any error.
-  No Ollama: local models were a *new* capability of the optimisation plan
-  (its table: "Local (Ollama) | before N/A"), so the code it started from
-  called the cloud providers only.
+  request pins goes first), falling through to the next one on any error;
+  never Ollama (cloud providers only).
 
 The wire formats are the provider adapters' (``build_request`` /
 ``parse_response``): the bytes on the wire are the APIs' own, only the

@@ -1,7 +1,7 @@
 """pytest glue of the benchmark suites: options, header, live/smoke selection, ``abenchmark``.
 
 * ``--quick``: small parameter grids and short timings; ``--live``: real
-  services too (see bench/_options.py). Effective settings are printed in the
+  services too (see bench/harness/options.py). Effective settings are printed in the
   pytest header.
 * Benchmarks never run under xdist or ``--benchmark-disable``: every body then
   runs exactly once as a smoke test, on the small grid, live parameters
@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench._fixture import AsyncBenchmark
-from bench._options import BENCH_OPTIONS_KEY, BenchOptions, add_pytest_options
+from bench.harness.fixture import AsyncBenchmark
+from bench.harness.options import BENCH_OPTIONS_KEY, BenchOptions, add_pytest_options
 from samplemind_core import Settings
 
 

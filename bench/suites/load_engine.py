@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bench._aggregate import percentile
+from bench.harness.aggregate import percentile
 from fixtures.workloads import WorkloadItem
 from samplemind_core.fingerprint import fingerprint
 

@@ -1,6 +1,6 @@
-"""One worker process of the load suite's multi-process burst (``python -m bench._load_worker``).
+"""One worker process of the load suite's multi-process burst (``python -m bench.suites.load_worker``).
 
-``python -m bench._load_worker WORKLOAD N PART PARTS [LEASE_S]``: builds an
+``python -m bench.suites.load_worker WORKLOAD N PART PARTS [LEASE_S]``: builds an
 ``AIManager`` from ``Settings.from_env()`` (``REDIS_URL`` and the provider variables name
 the services, default settings otherwise; ``LEASE_S`` overrides the cache's cross-process
 single-flight lease, ``CacheConfig.lease_s``: seconds, or ``off``), prints ``ready``, waits for a line on stdin, then fires its share of the
@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import replace
 
-from bench._load import cycle
+from bench.suites.load_engine import cycle
 from fixtures.workloads import DATA_DIR, load
 from samplemind_core import Settings
 from samplemind_core.manager import AIManager
@@ -53,7 +53,8 @@ async def _main(workload: str, n: int, part: int, parts: int, lease: str) -> dic
 def main(argv: list[str]) -> int:
     if len(argv) not in (4, 5):
         print(
-            "usage: python -m bench._load_worker WORKLOAD N PART PARTS [LEASE_S]", file=sys.stderr
+            "usage: python -m bench.suites.load_worker WORKLOAD N PART PARTS [LEASE_S]",
+            file=sys.stderr,
         )
         return 2
     workload, n, part, parts = argv[0], int(argv[1]), int(argv[2]), int(argv[3])

@@ -28,8 +28,8 @@ from typing import Any
 import fakeredis
 import pytest
 
-from bench._fixture import AsyncBenchmark
-from bench.conftest import bench_options
+from bench.harness.fixture import AsyncBenchmark
+from bench.suites.conftest import bench_options
 from samplemind_core import CacheConfig, ChatRequest, ChatResponse, Usage
 from samplemind_core.cache import ResponseCache
 

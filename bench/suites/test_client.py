@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bench._fixture import AsyncBenchmark
-from bench._options import BenchOptions
-from bench.conftest import bench_options
+from bench.harness.fixture import AsyncBenchmark
+from bench.harness.options import BenchOptions
+from bench.suites.conftest import bench_options
 from fixtures.mock import world_transport
 from fixtures.world import WorldModel
 from samplemind_core import HttpConfig

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench._fixture import describe
-from bench._requests import REQUEST_SIZES, naive_key, request_dict, standard_request
+from bench.harness.fixture import describe
+from bench.suites.sample_requests import REQUEST_SIZES, naive_key, request_dict, standard_request
 from samplemind_core.fingerprint import (
     DEFAULT_FINGERPRINT_KEY,
     HASHERS,

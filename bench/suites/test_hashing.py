@@ -18,9 +18,9 @@ import pytest
 import xxhash
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench._aggregate import gbps
-from bench._fixture import describe, median_s
-from bench.conftest import bench_options
+from bench.harness.aggregate import gbps
+from bench.harness.fixture import describe, median_s
+from bench.suites.conftest import bench_options
 
 __all__: list[str] = []
 

@@ -13,7 +13,7 @@ a private emulator server (faults through its configure endpoint). The world's
 delays run at :data:`LATENCY_SCALE`.
 
 Benchmarks (group ``load/<what>-<mode>``; figures in ``extra_info``, see
-bench/_load.py for their meaning):
+bench/suites/load_engine.py for their meaning):
 
 * ``test_load_burst[<mode>-<N>]``: a cold wave of N concurrent calls, then the
   same N again (warm). ``burst_hit_rate`` is the warm wave's hit rate and
@@ -61,10 +61,10 @@ from typing import Any, Final
 import fakeredis
 import pytest
 
-from bench import _load
-from bench._fixture import AsyncBenchmark
-from bench._options import BenchOptions
-from bench.cli import timed_run_env
+from bench.harness.fixture import AsyncBenchmark
+from bench.harness.options import BenchOptions
+from bench.harness.run import timed_run_env
+from bench.suites import load_engine
 from fixtures.workloads import DATA_DIR, WorkloadItem, load
 from samplemind_core import CacheConfig, Secret, Settings
 from samplemind_core.cache import ResponseCache
@@ -120,16 +120,16 @@ def _sizes(opts: BenchOptions) -> _Sizes:
 
 
 FAULTS: Final = (
-    _load.Fault("provider_429_storm", "provider", at_s=0.5, hold_s=0.5),
-    _load.Fault("provider_latency_spike", "provider", at_s=1.5, hold_s=0.5),
-    _load.Fault("redis_sigkill_restart", "cache", at_s=2.5, hold_s=0.3, loses_data=True),
-    _load.Fault("redis_client_pause_200ms", "cache", at_s=4.0, hold_s=0.2),
+    load_engine.Fault("provider_429_storm", "provider", at_s=0.5, hold_s=0.5),
+    load_engine.Fault("provider_latency_spike", "provider", at_s=1.5, hold_s=0.5),
+    load_engine.Fault("redis_sigkill_restart", "cache", at_s=2.5, hold_s=0.3, loses_data=True),
+    load_engine.Fault("redis_client_pause_200ms", "cache", at_s=4.0, hold_s=0.2),
 )
 FAULT_SECONDS: Final = 5.5
 """Length of the full-scale schedule; quick and smoke runs compress the offsets (not the pause)."""
 
 
-def _scaled_faults(scale: float) -> tuple[tuple[_load.Fault, ...], float]:
+def _scaled_faults(scale: float) -> tuple[tuple[load_engine.Fault, ...], float]:
     faults = tuple(
         replace(
             f,
@@ -162,7 +162,7 @@ class _FaultyFakeRedis(fakeredis.FakeAsyncRedis):
 
 @dataclass
 class _World:
-    target: _load.LoadTarget
+    target: load_engine.LoadTarget
     manager: AIManager
     raw_get: Callable[[str], Awaitable[Any]]
     live: dict[str, Any]
@@ -174,7 +174,7 @@ def _target(
     reset: Callable[[], Awaitable[None]],
     provider_calls: Callable[[], int],
     faults: dict[str, Any],
-) -> _load.LoadTarget:
+) -> load_engine.LoadTarget:
     cache = manager.cache
     assert cache is not None
 
@@ -184,7 +184,7 @@ def _target(
     def counters() -> dict[str, float]:
         return {k: float(v) for k, v in cache.stats().as_dict().items()}
 
-    return _load.LoadTarget(mode, complete, reset, provider_calls, counters, faults)
+    return load_engine.LoadTarget(mode, complete, reset, provider_calls, counters, faults)
 
 
 @pytest.fixture(
@@ -313,11 +313,11 @@ async def _live_world(request: pytest.FixtureRequest) -> AsyncIterator[_World]:
 
 
 def _items(n: int) -> list[WorkloadItem]:
-    return _load.cycle(load(DATA_DIR / f"{WORKLOAD}.jsonl"), n)
+    return load_engine.cycle(load(DATA_DIR / f"{WORKLOAD}.jsonl"), n)
 
 
 def _distinct(items: list[WorkloadItem]) -> list[WorkloadItem]:
-    truth = _load.truth_hits(items)
+    truth = load_engine.truth_hits(items)
     return [it for it, seen in zip(items, truth, strict=True) if not seen]
 
 
@@ -341,8 +341,8 @@ async def test_load_burst(
     for n in sizes.bursts:
         items = _items(n)
         await target.reset()
-        cold = await _load.burst(target, items, warm=False)
-        warm = await _load.burst(target, items, warm=True)
+        cold = await load_engine.burst(target, items, warm=False)
+        warm = await load_engine.burst(target, items, warm=True)
         info = _base_info(
             f"burst-{n}",
             mode,
@@ -383,15 +383,15 @@ async def test_load_knee(
     target = load_world.target
     items = _items(sizes.requests)
     await target.reset()
-    await _load.burst(target, _distinct(items), warm=False)  # warm: every call below is a hit
+    await load_engine.burst(target, _distinct(items), warm=False)  # warm: every call below is a hit
     truth = [True] * len(items)
 
-    async def measure(rate: float) -> _load.Point:
-        return await _load.open_loop(
+    async def measure(rate: float) -> load_engine.Point:
+        return await load_engine.open_loop(
             target, items, rate=rate, duration_s=sizes.knee_seconds, seed=int(rate), truth=truth
         )
 
-    knee = await _load.find_knee(
+    knee = await load_engine.find_knee(
         measure,
         start_per_s=sizes.knee_start,
         bound_ms=KNEE_BOUND_MS,
@@ -406,7 +406,7 @@ async def test_load_knee(
         variant="open-loop-poisson-warm",
         knee_per_s=knee.knee_per_s,
         knee_bound_ms=KNEE_BOUND_MS,
-        knee_found=any(not _load.acceptable(p, KNEE_BOUND_MS) for _, p in points),
+        knee_found=any(not load_engine.acceptable(p, KNEE_BOUND_MS) for _, p in points),
         curve_offered_per_s=[r for r, _ in points],
         curve_achieved_per_s=[p.achieved_per_s for _, p in points],
         curve_p50_ms=[p.figures()["p50_ms"] for _, p in points],
@@ -437,7 +437,7 @@ async def test_load_hits_vs_raw(
     assert cache is not None
     items = _distinct(_items(sizes.requests))
     await target.reset()
-    await _load.burst(target, items, warm=False)
+    await load_engine.burst(target, items, warm=False)
     conc = sizes.concurrency
     picks = [items[i % len(items)] for i in range(conc)]
     keys = [cache.key_for(it.request) for it in picks]
@@ -449,7 +449,7 @@ async def test_load_hits_vs_raw(
         for first in ("hit", "raw") if r % 2 == 0 else ("raw", "hit"):
             t0 = time.perf_counter()
             if first == "hit":
-                point = await _load.burst(target, picks, warm=True)
+                point = await load_engine.burst(target, picks, warm=True)
                 hits += sum(c.hit for c in point.calls)
                 hit_lat += point.latencies_s
                 hit_rates.append(conc / (time.perf_counter() - t0))
@@ -491,7 +491,7 @@ async def test_load_faults(
     faults, seconds = _scaled_faults(sizes.time_scale)
     items = _items(int(sizes.fault_rate * seconds * 2) + 10)
     await target.reset()
-    point, outcomes, bins = await _load.fault_schedule(
+    point, outcomes, bins = await load_engine.fault_schedule(
         target, items, faults, rate=sizes.fault_rate, duration_s=seconds, seed=1
     )
     cache_errors = sum(o.caller_errors for o in outcomes if o.kind == "cache")
@@ -552,14 +552,14 @@ def _spawn_burst(settings: Settings, n: int, parts: int, lease: str) -> list[dic
             [
                 sys.executable,
                 "-m",
-                "bench._load_worker",
+                "bench.suites.load_worker",
                 WORKLOAD,
                 str(n),
                 str(k),
                 str(parts),
                 lease,
             ],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

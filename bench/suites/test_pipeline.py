@@ -1,7 +1,7 @@
 """Pipeline suite: the same workload through the "before" and the "after" stack, A/B interleaved.
 
-* **before** (:mod:`bench._before`): a new ``httpx.AsyncClient`` per request, no
-  cache, the json + sha256 key, the fixed order ollama → gemini → anthropic → openai;
+* **before** (:mod:`bench.suites.before_stack`): a new ``httpx.AsyncClient`` per request, no
+  cache, the json + sha256 key, the fixed order gemini → anthropic → openai (never Ollama);
 * **after**: :class:`AIManager` with its :class:`ResponseCache` (fakeredis in
   mocked mode, the real redis-server in live mode; default cache settings in a
   fresh namespace), the router picking the chain by the item's task and priority.
@@ -47,11 +47,11 @@ from typing import Any
 import fakeredis
 import pytest
 
-from bench._aggregate import latency_figures
-from bench._before import BeforeStack
-from bench._fixture import AsyncBenchmark
-from bench._options import BenchOptions
-from bench.conftest import bench_options
+from bench.harness.aggregate import latency_figures
+from bench.harness.fixture import AsyncBenchmark
+from bench.harness.options import BenchOptions
+from bench.suites.before_stack import BeforeStack
+from bench.suites.conftest import bench_options
 from fixtures.workloads import DATA_DIR, WorkloadItem, load, measured_repeat_fraction
 from samplemind_core import (
     AllProvidersFailedError,

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench._aggregate import clean
-from bench._fixture import AsyncBenchmark, describe
-from bench.conftest import bench_options
+from bench.harness.aggregate import clean
+from bench.harness.fixture import AsyncBenchmark, describe
+from bench.suites.conftest import bench_options
 from samplemind_core import (
     PROVIDERS,
     AllProvidersFailedError,

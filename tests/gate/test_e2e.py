@@ -1,4 +1,4 @@
-"""bench.gate_e2e: the slowdown patch keeps fingerprint() correct, and the summary counts right."""
+"""bench.gate.e2e: the slowdown patch keeps fingerprint() correct, and the summary counts right."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bench.gate_e2e import inject_slowdown, summarise
+from bench.gate.e2e import inject_slowdown, summarise
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROBE = (
     "import importlib; f = importlib.import_module('samplemind_core.fingerprint'); "
     "print(f.__file__); print(f.fingerprint({'messages': [{'role': 'user', 'content': 'hi'}]}))"
@@ -38,7 +38,7 @@ def test_injected_slowdown_keeps_the_key_and_only_touches_the_copy(tmp_path: Pat
     assert where.startswith(str(tmp_path))
     inject_slowdown(tmp_path, 7)
     patched = (tmp_path / "samplemind_core" / "fingerprint.py").read_text()
-    assert "for _i in range(7):  # injected by bench.gate_e2e" in patched
+    assert "for _i in range(7):  # injected by bench.gate.e2e" in patched
     assert probe(tmp_path)[1] == before  # same key, just slower
     assert (REPO / "samplemind_core" / "fingerprint.py").read_text() == original
 
