@@ -107,7 +107,7 @@ def test_gate_where_some_benchmarks_lack_samples_fails_unless_a_rule_skips_them(
 
 
 def _rules() -> Path:
-    return Path(__file__).resolve().parents[1] / "bench" / "gate.toml"
+    return Path(__file__).resolve().parents[1] / "bench" / "gate" / "default.toml"
 
 
 def test_gate_that_compares_nothing_exits_2(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 SUITES: Final = ("hashing", "fingerprint", "cache", "client", "router", "pipeline", "load")
-"""Every suite, in the order ``samplemind-bench run`` runs them (``bench/test_<suite>.py``)."""
+"""Every suite, in the order ``samplemind-bench run`` runs them (``bench/suites/test_<suite>.py``)."""
 
 QUICK_TIMING: Final[dict[str, float | int]] = {
     "benchmark_max_time": 0.1,

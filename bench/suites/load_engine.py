@@ -4,7 +4,7 @@ Everything here runs inside one already running event loop (the test's), so no
 figure includes loop start-up. The pieces are independent of where the calls go:
 a :class:`LoadTarget` bundles an :class:`~samplemind_core.manager.AIManager`,
 how to empty its cache, how to count the provider calls the world received and
-how to inject each fault; bench/test_load.py builds one for the mocked world
+how to inject each fault; bench/suites/test_load.py builds one for the mocked world
 (fakeredis + the respx mock) and one for the live world (a real redis-server +
 the emulator server).
 
