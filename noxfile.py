@@ -242,7 +242,7 @@ def gate(session: nox.Session) -> None:
 def gate_study(session: nox.Session) -> None:
     """The gate's own quality: A/A false alarms, power, pytest-benchmark's min:5 % (~25 min).
 
-    Defaults = the study's defaults: 100 comparisons of ``[gate] rounds`` (bench/gate.toml, 30)
+    Defaults = the study's defaults: 100 comparisons of ``[gate] rounds`` (bench/gate/default.toml)
     paired rounds each, slowdowns 0-10 %, stopping after 26 minutes at the latest.
     """
     _install(session, "harness")
@@ -262,7 +262,7 @@ def gate_study(session: nox.Session) -> None:
         session, "max_minutes", _pop_option(args, "--max-minutes"), "GATE_STUDY_MINUTES", "26"
     )
     session.run(
-        "python", "-m", "bench.gate_study", "--out", out, "--sets", sets,
+        "python", "-m", "bench.gate.study", "--out", out, "--sets", sets,
         "--rounds", rounds, "--max-minutes", minutes, *args,
     )  # fmt: skip
 
@@ -271,22 +271,22 @@ def gate_study(session: nox.Session) -> None:
 def gate_e2e(session: nox.Session) -> None:
     """The real gate path: A/A runs and runs with an injected slowdown, judged by the gate (~45 min).
 
-    Posargs go to ``python -m bench.gate_e2e`` (``--aa``, ``--ab``, ``--units``, ``--rounds``).
+    Posargs go to ``python -m bench.gate.e2e`` (``--aa``, ``--ab``, ``--units``, ``--rounds``).
     """
     _install(session, "harness")
     args = list(session.posargs)
     out = _setting(
         session, "out", _pop_option(args, "--out"), "GATE_E2E_OUT", str(RESULTS / "gate_e2e.json")
     )
-    session.run("python", "-m", "bench.gate_e2e", "--out", out, *args)
+    session.run("python", "-m", "bench.gate.e2e", "--out", out, *args)
 
 
 def _gate_rounds() -> str:
-    """``[gate] rounds`` of bench/gate.toml: the study measures the gate's own default."""
+    """``[gate] rounds`` of bench/gate/default.toml: the study measures the gate's own default."""
     import tomllib
 
-    doc = tomllib.loads((ROOT / "bench" / "gate.toml").read_text(encoding="utf-8"))
-    return str(doc.get("gate", {}).get("rounds", 30))
+    doc = tomllib.loads((ROOT / "bench" / "gate" / "default.toml").read_text(encoding="utf-8"))
+    return str(doc["gate"]["rounds"])
 
 
 # --------------------------------------------------------------------------- services

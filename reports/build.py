@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from bench.harness.results import PROFILE_FORMAT, ResultsFormatError, check_profile
+
 from .charts import Chart, Omitted, build_charts, save_chart
 from .claims import evaluate_claims
 from .data import ReportInputError, Run, compare_runs, load_runs, tidy
@@ -48,7 +50,6 @@ __all__ = [
 DEFAULT_OUT: Final = Path(__file__).resolve().parent / "out"
 WRITTEN_LIST: Final = ".samplemind-report"
 """In the output folder: the files the last build wrote (relative paths, one a line)."""
-PROFILE_FORMAT: Final = "samplemind-profile"
 
 
 def load_profile(path: Path) -> dict[str, Any]:
@@ -62,14 +63,10 @@ def load_profile(path: Path) -> dict[str, Any]:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportInputError(file, f"corrupt profile JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != PROFILE_FORMAT:
-        raise ReportInputError(
-            file, f"not a samplemind profile (format must be {PROFILE_FORMAT!r})"
-        )
-    if doc.get("version") != 1:
-        raise ReportInputError(
-            file, f"unsupported profile version {doc.get('version')!r} (this builder reads 1)"
-        )
+    try:
+        doc = check_profile(doc, file)
+    except ResultsFormatError as exc:
+        raise ReportInputError(file, exc.problem) from None
     return doc
 
 

@@ -31,6 +31,14 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from bench.harness.results import (
+    FORMAT,
+    SUPPORTED_VERSIONS,
+    ResultsFormatError,
+    benchmark_key,
+    check_manifest,
+)
+
 __all__ = [
     "FORMAT",
     "SUPPORTED_VERSIONS",
@@ -46,8 +54,6 @@ __all__ = [
     "tidy",
 ]
 
-FORMAT: Final = "samplemind-bench-results"
-SUPPORTED_VERSIONS: Final = (1,)
 
 TIDY_COLUMNS: Final = [
     "run",
@@ -225,25 +231,10 @@ def _read_json(path: Path) -> Any:
 
 
 def _check_manifest(path: Path, manifest: Any) -> Mapping[str, Any]:
-    if not isinstance(manifest, dict):
-        raise ReportInputError(path, "manifest is not a JSON object")
-    fmt = manifest.get("format")
-    if fmt != FORMAT:
-        raise ReportInputError(path, f"unknown format {fmt!r}; expected {FORMAT!r}")
-    version = manifest.get("version")
-    if version not in SUPPORTED_VERSIONS:
-        raise ReportInputError(
-            path,
-            f"unsupported results version {version!r}; this report builder reads version(s) "
-            f"{', '.join(map(str, SUPPORTED_VERSIONS))} (upgrade samplemind-core to read newer results)",
-        )
-    files = manifest.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise ReportInputError(path, '"files" must be a list of file names')
-    for f in files:
-        if Path(f).is_absolute() or ".." in Path(f).parts:
-            raise ReportInputError(path, f"file name {f!r} points outside the results folder")
-    return manifest
+    try:
+        return check_manifest(manifest, path)
+    except ResultsFormatError as exc:
+        raise ReportInputError(path, exc.problem) from None
 
 
 def _parse_benchmark(path: Path, suite: str, i: int, raw: Any) -> Benchmark:
@@ -274,7 +265,7 @@ def _parse_benchmark(path: Path, suite: str, i: int, raw: Any) -> Benchmark:
         suite=suite,
         file=path.name,
         name=name,
-        fullname=str(raw.get("fullname") or name),
+        fullname=benchmark_key(str(raw.get("fullname") or name)),
         group=str(raw.get("group") or suite),
         params=params if isinstance(params, dict) else {},
         param=str(raw.get("param") or ""),

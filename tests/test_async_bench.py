@@ -1,4 +1,4 @@
-"""Deterministic tests of the async benchmark core (bench/_measure.py) with an injected clock."""
+"""Deterministic tests of the async benchmark core (bench/harness/measure.py) with an injected clock."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bench._aggregate import gbps, latency_figures, percentile, rate_figures
-from bench._measure import COLD_CALLS, MeasureConfig, measure, run_once
+from bench.harness.aggregate import gbps, latency_figures, percentile, rate_figures
+from bench.harness.measure import COLD_CALLS, MeasureConfig, measure, run_once
 
 
 class FakeClock:

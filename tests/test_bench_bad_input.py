@@ -107,7 +107,7 @@ def test_gate_where_some_benchmarks_lack_samples_fails_unless_a_rule_skips_them(
 
 
 def _rules() -> Path:
-    return Path(__file__).resolve().parents[1] / "bench" / "gate.toml"
+    return Path(__file__).resolve().parents[1] / "bench" / "gate" / "default.toml"
 
 
 def test_gate_that_compares_nothing_exits_2(tmp_path: Path) -> None:
@@ -347,7 +347,7 @@ def test_profile_bad_out_is_bad_input(tmp_path: Path) -> None:
 def test_help_names_commands_not_modules() -> None:
     top = cli("--help")
     assert top.returncode == 0
-    for module in ("reports.build", "bench.profile", "bench.gate", "bench._headline"):
+    for module in ("reports.build", "bench.profile", "bench.gate", "bench.harness.headline"):
         assert module not in top.stdout
     for command in ("run", "report", "profile", "gate", "headline"):
         proc = cli(command, "--help")

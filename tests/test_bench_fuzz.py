@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import gate
+from bench.gate import environment
+from bench.harness import results
 from reports.data import ReportInputError, load_run
 
 FUZZ = settings(
@@ -79,7 +81,7 @@ file_names = st.sampled_from(["a.json", "b.json", "missing.json", "../a.json", "
 manifest = maybe(
     st.fixed_dictionaries(
         {
-            "format": maybe(st.just(gate.RESULTS_FORMAT)),
+            "format": maybe(st.just(results.FORMAT)),
             "version": maybe(st.just(1)),
             "files": maybe(st.lists(maybe(file_names), max_size=3)),
         },
@@ -157,7 +159,7 @@ def test_results_loader_and_gate_survive_malformed_folders(a: Any, b: Any) -> No
                 assert side in str(exc)
         report = gate.GateReport(
             verdicts=gate.evaluate(base, cand, fast),
-            env_differences=gate._envfp.differences(base.environment, cand.environment),
+            env_differences=environment.differences(base.environment, cand.environment),
             ignore_env=True,
             baseline_sources=base.sources,
             candidate_sources=cand.sources,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from bench import cli
-from bench._persist import FORMAT, VERSION, SuiteRun, read_manifest, write_manifest
-from bench.cli import timed_run_env
+from bench.harness.results import FORMAT, VERSION, SuiteRun, read_manifest, write_manifest
+from bench.harness.run import timed_run_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def _run_pytest(tmp_path: Path, *args: str) -> tuple[int, str]:
         "--rootdir",
         str(tmp_path),
         "-p",
-        "bench.conftest",
+        "bench.suites.conftest",
         "-p",
         "no:cacheprovider",
         "-p",

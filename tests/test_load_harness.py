@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from bench import _load, gate
-from bench._options import SUITES
+from bench import gate
+from bench.harness.options import SUITES
+from bench.suites import load_engine
 from fixtures.workloads import generate
 
 SCRIPT = str(Path(sys.executable).with_name("samplemind-bench"))
@@ -24,12 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "data" / "results"
 
 
-def _point(rate: float, p99_s: float, *, errors: int = 0, served: float = 1.0) -> _load.Point:
+def _point(rate: float, p99_s: float, *, errors: int = 0, served: float = 1.0) -> load_engine.Point:
     calls = [
-        _load.CallRecord(start_s=0.0, end_s=p99_s, error="X" if i < errors else None)
+        load_engine.CallRecord(start_s=0.0, end_s=p99_s, error="X" if i < errors else None)
         for i in range(100)
     ]
-    return _load.Point(
+    return load_engine.Point(
         calls=calls,
         wall_s=100 / (rate * served),
         provider_calls=0,
@@ -44,11 +45,11 @@ def _point(rate: float, p99_s: float, *, errors: int = 0, served: float = 1.0) -
 async def test_knee_doubles_then_bisects_to_the_highest_acceptable_rate() -> None:
     tried: list[float] = []
 
-    async def measure(rate: float) -> _load.Point:  # p99 crosses 100 ms at 700/s
+    async def measure(rate: float) -> load_engine.Point:  # p99 crosses 100 ms at 700/s
         tried.append(rate)
         return _point(rate, 0.05 if rate <= 700 else 0.5)
 
-    knee = await _load.find_knee(
+    knee = await load_engine.find_knee(
         measure, start_per_s=100, bound_ms=100, max_doublings=6, bisections=3
     )
     assert tried[:4] == [100, 200, 400, 800]  # doubling until the first failure
@@ -59,46 +60,48 @@ async def test_knee_doubles_then_bisects_to_the_highest_acceptable_rate() -> Non
 
 
 async def test_knee_counts_errors_and_unserved_load_as_failures() -> None:
-    async def with_errors(rate: float) -> _load.Point:
+    async def with_errors(rate: float) -> load_engine.Point:
         return _point(rate, 0.01, errors=1 if rate >= 400 else 0)
 
-    knee = await _load.find_knee(
+    knee = await load_engine.find_knee(
         with_errors, start_per_s=100, bound_ms=100, max_doublings=4, bisections=0
     )
     assert knee.knee_per_s == 200
 
-    async def saturated(rate: float) -> _load.Point:  # fast answers, but only half served
+    async def saturated(rate: float) -> load_engine.Point:  # fast answers, but only half served
         return _point(rate, 0.01, served=0.5 if rate >= 200 else 1.0)
 
-    knee = await _load.find_knee(
+    knee = await load_engine.find_knee(
         saturated, start_per_s=100, bound_ms=100, max_doublings=4, bisections=0
     )
     assert knee.knee_per_s == 100
 
-    async def never(rate: float) -> _load.Point:
+    async def never(rate: float) -> load_engine.Point:
         return _point(rate, 1.0)
 
     assert (
-        await _load.find_knee(never, start_per_s=100, bound_ms=100, max_doublings=3, bisections=2)
+        await load_engine.find_knee(
+            never, start_per_s=100, bound_ms=100, max_doublings=3, bisections=2
+        )
     ).knee_per_s == 0
 
 
 def test_truth_hits_follow_the_workload_manifest() -> None:
     items = generate(200, repeat=0.6, seed=11)
-    truth = _load.truth_hits(items)
+    truth = load_engine.truth_hits(items)
     assert sum(truth) == 120 and truth[0] is False
-    cycled = _load.cycle(items, 500)
+    cycled = load_engine.cycle(items, 500)
     assert len(cycled) == 500 and cycled[200] is items[0]
-    assert all(_load.truth_hits(cycled)[200:])  # the second lap repeats only
+    assert all(load_engine.truth_hits(cycled)[200:])  # the second lap repeats only
 
 
 def test_fault_analysis_counts_errors_extra_calls_and_recovery() -> None:
-    kill = _load.Fault("redis_sigkill_restart", "cache", at_s=1.0, hold_s=0.3)
-    storm = _load.Fault("provider_429_storm", "provider", at_s=0.2, hold_s=0.3)
-    calls: list[_load.CallRecord] = []
+    kill = load_engine.Fault("redis_sigkill_restart", "cache", at_s=1.0, hold_s=0.3)
+    storm = load_engine.Fault("provider_429_storm", "provider", at_s=0.2, hold_s=0.3)
+    calls: list[load_engine.CallRecord] = []
     for i in range(200):  # 100 calls/s for 2 s; every call a truth hit after 0.1 s
         t = i * 0.01
-        rec = _load.CallRecord(start_s=t, end_s=t + 0.001, truth_hit=t >= 0.1)
+        rec = load_engine.CallRecord(start_s=t, end_s=t + 0.001, truth_hit=t >= 0.1)
         rec.hit = rec.store_hit = rec.truth_hit and not (1.0 <= t < 1.6)  # misses until 1.6 s
         rec.paid = 0 if rec.hit else 1
         if 0.2 <= t < 0.5 and i % 10 == 0:
@@ -106,7 +109,7 @@ def test_fault_analysis_counts_errors_extra_calls_and_recovery() -> None:
         if 0.3 <= t < 0.32:
             rec.error = "AllProvidersFailedError"
         calls.append(rec)
-    outcomes, bins = _load.analyse_faults(calls, [(kill, 1.0, 1.3), (storm, 0.2, 0.5)], 2.0)
+    outcomes, bins = load_engine.analyse_faults(calls, [(kill, 1.0, 1.3), (storm, 0.2, 0.5)], 2.0)
     assert [o.name for o in outcomes] == ["provider_429_storm", "redis_sigkill_restart"]
     s, k = outcomes
     assert (s.caller_errors, s.error_types) == (2, {"AllProvidersFailedError": 2})
@@ -122,17 +125,19 @@ def test_fault_analysis_counts_errors_extra_calls_and_recovery() -> None:
 def test_recovery_after_a_data_loss_is_judged_against_the_emptied_store() -> None:
     """Keys asked before a restart without persistence cannot hit after it: the reference
     counts only requests asked since the restart ended, so refilling the store is recovery."""
-    kill = _load.Fault("redis_sigkill_restart", "cache", at_s=0.5, hold_s=0.2, loses_data=True)
-    calls: list[_load.CallRecord] = []
+    kill = load_engine.Fault(
+        "redis_sigkill_restart", "cache", at_s=0.5, hold_s=0.2, loses_data=True
+    )
+    calls: list[load_engine.CallRecord] = []
     for i in range(100):  # 100 calls/s for 1 s over 5 keys in turn
         t = i * 0.01
-        rec = _load.CallRecord(start_s=t, end_s=t + 0.001, truth_hit=i >= 5, key=f"k{i % 5}")
+        rec = load_engine.CallRecord(start_s=t, end_s=t + 0.001, truth_hit=i >= 5, key=f"k{i % 5}")
         # hits before the kill; dead 0.5-0.7 s; then each key misses once and hits again
         rec.hit = rec.store_hit = (i >= 5 and t < 0.5) or i >= 75
         rec.paid = 0 if rec.hit else 1
         calls.append(rec)
-    assert _load.reference_hits(calls, [0.7])[70:80] == [False] * 5 + [True] * 5
-    (k,), bins = _load.analyse_faults(calls, [(kill, 0.5, 0.7)], 1.0)
+    assert load_engine.reference_hits(calls, [0.7])[70:80] == [False] * 5 + [True] * 5
+    (k,), bins = load_engine.analyse_faults(calls, [(kill, 0.5, 0.7)], 1.0)
     assert k.extra_provider_calls == 25  # 20 during the outage + 5 refills after the restart
     assert k.resume_hits_s == pytest.approx(0.05, abs=0.011)
     assert k.recover_s == pytest.approx(0.0, abs=1e-6)  # 0.7-0.8 s: 5 refills + 5 hits = truth

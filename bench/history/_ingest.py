@@ -1,12 +1,12 @@
 """Results folder → rows for the history store.
 
 This is the one place where :mod:`bench.history` reads results folders; the manifest goes through
-the harness's own loader (:func:`bench._persist.read_manifest`), so a format change there is a
+the harness's own loader (:func:`bench.harness.results.read_manifest`), so a format change there is a
 change here only.
 
 A folder becomes one :class:`RunRecord`: its identity (``run_key``, a SHA-256 over the manifest
 and every suite file, so the same folder added twice is the same run), its commit, dirty flag,
-creation time, machine (an environment fingerprint over :data:`bench._envfp.FIELDS`) and one
+creation time, machine (an environment fingerprint over :data:`bench.gate.environment.FIELDS`) and one
 :class:`Point` per benchmark x parameters x metric:
 
 ``time``
@@ -30,7 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import _envfp, _persist
+from bench.gate import environment as env_fingerprint
+from bench.harness import results as results_format
 from samplemind_core._exceptions import SampleMindError
 
 __all__ = [
@@ -87,12 +88,12 @@ class RunRecord:
 def machine_fingerprint(environment: dict[str, Any]) -> tuple[str, str]:
     """``(fingerprint, label)`` of an environment: one history series per machine.
 
-    Only the fields that must match for timings to be comparable (:data:`bench._envfp.FIELDS`)
+    Only the fields that must match for timings to be comparable (:data:`bench.gate.environment.FIELDS`)
     count; package versions change over a history and are stored, not keyed on.
     """
-    fields = {f: environment.get(f) for f in _envfp.FIELDS}
+    fields = {f: environment.get(f) for f in env_fingerprint.FIELDS}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-    label = " · ".join(f"{f} {fields[f]}" for f in _envfp.FIELDS if fields[f] is not None)
+    label = " · ".join(f"{f} {fields[f]}" for f in env_fingerprint.FIELDS if fields[f] is not None)
     return digest, label or "unknown machine"
 
 
@@ -138,7 +139,7 @@ def _points(doc: Any, path: Path, suite: str) -> list[Point]:
     for i, bench in enumerate(doc["benchmarks"]):
         if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
             raise HistoryInputError(f"{path}: benchmark #{i} has no name")
-        name = str(bench.get("fullname") or bench["name"])
+        name = results_format.benchmark_key(str(bench.get("fullname") or bench["name"]))
         params = json.dumps(bench.get("params") or {}, sort_keys=True, default=str)
         stats = bench.get("stats")
         data = stats.get("data") if isinstance(stats, dict) else None
@@ -164,7 +165,7 @@ def read_run(folder: Path) -> RunRecord:
     if not folder.is_dir():
         raise HistoryInputError(f"{folder}: no such results folder")
     try:
-        manifest = _persist.read_manifest(folder)
+        manifest = results_format.read_manifest(folder)
     except ValueError as exc:  # the message names the folder or its manifest
         raise HistoryInputError(str(exc)) from None
     files = manifest.get("files")

@@ -8,7 +8,7 @@
 
 Each commit (the ``--last`` N first-parent commits up to ``--ref``, oldest first) is checked out
 in a temporary git worktree and measured by *its own* harness (``samplemind-bench run --quick
---suite S``, as the gate's baseline side runs: :func:`bench._abrun.bench_cli_runner`), into
+--suite S``, as the gate's baseline side runs: :func:`bench.gate.ab_runner.bench_cli_runner`), into
 ``OUT/NNN-<sha>-<suite>``. A commit whose run fails (old commits may lack a suite or an option)
 is reported and skipped; the others go on. Exit status: 0 when at least one run succeeded.
 """
@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import _abrun
+from bench.gate import ab_runner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,19 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     ok = failed = 0
     for n, sha in enumerate(commits):
         try:
-            with _abrun.worktree(repo, sha) as tree:
-                side = _abrun.side_environments(repo, tree, os.environ)["baseline"]
+            with ab_runner.worktree(repo, sha) as tree:
+                side = ab_runner.side_environments(repo, tree, os.environ)["baseline"]
                 for suite in args.suite:
                     out = args.out.resolve() / f"{n:03d}-{sha[:12]}-{suite}"
                     if (out / "manifest.json").exists():
                         print(f"[{n + 1}/{len(commits)}] {sha[:12]} {suite}: already there")
                         ok += 1
                         continue
-                    slot = _abrun.Slot(n, suite, "baseline")
-                    _abrun.bench_cli_runner(slot, out, side, args.pytest_arg)
+                    slot = ab_runner.Slot(n, suite, "baseline")
+                    ab_runner.bench_cli_runner(slot, out, side, args.pytest_arg)
                     print(f"[{n + 1}/{len(commits)}] {sha[:12]} {suite}: ok", flush=True)
                     ok += 1
-        except _abrun.ABRunError as exc:
+        except ab_runner.ABRunError as exc:
             failed += 1
             first = str(exc).splitlines()[0]
             print(f"[{n + 1}/{len(commits)}] {sha[:12]}: skipped ({first})", flush=True)

@@ -1,8 +1,8 @@
 """Find the first commit of a performance step between GOOD and BAD (like ChromePerf's Pinpoint).
 
-Every measurement is the gate's interleaved A/B run (:func:`bench._abrun.run_interleaved`): GOOD
+Every measurement is the gate's interleaved A/B run (:func:`bench.gate.ab_runner.run_interleaved`): GOOD
 and one other commit, each in its own git worktree, run round by round in the same job, and the
-paired per-round ratio of medians (:func:`bench._stats.compare_paired`) compares them. Steps:
+paired per-round ratio of medians (:func:`bench.gate.stats.compare_paired`) compares them. Steps:
 
 1. GOOD vs BAD: the size of the step (its log ratio ``L``) and the benchmark that shows it most
    (of those ``-k`` selects). No significant step: exit 1, nothing to bisect.
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import _abrun, _stats
+from bench.gate import ab_runner
+from bench.gate import stats as gate_stats
 from bench.history._ingest import HistoryError, read_run
 
 __all__ = ["BisectResult", "Measurement", "bisect", "main"]
@@ -85,7 +86,7 @@ def _measure(
     suite: str,
     rounds: int,
     seed: int,
-    runner: _abrun.Runner,
+    runner: ab_runner.Runner,
     benchmark: str | None,
     log: Callable[[str], None],
     scratch: Path,
@@ -93,8 +94,8 @@ def _measure(
 ) -> Measurement:
     """Interleaved ``base`` vs ``commit``: the paired ratio of one benchmark (or the largest)."""
     out_root = Path(tempfile.mkdtemp(prefix="m-", dir=scratch))
-    with _abrun.worktree(repo, commit) as tree:
-        dirs = _abrun.run_interleaved(
+    with ab_runner.worktree(repo, commit) as tree:
+        dirs = ab_runner.run_interleaved(
             tree,
             base,
             [suite],
@@ -110,7 +111,7 @@ def _measure(
         raise HistoryError(f"suite {suite!r}: no benchmark ran on both sides")
     results = {}
     for name in [benchmark] if benchmark else names:
-        cmp = _stats.compare_paired(
+        cmp = gate_stats.compare_paired(
             [[x[name]] for x in b], [[x[name]] for x in c], confidence=1.0 - alpha
         )
         results[name] = cmp
@@ -127,7 +128,7 @@ def bisect(
     suite: str,
     rounds: int = 5,
     seed: int = 0,
-    runner: _abrun.Runner,
+    runner: ab_runner.Runner,
     alpha: float = 0.05,
     log: Callable[[str], None] = lambda _m: None,
 ) -> BisectResult:
@@ -215,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds < 2:
         return _fail(prog, "--rounds must be at least 2 (the paired test needs rounds)")
     pytest_args = list(args.pytest_arg) + (["-k", args.select] if args.select else [])
-    runner = _abrun.make_bench_cli_runner(pytest_args)
+    runner = ab_runner.make_bench_cli_runner(pytest_args)
     try:
         result = bisect(
             args.repo.resolve(),
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner=runner,
             log=lambda m: print(m, flush=True),
         )
-    except (HistoryError, _abrun.ABRunError) as exc:
+    except (HistoryError, ab_runner.ABRunError) as exc:
         return _fail(prog, str(exc))
     if args.json:
         args.json.write_text(json.dumps(result.as_dict(), indent=2) + "\n")

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from bench import _stats
+from bench.gate import stats as gate_stats
 from bench.history._ingest import HistoryError
 
 __all__ = [
@@ -122,7 +122,7 @@ def _confidences(values: Sequence[float], cps: Sequence[int]) -> list[float]:
     out = []
     for k, cp in enumerate(cps, 1):
         before, after = list(values[bounds[k - 1] : cp]), list(values[cp : bounds[k + 1]])
-        p = _stats.mann_whitney_p(before, after) if len(before) > 1 and len(after) > 1 else 1.0
+        p = gate_stats.mann_whitney_p(before, after) if len(before) > 1 and len(after) > 1 else 1.0
         out.append(1.0 - p)
     return out
 
@@ -196,7 +196,7 @@ def describe(
         before = list(values[bounds[k - 1] : cp])
         after = list(values[cp : bounds[k + 1]])
         lb, la = float(np.median(before)), float(np.median(after))
-        p = _stats.mann_whitney_p(before, after) if len(before) > 1 and len(after) > 1 else 1.0
+        p = gate_stats.mann_whitney_p(before, after) if len(before) > 1 and len(after) > 1 else 1.0
         out.append(
             Change(
                 benchmark=benchmark,

@@ -1,0 +1,258 @@
+"""The gate's verdicts: each benchmark metric of two sides judged against its rule.
+
+:func:`evaluate` is pure (seeded, no I/O); the statistics are :mod:`bench.gate.stats`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from bench.gate import stats
+from bench.gate.inputs import BenchRecord, ResultSet
+from bench.gate.rules import Direction, GateConfig
+
+__all__ = [
+    "MIN_PAIRED_ROUNDS",
+    "Status",
+    "Verdict",
+    "evaluate",
+    "timer_differences",
+    "unused_rules",
+]
+
+Status = Literal["improved", "unchanged", "regressed", "added", "removed", "insufficient data"]
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome for one benchmark and metric; ``ratio`` is candidate / baseline (medians)."""
+
+    key: str
+    name: str
+    group: str
+    metric: str
+    status: Status
+    direction: Direction = "lower"
+    allowed: float = 0.0
+    test: str = "samples"
+    baseline: float | None = None
+    candidate: float | None = None
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    n_baseline: int = 0
+    n_candidate: int = 0
+    runs_baseline: int = 0
+    runs_candidate: int = 0
+    reason: str = ""
+    paired: bool = False
+    """True when the paired round test decided (then ``ratio`` is the trimmed geometric mean of
+    the per-round median ratios); False for the unpaired test (ratio of pooled medians)."""
+
+    @property
+    def change(self) -> float | None:
+        """Relative change of the metric (+0.10: 10 % larger)."""
+        return None if self.ratio is None else self.ratio - 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["change"] = self.change
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+        }
+
+
+def _median(values: Sequence[float]) -> float:
+    return stats.ratio_of_medians([1.0], values)
+
+
+def _values(rec: BenchRecord, metric: str) -> list[float] | None:
+    if metric == "time":
+        return rec.samples
+    return rec.extra.get(metric)
+
+
+def _decide(v: Verdict, significant: bool) -> None:
+    assert v.ratio is not None
+    if v.direction == "lower":
+        worse, better = v.ratio > 1.0 + v.allowed, v.ratio < 1.0 - v.allowed
+        sig_worse = significant and (v.ci_low is None or v.ci_low > 1.0)
+        sig_better = significant and (v.ci_high is None or v.ci_high < 1.0)
+    else:
+        worse, better = v.ratio < 1.0 - v.allowed, v.ratio > 1.0 + v.allowed
+        sig_worse = significant and (v.ci_high is None or v.ci_high < 1.0)
+        sig_better = significant and (v.ci_low is None or v.ci_low > 1.0)
+    pct = f"{v.ratio - 1.0:+.1%}" if math.isfinite(v.ratio) else "inf"
+    if worse and sig_worse:
+        v.status, v.reason = "regressed", f"{pct} beyond allowed {v.allowed:.0%}"
+    elif better and sig_better:
+        v.status, v.reason = "improved", f"{pct} beyond allowed {v.allowed:.0%}"
+    else:
+        v.status = "unchanged"
+        if worse or better:
+            v.reason = f"{pct} not significant"
+        elif significant:
+            v.reason = f"{pct} significant but within allowed {v.allowed:.0%}"
+        else:
+            v.reason = f"{pct} within noise"
+
+
+MIN_PAIRED_ROUNDS = 3
+
+
+def _pairable(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> bool:
+    if len(a) != len(b) or len(a) < MIN_PAIRED_ROUNDS:
+        return False
+    return all(len(x) and len(y) for x, y in zip(a, b, strict=True))
+
+
+def evaluate(
+    baseline: ResultSet,
+    candidate: ResultSet,
+    config: GateConfig,
+    *,
+    select: str | None = None,
+    seed: int | None = None,
+    paired: bool = False,
+) -> list[Verdict]:
+    """Verdicts for every benchmark and checked metric (pure: seeded, no I/O).
+
+    ``paired``: the sides' runs are interleaved rounds in the same order (``--baseline-ref``);
+    the time metric of a benchmark with the same number (>= 3) of non-empty runs on both sides
+    is then judged by the paired round test, other metrics and benchmarks by the unpaired one.
+    """
+    seed = config.seed if seed is None else seed
+    keys = list(baseline.benches) + [k for k in candidate.benches if k not in baseline.benches]
+    verdicts: list[Verdict] = []
+    tested: list[Verdict] = []
+    for key in keys:
+        b, c = baseline.benches.get(key), candidate.benches.get(key)
+        rec = b or c
+        assert rec is not None
+        if select and not (
+            fnmatch.fnmatchcase(rec.key, select)
+            or fnmatch.fnmatchcase(rec.name, select)
+            or fnmatch.fnmatchcase(rec.group, select)
+        ):
+            continue
+        if b is None or c is None:
+            status: Status = "added" if b is None else "removed"
+            side = c if b is None else b
+            assert side is not None
+            med = _median(side.samples) if side.samples else None
+            verdicts.append(
+                Verdict(
+                    key,
+                    rec.name,
+                    rec.group,
+                    "time",
+                    status,
+                    baseline=None if b is None else med,
+                    candidate=None if c is None else med,
+                    n_baseline=len(b.samples) if b else 0,
+                    n_candidate=len(c.samples) if c else 0,
+                    reason="only in candidate" if b is None else "only in baseline",
+                )
+            )
+            continue
+        rules = config.rules_for(b)
+        for metric, rule in rules.items():
+            bv, cv = _values(b, metric), _values(c, metric)
+            if metric != "time" and bv is None and cv is None:
+                continue
+            v = Verdict(
+                key,
+                rec.name,
+                rec.group,
+                metric,
+                "insufficient data",
+                direction=rule.direction,
+                allowed=rule.allowed,
+                test=rule.test,
+                n_baseline=len(bv or []),
+                n_candidate=len(cv or []),
+            )
+            verdicts.append(v)
+            if not bv or not cv:
+                where = "baseline" if not bv else "candidate"
+                what = "raw samples (stats.data)" if metric == "time" else metric
+                v.reason = f"no {what} in {where}"
+                continue
+            v.baseline = _median(bv)
+            v.candidate = _median(cv)
+            v.ratio = stats.ratio_of_medians(bv, cv)
+            if rule.test == "exact":
+                v.ci_low = v.ci_high = v.ratio
+                _decide(v, significant=v.ratio != 1.0)
+                if v.ratio == 1.0:
+                    v.reason = "exact: no change"
+                elif v.status == "unchanged":
+                    v.reason = f"exact: {v.ratio - 1.0:+.1%} within allowed {v.allowed:.0%}"
+                continue
+            if min(len(bv), len(cv)) < config.min_samples:
+                v.reason = f"fewer than {config.min_samples} samples ({len(bv)} vs {len(cv)})"
+                continue
+            if paired and metric == "time" and _pairable(b.runs, c.runs):
+                cmp = stats.compare_paired(
+                    b.runs, c.runs, confidence=config.confidence, trim=config.trim
+                )
+                v.ratio, v.paired = cmp.ratio, True
+            else:
+                cmp = stats.compare_samples(
+                    bv,
+                    cv,
+                    confidence=config.confidence,
+                    n_boot=config.n_boot,
+                    seed=stats.stable_seed(seed, f"{key}|{metric}"),
+                    baseline_runs=b.runs if metric == "time" else None,
+                    candidate_runs=c.runs if metric == "time" else None,
+                )
+            v.ci_low, v.ci_high, v.p_value = cmp.ci_low, cmp.ci_high, cmp.p_value
+            v.runs_baseline = len(b.runs) if metric == "time" else len(bv)
+            v.runs_candidate = len(c.runs) if metric == "time" else len(cv)
+            tested.append(v)
+    pvals = [v.p_value for v in tested if v.p_value is not None]
+    if config.correction == "holm":
+        adjusted = stats.holm(pvals)
+    elif config.correction == "bh":
+        adjusted = stats.benjamini_hochberg(pvals)
+    else:
+        adjusted = list(pvals)
+    for v, p in zip(tested, adjusted, strict=True):
+        v.p_adjusted = p
+        _decide(v, significant=p < config.alpha)
+        if v.paired:
+            v.reason += f" (paired, {v.runs_baseline} rounds)"
+    return verdicts
+
+
+def unused_rules(config: GateConfig, *sets: ResultSet) -> list[str]:
+    """Rules that apply to nothing in these results: their globs match no benchmark, or no
+    matching benchmark has their metric (a typo such as ``hit_rtae`` or ``name = "[abc"``)."""
+    out = []
+    for i, rule in enumerate(config.rules, 1):
+        recs = [r for rs in sets for r in rs.benches.values() if rule.matches(r)]
+        if rule.metric != "time":
+            recs = [r for r in recs if rule.metric in r.extra]
+        if not recs:
+            what = (
+                "benchmark" if rule.metric == "time" else f"benchmark with a {rule.metric!r} figure"
+            )
+            out.append(f"rule #{i} ({rule.describe()}) matches no {what}")
+    return out
+
+
+def timer_differences(baseline: ResultSet, candidate: ResultSet) -> list[str]:
+    """Benchmarks timed with different clocks on the two sides (their samples do not compare)."""
+    out = []
+    for key, b in baseline.benches.items():
+        c = candidate.benches.get(key)
+        if c is not None and b.timer and c.timer and b.timer != c.timer:
+            out.append(f"timer of {key}: baseline {b.timer}, candidate {c.timer}")
+    return out

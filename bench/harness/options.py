@@ -1,0 +1,158 @@
+"""The harness's options, defined once for the pytest plugin (bench/suites/conftest.py) and the CLI.
+
+Each effective setting remembers where it came from ("default", "--quick",
+"command line"), and the pytest header prints them, so a results file can be
+traced back to how it was produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pytest
+
+__all__ = [
+    "BENCH_OPTIONS_KEY",
+    "QUICK_TIMING",
+    "SUITES",
+    "BenchOptions",
+    "add_cli_options",
+    "add_pytest_options",
+    "benchmarks_disabled",
+    "redact_url",
+]
+
+SUITES: Final = ("hashing", "fingerprint", "cache", "client", "router", "pipeline", "load")
+"""Every suite, in the order ``samplemind-bench run`` runs them (``bench/suites/test_<suite>.py``)."""
+
+QUICK_TIMING: Final[dict[str, float | int]] = {
+    "benchmark_max_time": 0.1,
+    "benchmark_min_rounds": 5,
+}
+"""pytest-benchmark settings ``--quick`` applies unless given on the command line."""
+
+_FLAGS: Final = (
+    (
+        "--quick",
+        "smaller parameter grids and shorter timings (CI; whole mocked run under 2 minutes)",
+    ),
+    (
+        "--live",
+        "benchmark real services too: redis-server, Redis Cluster and the emulator server "
+        "(started by fixtures, or the ones named by REDIS_URL / provider base-URL variables)",
+    ),
+)
+
+
+def add_pytest_options(parser: pytest.Parser) -> None:
+    """Register ``--quick`` and ``--live`` with pytest."""
+    group = parser.getgroup("samplemind-bench", "SampleMind benchmark harness")
+    for flag, help_text in _FLAGS:
+        group.addoption(flag, action="store_true", default=False, help=help_text)
+
+
+def add_cli_options(parser: argparse.ArgumentParser) -> None:
+    """Register the same ``--quick`` and ``--live`` with an argparse (sub)parser."""
+    for flag, help_text in _FLAGS:
+        parser.add_argument(flag, action="store_true", default=False, help=help_text)
+
+
+def benchmarks_disabled(config: pytest.Config) -> bool:
+    """True when benchmark bodies run once as smoke tests: ``--benchmark-disable`` or xdist."""
+    if hasattr(config, "workerinput"):  # an xdist worker
+        return True
+    if config.getoption("dist", "no") not in ("no", None):
+        return True
+    disabled = bool(config.getoption("benchmark_disable", False))
+    return disabled and not config.getoption("benchmark_enable", False)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL without its password (``redis://:secret@h:1`` → ``redis://:***@h:1``).
+
+    >>> redact_url("redis://user:pw@127.0.0.1:6379/0")
+    'redis://user:***@127.0.0.1:6379/0'
+    >>> redact_url("redis://127.0.0.1:6379")
+    'redis://127.0.0.1:6379'
+    """
+    if not url or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return f"{scheme}://{user}:***@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """The effective harness settings of one pytest session."""
+
+    quick: bool
+    live: bool
+    disabled: bool
+    timing: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def small_grid(self) -> bool:
+        """Quick runs and smoke runs use the small parameter grids."""
+        return self.quick or self.disabled
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.live else "mocked"
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> BenchOptions:
+        """Read (and, for ``--quick``, adjust) the options; call before pytest-benchmark configures."""
+        quick = bool(config.getoption("quick", False))
+        live = bool(config.getoption("live", False))
+        args = [str(a) for a in config.invocation_params.args]
+        timing: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for dest in (
+            "benchmark_min_time",
+            "benchmark_max_time",
+            "benchmark_min_rounds",
+            "benchmark_warmup",
+        ):
+            flag = "--" + dest.replace("_", "-")
+            given = any(a == flag or a.startswith(flag + "=") for a in args)
+            value = config.getoption(dest, None)
+            if given:
+                sources[dest] = "command line"
+            elif quick and dest in QUICK_TIMING:
+                value = QUICK_TIMING[dest]
+                setattr(config.option, dest, value)
+                sources[dest] = "--quick"
+            else:
+                sources[dest] = "default"
+            timing[dest] = value
+        return cls(
+            quick=quick,
+            live=live,
+            disabled=benchmarks_disabled(config),
+            timing=timing,
+            sources=sources,
+        )
+
+    def header(self, redis_url: str | None) -> list[str]:
+        """Lines for ``pytest_report_header``."""
+        run = "smoke (each body once)" if self.disabled else "timed"
+        lines = [
+            f"samplemind-bench: mode={self.mode} quick={self.quick} run={run} "
+            f"grid={'small' if self.small_grid else 'full'}",
+            "samplemind-bench timing: "
+            + " ".join(
+                f"{k.removeprefix('benchmark_')}={v} ({self.sources[k]})"
+                for k, v in self.timing.items()
+            ),
+            f"samplemind-bench services: REDIS_URL={redact_url(redis_url) or '(unset: fixtures start redis-server)'}",
+        ]
+        return lines
+
+
+BENCH_OPTIONS_KEY: Final = pytest.StashKey[BenchOptions]()
+"""Where the session's :class:`BenchOptions` live (``config.stash``)."""

@@ -1,0 +1,276 @@
+"""The results formats, defined once: every writer and reader of them goes through this module.
+
+Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline`` and ``reports`` read it):
+``manifest.json`` plus one pytest-benchmark JSON file per suite::
+
+    {"format": "samplemind-bench-results", "version": 1, "created": ISO-8601,
+     "mode": "mocked" | "live", "quick": bool, "suites": [...], "files": [...],
+     "environment": {"cpu", "cores", "python", "platform", "packages"},
+     "commit": {"id", "dirty"},
+     "runs": [{"suite", "file", "exit_code", "elapsed_s"}]}      # extension
+
+``runs`` is an extension: per suite, pytest's exit code and the wall time, so
+a consumer can tell a failed or partial suite from a complete one.
+:func:`check_manifest` is the one validation of a manifest (format, version, ``files`` names
+inside the folder, ``environment`` an object); :func:`read_manifest` reads and checks one.
+
+Profile (``samplemind-bench profile`` writes ``DIR/profile.json``; ``reports`` reads it):
+``{"format": "samplemind-profile", "version": 1, ...}``, checked by :func:`check_profile`.
+
+:func:`benchmark_key` is a benchmark's identity across runs (its pytest node id, with the suite
+file named as in every results folder written so far: ``bench/test_<suite>.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "FORMAT",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
+    "SUPPORTED_VERSIONS",
+    "VERSION",
+    "ResultsFormatError",
+    "SuiteRun",
+    "benchmark_key",
+    "check_manifest",
+    "check_profile",
+    "commit_info",
+    "environment",
+    "finite_number",
+    "read_manifest",
+    "write_manifest",
+]
+
+FORMAT: Final = "samplemind-bench-results"
+VERSION: Final = 1
+"""The version :func:`write_manifest` writes."""
+SUPPORTED_VERSIONS: Final = frozenset({1})
+"""The versions every reader accepts."""
+
+PROFILE_FORMAT: Final = "samplemind-profile"
+PROFILE_VERSION: Final = 1
+
+_SUITE_DIR: Final = "bench/suites/"
+_KEY_DIR: Final = "bench/"
+
+
+class ResultsFormatError(ValueError):
+    """A results folder or profile that is not of a supported format; names the file."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def benchmark_key(fullname: str) -> str:
+    """A benchmark's identity across runs: ``bench/suites/test_x.py::t[p]`` and
+    ``bench/test_x.py::t[p]`` (results written before the suites moved) are one benchmark.
+
+    >>> benchmark_key("bench/suites/test_hashing.py::test_hash[blake3-64]")
+    'bench/test_hashing.py::test_hash[blake3-64]'
+    """
+    if fullname.startswith(_SUITE_DIR):
+        return _KEY_DIR + fullname.removeprefix(_SUITE_DIR)
+    return fullname
+
+
+PACKAGES: Final = (
+    "samplemind-core",
+    "pytest",
+    "pytest-benchmark",
+    "pytest-asyncio",
+    "httpx",
+    "httpx-aiohttp",
+    "aiohttp",
+    "h2",
+    "redis",
+    "fakeredis",
+    "blake3",
+    "xxhash",
+    "orjson",
+    "msgpack",
+    "respx",
+    "hypercorn",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """One suite's pytest run."""
+
+    suite: str
+    file: str | None
+    exit_code: int
+    elapsed_s: float
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """CPU, cores, Python, platform and the versions of the packages that shape the figures."""
+    packages: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count() or 1,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+    }
+
+
+def commit_info(repo: Path) -> dict[str, Any]:
+    """``{"id": sha, "dirty": bool}``; both ``None`` outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"id": None, "dirty": None}
+    return {"id": sha, "dirty": dirty}
+
+
+def write_manifest(
+    out: Path,
+    *,
+    mode: str,
+    quick: bool,
+    suites: list[str],
+    runs: list[SuiteRun],
+    repo: Path,
+    created: datetime | None = None,
+) -> dict[str, Any]:
+    """Write ``out/manifest.json`` and return it."""
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": (created or datetime.now(UTC)).isoformat(),
+        "mode": mode,
+        "quick": quick,
+        "suites": suites,
+        "files": [r.file for r in runs if r.file is not None],
+        "environment": environment(),
+        "commit": commit_info(repo),
+        "runs": [
+            {
+                "suite": r.suite,
+                "file": r.file,
+                "exit_code": r.exit_code,
+                "elapsed_s": round(r.elapsed_s, 3),
+            }
+            for r in runs
+        ],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def check_manifest(doc: Any, path: Path) -> dict[str, Any]:
+    """``doc`` if it is a supported manifest; else :class:`ResultsFormatError` naming ``path``.
+
+    Checked: a JSON object of this format and a supported version; ``files`` a list of file
+    names inside the folder (no absolute paths, no ``..``); ``environment`` (when present) an
+    object whose ``packages`` is an object.
+    """
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        fmt = doc.get("format") if isinstance(doc, dict) else None
+        raise ResultsFormatError(
+            path, f"not a {FORMAT} manifest (unknown format {fmt!r}; expected {FORMAT!r})"
+        )
+    version = doc.get("version")
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
+        raise ResultsFormatError(
+            path,
+            f"unsupported results version {version!r} (unknown format version {version!r}, not "
+            f"supported: this harness reads version(s) {', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}; "
+            "re-run samplemind-bench run, or upgrade samplemind-core to read newer results)",
+        )
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise ResultsFormatError(path, '"files" must be a list of file names')
+    for name in files:
+        if (
+            not isinstance(name, str)
+            or not name
+            or Path(name).is_absolute()
+            or ".." in Path(name).parts
+        ):
+            raise ResultsFormatError(
+                path,
+                f"'files' entry {name!r} is not a file name in the folder "
+                "(it must not point outside the results folder)",
+            )
+    env = doc.get("environment")
+    if env is not None:
+        if not isinstance(env, dict):
+            raise ResultsFormatError(path, "'environment' is not an object")
+        if not isinstance(env.get("packages") or {}, dict):
+            raise ResultsFormatError(path, "'environment.packages' is not an object")
+    return doc
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Load and check ``folder/manifest.json`` (:func:`check_manifest`)."""
+    path = folder / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsFormatError(
+            path, f"{folder} is not a results folder: no manifest.json"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ResultsFormatError(path, f"not valid JSON: {exc}") from None
+    return check_manifest(data, path)
+
+
+def check_profile(doc: Any, path: Path) -> dict[str, Any]:
+    """``doc`` if it is a supported ``profile.json``; else :class:`ResultsFormatError`."""
+    if not isinstance(doc, dict) or doc.get("format") != PROFILE_FORMAT:
+        raise ResultsFormatError(
+            path, f"not a samplemind profile (format must be {PROFILE_FORMAT!r})"
+        )
+    if doc.get("version") != PROFILE_VERSION:
+        raise ResultsFormatError(
+            path,
+            f"unsupported profile version {doc.get('version')!r} "
+            f"(this builder reads {PROFILE_VERSION})",
+        )
+    return doc

@@ -1,0 +1,63 @@
+"""pytest glue of the benchmark suites: options, header, live/smoke selection, ``abenchmark``.
+
+* ``--quick``: small parameter grids and short timings; ``--live``: real
+  services too (see bench/harness/options.py). Effective settings are printed in the
+  pytest header.
+* Benchmarks never run under xdist or ``--benchmark-disable``: every body then
+  runs exactly once as a smoke test, on the small grid, live parameters
+  included (they carry the ``live``/``redis``/``cluster`` markers, so CI
+  exercises them).
+* A timed run without ``--live`` skips the live parameters with a reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from bench.harness.fixture import AsyncBenchmark
+from bench.harness.options import BENCH_OPTIONS_KEY, BenchOptions, add_pytest_options
+from samplemind_core import Settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_pytest_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Runs before pytest-benchmark's (trylast) pytest_configure reads its options,
+    # so --quick's shorter timings reach pytest-benchmark's session.
+    config.stash[BENCH_OPTIONS_KEY] = BenchOptions.from_config(config)
+
+
+def bench_options(config: pytest.Config) -> BenchOptions:
+    """The session's harness options."""
+    return config.stash[BENCH_OPTIONS_KEY]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return bench_options(config).header(Settings.from_env().redis_url)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    opts = bench_options(config)
+    if opts.live or opts.disabled:
+        return
+    skip = pytest.mark.skip(
+        reason="live benchmark (real redis-server/cluster/emulator): run with --live"
+    )
+    for item in items:
+        if item.get_closest_marker("live") and "bench" in item.nodeid.split("/", 1)[0]:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def bench_opts(request: pytest.FixtureRequest) -> BenchOptions:
+    """The harness options (quick, live, disabled, small_grid)."""
+    return bench_options(request.config)
+
+
+@pytest.fixture
+def abenchmark(benchmark: BenchmarkFixture, request: pytest.FixtureRequest) -> AsyncBenchmark:
+    """Async benchmarks: ``await abenchmark(coro_fn, setup=..., concurrency=N)``."""
+    return AsyncBenchmark(benchmark, disabled=bench_options(request.config).disabled)
