@@ -31,6 +31,7 @@ from typing import Final
 
 from bench._options import SUITES, add_cli_options
 from bench._persist import SuiteRun, write_manifest
+from bench.instructions import runner as instructions
 
 __all__ = ["main"]
 
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"suite(s) to run (default: all): {', '.join(SUITES)}",
     )
     run.add_argument("--out", required=True, type=Path, metavar="DIR", help="results folder")
+    run.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per call of the CPU-bound benchmarks under Valgrind "
+        "(callgrind; needs valgrind and a C compiler) into extra_info['instructions']",
+    )
     run.add_argument(
         "-v", "--verbose", action="store_true", help="stream pytest's output instead of logging it"
     )
@@ -159,6 +166,10 @@ def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> S
 
 def _run(args: argparse.Namespace) -> int:
     suites = [s for s in SUITES if s in (args.suites or SUITES)]
+    tools = instructions.preflight() if args.instructions else None
+    if isinstance(tools, str):
+        print(tools, file=sys.stderr)
+        return 2
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     mode = "live" if args.live else "mocked"
@@ -170,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
     runs: list[SuiteRun] = []
     for i, suite in enumerate(suites, 1):
         runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}"))
+        if tools is not None:
+            runs[-1] = instructions.count_into(runs[-1], out, tools, args, f"{i}/{len(suites)}")
         # keep the manifest current, so an interrupted run still leaves a readable folder
         write_manifest(out, mode=mode, quick=args.quick, suites=suites, runs=runs, repo=REPO)
     failed = [r.suite for r in runs if r.exit_code != 0]

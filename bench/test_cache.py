@@ -8,6 +8,8 @@
   256 KB serialised) × serializer (msgpack, json) × L1 (on, off).
 * ``test_raw_get``: the plain ``redis.asyncio`` ``GET`` of the same stored
   bytes: the floor (op ``raw_get``).
+* ``test_codec``: the serializer alone (``encode`` a response, ``decode`` the
+  stored bytes), group ``cache/codec-<size>``.
 
 Group = ``cache/<backend>-<size>``, so hits, misses and the floor of one
 backend and size sit side by side. Issue 2's targets, read from one run:
@@ -27,8 +29,9 @@ from typing import Any
 
 import fakeredis
 import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench._fixture import AsyncBenchmark
+from bench._fixture import AsyncBenchmark, describe
 from bench.conftest import bench_options
 from samplemind_core import CacheConfig, ChatRequest, ChatResponse, Usage
 from samplemind_core.cache import ResponseCache
@@ -263,3 +266,26 @@ async def test_hit_vs_raw_get_interleaved(
     finally:
         await client.delete(key)
         await cache.aclose()
+
+
+@pytest.mark.parametrize("direction", ["encode", "decode"])
+@pytest.mark.parametrize("serializer", ["msgpack", "json"])
+def test_codec(benchmark: BenchmarkFixture, serializer: str, direction: str, size: str) -> None:
+    """The cache's codec alone: a response to stored bytes (``encode``) and back (``decode``)."""
+    cache = make_cache(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), serializer, False)
+    response = make_response(SIZES[size])
+    raw = cache._encode(response)
+    describe(
+        benchmark,
+        "cache",
+        f"codec-{size}",
+        f"{direction}-{serializer}",
+        unit_per_call="response",
+        bytes=len(raw),
+    )
+    if direction == "encode":  # the envelope carries the creation time: compare what it holds
+        encoded = benchmark(cache._encode, response)
+        assert ResponseCache._decode(encoded)[0].text == response.text
+    else:
+        decoded = benchmark(ResponseCache._decode, raw)[0]
+        assert decoded.text == response.text and decoded.cached

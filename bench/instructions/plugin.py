@@ -1,0 +1,171 @@
+"""pytest side of ``--instructions``: deselect what is not counted, count what is.
+
+Registered by ``bench/conftest.py`` when pytest gets ``--instructions=DIR`` (which
+``samplemind-bench run --instructions`` passes to a suite process it starts under
+callgrind). Then:
+
+* only the benchmarks named by :data:`bench.instructions._select.RULES` run;
+  the others are deselected (their wall time comes from the ordinary run);
+* in each counted benchmark, ``benchmark(fn, ...)`` (pytest-benchmark) and
+  ``await abenchmark(fn, ...)`` count ``fn`` with :class:`~bench.instructions._counter.Counter`
+  instead of timing it, and return its result, so the test's assertions still run;
+* every count is written to ``DIR/counts.json`` (after each benchmark, so a crash
+  keeps the ones before it), keyed by the benchmark's ``fullname``, which is how
+  pytest-benchmark names the same benchmark in the wall-time results file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from bench.instructions._counter import Count, Counter
+from bench.instructions._select import Rule, rule_for
+from bench.instructions._tools import Shim
+
+__all__ = ["COUNTS_FILE", "COUNTS_FORMAT", "InstructionsPlugin", "add_pytest_options", "configure"]
+
+COUNTS_FILE: Final = "counts.json"
+COUNTS_FORMAT: Final = "samplemind-bench-instructions"
+_RULE: Final = pytest.StashKey[Rule]()
+
+
+def add_pytest_options(parser: pytest.Parser) -> None:
+    """Register ``--instructions=DIR`` and ``--instructions-shim=PATH`` with pytest."""
+    group = parser.getgroup("samplemind-bench")
+    group.addoption(
+        "--instructions",
+        metavar="DIR",
+        default=None,
+        help="count instructions of the CPU-bound benchmarks into DIR/counts.json; the process "
+        "must run under callgrind: use `samplemind-bench run --instructions`",
+    )
+    group.addoption(
+        "--instructions-shim",
+        metavar="PATH",
+        default=None,
+        help="the callgrind client-request library (default: build or reuse the cached one)",
+    )
+
+
+def configure(config: pytest.Config) -> None:
+    """Register the plugin when ``--instructions`` was given (call from ``pytest_configure``)."""
+    directory = config.getoption("instructions", None)
+    if not directory:
+        return
+    from bench.instructions._tools import ToolMissing, load_shim
+
+    shim_path = config.getoption("instructions_shim", None)
+    try:
+        shim = load_shim(Path(shim_path) if shim_path else None)
+    except (ToolMissing, OSError) as exc:
+        raise pytest.UsageError(f"--instructions: {exc}") from None
+    if not shim.running_on_valgrind:
+        raise pytest.UsageError(
+            "--instructions counts only inside valgrind --tool=callgrind: "
+            "run `samplemind-bench run --instructions` instead"
+        )
+    config.pluginmanager.register(
+        InstructionsPlugin(shim, Path(directory)), "samplemind-instructions"
+    )
+
+
+def _suite_of(item: pytest.Item) -> str:
+    return Path(str(item.path)).stem.removeprefix("test_")
+
+
+class InstructionsPlugin:
+    """Counts the qualifying benchmarks of one pytest session."""
+
+    def __init__(self, shim: Shim, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.counter = Counter(shim, directory)
+        self.counts: dict[str, dict[str, Any]] = {}
+        self.deselected: dict[str, str] = {}
+
+    # -- selection -------------------------------------------------------------------------
+
+    def pytest_report_header(self) -> list[str]:
+        return [
+            f"samplemind-bench instructions: counting CPU-bound benchmarks under callgrind "
+            f"into {self.directory / COUNTS_FILE}"
+        ]
+
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        keep: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            params = dict(callspec.params) if callspec is not None else {}
+            name = getattr(item, "originalname", item.name)
+            rule = rule_for(_suite_of(item), name, params)
+            if rule is None:
+                dropped.append(item)
+                self.deselected[item.nodeid] = "not CPU-bound: wall time only"
+            else:
+                item.stash[_RULE] = rule
+                keep.append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+
+    # -- counting --------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        rule = item.stash.get(_RULE, None)
+        if rule is None:
+            return
+        funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+        params = dict(getattr(item, "callspec", None).params) if hasattr(item, "callspec") else {}
+        calls = rule.calls(params)
+        if "abenchmark" in funcargs:
+            self._install_async(item, funcargs["abenchmark"], calls)
+        elif "benchmark" in funcargs:
+            self._install_sync(item, funcargs["benchmark"], calls)
+        else:
+            raise pytest.UsageError(f"{item.nodeid}: counted, but uses no benchmark fixture")
+
+    def _install_sync(self, item: pytest.Item, bf: Any, calls: int) -> None:
+        if not hasattr(bf, "_raw"):
+            raise RuntimeError("this pytest-benchmark lacks BenchmarkFixture._raw")
+
+        def counting_raw(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            count, result = self.counter.count_sync(fn, args, kwargs, calls)
+            self._record(item, bf, count)
+            return result
+
+        bf._raw = counting_raw
+
+    def _install_async(self, item: pytest.Item, ab: Any, calls: int) -> None:
+        async def counting(fn: Any, *, setup: Any, concurrency: int) -> Any:
+            count, result = await self.counter.count_async(
+                fn, setup=setup, concurrency=concurrency, calls=calls
+            )
+            self._record(item, ab, count)
+            return result
+
+        ab.counter = counting
+
+    def _record(self, item: pytest.Item, bf: Any, count: Count) -> None:
+        self.counts[item.nodeid] = {
+            "group": bf.group,
+            "extra_info": dict(bf.extra_info),
+            **count.as_extra_info(),
+        }
+        self._write()
+
+    def _write(self) -> None:
+        data = {"format": COUNTS_FORMAT, "version": 1, "counts": self.counts}
+        tmp = self.directory / (COUNTS_FILE + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(self.directory / COUNTS_FILE)
+
+    def pytest_sessionfinish(self) -> None:
+        self._write()
