@@ -10,7 +10,7 @@ more than running pytest's own code instrumented between benchmarks). For one
 benchmark it then:
 
 1. collects garbage and disables the cyclic GC (restored afterwards);
-2. makes one call and :attr:`Counter.warmup` more, uncounted (first-call costs,
+2. makes one call and :func:`warmup_calls` more, uncounted (first-call costs,
    lazy caches, the interpreter's specialisation of hot bytecode);
 3. zeroes the counters, switches collection on around the body (the whole loop of
    ``calls`` calls, or each call alone when a ``setup`` runs before every call, so
@@ -33,15 +33,17 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from bench._measure import _args_of
 from bench.instructions._tools import Shim
 
-__all__ = ["DEFAULT_CALLS", "Count", "Counter", "DumpError", "read_dump_total"]
+__all__ = ["Count", "Counter", "DumpError", "read_dump_total", "warmup_calls"]
 
-DEFAULT_CALLS: Final = 200
-"""Counted calls per benchmark unless its selection rule says otherwise."""
+
+def warmup_calls(calls: int) -> int:
+    """Uncounted calls before a count of ``calls``: a quarter of them, at least 4."""
+    return max(4, calls // 4)
 
 
 class DumpError(RuntimeError):
@@ -96,10 +98,9 @@ def read_dump_total(path: Path, trigger: str) -> int:
 class Counter:
     """Counts benchmark bodies in this process; dumps land in ``dump_dir`` (``callgrind.<pid>.N``)."""
 
-    def __init__(self, shim: Shim, dump_dir: Path, *, warmup: int = 20, keep_dumps: bool = False):
+    def __init__(self, shim: Shim, dump_dir: Path, *, keep_dumps: bool = False):
         self.shim = shim
         self.dump_dir = dump_dir
-        self.warmup = warmup
         self.keep_dumps = keep_dumps
         self._seq = 0
         self._overhead: int | None = None
@@ -149,7 +150,7 @@ class Counter:
             self._overhead = min(costs)
         return self._overhead
 
-    def _finish(self, total: int, calls: int, regions: int) -> Count:
+    def _finish(self, total: int, calls: int, regions: int, warmup: int) -> Count:
         overhead = self.overhead
         return Count(
             per_call=max(0, total - regions * overhead) / calls,
@@ -157,7 +158,7 @@ class Counter:
             calls=calls,
             regions=regions,
             overhead=overhead,
-            warmup=self.warmup,
+            warmup=warmup,
         )
 
     # -- bodies ----------------------------------------------------------------------------
@@ -176,7 +177,8 @@ class Counter:
         gc.disable()
         try:
             result = fn(*args, **kwargs)
-            for _ in range(self.warmup):
+            warmup = warmup_calls(calls)
+            for _ in range(warmup):
                 fn(*args, **kwargs)
             loop = range(calls)
             shim.zero_stats()
@@ -188,7 +190,7 @@ class Counter:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        return self._finish(total, calls, 1), result
+        return self._finish(total, calls, 1, warmup), result
 
     async def count_async(
         self,
@@ -235,7 +237,8 @@ class Counter:
         gc.disable()
         try:
             result = await one_batch(False)
-            for _ in range(math.ceil(self.warmup / concurrency)):
+            warmup = warmup_calls(calls)
+            for _ in range(math.ceil(warmup / concurrency)):
                 await one_batch(False)
             batches = math.ceil(calls / concurrency)
             shim.zero_stats()
@@ -253,4 +256,4 @@ class Counter:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        return self._finish(total, batches * concurrency, regions), result
+        return self._finish(total, batches * concurrency, regions, warmup), result

@@ -44,6 +44,20 @@ def add_pytest_options(parser: pytest.Parser) -> None:
         "must run under callgrind: use `samplemind-bench run --instructions`",
     )
     group.addoption(
+        "--instructions-inject",
+        metavar="FRACTION",
+        type=float,
+        default=None,
+        help="study only: add pure-Python work of FRACTION x the benchmark's count in "
+        "--instructions-inject-base to every counted call (0 adds the empty wrapper)",
+    )
+    group.addoption(
+        "--instructions-inject-base",
+        metavar="FILE",
+        default=None,
+        help="study only: JSON {benchmark fullname: instructions per call} that sizes the work",
+    )
+    group.addoption(
         "--instructions-shim",
         metavar="PATH",
         default=None,
@@ -73,6 +87,12 @@ def configure(config: pytest.Config) -> None:
     )
 
 
+def _pad(n: int) -> None:
+    """Injected work for the detection study: ``n`` empty loop iterations."""
+    for _ in range(n):
+        pass
+
+
 def _suite_of(item: pytest.Item) -> str:
     return Path(str(item.path)).stem.removeprefix("test_")
 
@@ -86,6 +106,8 @@ class InstructionsPlugin:
         self.counter = Counter(shim, directory)
         self.counts: dict[str, dict[str, Any]] = {}
         self.deselected: dict[str, str] = {}
+        self.inject: tuple[float, dict[str, float]] | None = None
+        self._pad_unit: float | None = None
 
     # -- selection -------------------------------------------------------------------------
 
@@ -132,11 +154,31 @@ class InstructionsPlugin:
         else:
             raise pytest.UsageError(f"{item.nodeid}: counted, but uses no benchmark fixture")
 
+    def _pad_iterations(self, item: pytest.Item) -> int | None:
+        """Study only: iterations of :func:`_pad` that add the injected fraction of work."""
+        if self.inject is None:
+            return None
+        level, bases = self.inject
+        if item.nodeid not in bases:
+            raise pytest.UsageError(f"--instructions-inject-base has no count for {item.nodeid}")
+        if self._pad_unit is None:
+            count, _ = self.counter.count_sync(_pad, (1000,), {}, 20)
+            self._pad_unit = count.per_call / 1000
+        return round(level * float(bases[item.nodeid]) / self._pad_unit)
+
     def _install_sync(self, item: pytest.Item, bf: Any, calls: int) -> None:
         if not hasattr(bf, "_raw"):
             raise RuntimeError("this pytest-benchmark lacks BenchmarkFixture._raw")
+        pad = self._pad_iterations(item)
 
         def counting_raw(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if pad is not None:
+                body = fn
+
+                def fn(*a: Any, **k: Any) -> Any:
+                    _pad(pad)
+                    return body(*a, **k)
+
             count, result = self.counter.count_sync(fn, args, kwargs, calls)
             self._record(item, bf, count)
             return result
@@ -144,7 +186,16 @@ class InstructionsPlugin:
         bf._raw = counting_raw
 
     def _install_async(self, item: pytest.Item, ab: Any, calls: int) -> None:
+        pad = self._pad_iterations(item)
+
         async def counting(fn: Any, *, setup: Any, concurrency: int) -> Any:
+            if pad is not None:
+                body = fn
+
+                async def fn(*a: Any, **k: Any) -> Any:
+                    _pad(pad)
+                    return await body(*a, **k)
+
             count, result = await self.counter.count_async(
                 fn, setup=setup, concurrency=concurrency, calls=calls
             )
