@@ -149,10 +149,10 @@ class AsyncBenchmark:
         """
         self._claim("abenchmark(...)")
         try:
-            if self.disabled:
-                return await run_once(fn, setup=setup, concurrency=concurrency)
             if self.counter is not None:
                 return await self.counter(fn, setup=setup, concurrency=concurrency)
+            if self.disabled:
+                return await run_once(fn, setup=setup, concurrency=concurrency)
             m = await measure(
                 fn, self.config(), clock=self._clock, setup=setup, concurrency=concurrency
             )

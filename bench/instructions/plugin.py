@@ -17,6 +17,8 @@ callgrind). Then:
 from __future__ import annotations
 
 import json
+import random
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,6 +60,12 @@ def add_pytest_options(parser: pytest.Parser) -> None:
         help="study only: JSON {benchmark fullname: instructions per call} that sizes the work",
     )
     group.addoption(
+        "--instructions-keep-dumps",
+        action="store_true",
+        default=False,
+        help="keep each benchmark's callgrind dump in DIR (for callgrind_annotate)",
+    )
+    group.addoption(
         "--instructions-shim",
         metavar="PATH",
         default=None,
@@ -82,9 +90,40 @@ def configure(config: pytest.Config) -> None:
             "--instructions counts only inside valgrind --tool=callgrind: "
             "run `samplemind-bench run --instructions` instead"
         )
-    config.pluginmanager.register(
-        InstructionsPlugin(shim, Path(directory)), "samplemind-instructions"
+    _deterministic()
+    plugin = InstructionsPlugin(
+        shim, Path(directory), keep_dumps=bool(config.getoption("instructions_keep_dumps"))
     )
+    level = config.getoption("instructions_inject", None)
+    if level is not None:
+        base = config.getoption("instructions_inject_base", None)
+        if not base or level < 0:
+            raise pytest.UsageError(
+                "--instructions-inject needs a FRACTION >= 0 and --instructions-inject-base"
+            )
+        plugin.inject = (float(level), json.loads(Path(base).read_text()))
+    config.pluginmanager.register(plugin, "samplemind-instructions")
+
+
+def _deterministic() -> None:
+    """Take the counting process's history off the clock and off the entropy pool.
+
+    A count depends on the state the process is in (the allocator's free lists,
+    dict sizes, what was cached), so that state must not depend on the wall clock
+    or on randomness. Hence, in a counting process: every counted benchmark is
+    *disabled* for wall time once its body is counted (a test's time-budgeted
+    extras, such as the fingerprint suite's ``timeit`` split, then run once, as in a
+    smoke run, instead of as often as a time budget allows); ``random`` is seeded;
+    and ``uuid.uuid4`` (the cache benchmarks' namespaces) draws from a seeded
+    generator instead of ``os.urandom``.
+    """
+    random.seed(0)
+    rng = random.Random(0x5A3D)
+
+    def uuid4() -> uuid.UUID:
+        return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+    uuid.uuid4 = uuid4
 
 
 def _pad(n: int) -> None:
@@ -100,10 +139,10 @@ def _suite_of(item: pytest.Item) -> str:
 class InstructionsPlugin:
     """Counts the qualifying benchmarks of one pytest session."""
 
-    def __init__(self, shim: Shim, directory: Path) -> None:
+    def __init__(self, shim: Shim, directory: Path, *, keep_dumps: bool = False) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.counter = Counter(shim, directory)
+        self.counter = Counter(shim, directory, keep_dumps=keep_dumps)
         self.counts: dict[str, dict[str, Any]] = {}
         self.deselected: dict[str, str] = {}
         self.inject: tuple[float, dict[str, float]] | None = None
@@ -184,6 +223,7 @@ class InstructionsPlugin:
             return result
 
         bf._raw = counting_raw
+        bf.disabled = True  # no wall-clock work in this process: see _deterministic()
 
     def _install_async(self, item: pytest.Item, ab: Any, calls: int) -> None:
         pad = self._pad_iterations(item)
@@ -203,6 +243,7 @@ class InstructionsPlugin:
             return result
 
         ab.counter = counting
+        ab.disabled = True
 
     def _record(self, item: pytest.Item, bf: Any, count: Count) -> None:
         self.counts[item.nodeid] = {
