@@ -442,3 +442,50 @@ def test_run_instructions_end_to_end(tools: Tools, tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["runs"][0]["exit_code"] == 0
     assert json.loads((out / "instructions" / "router" / "counts.json").read_text())["counts"]
+
+
+# -- the report's pieces ------------------------------------------------------------------------
+
+
+def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
+    from bench._persist import SuiteRun, write_manifest
+    from bench.instructions import summary
+
+    def bench(name: str, suite: str, variant: str, instructions: float | None) -> dict[str, object]:
+        info: dict[str, object] = {"suite": suite, "variant": variant}
+        if instructions is not None:
+            info["instructions"] = instructions
+        return {
+            "name": name,
+            "group": f"{suite}/x",
+            "stats": {"data": [2e-6, 1e-6, 3e-6]},
+            "extra_info": info,
+        }
+
+    (tmp_path / "cache.json").write_text(
+        json.dumps(
+            {
+                "benchmarks": [
+                    bench("test_cache_op[hit]", "cache", "hit-msgpack-l1_off", 420_000.0),
+                    bench("test_cache_op[redis]", "cache", "hit-msgpack-l1_off-redis", None),
+                ]
+            }
+        )
+    )
+    (tmp_path / "router.json").write_text(
+        json.dumps({"benchmarks": [bench("test_route[c]", "router", "chat/speed/healthy", 3400.0)]})
+    )
+    runs = [SuiteRun("cache", "cache.json", 0, 1.0), SuiteRun("router", "router.json", 0, 1.0)]
+    write_manifest(
+        tmp_path, mode="mocked", quick=True, suites=["cache", "router"], runs=runs, repo=tmp_path
+    )
+    rows = summary.instruction_rows(tmp_path)
+    assert [r["name"] for r in rows] == ["test_cache_op[hit]", "test_route[c]"]
+    assert rows[0]["median_s"] == 2e-6
+    figures = summary.headline_figures(rows)
+    assert figures["instructions per cache hit (fakeredis, msgpack, L1 off)"] == 420_000.0
+    assert figures["instructions per routing decision (chat/speed, healthy)"] == 3400.0
+    assert figures["instructions per pipeline request (client-side CPU, mock)"] is None
+    text = summary.markdown(rows)
+    assert "| test_route[c] | 3,400.0 | 2.00 µs | 1.70 |" in text
+    assert "per pipeline request (client-side CPU, mock): not counted" in text

@@ -171,6 +171,7 @@ def _inject(args: argparse.Namespace) -> int:
             "change_min": min(changes) if changes else None,
             "change_max": max(changes) if changes else None,
         }
+        row["counts"] = runs[level]
         report[str(level)] = row
         if changes:
             print(
