@@ -188,7 +188,9 @@ def test_counting_command_and_env(tmp_path: Path) -> None:
     assert f"--instructions={tmp_path}" in cmd and "--quick" in cmd and "--live" not in cmd
     assert cmd[-2:] == ["-k", "x"]
     env = runner.counting_env({"PYTHONHASHSEED": "random", "PYTEST_XDIST_WORKER": "gw0", "A": "1"})
-    assert env == {"PYTHONHASHSEED": "0", "A": "1"}
+    assert env == {"PYTHONHASHSEED": "0", "A": "1", "GLIBC_TUNABLES": runner.MALLOC_TUNABLES}
+    env = runner.counting_env({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
+    assert env["GLIBC_TUNABLES"] == "glibc.pthread.rseq=0:" + runner.MALLOC_TUNABLES
 
 
 # -- the decision -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 After a suite's ordinary (wall-time) pytest process, :func:`count_suite` starts a
 second one for the same suite under callgrind::
 
-    PYTHONHASHSEED=0 setarch -R valgrind --tool=callgrind --instr-atstart=no \\
+    PYTHONHASHSEED=0 GLIBC_TUNABLES=... setarch -R valgrind --tool=callgrind --instr-atstart=no \\
         --collect-atstart=no --callgrind-out-file=DIR/instructions/<suite>/callgrind.%p \\
         python -m pytest bench/test_<suite>.py --instructions=DIR/instructions/<suite> ...
 
@@ -33,6 +33,7 @@ from bench.instructions.plugin import COUNTS_FILE, COUNTS_FORMAT
 __all__ = [
     "CALLGRIND_ARGS",
     "EXTRA_PYTEST_ARGS",
+    "MALLOC_TUNABLES",
     "count_into",
     "count_suite",
     "counting_command",
@@ -70,12 +71,24 @@ def preflight() -> Tools | str:
         return f"samplemind-bench run --instructions: {exc}"
 
 
+MALLOC_TUNABLES: Final = "glibc.malloc.mmap_threshold=1024:glibc.malloc.tcache_count=1000"
+"""glibc malloc settings of a counting process.
+
+Python objects over 512 bytes (and the buffers of orjson, blake3, ...) come from glibc
+malloc, whose instructions per call depend on the state of its free lists, that is on
+the process's history: 0.1-4 % between fresh processes of the same benchmark. Blocks
+of 1 KiB and more are mapped instead (the syscall's user-space side is a constant
+handful of instructions), and deeper per-thread caches serve the smaller ones
+without walking the bins."""
+
+
 def counting_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The counting process's environment: a fixed hash seed, no xdist leftovers."""
+    """The counting process's environment: a fixed hash seed, the malloc settings, no xdist."""
     env = dict(os.environ if base is None else base)
     for name in [n for n in env if n.startswith("PYTEST_XDIST_")]:
         del env[name]
     env["PYTHONHASHSEED"] = "0"
+    env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), MALLOC_TUNABLES) if t)
     return env
 
 
@@ -179,7 +192,7 @@ def count_suite(
     print(f"{tag}: counting instructions under callgrind", flush=True)
     start = time.monotonic()
     with log_path.open("w") as log:
-        log.write("$ PYTHONHASHSEED=0 " + " ".join(cmd) + "\n")
+        log.write(f"$ PYTHONHASHSEED=0 GLIBC_TUNABLES={MALLOC_TUNABLES} " + " ".join(cmd) + "\n")
         log.flush()
         code = subprocess.run(
             cmd,

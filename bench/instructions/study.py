@@ -81,16 +81,16 @@ def _count_runs(
 
 def _aa(args: argparse.Namespace) -> int:
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="instr-aa-") as tmp:
-        counts = _count_runs(
-            args.suites,
-            args.runs,
-            args.jobs,
-            Path(tmp),
-            quick=args.quick,
-            pytest_args=args.pytest_args,
-            tag="aa",
-        )
+    # each run's counts.json stays in OUT/work (small: the dumps are deleted once read)
+    counts = _count_runs(
+        args.suites,
+        args.runs,
+        args.jobs,
+        args.out / "work",
+        quick=args.quick,
+        pytest_args=args.pytest_args,
+        tag="aa",
+    )
     rows = {
         name: {
             "counts": values,
