@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,11 +48,11 @@ def add_pytest_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--instructions-inject",
-        metavar="FRACTION",
-        type=float,
+        metavar="FRACTIONS",
         default=None,
-        help="study only: add pure-Python work of FRACTION x the benchmark's count in "
-        "--instructions-inject-base to every counted call (0 adds the empty wrapper)",
+        help="study only: count each benchmark once per comma-separated FRACTION, with "
+        "pure-Python work of FRACTION x its count in --instructions-inject-base added to "
+        "every call (0: the empty wrapper); counts are keyed '<fullname>@<FRACTION>'",
     )
     group.addoption(
         "--instructions-inject-base",
@@ -94,14 +95,18 @@ def configure(config: pytest.Config) -> None:
     plugin = InstructionsPlugin(
         shim, Path(directory), keep_dumps=bool(config.getoption("instructions_keep_dumps"))
     )
-    level = config.getoption("instructions_inject", None)
-    if level is not None:
+    levels = config.getoption("instructions_inject", None)
+    if levels is not None:
         base = config.getoption("instructions_inject_base", None)
-        if not base or level < 0:
+        try:
+            fractions = [float(x) for x in str(levels).split(",")]
+        except ValueError:
+            fractions = []
+        if not base or not fractions or min(fractions) < 0:
             raise pytest.UsageError(
-                "--instructions-inject needs a FRACTION >= 0 and --instructions-inject-base"
+                "--instructions-inject needs FRACTIONS >= 0 and --instructions-inject-base"
             )
-        plugin.inject = (float(level), json.loads(Path(base).read_text()))
+        plugin.inject = (fractions, json.loads(Path(base).read_text()))
     config.pluginmanager.register(plugin, "samplemind-instructions")
 
 
@@ -132,6 +137,22 @@ def _pad(n: int) -> None:
         pass
 
 
+def _padded(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+    def padded(*args: Any, **kwargs: Any) -> Any:
+        _pad(n)
+        return fn(*args, **kwargs)
+
+    return padded
+
+
+def _apadded(fn: Callable[..., Awaitable[Any]], n: int) -> Callable[..., Awaitable[Any]]:
+    async def padded(*args: Any, **kwargs: Any) -> Any:
+        _pad(n)
+        return await fn(*args, **kwargs)
+
+    return padded
+
+
 def _suite_of(item: pytest.Item) -> str:
     return Path(str(item.path)).stem.removeprefix("test_")
 
@@ -145,7 +166,7 @@ class InstructionsPlugin:
         self.counter = Counter(shim, directory, keep_dumps=keep_dumps)
         self.counts: dict[str, dict[str, Any]] = {}
         self.deselected: dict[str, str] = {}
-        self.inject: tuple[float, dict[str, float]] | None = None
+        self.inject: tuple[list[float], dict[str, float]] | None = None
         self._pad_unit: float | None = None
 
     # -- selection -------------------------------------------------------------------------
@@ -193,60 +214,53 @@ class InstructionsPlugin:
         else:
             raise pytest.UsageError(f"{item.nodeid}: counted, but uses no benchmark fixture")
 
-    def _pad_iterations(self, item: pytest.Item) -> int | None:
-        """Study only: iterations of :func:`_pad` that add the injected fraction of work."""
+    def _pads(self, item: pytest.Item) -> list[tuple[str, int | None]]:
+        """``[(key suffix, iterations of _pad)]``: one plain count, or one per injected level."""
         if self.inject is None:
-            return None
-        level, bases = self.inject
+            return [("", None)]
+        levels, bases = self.inject
         if item.nodeid not in bases:
             raise pytest.UsageError(f"--instructions-inject-base has no count for {item.nodeid}")
         if self._pad_unit is None:
             count, _ = self.counter.count_sync(_pad, (1000,), {}, 20)
             self._pad_unit = count.per_call / 1000
-        return round(level * float(bases[item.nodeid]) / self._pad_unit)
+        base = float(bases[item.nodeid])
+        return [(f"@{level}", round(level * base / self._pad_unit)) for level in levels]
 
     def _install_sync(self, item: pytest.Item, bf: Any, calls: int) -> None:
         if not hasattr(bf, "_raw"):
             raise RuntimeError("this pytest-benchmark lacks BenchmarkFixture._raw")
-        pad = self._pad_iterations(item)
+        pads = self._pads(item)
 
         def counting_raw(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            if pad is not None:
-                body = fn
-
-                def fn(*a: Any, **k: Any) -> Any:
-                    _pad(pad)
-                    return body(*a, **k)
-
-            count, result = self.counter.count_sync(fn, args, kwargs, calls)
-            self._record(item, bf, count)
+            result = None
+            for suffix, pad in pads:
+                body = fn if pad is None else _padded(fn, pad)
+                count, result = self.counter.count_sync(body, args, kwargs, calls)
+                self._record(item, bf, count, suffix)
             return result
 
         bf._raw = counting_raw
         bf.disabled = True  # no wall-clock work in this process: see _deterministic()
 
     def _install_async(self, item: pytest.Item, ab: Any, calls: int) -> None:
-        pad = self._pad_iterations(item)
+        pads = self._pads(item)
 
         async def counting(fn: Any, *, setup: Any, concurrency: int) -> Any:
-            if pad is not None:
-                body = fn
-
-                async def fn(*a: Any, **k: Any) -> Any:
-                    _pad(pad)
-                    return await body(*a, **k)
-
-            count, result = await self.counter.count_async(
-                fn, setup=setup, concurrency=concurrency, calls=calls
-            )
-            self._record(item, ab, count)
+            result = None
+            for suffix, pad in pads:
+                body = fn if pad is None else _apadded(fn, pad)
+                count, result = await self.counter.count_async(
+                    body, setup=setup, concurrency=concurrency, calls=calls
+                )
+                self._record(item, ab, count, suffix)
             return result
 
         ab.counter = counting
         ab.disabled = True
 
-    def _record(self, item: pytest.Item, bf: Any, count: Count) -> None:
-        self.counts[item.nodeid] = {
+    def _record(self, item: pytest.Item, bf: Any, count: Count, suffix: str = "") -> None:
+        self.counts[item.nodeid + suffix] = {
             "group": bf.group,
             "extra_info": dict(bf.extra_info),
             **count.as_extra_info(),

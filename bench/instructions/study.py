@@ -9,12 +9,13 @@
 ``aa`` counts each suite in ``--runs`` fresh processes (``-j`` at a time: counts
 do not depend on load) and writes ``DIR/aa.json``: per benchmark, every count,
 the median and the spread ``(max - min) / median``; a Markdown table goes to
-stdout. ``inject`` counts ``--runs`` fresh processes per level with
-``--instructions-inject=LEVEL`` (the plugin adds, to each counted body, pure-Python
-work sized to LEVEL x that benchmark's median count in the A/A study), level 0
-(the same wrapper with no work) being the baseline, and decides each (baseline
-run i, injected run i) pair with :func:`bench.instructions.significance.decide`
-and the A/A spreads: the detection rate per level (and, at level 0, false alarms).
+stdout. ``inject`` counts ``--runs`` fresh processes, each counting every benchmark once per
+level (``--instructions-inject=0,0.005,...``: the plugin adds, to each counted body,
+pure-Python work sized to LEVEL x that benchmark's median count in the A/A study;
+level 0 is the same wrapper with no work), and decides each pair (level 0 of
+process i, level L of process i + 1: always two fresh processes) with
+:func:`bench.instructions.significance.decide` and the A/A spreads: the detection
+rate per level, and at level 0 the false alarms.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +48,10 @@ def _count_runs(
     pytest_args: Sequence[str],
     tag: str,
 ) -> dict[str, list[float]]:
-    """Count every suite ``runs`` times in fresh processes → ``{fullname: [per-call counts]}``."""
+    """Count every suite ``runs`` times in fresh processes → ``{fullname: [per-call counts]}``.
+
+    Each list is in run order (``_inject`` pairs runs by their index).
+    """
     tools = preflight()
     if isinstance(tools, str):
         raise SystemExit(tools)
@@ -129,57 +132,58 @@ def _inject(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     base_file = args.out / "inject-base.json"
     base_file.write_text(json.dumps({k: v["median"] for k, v in aa.items()}))
-    runs: dict[float, dict[str, list[float]]] = {}
-    # level 0 is the baseline: the same wrapper around the body, with no work in it
-    for level in [0.0, *args.levels]:
-        with tempfile.TemporaryDirectory(prefix="instr-inject-") as tmp:
-            runs[level] = _count_runs(
-                args.suites,
-                args.runs,
-                args.jobs,
-                Path(tmp),
-                quick=args.quick,
-                pytest_args=[
-                    *args.pytest_args,
-                    f"--instructions-inject={level}",
-                    f"--instructions-inject-base={base_file}",
-                ],
-                tag=f"inject{level}",
-            )
-    report: dict[str, Any] = {}
-    for level in [0.0, *args.levels]:
+    levels = [0.0, *args.levels]
+    if args.rescore is not None:  # score the counts of an earlier inject study again
+        counts = json.loads(args.rescore.read_text())["counts"]
+    else:
+        counts = _count_runs(
+            args.suites,
+            args.runs,
+            args.jobs,
+            args.out / "work",
+            quick=args.quick,
+            pytest_args=[
+                *args.pytest_args,
+                "--instructions-inject=" + ",".join(str(x) for x in levels),
+                f"--instructions-inject-base={base_file}",
+            ],
+            tag="inject",
+        )
+    report: dict[str, Any] = {"levels": levels, "runs": args.runs, "tolerance": args.tolerance}
+    for level in levels:
         flagged = total = 0
         changes: list[float] = []
-        for name, values in runs[level].items():
-            base_runs = runs[0.0].get(name)
-            if not base_runs or name not in spreads:
+        for name in spreads:
+            base_runs = counts.get(f"{name}@0.0")
+            runs = counts.get(f"{name}@{level}")
+            if not base_runs or not runs:
                 continue
-            for i, value in enumerate(values):
+            for i in range(len(runs)):
+                # baseline from process i, candidate from another process (i + 1)
                 v = decide(
-                    [base_runs[i % len(base_runs)]],
-                    [value],
+                    [base_runs[i]],
+                    [runs[(i + 1) % len(runs)]],
                     spread=spreads[name],
                     tolerance=args.tolerance,
                 )
                 changes.append(v.change)
                 total += 1
                 flagged += v.verdict == "regression"
-        row = {
-            "comparisons": total,
-            "flagged": flagged,
-            "change_median": statistics.median(changes) if changes else None,
-            "change_min": min(changes) if changes else None,
-            "change_max": max(changes) if changes else None,
-        }
-        row["counts"] = runs[level]
-        report[str(level)] = row
+        row: dict[str, Any] = {"comparisons": total, "flagged": flagged}
         if changes:
+            row.update(
+                change_median=statistics.median(changes),
+                change_min=min(changes),
+                change_max=max(changes),
+            )
             print(
                 f"+{level:.1%} injected: {flagged}/{total} comparisons flagged at tolerance "
                 f"{args.tolerance:.1%}; measured change median {row['change_median']:+.3%}, "
                 f"min {row['change_min']:+.3%}, max {row['change_max']:+.3%}",
                 flush=True,
             )
+        report[str(level)] = row
+    report["counts"] = counts
     (args.out / "inject.json").write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
@@ -199,6 +203,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--levels", type=float, nargs="+", default=[0.005, 0.01, 0.02])
             p.add_argument("--spreads", type=Path, required=True, help="aa.json of an A/A study")
             p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+            p.add_argument(
+                "--rescore",
+                type=Path,
+                help="inject.json of an earlier run: decide its counts again",
+            )
     return parser
 
 
