@@ -131,10 +131,15 @@ def _deterministic() -> None:
     uuid.uuid4 = uuid4
 
 
-def _pad(n: int) -> None:
-    """Injected work for the detection study: ``n`` empty loop iterations."""
-    for _ in range(n):
-        pass
+_PAD_BYTES: Final = bytes(1 << 22)
+_PAD_CALIBRATION: Final = 1 << 20
+
+
+def _pad(n: int) -> int:
+    """Injected work for the detection study: scan ``n`` bytes (linear, a fraction of an
+    instruction per byte, so small bodies can get small fractions; the call itself is in
+    level 0 too)."""
+    return _PAD_BYTES.count(1, 0, min(n, len(_PAD_BYTES)))
 
 
 def _padded(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
@@ -221,9 +226,10 @@ class InstructionsPlugin:
         levels, bases = self.inject
         if item.nodeid not in bases:
             raise pytest.UsageError(f"--instructions-inject-base has no count for {item.nodeid}")
-        if self._pad_unit is None:
-            count, _ = self.counter.count_sync(_pad, (1000,), {}, 20)
-            self._pad_unit = count.per_call / 1000
+        if self._pad_unit is None:  # instructions per byte scanned, net of the call
+            full, _ = self.counter.count_sync(_pad, (_PAD_CALIBRATION,), {}, 20)
+            empty, _ = self.counter.count_sync(_pad, (0,), {}, 20)
+            self._pad_unit = (full.per_call - empty.per_call) / _PAD_CALIBRATION
         base = float(bases[item.nodeid])
         return [(f"@{level}", round(level * base / self._pad_unit)) for level in levels]
 
