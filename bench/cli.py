@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         help="results folder: new, empty, or an earlier results folder (its suites' files are replaced)",
     )
     run.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per call of the CPU-bound benchmarks under Valgrind "
+        "(callgrind; needs valgrind and a C compiler) into extra_info['instructions']",
+    )
+    run.add_argument(
         "-v", "--verbose", action="store_true", help="stream pytest's output instead of logging it"
     )
     run.add_argument(

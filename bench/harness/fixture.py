@@ -21,7 +21,7 @@ created before the test, so loop start-up is never timed)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -92,6 +92,8 @@ class AsyncBenchmark:
         self.disabled = disabled or bool(bf.disabled)
         self._clock = clock or bf._timer
         self.measurement: Measurement | None = None
+        self.counter: Callable[..., Awaitable[Any]] | None = None
+        """Set by bench/instructions/plugin.py: count the body instead of timing it."""
 
     @property
     def enabled(self) -> bool:
@@ -147,6 +149,8 @@ class AsyncBenchmark:
         """
         self._claim("abenchmark(...)")
         try:
+            if self.counter is not None:
+                return await self.counter(fn, setup=setup, concurrency=concurrency)
             if self.disabled:
                 return await run_once(fn, setup=setup, concurrency=concurrency)
             m = await measure(

@@ -20,6 +20,7 @@ from typing import Final
 
 from bench.harness.options import SUITES
 from bench.harness.results import SuiteRun, write_manifest
+from bench.instructions import runner as instructions
 
 __all__ = ["REPO", "SUITES_DIR", "out_folder_problem", "run", "timed_run_env"]
 
@@ -123,6 +124,10 @@ def out_folder_problem(out: Path) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """The ``run`` command: every chosen suite in its own pytest process, then the manifest."""
     suites = [s for s in SUITES if s in (args.suites or SUITES)]
+    tools = instructions.preflight() if args.instructions else None
+    if isinstance(tools, str):
+        print(tools, file=sys.stderr)
+        return 2
     out: Path = args.out.resolve()
     problem = out_folder_problem(out)
     if problem is None:
@@ -142,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     runs: list[SuiteRun] = []
     for i, suite in enumerate(suites, 1):
         runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}"))
+        if tools is not None:
+            runs[-1] = instructions.count_into(runs[-1], out, tools, args, f"{i}/{len(suites)}")
         # keep the manifest current, so an interrupted run still leaves a readable folder
         write_manifest(out, mode=mode, quick=args.quick, suites=suites, runs=runs, repo=REPO)
     failed = [r.suite for r in runs if r.exit_code != 0]

@@ -17,17 +17,20 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from bench.harness.fixture import AsyncBenchmark
 from bench.harness.options import BENCH_OPTIONS_KEY, BenchOptions, add_pytest_options
+from bench.instructions import plugin as instructions
 from samplemind_core import Settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_pytest_options(parser)
+    instructions.add_pytest_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Runs before pytest-benchmark's (trylast) pytest_configure reads its options,
     # so --quick's shorter timings reach pytest-benchmark's session.
     config.stash[BENCH_OPTIONS_KEY] = BenchOptions.from_config(config)
+    instructions.configure(config)  # --instructions=DIR: count, do not time (under callgrind)
 
 
 def bench_options(config: pytest.Config) -> BenchOptions:

@@ -32,12 +32,18 @@ router and the cache); ``baseline_cost_usd`` isolates the cache's. Note also tha
 the *world's* delays are scaled: client set-up and the layer's own overheads
 are not, so at a small scale they weigh more than they would at scale 1.
 
+``test_request_cpu`` (group ``pipeline/request-cpu``): the client-side CPU of one
+``AIManager.complete()`` (no cache, the default router) over the in-process mock at
+latency 0: what the layer itself costs per request; counted by ``--instructions``.
+
 Quick runs replay the first :data:`QUICK_REQUESTS` requests; smoke runs the
 first :data:`SMOKE_REQUESTS` and store nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -56,6 +62,7 @@ from fixtures.workloads import DATA_DIR, WorkloadItem, load, measured_repeat_fra
 from samplemind_core import (
     AllProvidersFailedError,
     CacheConfig,
+    ChatRequest,
     ChatResponse,
     Secret,
     Settings,
@@ -259,6 +266,20 @@ async def test_pipeline(
             extra_info=info,
             group=f"pipeline/{workload}-{mode}",
         )
+
+
+async def test_request_cpu(abenchmark: AsyncBenchmark, mock_providers: Any) -> None:
+    mock_providers.configure(latency_scale=0.0, seed=0)
+    settings = dataclasses.replace(_with_keys(mock_providers.settings), redis_url=None)
+    request = ChatRequest(
+        messages=[{"role": "user", "content": "Suggest a name for a lo-fi sample pack."}],
+        max_tokens=32,
+    )
+    abenchmark.describe("pipeline", "request-cpu", "mock-nocache", unit_per_call="request")
+    async with AIManager(settings) as manager:
+        complete = functools.partial(manager.complete, request, task="chat", priority="speed")
+        resp = await abenchmark(complete)
+    assert resp.text and not resp.cached
 
 
 def _cross_task_slack(items: list[WorkloadItem]) -> float:

@@ -1,0 +1,493 @@
+"""The instruction tier (bench/instructions): counts, selection, merge, decision, missing tools.
+
+Tests marked ``valgrind`` run processes under callgrind; without valgrind (or a C
+compiler, or valgrind/callgrind.h) they skip with the command that installs them,
+unless ``CI`` is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from bench.instructions import _select, runner
+from bench.instructions._counter import Count, DumpError, read_dump_total, warmup_calls
+from bench.instructions._tools import APT_HINT, ToolMissing, Tools, build_shim, find_tools
+from bench.instructions.significance import aa_spread, decide, load_spreads
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
+
+
+@pytest.fixture(scope="module")
+def tools() -> Tools:
+    """valgrind, setarch and the built shim; skip (or fail under CI) when one is missing."""
+    try:
+        return find_tools()
+    except ToolMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI is set, so valgrind tests must run)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+# -- dumps, counts, warm-up -------------------------------------------------------------------
+
+DUMP = """\
+version: 1
+creator: callgrind-3.19.0
+pid: 4242
+cmd:  python -m pytest
+part: 3
+
+desc: I1 cache:
+desc: Timerange: Basic block 225924 - 3649575
+desc: Trigger: Client Request: samplemind-4242-3
+
+positions: line
+events: Ir
+summary: 23851599
+
+
+totals: 23851599
+"""
+
+
+def test_read_dump_total(tmp_path: Path) -> None:
+    path = tmp_path / "callgrind.4242.3"
+    path.write_text(DUMP)
+    assert read_dump_total(path, "samplemind-4242-3") == 23_851_599
+    with pytest.raises(DumpError, match="is not the dump of"):
+        read_dump_total(path, "samplemind-4242-2")
+    path.write_text(DUMP.replace("summary: 23851599\n", "").replace("totals: 23851599\n", ""))
+    with pytest.raises(DumpError, match="no totals"):
+        read_dump_total(path, "samplemind-4242-3")
+    with pytest.raises(DumpError, match="cannot read"):
+        read_dump_total(tmp_path / "missing", "x")
+
+
+def test_count_extra_info_and_warmup() -> None:
+    count = Count(per_call=1234.5, total=250_000, calls=200, regions=1, overhead=1100, warmup=50)
+    info = count.as_extra_info()
+    assert info["instructions"] == 1234.5 and info["instructions_calls"] == 200
+    assert set(info) == {
+        "instructions",
+        "instructions_calls",
+        "instructions_total",
+        "instructions_regions",
+        "instructions_overhead",
+        "instructions_warmup",
+    }
+    assert [warmup_calls(n) for n in (1, 12, 100, 400)] == [4, 4, 25, 100]
+
+
+# -- selection ---------------------------------------------------------------------------------
+
+
+def test_rules_name_existing_benchmarks() -> None:
+    """A renamed benchmark must not silently drop out of the instruction tier."""
+    import importlib
+
+    for rule in _select.RULES:
+        module = importlib.import_module(f"bench.suites.test_{rule.suite}")
+        assert callable(getattr(module, rule.test, None)), f"{rule.suite}: no {rule.test}"
+        assert rule.calls({}) >= 1
+
+
+@pytest.mark.parametrize(
+    ("suite", "test", "params", "counted"),
+    [
+        ("hashing", "test_hash", {"size": 16 * 1024, "algorithm": "blake3"}, True),
+        ("hashing", "test_hash", {"size": 1 << 20, "algorithm": "blake3"}, False),
+        ("hashing", "test_hash", {"size": 64, "algorithm": "blake3_auto"}, False),
+        ("fingerprint", "test_fingerprint", {"request_name": "1KB", "variant": "naive"}, True),
+        ("router", "test_route", {"task": "chat"}, True),
+        ("router", "test_fallback", {"target": "mock"}, False),
+        ("cache", "test_cache_op", {"backend": "fakeredis", "op": "hit"}, True),
+        ("cache", "test_cache_op", {"backend": "redis", "op": "hit"}, False),
+        ("cache", "test_cache_op", {"backend": "fakeredis", "op": "get_or_call"}, False),
+        ("cache", "test_codec", {"size": "1KB"}, True),
+        ("cache", "test_hit_vs_raw_get_interleaved", {"backend": "fakeredis"}, False),
+        ("pipeline", "test_request_cpu", {}, True),
+        ("pipeline", "test_pipeline", {"workload": "x"}, False),
+        ("client", "test_client", {}, False),
+    ],
+)
+def test_rule_for(suite: str, test: str, params: dict[str, object], counted: bool) -> None:
+    assert (_select.rule_for(suite, test, params) is not None) is counted
+
+
+def test_counted_suites() -> None:
+    assert _select.counted_suites() == ("hashing", "fingerprint", "router", "cache", "pipeline")
+
+
+# -- merge into the results file --------------------------------------------------------------
+
+
+def test_merge_counts(tmp_path: Path) -> None:
+    results = tmp_path / "router.json"
+    stats = {"median": 4e-7, "data": [4e-7]}
+    results.write_text(
+        json.dumps(
+            {
+                "benchmarks": [
+                    {
+                        "fullname": "bench/test_router.py::test_route[a]",
+                        "stats": stats,
+                        "extra_info": {"suite": "router"},
+                    },
+                    {
+                        "fullname": "bench/test_router.py::test_fallback[b]",
+                        "stats": stats,
+                        "extra_info": {},
+                    },
+                ]
+            }
+        )
+    )
+    counts = {
+        "bench/test_router.py::test_route[a]": {
+            "instructions": 3358.5,
+            "instructions_calls": 400,
+            "group": "router/route",
+            "extra_info": {},
+        },
+        "bench/test_router.py::test_route[gone]": {"instructions": 1.0},
+    }
+    merged, unmatched = runner.merge_counts(results, counts, "valgrind-3.19.0 callgrind")
+    assert merged == 1 and unmatched == ["bench/test_router.py::test_route[gone]"]
+    data = json.loads(results.read_text())
+    first, second = data["benchmarks"]
+    assert first["extra_info"] == {
+        "suite": "router",
+        "instructions": 3358.5,
+        "instructions_calls": 400,
+        "instructions_tool": "valgrind-3.19.0 callgrind",
+    }
+    assert first["stats"] == stats  # wall time untouched
+    assert "instructions" not in second["extra_info"]
+
+
+def test_counting_command_and_env(tmp_path: Path) -> None:
+    tools = Tools("/usr/bin/valgrind", "/usr/bin/setarch", tmp_path / "shim.so", "valgrind-3.19.0")
+    cmd = runner.counting_command(
+        tools, "router", tmp_path, quick=True, live=False, pytest_args=["-k", "x"]
+    )
+    assert cmd[:3] == ["/usr/bin/setarch", "-R", "/usr/bin/valgrind"]
+    assert (
+        "--tool=callgrind" in cmd and "--instr-atstart=no" in cmd and "--collect-atstart=no" in cmd
+    )
+    assert f"--callgrind-out-file={tmp_path / 'callgrind.%p'}" in cmd
+    assert f"--instructions={tmp_path}" in cmd and "--quick" in cmd and "--live" not in cmd
+    assert cmd[-2:] == ["-k", "x"]
+    env = runner.counting_env({"PYTHONHASHSEED": "random", "PYTEST_XDIST_WORKER": "gw0", "A": "1"})
+    assert env == {"PYTHONHASHSEED": "0", "A": "1", "GLIBC_TUNABLES": runner.MALLOC_TUNABLES}
+    env = runner.counting_env({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
+    assert env["GLIBC_TUNABLES"] == "glibc.pthread.rseq=0:" + runner.MALLOC_TUNABLES
+
+
+# -- the decision -----------------------------------------------------------------------------
+
+
+def test_aa_spread() -> None:
+    assert aa_spread([1000.0]) == 0.0
+    assert aa_spread([1000, 1002, 1001]) == pytest.approx(0.002 / 1.001)
+    with pytest.raises(ValueError):
+        aa_spread([])
+    with pytest.raises(ValueError):
+        aa_spread([0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("base", "cand", "spread", "verdict"),
+    [
+        ([1000.0], [1000.0], 0.0, "unchanged"),
+        ([1000.0], [1009.0], 0.0, "unchanged"),  # within the 1 % tolerance
+        ([1000.0], [1011.0], 0.0, "regression"),
+        ([1000.0], [1011.0], 0.001, "regression"),  # beyond 2 x 0.1 % too
+        ([1000.0], [1011.0], 0.006, "inconclusive"),  # beyond the tolerance, within 2 x spread
+        ([1000.0], [980.0], 0.001, "improvement"),
+        ([1000.0, 1000.0, 1000.0], [1011.0, 1030.0, 1012.0], 0.0, "inconclusive"),  # noisy side
+    ],
+)
+def test_decide(base: list[float], cand: list[float], spread: float, verdict: str) -> None:
+    assert decide(base, cand, spread=spread).verdict == verdict
+
+
+def test_decide_margin_and_errors() -> None:
+    v = decide([1000.0], [1011.0], spread=0.001, tolerance=0.01)
+    assert v.change == pytest.approx(0.011) and v.margin == pytest.approx(0.002)
+    assert decide([1000.0], [1006.0], spread=0.0, tolerance=0.005).verdict == "regression"
+    with pytest.raises(ValueError):
+        decide([], [1.0], spread=0.0)
+    with pytest.raises(ValueError):
+        decide([1.0], [1.0], spread=-0.1)
+    with pytest.raises(ValueError):
+        decide([1.0], [1.0], spread=0.0, tolerance=0.0)
+
+
+def test_load_spreads(tmp_path: Path) -> None:
+    path = tmp_path / "aa.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": "samplemind-bench-instructions-aa",
+                "benchmarks": {"b::t[x]": {"counts": [1.0, 1.0], "median": 1.0, "spread": 0.0}},
+            }
+        )
+    )
+    assert load_spreads(path) == {"b::t[x]": 0.0}
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="not an instruction A/A"):
+        load_spreads(path)
+
+
+# -- missing tools ------------------------------------------------------------------------------
+
+
+def _fake_compiler(tmp_path: Path, stderr: str) -> Path:
+    cc = tmp_path / "fakecc"
+    cc.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    cc.chmod(cc.stat().st_mode | stat.S_IXUSR)
+    return cc
+
+
+def test_missing_valgrind_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissing, match="valgrind not found on PATH") as info:
+        find_tools()
+    assert APT_HINT in str(info.value)
+
+
+def test_missing_compiler_and_header(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CC", "no-such-cc")
+    with pytest.raises(ToolMissing, match="no C compiler"):
+        build_shim(tmp_path / "cache")
+    cc = _fake_compiler(tmp_path, "shim.c:2:10: fatal error: valgrind/callgrind.h: No such file")
+    monkeypatch.setenv("CC", str(cc))
+    with pytest.raises(ToolMissing, match=r"header valgrind/callgrind\.h is missing"):
+        build_shim(tmp_path / "cache")
+    cc = _fake_compiler(tmp_path, "internal compiler error")
+    with pytest.raises(ToolMissing, match="could not build the callgrind shim"):
+        build_shim(tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-built is left
+
+
+def test_cli_exits_2_without_valgrind(tmp_path: Path) -> None:
+    """The real console script, valgrind hidden from PATH: exit 2, the apt hint, nothing run."""
+    if not BENCH_SCRIPT.exists():
+        pytest.skip(f"{BENCH_SCRIPT} not installed")
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [
+            str(BENCH_SCRIPT),
+            "run",
+            "--instructions",
+            "--quick",
+            "--suite",
+            "router",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (
+        "valgrind not found on PATH" in proc.stderr and "apt-get install -y valgrind" in proc.stderr
+    )
+    assert not out.exists()
+
+
+def test_run_help_lists_instructions(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "--instructions" in capsys.readouterr().out
+
+
+# -- under valgrind ---------------------------------------------------------------------------
+
+COUNT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from pathlib import Path
+    from bench.instructions._counter import Counter
+    from bench.instructions._tools import load_shim
+
+    shim = load_shim(Path(sys.argv[2]))
+    assert shim.running_on_valgrind, "not under valgrind"
+    counter = Counter(shim, Path(sys.argv[1]))
+
+    def work(n):
+        return sum(i * i for i in range(n))
+
+    async def awork(n):
+        return work(n)
+
+    once = counter.count_sync(work, (200,), {}, 50)[0]
+    twice = counter.count_sync(work, (400,), {}, 50)[0]
+    setup = counter.count_async(awork, setup=lambda: (200,), concurrency=1, calls=20)
+    per_call = asyncio.run(setup)[0]
+    print(json.dumps([once.per_call, twice.per_call, per_call.per_call, once.overhead]))
+    """
+)
+
+
+def _counted(tools: Tools, tmp_path: Path, name: str) -> list[float]:
+    out = tmp_path / name
+    out.mkdir()
+    cmd = [
+        tools.setarch,
+        "-R",
+        tools.valgrind,
+        *runner.CALLGRIND_ARGS,
+        f"--callgrind-out-file={out / 'callgrind.%p'}",
+        f"--log-file={out / 'valgrind.log'}",
+        sys.executable,
+        "-c",
+        COUNT_SCRIPT,
+        str(out),
+        str(tools.shim),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=runner.counting_env()
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not list(out.glob("callgrind.*.*")), "dumps are removed once read"
+    values: list[float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return values
+
+
+@pytest.mark.valgrind
+def test_counts_are_deterministic_and_scale(tools: Tools, tmp_path: Path) -> None:
+    first = _counted(tools, tmp_path, "a")
+    second = _counted(tools, tmp_path, "b")
+    assert first == second  # two fresh processes, the same counts
+    once, twice, with_setup, overhead = first
+    assert 1.8 < twice / once < 2.2  # twice the loop, about twice the instructions
+    assert with_setup == pytest.approx(once, rel=0.05)  # per-call regions: the setup is not counted
+    assert overhead > 0
+
+
+@pytest.mark.valgrind
+def test_plugin_refuses_outside_valgrind(tools: Tools, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "bench" / "suites" / "test_router.py"),
+            "-p",
+            "no:xdist",
+            "-p",
+            "no:cacheprovider",
+            f"--instructions={tmp_path}",
+            f"--instructions-shim={tools.shim}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=cli.timed_run_env(),
+    )
+    assert proc.returncode == 4, proc.stdout[-2000:]  # pytest's usage error
+    assert "counts only inside valgrind --tool=callgrind" in proc.stderr
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_run_instructions_end_to_end(tools: Tools, tmp_path: Path) -> None:
+    """``samplemind-bench run --instructions``: counts land beside the wall-time stats."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [
+            str(BENCH_SCRIPT),
+            "run",
+            "--instructions",
+            "--quick",
+            "--suite",
+            "router",
+            "--out",
+            str(out),
+            "--pytest-arg=-k",
+            "--pytest-arg=chat-speed or fallback and mock-fail0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=REPO,
+        env=cli.timed_run_env(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    data = json.loads((out / "router.json").read_text())
+    by_name = {b["name"]: b for b in data["benchmarks"]}
+    healthy = by_name["test_route[chat-speed-healthy]"]
+    open_ = by_name["test_route[chat-speed-one_open]"]
+    for bench in (healthy, open_):
+        info = bench["extra_info"]
+        assert info["instructions"] > 100 and info["instructions_calls"] == 400
+        assert info["instructions_tool"].startswith("valgrind")
+        assert bench["stats"]["median"] > 0 and bench["stats"]["data"]  # wall time kept
+    # the slow path (an open breaker reorders the chain) costs more than the healthy one
+    assert open_["extra_info"]["instructions"] > healthy["extra_info"]["instructions"]
+    fallback = by_name["test_fallback[mock-fail0]"]  # I/O-bound: wall time only
+    assert "instructions" not in fallback["extra_info"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runs"][0]["exit_code"] == 0
+    assert json.loads((out / "instructions" / "router" / "counts.json").read_text())["counts"]
+
+
+# -- the report's pieces ------------------------------------------------------------------------
+
+
+def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
+    from bench.harness.results import SuiteRun, write_manifest
+    from bench.instructions import summary
+
+    def bench(name: str, suite: str, variant: str, instructions: float | None) -> dict[str, object]:
+        info: dict[str, object] = {"suite": suite, "variant": variant}
+        if instructions is not None:
+            info["instructions"] = instructions
+        return {
+            "name": name,
+            "group": f"{suite}/x",
+            "stats": {"data": [2e-6, 1e-6, 3e-6]},
+            "extra_info": info,
+        }
+
+    (tmp_path / "cache.json").write_text(
+        json.dumps(
+            {
+                "benchmarks": [
+                    bench("test_cache_op[hit]", "cache", "hit-msgpack-l1_off", 420_000.0),
+                    bench("test_cache_op[redis]", "cache", "hit-msgpack-l1_off-redis", None),
+                ]
+            }
+        )
+    )
+    (tmp_path / "router.json").write_text(
+        json.dumps({"benchmarks": [bench("test_route[c]", "router", "chat/speed/healthy", 3400.0)]})
+    )
+    runs = [SuiteRun("cache", "cache.json", 0, 1.0), SuiteRun("router", "router.json", 0, 1.0)]
+    write_manifest(
+        tmp_path, mode="mocked", quick=True, suites=["cache", "router"], runs=runs, repo=tmp_path
+    )
+    rows = summary.instruction_rows(tmp_path)
+    assert [r["name"] for r in rows] == ["test_cache_op[hit]", "test_route[c]"]
+    assert rows[0]["median_s"] == 2e-6
+    figures = summary.headline_figures(rows)
+    assert figures["instructions per cache hit (fakeredis, msgpack, L1 off)"] == 420_000.0
+    assert figures["instructions per routing decision (chat/speed, healthy)"] == 3400.0
+    assert figures["instructions per pipeline request (client-side CPU, mock)"] is None
+    text = summary.markdown(rows)
+    assert "| test_route[c] | 3,400.0 | 2.00 µs | 1.70 |" in text
+    assert "per pipeline request (client-side CPU, mock): not counted" in text
