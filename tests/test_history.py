@@ -24,7 +24,7 @@ pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'
 from bench.history._ingest import read_run
 from bench.history.order import order_commits
 from bench.history.store import SCHEMA_VERSION, open_store
-from fixtures.redis import free_port
+from fixtures.ports import free_port
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
