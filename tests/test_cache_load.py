@@ -43,18 +43,38 @@ class Gate:
         self.convert_cancel = convert_cancel
         self.connection_pool = type("Pool", (), {"max_connections": max_connections})()
 
-    async def get(self, key: str) -> Any:
-        self.entered += 1
+    async def _enter(self) -> None:
+        self.entered += 1  # one store operation: a GET, or a batch of them
         try:
             await self.release.wait()
         except asyncio.CancelledError:
             if self.convert_cancel:  # as a client that disconnects and reports an error
                 raise redis.exceptions.ConnectionError("connection closed") from None
             raise
+
+    async def get(self, key: str) -> Any:
+        await self._enter()
         return await self.inner.get(key)
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        gate, inner = self, self.inner.pipeline(transaction=transaction)
+
+        class Pipe:
+            def get(self, key: str) -> None:
+                inner.get(key)
+
+            async def execute(self, raise_on_error: bool = True) -> Any:
+                await gate._enter()
+                return await inner.execute(raise_on_error=raise_on_error)
+
+        return Pipe()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+BATCH = pytest.mark.parametrize("batch", [True, False], ids=["batched-gets", "one-get-each"])
+"""Run a test with lookups batched (the default) and with one GET per lookup."""
 
 
 # ------------------------------------------------------------ deterministic
@@ -73,11 +93,15 @@ async def test_burst_on_a_small_pool_waits_for_a_connection_instead_of_failing()
     assert cache.healthy
 
 
-async def test_no_slot_in_time_is_a_counted_miss_never_an_error() -> None:
+@BATCH
+async def test_no_slot_in_time_is_a_counted_miss_never_an_error(batch: bool) -> None:
     client = Gate(max_connections=2)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0, pool_timeout_s=0.05))
-    holders = [asyncio.ensure_future(cache.get(req(f"h{i}"))) for i in range(2)]
-    await until(lambda: client.entered == 2)
+    config = CacheConfig(op_timeout_s=60.0, pool_timeout_s=0.05, batch_gets=batch)
+    cache = ResponseCache(client, config=config)
+    holders = []
+    for i in range(2):  # one after the other: each its own operation holding a slot
+        holders.append(asyncio.ensure_future(cache.get(req(f"h{i}"))))
+        await until(lambda n=i + 1: client.entered == n)
     assert await cache.get(req("third")) is None  # waited for a slot, none came
     assert await cache.set(req("third"), resp()) is False  # a skipped write, not an error
     st = cache.stats()
@@ -89,22 +113,27 @@ async def test_no_slot_in_time_is_a_counted_miss_never_an_error() -> None:
     assert await cache.set(req("after"), resp()) is True  # the slots came back
 
 
-async def test_a_client_pool_error_is_pool_exhaustion_not_a_redis_failure() -> None:
+@BATCH
+async def test_a_client_pool_error_is_pool_exhaustion_not_a_redis_failure(batch: bool) -> None:
     class Exhausted(Gate):
-        async def get(self, key: str) -> Any:
+        async def _enter(self) -> None:
             raise redis.exceptions.MaxConnectionsError("Too many connections")
 
-    cache = ResponseCache(Exhausted(), config=CacheConfig(op_timeout_s=5.0))
+    cache = ResponseCache(Exhausted(), config=CacheConfig(op_timeout_s=5.0, batch_gets=batch))
     assert await cache.get(req()) is None
     st = cache.stats()
     assert (st.pool_timeouts, st.errors, st.backend_errors, st.misses) == (1, 0, 0, 1)
     assert cache.healthy
 
 
+@BATCH
 @pytest.mark.parametrize("convert_cancel", [False, True], ids=["plain", "client-converts"])
-async def test_an_internal_timeout_never_leaks_cancellation(convert_cancel: bool) -> None:
+async def test_an_internal_timeout_never_leaks_cancellation(
+    convert_cancel: bool, batch: bool
+) -> None:
     client = Gate(convert_cancel=convert_cancel)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02, backoff_min_s=0.001))
+    config = CacheConfig(op_timeout_s=0.02, backoff_min_s=0.001, batch_gets=batch)
+    cache = ResponseCache(client, config=config)
 
     async def caller() -> tuple[ChatResponse | None, int]:
         got = await cache.get(req())
@@ -118,16 +147,19 @@ async def test_an_internal_timeout_never_leaks_cancellation(convert_cancel: bool
     assert (st.backend_errors, st.misses) == (1, 1)
 
 
-async def test_the_callers_own_cancellation_propagates() -> None:
+@BATCH
+async def test_the_callers_own_cancellation_propagates(batch: bool) -> None:
     client = Gate()
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0))
+    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0, batch_gets=batch))
     task = asyncio.ensure_future(cache.get(req()))
     await until(lambda: client.entered == 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert task.cancelled()
+    # the slot comes back (a batch whose every caller left is stopped one iteration later)
+    await until(lambda: cache._slots.free == cache._slots.size)
     assert cache.stats().backend_errors == 0 and cache.healthy
-    assert cache._slots.free == cache._slots.size  # the slot came back
 
 
 @pytest.mark.parametrize("order", ["deadline-first", "caller-first"])
@@ -175,14 +207,90 @@ async def test_a_cancelled_leader_hands_over_to_its_followers() -> None:
     assert len(started) == 2
 
 
-async def test_waiters_skip_redis_once_it_failed_while_they_waited() -> None:
+@BATCH
+async def test_waiters_skip_redis_once_it_failed_while_they_waited(batch: bool) -> None:
     client = Gate(convert_cancel=True, max_connections=1)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02, backoff_min_s=30.0))
-    results = await asyncio.gather(*(cache.get(req(f"w{i}")) for i in range(20)))
+    config = CacheConfig(op_timeout_s=0.02, backoff_min_s=30.0, batch_gets=batch)
+    cache = ResponseCache(client, config=config)
+    first = asyncio.ensure_future(cache.get(req("w0")))
+    await until(lambda: client.entered == 1)  # it holds the only slot until its deadline
+    results = await asyncio.gather(first, *(cache.get(req(f"w{i}")) for i in range(1, 20)))
     assert results == [None] * 20
     st = cache.stats()
     assert st.backend_errors == 1  # one timeout, then the others were not sent
     assert st.bypassed == 19 and st.misses == 20 and client.entered == 1
+
+
+async def _ready(cache: ResponseCache, *reqs: ChatRequest) -> None:
+    """Store a response for each of ``reqs`` (the generations are then loaded: lookups
+    started together go out in one event-loop iteration)."""
+    for r in reqs:
+        assert await cache.set(r, resp(r.messages[0]["content"]))
+
+
+async def test_lookups_started_together_are_one_operation() -> None:
+    client = Gate()
+    client.release.set()
+    config = CacheConfig(op_timeout_s=60.0, generation_ttl_s=3600.0)
+    cache = ResponseCache(client, config=config)
+    reqs = [req(f"b{i}") for i in range(40)]
+    await _ready(cache, *reqs[:20])
+    results = await asyncio.gather(*(cache.get(r) for r in reqs))
+    assert [r.text if r else None for r in results] == [f"b{i}" for i in range(20)] + [None] * 20
+    assert client.entered == 1  # one pipeline for 40 lookups
+    unbatched = ResponseCache(client, config=replace(config, batch_gets=False))
+    await asyncio.gather(*(unbatched.get(r) for r in reqs))
+    assert client.entered == 1 + 40  # one GET each
+
+
+async def test_one_callers_cancellation_does_not_cancel_the_others_lookups() -> None:
+    client = Gate()
+    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0, generation_ttl_s=3600.0))
+    reqs = [req(f"c{i}") for i in range(3)]
+    await _ready(cache, *reqs)
+    tasks = [asyncio.ensure_future(cache.get(r)) for r in reqs]
+    await until(lambda: client.entered == 1)  # the three are one batch, held by the gate
+    tasks[1].cancel()
+    await asyncio.sleep(0)  # let the cancellation land before the reply
+    client.release.set()
+    first, third = await tasks[0], await tasks[2]
+    assert first is not None and first.text == "c0" and third is not None and third.text == "c2"
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[1]
+    st = cache.stats()
+    assert (st.hits, st.backend_errors) == (2, 0)
+    assert cache._slots.free == cache._slots.size
+
+
+@pytest.mark.parametrize("fault", ["timeout", "connection-error"])
+async def test_a_failed_batch_is_a_counted_miss_for_each_key_and_one_back_off_step(
+    fault: str,
+) -> None:
+    class Broken(Gate):
+        async def _enter(self) -> None:
+            if fault == "connection-error":
+                raise redis.exceptions.ConnectionError("connection reset by peer")
+            await super()._enter()  # never released: the deadline runs out
+
+    client = Broken()
+    config = CacheConfig(op_timeout_s=0.02, generation_ttl_s=3600.0, backoff_min_s=0.001)
+    cache = ResponseCache(client, config=config)
+    reqs = [req(f"f{i}") for i in range(5)]
+    await _ready(cache, *reqs)
+
+    async def caller(r: ChatRequest) -> tuple[ChatResponse | None, int]:
+        got = await cache.get(r)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # a pending cancellation would surface here
+        return got, task.cancelling()
+
+    assert await asyncio.gather(*(caller(r) for r in reqs)) == [(None, 0)] * 5
+    st = cache.stats()
+    assert (st.misses, st.backend_errors, st.errors, st.hits) == (5, 5, 5, 0)
+    assert cache._backoff == config.backoff_min_s  # one failed operation: one back-off step
+    assert not cache.healthy
+    assert cache._slots.free == cache._slots.size
 
 
 # ------------------------------------------------------------ real servers
