@@ -25,7 +25,6 @@ import asyncio
 import cProfile
 import json
 import statistics
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -45,13 +44,6 @@ WORKLOAD = "samplemind_1000_r70"
 def _distinct(items: Sequence[WorkloadItem]) -> list[WorkloadItem]:
     truth = load_engine.truth_hits(items)
     return [it for it, seen in zip(items, truth, strict=True) if not seen]
-
-
-async def _rate(n: int, make: Callable[[int], Awaitable[Any]]) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    values = await asyncio.gather(*(make(i) for i in range(n)))
-    wall = time.perf_counter() - t0
-    return n / wall, sum(v is not None for v in values)
 
 
 async def measure(
@@ -76,26 +68,30 @@ async def measure(
         reply = await manager.complete(it.request, task=it.task, priority=it.priority)
         return reply if reply.cached else None
 
-    sides: dict[str, Callable[[int], Awaitable[Any]]] = {
+    calls: dict[str, Callable[[int], Awaitable[Any]]] = {
         "manager": hit,
         "cache": lambda i: cache.get(picks[i].request),
         "raw": lambda i: raw_get(keys[i]),
     }
-    rates: dict[str, list[float]] = {k: [] for k in sides}
-    found: dict[str, int] = dict.fromkeys(sides, 0)
-    names = list(sides)
-    for side in names:  # warm-up: connections opened, code paths hot
-        await _rate(concurrency, sides[side])
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for side in order:
-            if profile is not None and side == "manager":
+    found: dict[str, int] = dict.fromkeys(calls, 0)
+
+    def side(name: str) -> Callable[[], Awaitable[float]]:
+        async def one_round() -> float:
+            if profile is not None and name == "manager":
                 profile.enable()
-            rate, n = await _rate(concurrency, sides[side])
-            if profile is not None and side == "manager":
+            rate, values = await load_engine.gather_rate(concurrency, calls[name])
+            if profile is not None and name == "manager":
                 profile.disable()
-            rates[side].append(rate)
-            found[side] += n
+            found[name] += sum(v is not None for v in values)
+            return rate
+
+        return one_round
+
+    sides = {name: side(name) for name in calls}
+    for one_round in sides.values():  # warm-up: connections opened, code paths hot
+        await one_round()
+    found.update(dict.fromkeys(calls, 0))  # count the measured rounds only
+    rates = await load_engine.interleaved(sides, rounds)
     med = {k: statistics.median(v) for k, v in rates.items()}
     return {
         "concurrency": concurrency,
