@@ -32,7 +32,7 @@ import fakeredis
 
 from bench.suites import load_engine
 from fixtures.workloads import DATA_DIR, WorkloadItem, load
-from samplemind_core import CacheConfig, ChatResponse, Settings
+from samplemind_core import CacheConfig, ChatResponse, SampleMindError, Settings
 from samplemind_core.cache import ResponseCache
 from samplemind_core.manager import AIManager
 
@@ -162,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.repeats < 1 or args.concurrency < 1:
         parser.error("--rounds, --repeats and --concurrency must be >= 1")
+    try:
+        CacheConfig(**json.loads(args.cache_config or "{}"))
+    except (ValueError, TypeError, SampleMindError) as exc:
+        parser.error(f"--cache-config: {exc}")
     asyncio.run(_run(args))
 
 
