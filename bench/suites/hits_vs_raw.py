@@ -6,7 +6,8 @@ Stores the distinct requests of the load suite's workload, then runs
 ``--rounds`` interleaved rounds (the order alternates every round) of:
 
 * ``manager``: ``gather`` of ``--concurrency`` ``AIManager.complete()`` calls, every one a hit
-  (the manager is built from ``Settings(redis_url=...)``: default settings);
+  (the manager is built from ``Settings(redis_url=...)``: default settings; no provider is
+  configured, so a lookup that misses fails its call and lowers ``hit_fraction``);
 * ``cache``: the same number of ``ResponseCache.get()`` calls on that manager's cache;
 * ``raw``: the same number of ``GET``\\ s of the same keys on a second client with its default
   pool (``redis.asyncio.Redis.from_url(url)``; live) or a second ``FakeAsyncRedis`` on the
@@ -65,7 +66,10 @@ async def measure(
 
     async def hit(i: int) -> Any:
         it = picks[i]
-        reply = await manager.complete(it.request, task=it.task, priority=it.priority)
+        try:
+            reply = await manager.complete(it.request, task=it.task, priority=it.priority)
+        except SampleMindError:  # a lookup that missed (e.g. timed out) reached no provider
+            return None
         return reply if reply.cached else None
 
     calls: dict[str, Callable[[int], Awaitable[Any]]] = {
