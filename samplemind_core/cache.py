@@ -957,10 +957,23 @@ class ResponseCache:
                     fut.set_result(result)
 
     async def _get_many(self, keys: list[str]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.get(key)
-        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+        for retry in (False, True):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            try:
+                return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+            except redis.exceptions.ConnectionError:
+                if retry:
+                    raise
+                # redis-py retries a single command on a connection that died with a
+                # restarted server, but not a pipeline: drop the idle connections (as stale
+                # as this one, likely) and try once more on a fresh one.
+                pool = getattr(self._redis, "connection_pool", None)
+                disconnect = getattr(pool, "disconnect", None)
+                if disconnect is not None:
+                    await disconnect(inuse_connections=False)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
         with _store_errors:

@@ -296,6 +296,31 @@ async def test_a_failed_batch_is_a_counted_miss_for_each_key_and_one_back_off_st
 # ------------------------------------------------------------ real servers
 
 
+@pytest.mark.redis
+async def test_a_batch_on_connections_from_before_a_restart_is_served(
+    redis_server_isolated: RedisServer,
+) -> None:
+    server = redis_server_isolated
+    client = server.client()
+    config = CacheConfig(op_timeout_s=2.0, generation_ttl_s=3600.0, get_batch_max=2)
+    cache = ResponseCache(client, config=config)
+    reqs = [req(f"r{i}") for i in range(20)]
+    try:
+        await asyncio.gather(*(cache.get(r) for r in reqs))  # 10 batches: 10 pooled connections
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.restart)  # every pooled connection is now dead
+        async with server.client() as fresh:  # the restarted server is empty: refill it
+            assert await ResponseCache(fresh, config=config).warm(
+                (r, resp(r.messages[0]["content"])) for r in reqs
+            ) == len(reqs)
+        hits = await asyncio.gather(*(cache.get(r) for r in reqs))
+        assert all(h is not None for h in hits)
+        st = cache.stats()
+        assert (st.backend_errors, st.hits) == (0, 20)  # each stale batch was tried again once
+    finally:
+        await client.aclose()
+
+
 def _manager(server: RedisServer, emulator: EmulatorServer, **cache: Any) -> AIManager:
     settings = emulator.settings(Settings(redis_url=server.url))
     config = replace(settings.cache, namespace=f"load{uuid.uuid4().hex[:8]}", **cache)
