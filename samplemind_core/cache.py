@@ -320,6 +320,7 @@ class ResponseCache:
         self._get_queue: list[tuple[str, asyncio.Future[Any]]] = []
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._gets_in_flight = 0  # GET operations sent and not answered yet (single or batch)
 
     # ------------------------------------------------------------------ keys
 
@@ -885,9 +886,15 @@ class ResponseCache:
             slots.release()
 
     async def _io_get(self, key: str) -> bytes | None:
-        if not self._batch_gets:
-            with _store_errors:
-                return await self._bounded(self._redis.get, key)  # type: ignore[no-any-return]
+        if not self._batch_gets or not (self._gets_in_flight or self._get_queue):
+            # Alone (no other lookup in flight): sent at once, as one GET; batching would
+            # only add a loop iteration. Lookups that come while it is out are batched.
+            self._gets_in_flight += 1
+            try:
+                with _store_errors:
+                    return await self._bounded(self._get_one, key)  # type: ignore[no-any-return]
+            finally:
+                self._gets_in_flight -= 1
         # Queue the key; one callback at the end of this loop iteration sends the queue.
         # Each caller awaits a future of its own: its cancellation touches nobody else's.
         loop = asyncio.get_running_loop()
@@ -928,10 +935,11 @@ class ResponseCache:
 
         for _, fut in live:
             fut.add_done_callback(left)
+        self._gets_in_flight += 1
         try:
             with _store_errors:
                 if len(live) == 1:
-                    results = [await self._bounded(self._redis.get, live[0][0])]
+                    results = [await self._bounded(self._get_one, live[0][0])]
                 else:
                     results = await self._bounded(self._get_many, [key for key, _ in live])
         except BaseException as exc:
@@ -949,6 +957,8 @@ class ResponseCache:
             if not isinstance(exc, Exception):
                 raise  # this task itself was cancelled (the loop is closing)
             return
+        finally:
+            self._gets_in_flight -= 1
         for (_, fut), result in zip(live, results, strict=True):
             if not fut.done():
                 if isinstance(result, Exception):
@@ -956,24 +966,38 @@ class ResponseCache:
                 else:
                     fut.set_result(result)
 
+    async def _get_one(self, key: str) -> Any:
+        return await self._fresh_retry(lambda: self._redis.get(key))
+
     async def _get_many(self, keys: list[str]) -> list[Any]:
-        for retry in (False, True):
+        def send() -> Awaitable[list[Any]]:
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 pipe.get(key)
-            try:
-                return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
-            except redis.exceptions.ConnectionError:
-                if retry:
-                    raise
-                # redis-py retries a single command on a connection that died with a
-                # restarted server, but not a pipeline: drop the idle connections (as stale
-                # as this one, likely) and try once more on a fresh one.
-                pool = getattr(self._redis, "connection_pool", None)
-                disconnect = getattr(pool, "disconnect", None)
-                if disconnect is not None:
-                    await disconnect(inuse_connections=False)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        replies: list[Any] = await self._fresh_retry(send)
+        return replies
+
+    async def _fresh_retry(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """``await send()`` (reads only), tried once more after a connection error.
+
+        A connection left in the client's pool from before a Redis restart fails the
+        first command sent on it (redis-py does not retry a pipeline, nor always a
+        single command): the idle connections (as stale, likely) are dropped and the
+        read is sent once more on a fresh one. Not after our own deadline fired.
+        """
+        try:
+            return await send()
+        except redis.exceptions.ConnectionError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the deadline (or the caller) cancelled it: no second try
+            pool = getattr(self._redis, "connection_pool", None)
+            disconnect = getattr(pool, "disconnect", None)
+            if disconnect is not None:
+                await disconnect(inuse_connections=False)
+            return await send()
 
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
         with _store_errors:

@@ -228,7 +228,7 @@ async def _ready(cache: ResponseCache, *reqs: ChatRequest) -> None:
         assert await cache.set(r, resp(r.messages[0]["content"]))
 
 
-async def test_lookups_started_together_are_one_operation() -> None:
+async def test_lookups_started_together_go_out_as_one_batch_behind_the_first() -> None:
     client = Gate()
     client.release.set()
     config = CacheConfig(op_timeout_s=60.0, generation_ttl_s=3600.0)
@@ -237,10 +237,13 @@ async def test_lookups_started_together_are_one_operation() -> None:
     await _ready(cache, *reqs[:20])
     results = await asyncio.gather(*(cache.get(r) for r in reqs))
     assert [r.text if r else None for r in results] == [f"b{i}" for i in range(20)] + [None] * 20
-    assert client.entered == 1  # one pipeline for 40 lookups
+    assert client.entered == 2  # the first alone (nothing else was in flight), then 39 as one
     unbatched = ResponseCache(client, config=replace(config, batch_gets=False))
     await asyncio.gather(*(unbatched.get(r) for r in reqs))
-    assert client.entered == 1 + 40  # one GET each
+    assert client.entered == 2 + 40  # one GET each
+    for r in reqs[:3]:  # one after the other: each alone, sent at once
+        assert await cache.get(r) is not None
+    assert client.entered == 42 + 3
 
 
 async def test_one_callers_cancellation_does_not_cancel_the_others_lookups() -> None:
@@ -249,7 +252,7 @@ async def test_one_callers_cancellation_does_not_cancel_the_others_lookups() -> 
     reqs = [req(f"c{i}") for i in range(3)]
     await _ready(cache, *reqs)
     tasks = [asyncio.ensure_future(cache.get(r)) for r in reqs]
-    await until(lambda: client.entered == 1)  # the three are one batch, held by the gate
+    await until(lambda: client.entered == 2)  # the first alone, then c1 + c2 as one batch
     tasks[1].cancel()
     await asyncio.sleep(0)  # let the cancellation land before the reply
     client.release.set()
@@ -268,9 +271,8 @@ async def test_a_failed_batch_is_a_counted_miss_for_each_key_and_one_back_off_st
 ) -> None:
     class Broken(Gate):
         async def _enter(self) -> None:
-            if fault == "connection-error":
-                raise redis.exceptions.ConnectionError("connection reset by peer")
-            await super()._enter()  # never released: the deadline runs out
+            await super()._enter()  # held until released (never, for "timeout")
+            raise redis.exceptions.ConnectionError("connection reset by peer")
 
     client = Broken()
     config = CacheConfig(op_timeout_s=0.02, generation_ttl_s=3600.0, backoff_min_s=0.001)
@@ -285,10 +287,15 @@ async def test_a_failed_batch_is_a_counted_miss_for_each_key_and_one_back_off_st
         await asyncio.sleep(0)  # a pending cancellation would surface here
         return got, task.cancelling()
 
-    assert await asyncio.gather(*(caller(r) for r in reqs)) == [(None, 0)] * 5
+    callers = [asyncio.ensure_future(caller(r)) for r in reqs]
+    await until(lambda: client.entered == 2)  # the first alone, the four others as one batch
+    if fault == "connection-error":
+        client.release.set()
+    assert await asyncio.gather(*callers) == [(None, 0)] * 5
     st = cache.stats()
     assert (st.misses, st.backend_errors, st.errors, st.hits) == (5, 5, 5, 0)
-    assert cache._backoff == config.backoff_min_s  # one failed operation: one back-off step
+    # two failed operations, two back-off steps (not one per key of the batch)
+    assert cache._backoff == 2 * config.backoff_min_s
     assert not cache.healthy
     assert cache._slots.free == cache._slots.size
 
