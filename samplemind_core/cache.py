@@ -126,9 +126,9 @@ class CacheStats:
     values). ``bypassed`` counts operations not sent to Redis during a back-off
     after a failure; ``skipped_writes`` counts values over ``max_value_bytes``;
     ``coalesced`` counts ``get_or_call`` callers that awaited another caller's
-    call (single-flight). ``pool_waits`` counts operations (a batch of lookups is
-    one) that found every connection slot taken (``CacheConfig.max_connections``) and had to wait for
-    one; ``pool_timeouts`` counts operations given up because no slot came
+    call (single-flight). ``pool_waits`` counts operations (a batch of lookups
+    is one) that found every connection slot taken
+    (``CacheConfig.max_connections``) and had to wait for one; ``pool_timeouts`` counts operations given up because no slot came
     within ``pool_timeout_s`` (or the client's own pool refused a connection):
     each is a miss or a skipped write, is not in ``errors`` or
     ``backend_errors``, and never marks Redis unhealthy. ``leases`` counts

@@ -314,11 +314,10 @@ class AIManager:
             return response
         # A copy of a concurrent identical call's reply: nothing was paid here.
         metadata = dict(response.metadata)
-        if not response.cached:
-            metadata["coalesced"] = True
-            metadata.setdefault(
-                "cache", {"latency_ms": response.latency_ms, "cost_usd": response.cost_usd}
-            )
+        metadata["coalesced"] = True
+        metadata.setdefault(
+            "cache", {"latency_ms": response.latency_ms, "cost_usd": response.cost_usd}
+        )
         return replace(
             response,
             cached=True,
