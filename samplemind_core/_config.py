@@ -185,6 +185,15 @@ class CacheConfig:
     failure. ``bulk_timeout_s`` bounds each pipeline of ``warm()`` and
     ``purge()`` (a whole purge or ``info()`` scan: ten times it);
     ``warm_batch`` is the number of keys per pipeline.
+
+    ``batch_gets`` (default on) sends the lookups that callers start in the same
+    event-loop iteration together: one non-transactional pipeline of ``GET`` commands
+    per batch (on a cluster, a cluster pipeline, routed per key), at most
+    ``get_batch_max`` keys each. A batch is one store operation: it takes one
+    connection slot and runs under one ``op_timeout_s`` deadline, and its outcome
+    is counted per key (a timed-out or failed batch is a counted miss and a backend
+    error for every key in it; a caller's cancellation never cancels the others'
+    lookups). ``False`` sends one ``GET`` per lookup.
     """
 
     namespace: str = "default"
@@ -207,12 +216,16 @@ class CacheConfig:
     backoff_max_s: float = 0.5
     bulk_timeout_s: float = 10.0
     warm_batch: int = 500
+    batch_gets: bool = True
+    get_batch_max: int = 128
 
     def __post_init__(self) -> None:
         if self.serializer not in ("msgpack", "json"):
             raise ConfigError(f"serializer must be 'msgpack' or 'json', got {self.serializer!r}")
         if self.warm_batch < 1:
             raise ConfigError(f"warm_batch must be >= 1, got {self.warm_batch}")
+        if self.get_batch_max < 1:
+            raise ConfigError(f"get_batch_max must be >= 1, got {self.get_batch_max}")
         if not self.namespace or ":" in self.namespace:
             raise ConfigError(
                 f"cache namespace must be non-empty and without ':', got {self.namespace!r}"

@@ -126,9 +126,9 @@ class CacheStats:
     values). ``bypassed`` counts operations not sent to Redis during a back-off
     after a failure; ``skipped_writes`` counts values over ``max_value_bytes``;
     ``coalesced`` counts ``get_or_call`` callers that awaited another caller's
-    call (single-flight). ``pool_waits`` counts operations that found every
-    connection slot taken (``CacheConfig.max_connections``) and had to wait for
-    one; ``pool_timeouts`` counts operations given up because no slot came
+    call (single-flight). ``pool_waits`` counts operations (a batch of lookups
+    is one) that found every connection slot taken
+    (``CacheConfig.max_connections``) and had to wait for one; ``pool_timeouts`` counts operations given up because no slot came
     within ``pool_timeout_s`` (or the client's own pool refused a connection):
     each is a miss or a skipped write, is not in ``errors`` or
     ``backend_errors``, and never marks Redis unhealthy. ``leases`` counts
@@ -201,6 +201,31 @@ class _StoreErrors:
 
 
 _store_errors: Final = _StoreErrors()
+
+
+def _store_error(exc: Exception) -> CacheError:
+    """``exc`` of the store (one key's reply in a batch) as our error."""
+    try:
+        with _store_errors:
+            raise exc
+    except CacheError as err:
+        return err
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _per_key(exc: BaseException, *, backed_off: bool) -> CacheError:
+    """A copy of a batch's failure for one of its keys (each caller raises its own instance).
+
+    ``backed_off``: the batch already stepped the back-off (once per failed
+    operation); the key's caller only counts it.
+    """
+    if isinstance(exc, CacheError):
+        err = type(exc)(*exc.args)
+        err.__cause__ = exc.__cause__
+    else:
+        err = CacheBackendError(f"redis lookup stopped: {type(exc).__name__}")
+    err.backed_off = backed_off  # type: ignore[attr-defined]
+    return err
 
 
 class _PoolExhausted(CacheBackendError):
@@ -289,6 +314,14 @@ class ResponseCache:
         self._leased: set[str] = set()  # keys whose cross-process lease this cache holds
         self._tasks: set[asyncio.Task[int]] = set()
 
+        # lookups started in one event-loop iteration go out together (CacheConfig.batch_gets)
+        self._batch_gets = config.batch_gets
+        self._batch_max = config.get_batch_max
+        self._get_queue: list[tuple[str, asyncio.Future[Any]]] = []
+        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._gets_in_flight = 0  # GET operations sent and not answered yet (single or batch)
+
     # ------------------------------------------------------------------ keys
 
     def key_for(self, request: ChatRequest) -> str:
@@ -345,6 +378,10 @@ class ResponseCache:
             return
         st.errors += 1
         st.backend_errors += 1
+        if not getattr(exc, "backed_off", False):  # a batch backs off once, for all its keys
+            self._back_off(exc)
+
+    def _back_off(self, exc: CacheError) -> None:
         self._backoff = min(self._backoff_max, self._backoff * 2 or self._backoff_min)
         self._skip_until = self._clock() + self._backoff
         if self._healthy:
@@ -849,8 +886,118 @@ class ResponseCache:
             slots.release()
 
     async def _io_get(self, key: str) -> bytes | None:
-        with _store_errors:
-            return await self._bounded(self._redis.get, key)  # type: ignore[no-any-return]
+        if not self._batch_gets or not (self._gets_in_flight or self._get_queue):
+            # Alone (no other lookup in flight): sent at once, as one GET; batching would
+            # only add a loop iteration. Lookups that come while it is out are batched.
+            self._gets_in_flight += 1
+            try:
+                with _store_errors:
+                    return await self._bounded(self._get_one, key)  # type: ignore[no-any-return]
+            finally:
+                self._gets_in_flight -= 1
+        # Queue the key; one callback at the end of this loop iteration sends the queue.
+        # Each caller awaits a future of its own: its cancellation touches nobody else's.
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        queue = self._get_queue
+        if not queue or self._queue_loop is not loop:
+            queue = self._get_queue = []  # (a queue left on a closed loop is dropped)
+            self._queue_loop = loop
+            loop.call_soon(self._flush_gets, queue)
+        queue.append((key, fut))
+        return await fut  # type: ignore[no-any-return]
+
+    def _flush_gets(self, queue: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        if self._get_queue is queue:
+            self._get_queue = []
+        loop = asyncio.get_running_loop()
+        size = self._batch_max
+        for i in range(0, len(queue), size):
+            task = loop.create_task(self._get_batch(queue[i : i + size]))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _get_batch(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        """One store operation for the keys of ``batch``; every caller's future gets its outcome."""
+        live = [(key, fut) for key, fut in batch if not fut.done()]  # not cancelled meanwhile
+        if not live:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        waiting = len(live)
+
+        def left(fut: asyncio.Future[Any]) -> None:
+            nonlocal waiting
+            if fut.cancelled():
+                waiting -= 1
+                if waiting == 0:
+                    task.cancel()  # every caller left: stop, and give the slot back
+
+        for _, fut in live:
+            fut.add_done_callback(left)
+        self._gets_in_flight += 1
+        try:
+            with _store_errors:
+                if len(live) == 1:
+                    results = [await self._bounded(self._get_one, live[0][0])]
+                else:
+                    results = await self._bounded(self._get_many, [key for key, _ in live])
+        except BaseException as exc:
+            # Back off now, before a waiter handed our slot sends its batch (as an unbatched
+            # lookup's own caller does); each caller then counts its key's miss and error.
+            backed_off = False
+            if isinstance(exc, CacheBackendError) and not isinstance(
+                exc, _PoolExhausted | _Skipped
+            ):
+                self._back_off(exc)
+                backed_off = True
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(_per_key(exc, backed_off=backed_off))
+            if not isinstance(exc, Exception):
+                raise  # this task itself was cancelled (the loop is closing)
+            return
+        finally:
+            self._gets_in_flight -= 1
+        for (_, fut), result in zip(live, results, strict=True):
+            if not fut.done():
+                if isinstance(result, Exception):
+                    fut.set_exception(_store_error(result))
+                else:
+                    fut.set_result(result)
+
+    async def _get_one(self, key: str) -> Any:
+        return await self._fresh_retry(lambda: self._redis.get(key))
+
+    async def _get_many(self, keys: list[str]) -> list[Any]:
+        def send() -> Awaitable[list[Any]]:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        replies: list[Any] = await self._fresh_retry(send)
+        return replies
+
+    async def _fresh_retry(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """``await send()`` (reads only), tried once more after a connection error.
+
+        A connection left in the client's pool from before a Redis restart fails the
+        first command sent on it (redis-py does not retry a pipeline, nor always a
+        single command): the idle connections (as stale, likely) are dropped and the
+        read is sent once more on a fresh one. Not after our own deadline fired.
+        """
+        try:
+            return await send()
+        except redis.exceptions.ConnectionError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the deadline (or the caller) cancelled it: no second try
+            pool = getattr(self._redis, "connection_pool", None)
+            disconnect = getattr(pool, "disconnect", None)
+            if disconnect is not None:
+                await disconnect(inuse_connections=False)
+            return await send()
 
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
         with _store_errors:

@@ -306,13 +306,18 @@ class AIManager:
         latency_ms = (time.perf_counter() - start) * 1000.0
         if called:
             return replace(response, latency_ms=latency_ms)
-        # A cache hit, or a copy of a concurrent identical call's reply: nothing was paid here.
+        if response.cached:
+            # A cache hit: get_or_call hands each caller an object (and metadata) of its own,
+            # already cost_usd=0.0, so it is completed in place instead of copied again.
+            response.attempts = 0
+            response.latency_ms = latency_ms
+            return response
+        # A copy of a concurrent identical call's reply: nothing was paid here.
         metadata = dict(response.metadata)
-        if not response.cached:
-            metadata["coalesced"] = True
-            metadata.setdefault(
-                "cache", {"latency_ms": response.latency_ms, "cost_usd": response.cost_usd}
-            )
+        metadata["coalesced"] = True
+        metadata.setdefault(
+            "cache", {"latency_ms": response.latency_ms, "cost_usd": response.cost_usd}
+        )
         return replace(
             response,
             cached=True,

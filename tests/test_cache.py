@@ -383,6 +383,37 @@ async def test_value_of_another_redis_type_is_a_miss(make_cache: Factory, client
     assert await client.exists(cache.key_for(req())) == 0
 
 
+@pytest.mark.parametrize("batch", [True, False], ids=["batched-gets", "one-get-each"])
+async def test_concurrent_lookups_go_out_in_batches_and_each_key_gets_its_own_answer(
+    make_cache: Factory, client: Any, monkeypatch: pytest.MonkeyPatch, batch: bool
+) -> None:
+    config = CacheConfig(op_timeout_s=2.0, generation_ttl_s=3600.0, batch_gets=batch)
+    cache = make_cache(config=config)
+    reqs = [req(f"batch {i}") for i in range(300)]  # keys spread over every cluster slot range
+    assert await cache.warm((r, resp(f"answer {i}")) for i, r in enumerate(reqs) if i % 2 == 0)
+    await client.hset(cache.key_for(reqs[1]), "field", "value")  # another type: a value error
+    sent: list[int] = []
+    get_many = cache._get_many
+
+    async def counted(keys: list[str]) -> list[Any]:
+        sent.append(len(keys))
+        return await get_many(keys)
+
+    monkeypatch.setattr(cache, "_get_many", counted)
+    results = await asyncio.gather(*(cache.get(r) for r in reqs))  # one event-loop iteration
+    for i, hit in enumerate(results):
+        if i % 2 == 0:
+            assert hit is not None and hit.cached and hit.text == f"answer {i}"
+        else:
+            assert hit is None
+    st = cache.stats()
+    assert (st.hits, st.misses, st.value_errors, st.backend_errors) == (150, 150, 1, 0)
+    assert await client.exists(cache.key_for(reqs[1])) == 0  # the foreign value was removed
+    # the first lookup goes alone (nothing else in flight), the 299 others in batches of
+    # CacheConfig.get_batch_max (128); none without batching
+    assert sent == ([128, 128, 43] if batch else [])
+
+
 async def test_served_responses_are_not_stored_again(make_cache: Factory) -> None:
     cache = make_cache()
     await cache.set(req(), resp())
@@ -501,6 +532,8 @@ async def test_the_injected_clock_drives_back_off_and_generation_reloads() -> No
 def test_cache_config_refuses_bad_settings() -> None:
     with pytest.raises(ConfigError, match="warm_batch"):
         CacheConfig(warm_batch=0)
+    with pytest.raises(ConfigError, match="get_batch_max"):
+        CacheConfig(get_batch_max=0)
     with pytest.raises(ConfigError, match="serializer"):
         CacheConfig(serializer="pickle")  # type: ignore[arg-type]
     assert CacheConfig(serializer="json", warm_batch=1).serializer == "json"

@@ -43,18 +43,38 @@ class Gate:
         self.convert_cancel = convert_cancel
         self.connection_pool = type("Pool", (), {"max_connections": max_connections})()
 
-    async def get(self, key: str) -> Any:
-        self.entered += 1
+    async def _enter(self) -> None:
+        self.entered += 1  # one store operation: a GET, or a batch of them
         try:
             await self.release.wait()
         except asyncio.CancelledError:
             if self.convert_cancel:  # as a client that disconnects and reports an error
                 raise redis.exceptions.ConnectionError("connection closed") from None
             raise
+
+    async def get(self, key: str) -> Any:
+        await self._enter()
         return await self.inner.get(key)
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        gate, inner = self, self.inner.pipeline(transaction=transaction)
+
+        class Pipe:
+            def get(self, key: str) -> None:
+                inner.get(key)
+
+            async def execute(self, raise_on_error: bool = True) -> Any:
+                await gate._enter()
+                return await inner.execute(raise_on_error=raise_on_error)
+
+        return Pipe()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+BATCH = pytest.mark.parametrize("batch", [True, False], ids=["batched-gets", "one-get-each"])
+"""Run a test with lookups batched (the default) and with one GET per lookup."""
 
 
 # ------------------------------------------------------------ deterministic
@@ -73,11 +93,15 @@ async def test_burst_on_a_small_pool_waits_for_a_connection_instead_of_failing()
     assert cache.healthy
 
 
-async def test_no_slot_in_time_is_a_counted_miss_never_an_error() -> None:
+@BATCH
+async def test_no_slot_in_time_is_a_counted_miss_never_an_error(batch: bool) -> None:
     client = Gate(max_connections=2)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0, pool_timeout_s=0.05))
-    holders = [asyncio.ensure_future(cache.get(req(f"h{i}"))) for i in range(2)]
-    await until(lambda: client.entered == 2)
+    config = CacheConfig(op_timeout_s=60.0, pool_timeout_s=0.05, batch_gets=batch)
+    cache = ResponseCache(client, config=config)
+    holders = []
+    for i in range(2):  # one after the other: each its own operation holding a slot
+        holders.append(asyncio.ensure_future(cache.get(req(f"h{i}"))))
+        await until(lambda n=i + 1: client.entered == n)
     assert await cache.get(req("third")) is None  # waited for a slot, none came
     assert await cache.set(req("third"), resp()) is False  # a skipped write, not an error
     st = cache.stats()
@@ -89,22 +113,27 @@ async def test_no_slot_in_time_is_a_counted_miss_never_an_error() -> None:
     assert await cache.set(req("after"), resp()) is True  # the slots came back
 
 
-async def test_a_client_pool_error_is_pool_exhaustion_not_a_redis_failure() -> None:
+@BATCH
+async def test_a_client_pool_error_is_pool_exhaustion_not_a_redis_failure(batch: bool) -> None:
     class Exhausted(Gate):
-        async def get(self, key: str) -> Any:
+        async def _enter(self) -> None:
             raise redis.exceptions.MaxConnectionsError("Too many connections")
 
-    cache = ResponseCache(Exhausted(), config=CacheConfig(op_timeout_s=5.0))
+    cache = ResponseCache(Exhausted(), config=CacheConfig(op_timeout_s=5.0, batch_gets=batch))
     assert await cache.get(req()) is None
     st = cache.stats()
     assert (st.pool_timeouts, st.errors, st.backend_errors, st.misses) == (1, 0, 0, 1)
     assert cache.healthy
 
 
+@BATCH
 @pytest.mark.parametrize("convert_cancel", [False, True], ids=["plain", "client-converts"])
-async def test_an_internal_timeout_never_leaks_cancellation(convert_cancel: bool) -> None:
+async def test_an_internal_timeout_never_leaks_cancellation(
+    convert_cancel: bool, batch: bool
+) -> None:
     client = Gate(convert_cancel=convert_cancel)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02, backoff_min_s=0.001))
+    config = CacheConfig(op_timeout_s=0.02, backoff_min_s=0.001, batch_gets=batch)
+    cache = ResponseCache(client, config=config)
 
     async def caller() -> tuple[ChatResponse | None, int]:
         got = await cache.get(req())
@@ -118,16 +147,19 @@ async def test_an_internal_timeout_never_leaks_cancellation(convert_cancel: bool
     assert (st.backend_errors, st.misses) == (1, 1)
 
 
-async def test_the_callers_own_cancellation_propagates() -> None:
+@BATCH
+async def test_the_callers_own_cancellation_propagates(batch: bool) -> None:
     client = Gate()
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0))
+    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0, batch_gets=batch))
     task = asyncio.ensure_future(cache.get(req()))
     await until(lambda: client.entered == 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert task.cancelled()
+    # the slot comes back (a batch whose every caller left is stopped one iteration later)
+    await until(lambda: cache._slots.free == cache._slots.size)
     assert cache.stats().backend_errors == 0 and cache.healthy
-    assert cache._slots.free == cache._slots.size  # the slot came back
 
 
 @pytest.mark.parametrize("order", ["deadline-first", "caller-first"])
@@ -175,17 +207,125 @@ async def test_a_cancelled_leader_hands_over_to_its_followers() -> None:
     assert len(started) == 2
 
 
-async def test_waiters_skip_redis_once_it_failed_while_they_waited() -> None:
+@BATCH
+async def test_waiters_skip_redis_once_it_failed_while_they_waited(batch: bool) -> None:
     client = Gate(convert_cancel=True, max_connections=1)
-    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=0.02, backoff_min_s=30.0))
-    results = await asyncio.gather(*(cache.get(req(f"w{i}")) for i in range(20)))
+    config = CacheConfig(op_timeout_s=0.02, backoff_min_s=30.0, batch_gets=batch)
+    cache = ResponseCache(client, config=config)
+    first = asyncio.ensure_future(cache.get(req("w0")))
+    await until(lambda: client.entered == 1)  # it holds the only slot until its deadline
+    results = await asyncio.gather(first, *(cache.get(req(f"w{i}")) for i in range(1, 20)))
     assert results == [None] * 20
     st = cache.stats()
     assert st.backend_errors == 1  # one timeout, then the others were not sent
     assert st.bypassed == 19 and st.misses == 20 and client.entered == 1
 
 
+async def _ready(cache: ResponseCache, *reqs: ChatRequest) -> None:
+    """Store a response for each of ``reqs`` (the generations are then loaded: lookups
+    started together go out in one event-loop iteration)."""
+    for r in reqs:
+        assert await cache.set(r, resp(r.messages[0]["content"]))
+
+
+async def test_lookups_started_together_go_out_as_one_batch_behind_the_first() -> None:
+    client = Gate()
+    client.release.set()
+    config = CacheConfig(op_timeout_s=60.0, generation_ttl_s=3600.0)
+    cache = ResponseCache(client, config=config)
+    reqs = [req(f"b{i}") for i in range(40)]
+    await _ready(cache, *reqs[:20])
+    results = await asyncio.gather(*(cache.get(r) for r in reqs))
+    assert [r.text if r else None for r in results] == [f"b{i}" for i in range(20)] + [None] * 20
+    assert client.entered == 2  # the first alone (nothing else was in flight), then 39 as one
+    unbatched = ResponseCache(client, config=replace(config, batch_gets=False))
+    await asyncio.gather(*(unbatched.get(r) for r in reqs))
+    assert client.entered == 2 + 40  # one GET each
+    for r in reqs[:3]:  # one after the other: each alone, sent at once
+        assert await cache.get(r) is not None
+    assert client.entered == 42 + 3
+
+
+async def test_one_callers_cancellation_does_not_cancel_the_others_lookups() -> None:
+    client = Gate()
+    cache = ResponseCache(client, config=CacheConfig(op_timeout_s=60.0, generation_ttl_s=3600.0))
+    reqs = [req(f"c{i}") for i in range(3)]
+    await _ready(cache, *reqs)
+    tasks = [asyncio.ensure_future(cache.get(r)) for r in reqs]
+    await until(lambda: client.entered == 2)  # the first alone, then c1 + c2 as one batch
+    tasks[1].cancel()
+    await asyncio.sleep(0)  # let the cancellation land before the reply
+    client.release.set()
+    first, third = await tasks[0], await tasks[2]
+    assert first is not None and first.text == "c0" and third is not None and third.text == "c2"
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[1]
+    st = cache.stats()
+    assert (st.hits, st.backend_errors) == (2, 0)
+    assert cache._slots.free == cache._slots.size
+
+
+@pytest.mark.parametrize("fault", ["timeout", "connection-error"])
+async def test_a_failed_batch_is_a_counted_miss_for_each_key_and_one_back_off_step(
+    fault: str,
+) -> None:
+    class Broken(Gate):
+        async def _enter(self) -> None:
+            await super()._enter()  # held until released (never, for "timeout")
+            raise redis.exceptions.ConnectionError("connection reset by peer")
+
+    client = Broken()
+    config = CacheConfig(op_timeout_s=0.02, generation_ttl_s=3600.0, backoff_min_s=0.001)
+    cache = ResponseCache(client, config=config)
+    reqs = [req(f"f{i}") for i in range(5)]
+    await _ready(cache, *reqs)
+
+    async def caller(r: ChatRequest) -> tuple[ChatResponse | None, int]:
+        got = await cache.get(r)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # a pending cancellation would surface here
+        return got, task.cancelling()
+
+    callers = [asyncio.ensure_future(caller(r)) for r in reqs]
+    await until(lambda: client.entered == 2)  # the first alone, the four others as one batch
+    if fault == "connection-error":
+        client.release.set()
+    assert await asyncio.gather(*callers) == [(None, 0)] * 5
+    st = cache.stats()
+    assert (st.misses, st.backend_errors, st.errors, st.hits) == (5, 5, 5, 0)
+    # two failed operations, two back-off steps (not one per key of the batch)
+    assert cache._backoff == 2 * config.backoff_min_s
+    assert not cache.healthy
+    assert cache._slots.free == cache._slots.size
+
+
 # ------------------------------------------------------------ real servers
+
+
+@pytest.mark.redis
+async def test_a_batch_on_connections_from_before_a_restart_is_served(
+    redis_server_isolated: RedisServer,
+) -> None:
+    server = redis_server_isolated
+    client = server.client()
+    config = CacheConfig(op_timeout_s=2.0, generation_ttl_s=3600.0, get_batch_max=2)
+    cache = ResponseCache(client, config=config)
+    reqs = [req(f"r{i}") for i in range(20)]
+    try:
+        await asyncio.gather(*(cache.get(r) for r in reqs))  # 10 batches: 10 pooled connections
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.restart)  # every pooled connection is now dead
+        async with server.client() as fresh:  # the restarted server is empty: refill it
+            assert await ResponseCache(fresh, config=config).warm(
+                (r, resp(r.messages[0]["content"])) for r in reqs
+            ) == len(reqs)
+        hits = await asyncio.gather(*(cache.get(r) for r in reqs))
+        assert all(h is not None for h in hits)
+        st = cache.stats()
+        assert (st.backend_errors, st.hits) == (0, 20)  # each stale batch was tried again once
+    finally:
+        await client.aclose()
 
 
 def _manager(server: RedisServer, emulator: EmulatorServer, **cache: Any) -> AIManager:

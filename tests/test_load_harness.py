@@ -344,3 +344,49 @@ def test_headline_prints_the_load_figures(tmp_path: Path) -> None:
     assert "load mocked warm-burst hit rate by burst size: 5000: 100.0% (truth 100%" in out
     assert "load mocked faults: caller errors 0 (cache faults 0)" in out
     assert "load mocked knee: 1000 req/s" in out
+
+
+async def test_interleaved_rounds_alternate_which_side_runs_first() -> None:
+    ran: list[str] = []
+
+    def side(name: str, rate: float) -> Any:
+        async def one_round() -> float:
+            ran.append(name)
+            return rate
+
+        return one_round
+
+    rates = await load_engine.interleaved({"a": side("a", 1.0), "b": side("b", 2.0)}, 3)
+    assert ran == ["a", "b", "b", "a", "a", "b"]
+    assert rates == {"a": [1.0] * 3, "b": [2.0] * 3}
+    rate, values = await load_engine.gather_rate(5, lambda i: _echo(i))
+    assert values == [0, 1, 2, 3, 4] and rate > 0
+
+
+async def _echo(i: int) -> int:
+    return i
+
+
+def test_hits_vs_raw_script_measures_every_side_and_refuses_bad_input() -> None:
+    run = [sys.executable, "-m", "bench.suites.hits_vs_raw"]
+    args = ["--rounds", "2", "--repeats", "1", "--concurrency", "20"]
+    out = subprocess.run(run + args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()
+    figures = json.loads(line)
+    assert figures["mode"] == "mocked" and figures["rounds"] == 2
+    assert figures["hit_fraction"] == figures["cache_hit_fraction"] == 1.0
+    assert figures["raw_found_fraction"] == 1.0
+    assert figures["manager_vs_raw"] > 0 and figures["cache_vs_raw"] > 0
+    bad = subprocess.run(
+        [*run, "--rounds", "0"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "--rounds" in bad.stderr
+    bad = subprocess.run(
+        [*run, "--cache-config", '{"nope": 1}'],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--cache-config" in bad.stderr

@@ -30,7 +30,7 @@ import os
 import random
 import resource
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -51,6 +51,8 @@ __all__ = [
     "cycle",
     "fault_schedule",
     "find_knee",
+    "gather_rate",
+    "interleaved",
     "open_loop",
     "truth_hits",
 ]
@@ -318,6 +320,29 @@ async def burst(target: LoadTarget, items: Sequence[WorkloadItem], *, warm: bool
         )
         wall = time.perf_counter() - origin
     return meter.point(list(calls), wall, None)
+
+
+async def gather_rate(n: int, make: Callable[[int], Awaitable[Any]]) -> tuple[float, list[Any]]:
+    """``gather`` of ``make(0) .. make(n - 1)``: (calls per second of its wall time, the results)."""
+    t0 = time.perf_counter()
+    values = await asyncio.gather(*(make(i) for i in range(n)))
+    return n / (time.perf_counter() - t0), list(values)
+
+
+async def interleaved(
+    sides: Mapping[str, Callable[[], Awaitable[float]]], rounds: int
+) -> dict[str, list[float]]:
+    """``rounds`` rounds of every side (each returns its calls/s for one round), side by side.
+
+    The order of the sides is reversed every other round, so neither side always runs
+    first (after the other side's garbage, or on a cooler cache). Returns each side's rates.
+    """
+    names = list(sides)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            rates[name].append(await sides[name]())
+    return rates
 
 
 async def _arrivals(

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -332,6 +333,15 @@ def _base_info(what: str, mode: str, **figures: Any) -> dict[str, Any]:
     }
 
 
+def _record(
+    abenchmark: AsyncBenchmark, what: str, mode: str, data: list[float], info: dict[str, Any]
+) -> None:
+    """Record one result of the test ``what`` in world ``mode`` (group ``load/<what>-<mode>``)."""
+    abenchmark.record(
+        data, label=mode, params={"world": mode}, extra_info=info, group=f"load/{what}-{mode}"
+    )
+
+
 async def test_load_burst(
     load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
 ) -> None:
@@ -419,13 +429,7 @@ async def test_load_knee(
     if not abenchmark.enabled:
         assert points and all(p.errors == 0 for _, p in points)
         assert all(p.provider_calls == sum(not c.hit for c in p.calls) for _, p in points)
-    abenchmark.record(
-        at_knee.latencies_s,
-        label=target.mode,
-        params={"world": target.mode},
-        extra_info=info,
-        group=f"load/knee-{target.mode}",
-    )
+    _record(abenchmark, "knee", target.mode, at_knee.latencies_s, info)
 
 
 async def test_load_hits_vs_raw(
@@ -441,29 +445,29 @@ async def test_load_hits_vs_raw(
     conc = sizes.concurrency
     picks = [items[i % len(items)] for i in range(conc)]
     keys = [cache.key_for(it.request) for it in picks]
-    hit_rates: list[float] = []
-    raw_rates: list[float] = []
     hit_lat: list[float] = []
     hits = raw_found = 0
-    for r in range(sizes.raw_rounds):
-        for first in ("hit", "raw") if r % 2 == 0 else ("raw", "hit"):
-            t0 = time.perf_counter()
-            if first == "hit":
-                point = await load_engine.burst(target, picks, warm=True)
-                hits += sum(c.hit for c in point.calls)
-                hit_lat += point.latencies_s
-                # the burst's own wall time: the meter's reads around it (provider-call count,
-                # cache counters, RSS) are harness work, not the hit path
-                hit_rates.append(conc / point.wall_s)
-            else:
-                values = await asyncio.gather(*(load_world.raw_get(k) for k in keys))
-                raw_found += sum(v is not None for v in values)
-                raw_rates.append(conc / (time.perf_counter() - t0))
+
+    async def hit_round() -> float:
+        nonlocal hits
+        point = await load_engine.burst(target, picks, warm=True)
+        hits += sum(c.hit for c in point.calls)
+        hit_lat.extend(point.latencies_s)
+        # the burst's own wall time: the meter's reads around it (provider-call count,
+        # cache counters, RSS) are harness work, not the hit path
+        return conc / point.wall_s
+
+    async def raw_round() -> float:
+        nonlocal raw_found
+        rate, values = await load_engine.gather_rate(conc, lambda i: load_world.raw_get(keys[i]))
+        raw_found += sum(v is not None for v in values)
+        return rate
+
+    rates = await load_engine.interleaved({"hit": hit_round, "raw": raw_round}, sizes.raw_rounds)
     calls = conc * sizes.raw_rounds
     if not abenchmark.enabled:
         assert hits <= calls
-    hit_rps = sorted(hit_rates)[len(hit_rates) // 2]
-    raw_rps = sorted(raw_rates)[len(raw_rates) // 2]
+    hit_rps, raw_rps = statistics.median(rates["hit"]), statistics.median(rates["raw"])
     info = _base_info(
         "hits-vs-raw",
         target.mode,
@@ -476,13 +480,7 @@ async def test_load_hits_vs_raw(
         hit_fraction=hits / calls,
         raw_found_fraction=raw_found / calls,
     )
-    abenchmark.record(
-        hit_lat,
-        label=target.mode,
-        params={"world": target.mode},
-        extra_info=info,
-        group=f"load/hits-vs-raw-{target.mode}",
-    )
+    _record(abenchmark, "hits-vs-raw", target.mode, hit_lat, info)
 
 
 async def test_load_faults(
@@ -521,13 +519,7 @@ async def test_load_faults(
     if not abenchmark.enabled:
         assert len(outcomes) == len(FAULTS)
         assert cache_errors == 0, [o.as_dict() for o in outcomes]
-    abenchmark.record(
-        point.latencies_s,
-        label=target.mode,
-        params={"world": target.mode},
-        extra_info=info,
-        group=f"load/faults-{target.mode}",
-    )
+    _record(abenchmark, "faults", target.mode, point.latencies_s, info)
 
 
 # --------------------------------------------------------------------------- processes
@@ -634,10 +626,4 @@ async def test_load_processes(
         **{f"lease_events_{label}": n for label, n in leases.items()},
         caller_errors=sum(errors.values()),
     )
-    abenchmark.record(
-        walls,  # each variant's burst wall time
-        label="live",
-        params={"world": "live"},
-        extra_info=info,
-        group="load/processes-live",
-    )
+    _record(abenchmark, "processes", "live", walls, info)  # each variant's burst wall time
