@@ -148,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the rule's, bench/instructions/aa_spreads.json)",
     )
     p.add_argument(
+        "--on-inconclusive",
+        choices=["fail", "pass"],
+        help="for every instructions rule: whether an inconclusive verdict (a change beyond the "
+        "tolerance but within the A/A noise) fails the gate; it is reported either way "
+        "(default: the rule's, fail)",
+    )
+    p.add_argument(
         "--metric",
         action="append",
         default=[],
@@ -289,6 +296,15 @@ def _configure(args: argparse.Namespace) -> tuple[GateConfig, dict[str, str]]:
     if args.suite:
         overrides["suites"] = tuple(args.suite)
     config = dataclasses.replace(config, **overrides)
+    if args.on_inconclusive is not None:
+        rules = tuple(
+            dataclasses.replace(r, on_inconclusive=args.on_inconclusive)
+            if r.test == "spread"
+            else r
+            for r in config.rules
+        )
+        config = dataclasses.replace(config, rules=rules)
+        settings["on_inconclusive"] = f"{args.on_inconclusive} (--on-inconclusive)"
     if args.spreads is not None:
         config = with_spreads(config, args.spreads)
         settings["spreads"] = f"{args.spreads} (--spreads)"

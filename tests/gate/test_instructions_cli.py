@@ -241,6 +241,28 @@ def test_corrupt_spreads_file_exits_2_naming_it(tmp_path: Path, content: str, ne
     assert proc.returncode == 2 and str(bad) in proc.stderr
 
 
+def test_on_inconclusive_from_the_command_line(tmp_path: Path) -> None:
+    """+1.5 % against a 1.9 % spread: inconclusive; fails by default, passes (shown) on request."""
+    spreads = tmp_path / "aa.json"
+    spreads.write_text(
+        json.dumps(
+            {
+                "format": "samplemind-bench-instructions-aa",
+                "benchmarks": {"bench/test_x.py::b": {"spread": 0.019}},
+            }
+        )
+    )
+    a, b = _folder(tmp_path / "a", 20_000.0), _folder(tmp_path / "b", 20_300.0)
+    args = [str(a), str(b), "--metric", "instructions", "--spreads", str(spreads)]
+    proc = gate_cli(*args)
+    assert proc.returncode == 1 and proc.stdout.startswith("gate: INCONCLUSIVE  1 inconclusive")
+    proc = gate_cli(*args, "--on-inconclusive", "pass")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("gate: PASS  1 inconclusive")
+    assert "passes (on_inconclusive = pass)" in proc.stdout
+    assert "on_inconclusive: pass (--on-inconclusive)" in proc.stdout
+
+
 def test_instructions_flag_requires_counts(tmp_path: Path) -> None:
     a, b = _folder(tmp_path / "a", None), _folder(tmp_path / "b", None)
     proc = gate_cli(str(a), str(b), "--instructions")
