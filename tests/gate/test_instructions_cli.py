@@ -173,13 +173,22 @@ def test_counts_on_one_side_only_get_a_clear_message(
 
     edit_counts(plain, "router", strip)
     proc = gate_cli(str(a), str(plain), "--metric", "instructions")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # no count compared at all
     assert (
         "gate: 2 benchmark(s) have instruction counts in the baseline but not in the candidate"
         in proc.stderr
     )
     assert "samplemind-bench run --instructions" in proc.stderr
-    assert proc.stdout.startswith("gate: INSUFFICIENT DATA")
+    assert proc.stdout.startswith("gate: NOTHING COMPARED  2 insufficient data")
+    one = _copy(b, tmp_path / "one")  # one benchmark without its count
+    edit_counts(one, "router", lambda b: strip(b) if "one_open" in b["name"] else None)
+    proc = gate_cli(str(one), str(a), "--metric", "instructions")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("gate: INSUFFICIENT DATA  1 insufficient data, 1 unchanged")
+    assert (
+        "gate: 1 benchmark(s) have instruction counts in the candidate but not in the baseline "
+        "(e.g. test_route[chat-speed-one_open])" in proc.stderr
+    )
     proc = gate_cli(str(plain), str(plain), "--instructions", "--ignore-env")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--instructions: no instruction counts in the baseline and candidate" in proc.stderr
