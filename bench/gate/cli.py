@@ -31,10 +31,12 @@ Exit codes: 0 pass, 1 regression or insufficient data, 2 bad input (missing/empt
 unknown format version, a bad rules file, a side without raw samples, nothing compared, failed
 baseline run), 3 not comparable (environments differ; ``--ignore-env``).
 
-"insufficient data" never passes on its own (nor, unless its rule says ``on_inconclusive =
-"pass"``, does an instructions change beyond the tolerance but within the A/A noise): a comparison that lacks data on a side (no raw
-samples, a figure missing, fewer than ``min_samples``) fails the gate (exit 1) unless a rule
-marks it ``skip = true``; a gate that could compare nothing at all exits 2.
+"insufficient data" never passes on its own: a comparison that lacks data on a side (no raw
+samples, a figure missing, fewer than ``min_samples``, no A/A spread for an instruction count)
+fails the gate (exit 1) unless a rule marks it ``skip = true``; a gate that could compare
+nothing at all exits 2. Nor does "inconclusive" (an instructions change beyond the tolerance
+but within the A/A noise) unless its rule says ``on_inconclusive = "pass"`` or the command line
+``--on-inconclusive pass``.
 """
 
 from __future__ import annotations
