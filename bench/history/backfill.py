@@ -34,10 +34,13 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,7 @@ def _measure(
     outcome = Outcome(job.name, job.round, job.index, job.commit, job.timer)
     folder = out / job.name
     log_path = out / "logs" / f"{job.name}.txt"
+    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted run left
     start = time.monotonic()
     try:
         with ab_runner.worktree(repo, job.commit) as tree:
@@ -204,10 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         "--timer", action="append", choices=sorted(TIMER_ARGS), help="wall (default) and/or cpu"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="J",
+        help="runs at once (default 1); more only where the CPUs are shared anyway",
+    )
     p.add_argument("--pytest-arg", action="append", default=[], metavar="ARG")
     args = p.parse_args(argv)
-    if args.last < 1 or args.rounds < 1:
-        p.error("--last and --rounds must be at least 1")
+    if min(args.last, args.rounds, args.jobs) < 1:
+        p.error("--last, --rounds and --jobs must be at least 1")
     repo = args.repo.resolve()
     listing = subprocess.run(
         ["git", "-C", str(repo), "rev-list", "--first-parent", "-n", str(args.last), args.ref],
@@ -226,17 +237,27 @@ def main(argv: list[str] | None = None) -> int:
     jobs = plan(
         commits, rounds=args.rounds, order=args.order, timers=args.timer or ["wall"], seed=args.seed
     )
-    for i, job in enumerate(jobs, 1):
-        head = f"[{i}/{len(jobs)}] round {job.round} #{job.index} {job.commit[:12]} {job.timer}"
-        if job.name in done and (out / job.name / "manifest.json").exists():
-            print(f"{head}: already there", flush=True)
-            continue
+    todo = [j for j in jobs if not (j.name in done and (out / j.name / "manifest.json").exists())]
+    if len(todo) < len(jobs):
+        print(f"backfill: {len(jobs) - len(todo)} of {len(jobs)} run(s) already there", flush=True)
+    lock = threading.Lock()
+
+    def one(i: int, job: Job) -> None:
         outcome = _measure(job, repo, out, args.suite, args.pytest_arg)
-        done[job.name] = asdict(outcome)
-        _save(report, done, commits)
         states = " ".join(f"{s}={v}" for s, v in outcome.suites.items())
         extra = f" ({outcome.error})" if outcome.error else ""
-        print(f"{head}: {outcome.elapsed_s:.0f} s: {states}{extra}", flush=True)
+        with lock:
+            done[job.name] = asdict(outcome)
+            _save(report, done, commits)
+            print(
+                f"[{i}/{len(todo)}] round {job.round} #{job.index} {job.commit[:12]} {job.timer}: "
+                f"{outcome.elapsed_s:.0f} s: {states}{extra}",
+                flush=True,
+            )
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for fut in [pool.submit(one, i, job) for i, job in enumerate(todo, 1)]:
+            fut.result()
     every = [v for o in done.values() for v in o["suites"].values()]
     print(
         f"backfill: {len(done)} run(s) in {out}: {every.count('ok')} suite runs ok, "
