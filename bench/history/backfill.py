@@ -119,7 +119,12 @@ def suites_of(tree: Path) -> list[str]:
 
 
 def _measure(
-    job: Job, repo: Path, out: Path, wanted: Sequence[str] | None, pytest_args: Sequence[str]
+    job: Job,
+    repo: Path,
+    out: Path,
+    wanted: Sequence[str] | None,
+    pytest_args: Sequence[str],
+    instructions: bool = False,
 ) -> Outcome:
     outcome = Outcome(job.name, job.round, job.index, job.commit, job.timer)
     folder = out / job.name
@@ -141,6 +146,8 @@ def _measure(
             cmd = ab_runner.bench_cli_command(
                 folder, runnable if wanted else [], [*TIMER_ARGS[job.timer], *pytest_args]
             )
+            if instructions:  # a harness without the option exits 2: its suites count as failed
+                cmd.insert(cmd.index("--quick") + 1, "--instructions")
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("w") as log:
                 proc = subprocess.run(
@@ -215,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="J",
         help="runs at once (default 1); more only where the CPUs are shared anyway",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="run --instructions too (instruction counts; needs valgrind and that harness option)",
+    )
     p.add_argument("--pytest-arg", action="append", default=[], metavar="ARG")
     args = p.parse_args(argv)
     if min(args.last, args.rounds, args.jobs) < 1:
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
 
     def one(i: int, job: Job) -> None:
-        outcome = _measure(job, repo, out, args.suite, args.pytest_arg)
+        outcome = _measure(job, repo, out, args.suite, args.pytest_arg, args.instructions)
         states = " ".join(f"{s}={v}" for s, v in outcome.suites.items())
         extra = f" ({outcome.error})" if outcome.error else ""
         with lock:
