@@ -41,7 +41,7 @@ report() {  # report DB
     [ -z "$since" ] || args+=(--since "$since")
     "$bench" "${args[@]}"
     if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
-        { echo "## Benchmark history"; echo; cat "$page/summary.md"; echo; } >>"$GITHUB_STEP_SUMMARY"
+        { cat "$page/summary.md"; echo; } >>"$GITHUB_STEP_SUMMARY"
     fi
 }
 
@@ -79,8 +79,14 @@ for ((attempt = 1; ; attempt++)); do
     "$bench" history add "$results" --db "$db"   # exit 2 on bad input: nothing pushed
     # the store closes its connections, so the WAL is checkpointed into the file
     [ ! -s "$db-wal" ] || die "$db-wal left behind: the SQLite file is incomplete"
+    # the new tree: the fetched one (other files on the branch stay) with history.sqlite replaced
     blob=$(git hash-object -w "$db")
-    tree=$(printf '100644 blob %s\thistory.sqlite\n' "$blob" | git mktree)
+    export GIT_INDEX_FILE=$work/index
+    rm -f "$GIT_INDEX_FILE"
+    if [ ${#parent[@]} -gt 0 ]; then git read-tree "$ref"; else git read-tree --empty; fi
+    git update-index --add --cacheinfo "100644,$blob,history.sqlite"
+    tree=$(git write-tree)
+    unset GIT_INDEX_FILE
     if [ ${#parent[@]} -gt 0 ] && [ "$(git rev-parse "$ref^{tree}")" = "$tree" ]; then
         say "$results already in the history: nothing to push"
         break
