@@ -162,10 +162,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check + ruff format --check."""
+    """ruff check + ruff format --check; actionlint on the workflows, shellcheck on the CI scripts."""
     _install(session, "dev")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("actionlint")  # finds .github/workflows; checks run: scripts with shellcheck
+    session.run("shellcheck", ".ci/run", *map(str, Path(".github/scripts").glob("*.sh")))
 
 
 @nox.session

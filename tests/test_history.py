@@ -394,6 +394,32 @@ def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "deadbeef" in bad.stderr
 
 
+def test_instruction_counts_are_charted_and_quiet_when_flat(tmp_path: Path) -> None:
+    """Instruction counts: one chart per benchmark even without a change point; a flat series
+    (the same count at every commit, as when no commit touched the code) has no change point,
+    while the time series beside it steps."""
+    repo, commits, folders = stepped_history(tmp_path)
+    for f in folders:
+        doc = json.loads((f / "fingerprint.json").read_text())
+        for b in doc["benchmarks"]:
+            b.setdefault("extra_info", {})["instructions"] = 12_345.0
+        (f / "fingerprint.json").write_text(json.dumps(doc))
+    db = str(tmp_path / "h.sqlite")
+    assert cli("history", "add", *map(str, folders), "--db", db).returncode == 0
+    quiet = cli("history", "changes", "--db", db, "--metric", "instructions", "--json",
+                "--repo", str(repo))  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout) == []
+    timed = cli("history", "changes", "--db", db, "--metric", "time", "--json", "--repo", str(repo))
+    assert {c["commit"] for c in json.loads(timed.stdout)} == {commits[12]}
+    out = tmp_path / "page"
+    res = cli("history", "report", "--db", db, "--out", str(out), "--repo", str(repo))
+    assert res.returncode == 0, res.stderr
+    page = (out / "index.html").read_text()
+    n = len(json.loads((RUN_A / "fingerprint.json").read_text())["benchmarks"])
+    assert page.count("— instructions: 0 change point(s)") == n
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 

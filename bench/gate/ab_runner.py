@@ -49,6 +49,7 @@ __all__ = [
     "Side",
     "SideEnv",
     "Slot",
+    "bench_cli_command",
     "bench_cli_runner",
     "default_schedule",
     "make_bench_cli_runner",
@@ -188,6 +189,26 @@ def side_environments(
 _BOOT = "import sys; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
+def bench_cli_command(
+    out: Path,
+    suites: Sequence[str],
+    pytest_args: Sequence[str] = (),
+    cpus: frozenset[int] | None = None,
+    *,
+    instructions: bool = False,
+) -> list[str]:
+    """``samplemind-bench run --quick [--suite S...] [--instructions] --out DIR`` with this interpreter.
+
+    Run it in a side's checkout (:class:`SideEnv` ``cwd`` and ``env``), so that the checkout's
+    own harness runs. No ``suites``: every suite that harness has, as ``run --quick`` does.
+    """
+    # pinning happens in the child (its pytest child inherits it): no preexec_fn under threads
+    pin = "" if cpus is None else f"import os; os.sched_setaffinity(0, {sorted(cpus)}); "
+    cmd = [sys.executable, "-c", pin + _BOOT, "run", "--quick", *["--instructions"] * instructions]
+    cmd += ["--suite", *suites] if suites else []
+    return [*cmd, "--out", str(out), *(f"--pytest-arg={a}" for a in pytest_args)]
+
+
 def bench_cli_runner(
     slot: Slot,
     out: Path,
@@ -198,11 +219,7 @@ def bench_cli_runner(
 ) -> None:
     """Default runner: ``samplemind-bench run --quick --suite S --out DIR`` with this interpreter
     (``--instructions`` too when ``instructions``)."""
-    # pinning happens in the child (its pytest child inherits it): no preexec_fn under threads
-    pin = "" if side.cpus is None else f"import os; os.sched_setaffinity(0, {sorted(side.cpus)}); "
-    cmd = [sys.executable, "-c", pin + _BOOT, "run", "--quick", "--suite", slot.suite]
-    cmd += ["--instructions"] * instructions
-    cmd += ["--out", str(out), *(f"--pytest-arg={a}" for a in pytest_args)]
+    cmd = bench_cli_command(out, [slot.suite], pytest_args, side.cpus, instructions=instructions)
     proc = subprocess.run(
         cmd, cwd=side.cwd, env=dict(side.env), capture_output=True, text=True, check=False
     )

@@ -1,6 +1,7 @@
 """The trend page: ``DIR/index.html`` (one self-contained file: charts embedded as PNG, no scripts).
 
-One chart per benchmark (time: every benchmark; other metrics: those with a change point):
+One chart per benchmark and metric (time and instruction counts: every benchmark that has
+them; other metrics, e.g. ``extra_info`` figures: those with a change point):
 commits in order on x, the median with its 95 % CI band, one line per machine, dirty-tree runs as
 hollow markers, and each change point as a dashed line labelled with its commit and ratio. Above
 the charts, a "changes since REF" table (REF: ``--since``, default the first commit stored).
@@ -25,7 +26,10 @@ import matplotlib.pyplot as plt
 from bench.history.changes import Change
 from bench.history.series import History, Series
 
-__all__ = ["render"]
+__all__ = ["ALWAYS_SHOWN", "render"]
+
+ALWAYS_SHOWN = ("time", "instructions")
+"""Metrics charted for every benchmark; the others only where they have a change point."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
@@ -182,7 +186,7 @@ def render(history: History, out: Path, *, since: str | None = None, db_label: s
     groups: dict[tuple[str, str, str, str], list[Series]] = {}
     for s in history.series:
         groups.setdefault((s.suite, s.benchmark, s.params, s.metric), []).append(s)
-    shown = [(k, g) for k, g in groups.items() if k[3] == "time" or any(s.changes for s in g)]
+    shown = [(k, g) for k, g in groups.items() if k[3] in ALWAYS_SHOWN or any(s.changes for s in g)]
     shown.sort(key=lambda kg: (not any(s.changes for s in kg[1]), kg[0]))
     for (_suite, bench, _params, metric), group in shown:
         png = base64.b64encode(_chart(history, group)).decode("ascii")
