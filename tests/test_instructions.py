@@ -252,6 +252,49 @@ def test_load_spreads(tmp_path: Path) -> None:
 # -- missing tools ------------------------------------------------------------------------------
 
 
+def test_envelope_reads_the_wall_clock_seam_per_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from samplemind_core import ChatResponse
+    from samplemind_core._cache import envelope
+
+    response = ChatResponse(text="hi", provider="ollama", model="m")
+    monkeypatch.setattr(envelope, "wall_clock", lambda: 123.5)
+    first = envelope.encode(response, 1, "json")
+    assert envelope.decode(first)[0].metadata["cache"]["created_at"] == 123.5
+    monkeypatch.setattr(envelope, "wall_clock", lambda: 2_000_000_000.25)
+    second = envelope.encode(response, 1, "msgpack")
+    assert envelope.decode(second)[0].metadata["cache"]["created_at"] == 2_000_000_000.25
+
+
+async def test_counting_process_freezes_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``_deterministic`` does to time: the cache's envelope and fakeredis see a constant."""
+    import time
+
+    import fakeredis
+
+    from bench.instructions import plugin
+    from samplemind_core import ChatResponse
+    from samplemind_core._cache import envelope
+
+    # let monkeypatch restore both after the test
+    monkeypatch.setattr(time, "time", time.time)
+    monkeypatch.setattr(envelope, "wall_clock", envelope.wall_clock)
+    plugin._freeze_wall_clock()
+    assert time.time() == plugin.FROZEN_WALL_CLOCK
+    response = ChatResponse(text="hi", provider="ollama", model="m")
+    raws = {envelope.encode(response, 1, "json") for _ in range(3)}
+    assert len(raws) == 1
+    assert (
+        envelope.decode(raws.pop())[0].metadata["cache"]["created_at"] == plugin.FROZEN_WALL_CLOCK
+    )
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    seconds, _micros = await client.time()
+    assert seconds == int(plugin.FROZEN_WALL_CLOCK)
+    await client.set("k", b"v", px=60_000)
+    assert await client.get("k") == b"v"
+    assert 0 < await client.pttl("k") <= 60_000
+    await client.aclose()
+
+
 def _fake_compiler(tmp_path: Path, stderr: str) -> Path:
     cc = tmp_path / "fakecc"
     cc.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
