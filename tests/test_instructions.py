@@ -534,3 +534,49 @@ def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
     text = summary.markdown(rows)
     assert "| test_route[c] | 3,400.0 | 2.00 µs | 1.70 |" in text
     assert "per pipeline request (client-side CPU, mock): not counted" in text
+
+
+def test_inject_work_patches_the_named_function_only(tmp_path: Path) -> None:
+    import importlib.util
+
+    from bench.instructions.study import TARGETS, inject_work
+
+    (tmp_path / "m.py").write_text(
+        textwrap.dedent(
+            '''
+            class C:
+                async def get(self, x):
+                    """Doc."""
+                    return x + 1
+
+            def f(
+                x,
+            ):
+                return x * 2
+            '''
+        )
+    )
+    inject_work(tmp_path, "m.py", "C.get", 1000)
+    inject_work(tmp_path, "m.py", "f", 0)
+    text = (tmp_path / "m.py").read_text()
+    assert text.count("_SMB_STUDY_PAD.count(1, 0, 1000)") == 1
+    assert text.count("_SMB_STUDY_PAD.count(1, 0, 0)") == 1
+    spec = importlib.util.spec_from_file_location("m_injected", tmp_path / "m.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.f(3) == 6 and mod.C.get.__doc__ == "Doc."
+    import asyncio
+
+    assert asyncio.run(mod.C().get(1)) == 2
+    with pytest.raises(ValueError, match=r"has no C\.nope"):
+        inject_work(tmp_path, "m.py", "C.nope", 1)
+    with pytest.raises(ValueError, match="nbytes"):
+        inject_work(tmp_path, "m.py", "f", -1)
+    repo = Path(__file__).resolve().parents[1]
+    for target in TARGETS:  # every target names a function that exists in this checkout
+        copy = tmp_path / "repo" / target.module
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text((repo / target.module).read_text())
+        inject_work(tmp_path / "repo", target.module, target.function, 10)
+        compile(copy.read_text(), str(copy), "exec")
