@@ -58,7 +58,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.instructions._select import counted_suites
-from bench.instructions.runner import REPO, counting_command, counting_env, preflight, read_counts
+from bench.instructions.runner import (
+    REPO,
+    counting_command,
+    counting_env,
+    preflight,
+    read_counts,
+)
 from bench.instructions.significance import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
 
 __all__ = ["TARGETS", "Target", "inject_work", "main"]
@@ -312,6 +318,11 @@ def _bench_run(tree: Path, suites: Sequence[str], out: Path, select: str | None)
     cmd += ["--out", str(out)]
     if select:
         cmd += ["--pytest-arg=-k", f"--pytest-arg={select}"]
+    record = out.with_suffix(".run.json")
+    if record.exists():  # done by an earlier invocation with the same --work
+        done: dict[str, Any] = json.loads(record.read_text())
+        return done
+    shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()
     start = time.monotonic()
     log = out.with_suffix(".log")
@@ -323,12 +334,15 @@ def _bench_run(tree: Path, suites: Sequence[str], out: Path, select: str | None)
     elapsed = time.monotonic() - start
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {code}; see {log}")
-    return {
+    result = {
         "out": str(out),
+        "command": cmd,
         "seconds": round(elapsed, 1),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
+    record.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def _gate_verdicts(tree: Path, baseline: Path, candidate: Path, out: Path) -> list[dict[str, Any]]:
@@ -366,7 +380,8 @@ def _gate_study(args: argparse.Namespace) -> int:
     from bench.gate.study import wilson, write_figures
 
     start = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="samplemind-instr-gate-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="samplemind-instr-gate-"))
+    work.mkdir(parents=True, exist_ok=True)
     targets = [t for t in TARGETS if not args.targets or t.suite in args.targets]
     report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}}
     lines: list[str] = []
@@ -387,6 +402,8 @@ def _gate_study(args: argparse.Namespace) -> int:
                     return run
 
                 aa_runs = _map(aa_one, range(args.aa_runs), args.jobs)
+            if args.runs_only:
+                aa_runs = []  # gate nothing yet
             aa_verdicts: list[dict[str, Any]] = []
             for i in range(len(aa_runs) - 1):
                 aa_verdicts += _gate_verdicts(
@@ -423,10 +440,8 @@ def _gate_study(args: argparse.Namespace) -> int:
                             f"{row['change_max']:+.3%}); flagged {row['flagged']}/{row['trials']}"
                         )
     finally:
-        if not args.keep:
+        if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"runs kept in {work}", file=sys.stderr)
     report["minutes"] = round((time.monotonic() - start) / 60, 1)
     write_figures(args.out, report, "\n".join(lines))
     return 0
@@ -486,11 +501,15 @@ def _detection(
             sizes[level][t] = n
         progress(f"calibrated {t.benchmark}: base {base:.0f}, call {call:.0f}, {per_byte:.4f}/byte")
     trees = {level: patched(sizes[level]) for level in args.levels}
-    tasks = [(clean, f"clean-{i}") for i in range(args.trials)]
-    tasks += [
-        (trees[level], f"inj{level}-{i}") for level in args.levels for i in range(args.trials)
+    # trial i of every level back to back, so a stopped study has whole trials
+    tasks = [
+        task
+        for i in range(args.trials)
+        for task in [(clean, f"clean-{i}"), *[(trees[x], f"inj{x}-{i}") for x in args.levels]]
     ]
     _map(run, tasks, args.jobs)
+    if args.runs_only:
+        return out
     for level in args.levels:
         rows: dict[str, list[dict[str, Any]]] = {t.benchmark: [] for t in targets}
         for i in range(args.trials):
@@ -572,7 +591,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--levels", type=float, nargs="+", default=[0.005, 0.01, 0.02])
     g.add_argument("--ref", default="HEAD", help="the commit every worktree starts from")
     g.add_argument("-j", "--jobs", type=int, default=2, help="runs at a time")
-    g.add_argument("--keep", action="store_true", help="keep the runs' results folders")
+    g.add_argument(
+        "--work",
+        type=Path,
+        help="keep the runs here; runs already done there are not run again (default: a "
+        "temporary directory, removed)",
+    )
+    g.add_argument("--runs-only", action="store_true", help="run (into --work), gate nothing")
     g.add_argument("--out", type=Path, required=True, help="figures (JSON)")
     return parser
 
