@@ -188,11 +188,20 @@ def side_environments(
 _BOOT = "import sys; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def bench_cli_runner(slot: Slot, out: Path, side: SideEnv, pytest_args: Sequence[str] = ()) -> None:
-    """Default runner: ``samplemind-bench run --quick --suite S --out DIR`` with this interpreter."""
+def bench_cli_runner(
+    slot: Slot,
+    out: Path,
+    side: SideEnv,
+    pytest_args: Sequence[str] = (),
+    *,
+    instructions: bool = False,
+) -> None:
+    """Default runner: ``samplemind-bench run --quick --suite S --out DIR`` with this interpreter
+    (``--instructions`` too when ``instructions``)."""
     # pinning happens in the child (its pytest child inherits it): no preexec_fn under threads
     pin = "" if side.cpus is None else f"import os; os.sched_setaffinity(0, {sorted(side.cpus)}); "
     cmd = [sys.executable, "-c", pin + _BOOT, "run", "--quick", "--suite", slot.suite]
+    cmd += ["--instructions"] * instructions
     cmd += ["--out", str(out), *(f"--pytest-arg={a}" for a in pytest_args)]
     proc = subprocess.run(
         cmd, cwd=side.cwd, env=dict(side.env), capture_output=True, text=True, check=False
@@ -206,17 +215,27 @@ def bench_cli_runner(slot: Slot, out: Path, side: SideEnv, pytest_args: Sequence
 
 
 def make_bench_cli_runner(
-    pytest_args: Sequence[str] = (), suite_args: Mapping[str, Sequence[str]] | None = None
+    pytest_args: Sequence[str] = (),
+    suite_args: Mapping[str, Sequence[str]] | None = None,
+    *,
+    count_rounds: int = 0,
 ) -> Runner:
     """:func:`bench_cli_runner` with extra pytest arguments (e.g. ``-k 1KB`` to select benchmarks).
 
     ``suite_args``: further arguments for one suite's runs only (both sides), e.g. the gate's
     ``--benchmark-timer=time.process_time`` for a suite its rules time with the CPU clock.
+    ``count_rounds``: rounds ``0 .. count_rounds - 1`` also count instructions (both sides).
     """
     per_suite = dict(suite_args or {})
 
     def runner(slot: Slot, out: Path, side: SideEnv) -> None:
-        bench_cli_runner(slot, out, side, [*per_suite.get(slot.suite, ()), *pytest_args])
+        bench_cli_runner(
+            slot,
+            out,
+            side,
+            [*per_suite.get(slot.suite, ()), *pytest_args],
+            instructions=slot.round < count_rounds,
+        )
 
     return runner
 

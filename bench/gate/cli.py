@@ -16,6 +16,13 @@ all comparisons. Two tests:
 * **unpaired** (otherwise): Mann-Whitney U and a seeded run-aware bootstrap CI of the ratio of
   medians that excludes 1.
 
+Instruction counts (``samplemind-bench run --instructions``, ``extra_info["instructions"]``) are
+judged by ``metric = "instructions"`` rules without statistics on samples: a change regresses when
+it is beyond the rule's ``allowed`` (1 %) and beyond twice the benchmark's measured A/A spread
+(``bench/instructions/aa_spreads.json``, or ``--spreads``). ``--instructions`` makes
+``--baseline-ref`` count both sides (in the first ``instruction_rounds`` rounds) and requires
+instruction verdicts; ``--metric instructions`` judges the counts alone.
+
 Rules come from ``bench/gate/default.toml`` (or ``--rules``); a rule's ``timer = "cpu"`` makes
 ``--baseline-ref`` time that suite with the process's CPU time (``--benchmark-timer
 time.process_time``), which on a shared machine removes the time spent descheduled.
@@ -24,7 +31,8 @@ Exit codes: 0 pass, 1 regression or insufficient data, 2 bad input (missing/empt
 unknown format version, a bad rules file, a side without raw samples, nothing compared, failed
 baseline run), 3 not comparable (environments differ; ``--ignore-env``).
 
-"insufficient data" never passes on its own: a comparison that lacks data on a side (no raw
+"insufficient data" never passes on its own (nor, unless its rule says ``on_inconclusive =
+"pass"``, does an instructions change beyond the tolerance but within the A/A noise): a comparison that lacks data on a side (no raw
 samples, a figure missing, fewer than ``min_samples``) fails the gate (exit 1) unless a rule
 marks it ``skip = true``; a gate that could compare nothing at all exits 2.
 """
@@ -42,10 +50,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.gate import ab_runner, environment
-from bench.gate.evaluate import evaluate, timer_differences, unused_rules
+from bench.gate.evaluate import Verdict, evaluate, timer_differences, unused_rules
 from bench.gate.inputs import GateInputError, ResultSet, load_side, require_samples
 from bench.gate.render import EXIT_BAD_INPUT, EXIT_PASS, GateReport
-from bench.gate.rules import TIMER_FUNCTIONS, GateConfig, check_settings, load_config
+from bench.gate.rules import (
+    INSTRUCTIONS,
+    TIMER_FUNCTIONS,
+    GateConfig,
+    check_settings,
+    load_config,
+    with_spreads,
+)
 
 __all__ = ["main", "run", "same_input_warnings"]
 
@@ -112,6 +127,33 @@ def _parser() -> argparse.ArgumentParser:
         help="--baseline/--candidate folders are interleaved rounds given in the same order: "
         "judge time with the paired round test (automatic with --baseline-ref)",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="--baseline-ref: also count instructions (samplemind-bench run --instructions) "
+        "on both sides; with any input: fail (exit 2) when no instruction count was compared",
+    )
+    p.add_argument(
+        "--instruction-rounds",
+        type=int,
+        metavar="N",
+        help="--baseline-ref --instructions: count in the first N rounds (default from the "
+        "rules file: [gate] instruction_rounds, 1)",
+    )
+    p.add_argument(
+        "--spreads",
+        type=Path,
+        metavar="FILE",
+        help="A/A spreads file for every instructions rule "
+        "(default: the rule's, bench/instructions/aa_spreads.json)",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="judge only this metric (repeatable), e.g. --metric instructions",
+    )
     p.add_argument("--out", type=Path, help="--baseline-ref: keep the runs' results folders here")
     p.add_argument("--repo", type=Path, default=Path("."), help="git repository (default: .)")
     p.add_argument("--rules", type=Path, help="rules TOML (default: bench/gate/default.toml)")
@@ -130,6 +172,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the outcome line")
     return p
+
+
+def _require_counts(verdicts: Sequence[Verdict], base: ResultSet, cand: ResultSet) -> None:
+    """``--instructions``: refuse a gate in which no instruction count was judged."""
+    if any(v.metric == INSTRUCTIONS for v in verdicts):
+        return
+    sides = [
+        name
+        for name, rs in (("baseline", base), ("candidate", cand))
+        if not any(INSTRUCTIONS in r.extra for r in rs.benches.values())
+    ]
+    where = " and ".join(sides) or "the benchmarks compared"
+    raise GateInputError(
+        f"--instructions: no instruction counts in the {where} ({', '.join(base.sources)} vs "
+        f"{', '.join(cand.sources)}); write them with samplemind-bench run --instructions"
+    )
+
+
+def _missing_counts_warnings(verdicts: Sequence[Verdict]) -> list[str]:
+    """One line per side whose instruction counts are missing where the other side has them."""
+    out = []
+    for side in ("baseline", "candidate"):
+        names = [
+            v.name
+            for v in verdicts
+            if v.metric == INSTRUCTIONS and v.reason.startswith(f"no instruction count in {side}")
+        ]
+        if names:
+            other = "candidate" if side == "baseline" else "baseline"
+            out.append(
+                f"{len(names)} benchmark(s) have instruction counts in the {other} but not in "
+                f"the {side} (e.g. {names[0]}): count both sides with samplemind-bench run "
+                "--instructions"
+            )
+    return out
 
 
 def _step_summary_path(env: Mapping[str, str]) -> Path | None:
@@ -198,7 +275,7 @@ def _configure(args: argparse.Namespace) -> tuple[GateConfig, dict[str, str]]:
         "rules": f"{config.source} ({'--rules' if args.rules else 'default'})",
     }
     overrides: dict[str, Any] = {}
-    for opt in ("seed", "alpha", "correction", "rounds"):
+    for opt in ("seed", "alpha", "correction", "rounds", "instruction_rounds"):
         val = getattr(args, opt)
         if val is not None:
             overrides[opt] = val
@@ -212,6 +289,11 @@ def _configure(args: argparse.Namespace) -> tuple[GateConfig, dict[str, str]]:
     if args.suite:
         overrides["suites"] = tuple(args.suite)
     config = dataclasses.replace(config, **overrides)
+    if args.spreads is not None:
+        config = with_spreads(config, args.spreads)
+        settings["spreads"] = f"{args.spreads} (--spreads)"
+    elif any(r.test == "spread" for r in config.rules):
+        settings["spreads"] = ", ".join(sorted({r.spreads for r in config.rules if r.spreads}))
     if args.paired or args.baseline_ref:
         settings["test"] = (
             f"time: paired rounds, Yuen trimmed-mean t-test (trim {config.trim}) on per-round "
@@ -247,6 +329,9 @@ def _run_baseline_ref(
     suite_args = {
         s: [f"--benchmark-timer={TIMER_FUNCTIONS[t]}"] for s, t in timers.items() if t != "wall"
     }
+    count_rounds = min(config.instruction_rounds, config.rounds) if args.instructions else 0
+    if count_rounds:
+        settings["instructions"] = f"counted in the first {count_rounds} round(s), both sides"
     dirs = ab_runner.run_interleaved(
         args.repo.resolve(),
         args.baseline_ref,
@@ -254,7 +339,8 @@ def _run_baseline_ref(
         rounds=config.rounds,
         seed=config.seed,
         out_root=out_root,
-        runner=runner or ab_runner.make_bench_cli_runner(args.pytest_arg, suite_args),
+        runner=runner
+        or ab_runner.make_bench_cli_runner(args.pytest_arg, suite_args, count_rounds=count_rounds),
         base_env=env,
         log=lambda m: print(f"gate: {m}", file=sys.stderr),
         schedule_kind=kind,
@@ -304,6 +390,10 @@ def _run(
         verdicts = evaluate(base, cand, config, select=args.select, paired=paired)
         if args.select and not verdicts:
             raise GateInputError(f"--select {args.select!r} matches no benchmark")
+        if args.metric:
+            verdicts = [v for v in verdicts if v.metric in args.metric]
+        if args.instructions:
+            _require_counts(verdicts, base, cand)
     except GateInputError as exc:
         print(f"gate: bad input: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -330,6 +420,8 @@ def _run(
     if args.rules:  # the default rules cover every suite; a partial run leaves some unused
         for unused in unused_rules(config, base, cand):
             print(f"gate: warning: {config.source}: {unused}", file=err)
+    for warning in _missing_counts_warnings(verdicts):
+        print(f"gate: {warning}", file=err)
     for warning in same_input_warnings(baseline_paths, candidate_paths, base, cand):
         print(f"gate: warning: {warning}", file=err)
         note = f"WARNING: {warning}" + (f"; {note}" if note else "")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bench.gate import stats
 from bench.gate.inputs import BenchRecord, ResultSet
-from bench.gate.rules import Direction, GateConfig
+from bench.gate.rules import Direction, GateConfig, Rule
+from bench.instructions.significance import aa_spread, decide
 
 __all__ = [
     "MIN_PAIRED_ROUNDS",
@@ -24,7 +25,9 @@ __all__ = [
     "unused_rules",
 ]
 
-Status = Literal["improved", "unchanged", "regressed", "added", "removed", "insufficient data"]
+Status = Literal[
+    "improved", "unchanged", "regressed", "inconclusive", "added", "removed", "insufficient data"
+]
 
 
 @dataclass(slots=True)
@@ -54,6 +57,12 @@ class Verdict:
     paired: bool = False
     """True when the paired round test decided (then ``ratio`` is the trimmed geometric mean of
     the per-round median ratios); False for the unpaired test (ratio of pooled medians)."""
+    noise: float | None = None
+    """Instructions: the spread taken as noise (max of the A/A file's and each side's own)."""
+    margin: float | None = None
+    """Instructions: ``safety x noise``, the change a regression must also exceed."""
+    blocking: bool = True
+    """An ``inconclusive`` verdict fails the gate (the rule's ``on_inconclusive = "fail"``)."""
 
     @property
     def change(self) -> float | None:
@@ -101,6 +110,61 @@ def _decide(v: Verdict, significant: bool) -> None:
             v.reason = f"{pct} significant but within allowed {v.allowed:.0%}"
         else:
             v.reason = f"{pct} within noise"
+
+
+_INSTRUCTION_STATUS: dict[str, Status] = {
+    "regression": "regressed",
+    "improvement": "improved",
+    "inconclusive": "inconclusive",
+    "unchanged": "unchanged",
+}
+
+
+def _judge_counts(
+    v: Verdict, bv: Sequence[float], cv: Sequence[float], rule: Rule, spreads: Mapping[str, float]
+) -> None:
+    """An instructions verdict: :func:`decide` with the A/A spread of the rule's spreads file.
+
+    Without a measured spread the counts themselves must show the noise: at least two counts
+    on each side; otherwise the verdict stays ``insufficient data`` (never a silent pass).
+    """
+    if min(*bv, *cv) <= 0:
+        v.reason = "an instruction count <= 0 (a broken count)"
+        return
+    v.baseline, v.candidate = _median(bv), _median(cv)
+    v.runs_baseline, v.runs_candidate = len(bv), len(cv)
+    spread = spreads.get(v.key)
+    file = rule.spreads.rsplit("/", 1)[-1]
+    if spread is None and min(len(bv), len(cv)) < 2:
+        v.ratio = v.candidate / v.baseline
+        v.reason = (
+            f"no A/A spread for this benchmark in {file} and {len(bv)} vs {len(cv)} counts: "
+            "the noise is unknown (measure it: python -m bench.instructions.study aa, "
+            "or count >= 2 processes per side)"
+        )
+        return
+    d = decide(bv, cv, spread=spread, tolerance=rule.allowed, safety=rule.safety)
+    v.ratio, v.noise, v.margin = d.candidate / d.baseline, d.noise, d.margin
+    v.status = _INSTRUCTION_STATUS[d.verdict]
+    own = [aa_spread(x) for x in (bv, cv) if len(x) > 1]
+    source = " + ".join(
+        ([] if spread is None else [f"A/A {spread:.3%} ({file})"])
+        + ([f"in-run {max(own):.3%}"] if own else [])
+    )
+    change = f"{d.change:+.2%}"
+    allowed = f"allowed {rule.allowed:.1%}"
+    margin = f"margin {d.margin:.3%} = {rule.safety:g} x spread [{source}]"
+    if d.verdict == "unchanged":
+        v.reason = f"{change} within {allowed}"
+    elif d.verdict == "inconclusive":
+        v.blocking = rule.blocks_inconclusive
+        v.reason = (
+            f"{change} beyond {allowed} but within {margin}: too noisy to tell at this "
+            f"tolerance; {'fails' if v.blocking else 'passes'} (on_inconclusive = "
+            f"{rule.on_inconclusive})"
+        )
+    else:
+        v.reason = f"{change} beyond {allowed} and {margin}"
 
 
 MIN_PAIRED_ROUNDS = 3
@@ -183,6 +247,14 @@ def evaluate(
                 where = "baseline" if not bv else "candidate"
                 what = "raw samples (stats.data)" if metric == "time" else metric
                 v.reason = f"no {what} in {where}"
+                if rule.test == "spread":
+                    v.reason = (
+                        f"no instruction count in {where} (count it: samplemind-bench run "
+                        "--instructions, or gate --baseline-ref ... --instructions)"
+                    )
+                continue
+            if rule.test == "spread":
+                _judge_counts(v, bv, cv, rule, config.spreads.get(rule.spreads, {}))
                 continue
             v.baseline = _median(bv)
             v.candidate = _median(cv)

@@ -24,12 +24,20 @@ EXIT_NOT_COMPARABLE = 3
 
 _ORDER: dict[str, int] = {
     "regressed": 0,
-    "improved": 1,
-    "insufficient data": 2,
-    "added": 3,
-    "removed": 4,
-    "unchanged": 5,
+    "inconclusive": 1,
+    "improved": 2,
+    "insufficient data": 3,
+    "added": 4,
+    "removed": 5,
+    "unchanged": 6,
 }
+
+
+def _fails(v: Verdict) -> bool:
+    """Whether this verdict alone fails the gate (exit 1)."""
+    return v.status in ("regressed", "insufficient data") or (
+        v.status == "inconclusive" and v.blocking
+    )
 
 
 @dataclass(slots=True)
@@ -51,8 +59,9 @@ class GateReport:
 
     @property
     def compared(self) -> int:
-        """How many benchmark metrics were judged (improved, unchanged or regressed)."""
-        return sum(v.status in ("improved", "unchanged", "regressed") for v in self.verdicts)
+        """How many benchmark metrics were judged (improved, unchanged, regressed, inconclusive)."""
+        judged = ("improved", "unchanged", "regressed", "inconclusive")
+        return sum(v.status in judged for v in self.verdicts)
 
     @property
     def exit_code(self) -> int:
@@ -60,17 +69,19 @@ class GateReport:
             return EXIT_NOT_COMPARABLE
         if not self.compared:
             return EXIT_BAD_INPUT
-        if any(v.status in ("regressed", "insufficient data") for v in self.verdicts):
+        if any(_fails(v) for v in self.verdicts):
             return EXIT_REGRESSION
         return EXIT_PASS
 
     @property
     def outcome(self) -> str:
-        """PASS, REGRESSION, INSUFFICIENT DATA (exit 1 without a regression), NOTHING COMPARED
-        (exit 2) or NOT COMPARABLE (exit 3)."""
+        """PASS, REGRESSION, INSUFFICIENT DATA or INCONCLUSIVE (exit 1 without a regression),
+        NOTHING COMPARED (exit 2) or NOT COMPARABLE (exit 3)."""
         code = self.exit_code
         if code == EXIT_REGRESSION and not any(v.status == "regressed" for v in self.verdicts):
-            return "INSUFFICIENT DATA"
+            if any(v.status == "insufficient data" for v in self.verdicts):
+                return "INSUFFICIENT DATA"
+            return "INCONCLUSIVE"
         return {
             EXIT_PASS: "PASS",
             EXIT_REGRESSION: "REGRESSION",
@@ -86,13 +97,21 @@ class GateReport:
                 "NOTHING COMPARED: no benchmark metric had enough data on both sides "
                 "(see 'why'); a gate that compared nothing does not pass"
             )
+        parts = []
         n = self.counts().get("insufficient data", 0)
         if n:
-            return (
+            parts.append(
                 f"{n} comparison(s) lack data (see 'why'): insufficient data fails the gate; "
                 "a rule with skip = true accepts a benchmark metric that has none"
             )
-        return ""
+        n = sum(v.status == "inconclusive" and v.blocking for v in self.verdicts)
+        if n:
+            parts.append(
+                f"{n} comparison(s) inconclusive (a change beyond the tolerance but within the "
+                'measured A/A noise): fails the gate; on_inconclusive = "pass" in the rule '
+                "accepts it"
+            )
+        return "; ".join(parts)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -133,7 +152,9 @@ class GateReport:
         rows = []
         for v in self.sorted_verdicts():
             ci = (
-                ""
+                f"±{v.margin:.2%} noise"
+                if v.margin is not None
+                else ""
                 if v.ci_low is None or v.ci_high is None or v.test == "exact"
                 else f"[{v.ci_low:.3f}, {v.ci_high:.3f}]"
             )
@@ -193,6 +214,7 @@ class GateReport:
             "PASS": "✅",
             "REGRESSION": "❌",
             "INSUFFICIENT DATA": "❌",
+            "INCONCLUSIVE": "❌",
             "NOTHING COMPARED": "⚠️",
             "NOT COMPARABLE": "⚠️",
         }[self.outcome]
@@ -228,6 +250,8 @@ def _fmt(metric: str, value: float | None) -> str:
         return ""
     if not math.isfinite(value):
         return str(value)
+    if metric == "instructions":
+        return f"{value:,.1f}"
     if metric == "time":
         for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
             if abs(value) >= scale:

@@ -3,6 +3,13 @@
 Read from a TOML rules file (``[gate]``, ``[environment]``, ``[[rule]]``); the default one is
 ``bench/gate/default.toml`` (:data:`DEFAULT_RULES`), which also holds the default number of
 ``--baseline-ref`` rounds (:data:`DEFAULT_ROUNDS`, ``[gate] rounds``).
+
+A ``metric = "instructions"`` rule judges the instruction counts of ``samplemind-bench run
+--instructions`` (``extra_info["instructions"]``) with
+:func:`bench.instructions.significance.decide`: a change regresses only beyond the rule's
+``allowed`` (default 1 %) *and* beyond ``safety`` x the benchmark's measured A/A spread, read
+from the rule's ``spreads`` file (default :data:`DEFAULT_SPREADS`) and from the spread between
+several counts of a side.
 """
 
 from __future__ import annotations
@@ -11,17 +18,20 @@ import fnmatch
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from bench.gate import environment
 from bench.gate.inputs import BenchRecord, GateInputError
 from bench.harness import results
+from bench.instructions.significance import DEFAULT_SAFETY, load_spreads
 
 __all__ = [
     "DEFAULT_ROUNDS",
     "DEFAULT_RULES",
+    "DEFAULT_SPREADS",
+    "INSTRUCTIONS",
     "TIMER_FUNCTIONS",
     "Direction",
     "GateConfig",
@@ -30,9 +40,14 @@ __all__ = [
     "check_settings",
     "default_direction",
     "load_config",
+    "with_spreads",
 ]
 
 DEFAULT_RULES: Final = Path(__file__).with_name("default.toml")
+DEFAULT_SPREADS: Final = Path(__file__).resolve().parent.parent / "instructions" / "aa_spreads.json"
+"""The committed A/A spreads of the counted benchmarks (provenance inside the file)."""
+INSTRUCTIONS: Final = "instructions"
+"""The metric of instruction-count rules (``extra_info["instructions"]``, per call)."""
 
 Direction = Literal["lower", "higher"]
 Timer = Literal["wall", "cpu"]
@@ -86,10 +101,18 @@ class Rule:
     metric: str = "time"
     direction: Direction = "lower"
     allowed: float = 0.10
-    test: Literal["samples", "exact"] = "samples"
+    test: Literal["samples", "exact", "spread"] = "samples"
+    """``spread`` (instructions rules only): beyond ``allowed`` and ``safety`` x the A/A spread."""
     skip: bool = False
     timer: Timer = "wall"
     """Clock for ``--baseline-ref`` runs of the suites this rule covers (``time`` rules only)."""
+    spreads: str = ""
+    """Instructions rules: the A/A spreads file (resolved path; key of ``GateConfig.spreads``)."""
+    safety: float = DEFAULT_SAFETY
+    """Instructions rules: a change must exceed ``safety`` x the measured spread."""
+    on_inconclusive: Literal["fail", "pass"] = "fail"
+    """Instructions rules: whether an ``inconclusive`` verdict (a change beyond ``allowed`` but
+    within the noise margin) fails the gate; it is reported either way."""
 
     def matches(self, rec: BenchRecord) -> bool:
         name_ok = fnmatch.fnmatchcase(rec.name, self.name) or fnmatch.fnmatchcase(
@@ -103,6 +126,10 @@ class Rule:
             f"name={self.name} group={self.group} metric={self.metric} "
             f"allowed={self.allowed:.0%}{timer}"
         )
+
+    @property
+    def blocks_inconclusive(self) -> bool:
+        return self.on_inconclusive == "fail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +151,10 @@ class GateConfig:
     source: str = "built-in"
     trim: float = 0.2
     """Paired test: fraction of rounds trimmed from each end (Yuen)."""
+    instruction_rounds: int = 1
+    """``--baseline-ref --instructions``: the first N rounds also count instructions."""
+    spreads: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """A/A spreads per spreads file (``Rule.spreads``): ``{benchmark key: spread}``."""
 
     def suite_timer(self, suite: str) -> Timer:
         """The clock a suite runs with under ``--baseline-ref``.
@@ -149,9 +180,10 @@ class GateConfig:
 
 
 _RULE_KEYS = frozenset({"name", "group", "metric", "direction", "allowed", "test", "skip", "timer"})
+_INSTRUCTION_KEYS = frozenset({"spreads", "safety", "on_inconclusive"})
 _GATE_KEYS = frozenset(
     {"alpha", "correction", "confidence", "n_boot", "seed", "min_samples", "default_allowed"}
-    | {"rounds", "suites", "trim"}
+    | {"rounds", "suites", "trim", "instruction_rounds"}
 )
 _ENV_KEYS = frozenset({"fields", "ignore_packages"})
 
@@ -194,11 +226,52 @@ def check_settings(values: Mapping[str, Any], where: str, *, prefix: str = "") -
         "min_samples": (2, 10**9, True),
         "rounds": (1, 10**5, True),
         "trim": (0.0, 0.45, False),
+        "instruction_rounds": (1, 10**5, True),
     }
     for key, value in values.items():
         if key in limits:
             lo, hi, integer = limits[key]
             _in_range(value, where, prefix + key, lo, hi, integer=integer)
+
+
+def _read_spreads(path: Path) -> dict[str, float]:
+    """A spreads file keyed like the gate's benchmarks (:func:`results.benchmark_key`)."""
+    try:
+        spreads = load_spreads(path)
+    except ValueError as exc:
+        raise GateInputError(
+            f"{exc} (regenerate it: python -m bench.instructions.study aa)"
+        ) from None
+    return {results.benchmark_key(name): spread for name, spread in spreads.items()}
+
+
+def with_spreads(config: GateConfig, path: Path) -> GateConfig:
+    """``config`` with every instructions rule reading its A/A spreads from ``path``
+    (``--spreads``)."""
+    key = str(path.resolve())
+    rules = tuple(replace(r, spreads=key) if r.test == "spread" else r for r in config.rules)
+    return replace(config, rules=rules, spreads={**config.spreads, key: _read_spreads(path)})
+
+
+def _instruction_settings(r: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
+    """``test``, ``spreads``, ``safety`` and ``on_inconclusive`` of an instructions rule."""
+    if r.get("test", "spread") != "spread" or r.get("direction", "lower") != "lower":
+        raise GateInputError(
+            f'{where}: an instructions rule has test = "spread" and direction = "lower"'
+        )
+    spreads = r.get("spreads", str(DEFAULT_SPREADS))
+    if not (isinstance(spreads, str) and spreads):
+        raise GateInputError(f"{where}: spreads must be a path, got {spreads!r}")
+    safety = _in_range(r.get("safety", DEFAULT_SAFETY), where, "safety", 0.1, 100.0)
+    on_inconclusive = r.get("on_inconclusive", "fail")
+    if on_inconclusive not in ("fail", "pass"):
+        raise GateInputError(f'{where}: on_inconclusive must be "fail" or "pass"')
+    return {
+        "test": "spread",
+        "spreads": str((base / spreads).resolve()),
+        "safety": float(safety),
+        "on_inconclusive": on_inconclusive,
+    }
 
 
 def load_config(path: Path | None = None) -> GateConfig:
@@ -227,39 +300,55 @@ def load_config(path: Path | None = None) -> GateConfig:
     if not isinstance(rule_docs, list):
         raise GateInputError(f"{path}: rules must be [[rule]] tables")
     rules: list[Rule] = []
+    spreads: dict[str, dict[str, float]] = {}
     for i, r in enumerate(rule_docs):
         where = f"{path}: rule #{i + 1}"
         if not isinstance(r, dict):
             raise GateInputError(f"{where}: not a table")
-        unknown = set(r) - _RULE_KEYS
+        unknown = set(r) - _RULE_KEYS - _INSTRUCTION_KEYS
         if unknown:
             raise GateInputError(f"{where}: unknown keys {sorted(unknown)}")
         for key in ("name", "group", "metric"):
             if key in r and not (isinstance(r[key], str) and r[key]):
                 raise GateInputError(f"{where}: {key} must be a non-empty string, got {r[key]!r}")
         metric = r.get("metric", "time")
+        instruction: dict[str, Any] = {}
+        if metric == INSTRUCTIONS:
+            instruction = _instruction_settings(r, where, path.resolve().parent)
+        elif set(r) & _INSTRUCTION_KEYS:
+            raise GateInputError(
+                f"{where}: {sorted(set(r) & _INSTRUCTION_KEYS)} apply to instructions rules only"
+            )
         direction = r.get("direction", default_direction(metric))
-        test = r.get("test", "samples")
-        if direction not in ("lower", "higher") or test not in ("samples", "exact"):
+        test = r.get("test", "spread" if instruction else "samples")
+        if direction not in ("lower", "higher") or test not in ("samples", "exact", "spread"):
             raise GateInputError(f"{where}: direction must be lower|higher, test samples|exact")
+        if test == "spread" and not instruction:
+            raise GateInputError(f'{where}: test = "spread" is for metric = "instructions"')
         timer = r.get("timer", "wall")
         if timer not in ("wall", "cpu") or (timer != "wall" and metric != "time"):
             raise GateInputError(f'{where}: timer must be "wall" or "cpu" (time rules only)')
         skip = r.get("skip", False)
         if not isinstance(skip, bool):
             raise GateInputError(f"{where}: skip must be true or false, got {skip!r}")
+        allowed = _fraction(r.get("allowed", "1%" if instruction else "10%"), where, "allowed")
+        if instruction and allowed <= 0:
+            raise GateInputError(f"{where}: allowed of an instructions rule must be > 0")
         rules.append(
             Rule(
                 name=r.get("name", "*"),
                 group=r.get("group", "*"),
                 metric=metric,
                 direction=direction,
-                allowed=_fraction(r.get("allowed", "10%"), where, "allowed"),
-                test=test,
+                allowed=allowed,
                 skip=skip,
                 timer=timer,
+                **{"test": test, **instruction},
             )
         )
+        file = instruction.get("spreads")
+        if file and not skip and file not in spreads:
+            spreads[file] = _read_spreads(Path(file))
     correction = g.get("correction", "holm")
     if correction not in ("holm", "bh", "none"):
         raise GateInputError(f"{path}: [gate] correction must be holm|bh|none")
@@ -287,4 +376,6 @@ def load_config(path: Path | None = None) -> GateConfig:
         ),
         source=str(path),
         trim=float(g.get("trim", 0.2)),
+        instruction_rounds=int(g.get("instruction_rounds", 1)),
+        spreads=spreads,
     )

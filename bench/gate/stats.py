@@ -24,7 +24,6 @@ __all__ = [
     "Comparison",
     "benjamini_hochberg",
     "bootstrap_p",
-    "bootstrap_ratio_ci",
     "bootstrap_ratios",
     "compare_paired",
     "compare_samples",
@@ -98,32 +97,6 @@ def bootstrap_ratios(
             base_med == 0.0, np.where(cand_med == 0.0, 1.0, np.inf), cand_med / base_med
         )
     return np.asarray(ratios, dtype=np.float64)
-
-
-def bootstrap_ratio_ci(
-    baseline: Sequence[float],
-    candidate: Sequence[float],
-    *,
-    confidence: float = 0.99,
-    n_boot: int = 2000,
-    seed: int = 0,
-    baseline_runs: Runs | None = None,
-    candidate_runs: Runs | None = None,
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``median(candidate) / median(baseline)``.
-
-    Each side is resampled independently (by run, then by sample, when runs are given); the
-    generator is seeded, so the same inputs and seed always give the same interval.
-    """
-    ratios = bootstrap_ratios(
-        baseline,
-        candidate,
-        n_boot=n_boot,
-        seed=seed,
-        baseline_runs=baseline_runs,
-        candidate_runs=candidate_runs,
-    )
-    return _percentile_ci(ratios, confidence)
 
 
 def _percentile_ci(ratios: Any, confidence: float) -> tuple[float, float]:
@@ -214,7 +187,11 @@ def compare_samples(
     baseline_runs: Runs | None = None,
     candidate_runs: Runs | None = None,
 ) -> Comparison:
-    """Ratio of medians, its bootstrap CI and p-values for two sample sets (optionally by run)."""
+    """Ratio of medians, its percentile bootstrap CI and p-values for two sample sets.
+
+    Each side is resampled independently (by run, then by sample, when runs are given); the
+    generator is seeded, so the same inputs and seed always give the same interval.
+    """
     ratios = bootstrap_ratios(
         baseline,
         candidate,

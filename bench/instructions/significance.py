@@ -22,6 +22,7 @@ also counts as noise.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -112,8 +113,33 @@ def decide(
 
 
 def load_spreads(path: Path) -> dict[str, float]:
-    """``{benchmark fullname: spread}`` from an A/A study file (``study aa --out``)."""
-    data = json.loads(path.read_text())
+    """``{benchmark fullname: spread}`` from an A/A spreads file (``study aa --out``).
+
+    Raises :class:`ValueError` naming ``path`` when the file is missing, unreadable, not
+    JSON, not an A/A study file, or holds a spread that is not a finite number >= 0.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: A/A spreads file not found") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, Mapping) or data.get("format") != "samplemind-bench-instructions-aa":
         raise ValueError(f"{path}: not an instruction A/A study file")
-    return {name: float(row["spread"]) for name, row in data["benchmarks"].items()}
+    rows = data.get("benchmarks")
+    if not isinstance(rows, Mapping):
+        raise ValueError(f"{path}: 'benchmarks' must be an object")
+    out: dict[str, float] = {}
+    for name, row in rows.items():
+        spread = row.get("spread") if isinstance(row, Mapping) else None
+        if (
+            not isinstance(spread, int | float)
+            or isinstance(spread, bool)
+            or not math.isfinite(spread)
+            or spread < 0
+        ):
+            raise ValueError(f"{path}: benchmark {name!r}: 'spread' must be a number >= 0")
+        out[str(name)] = float(spread)
+    return out

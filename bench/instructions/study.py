@@ -8,8 +8,11 @@
 
 ``aa`` counts each suite in ``--runs`` fresh processes (``-j`` at a time: counts
 do not depend on load) and writes ``DIR/aa.json``: per benchmark, every count,
-the median and the spread ``(max - min) / median``; a Markdown table goes to
-stdout. ``inject`` counts ``--runs`` fresh processes, each counting every benchmark once per
+the median and the spread ``(max - min) / median``, with its provenance (machine,
+date, command, processes per benchmark, valgrind, commit); a Markdown table goes to
+stdout. The gate's committed spreads file, ``bench/instructions/aa_spreads.json``,
+is such a file: regenerate it with ``aa --suite hashing fingerprint router cache
+pipeline --runs 10 --quick --out DIR`` and copy ``DIR/aa.json`` over it. ``inject`` counts ``--runs`` fresh processes, each counting every benchmark once per
 level (``--instructions-inject=0,0.005,...``: the plugin adds, to each counted body,
 pure-Python work sized to LEVEL x that benchmark's median count in the A/A study;
 level 0 is the same wrapper with no work), and decides each pair (level 0 of
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import json
 import os
 import shutil
@@ -57,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from bench.harness.results import commit_info, environment
 from bench.instructions._select import counted_suites
 from bench.instructions.runner import (
     REPO,
@@ -114,6 +119,21 @@ def _count_runs(
     return out
 
 
+def provenance(command: str, runs: int, *, quick: bool) -> dict[str, Any]:
+    """Where and how an A/A spreads file was measured (stored in it as ``provenance``)."""
+    tools = preflight()
+    env = environment()
+    return {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "processes_per_benchmark": runs,
+        "quick": quick,
+        "machine": {k: env[k] for k in ("cpu", "cores", "python", "platform")},
+        "valgrind": tools if isinstance(tools, str) else tools.valgrind_version,
+        "commit": commit_info(REPO),
+    }
+
+
 def _aa(args: argparse.Namespace) -> int:
     start = time.monotonic()
     # each run's counts.json stays in OUT/work (small: the dumps are deleted once read)
@@ -141,6 +161,7 @@ def _aa(args: argparse.Namespace) -> int:
         "runs": args.runs,
         "quick": args.quick,
         "elapsed_s": round(time.monotonic() - start, 1),
+        "provenance": provenance(args.command_line, args.runs, quick=args.quick),
         "benchmarks": rows,
     }
     (args.out / "aa.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -604,6 +625,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.command_line = "python -m bench.instructions.study " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     if args.command == "gate":
         if args.aa_runs == 1 or args.aa_runs < 0 or args.trials < 0:
             raise SystemExit("--aa-runs must be 0 or >= 2 and --trials >= 0")

@@ -219,8 +219,14 @@ def test_baseline_ref_passes_the_cpu_timer_to_cpu_suites_only(
     seen: list[tuple[str, list[str]]] = []
 
     def fake(
-        slot: ab_runner.Slot, out: Path, side: ab_runner.SideEnv, args: Sequence[str] = ()
+        slot: ab_runner.Slot,
+        out: Path,
+        side: ab_runner.SideEnv,
+        args: Sequence[str] = (),
+        *,
+        instructions: bool = False,
     ) -> None:
+        assert not instructions  # counted only with --instructions
         seen.append((slot.suite, list(args)))
         write_results(out, [bench(f"op_{slot.suite}", samples(1e-6, n=20))], suite=slot.suite)
 

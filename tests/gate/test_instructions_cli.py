@@ -1,0 +1,265 @@
+"""The instructions gate through the real console script (``samplemind-bench gate``).
+
+The ``valgrind`` tests count real benchmarks (``samplemind-bench run --instructions``, two
+fresh processes of a few router benchmarks) and gate them with the default rules and the
+committed A/A spreads; without valgrind they skip with the apt hint, unless ``CI`` is set.
+The others use synthetic results folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import cli
+from bench.gate import ab_runner
+from bench.instructions._tools import ToolMissing, find_tools
+from tests.gate.helpers import bench, samples, write_results
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
+ROUTER_K = "chat-speed"  # two counted router benchmarks: healthy and one_open
+RUN = (str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", "router")
+
+
+def gate_cli(
+    *args: str, cwd: Path = REPO, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    if not BENCH_SCRIPT.exists():
+        pytest.skip(f"{BENCH_SCRIPT} not installed")
+    return subprocess.run(
+        [str(BENCH_SCRIPT), "gate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=cli.timed_run_env(),
+    )
+
+
+def need_valgrind() -> None:
+    """Skip without valgrind (the apt hint), unless ``CI`` is set: then fail."""
+    try:
+        find_tools()
+    except ToolMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI is set, so valgrind tests must run)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+def edit_counts(folder: Path, suite: str, change: Any) -> None:
+    """Apply ``change(benchmark dict)`` to every benchmark of ``folder/<suite>.json``."""
+    path = folder / f"{suite}.json"
+    data = json.loads(path.read_text())
+    for b in data["benchmarks"]:
+        change(b)
+    path.write_text(json.dumps(data))
+
+
+# -- real counts --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def counted_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two fresh ``run --instructions`` processes of the same code (an A/A pair)."""
+    need_valgrind()
+    root = tmp_path_factory.mktemp("counted")
+    outs = []
+    for name in ("a", "b"):
+        out = root / name
+        proc = subprocess.run(
+            [*RUN, "--out", str(out), "--pytest-arg=-k", f"--pytest-arg={ROUTER_K}"],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=REPO,
+            env=cli.timed_run_env(),
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        outs.append(out)
+    return outs[0], outs[1]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_aa_of_two_fresh_processes_passes(counted_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = counted_runs
+    out = tmp_path / "v.json"
+    proc = gate_cli(
+        str(a), str(b), "--instructions", "--metric", "instructions", "--json", str(out)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdicts = json.loads(out.read_text())["verdicts"]
+    assert len(verdicts) == 2 and {v["status"] for v in verdicts} == {"unchanged"}
+    assert all(v["metric"] == "instructions" and v["noise"] is not None for v in verdicts)
+    assert "aa_spreads.json" in proc.stdout  # decided from the committed spreads
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_two_percent_more_instructions_in_one_benchmark_fails_and_is_named(
+    counted_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = counted_runs
+    worse = _copy(b, tmp_path / "worse")
+    target = "test_route[chat-speed-one_open]"
+
+    def inject(bench: dict[str, Any]) -> None:
+        if bench["name"] == target:
+            bench["extra_info"]["instructions"] *= 1.02
+
+    edit_counts(worse, "router", inject)
+    proc = gate_cli(str(a), str(worse), "--instructions", "--metric", "instructions")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    first, *rows = proc.stdout.splitlines()
+    assert first.startswith("gate: REGRESSION  1 regressed, 1 unchanged")
+    (row,) = [r for r in rows if r.startswith("regressed")]
+    assert target in row and "+2.00% beyond allowed 1.0%" in row
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_wall_time_stays_the_looser_guard(counted_runs: tuple[Path, Path]) -> None:
+    """Without --metric both tiers are judged: instructions at 1 %, wall time at 5 %."""
+    a, b = counted_runs
+    proc = gate_cli(str(a), str(b), "--ignore-env")
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # wall time may be noisy here
+    rows = proc.stdout.splitlines()
+    assert any(" instructions " in r and "allowed 1.0%" in r for r in rows)
+    assert sum(" time " in r for r in rows) == 2
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_missing_spread_is_not_a_pass(counted_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = counted_runs
+    spreads = tmp_path / "partial.json"
+    data = json.loads((REPO / "bench/instructions/aa_spreads.json").read_text())
+    data["benchmarks"] = {k: v for k, v in data["benchmarks"].items() if "one_open" not in k}
+    spreads.write_text(json.dumps(data))
+    proc = gate_cli(str(a), str(b), "--metric", "instructions", "--spreads", str(spreads))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("gate: INSUFFICIENT DATA")
+    (row,) = [r for r in proc.stdout.splitlines() if r.startswith("insufficient data")]
+    assert (
+        "chat-speed-one_open" in row and "no A/A spread for this benchmark in partial.json" in row
+    )
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_counts_on_one_side_only_get_a_clear_message(
+    counted_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = counted_runs
+    plain = _copy(b, tmp_path / "plain")
+
+    def strip(bench: dict[str, Any]) -> None:
+        bench["extra_info"] = {
+            k: v for k, v in bench["extra_info"].items() if not k.startswith("instructions")
+        }
+
+    edit_counts(plain, "router", strip)
+    proc = gate_cli(str(a), str(plain), "--metric", "instructions")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "gate: 2 benchmark(s) have instruction counts in the baseline but not in the candidate"
+        in proc.stderr
+    )
+    assert "samplemind-bench run --instructions" in proc.stderr
+    assert proc.stdout.startswith("gate: INSUFFICIENT DATA")
+    proc = gate_cli(str(plain), str(plain), "--instructions", "--ignore-env")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--instructions: no instruction counts in the baseline and candidate" in proc.stderr
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_baseline_ref_counts_both_sides(tmp_path: Path) -> None:
+    """``gate --baseline-ref HEAD --instructions``: the interleaved runner counts both sides."""
+    need_valgrind()
+    out = tmp_path / "v.json"
+    proc = gate_cli(
+        "--baseline-ref",
+        "HEAD",
+        "--instructions",
+        "--rounds",
+        "1",
+        "--suite",
+        "router",
+        "--metric",
+        "instructions",
+        "--pytest-arg=-k",
+        "--pytest-arg=chat-speed-healthy",
+        "--pytest-arg=-pno:hypothesispytest",
+        "--json",
+        str(out),
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (v,) = report["verdicts"]
+    assert v["name"] == "test_route[chat-speed-healthy]" and v["status"] == "unchanged"
+    assert v["runs_baseline"] == v["runs_candidate"] == 1
+    assert report["settings"]["instructions"] == "counted in the first 1 round(s), both sides"
+
+
+# -- synthetic results --------------------------------------------------------------------------
+
+
+def _folder(root: Path, count: float | None) -> Path:
+    extra = {} if count is None else {"instructions": count}
+    return write_results(root, [bench("b", samples(1e-6, n=30), extra=extra)])
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [("{oops", "not valid JSON"), ('{"format": "x"}', "not an instruction A/A study file")],
+)
+def test_corrupt_spreads_file_exits_2_naming_it(tmp_path: Path, content: str, needle: str) -> None:
+    bad = tmp_path / "spreads.json"
+    bad.write_text(content)
+    a, b = _folder(tmp_path / "a", 1000.0), _folder(tmp_path / "b", 1000.0)
+    proc = gate_cli(str(a), str(b), "--spreads", str(bad))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"gate: bad input: {bad}: {needle}" in proc.stderr
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[[rule]]\nmetric = "instructions"\nspreads = "{bad.name}"\n')
+    proc = gate_cli(str(a), str(b), "--rules", str(rules))
+    assert proc.returncode == 2 and str(bad) in proc.stderr
+
+
+def test_instructions_flag_requires_counts(tmp_path: Path) -> None:
+    a, b = _folder(tmp_path / "a", None), _folder(tmp_path / "b", None)
+    proc = gate_cli(str(a), str(b), "--instructions")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--instructions: no instruction counts in the baseline and candidate" in proc.stderr
+    assert gate_cli(str(a), str(b)).returncode == 0  # wall time alone still gates
+
+
+def test_runner_counts_the_first_rounds_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_kw: Any) -> subprocess.CompletedProcess[str]:
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(ab_runner.subprocess, "run", fake_run)
+    runner = ab_runner.make_bench_cli_runner(["-k", "x"], count_rounds=2)
+    side = ab_runner.SideEnv(REPO, {})
+    for r in range(3):
+        runner(ab_runner.Slot(r, "router", "baseline"), Path("/tmp/out"), side)
+    assert ["--instructions" in cmd for cmd in seen] == [True, True, False]
+    assert seen[0][-2:] == ["--pytest-arg=-k", "--pytest-arg=x"]
