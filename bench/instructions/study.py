@@ -369,7 +369,7 @@ def _bench_run(tree: Path, suites: Sequence[str], out: Path, select: str | None)
 def _gate_verdicts(tree: Path, baseline: Path, candidate: Path, out: Path) -> list[dict[str, Any]]:
     """``samplemind-bench gate BASELINE CANDIDATE --json`` in ``tree`` → its instruction verdicts."""
     cmd = [_console("samplemind-bench"), "gate", str(baseline), str(candidate)]
-    cmd += ["--json", str(out), "-q"]
+    cmd += ["--metric", "instructions", "--instructions", "--json", str(out), "-q"]
     proc = subprocess.run(
         cmd, cwd=tree, env=_tree_env(tree), capture_output=True, text=True, check=False
     )
@@ -477,6 +477,7 @@ def _detection(
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     from bench.gate.ab_runner import worktree
+    from bench.harness.results import benchmark_key
 
     suites = list(dict.fromkeys(t.suite for t in targets))
     select = " or ".join(f"({t.select})" for t in targets)
@@ -543,7 +544,7 @@ def _detection(
             for t in targets:
                 base = _instructions(work / f"clean-{i}", t.benchmark)
                 cand = _instructions(work / f"inj{level}-{i}", t.benchmark)
-                mine = [v for v in verdicts if v["name"] == t.benchmark.split("::")[-1]]
+                mine = [v for v in verdicts if v["key"] == benchmark_key(t.benchmark)]
                 rows[t.benchmark].append(
                     {
                         "change": cand / base - 1.0,
