@@ -366,10 +366,12 @@ def _bench_run(tree: Path, suites: Sequence[str], out: Path, select: str | None)
     return result
 
 
-def _gate_verdicts(tree: Path, baseline: Path, candidate: Path, out: Path) -> list[dict[str, Any]]:
+def _gate_verdicts(
+    tree: Path, baseline: Path, candidate: Path, out: Path, extra: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """``samplemind-bench gate BASELINE CANDIDATE --json`` in ``tree`` → its instruction verdicts."""
     cmd = [_console("samplemind-bench"), "gate", str(baseline), str(candidate)]
-    cmd += ["--metric", "instructions", "--instructions", "--json", str(out), "-q"]
+    cmd += ["--metric", "instructions", "--instructions", "--json", str(out), "-q", *extra]
     proc = subprocess.run(
         cmd, cwd=tree, env=_tree_env(tree), capture_output=True, text=True, check=False
     )
@@ -428,7 +430,11 @@ def _gate_study(args: argparse.Namespace) -> int:
             aa_verdicts: list[dict[str, Any]] = []
             for i in range(len(aa_runs) - 1):
                 aa_verdicts += _gate_verdicts(
-                    clean, work / f"aa-{i}", work / f"aa-{i + 1}", work / f"gate-aa-{i}.json"
+                    clean,
+                    work / f"aa-{i}",
+                    work / f"aa-{i + 1}",
+                    work / f"gate-aa-{i}{args.tag}.json",
+                    args.gate_args,
                 )
             alarms = [v for v in aa_verdicts if v["status"] == "regressed"]
             report["aa"] = {
@@ -539,7 +545,8 @@ def _detection(
                 clean,
                 work / f"clean-{i}",
                 work / f"inj{level}-{i}",
-                work / f"gate-{level}-{i}.json",
+                work / f"gate-{level}-{i}{args.tag}.json",
+                args.gate_args,
             )
             for t in targets:
                 base = _instructions(work / f"clean-{i}", t.benchmark)
@@ -620,6 +627,15 @@ def _parser() -> argparse.ArgumentParser:
         "temporary directory, removed)",
     )
     g.add_argument("--runs-only", action="store_true", help="run (into --work), gate nothing")
+    g.add_argument(
+        "--gate-arg",
+        dest="gate_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument of every samplemind-bench gate (e.g. --gate-arg=--rules=FILE)",
+    )
+    g.add_argument("--tag", default="", help="suffix of the gate JSON files kept in --work")
     g.add_argument("--out", type=Path, required=True, help="figures (JSON)")
     return parser
 
