@@ -474,6 +474,16 @@ def _gate_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trial(i: int, level: float | None = None) -> str:
+    """The results folder of trial ``i`` (clean, or at ``level``): every name has the same length.
+
+    Counts depend on the lengths of the paths a counting process handles (glibc malloc's
+    reuse of freed chunks follows them: docs/decisions.md, section 7), so the folders
+    of a comparison must not differ in length, as the A/A runs' do not.
+    """
+    return f"t{i:03d}-" + ("clean" if level is None else f"{level:.3f}"[1:])
+
+
 def _detection(
     args: argparse.Namespace,
     targets: Sequence[Target],
@@ -504,7 +514,7 @@ def _detection(
     cal0 = patched({t: 0 for t in targets})
     cal1 = patched({t: CALIBRATION_BYTES for t in targets})
     base_dir, zero_dir, full_dir = _map(
-        run, [(clean, "cal-clean"), (cal0, "cal-0"), (cal1, "cal-1")], args.jobs
+        run, [(clean, "cal-c"), (cal0, "cal-0"), (cal1, "cal-1")], args.jobs
     )
     sizes: dict[float, dict[Target, int]] = {level: {} for level in args.levels}
     out: dict[str, Any] = {}
@@ -533,7 +543,7 @@ def _detection(
     tasks = [
         task
         for i in range(args.trials)
-        for task in [(clean, f"clean-{i}"), *[(trees[x], f"inj{x}-{i}") for x in args.levels]]
+        for task in [(clean, _trial(i)), *[(trees[x], _trial(i, x)) for x in args.levels]]
     ]
     _map(run, tasks, args.jobs)
     if args.runs_only:
@@ -543,14 +553,14 @@ def _detection(
         for i in range(args.trials):
             verdicts = _gate_verdicts(
                 clean,
-                work / f"clean-{i}",
-                work / f"inj{level}-{i}",
+                work / _trial(i),
+                work / _trial(i, level),
                 work / f"gate-{level}-{i}{args.tag}.json",
                 args.gate_args,
             )
             for t in targets:
-                base = _instructions(work / f"clean-{i}", t.benchmark)
-                cand = _instructions(work / f"inj{level}-{i}", t.benchmark)
+                base = _instructions(work / _trial(i), t.benchmark)
+                cand = _instructions(work / _trial(i, level), t.benchmark)
                 mine = [v for v in verdicts if v["key"] == benchmark_key(t.benchmark)]
                 rows[t.benchmark].append(
                     {
@@ -574,7 +584,7 @@ def _detection(
             )
     # the clean trial runs are fresh A/A processes too: their target counts' spread
     for t in targets:
-        counts = [_instructions(work / f"clean-{i}", t.benchmark) for i in range(args.trials)]
+        counts = [_instructions(work / _trial(i), t.benchmark) for i in range(args.trials)]
         out[t.benchmark]["clean_spread"] = aa_spread(counts)
     return out
 
