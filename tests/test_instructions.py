@@ -580,3 +580,12 @@ def test_inject_work_patches_the_named_function_only(tmp_path: Path) -> None:
         copy.write_text((repo / target.module).read_text())
         inject_work(tmp_path / "repo", target.module, target.function, 10)
         compile(copy.read_text(), str(copy), "exec")
+
+
+def test_benchmark_storage_exists_before_counting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(runner, "REPO", tmp_path)
+    runner.ensure_benchmark_storage()
+    runner.ensure_benchmark_storage()  # idempotent
+    assert (tmp_path / ".benchmarks").is_dir()

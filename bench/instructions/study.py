@@ -67,6 +67,7 @@ from bench.instructions.runner import (
     REPO,
     counting_command,
     counting_env,
+    ensure_benchmark_storage,
     preflight,
     read_counts,
 )
@@ -92,6 +93,7 @@ def _count_runs(
     tools = preflight()
     if isinstance(tools, str):
         raise SystemExit(tools)
+    ensure_benchmark_storage()
     tasks = [(suite, i) for i in range(runs) for suite in suites]
 
     def one(task: tuple[str, int]) -> dict[str, dict[str, Any]]:
