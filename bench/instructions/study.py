@@ -29,9 +29,9 @@ BASELINE CANDIDATE`` on the results folders, whose ``metric = "instructions"`` v
   run ``i`` is gated against run ``i + 1``: every instruction "regressed" is a false alarm. The
   time of each run and the load average around it are recorded too.
 * **injected work**: per :data:`TARGETS` entry, the target function of the code under test gets
-  a fixed amount of extra work per call (``bytes.count`` over ``n`` bytes: a fraction of an
-  instruction per byte, plus the call) in a worktree of its own. ``n`` is calibrated from two
-  counted runs (``n = 0`` and ``n = CALIBRATION_BYTES``) against the clean runs' median count,
+  a fixed amount of extra work per call (``n`` iterations of an empty ``for`` loop over
+  ``range(n)``, ``n`` <= 256 so no int is allocated) in a worktree of its own. ``n`` is calibrated
+  from two counted runs (``n = 0`` and ``n = CALIBRATION_ITERATIONS``) against a clean run,
   so that the change is ``LEVEL x`` the benchmark's count; then ``--trials`` trials per level,
   each a fresh clean run (``-k`` the targets) gated against a fresh patched run. Reported per
   level: nominal, the measured change, flagged / total.
@@ -276,19 +276,19 @@ TARGETS: Final[tuple[Target, ...]] = (
 """What the detection study injects into (one target per patched function, so the work is
 sized against that benchmark's count alone)."""
 
-CALIBRATION_BYTES: Final = 200_000
-_PAD_NAME: Final = "_SMB_STUDY_PAD"
+CALIBRATION_ITERATIONS: Final = 200
+MAX_ITERATIONS: Final = 256  # range() yields cached small ints up to 256: no allocation
 _MARK: Final = "# injected by bench.instructions.study"
 
 
-def inject_work(tree: Path, module: str, function: str, nbytes: int) -> None:
+def inject_work(tree: Path, module: str, function: str, iterations: int) -> None:
     """Make ``function`` (``Class.method`` or a module function) in ``tree/module`` scan
-    ``nbytes`` bytes with ``bytes.count`` first thing on every call (``nbytes=0``: the call only).
+    ``iterations`` turns of an empty loop first thing on every call (0: the loop's set-up only).
 
-    Used on throw-away checkouts only; the module gets a 4 MiB zero buffer at its end.
+    Used on throw-away checkouts only.
     """
-    if not 0 <= nbytes <= 1 << 22:
-        raise ValueError(f"nbytes must be in [0, 4 MiB], got {nbytes}")
+    if not 0 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be in [0, {MAX_ITERATIONS}], got {iterations}")
     path = tree / module
     text = path.read_text(encoding="utf-8")
     scope: list[ast.stmt] = ast.parse(text).body
@@ -316,8 +316,8 @@ def inject_work(tree: Path, module: str, function: str, nbytes: int) -> None:
     first = body[1] if has_doc and len(body) > 1 else body[0]
     lines = text.splitlines(keepends=True)
     indent = " " * first.col_offset
-    lines.insert(first.lineno - 1, f"{indent}{_PAD_NAME}.count(1, 0, {nbytes})  {_MARK}\n")
-    lines.append(f"\n{_PAD_NAME} = bytes(1 << 22)  {_MARK}\n")
+    loop = f"{indent}for _smb_study_i in range({iterations}):  {_MARK}\n{indent}    pass\n"
+    lines.insert(first.lineno - 1, loop)
     path.write_text("".join(lines), encoding="utf-8")
 
 
@@ -512,9 +512,9 @@ def _detection(
         progress(f"{tag} done")
         return work / tag
 
-    # calibration: the clean count, the call alone (n = 0), the call plus CALIBRATION_BYTES
+    # calibration: the clean count, the loop's set-up alone (n = 0), CALIBRATION_ITERATIONS
     cal0 = patched({t: 0 for t in targets})
-    cal1 = patched({t: CALIBRATION_BYTES for t in targets})
+    cal1 = patched({t: CALIBRATION_ITERATIONS for t in targets})
     base_dir, zero_dir, full_dir = _map(
         run, [(clean, "cal-c"), (cal0, "cal-0"), (cal1, "cal-1")], args.jobs
     )
@@ -523,23 +523,25 @@ def _detection(
     for t in targets:
         base = _instructions(base_dir, t.benchmark)
         call = _instructions(zero_dir, t.benchmark) - base
-        per_byte = (_instructions(full_dir, t.benchmark) - base - call) / CALIBRATION_BYTES
+        per_turn = (_instructions(full_dir, t.benchmark) - base - call) / CALIBRATION_ITERATIONS
         out[t.benchmark] = {
             "function": f"{t.module}:{t.function}",
             "base": base,
             "call": call,
-            "per_byte": per_byte,
+            "per_iteration": per_turn,
             "levels": [],
         }
         for level in args.levels:
-            n = round((level * base - call) / per_byte)
-            if not 0 <= n <= 1 << 22:
+            n = round((level * base - call) / per_turn)
+            if not 0 <= n <= MAX_ITERATIONS:
                 raise SystemExit(
                     f"{t.benchmark}: +{level:.1%} ({level * base:.0f} instructions) cannot be "
-                    f"injected: the call alone adds {call:.0f}, {per_byte:.3f} per byte"
+                    f"injected: the set-up alone adds {call:.0f}, {per_turn:.1f} per iteration"
                 )
             sizes[level][t] = n
-        progress(f"calibrated {t.benchmark}: base {base:.0f}, call {call:.0f}, {per_byte:.4f}/byte")
+        progress(
+            f"calibrated {t.benchmark}: base {base:.0f}, set-up {call:.0f}, {per_turn:.1f}/turn"
+        )
     trees = {level: patched(sizes[level]) for level in args.levels}
     # trial i of every level back to back, so a stopped study has whole trials
     tasks = [
@@ -575,7 +577,7 @@ def _detection(
             out[t.benchmark]["levels"].append(
                 {
                     "nominal": level,
-                    "bytes": sizes[level][t],
+                    "iterations": sizes[level][t],
                     "trials": len(rows[t.benchmark]),
                     "flagged": sum(r["status"] == "regressed" for r in rows[t.benchmark]),
                     "change_median": statistics.median(changes),
