@@ -430,17 +430,24 @@ def _gate_study(args: argparse.Namespace) -> int:
             if args.runs_only:
                 aa_runs = []  # gate nothing yet
             aa_verdicts: list[dict[str, Any]] = []
-            for i in range(len(aa_runs) - 1):
+            n = len(aa_runs)
+            pairs = (
+                [(i, j) for i in range(n) for j in range(i + 1, n)]
+                if args.all_pairs
+                else [(i, i + 1) for i in range(n - 1)]
+            )
+            for i, j in pairs:
                 aa_verdicts += _gate_verdicts(
                     clean,
                     work / f"aa-{i}",
-                    work / f"aa-{i + 1}",
-                    work / f"gate-aa-{i}{args.tag}.json",
+                    work / f"aa-{j}",
+                    work / f"gate-aa-{i}-{j}{args.tag}.json",
                     args.gate_args,
                 )
             alarms = [v for v in aa_verdicts if v["status"] == "regressed"]
             report["aa"] = {
                 "runs": aa_runs,
+                "pairs": pairs,
                 "comparisons": len(aa_verdicts),
                 "false_alarms": len(alarms),
                 "false_alarm_wilson95": wilson(len(alarms), len(aa_verdicts)),
@@ -650,6 +657,11 @@ def _parser() -> argparse.ArgumentParser:
         help="extra argument of every samplemind-bench gate (e.g. --gate-arg=--rules=FILE)",
     )
     g.add_argument("--tag", default="", help="suffix of the gate JSON files kept in --work")
+    g.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="A/A: gate every pair of runs (default: run i against run i + 1)",
+    )
     g.add_argument("--out", type=Path, required=True, help="figures (JSON)")
     return parser
 
