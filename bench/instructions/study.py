@@ -341,14 +341,14 @@ def _bench_run(tree: Path, suites: Sequence[str], out: Path, select: str | None)
     cmd += ["--out", str(out)]
     if select:
         cmd += ["--pytest-arg=-k", f"--pytest-arg={select}"]
-    record = out.with_suffix(".run.json")
+    record = out.parent / f"{out.name}.run.json"
     if record.exists():  # done by an earlier invocation with the same --work
         done: dict[str, Any] = json.loads(record.read_text())
         return done
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()
     start = time.monotonic()
-    log = out.with_suffix(".log")
+    log = out.parent / f"{out.name}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as fh:
         code = subprocess.run(
@@ -559,16 +559,23 @@ def _detection(
     _map(run, tasks, args.jobs)
     if args.runs_only:
         return out
+
+    def judge(task: tuple[float, int]) -> list[dict[str, Any]]:
+        level, i = task
+        return _gate_verdicts(
+            clean,
+            work / _trial(i),
+            work / _trial(i, level),
+            work / f"gate-{level}-{i}{args.tag}.json",
+            args.gate_args,
+        )
+
+    tasks2 = [(level, i) for level in args.levels for i in range(args.trials)]
+    judged = dict(zip(tasks2, _map(judge, tasks2, args.jobs), strict=True))
     for level in args.levels:
         rows: dict[str, list[dict[str, Any]]] = {t.benchmark: [] for t in targets}
         for i in range(args.trials):
-            verdicts = _gate_verdicts(
-                clean,
-                work / _trial(i),
-                work / _trial(i, level),
-                work / f"gate-{level}-{i}{args.tag}.json",
-                args.gate_args,
-            )
+            verdicts = judged[(level, i)]
             for t in targets:
                 base = _instructions(work / _trial(i), t.benchmark)
                 cand = _instructions(work / _trial(i, level), t.benchmark)
