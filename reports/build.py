@@ -6,7 +6,8 @@ added or removed, median ratios). Writes into ``--out`` (default: ``reports/out`
 in the repository, git-ignored):
 
 * ``index.html``: one self-contained page (images embedded, no external files needed);
-* ``summary.md``: claims table + headline figures, for a CI job summary or PR comment;
+* ``summary.md``: claims table + headline figures (and, for a run with instruction counts,
+  the instructions per call beside time), for a CI job summary or PR comment;
 * ``data.csv``: the tidy frame of every run (one row per benchmark × parameters × metric);
 * ``charts/NAME.png`` and ``charts/NAME.svg`` for every chart drawn;
 * ``profile/``: copies of the profile artefacts (flame graphs, speedscope JSON) when a
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.harness.results import PROFILE_FORMAT, ResultsFormatError, check_profile
+from bench.instructions.summary import instruction_rows
 
 from .charts import Chart, Omitted, build_charts, save_chart
 from .claims import evaluate_claims
@@ -171,6 +173,7 @@ def build_report(
         comparison=compare_runs(runs) if len(runs) > 1 else None,
         profile=profile,
         profile_links=links,
+        instructions=instruction_rows(run.path),
     )
     files = {
         "index.html": out / "index.html",

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.instructions.summary import headline_figures, instruction_rows
+
 from .analysis import (
     HASH_ORDER,
     bootstrap_ci,
@@ -148,6 +150,54 @@ def save_chart(chart: Chart, out: Path) -> tuple[Path, Path]:
     chart.figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(chart.figure)
     return png, svg
+
+
+# --- instruction counts ---------------------------------------------------------------------
+
+
+def instruction_headlines(rows: list[dict[str, Any]]) -> str:
+    """The headline counts as one sentence (``not counted`` where a benchmark was not)."""
+    parts = [
+        f"{label}: {'not counted' if v is None else f'{v:,.0f}'}"
+        for label, v in headline_figures(rows).items()
+    ]
+    return "; ".join(parts)
+
+
+def chart_instructions(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "instructions", "Instructions per call (callgrind) beside wall time"
+    rows = instruction_rows(run.path)
+    if not rows:
+        return Omitted(
+            name, title, "no instruction counts in this run (samplemind-bench run --instructions)"
+        )
+    labels = [f"{r['suite']}: {str(r['name']).removeprefix('test_')}" for r in rows]
+    counts = np.array([r["instructions"] for r in rows], dtype=float)
+    times = np.array(
+        [np.nan if r["median_s"] is None else r["median_s"] * 1e6 for r in rows], dtype=float
+    )
+    fig, axes = _fig(title, ncols=2, width=11, height=1.6 + 0.17 * len(rows))
+    _hbars(
+        axes[0],
+        labels,
+        [(counts, "#1f77b4", None)],
+        log=True,
+        xlabel="instructions per call (log)",
+        ylabel="benchmark",
+        fontsize=6,
+    )
+    _hbars(
+        axes[1],
+        [""] * len(rows),
+        [(times, "#ff7f0e", None)],
+        log=True,
+        xlabel="median wall time per call (µs, log)",
+        ylabel="",
+        fontsize=6,
+    )
+    _finish(fig)
+    caption = f"{len(rows)} counted benchmarks. " + instruction_headlines(rows) + "."
+    return Chart(name, title, caption, fig)
 
 
 # --- pipeline -------------------------------------------------------------------------------
@@ -655,6 +705,7 @@ CHARTS: Final[tuple[Callable[[Run, Mapping[str, Any] | None], Result], ...]] = (
     chart_router_faults,
     chart_load_capacity,
     chart_load_faults,
+    chart_instructions,
     chart_memory,
     chart_cpu,
 )

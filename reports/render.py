@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import pandas as pd
 
+from bench.instructions import summary
+
 from .claims import DOES_NOT_HOLD, HOLDS, Claim
 from .data import Run
 
@@ -49,6 +51,9 @@ class ReportContent:
     comparison: pd.DataFrame | None = None
     profile: Mapping[str, Any] | None = None
     profile_links: Sequence[tuple[str, str]] = field(default=())  # (label, href)
+    instructions: Sequence[dict[str, Any]] = ()
+    """Counted benchmarks (:func:`bench.instructions.summary.instruction_rows`); empty when the
+    run has no instruction counts."""
 
 
 def _run_line(run: Run) -> str:
@@ -96,6 +101,8 @@ def render_markdown(content: ReportContent, *, max_list: int = 20) -> str:
     lines += ["", "### Headline figures", ""]
     for ch in content.charts:
         lines.append(f"- **{ch.title}**: {ch.caption}")
+    if content.instructions:
+        lines += ["", summary.markdown(content.instructions, heading="###").rstrip("\n")]
     if content.omitted:
         lines += ["", "### Not charted", ""]
         lines += [f"- {title}: {reason}" for title, reason in content.omitted]
@@ -179,6 +186,37 @@ def _profile_section(content: ReportContent) -> list[str]:
     return out
 
 
+def _instructions_section(content: ReportContent) -> list[str]:
+    rows = content.instructions
+    if not rows:
+        return []
+    out = ["<h2>Instructions per call (callgrind)</h2><ul>"]
+    for label, value in summary.headline_figures(rows).items():
+        shown = "not counted" if value is None else f"{value:,.0f}"
+        out.append(f"<li><strong>{_e(label)}</strong>: {shown}</li>")
+    out.append("</ul>")
+    table = pd.DataFrame(
+        [
+            (
+                r["suite"],
+                r["name"],
+                f"{r['instructions']:,.1f}",
+                "n/a" if not r["median_s"] else f"{r['median_s'] * 1e6:,.2f} µs",
+                "n/a" if not r["median_s"] else f"{r['instructions'] / (r['median_s'] * 1e9):.2f}",
+            )
+            for r in rows
+        ],
+        columns=["suite", "benchmark", "instructions/call", "median time", "instructions/ns"],
+    )
+    out.append(_table(table))
+    out.append(
+        '<p class="links">Counted by valgrind\'s callgrind (<code>samplemind-bench run '
+        "--instructions</code>): the instructions of the benchmark body per call, on valgrind's "
+        "emulated CPU (no SHA-NI or AVX-512), so instructions/ns is not the host's throughput.</p>"
+    )
+    return out
+
+
 def render_html(content: ReportContent) -> str:
     """``index.html``: one file, no external resources, no scripts."""
     run = content.run
@@ -222,6 +260,7 @@ def render_html(content: ReportContent) -> str:
         parts.append("<h3>Not charted</h3><ul>")
         parts += [f"<li>{_e(t)}: {_e(r)}</li>" for t, r in content.omitted]
         parts.append("</ul>")
+    parts += _instructions_section(content)
     parts += _profile_section(content)
     if content.compared and content.comparison is not None:
         comp = content.comparison

@@ -592,3 +592,62 @@ def test_benchmark_storage_exists_before_counting(
     runner.ensure_benchmark_storage()
     runner.ensure_benchmark_storage()  # idempotent
     assert (tmp_path / ".benchmarks").is_dir()
+
+
+REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"
+"""One counted benchmark per headline: cache hit (L1 off and on), routing decision, request."""
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_report_shows_counts_beside_time_from_a_real_run(tools: Tools, tmp_path: Path) -> None:
+    """A real small ``run --instructions``, then ``report``: chart, table, headline figures."""
+    results, out = tmp_path / "results", tmp_path / "report"
+    run = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--out", str(results)]
+    run += ["--suite", "cache", "router", "pipeline", "--pytest-arg=-k", f"--pytest-arg={REPORT_K}"]
+    proc = subprocess.run(
+        run, capture_output=True, text=True, timeout=1800, cwd=REPO, env=cli.timed_run_env()
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    proc = subprocess.run(
+        [str(BENCH_SCRIPT), "report", str(results), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = {}
+    for suite in ("cache", "router", "pipeline"):
+        for b in json.loads((results / f"{suite}.json").read_text())["benchmarks"]:
+            counts[b["name"]] = b["extra_info"]["instructions"]
+    expected = {
+        "instructions per cache hit (fakeredis, msgpack, L1 off)": "test_cache_op[1KB-fakeredis-"
+        "hit-msgpack-l1_off]",
+        "instructions per L1 cache hit (msgpack)": "test_cache_op[1KB-fakeredis-hit-msgpack-l1_on]",
+        "instructions per routing decision (chat/speed, healthy)": "test_route[chat-speed-healthy]",
+        "instructions per pipeline request (client-side CPU, mock)": "test_request_cpu",
+    }
+    md = (out / "summary.md").read_text()
+    page = (out / "index.html").read_text()
+    assert "### Instructions per call (callgrind)" in md
+    assert "<h2>Instructions per call (callgrind)</h2>" in page
+    assert (out / "charts" / "instructions.png").stat().st_size > 0
+    assert 'id="instructions"' in page
+    for label, name in expected.items():
+        figure = f"{counts[name]:,.0f}"
+        assert f"- {label}: {figure}" in md
+        assert f"<li><strong>{label}</strong>: {figure}</li>" in page
+        assert f"| {name} | {counts[name]:,.1f} |" in md  # the table: count beside time
+    assert "not counted" not in md
+
+
+def test_report_without_counts_has_no_instructions_section(tmp_path: Path) -> None:
+    from reports.build import build_report
+
+    files = build_report([REPO / "tests" / "data" / "results" / "run_b"], tmp_path)
+    md, page = files["summary.md"].read_text(), files["index.html"].read_text()
+    assert "Instructions per call (callgrind)</h2>" not in page
+    assert "### Instructions per call" not in md
+    assert "no instruction counts in this run (samplemind-bench run --instructions)" in md
+    assert not (tmp_path / "charts" / "instructions.png").exists()

@@ -31,10 +31,12 @@ Exit codes: 0 pass, 1 regression or insufficient data, 2 bad input (missing/empt
 unknown format version, a bad rules file, a side without raw samples, nothing compared, failed
 baseline run), 3 not comparable (environments differ; ``--ignore-env``).
 
-"insufficient data" never passes on its own (nor, unless its rule says ``on_inconclusive =
-"pass"``, does an instructions change beyond the tolerance but within the A/A noise): a comparison that lacks data on a side (no raw
-samples, a figure missing, fewer than ``min_samples``) fails the gate (exit 1) unless a rule
-marks it ``skip = true``; a gate that could compare nothing at all exits 2.
+"insufficient data" never passes on its own: a comparison that lacks data on a side (no raw
+samples, a figure missing, fewer than ``min_samples``, no A/A spread for an instruction count)
+fails the gate (exit 1) unless a rule marks it ``skip = true``; a gate that could compare
+nothing at all exits 2. Nor does "inconclusive" (an instructions change beyond the tolerance
+but within the A/A noise) unless its rule says ``on_inconclusive = "pass"`` or the command line
+``--on-inconclusive pass``.
 """
 
 from __future__ import annotations
@@ -146,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="A/A spreads file for every instructions rule "
         "(default: the rule's, bench/instructions/aa_spreads.json)",
+    )
+    p.add_argument(
+        "--on-inconclusive",
+        choices=["fail", "pass"],
+        help="for every instructions rule: whether an inconclusive verdict (a change beyond the "
+        "tolerance but within the A/A noise) fails the gate; it is reported either way "
+        "(default: the rule's, fail)",
     )
     p.add_argument(
         "--metric",
@@ -289,6 +298,15 @@ def _configure(args: argparse.Namespace) -> tuple[GateConfig, dict[str, str]]:
     if args.suite:
         overrides["suites"] = tuple(args.suite)
     config = dataclasses.replace(config, **overrides)
+    if args.on_inconclusive is not None:
+        rules = tuple(
+            dataclasses.replace(r, on_inconclusive=args.on_inconclusive)
+            if r.test == "spread"
+            else r
+            for r in config.rules
+        )
+        config = dataclasses.replace(config, rules=rules)
+        settings["on_inconclusive"] = f"{args.on_inconclusive} (--on-inconclusive)"
     if args.spreads is not None:
         config = with_spreads(config, args.spreads)
         settings["spreads"] = f"{args.spreads} (--spreads)"

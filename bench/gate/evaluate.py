@@ -9,6 +9,7 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from bench.gate import stats
@@ -134,7 +135,7 @@ def _judge_counts(
     v.baseline, v.candidate = _median(bv), _median(cv)
     v.runs_baseline, v.runs_candidate = len(bv), len(cv)
     spread = spreads.get(v.key)
-    file = rule.spreads.rsplit("/", 1)[-1]
+    file = Path(rule.spreads).name
     if spread is None and min(len(bv), len(cv)) < 2:
         v.ratio = v.candidate / v.baseline
         v.reason = (

@@ -90,7 +90,8 @@ class GateReport:
         }[code]
 
     def _explanation(self) -> str:
-        """Why a gate without a regression did not pass (empty otherwise)."""
+        """Why a gate without a regression did not pass, and which inconclusive verdicts it
+        accepted (empty otherwise)."""
         outcome = self.outcome
         if outcome == "NOTHING COMPARED":
             return (
@@ -110,6 +111,12 @@ class GateReport:
                 f"{n} comparison(s) inconclusive (a change beyond the tolerance but within the "
                 'measured A/A noise): fails the gate; on_inconclusive = "pass" in the rule '
                 "accepts it"
+            )
+        n = sum(v.status == "inconclusive" and not v.blocking for v in self.verdicts)
+        if n:
+            parts.append(
+                f'{n} comparison(s) inconclusive and accepted (on_inconclusive = "pass"): '
+                "these benchmarks are too noisy to gate at their tolerance (see 'why')"
             )
         return "; ".join(parts)
 

@@ -67,9 +67,9 @@ def headline_figures(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
-def markdown(rows: Sequence[dict[str, Any]]) -> str:
+def markdown(rows: Sequence[dict[str, Any]], *, heading: str = "##") -> str:
     """Headline figures, then the table: instructions per call beside median time."""
-    lines = ["## Instructions per call (callgrind)", ""]
+    lines = [f"{heading} Instructions per call (callgrind)", ""]
     for label, value in headline_figures(rows).items():
         lines.append(f"- {label}: " + ("not counted" if value is None else f"{value:,.0f}"))
     lines += [

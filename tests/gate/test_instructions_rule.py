@@ -118,6 +118,7 @@ def test_inconclusive_is_visible_and_fails_unless_the_rule_says_pass(tmp_path: P
     assert v["json"].status == "inconclusive" and not v["json"].blocking
     assert report.exit_code == gate.EXIT_PASS and report.as_dict()["counts"]["inconclusive"] == 1
     assert "passes (on_inconclusive = pass)" in report.to_table()
+    assert "1 comparison(s) inconclusive and accepted" in report.to_markdown()
 
 
 def test_unknown_spread_with_one_count_per_side_is_insufficient_data(tmp_path: Path) -> None:
