@@ -59,7 +59,9 @@ cancellation still propagates.
 Every ``ResponseCache`` setting is a :class:`~samplemind_core.CacheConfig`
 field. TTLs, the L1, the back-off and the lease wait run on the injected
 ``clock`` (default ``time.monotonic``); per-operation deadlines and slot waits
-run on the event loop's clock (``samplemind_core._cache.deadlines``).
+run on the event loop's clock (``samplemind_core._cache.deadlines``). The one
+wall-clock read, the envelope's ``created_at``, goes through the replaceable
+``samplemind_core._cache.envelope.wall_clock``.
 
 >>> import asyncio
 >>> from samplemind_core import ChatRequest, ChatResponse

@@ -252,6 +252,49 @@ def test_load_spreads(tmp_path: Path) -> None:
 # -- missing tools ------------------------------------------------------------------------------
 
 
+def test_envelope_reads_the_wall_clock_seam_per_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from samplemind_core import ChatResponse
+    from samplemind_core._cache import envelope
+
+    response = ChatResponse(text="hi", provider="ollama", model="m")
+    monkeypatch.setattr(envelope, "wall_clock", lambda: 123.5)
+    first = envelope.encode(response, 1, "json")
+    assert envelope.decode(first)[0].metadata["cache"]["created_at"] == 123.5
+    monkeypatch.setattr(envelope, "wall_clock", lambda: 2_000_000_000.25)
+    second = envelope.encode(response, 1, "msgpack")
+    assert envelope.decode(second)[0].metadata["cache"]["created_at"] == 2_000_000_000.25
+
+
+async def test_counting_process_freezes_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``_deterministic`` does to time: the cache's envelope and fakeredis see a constant."""
+    import time
+
+    import fakeredis
+
+    from bench.instructions import plugin
+    from samplemind_core import ChatResponse
+    from samplemind_core._cache import envelope
+
+    # let monkeypatch restore both after the test
+    monkeypatch.setattr(time, "time", time.time)
+    monkeypatch.setattr(envelope, "wall_clock", envelope.wall_clock)
+    plugin._freeze_wall_clock()
+    assert time.time() == plugin.FROZEN_WALL_CLOCK
+    response = ChatResponse(text="hi", provider="ollama", model="m")
+    raws = {envelope.encode(response, 1, "json") for _ in range(3)}
+    assert len(raws) == 1
+    assert (
+        envelope.decode(raws.pop())[0].metadata["cache"]["created_at"] == plugin.FROZEN_WALL_CLOCK
+    )
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    seconds, _micros = await client.time()
+    assert seconds == int(plugin.FROZEN_WALL_CLOCK)
+    await client.set("k", b"v", px=60_000)
+    assert await client.get("k") == b"v"
+    assert 0 < await client.pttl("k") <= 60_000
+    await client.aclose()
+
+
 def _fake_compiler(tmp_path: Path, stderr: str) -> Path:
     cc = tmp_path / "fakecc"
     cc.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
@@ -491,6 +534,64 @@ def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
     text = summary.markdown(rows)
     assert "| test_route[c] | 3,400.0 | 2.00 µs | 1.70 |" in text
     assert "per pipeline request (client-side CPU, mock): not counted" in text
+
+
+def test_inject_work_patches_the_named_function_only(tmp_path: Path) -> None:
+    import importlib.util
+
+    from bench.instructions.study import TARGETS, inject_work
+
+    (tmp_path / "m.py").write_text(
+        textwrap.dedent(
+            '''
+            class C:
+                async def get(self, x):
+                    """Doc."""
+                    return x + 1
+
+            def f(
+                x,
+            ):
+                return x * 2
+            '''
+        )
+    )
+    with pytest.raises(ValueError, match="iterations"):
+        inject_work(tmp_path, "m.py", "C.get", 1000)  # would allocate ints
+    inject_work(tmp_path, "m.py", "C.get", 200)
+    inject_work(tmp_path, "m.py", "f", 0)
+    text = (tmp_path / "m.py").read_text()
+    assert text.count("in range(1000)") == 0
+    assert text.count("for _smb_study_i in range(200):") == 1
+    assert text.count("for _smb_study_i in range(0):") == 1
+    spec = importlib.util.spec_from_file_location("m_injected", tmp_path / "m.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.f(3) == 6 and mod.C.get.__doc__ == "Doc."
+    import asyncio
+
+    assert asyncio.run(mod.C().get(1)) == 2
+    with pytest.raises(ValueError, match=r"has no C\.nope"):
+        inject_work(tmp_path, "m.py", "C.nope", 1)
+    with pytest.raises(ValueError, match="iterations"):
+        inject_work(tmp_path, "m.py", "f", -1)
+    repo = Path(__file__).resolve().parents[1]
+    for target in TARGETS:  # every target names a function that exists in this checkout
+        copy = tmp_path / "repo" / target.module
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text((repo / target.module).read_text())
+        inject_work(tmp_path / "repo", target.module, target.function, 10)
+        compile(copy.read_text(), str(copy), "exec")
+
+
+def test_benchmark_storage_exists_before_counting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(runner, "REPO", tmp_path)
+    runner.ensure_benchmark_storage()
+    runner.ensure_benchmark_storage()  # idempotent
+    assert (tmp_path / ".benchmarks").is_dir()
 
 
 REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"

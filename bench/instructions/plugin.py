@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -114,13 +115,14 @@ def _deterministic() -> None:
     """Take the counting process's history off the clock and off the entropy pool.
 
     A count depends on the state the process is in (the allocator's free lists,
-    dict sizes, what was cached), so that state must not depend on the wall clock
-    or on randomness. Hence, in a counting process: every counted benchmark is
+    dict sizes, what was cached) and on the values it handles, so neither may
+    depend on the wall clock or on randomness. Hence, in a counting process: every counted benchmark is
     *disabled* for wall time once its body is counted (a test's time-budgeted
     extras, such as the fingerprint suite's ``timeit`` split, then run once, as in a
     smoke run, instead of as often as a time budget allows); ``random`` is seeded;
-    and ``uuid.uuid4`` (the cache benchmarks' namespaces) draws from a seeded
-    generator instead of ``os.urandom``.
+    ``uuid.uuid4`` (the cache benchmarks' namespaces) draws from a seeded
+    generator instead of ``os.urandom``; and the wall clock stands still
+    (:func:`_freeze_wall_clock`).
     """
     random.seed(0)
     rng = random.Random(0x5A3D)
@@ -129,6 +131,32 @@ def _deterministic() -> None:
         return uuid.UUID(int=rng.getrandbits(128), version=4)
 
     uuid.uuid4 = uuid4
+    _freeze_wall_clock()
+
+
+FROZEN_WALL_CLOCK: Final = 1_800_000_000.0
+"""The counting process's ``time.time()`` (2027-01-15 08:00 UTC): a constant, so no
+count depends on the date (a float's repr and parse cost depend on its digits)."""
+
+
+def _frozen_time() -> float:
+    return FROZEN_WALL_CLOCK
+
+
+def _freeze_wall_clock() -> None:
+    """Stop the wall clock in this process: ``time.time`` and the cache's seam return a constant.
+
+    The cache stamps ``created_at`` through :data:`samplemind_core._cache.envelope.wall_clock`
+    (JSON writes and parses a float's repr, whose cost depends on its digits, so the
+    JSON codec counts moved with the time of day), and fakeredis reads ``time.time()`` on
+    every command for its expiry. Monotonic clocks (the cache's TTL clock, asyncio's
+    timers) keep running: only their differences matter, and no counted body waits on
+    the wall clock.
+    """
+    from samplemind_core._cache import envelope
+
+    time.time = _frozen_time
+    envelope.wall_clock = _frozen_time
 
 
 _PAD_BYTES: Final = bytes(1 << 22)

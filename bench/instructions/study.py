@@ -19,28 +19,61 @@ level 0 is the same wrapper with no work), and decides each pair (level 0 of
 process i, level L of process i + 1: always two fresh processes) with
 :func:`bench.instructions.significance.decide` and the A/A spreads: the detection
 rate per level, and at level 0 the false alarms.
+
+``gate`` is the same question through the path a user takes: throw-away git worktrees of
+``--ref`` (:func:`bench.gate.ab_runner.worktree`), ``samplemind-bench run --quick --instructions``
+in them (a wall-time process, then a counting process, per suite) and ``samplemind-bench gate
+BASELINE CANDIDATE`` on the results folders, whose ``metric = "instructions"`` verdicts are scored:
+
+* **A/A**: ``--aa-runs`` full runs of the clean tree (every counted benchmark of ``--suite``);
+  run ``i`` is gated against run ``i + 1``: every instruction "regressed" is a false alarm. The
+  time of each run and the load average around it are recorded too.
+* **injected work**: per :data:`TARGETS` entry, the target function of the code under test gets
+  a fixed amount of extra work per call (``n`` iterations of an empty ``for`` loop over
+  ``range(n)``, ``n`` <= 256 so no int is allocated) in a worktree of its own. ``n`` is calibrated
+  from two counted runs (``n = 0`` and ``n = CALIBRATION_ITERATIONS``) against a clean run,
+  so that the change is ``LEVEL x`` the benchmark's count; then ``--trials`` trials per level,
+  each a fresh clean run (``-k`` the targets) gated against a fresh patched run. Reported per
+  level: nominal, the measured change, flagged / total.
+
+::
+
+    python -m bench.instructions.study gate --aa-runs 5 --trials 10 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench.harness.results import commit_info, environment
 from bench.instructions._select import counted_suites
-from bench.instructions.runner import REPO, counting_command, counting_env, preflight, read_counts
+from bench.instructions.runner import (
+    REPO,
+    counting_command,
+    counting_env,
+    ensure_benchmark_storage,
+    preflight,
+    read_counts,
+)
 from bench.instructions.significance import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
 
-__all__ = ["main"]
+__all__ = ["TARGETS", "Target", "inject_work", "main"]
 
 
 def _count_runs(
@@ -60,6 +93,7 @@ def _count_runs(
     tools = preflight()
     if isinstance(tools, str):
         raise SystemExit(tools)
+    ensure_benchmark_storage()
     tasks = [(suite, i) for i in range(runs) for suite in suites]
 
     def one(task: tuple[str, int]) -> dict[str, dict[str, Any]]:
@@ -209,6 +243,370 @@ def _inject(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the real gate path ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A benchmark whose code under test gets injected work: ``function`` in ``module``."""
+
+    benchmark: str  # fullname, as in the results files
+    suite: str
+    select: str  # pytest -k expression choosing it (and little else)
+    module: str  # path of the module inside the checkout
+    function: str  # qualified name of the function that gets the work (once per call)
+
+
+TARGETS: Final[tuple[Target, ...]] = (
+    Target(
+        "bench/suites/test_fingerprint.py::test_fingerprint[8KB-blake3]",
+        "fingerprint",
+        "8KB-blake3",
+        "samplemind_core/fingerprint.py",
+        "fingerprint",
+    ),
+    Target(
+        "bench/suites/test_cache.py::test_cache_op[1KB-fakeredis-hit-msgpack-l1_off]",
+        "cache",
+        "test_cache_op and fakeredis-hit-msgpack-l1_off",
+        "samplemind_core/cache.py",
+        "ResponseCache.get",
+    ),
+)
+"""What the detection study injects into (one target per patched function, so the work is
+sized against that benchmark's count alone)."""
+
+CALIBRATION_ITERATIONS: Final = 200
+MAX_ITERATIONS: Final = 256  # range() yields cached small ints up to 256: no allocation
+_MARK: Final = "# injected by bench.instructions.study"
+
+
+def inject_work(tree: Path, module: str, function: str, iterations: int) -> None:
+    """Make ``function`` (``Class.method`` or a module function) in ``tree/module`` scan
+    ``iterations`` turns of an empty loop first thing on every call (0: the loop's set-up only).
+
+    Used on throw-away checkouts only.
+    """
+    if not 0 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be in [0, {MAX_ITERATIONS}], got {iterations}")
+    path = tree / module
+    text = path.read_text(encoding="utf-8")
+    scope: list[ast.stmt] = ast.parse(text).body
+    node: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+    for part in function.split("."):
+        found = [
+            n
+            for n in scope
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and n.name == part
+        ]
+        if not found:
+            raise ValueError(f"{module} has no {function}")
+        nxt = found[0]
+        scope = nxt.body
+        node = nxt if isinstance(nxt, ast.FunctionDef | ast.AsyncFunctionDef) else None
+    if node is None:
+        raise ValueError(f"{module}: {function} is not a function")
+    body = node.body
+    has_doc = (
+        isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
+    first = body[1] if has_doc and len(body) > 1 else body[0]
+    lines = text.splitlines(keepends=True)
+    indent = " " * first.col_offset
+    loop = f"{indent}for _smb_study_i in range({iterations}):  {_MARK}\n{indent}    pass\n"
+    lines.insert(first.lineno - 1, loop)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _tree_env(tree: Path) -> dict[str, str]:
+    """The environment of a command in ``tree``: its checkout first on ``PYTHONPATH``."""
+    rest = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), *rest]))
+
+
+def _console(name: str) -> str:
+    """The console script ``name`` of this interpreter's environment (as a user runs it)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: pip install -e '.[dev]' in this environment")
+    return str(path)
+
+
+def _bench_run(tree: Path, suites: Sequence[str], out: Path, select: str | None) -> dict[str, Any]:
+    """``samplemind-bench run --quick --instructions`` in ``tree`` → time, load and exit code."""
+    cmd = [_console("samplemind-bench"), "run", "--quick", "--instructions", "--suite", *suites]
+    cmd += ["--out", str(out)]
+    if select:
+        cmd += ["--pytest-arg=-k", f"--pytest-arg={select}"]
+    record = out.parent / f"{out.name}.run.json"
+    if record.exists():  # done by an earlier invocation with the same --work
+        done: dict[str, Any] = json.loads(record.read_text())
+        return done
+    shutil.rmtree(out, ignore_errors=True)
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    log = out.parent / f"{out.name}.log"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as fh:
+        code = subprocess.run(
+            cmd, cwd=tree, env=_tree_env(tree), stdout=fh, stderr=subprocess.STDOUT, check=False
+        ).returncode
+    elapsed = time.monotonic() - start
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {code}; see {log}")
+    result = {
+        "out": str(out),
+        "command": cmd,
+        "seconds": round(elapsed, 1),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    record.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _gate_verdicts(
+    tree: Path, baseline: Path, candidate: Path, out: Path, extra: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """``samplemind-bench gate BASELINE CANDIDATE --json`` in ``tree`` → its instruction verdicts."""
+    cmd = [_console("samplemind-bench"), "gate", str(baseline), str(candidate)]
+    cmd += ["--metric", "instructions", "--instructions", "--json", str(out), "-q", *extra]
+    proc = subprocess.run(
+        cmd, cwd=tree, env=_tree_env(tree), capture_output=True, text=True, check=False
+    )
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"gate exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    return [v for v in doc["verdicts"] if v["metric"] == "instructions"]
+
+
+def _instructions(results: Path, name: str) -> float:
+    """Instructions per call of benchmark ``name`` in the results folder ``results``."""
+    from bench.harness.results import benchmark_key
+
+    suite = name.split("::", 1)[0].rsplit("/", 1)[-1].removeprefix("test_").removesuffix(".py")
+    data = json.loads((results / f"{suite}.json").read_text())
+    for bench in data["benchmarks"]:
+        if benchmark_key(bench.get("fullname", "")) == benchmark_key(name):
+            return float(bench["extra_info"]["instructions"])
+    raise SystemExit(f"{results}: no count of {name}")
+
+
+def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(fn, items))
+
+
+def _gate_study(args: argparse.Namespace) -> int:
+    from bench.gate.ab_runner import worktree
+    from bench.gate.study import wilson, write_figures
+
+    start = time.monotonic()
+    work = args.work or Path(tempfile.mkdtemp(prefix="samplemind-instr-gate-"))
+    work.mkdir(parents=True, exist_ok=True)
+    targets = [t for t in TARGETS if not args.targets or t.suite in args.targets]
+    report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}}
+    lines: list[str] = []
+
+    def progress(msg: str) -> None:
+        print(f"gate study [{time.monotonic() - start:.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        with ExitStack() as stack:
+            clean = stack.enter_context(worktree(REPO, args.ref))
+            # -- A/A: full runs of the clean tree, run i gated against run i + 1
+            aa_runs: list[dict[str, Any]] = []
+            if args.aa_runs:
+
+                def aa_one(i: int) -> dict[str, Any]:
+                    run = _bench_run(clean, args.suites, work / f"aa-{i}", None)
+                    progress(f"A/A run {i + 1}/{args.aa_runs}: {run['seconds']} s")
+                    return run
+
+                aa_runs = _map(aa_one, range(args.aa_runs), args.jobs)
+            if args.runs_only:
+                aa_runs = []  # gate nothing yet
+            aa_verdicts: list[dict[str, Any]] = []
+            n = len(aa_runs)
+            pairs = (
+                [(i, j) for i in range(n) for j in range(i + 1, n)]
+                if args.all_pairs
+                else [(i, i + 1) for i in range(n - 1)]
+            )
+            for i, j in pairs:
+                aa_verdicts += _gate_verdicts(
+                    clean,
+                    work / f"aa-{i}",
+                    work / f"aa-{j}",
+                    work / f"gate-aa-{i}-{j}{args.tag}.json",
+                    args.gate_args,
+                )
+            alarms = [v for v in aa_verdicts if v["status"] == "regressed"]
+            report["aa"] = {
+                "runs": aa_runs,
+                "pairs": pairs,
+                "comparisons": len(aa_verdicts),
+                "false_alarms": len(alarms),
+                "false_alarm_wilson95": wilson(len(alarms), len(aa_verdicts)),
+                "alarms": alarms,
+                "statuses": {
+                    s: sum(v["status"] == s for v in aa_verdicts)
+                    for s in sorted({v["status"] for v in aa_verdicts})
+                },
+            }
+            if aa_runs:
+                lo, hi = report["aa"]["false_alarm_wilson95"]
+                lines.append(
+                    f"A/A: {len(alarms)} false alarms in {len(aa_verdicts)} instruction "
+                    f"comparisons ({len(aa_runs)} runs; Wilson 95 % [{lo:.2%}, {hi:.2%}]); "
+                    f"statuses {report['aa']['statuses']}; run times "
+                    f"{[r['seconds'] for r in aa_runs]} s at load "
+                    f"{[r['load_before'][0] for r in aa_runs]}"
+                )
+            if targets and args.trials:
+                report["inject"] = _detection(args, targets, clean, work, stack, progress)
+                for t in targets:
+                    for row in report["inject"][t.benchmark]["levels"]:
+                        lines.append(
+                            f"{t.benchmark.split('::')[-1]} +{row['nominal']:.1%}: measured "
+                            f"{row['change_median']:+.3%} (min {row['change_min']:+.3%}, max "
+                            f"{row['change_max']:+.3%}); flagged {row['flagged']}/{row['trials']}"
+                        )
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report["minutes"] = round((time.monotonic() - start) / 60, 1)
+    write_figures(args.out, report, "\n".join(lines))
+    return 0
+
+
+def _trial(i: int, level: float | None = None) -> str:
+    """The results folder of trial ``i`` (clean, or at ``level``): every name has the same length.
+
+    Counts depend on the lengths of the paths a counting process handles (glibc malloc's
+    reuse of freed chunks follows them: docs/decisions.md, section 7), so the folders
+    of a comparison must not differ in length, as the A/A runs' do not.
+    """
+    return f"t{i:03d}-" + ("clean" if level is None else f"{level:.3f}"[1:])
+
+
+def _detection(
+    args: argparse.Namespace,
+    targets: Sequence[Target],
+    clean: Path,
+    work: Path,
+    stack: ExitStack,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    from bench.gate.ab_runner import worktree
+    from bench.harness.results import benchmark_key
+
+    suites = list(dict.fromkeys(t.suite for t in targets))
+    select = " or ".join(f"({t.select})" for t in targets)
+
+    def patched(sizes: dict[Target, int]) -> Path:
+        tree = stack.enter_context(worktree(REPO, args.ref))
+        for t, n in sizes.items():
+            inject_work(tree, t.module, t.function, n)
+        return tree
+
+    def run(task: tuple[Path, str]) -> Path:
+        tree, tag = task
+        _bench_run(tree, suites, work / tag, select)
+        progress(f"{tag} done")
+        return work / tag
+
+    # calibration: the clean count, the loop's set-up alone (n = 0), CALIBRATION_ITERATIONS
+    cal0 = patched({t: 0 for t in targets})
+    cal1 = patched({t: CALIBRATION_ITERATIONS for t in targets})
+    base_dir, zero_dir, full_dir = _map(
+        run, [(clean, "cal-c"), (cal0, "cal-0"), (cal1, "cal-1")], args.jobs
+    )
+    sizes: dict[float, dict[Target, int]] = {level: {} for level in args.levels}
+    out: dict[str, Any] = {}
+    for t in targets:
+        base = _instructions(base_dir, t.benchmark)
+        call = _instructions(zero_dir, t.benchmark) - base
+        per_turn = (_instructions(full_dir, t.benchmark) - base - call) / CALIBRATION_ITERATIONS
+        out[t.benchmark] = {
+            "function": f"{t.module}:{t.function}",
+            "base": base,
+            "call": call,
+            "per_iteration": per_turn,
+            "levels": [],
+        }
+        for level in args.levels:
+            n = round((level * base - call) / per_turn)
+            if not 0 <= n <= MAX_ITERATIONS:
+                raise SystemExit(
+                    f"{t.benchmark}: +{level:.1%} ({level * base:.0f} instructions) cannot be "
+                    f"injected: the set-up alone adds {call:.0f}, {per_turn:.1f} per iteration"
+                )
+            sizes[level][t] = n
+        progress(
+            f"calibrated {t.benchmark}: base {base:.0f}, set-up {call:.0f}, {per_turn:.1f}/turn"
+        )
+    trees = {level: patched(sizes[level]) for level in args.levels}
+    # trial i of every level back to back, so a stopped study has whole trials
+    tasks = [
+        task
+        for i in range(args.trials)
+        for task in [(clean, _trial(i)), *[(trees[x], _trial(i, x)) for x in args.levels]]
+    ]
+    _map(run, tasks, args.jobs)
+    if args.runs_only:
+        return out
+
+    def judge(task: tuple[float, int]) -> list[dict[str, Any]]:
+        level, i = task
+        return _gate_verdicts(
+            clean,
+            work / _trial(i),
+            work / _trial(i, level),
+            work / f"gate-{level}-{i}{args.tag}.json",
+            args.gate_args,
+        )
+
+    tasks2 = [(level, i) for level in args.levels for i in range(args.trials)]
+    judged = dict(zip(tasks2, _map(judge, tasks2, args.jobs), strict=True))
+    for level in args.levels:
+        rows: dict[str, list[dict[str, Any]]] = {t.benchmark: [] for t in targets}
+        for i in range(args.trials):
+            verdicts = judged[(level, i)]
+            for t in targets:
+                base = _instructions(work / _trial(i), t.benchmark)
+                cand = _instructions(work / _trial(i, level), t.benchmark)
+                mine = [v for v in verdicts if v["key"] == benchmark_key(t.benchmark)]
+                rows[t.benchmark].append(
+                    {
+                        "change": cand / base - 1.0,
+                        "status": mine[0]["status"] if mine else "missing",
+                    }
+                )
+        for t in targets:
+            changes = [r["change"] for r in rows[t.benchmark]]
+            out[t.benchmark]["levels"].append(
+                {
+                    "nominal": level,
+                    "iterations": sizes[level][t],
+                    "trials": len(rows[t.benchmark]),
+                    "flagged": sum(r["status"] == "regressed" for r in rows[t.benchmark]),
+                    "change_median": statistics.median(changes),
+                    "change_min": min(changes),
+                    "change_max": max(changes),
+                    "trial_rows": rows[t.benchmark],
+                }
+            )
+    # the clean trial runs are fresh A/A processes too: their target counts' spread
+    for t in targets:
+        counts = [_instructions(work / _trial(i), t.benchmark) for i in range(args.trials)]
+        out[t.benchmark]["clean_spread"] = aa_spread(counts)
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions.study", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +627,49 @@ def _parser() -> argparse.ArgumentParser:
                 type=Path,
                 help="inject.json of an earlier run: decide its counts again",
             )
+    g = sub.add_parser("gate", help="A/A false alarms and detection through the real gate path")
+    g.add_argument(
+        "--suite",
+        dest="suites",
+        nargs="+",
+        choices=counted_suites(),
+        default=list(counted_suites()),
+        help="A/A: suites of the full runs",
+    )
+    g.add_argument("--aa-runs", type=int, default=5, help="A/A: full clean runs (0: none)")
+    g.add_argument(
+        "--target",
+        dest="targets",
+        nargs="+",
+        choices=[t.suite for t in TARGETS],
+        help="detection: suites whose TARGETS to inject into (default: all)",
+    )
+    g.add_argument("--trials", type=int, default=10, help="detection: trials per level (0: none)")
+    g.add_argument("--levels", type=float, nargs="+", default=[0.005, 0.01, 0.02])
+    g.add_argument("--ref", default="HEAD", help="the commit every worktree starts from")
+    g.add_argument("-j", "--jobs", type=int, default=2, help="runs at a time")
+    g.add_argument(
+        "--work",
+        type=Path,
+        help="keep the runs here; runs already done there are not run again (default: a "
+        "temporary directory, removed)",
+    )
+    g.add_argument("--runs-only", action="store_true", help="run (into --work), gate nothing")
+    g.add_argument(
+        "--gate-arg",
+        dest="gate_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument of every samplemind-bench gate (e.g. --gate-arg=--rules=FILE)",
+    )
+    g.add_argument("--tag", default="", help="suffix of the gate JSON files kept in --work")
+    g.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="A/A: gate every pair of runs (default: run i against run i + 1)",
+    )
+    g.add_argument("--out", type=Path, required=True, help="figures (JSON)")
     return parser
 
 
@@ -237,6 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "python -m bench.instructions.study " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
+    if args.command == "gate":
+        if args.aa_runs == 1 or args.aa_runs < 0 or args.trials < 0:
+            raise SystemExit("--aa-runs must be 0 or >= 2 and --trials >= 0")
+        return _gate_study(args)
     if args.runs < 2:
         raise SystemExit("--runs must be >= 2")
     return _aa(args) if args.command == "aa" else _inject(args)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import msgpack
@@ -22,12 +23,19 @@ import orjson
 from .._exceptions import CacheValueError
 from .._models import ChatResponse, ToolCall, Usage
 
-__all__ = ["ENVELOPE_VERSION", "decode", "encode"]
+__all__ = ["ENVELOPE_VERSION", "decode", "encode", "wall_clock"]
 
 ENVELOPE_VERSION: Final = "smc/1"
 """First element of every stored value; anything else under our key is foreign."""
 
-_now = time.time
+wall_clock: Callable[[], float] = time.time
+"""Where ``created_at`` comes from (seconds since the epoch): read at every encode.
+
+The cache's only read of the wall clock (its TTLs, L1 and back-off run on the
+monotonic ``clock`` given to :class:`~samplemind_core.cache.ResponseCache`). It is
+looked up as a module attribute on each call, so a process that must not depend
+on the wall clock (the benchmark harness's instruction-counting process) can
+assign a constant function here before it encodes."""
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 _jdumps = orjson.dumps
@@ -37,7 +45,7 @@ _jloads = orjson.loads
 def _envelope(response: ChatResponse, provider_gen: int) -> list[Any]:
     return [
         ENVELOPE_VERSION,
-        _now(),
+        wall_clock(),
         response.provider,
         response.model,
         float(response.latency_ms),
