@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.instructions import _select, runner
+from bench.instructions import _select, _tools, runner
 from bench.instructions._counter import Count, DumpError, read_dump_total, warmup_calls
 from bench.instructions._tools import APT_HINT, ToolMissing, Tools, build_shim, find_tools
 from bench.instructions.significance import aa_spread, decide, load_spreads
@@ -176,7 +176,9 @@ def test_merge_counts(tmp_path: Path) -> None:
 
 
 def test_counting_command_and_env(tmp_path: Path) -> None:
-    tools = Tools("/usr/bin/valgrind", "/usr/bin/setarch", tmp_path / "shim.so", "valgrind-3.19.0")
+    tools = Tools(
+        "/usr/bin/valgrind", "/usr/bin/setarch", tmp_path / "shim.so", "valgrind-3.19.0", "/j.so"
+    )
     cmd = runner.counting_command(
         tools, "router", tmp_path, quick=True, live=False, pytest_args=["-k", "x"]
     )
@@ -187,10 +189,14 @@ def test_counting_command_and_env(tmp_path: Path) -> None:
     assert f"--callgrind-out-file={tmp_path / 'callgrind.%p'}" in cmd
     assert f"--instructions={tmp_path}" in cmd and "--quick" in cmd and "--live" not in cmd
     assert cmd[-2:] == ["-k", "x"]
-    env = runner.counting_env({"PYTHONHASHSEED": "random", "PYTEST_XDIST_WORKER": "gw0", "A": "1"})
-    assert env == {"PYTHONHASHSEED": "0", "A": "1", "GLIBC_TUNABLES": runner.MALLOC_TUNABLES}
-    env = runner.counting_env({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
-    assert env["GLIBC_TUNABLES"] == "glibc.pthread.rseq=0:" + runner.MALLOC_TUNABLES
+    base = {"PYTHONHASHSEED": "random", "PYTEST_XDIST_WORKER": "gw0", "A": "1", "LD_PRELOAD": "x"}
+    env = runner.counting_env(tools, base)
+    assert env == {
+        "PYTHONHASHSEED": "0",
+        "A": "1",
+        "LD_PRELOAD": "/j.so",
+        "MALLOC_CONF": runner.JEMALLOC_CONF,
+    }
 
 
 # -- the decision -----------------------------------------------------------------------------
@@ -302,6 +308,13 @@ def _fake_compiler(tmp_path: Path, stderr: str) -> Path:
     return cc
 
 
+def test_missing_jemalloc_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(_tools, "_LIB_DIRS", (str(tmp_path),))
+    with pytest.raises(ToolMissing, match=r"libjemalloc\.so\.2 not found") as info:
+        _tools.find_jemalloc()
+    assert _tools.JEMALLOC_HINT in str(info.value)
+
+
 def test_missing_valgrind_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissing, match="valgrind not found on PATH") as info:
@@ -402,7 +415,7 @@ def _counted(tools: Tools, tmp_path: Path, name: str) -> list[float]:
         str(tools.shim),
     ]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=runner.counting_env()
+        cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=runner.counting_env(tools)
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not list(out.glob("callgrind.*.*")), "dumps are removed once read"

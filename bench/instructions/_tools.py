@@ -28,6 +28,7 @@ __all__ = [
     "ToolMissing",
     "Tools",
     "cache_dir",
+    "find_jemalloc",
     "find_tools",
     "load_shim",
 ]
@@ -48,6 +49,18 @@ void sm_dump_stats_at(const char *name) { CALLGRIND_DUMP_STATS_AT(name); }
 """
 
 
+JEMALLOC_HINT: Final = "install it with `apt-get install -y libjemalloc2`"
+
+_JEMALLOC: Final = "libjemalloc.so.2"
+_LIB_DIRS: Final = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+)
+
+
 class ToolMissing(RuntimeError):
     """A tool that ``--instructions`` needs is missing; the message says how to install it."""
 
@@ -60,6 +73,8 @@ class Tools:
     setarch: str
     shim: Path
     valgrind_version: str
+    allocator: str
+    """The malloc the counting process runs on (``LD_PRELOAD``): the path of jemalloc."""
 
 
 def cache_dir() -> Path:
@@ -128,17 +143,38 @@ def build_shim(directory: Path | None = None) -> Path:
     return target
 
 
+def find_jemalloc() -> str:
+    """The path of Debian's ``libjemalloc.so.2``. Raises ToolMissing.
+
+    Counting processes run on jemalloc instead of glibc malloc: under glibc, whether a
+    ``realloc`` grows in place or moves depends on the whole heap history, down to the
+    lengths of the paths the process handled, so the same code counted in two checkouts
+    differed by up to several percent (docs/decisions.md, section 7).
+    """
+    for directory in _LIB_DIRS:
+        path = Path(directory) / _JEMALLOC
+        if path.is_file():
+            return str(path)
+    raise ToolMissing(
+        f"{_JEMALLOC} not found in {', '.join(_LIB_DIRS)} (counting processes run on jemalloc, "
+        f"whose counts do not depend on the process's heap history): {JEMALLOC_HINT}"
+    )
+
+
 def find_tools() -> Tools:
-    """Check valgrind, setarch, the compiler and the header; build the shim. Raises ToolMissing."""
+    """Check valgrind, setarch, jemalloc, the compiler and the header; build the shim.
+
+    Raises ToolMissing."""
     valgrind = _which("valgrind", "Valgrind counts the instructions")
     setarch = _which("setarch", "it turns address-space randomisation off; util-linux ships it")
+    allocator = find_jemalloc()
     shim = build_shim()
     proc = subprocess.run(
         [valgrind, "--version"], capture_output=True, text=True, timeout=60, check=False
     )
     if proc.returncode != 0:
         raise ToolMissing(f"{valgrind} --version failed (exit {proc.returncode}): {APT_HINT}")
-    return Tools(valgrind, setarch, shim, proc.stdout.strip())
+    return Tools(valgrind, setarch, shim, proc.stdout.strip(), allocator)
 
 
 class Shim:

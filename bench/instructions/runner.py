@@ -3,7 +3,7 @@
 After a suite's ordinary (wall-time) pytest process, :func:`count_suite` starts a
 second one for the same suite under callgrind::
 
-    PYTHONHASHSEED=0 GLIBC_TUNABLES=... setarch -R valgrind --tool=callgrind --instr-atstart=no \\
+    PYTHONHASHSEED=0 LD_PRELOAD=libjemalloc.so.2 setarch -R valgrind --tool=callgrind --instr-atstart=no \\
         --collect-atstart=no --callgrind-out-file=DIR/instructions/<suite>/callgrind.%p \\
         python -m pytest bench/suites/test_<suite>.py --instructions=DIR/instructions/<suite> ...
 
@@ -33,7 +33,7 @@ from bench.instructions.plugin import COUNTS_FILE, COUNTS_FORMAT
 __all__ = [
     "CALLGRIND_ARGS",
     "EXTRA_PYTEST_ARGS",
-    "MALLOC_TUNABLES",
+    "JEMALLOC_CONF",
     "count_into",
     "count_suite",
     "counting_command",
@@ -73,24 +73,19 @@ def preflight() -> Tools | str:
         return f"samplemind-bench run --instructions: {exc}"
 
 
-MALLOC_TUNABLES: Final = "glibc.malloc.mmap_threshold=1024:glibc.malloc.tcache_count=1000"
-"""glibc malloc settings of a counting process.
-
-Python objects over 512 bytes (and the buffers of orjson, blake3, ...) come from glibc
-malloc, whose instructions per call depend on the state of its free lists, that is on
-the process's history: 0.1-4 % between fresh processes of the same benchmark. Blocks
-of 1 KiB and more are mapped instead (the syscall's user-space side is a constant
-handful of instructions), and deeper per-thread caches serve the smaller ones
-without walking the bins."""
+JEMALLOC_CONF: Final = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+"""jemalloc settings of a counting process: no purging of unused pages, which jemalloc
+drives by elapsed time (a count must not depend on how fast the process ran)."""
 
 
-def counting_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The counting process's environment: a fixed hash seed, the malloc settings, no xdist."""
+def counting_env(tools: Tools, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The counting process's environment: a fixed hash seed, jemalloc, no xdist."""
     env = dict(os.environ if base is None else base)
     for name in [n for n in env if n.startswith("PYTEST_XDIST_")]:
         del env[name]
     env["PYTHONHASHSEED"] = "0"
-    env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), MALLOC_TUNABLES) if t)
+    env["LD_PRELOAD"] = tools.allocator  # alone: another preloaded library would count too
+    env["MALLOC_CONF"] = JEMALLOC_CONF
     return env
 
 
@@ -207,14 +202,16 @@ def count_suite(
     print(f"{tag}: counting instructions under callgrind", flush=True)
     start = time.monotonic()
     with log_path.open("w") as log:
-        log.write(f"$ PYTHONHASHSEED=0 GLIBC_TUNABLES={MALLOC_TUNABLES} " + " ".join(cmd) + "\n")
+        env = counting_env(tools)
+        shown = ("PYTHONHASHSEED", "LD_PRELOAD", "MALLOC_CONF")
+        log.write("$ " + " ".join([*(f"{k}={env[k]}" for k in shown), *cmd]) + "\n")
         log.flush()
         code = subprocess.run(
             cmd,
             cwd=REPO,
             stdout=None if verbose else log,
             stderr=subprocess.STDOUT,
-            env=counting_env(),
+            env=env,
             check=False,
         ).returncode
     elapsed = time.monotonic() - start
@@ -222,7 +219,9 @@ def count_suite(
     results = out / f"{suite}.json"
     note = ""
     if counts and results.exists():
-        merged, unmatched = merge_counts(results, counts, tools.valgrind_version + " callgrind")
+        merged, unmatched = merge_counts(
+            results, counts, tools.valgrind_version + " callgrind jemalloc"
+        )
         note = f"; {merged} benchmark(s) counted"
         if unmatched:
             note += f"; {len(unmatched)} count(s) without a wall-time entry: {unmatched[:3]}"

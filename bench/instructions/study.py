@@ -106,7 +106,12 @@ def _count_runs(
         log = directory / "pytest.txt"
         with log.open("w") as fh:
             code = subprocess.run(
-                cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=counting_env(), check=False
+                cmd,
+                cwd=REPO,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=counting_env(tools),
+                check=False,
             ).returncode
         if code != 0:
             raise SystemExit(f"{suite} run {i} failed (exit {code}); see {log}")
@@ -132,6 +137,7 @@ def provenance(command: str, runs: int, *, quick: bool) -> dict[str, Any]:
         "quick": quick,
         "machine": {k: env[k] for k in ("cpu", "cores", "python", "platform")},
         "valgrind": tools if isinstance(tools, str) else tools.valgrind_version,
+        "allocator": tools if isinstance(tools, str) else tools.allocator,
         "commit": commit_info(REPO),
     }
 
