@@ -175,6 +175,19 @@ class CacheStats:
         return out
 
 
+def _as_cache_error(exc: Exception) -> CacheError:
+    """``exc`` of the store as our error (its ``__cause__`` set by the caller)."""
+    if isinstance(exc, redis.exceptions.MaxConnectionsError):
+        return _PoolExhausted("the redis client's connection pool is exhausted")
+    if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
+        return CacheValueError("a value of another Redis type is stored under the key")
+    if isinstance(exc, TimeoutError) and not isinstance(exc, redis.exceptions.RedisError):
+        return CacheBackendError("redis operation timed out")
+    if isinstance(exc, _STORE_ERRORS):
+        return CacheBackendError(f"redis failed: {type(exc).__name__}: {exc}")
+    return CacheBackendError(f"redis client failed unexpectedly: {type(exc).__name__}")
+
+
 class _StoreErrors:
     """The one seam where errors of the store become ours (``raise ... from exc``)."""
 
@@ -191,15 +204,7 @@ class _StoreErrors:
     ) -> None:
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, CacheError):
             return  # CancelledError, KeyboardInterrupt and our own errors pass through
-        if isinstance(exc, redis.exceptions.MaxConnectionsError):
-            raise _PoolExhausted("the redis client's connection pool is exhausted") from exc
-        if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
-            raise CacheValueError("a value of another Redis type is stored under the key") from exc
-        if isinstance(exc, TimeoutError) and not isinstance(exc, redis.exceptions.RedisError):
-            raise CacheBackendError("redis operation timed out") from exc
-        if isinstance(exc, _STORE_ERRORS):
-            raise CacheBackendError(f"redis failed: {type(exc).__name__}: {exc}") from exc
-        raise CacheBackendError(f"redis client failed unexpectedly: {type(exc).__name__}") from exc
+        raise _as_cache_error(exc) from exc
 
 
 _store_errors: Final = _StoreErrors()
@@ -207,12 +212,11 @@ _store_errors: Final = _StoreErrors()
 
 def _store_error(exc: Exception) -> CacheError:
     """``exc`` of the store (one key's reply in a batch) as our error."""
-    try:
-        with _store_errors:
-            raise exc
-    except CacheError as err:
-        return err
-    raise AssertionError("unreachable")  # pragma: no cover
+    if isinstance(exc, CacheError):
+        return exc
+    err = _as_cache_error(exc)
+    err.__cause__ = exc
+    return err
 
 
 def _per_key(exc: BaseException, *, backed_off: bool) -> CacheError:
