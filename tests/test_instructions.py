@@ -7,8 +7,10 @@ unless ``CI`` is set: then they fail.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -188,15 +190,117 @@ def test_counting_command_and_env(tmp_path: Path) -> None:
     )
     assert f"--callgrind-out-file={tmp_path / 'callgrind.%p'}" in cmd
     assert f"--instructions={tmp_path}" in cmd and "--quick" in cmd and "--live" not in cmd
+    assert str(REPO / "bench" / "suites" / "test_router.py") in cmd
     assert cmd[-2:] == ["-k", "x"]
-    base = {"PYTHONHASHSEED": "random", "PYTEST_XDIST_WORKER": "gw0", "A": "1", "LD_PRELOAD": "x"}
+    staged = runner.counting_command(
+        tools, "router", tmp_path, quick=False, live=True, tree=tmp_path, basetemp=tmp_path / "t"
+    )
+    assert str(tmp_path / "bench" / "suites" / "test_router.py") in staged
+    assert f"--basetemp={tmp_path / 't'}" in staged and "--live" in staged
+
+    base = {
+        "PYTHONHASHSEED": "random",
+        "PYTEST_XDIST_WORKER": "gw0",
+        "LD_PRELOAD": "x",
+        "PATH": "/bin",
+        "LC_ALL": "C",
+        "SAMPLEMIND_REDIS_URL": "redis://x",
+        "PWD": "/somewhere/else",
+        "OLDPWD": "/x",
+        "_": "/usr/bin/samplemind-bench",
+        "GITHUB_SHA": "abc",
+        "PYTHONPATH": os.pathsep.join([str(REPO), "/extra"]),
+    }
     env = runner.counting_env(tools, base)
     assert env == {
         "PYTHONHASHSEED": "0",
-        "A": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": "/bin",
+        "LC_ALL": "C",
+        "SAMPLEMIND_REDIS_URL": "redis://x",
         "LD_PRELOAD": "/j.so",
         "MALLOC_CONF": runner.JEMALLOC_CONF,
     }
+    stage_env = runner.counting_env(tools, base, tree=tmp_path)
+    # the stage replaces the caller's checkout on PYTHONPATH; other entries stay
+    assert stage_env["PYTHONPATH"] == os.pathsep.join([str(tmp_path), "/extra"])
+    assert stage_env["PWD"] == str(tmp_path)
+
+
+def test_counting_stage_is_one_path_for_every_checkout(tmp_path: Path) -> None:
+    """Two checkouts at paths of other lengths are counted from the same path, one at a time."""
+    short, long_ = tmp_path / "a", tmp_path / ("b" * 40)
+    for repo in (short, long_):
+        (repo / "bench" / "__pycache__").mkdir(parents=True)
+        (repo / "bench" / "x.py").write_text(f"WHERE = {str(repo)!r}\n")
+        (repo / "bench" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"stale")
+        (repo / ".benchmarks").mkdir()
+        (repo / "pytest.ini").write_text("[pytest]\n")
+        (repo / "tests").mkdir()  # not needed by a count: not copied
+    root = tmp_path / "stage"
+    seen = []
+    for repo in (short, long_):
+        with runner.counting_stage(repo, root) as stage:
+            assert stage.src == root / "src" and stage.out == root / "out"
+            assert (stage.src / "bench" / "x.py").read_text() == f"WHERE = {str(repo)!r}\n"
+            assert (stage.src / "pytest.ini").is_file()
+            assert not (stage.src / "bench" / "__pycache__").exists()
+            assert not (stage.src / "tests").exists()
+            assert (stage.src / ".benchmarks").is_dir()  # made before the count, never by it
+            # the stage is held: another count would wait
+            with (tmp_path / "stage.lock").open("a") as other, pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append(stage.src)
+        assert not root.exists()  # removed afterwards
+    assert seen[0] == seen[1]
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "left-by-a-killed-count").write_text("x")
+    with pytest.raises(RuntimeError), runner.counting_stage(short, root) as stage:
+        assert not (stage.src / "left-by-a-killed-count").exists()
+        raise RuntimeError("count failed")
+    assert not root.exists()  # also when the count fails
+    with (tmp_path / "stage.lock").open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+
+
+def test_counting_stage_waits_for_another_count(tmp_path: Path) -> None:
+    """A second count (another process) waits for the stage, and says so once."""
+    root = tmp_path / "stage"
+    (tmp_path / "repo" / "bench").mkdir(parents=True)
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from bench.instructions import runner
+        with runner.counting_stage(Path({str(tmp_path / "repo")!r}), Path({str(root)!r})):
+            print("held", flush=True)
+            sys.stdin.readline()
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "held"
+        waits: list[Path] = []
+
+        def release(lock: Path) -> None:
+            waits.append(lock)
+            proc.stdin.write("\n")  # let the holder finish; then the lock is ours
+            proc.stdin.flush()
+
+        with runner.counting_stage(tmp_path / "repo", root, wait=release) as stage:
+            assert stage.src.is_dir()
+        assert waits == [tmp_path / "stage.lock"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
 
 
 # -- the decision -----------------------------------------------------------------------------
@@ -215,7 +319,9 @@ def test_aa_spread() -> None:
     ("base", "cand", "spread", "verdict"),
     [
         ([1000.0], [1000.0], 0.0, "unchanged"),
-        ([1000.0], [1009.0], 0.0, "unchanged"),  # within the 1 % tolerance
+        ([1000.0], [1009.0], 0.0, "unchanged"),  # below the 1 % tolerance
+        ([1000.0], [1010.0], 0.0, "regression"),  # exactly 1 %: the tolerance is what counts
+        ([1000.0], [990.0], 0.0, "improvement"),
         ([1000.0], [1011.0], 0.0, "regression"),
         ([1000.0], [1011.0], 0.001, "regression"),  # beyond 2 x 0.1 % too
         ([1000.0], [1011.0], 0.006, "inconclusive"),  # beyond the tolerance, within 2 x spread
@@ -500,6 +606,50 @@ def test_run_instructions_end_to_end(tools: Tools, tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["runs"][0]["exit_code"] == 0
     assert json.loads((out / "instructions" / "router" / "counts.json").read_text())["counts"]
+
+
+@pytest.mark.valgrind
+@pytest.mark.slow
+def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, tmp_path: Path) -> None:
+    """The same code in two checkouts at paths of other lengths counts the same, to the
+    instruction, through ``samplemind-bench run --instructions`` (a count once moved by
+    a few instructions per call with the length of the checkout's path)."""
+    counts = []
+    for name in ("a", "b" * 48):
+        tree = tmp_path / name
+        for item in runner.STAGED:
+            source = REPO / item
+            if source.is_dir():
+                shutil.copytree(source, tree / item, ignore=shutil.ignore_patterns("__pycache__"))
+            elif source.is_file():
+                shutil.copy2(source, tree / item)
+        out = tree / "results"
+        proc = subprocess.run(
+            [
+                str(BENCH_SCRIPT),
+                "run",
+                "--instructions",
+                "--quick",
+                "--suite",
+                "router",
+                "--out",
+                str(out),
+                "--pytest-arg=-k",
+                "--pytest-arg=test_route and chat-speed-healthy",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=tree,
+            env={**cli.timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)},
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        log = (out / "logs" / "router-instructions.txt").read_text()
+        assert f"(a copy of {tree})" in log  # this checkout's harness counted
+        data = json.loads((out / "router.json").read_text())
+        (bench,) = [b for b in data["benchmarks"] if b["name"] == "test_route[chat-speed-healthy]"]
+        counts.append(bench["extra_info"]["instructions_total"])
+    assert counts[0] == counts[1]
 
 
 # -- the report's pieces ------------------------------------------------------------------------

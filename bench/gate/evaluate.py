@@ -156,16 +156,16 @@ def _judge_counts(
     allowed = f"allowed {rule.allowed:.1%}"
     margin = f"margin {d.margin:.3%} = {rule.safety:g} x spread [{source}]"
     if d.verdict == "unchanged":
-        v.reason = f"{change} within {allowed}"
+        v.reason = f"{change} below {allowed}"
     elif d.verdict == "inconclusive":
         v.blocking = rule.blocks_inconclusive
         v.reason = (
-            f"{change} beyond {allowed} but within {margin}: too noisy to tell at this "
+            f"{change} reaches {allowed} but is within {margin}: too noisy to tell at this "
             f"tolerance; {'fails' if v.blocking else 'passes'} (on_inconclusive = "
             f"{rule.on_inconclusive})"
         )
     else:
-        v.reason = f"{change} beyond {allowed} and {margin}"
+        v.reason = f"{change} reaches {allowed} and is beyond {margin}"
 
 
 MIN_PAIRED_ROUNDS = 3

@@ -6,8 +6,8 @@ Read from a TOML rules file (``[gate]``, ``[environment]``, ``[[rule]]``); the d
 
 A ``metric = "instructions"`` rule judges the instruction counts of ``samplemind-bench run
 --instructions`` (``extra_info["instructions"]``) with
-:func:`bench.instructions.significance.decide`: a change regresses only beyond the rule's
-``allowed`` (default 1 %) *and* beyond ``safety`` x the benchmark's measured A/A spread, read
+:func:`bench.instructions.significance.decide`: a change regresses only when it reaches the
+rule's ``allowed`` (default 1 %) *and* is beyond ``safety`` x the benchmark's measured A/A spread, read
 from the rule's ``spreads`` file (default :data:`DEFAULT_SPREADS`) and from the spread between
 several counts of a side.
 """
@@ -102,7 +102,7 @@ class Rule:
     direction: Direction = "lower"
     allowed: float = 0.10
     test: Literal["samples", "exact", "spread"] = "samples"
-    """``spread`` (instructions rules only): beyond ``allowed`` and ``safety`` x the A/A spread."""
+    """``spread`` (instructions rules only): reaching ``allowed`` and beyond ``safety`` x the A/A spread."""
     skip: bool = False
     timer: Timer = "wall"
     """Clock for ``--baseline-ref`` runs of the suites this rule covers (``time`` rules only)."""
@@ -111,7 +111,7 @@ class Rule:
     safety: float = DEFAULT_SAFETY
     """Instructions rules: a change must exceed ``safety`` x the measured spread."""
     on_inconclusive: Literal["fail", "pass"] = "fail"
-    """Instructions rules: whether an ``inconclusive`` verdict (a change beyond ``allowed`` but
+    """Instructions rules: whether an ``inconclusive`` verdict (a change reaching ``allowed`` but
     within the noise margin) fails the gate; it is reported either way."""
 
     def matches(self, rec: BenchRecord) -> bool:

@@ -1,29 +1,41 @@
 """Command-line side of ``samplemind-bench run --instructions``.
 
 After a suite's ordinary (wall-time) pytest process, :func:`count_suite` starts a
-second one for the same suite under callgrind::
+second one for the same suite under callgrind, in a *stage* (:func:`counting_stage`)::
 
     PYTHONHASHSEED=0 LD_PRELOAD=libjemalloc.so.2 setarch -R valgrind --tool=callgrind --instr-atstart=no \\
-        --collect-atstart=no --callgrind-out-file=DIR/instructions/<suite>/callgrind.%p \\
-        python -m pytest bench/suites/test_<suite>.py --instructions=DIR/instructions/<suite> ...
+        --collect-atstart=no --callgrind-out-file=STAGE/out/callgrind.%p \\
+        python -m pytest STAGE/src/bench/suites/test_<suite>.py --instructions=STAGE/out ...
 
 which counts only the CPU-bound benchmarks (see :mod:`bench.instructions._select`),
 then merges each count into the suite's results file (``DIR/<suite>.json``) as
 ``extra_info["instructions"]`` (instructions per call) and the ``instructions_*``
 details beside the wall-time stats. Suites without a counted benchmark are left alone.
+
+The stage is a copy of the checkout's code at one fixed path (:func:`stage_root`; counts
+take turns there), and the counting process gets a fixed environment
+(:func:`counting_env`): Python's small-object allocator lays objects out by the sizes and
+the order of everything allocated before, path strings included, so the same code counted
+from two checkouts at other paths differed (docs/decisions.md, section 7.z). A count
+therefore does not depend on where the checkout, the results folder or the caller's shell
+are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from bench.harness.results import SuiteRun
 from bench.instructions._select import counted_suites
@@ -34,14 +46,20 @@ __all__ = [
     "CALLGRIND_ARGS",
     "EXTRA_PYTEST_ARGS",
     "JEMALLOC_CONF",
+    "KEPT_ENV",
+    "STAGED",
+    "Stage",
     "count_into",
     "count_suite",
     "counting_command",
     "counting_env",
+    "counting_stage",
     "ensure_benchmark_storage",
     "merge_counts",
     "preflight",
     "read_counts",
+    "run_counting",
+    "stage_root",
 ]
 
 BENCH_DIR: Final = Path(__file__).resolve().parent.parent
@@ -78,15 +96,116 @@ JEMALLOC_CONF: Final = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 drives by elapsed time (a count must not depend on how fast the process ran)."""
 
 
-def counting_env(tools: Tools, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The counting process's environment: a fixed hash seed, jemalloc, no xdist."""
-    env = dict(os.environ if base is None else base)
-    for name in [n for n in env if n.startswith("PYTEST_XDIST_")]:
-        del env[name]
+KEPT_ENV: Final = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "CI",
+    "VIRTUAL_ENV",
+    "XDG_CACHE_HOME",
+)
+"""Variables a counting process keeps from its caller's environment, with every ``LC_*`` and
+``SAMPLEMIND_*`` one; the rest (``PWD``, ``OLDPWD``, ``_``, terminal and CI job variables, ...)
+is dropped: the interpreter copies its environment into ``os.environ`` at start-up, so
+variables that differ between two shells would change the heap a count runs on."""
+
+
+def counting_env(
+    tools: Tools, base: Mapping[str, str] | None = None, *, tree: Path | None = None
+) -> dict[str, str]:
+    """The counting process's environment: :data:`KEPT_ENV` of ``base``, a fixed hash seed,
+    jemalloc, no bytecode writing; with ``tree`` (the stage's code), ``tree`` first on
+    ``PYTHONPATH`` instead of the caller's checkout and ``PWD=tree``.
+    """
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if k in KEPT_ENV or k.startswith(("LC_", "SAMPLEMIND_"))}
     env["PYTHONHASHSEED"] = "0"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # every count compiles the same sources the same way
     env["LD_PRELOAD"] = tools.allocator  # alone: another preloaded library would count too
     env["MALLOC_CONF"] = JEMALLOC_CONF
+    if tree is not None:
+        rest = [
+            p
+            for p in source.get("PYTHONPATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != REPO
+        ]
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *rest])
+        env["PWD"] = str(tree)
     return env
+
+
+STAGED: Final = (
+    "bench",
+    "fixtures",
+    "samplemind_core",
+    "conftest.py",
+    "pytest.ini",
+    "pyproject.toml",
+)
+"""What of the checkout a counting process needs, copied into its stage."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stage:
+    """Where one counting process runs: ``src`` (the copied code, its working directory),
+    ``out`` (its dumps and ``counts.json``), ``tmp`` (pytest's ``--basetemp``)."""
+
+    src: Path
+    out: Path
+    tmp: Path
+
+
+def stage_root() -> Path:
+    """``<temporary directory>/samplemind-count-<uid>``: where every count of this user runs."""
+    return Path(tempfile.gettempdir()) / f"samplemind-count-{os.getuid()}"
+
+
+@contextmanager
+def counting_stage(
+    repo: Path = REPO, root: Path | None = None, *, wait: Callable[[Path], None] | None = None
+) -> Iterator[Stage]:
+    """A fresh copy of ``repo``'s :data:`STAGED` code at one fixed path, removed afterwards.
+
+    The path is :func:`stage_root` (or ``root``) for every count, wherever ``repo`` is:
+    not only its length but its characters reach a count (they are hashed, and the
+    order of hashed sets decides the order of allocations). So counts take turns: an
+    exclusive lock on ``<root>.lock`` is held from the copy to the removal, and ``wait``
+    is called once with the lock's path when another count holds it. A stage left
+    behind by a killed count is removed first. Caches (``__pycache__``, ``.benchmarks``)
+    are not copied: each counting process compiles the sources and finds an empty
+    ``.benchmarks``.
+    """
+    root = root or stage_root()
+    lock_path = root.with_name(root.name + ".lock")
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if wait is not None:
+                wait(lock_path)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            shutil.rmtree(root, ignore_errors=True)
+            stage = Stage(root / "src", root / "out", root / "tmp")
+            stage.src.mkdir(parents=True)
+            stage.out.mkdir()
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".benchmarks")
+            for name in STAGED:
+                source = repo / name
+                if source.is_dir():
+                    shutil.copytree(source, stage.src / name, ignore=ignore)
+                elif source.is_file():
+                    shutil.copy2(source, stage.src / name)
+            ensure_benchmark_storage(stage.src)
+            yield stage
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def counting_command(
@@ -98,8 +217,12 @@ def counting_command(
     live: bool,
     pytest_args: Sequence[str] = (),
     python: str = sys.executable,
+    tree: Path = REPO,
+    basetemp: Path | None = None,
 ) -> list[str]:
-    """``setarch -R valgrind --tool=callgrind ... python -m pytest bench/suites/test_<suite>.py ...``."""
+    """``setarch -R valgrind --tool=callgrind ... python -m pytest TREE/bench/suites/test_<suite>.py ...``
+
+    (dumps, logs and ``counts.json`` into ``directory``)."""
     cmd = [
         tools.setarch,
         "-R",
@@ -110,7 +233,7 @@ def counting_command(
         python,
         "-m",
         "pytest",
-        str(SUITES_DIR / f"test_{suite}.py"),
+        str(tree / SUITES_DIR.relative_to(REPO) / f"test_{suite}.py"),
         *EXTRA_PYTEST_ARGS,
         "--benchmark-enable",
         f"--instructions={directory}",
@@ -118,6 +241,8 @@ def counting_command(
         "-q",
         "-rfEs",
     ]
+    if basetemp is not None:
+        cmd.append(f"--basetemp={basetemp}")
     if quick:
         cmd.append("--quick")
     if live:
@@ -125,8 +250,9 @@ def counting_command(
     return cmd + list(pytest_args)
 
 
-def ensure_benchmark_storage() -> None:
-    """Create pytest-benchmark's storage folder (``.benchmarks`` in the repository) if missing.
+def ensure_benchmark_storage(tree: Path | None = None) -> None:
+    """Create pytest-benchmark's storage folder (``.benchmarks`` in ``tree``, default the
+    repository) if missing.
 
     A counting process's pytest-benchmark creates it when it is missing and meets
     ``FileExistsError`` when it is there: two heap histories. The first counting process
@@ -134,7 +260,7 @@ def ensure_benchmark_storage() -> None:
     ``codec json-encode`` 9,706 against 10,491 instructions, fingerprint ``1KB-blake3``
     -2.7 %), so the folder is made before any counting process starts.
     """
-    (REPO / ".benchmarks").mkdir(exist_ok=True)
+    ((REPO if tree is None else tree) / ".benchmarks").mkdir(exist_ok=True)
 
 
 def read_counts(directory: Path) -> dict[str, dict[str, Any]]:
@@ -171,6 +297,56 @@ def merge_counts(
     return merged, sorted(set(counts) - seen)
 
 
+def run_counting(
+    tools: Tools,
+    suite: str,
+    directory: Path,
+    stdout: IO[str] | None,
+    *,
+    quick: bool,
+    live: bool,
+    pytest_args: Sequence[str] = (),
+) -> int:
+    """Run one counting process for ``suite`` in a fresh :func:`counting_stage` → its exit code.
+
+    What it writes (``counts.json``, valgrind logs, dumps kept with
+    ``--instructions-keep-dumps``) is moved into ``directory`` afterwards, also when it failed.
+    ``stdout``: where its output goes (``None``: this process's).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def waiting(lock: Path) -> None:
+        if stdout is not None:
+            stdout.write(f"# waiting for another count to finish (lock {lock})\n")
+            stdout.flush()
+
+    with counting_stage(wait=waiting) as stage:
+        cmd = counting_command(
+            tools,
+            suite,
+            stage.out,
+            quick=quick,
+            live=live,
+            pytest_args=pytest_args,
+            tree=stage.src,
+            basetemp=stage.tmp,
+        )
+        env = counting_env(tools, tree=stage.src)
+        if stdout is not None:
+            shown = ("PYTHONHASHSEED", "LD_PRELOAD", "MALLOC_CONF")
+            stdout.write(f"# stage {stage.src} (a copy of {REPO})\n")
+            stdout.write("$ " + " ".join([*(f"{k}={env[k]}" for k in shown), *cmd]) + "\n")
+            stdout.flush()
+        try:
+            return subprocess.run(
+                cmd, cwd=stage.src, stdout=stdout, stderr=subprocess.STDOUT, env=env, check=False
+            ).returncode
+        finally:
+            for path in stage.out.iterdir():
+                if path.is_file():
+                    shutil.move(path, directory / path.name)
+
+
 def count_suite(
     suite: str,
     out: Path,
@@ -192,28 +368,23 @@ def count_suite(
         return 0, 0.0
     directory = out / "instructions" / suite
     directory.mkdir(parents=True, exist_ok=True)
-    ensure_benchmark_storage()
     for old in [*directory.glob("callgrind.*"), *directory.glob("valgrind.*.log")]:
         old.unlink()
     (directory / COUNTS_FILE).unlink(missing_ok=True)
-    cmd = counting_command(tools, suite, directory, quick=quick, live=live, pytest_args=pytest_args)
     log_path = out / "logs" / f"{suite}-instructions.txt"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"{tag}: counting instructions under callgrind", flush=True)
     start = time.monotonic()
     with log_path.open("w") as log:
-        env = counting_env(tools)
-        shown = ("PYTHONHASHSEED", "LD_PRELOAD", "MALLOC_CONF")
-        log.write("$ " + " ".join([*(f"{k}={env[k]}" for k in shown), *cmd]) + "\n")
-        log.flush()
-        code = subprocess.run(
-            cmd,
-            cwd=REPO,
-            stdout=None if verbose else log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            check=False,
-        ).returncode
+        code = run_counting(
+            tools,
+            suite,
+            directory,
+            None if verbose else log,
+            quick=quick,
+            live=live,
+            pytest_args=pytest_args,
+        )
     elapsed = time.monotonic() - start
     counts = read_counts(directory)
     results = out / f"{suite}.json"

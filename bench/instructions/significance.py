@@ -7,11 +7,14 @@ a small, benchmark-specific amount. The A/A spread of a benchmark,
 code (:func:`aa_spread`, measured by ``python -m bench.instructions.study aa``),
 is that noise. :func:`decide` calls a change
 
-* ``regression`` when it is above ``+tolerance`` and above ``safety x spread``;
-* ``improvement`` when it is below ``-tolerance`` and beyond ``safety x spread``;
-* ``inconclusive`` when it is beyond the tolerance but within ``safety x spread``
+* ``regression`` when it is ``+tolerance`` or more and above ``safety x spread``;
+* ``improvement`` when it is ``-tolerance`` or less and beyond ``safety x spread``;
+* ``inconclusive`` when it reaches the tolerance but is within ``safety x spread``
   (this benchmark is too noisy to gate at this tolerance: widen it or fix the noise);
-* ``unchanged`` otherwise.
+* ``unchanged`` when it is smaller than the tolerance.
+
+The tolerance is the smallest change that counts: with the default 1 %, a change of
+exactly 1 % is a regression (when the spread allows), so a gate at 1 % sees 1 % steps.
 
 ``safety`` (default 2) covers that a new pair of processes can land outside the
 range that a handful of A/A processes happened to show. With several counts per
@@ -103,7 +106,7 @@ def decide(
     change = cand / base - 1.0
     margin = safety * noise
     verdict: Verdict
-    if abs(change) <= tolerance:
+    if abs(change) < tolerance and not math.isclose(abs(change), tolerance, rel_tol=1e-9):
         verdict = "unchanged"
     elif abs(change) <= margin:
         verdict = "inconclusive"

@@ -32,9 +32,10 @@ BASELINE CANDIDATE`` on the results folders, whose ``metric = "instructions"`` v
   a fixed amount of extra work per call (``n`` iterations of an empty ``for`` loop over
   ``range(n)``, ``n`` <= 256 so no int is allocated) in a worktree of its own. ``n`` is calibrated
   from two counted runs (``n = 0`` and ``n = CALIBRATION_ITERATIONS``) against a clean run,
-  so that the change is ``LEVEL x`` the benchmark's count; then ``--trials`` trials per level,
-  each a fresh clean run (``-k`` the targets) gated against a fresh patched run. Reported per
-  level: nominal, the measured change, flagged / total.
+  so that the change is at least ``LEVEL x`` the benchmark's count (rounded up to whole
+  turns); then ``--trials`` trials per level, each a fresh clean run (``-k`` the targets)
+  gated against a fresh patched run. Reported per level: nominal, the measured change,
+  flagged / total.
 
 ::
 
@@ -47,6 +48,7 @@ import argparse
 import ast
 import datetime
 import json
+import math
 import os
 import shutil
 import statistics
@@ -63,14 +65,7 @@ from typing import Any, Final
 
 from bench.harness.results import commit_info, environment
 from bench.instructions._select import counted_suites
-from bench.instructions.runner import (
-    REPO,
-    counting_command,
-    counting_env,
-    ensure_benchmark_storage,
-    preflight,
-    read_counts,
-)
+from bench.instructions.runner import REPO, preflight, read_counts, run_counting
 from bench.instructions.significance import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
 
 __all__ = ["TARGETS", "Target", "inject_work", "main"]
@@ -93,26 +88,17 @@ def _count_runs(
     tools = preflight()
     if isinstance(tools, str):
         raise SystemExit(tools)
-    ensure_benchmark_storage()
     tasks = [(suite, i) for i in range(runs) for suite in suites]
 
     def one(task: tuple[str, int]) -> dict[str, dict[str, Any]]:
         suite, i = task
         directory = work / f"{tag}-{suite}-{i}"
         directory.mkdir(parents=True, exist_ok=True)
-        cmd = counting_command(
-            tools, suite, directory, quick=quick, live=False, pytest_args=pytest_args
-        )
         log = directory / "pytest.txt"
         with log.open("w") as fh:
-            code = subprocess.run(
-                cmd,
-                cwd=REPO,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                env=counting_env(tools),
-                check=False,
-            ).returncode
+            code = run_counting(
+                tools, suite, directory, fh, quick=quick, live=False, pytest_args=pytest_args
+            )
         if code != 0:
             raise SystemExit(f"{suite} run {i} failed (exit {code}); see {log}")
         print(f"  {tag} {suite} run {i + 1}/{runs} done", file=sys.stderr, flush=True)
@@ -492,9 +478,9 @@ def _gate_study(args: argparse.Namespace) -> int:
 def _trial(i: int, level: float | None = None) -> str:
     """The results folder of trial ``i`` (clean, or at ``level``): every name has the same length.
 
-    Counts depend on the lengths of the paths a counting process handles (glibc malloc's
-    reuse of freed chunks follows them: docs/decisions.md, section 7), so the folders
-    of a comparison must not differ in length, as the A/A runs' do not.
+    Counting processes run in a stage of their own (:func:`bench.instructions.runner.counting_stage`),
+    so the folder's path no longer reaches a count; equal lengths keep the study's other
+    processes (the wall-time runs, the gate) alike too.
     """
     return f"t{i:03d}-" + ("clean" if level is None else f"{level:.3f}"[1:])
 
@@ -545,7 +531,8 @@ def _detection(
             "levels": [],
         }
         for level in args.levels:
-            n = round((level * base - call) / per_turn)
+            # at least the nominal change (a turn is ~0.02 % of the target's count)
+            n = math.ceil((level * base - call) / per_turn)
             if not 0 <= n <= MAX_ITERATIONS:
                 raise SystemExit(
                     f"{t.benchmark}: +{level:.1%} ({level * base:.0f} instructions) cannot be "

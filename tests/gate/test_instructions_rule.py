@@ -82,7 +82,7 @@ def test_aa_passes_and_two_percent_regresses(tmp_path: Path) -> None:
     worse = [[counted("a", 3400.0 * 1.02, 1), counted("b", 1e6, 1), counted("c", 35_000.0, 1)]]
     report, v = judge(tmp_path / "plus2", base, worse, spreads=spreads)
     assert v["a"].status == "regressed" and v["b"].status == v["c"].status == "unchanged"
-    assert v["a"].reason.startswith("+2.00% beyond allowed 1.0% and margin 0.080%")
+    assert v["a"].reason.startswith("+2.00% reaches allowed 1.0% and is beyond margin 0.080%")
     assert v["a"].ratio == pytest.approx(1.02) and v["a"].margin == pytest.approx(0.0008)
     assert report.exit_code == gate.EXIT_REGRESSION and report.outcome == "REGRESSION"
     row = next(r for r in report.as_dict()["verdicts"] if r["metric"] == INSTRUCTIONS)
