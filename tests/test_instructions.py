@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -565,32 +566,28 @@ def test_plugin_refuses_outside_valgrind(tools: Tools, tmp_path: Path) -> None:
     assert "counts only inside valgrind --tool=callgrind" in proc.stderr
 
 
+def _count_router(out: Path, select: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """``samplemind-bench run --instructions --quick --suite router -k SELECT`` → router.json."""
+    cmd = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", "router"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), "--pytest-arg=-k", f"--pytest-arg={select}"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=cwd,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    data: dict[str, Any] = json.loads((out / "router.json").read_text())
+    return data
+
+
 @pytest.mark.valgrind
 @pytest.mark.slow
 def test_run_instructions_end_to_end(tools: Tools, tmp_path: Path) -> None:
     """``samplemind-bench run --instructions``: counts land beside the wall-time stats."""
     out = tmp_path / "results"
-    proc = subprocess.run(
-        [
-            str(BENCH_SCRIPT),
-            "run",
-            "--instructions",
-            "--quick",
-            "--suite",
-            "router",
-            "--out",
-            str(out),
-            "--pytest-arg=-k",
-            "--pytest-arg=chat-speed or fallback and mock-fail0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=REPO,
-        env=cli.timed_run_env(),
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    data = json.loads((out / "router.json").read_text())
+    data = _count_router(out, "chat-speed or fallback and mock-fail0", REPO, cli.timed_run_env())
     by_name = {b["name"]: b for b in data["benchmarks"]}
     healthy = by_name["test_route[chat-speed-healthy]"]
     open_ = by_name["test_route[chat-speed-one_open]"]
@@ -624,29 +621,10 @@ def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, tmp_path: Path)
             elif source.is_file():
                 shutil.copy2(source, tree / item)
         out = tree / "results"
-        proc = subprocess.run(
-            [
-                str(BENCH_SCRIPT),
-                "run",
-                "--instructions",
-                "--quick",
-                "--suite",
-                "router",
-                "--out",
-                str(out),
-                "--pytest-arg=-k",
-                "--pytest-arg=test_route and chat-speed-healthy",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            cwd=tree,
-            env={**cli.timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)},
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:]
+        env = {**cli.timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
+        data = _count_router(out, "test_route and chat-speed-healthy", tree, env)
         log = (out / "logs" / "router-instructions.txt").read_text()
         assert f"(a copy of {tree})" in log  # this checkout's harness counted
-        data = json.loads((out / "router.json").read_text())
         (bench,) = [b for b in data["benchmarks"] if b["name"] == "test_route[chat-speed-healthy]"]
         counts.append(bench["extra_info"]["instructions_total"])
     assert counts[0] == counts[1]
