@@ -405,7 +405,9 @@ def _run(
         cand, c_diffs = load_side(candidate_paths)
         require_samples("baseline", base)
         require_samples("candidate", cand)
-        verdicts = evaluate(base, cand, config, select=args.select, paired=paired)
+        verdicts = evaluate(
+            base, cand, config, select=args.select, paired=paired, metrics=args.metric or ()
+        )
         if args.select and not verdicts:
             raise GateInputError(f"--select {args.select!r} matches no benchmark")
         if args.metric:

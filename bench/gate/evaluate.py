@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -185,8 +185,11 @@ def evaluate(
     select: str | None = None,
     seed: int | None = None,
     paired: bool = False,
+    metrics: Collection[str] = (),
 ) -> list[Verdict]:
     """Verdicts for every benchmark and checked metric (pure: seeded, no I/O).
+
+    ``metrics``: judge only these metrics (all when empty); the others are not computed.
 
     ``paired``: the sides' runs are interleaved rounds in the same order (``--baseline-ref``);
     the time metric of a benchmark with the same number (>= 3) of non-empty runs on both sides
@@ -228,6 +231,8 @@ def evaluate(
             continue
         rules = config.rules_for(b)
         for metric, rule in rules.items():
+            if metrics and metric not in metrics:
+                continue
             bv, cv = _values(b, metric), _values(c, metric)
             if metric != "time" and bv is None and cv is None:
                 continue

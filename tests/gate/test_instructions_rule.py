@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bench import gate
+from bench.gate import stats as gate_stats
 from bench.gate.rules import DEFAULT_SPREADS, INSTRUCTIONS, load_config, with_spreads
 from bench.instructions.significance import load_spreads
 from tests.gate.helpers import bench, samples, write_results
@@ -256,3 +257,29 @@ def test_corrupt_spreads_file_is_named(tmp_path: Path, content: str, needle: str
         load_config(rules_file(tmp_path, spreads=str(bad)))
     assert str(bad) in str(exc.value) and needle in str(exc.value)
     assert "python -m bench.instructions.study aa" in str(exc.value)
+
+
+def test_metric_selection_computes_only_that_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gate --metric instructions`` judges the counts without the time statistics (a
+    bootstrap per benchmark: it made such a gate of 76 benchmarks take a minute)."""
+    sf = spreads_file(tmp_path / "aa.json", {"a": 0.0})
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        f'[[rule]]\nmetric = "instructions"\nspreads = "{sf}"\n\n[[rule]]\nmetric = "time"\n'
+    )
+    config = load_config(rules)
+    sides = [
+        gate.pool([gate.load_results(write_results(tmp_path / s, [counted("a", n, i)]))])[0]
+        for i, (s, n) in enumerate((("b", 3400.0), ("c", 3500.0)))
+    ]
+
+    def no_statistics(*args: object, **kwargs: object) -> None:
+        raise AssertionError("time statistics computed for an instructions-only gate")
+
+    monkeypatch.setattr(gate_stats, "compare_samples", no_statistics)
+    (v,) = gate.evaluate(sides[0], sides[1], config, metrics=[INSTRUCTIONS])
+    assert v.metric == INSTRUCTIONS and v.status == "regressed"
+    with pytest.raises(AssertionError, match="time statistics"):
+        gate.evaluate(sides[0], sides[1], config)  # every metric: time too
