@@ -264,6 +264,26 @@ def test_counting_stage_is_one_path_for_every_checkout(tmp_path: Path) -> None:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
 
 
+def test_stage_problem_names_what_is_in_the_way(tmp_path: Path) -> None:
+    root = tmp_path / "stage"
+    assert runner.stage_problem(root) is None  # nothing there yet: fine
+    root.mkdir()
+    assert runner.stage_problem(root) is None  # a stage left by a killed count: replaced
+    root.rmdir()
+    root.write_text("x")
+    assert (
+        runner.stage_problem(root)
+        == f"the counting stage {root} exists and is not a folder: remove it"
+    )
+    root.unlink()
+    (tmp_path / "stage.lock").unlink()  # made by the checks above: the lock is ours
+    (tmp_path / "stage.lock").mkdir()
+    problem = runner.stage_problem(root)
+    assert problem is not None and problem.startswith(
+        f"cannot open the counting stage's lock {tmp_path / 'stage.lock'}"
+    )
+
+
 def test_counting_stage_waits_for_another_count(tmp_path: Path) -> None:
     """A second count (another process) waits for the stage, and says so once."""
     root = tmp_path / "stage"
@@ -469,6 +489,25 @@ def test_cli_exits_2_without_valgrind(tmp_path: Path) -> None:
         "valgrind not found on PATH" in proc.stderr and "apt-get install -y valgrind" in proc.stderr
     )
     assert not out.exists()
+
+
+@pytest.mark.valgrind
+def test_cli_exits_2_when_the_stage_path_is_taken(tools: Tools, tmp_path: Path) -> None:
+    """Something that is not a stage at the stage's path: exit 2 naming it, left untouched."""
+    taken = tmp_path / f"samplemind-count-{os.getuid()}"
+    taken.write_text("not ours")
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", "router", "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"the counting stage {taken} exists and is not a folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert taken.read_text() == "not ours" and not out.exists()
 
 
 def test_run_help_lists_instructions(capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "preflight",
     "read_counts",
     "run_counting",
+    "stage_problem",
     "stage_root",
 ]
 
@@ -84,11 +85,34 @@ EXTRA_PYTEST_ARGS: Final = (
 
 
 def preflight() -> Tools | str:
-    """The tools, or the message to print before exiting with status 2."""
+    """The tools, or the message to print before exiting with status 2 (a tool is missing,
+    or the stage's folder cannot be used)."""
     try:
-        return find_tools()
+        tools = find_tools()
     except ToolMissing as exc:
         return f"samplemind-bench run --instructions: {exc}"
+    problem = stage_problem()
+    if problem is not None:
+        return f"samplemind-bench run --instructions: {problem}"
+    return tools
+
+
+def stage_problem(root: Path | None = None) -> str | None:
+    """Why counts cannot run at ``root`` (default :func:`stage_root`), or None.
+
+    A stage folder left by a killed count is fine (it is replaced); anything else at that
+    path is not touched, so it is named instead.
+    """
+    root = root or stage_root()
+    if root.exists() and not root.is_dir():
+        return f"the counting stage {root} exists and is not a folder: remove it"
+    lock = root.with_name(root.name + ".lock")
+    try:
+        with lock.open("a"):
+            pass
+    except OSError as exc:
+        return f"cannot open the counting stage's lock {lock}: {exc.strerror or exc}"
+    return None
 
 
 JEMALLOC_CONF: Final = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
@@ -376,15 +400,19 @@ def count_suite(
     print(f"{tag}: counting instructions under callgrind", flush=True)
     start = time.monotonic()
     with log_path.open("w") as log:
-        code = run_counting(
-            tools,
-            suite,
-            directory,
-            None if verbose else log,
-            quick=quick,
-            live=live,
-            pytest_args=pytest_args,
-        )
+        try:
+            code = run_counting(
+                tools,
+                suite,
+                directory,
+                None if verbose else log,
+                quick=quick,
+                live=live,
+                pytest_args=pytest_args,
+            )
+        except OSError as exc:  # the stage could not be made (disk full, permissions)
+            log.write(f"samplemind-bench: the counting stage failed: {exc}\n")
+            code = 1
     elapsed = time.monotonic() - start
     counts = read_counts(directory)
     results = out / f"{suite}.json"
