@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -653,12 +652,7 @@ def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, tmp_path: Path)
     counts = []
     for name in ("a", "b" * 48):
         tree = tmp_path / name
-        for item in runner.STAGED:
-            source = REPO / item
-            if source.is_dir():
-                shutil.copytree(source, tree / item, ignore=shutil.ignore_patterns("__pycache__"))
-            elif source.is_file():
-                shutil.copy2(source, tree / item)
+        runner.copy_code(REPO, tree)  # a second checkout of the same code
         out = tree / "results"
         env = {**cli.timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
         data = _count_router(out, "test_route and chat-speed-healthy", tree, env)

@@ -49,6 +49,7 @@ __all__ = [
     "KEPT_ENV",
     "STAGED",
     "Stage",
+    "copy_code",
     "count_into",
     "count_suite",
     "counting_command",
@@ -184,6 +185,17 @@ class Stage:
     tmp: Path
 
 
+def copy_code(repo: Path, dest: Path) -> None:
+    """Copy ``repo``'s :data:`STAGED` code into ``dest``, without ``__pycache__`` or ``.benchmarks``."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".benchmarks")
+    for name in STAGED:
+        source = repo / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=ignore)
+        elif source.is_file():
+            shutil.copy2(source, dest / name)
+
+
 def stage_root() -> Path:
     """``<temporary directory>/samplemind-count-<uid>``: where every count of this user runs."""
     return Path(tempfile.gettempdir()) / f"samplemind-count-{os.getuid()}"
@@ -218,13 +230,7 @@ def counting_stage(
             stage = Stage(root / "src", root / "out", root / "tmp")
             stage.src.mkdir(parents=True)
             stage.out.mkdir()
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".benchmarks")
-            for name in STAGED:
-                source = repo / name
-                if source.is_dir():
-                    shutil.copytree(source, stage.src / name, ignore=ignore)
-                elif source.is_file():
-                    shutil.copy2(source, stage.src / name)
+            copy_code(repo, stage.src)
             ensure_benchmark_storage(stage.src)
             yield stage
         finally:
