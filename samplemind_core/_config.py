@@ -1,26 +1,27 @@
 """Explicit configuration objects.
 
 Every part of the layer takes a small typed config object in its constructor;
-``Settings`` bundles them. :meth:`Settings.from_env` is the **only** place in
+``Settings``                       bundles them. :meth:`Settings.from_env` is the **only** place in
 the project that reads the process environment.
 
 Variables read by :meth:`Settings.from_env`:
 
-=============================== ===========================================
-``REDIS_URL``                   ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=PATH`` for
-                                a private CA), ``unix://`` (unset: run uncached)
-``REDIS_CLUSTER``               ``1`` when ``REDIS_URL`` names a Redis Cluster node
-``SAMPLEMIND_FINGERPRINT_KEY``  64 hex chars (32 bytes): the keyed-BLAKE3 key of cache keys
-``SAMPLEMIND_CACHE_NAMESPACE``  tenant namespace (default ``default``)
-``SAMPLEMIND_CACHE_TTL``        seconds (default 7 days)
-``SAMPLEMIND_HTTP2``            ``1`` to enable HTTP/2
-``SAMPLEMIND_TRANSPORT``        ``auto`` (default: aiohttp, httpx for HTTP/2), ``httpx`` or ``aiohttp``
-``OLLAMA_HOST``                 default ``http://localhost:11434``
-``OPENAI_BASE_URL``             default ``https://api.openai.com/v1``
-``ANTHROPIC_BASE_URL``          default ``https://api.anthropic.com``
-``GEMINI_BASE_URL``             default ``https://generativelanguage.googleapis.com``
+================================== ===========================================
+``REDIS_URL``                      ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=PATH`` for
+                                   a private CA), ``unix://`` (unset: run uncached)
+``REDIS_CLUSTER``                  ``1`` when ``REDIS_URL`` names a Redis Cluster node
+``SAMPLEMIND_FINGERPRINT_KEY``     64 hex chars (32 bytes): the keyed-BLAKE3 key of cache keys
+``SAMPLEMIND_CACHE_NAMESPACE``     tenant namespace (default ``default``)
+``SAMPLEMIND_CACHE_TTL``           seconds (default 7 days)
+``SAMPLEMIND_HTTP2``               ``1`` to enable HTTP/2
+``SAMPLEMIND_TRANSPORT``           ``auto`` (default: aiohttp, httpx for HTTP/2), ``httpx`` or ``aiohttp``
+``SAMPLEMIND_STREAM_IDLE_TIMEOUT`` seconds between two chunks of a stream (default 30)
+``OLLAMA_HOST``                    default ``http://localhost:11434``
+``OPENAI_BASE_URL``                default ``https://api.openai.com/v1``
+``ANTHROPIC_BASE_URL``             default ``https://api.anthropic.com``
+``GEMINI_BASE_URL``                default ``https://generativelanguage.googleapis.com``
 ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``
-=============================== ===========================================
+================================== ===========================================
 
 Every value read is checked: a flag is one of ``1/0/true/false/yes/no/on/off``,
 the TTL a finite number of seconds, a URL is printable ASCII with the expected
@@ -49,6 +50,7 @@ __all__ = [
     "RetryConfig",
     "Secret",
     "Settings",
+    "StreamConfig",
 ]
 
 PROVIDERS: Final = ("ollama", "gemini", "anthropic", "openai")
@@ -304,6 +306,44 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """Streams of :meth:`AIManager.stream <samplemind_core.AIManager.stream>` (each can be
+    overridden per call).
+
+    ``idle_timeout_s``: the longest gap allowed between two chunks of an upstream
+    stream, the wait for its first chunk after the headers included; a longer gap
+    ends the upstream: before any text a fallback to the next provider, after text
+    :class:`~samplemind_core.StreamInterrupted`. ``on_interrupt``: ``"raise"``
+    (default: :class:`~samplemind_core.StreamInterrupted`) or ``"restart"`` (a fresh
+    stream from the next provider of the chain, its first chunk flagged
+    ``restarted=True``). ``replay``: how a cached stream is replayed, ``"instant"``
+    (default: every chunk at once) or ``"paced"`` (the recorded gaps between the
+    original chunks, capped at ``max_replay_gap_s``; for tests of a UI).
+    """
+
+    idle_timeout_s: float = 30.0
+    on_interrupt: Literal["raise", "restart"] = "raise"
+    replay: Literal["instant", "paced"] = "instant"
+    max_replay_gap_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout_s", "max_replay_gap_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < math.inf
+            ):
+                raise ConfigError(f"stream {name} must be a finite number > 0, got {value!r}")
+        if self.on_interrupt not in ("raise", "restart"):
+            raise ConfigError(
+                f"stream on_interrupt must be 'raise' or 'restart', got {self.on_interrupt!r}"
+            )
+        if self.replay not in ("instant", "paced"):
+            raise ConfigError(f"stream replay must be 'instant' or 'paced', got {self.replay!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """Where and how to reach one provider.
 
@@ -439,6 +479,7 @@ class Settings:
     http: HttpConfig = field(default_factory=HttpConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=_default_providers)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
     def provider(self, name: str) -> ProviderConfig:
         try:
@@ -507,6 +548,18 @@ class Settings:
             )
             for name in PROVIDERS
         }
+        stream = StreamConfig()
+        if (idle := get("SAMPLEMIND_STREAM_IDLE_TIMEOUT")) is not None:
+            try:
+                idle_s = float(idle)
+            except ValueError:
+                idle_s = math.nan
+            if not 0 < idle_s < math.inf:
+                raise ConfigError(
+                    "SAMPLEMIND_STREAM_IDLE_TIMEOUT must be a finite number of seconds > 0, "
+                    f"got {idle!r}"
+                )
+            stream = StreamConfig(idle_timeout_s=idle_s)
         redis_url = get("REDIS_URL")
         return cls(
             redis_url=None if redis_url is None else check_redis_url(redis_url),
@@ -514,4 +567,5 @@ class Settings:
             cache=CacheConfig(**cache_kwargs),  # type: ignore[arg-type]
             http=http,
             providers=providers,
+            stream=stream,
         )

@@ -79,23 +79,28 @@ scrubbed of every configured key as a second line of defence.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ._config import Settings
+from ._config import Settings, StreamConfig
 from ._exceptions import (
     AllProvidersFailedError,
     Attempt,
     BadRequestError,
     ClientStateError,
     ConfigError,
+    RequestTimeout,
     SampleMindError,
+    StreamInterrupted,
 )
 from ._models import ChatRequest, ChatResponse
+from ._streaming import CHUNKS_KEY, ResponseStream, UpstreamFeed, stored_chunks, with_chunks
+from ._streaming import finalize_stream as _finalize_stream
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
 
 if TYPE_CHECKING:
@@ -103,7 +108,7 @@ if TYPE_CHECKING:
 
     from .cache import ResponseCache
     from .http import HttpClient
-    from .providers.base import Provider
+    from .providers.base import Provider, ProviderStream
 
 __all__ = ["AIManager"]
 
@@ -156,6 +161,67 @@ def _make_redis(settings: Settings) -> Any:
 
 def _counts_against_health(exc: SampleMindError) -> bool:
     return not isinstance(exc, BadRequestError | ConfigError)
+
+
+class _RouteLog:
+    """The steps of one call's chain (``metadata["route"]``), its failed attempts and last error."""
+
+    __slots__ = ("attempts", "last_exc", "manager", "route")
+
+    def __init__(self, manager: AIManager) -> None:
+        self.manager = manager
+        self.route: list[dict[str, Any]] = []
+        self.attempts: list[Attempt] = []
+        self.last_exc: BaseException | None = None
+
+    def note(self, choice: RouteChoice, outcome: str, error: str | None, ms: float) -> None:
+        self.route.append(
+            {
+                "provider": choice.provider,
+                "model": choice.model,
+                "outcome": outcome,
+                "error": error,
+                "latency_ms": ms,
+            }
+        )
+        if error is not None:
+            self.attempts.append(Attempt(choice.provider, choice.model, error, ms))
+
+    def failed(self, choice: RouteChoice, exc: SampleMindError, ms: float) -> str:
+        """Record a provider's failure (health, route, log); returns the redacted error text."""
+        manager = self.manager
+        name = choice.provider
+        error = manager._redact(f"{type(exc).__name__}: {exc}")
+        if _counts_against_health(exc):
+            manager._router.record_failure(name, error)
+        else:
+            manager._router.release(name)
+        self.note(choice, "error", error, ms)
+        self.last_exc = exc
+        logger.warning(
+            "provider %s (model %s) failed with %s; falling back",
+            name,
+            choice.model,
+            type(exc).__name__,
+        )
+        logger.debug("provider %s failure detail: %s", name, error)
+        return error
+
+    def all_failed(self, request: ChatRequest) -> AllProvidersFailedError:
+        """The error of a chain where every choice failed (its cause chained when safe)."""
+        if not self.attempts:
+            return AllProvidersFailedError(
+                [Attempt("-", request.model or "-", "no provider in the chain")]
+            )
+        failed = AllProvidersFailedError(self.attempts)
+        # Chain the last cause for debugging, unless its text holds a key (e.g. a
+        # provider that echoes the credential in its error body).
+        last = self.last_exc
+        if last is not None and self.manager._redact(str(last)) == str(last):
+            failed.__cause__ = last
+        else:
+            failed.__suppress_context__ = True
+        return failed
 
 
 class AIManager:
@@ -217,6 +283,8 @@ class AIManager:
             if cfg.api_key is not None and cfg.api_key.get_secret_value()
         ]
         self._keyless: dict[str, str | None] = {}  # provider -> skip reason (None: has a key)
+        self._feeds: dict[str, UpstreamFeed] = {}  # cache key -> the upstream stream in flight
+        self._stream_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @classmethod
@@ -267,6 +335,11 @@ class AIManager:
         if self._closed:
             return
         self._closed = True
+        tasks = list(self._stream_tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         for part in reversed(self._owned):
             await part.aclose()
         if self._redis is not None:
@@ -307,6 +380,7 @@ class AIManager:
         if called:
             return replace(response, latency_ms=latency_ms)
         if response.cached:
+            response.metadata.pop(CHUNKS_KEY, None)  # a stored stream's boundaries
             # A cache hit: get_or_call hands each caller an object (and metadata) of its own,
             # already cost_usd=0.0, so it is completed in place instead of copied again.
             response.attempts = 0
@@ -353,30 +427,42 @@ class AIManager:
                 text = text.replace(secret, _REDACTED)
         return text
 
+    def _choices(
+        self,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        log: _RouteLog,
+    ) -> Iterator[RouteChoice]:
+        """The choices to call, in order (skipped ones noted in ``log``).
+
+        Providers whose breaker is open go to the end of the chain: they are called
+        only when every other choice has failed (a last resort). Lazy: a breaker is
+        asked just before its provider's turn.
+        """
+        router = self._router
+        deferred: list[RouteChoice] = []
+        for choice in router.plan(task, priority, request, include_skipped=True):
+            if choice.skip_reason is not None:
+                log.note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
+            elif (keyless := self._missing_key(choice.provider)) is not None:
+                log.note(choice, "skipped", f"skipped: {keyless}", 0.0)
+            elif not router.allow(choice.provider):
+                deferred.append(choice)
+            else:
+                yield choice
+        for choice in deferred:
+            log.note(choice, "last resort", None, 0.0)
+            yield choice
+
     async def _call_chain(
         self, request: ChatRequest, task: Task | str, priority: Priority | str
     ) -> ChatResponse:
         start = time.perf_counter()
         router = self._router
-        attempts: list[Attempt] = []
-        route: list[dict[str, Any]] = []
-        last_exc: BaseException | None = None
-
-        def note(choice: RouteChoice, outcome: str, error: str | None, ms: float) -> None:
-            route.append(
-                {
-                    "provider": choice.provider,
-                    "model": choice.model,
-                    "outcome": outcome,
-                    "error": error,
-                    "latency_ms": ms,
-                }
-            )
-            if error is not None:
-                attempts.append(Attempt(choice.provider, choice.model, error, ms))
+        log = _RouteLog(self)
 
         async def call(choice: RouteChoice) -> ChatResponse | None:
-            nonlocal last_exc
             name = choice.provider
             limiter = self._limiters.get(name)
             t0 = time.perf_counter()
@@ -387,30 +473,16 @@ class AIManager:
                     t0 = time.perf_counter()  # waiting for the limiter is not provider latency
                 reply = await adapter.complete(self._http, request, choice.model)
             except SampleMindError as exc:
-                ms = (time.perf_counter() - t0) * 1000.0
-                error = self._redact(f"{type(exc).__name__}: {exc}")
-                if _counts_against_health(exc):
-                    router.record_failure(name, error)
-                else:
-                    router.release(name)
-                note(choice, "error", error, ms)
-                last_exc = exc
-                logger.warning(
-                    "provider %s (model %s) failed with %s; falling back",
-                    name,
-                    choice.model,
-                    type(exc).__name__,
-                )
-                logger.debug("provider %s failure detail: %s", name, error)
+                log.failed(choice, exc, (time.perf_counter() - t0) * 1000.0)
                 return None
             except BaseException:
                 router.release(name)  # cancelled or a bug: no verdict on the provider
                 raise
             ms = (time.perf_counter() - t0) * 1000.0
             router.record_success(name, ms)
-            note(choice, "ok", None, ms)
+            log.note(choice, "ok", None, ms)
             metadata = dict(reply.metadata)
-            metadata["route"] = route
+            metadata["route"] = log.route
             return replace(
                 reply,
                 estimated_cost_usd=choice.estimated_cost_usd,
@@ -419,29 +491,220 @@ class AIManager:
                 metadata=metadata,
             )
 
-        # Providers whose breaker is open go to the end of the chain: they are
-        # called only when every other choice has failed (a last resort).
-        deferred: list[RouteChoice] = []
-        for choice in router.plan(task, priority, request, include_skipped=True):
-            if choice.skip_reason is not None:
-                note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
-            elif (keyless := self._missing_key(choice.provider)) is not None:
-                note(choice, "skipped", f"skipped: {keyless}", 0.0)
-            elif not router.allow(choice.provider):
-                deferred.append(choice)
-            elif (reply := await call(choice)) is not None:
-                return reply
-        for choice in deferred:
-            note(choice, "last resort", None, 0.0)
+        for choice in self._choices(request, task, priority, log):
             if (reply := await call(choice)) is not None:
                 return reply
-        if not attempts:
-            raise AllProvidersFailedError(
-                [Attempt("-", request.model or "-", "no provider in the chain")]
+        raise log.all_failed(request)
+
+    # -- streams ---------------------------------------------------------------
+
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        task: Task | str = "chat",
+        priority: Priority | str = "speed",
+        idle_timeout_s: float | None = None,
+        on_interrupt: Literal["raise", "restart"] | None = None,
+        replay: Literal["instant", "paced"] | None = None,
+    ) -> ResponseStream:
+        """The answer to ``request`` as a stream of chunks (see :mod:`samplemind_core._streaming`).
+
+        ::
+
+            async with ai.stream(request, task="describe") as stream:
+                async for chunk in stream:          # StreamChunk(text, index, restarted)
+                    ui.write(chunk.text)
+                resp = stream.response              # what complete() would have returned
+
+        The road is complete()'s with chunks: a stored answer of the same request
+        (streamed or not) is replayed from the cache; concurrent identical streams
+        in this process share one upstream (a caller that joins late gets every chunk
+        from the first); otherwise the router's chain is tried in turn, each provider
+        with its native stream on the shared client. A failure before the first
+        text chunk falls back exactly as in complete(); one after it raises
+        :class:`~samplemind_core.StreamInterrupted` (or, with
+        ``on_interrupt="restart"``, starts a fresh stream from the next provider,
+        whose first chunk has ``restarted=True``). A stream that completes is stored
+        with its chunk boundaries; nothing of a failed one is.
+
+        ``idle_timeout_s``, ``on_interrupt`` and ``replay`` override
+        ``settings.stream`` (:class:`~samplemind_core.StreamConfig`) for this call.
+        Bad arguments raise :class:`~samplemind_core.ConfigError` here, before
+        anything is sent.
+        """
+        if self._closed:
+            raise ClientStateError("AIManager is closed: create a new one")
+        start = time.perf_counter()
+        request.validate()
+        self._router.chain(task, priority)  # validate before any lookup
+        config = self.settings.stream
+        overrides = {
+            name: value
+            for name, value in (
+                ("idle_timeout_s", idle_timeout_s),
+                ("on_interrupt", on_interrupt),
+                ("replay", replay),
             )
-        failed = AllProvidersFailedError(attempts)
-        # Chain the last cause for debugging, unless its text holds a key (e.g. a
-        # provider that echoes the credential in its error body).
-        if last_exc is not None and self._redact(str(last_exc)) == str(last_exc):
-            raise failed from last_exc
-        raise failed from None
+            if value is not None
+        }
+        if overrides:
+            config = replace(config, **overrides)  # type: ignore[arg-type]
+
+        async def opener(stream: ResponseStream) -> tuple[UpstreamFeed, str]:
+            return await self._open_feed(request, task, priority, config)
+
+        return ResponseStream(
+            opener,
+            start=start,
+            replay=config.replay,
+            max_replay_gap_s=config.max_replay_gap_s,
+            finalize=_finalize_stream,
+        )
+
+    async def _open_feed(
+        self,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+    ) -> tuple[UpstreamFeed, str]:
+        """The feed a new stream reads and its role: a stored answer, a shared upstream, or a new one."""
+        if self._closed:
+            raise ClientStateError("AIManager is closed: create a new one")
+        cache = self._cache
+        key: str | None = None
+        if cache is not None:
+            key = cache.key_for(request) + ("" if config.on_interrupt == "raise" else "|restart")
+            if (feed := self._feeds.get(key)) is not None:
+                cache._stats.coalesced += 1
+                return feed, "follower"
+            hit = await cache.get(request)
+            if hit is not None:
+                chunks, gaps = stored_chunks(hit)
+                return UpstreamFeed.stored(chunks, hit, gaps), "cache"
+            if (feed := self._feeds.get(key)) is not None:  # started while we looked
+                cache._stats.coalesced += 1
+                return feed, "follower"
+        feed = UpstreamFeed(key)
+        if key is not None:
+            self._feeds[key] = feed
+            feed.on_idle = self._forget_feed
+        task_ = asyncio.get_running_loop().create_task(
+            self._produce(feed, request, task, priority, config)
+        )
+        feed.task = task_
+        self._stream_tasks.add(task_)
+        task_.add_done_callback(self._stream_tasks.discard)
+        return feed, "leader"
+
+    def _forget_feed(self, feed: UpstreamFeed) -> None:
+        if feed.key is not None and self._feeds.get(feed.key) is feed:
+            del self._feeds[feed.key]
+
+    async def _produce(
+        self,
+        feed: UpstreamFeed,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+    ) -> None:
+        """Read the chain's streams into ``feed`` (a task of its own; see :meth:`stream`)."""
+        start = time.perf_counter()
+        router = self._router
+        log = _RouteLog(self)
+        idle = config.idle_timeout_s
+        interrupted: StreamInterrupted | None = None
+        interruptions: list[dict[str, Any]] = []
+        try:
+            for choice in self._choices(request, task, priority, log):
+                name = choice.provider
+                limiter = self._limiters.get(name)
+                begin = len(feed.chunks)
+                t0 = time.perf_counter()
+                upstream: ProviderStream | None = None
+                try:
+                    adapter = self.provider(name)
+                    if limiter is not None:
+                        await limiter.acquire()
+                        t0 = time.perf_counter()
+                    upstream = await adapter.open_stream(self._http, request, choice.model)
+                    chunks = upstream.__aiter__()
+                    while True:
+                        try:
+                            async with asyncio.timeout(idle):
+                                text = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            raise RequestTimeout(
+                                f"{name}: no chunk within idle_timeout_s={idle:g} s"
+                            ) from None
+                        if not text:
+                            continue
+                        if interrupted is not None and len(feed.chunks) == begin:
+                            feed.restart()
+                        feed.push(text)
+                    reply = upstream.response
+                except SampleMindError as exc:
+                    ms = (time.perf_counter() - t0) * 1000.0
+                    error = log.failed(choice, exc, ms)
+                    sent = len(feed.chunks) - begin
+                    if sent == 0:
+                        continue  # nothing shown yet: fall back as complete() does
+                    interrupted = StreamInterrupted(
+                        partial_text="".join(feed.chunks[begin:]),
+                        provider=name,
+                        model=choice.model,
+                        chunks=sent,
+                        cause=error,
+                        attempts=log.attempts,
+                    )
+                    if self._redact(str(exc)) == str(exc):
+                        interrupted.__cause__ = exc
+                    interruptions.append(
+                        {"provider": name, "model": choice.model, "chunks": sent, "error": error}
+                    )
+                    if config.on_interrupt == "restart":
+                        continue
+                    feed.fail(interrupted)
+                    return
+                except BaseException:
+                    router.release(name)  # cancelled or a bug: no verdict on the provider
+                    raise
+                finally:
+                    if upstream is not None:
+                        await upstream.aclose()
+                ms = (time.perf_counter() - t0) * 1000.0
+                router.record_success(name, ms)
+                log.note(choice, "ok", None, ms)
+                metadata = dict(reply.metadata)
+                metadata["route"] = log.route
+                if interruptions:
+                    metadata["interruptions"] = interruptions
+                response = replace(
+                    reply,
+                    estimated_cost_usd=choice.estimated_cost_usd,
+                    latency_ms=(time.perf_counter() - start) * 1000.0,
+                    cached=False,
+                    metadata=metadata,
+                )
+                feed.finish(response)
+                if self._cache is not None:
+                    await self._cache.set(request, with_chunks(response, feed))
+                return
+            if interrupted is not None:
+                interrupted.attempts = list(log.attempts)
+                feed.fail(interrupted)
+            else:
+                feed.fail(log.all_failed(request))
+        except asyncio.CancelledError:
+            if not feed.done:  # the manager closed under its readers: they must not hang
+                feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
+            raise
+        except BaseException as exc:  # a bug: every reader sees it
+            if not feed.done:
+                feed.fail(exc)
+        finally:
+            self._forget_feed(feed)
