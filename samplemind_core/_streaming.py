@@ -231,12 +231,10 @@ class ResponseStream:
     async def __aenter__(self) -> ResponseStream:
         if self._state != "new":
             raise ClientStateError("a ResponseStream can be entered once")
-        feed, role = await self._opener(self)
+        feed, role = await self._opener(self)  # attached (when shared) before it returns
         self._feed = feed
         self.role = role
-        if not feed.done or feed.source != "cache":
-            feed.attach()
-            self._attached = True
+        self._attached = feed.source != "cache"
         self._state = "open"
         return self
 

@@ -578,6 +578,7 @@ class AIManager:
             key = cache.key_for(request) + ("" if config.on_interrupt == "raise" else "|restart")
             if (feed := self._feeds.get(key)) is not None:
                 cache._stats.coalesced += 1
+                feed.attach()
                 return feed, "follower"
             hit = await cache.get(request)
             if hit is not None:
@@ -585,8 +586,10 @@ class AIManager:
                 return UpstreamFeed.stored(chunks, hit, gaps), "cache"
             if (feed := self._feeds.get(key)) is not None:  # started while we looked
                 cache._stats.coalesced += 1
+                feed.attach()
                 return feed, "follower"
         feed = UpstreamFeed(key)
+        feed.attach()
         if key is not None:
             self._feeds[key] = feed
             feed.on_idle = self._forget_feed
@@ -690,9 +693,11 @@ class AIManager:
                     cached=False,
                     metadata=metadata,
                 )
-                feed.finish(response)
                 if self._cache is not None:
+                    # Stored before the readers see the end: a stream that a caller saw
+                    # complete is a hit for the next one (a SET, bounded by op_timeout_s).
                     await self._cache.set(request, with_chunks(response, feed))
+                feed.finish(response)
                 return
             if interrupted is not None:
                 interrupted.attempts = list(log.attempts)
