@@ -56,6 +56,10 @@ __all__ = [
 PROVIDERS: Final = ("ollama", "gemini", "anthropic", "openai")
 """The four providers, in the order of the seed's plan (local first)."""
 
+MIN_STREAM_LINE_BYTES: Final = 1 << 10
+MAX_STREAM_LINE_BYTES: Final = 1 << 30
+"""The range of ``HttpConfig.stream_max_line_bytes`` (1 KiB to 1 GiB)."""
+
 MAX_TTL_S: Final = 100 * 365 * 86400.0
 """The longest cache TTL accepted (100 years; Redis refuses far larger expiries)."""
 
@@ -122,6 +126,11 @@ class HttpConfig:
     when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The measurements behind
     that default are in ``docs/decisions.md`` (``samplemind-bench run --live
     --suite client`` measures them again).
+
+    ``stream_max_line_bytes`` bounds what a streamed reply may buffer: one
+    line of an event stream or NDJSON body, and the data of one SSE event
+    (default 1 MiB; an integer in [1 KiB, 1 GiB]). A longer one is a
+    :class:`~samplemind_core.MalformedResponseError`, never an unbounded buffer.
     """
 
     connect_timeout_s: float = 5.0
@@ -134,6 +143,19 @@ class HttpConfig:
     http2: bool = False
     transport: Literal["auto", "httpx", "aiohttp"] = "auto"
     retry: RetryConfig = field(default_factory=RetryConfig)
+    stream_max_line_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        limit = self.stream_max_line_bytes
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not MIN_STREAM_LINE_BYTES <= limit <= MAX_STREAM_LINE_BYTES
+        ):
+            raise ConfigError(
+                "HttpConfig.stream_max_line_bytes must be an integer in "
+                f"[{MIN_STREAM_LINE_BYTES}, {MAX_STREAM_LINE_BYTES}], got {limit!r}"
+            )
 
     @property
     def effective_transport(self) -> Literal["httpx", "aiohttp"]:

@@ -1,0 +1,321 @@
+"""The wire side of streaming: parsers, ``HttpClient.stream``, ``Provider.open_stream``.
+
+In-process tests answer from the world model (``fixtures.mock.world_transport``:
+the same wire formats as the emulator) or from scripted ``httpx.MockTransport``
+handlers; the live tests run the real emulator server over both transports and
+HTTP/1.1 and h2c.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from fixtures.mock import world_transport
+from fixtures.servers import EMULATOR_API_KEY
+from fixtures.wire import FAULT_HEADER
+from fixtures.world import WorldModel
+from samplemind_core import (
+    ChatRequest,
+    ClientStateError,
+    ConfigError,
+    HttpConfig,
+    ProviderConfig,
+    RateLimitError,
+    RequestTimeout,
+    RetryConfig,
+    Secret,
+)
+from samplemind_core.http import HttpClient, build_transport
+from samplemind_core.providers import PROVIDER_CLASSES, Provider, ProviderStream, get_provider
+from samplemind_core.providers._parse import NDJSONParser, SSEParser, StreamLimitError
+
+NAMES = sorted(PROVIDER_CLASSES)
+STREAMING = ["openai"]
+"""The adapters that stream so far (the others follow in the next commits)."""
+TOOLS = [
+    {
+        "name": "tag_sample",
+        "description": "Tag a sample",
+        "parameters": {
+            "type": "object",
+            "properties": {"genre": {"type": "string"}, "bpm": {"type": "integer"}},
+        },
+    }
+]
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def provider_at(name: str, base: str) -> Provider:
+    url = f"{base}/v1" if name == "openai" else base
+    key = None if name == "ollama" else Secret(EMULATOR_API_KEY)
+    return get_provider(name, ProviderConfig(name=name, base_url=url, api_key=key))
+
+
+def request(text: str = "describe kick_01.wav", **kw: Any) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": text}], **kw)
+
+
+async def collect(stream: ProviderStream) -> list[str]:
+    async with stream:
+        return [t async for t in stream]
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def test_sse_events_split_across_reads_at_every_byte() -> None:
+    body = (
+        b': keep-alive\r\n\r\nevent: message_start\r\ndata: {"a": 1}\r\n\r\n'
+        b"data: line one\ndata: line two\n\nid: 7\nretry: 10\ndata:no-space\n\n"
+        b"event: x\rdata: cr only\r\r"
+    )
+    expected = [
+        ("message_start", '{"a": 1}'),
+        ("", "line one\nline two"),
+        ("", "no-space"),
+        ("x", "cr only"),
+    ]
+    for cut in range(len(body) + 1):
+        p = SSEParser(1024)
+        got = p.feed(body[:cut]) + p.feed(body[cut:]) + p.finish()
+        assert got == expected, cut
+    p = SSEParser(1024)
+    got = [e for i in range(len(body)) for e in p.feed(body[i : i + 1])]
+    assert got == expected[:-1]
+    assert p.finish() == expected[-1:]
+    assert not p.pending
+
+
+def test_sse_event_is_returned_by_the_read_that_completes_it() -> None:
+    p = SSEParser(1024)
+    assert p.feed(b"data: first\n") == []
+    assert p.feed(b"\n") == [("", "first")]
+    assert p.feed(b"data: incomplete") == []
+    assert p.pending
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"data: " + b"x" * 2000],  # a line that never ends
+        [b"data: " + b"x" * 600 + b"\n", b"data: " + b"y" * 600 + b"\n"],  # one event's data
+        [b"data: " + b"z" * 2000 + b"\n\n"],  # a complete line over the limit
+        [b"a" * 700, b"b" * 700],  # growing across reads
+    ],
+)
+def test_sse_limits_are_errors_not_buffers(chunks: list[bytes]) -> None:
+    p = SSEParser(1024)
+    with pytest.raises(StreamLimitError):
+        for c in chunks:
+            p.feed(c)
+
+
+def test_ndjson_lines_split_limits_and_garbage() -> None:
+    body = b'{"a": 1}\r\n\n{"b": [1, 2]}\n{"c": "\xc3\xa9"}'
+    for cut in range(len(body) + 1):
+        p = NDJSONParser(1024)
+        got = p.feed(body[:cut]) + p.feed(body[cut:]) + p.finish()
+        assert got == [{"a": 1}, {"b": [1, 2]}, {"c": "é"}], cut
+    with pytest.raises(StreamLimitError):
+        NDJSONParser(1024).feed(b"{" + b" " * 2000)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        NDJSONParser(1024).feed(b"{nope}\n")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        NDJSONParser(1024).feed(b"[1]\n")
+
+
+@pytest.mark.parametrize("bad", [0, 1023, 1 << 31, 2.5, True, "1"])
+def test_stream_line_limit_is_checked(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="stream_max_line_bytes"):
+        HttpConfig(stream_max_line_bytes=bad)
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+@pytest.fixture
+def world() -> WorldModel:
+    return WorldModel(seed=3, latency_scale=0.0)
+
+
+@pytest.fixture
+async def client(world: WorldModel) -> AsyncIterator[HttpClient]:
+    async with HttpClient(transport=world_transport(world), sleep=_no_sleep) as http:
+        yield http
+
+
+BASE = "http://emulated.test"
+
+
+@pytest.mark.parametrize("name", STREAMING)
+async def test_stream_text_equals_the_complete_reply(name: str, client: HttpClient) -> None:
+    provider = provider_at(name, BASE)
+    req = request(max_tokens=300)
+    stream = await provider.open_stream(client, req)
+    assert stream.provider == name and stream.model == provider.default_model
+    with pytest.raises(ClientStateError, match="after the last chunk"):
+        _ = stream.response
+    parts = await collect(stream)
+    whole = await provider.complete(client, req)
+    resp = stream.response
+    assert len(parts) > 3 and all(parts)
+    assert "".join(parts) == resp.text == whole.text
+    assert resp.usage == whole.usage and resp.usage.output_tokens > 0
+    assert resp.usage.input_tokens == whole.usage.input_tokens > 0
+    assert resp.finish_reason == whole.finish_reason
+    assert resp.cost_usd == pytest.approx(whole.cost_usd)
+    assert resp.provider == name and resp.attempts == 1 and resp.latency_ms > 0
+    assert resp.tool_calls == []
+
+
+@pytest.mark.parametrize("name", STREAMING)
+async def test_stream_tool_calls_are_assembled(name: str, client: HttpClient) -> None:
+    provider = provider_at(name, BASE)
+    req = request("tag kick_01.wav", tools=TOOLS)
+    stream = await provider.open_stream(client, req)
+    parts = await collect(stream)
+    whole = await provider.complete(client, req)
+    assert parts == []
+    calls = stream.response.tool_calls
+    assert calls and [(c.name, c.arguments) for c in calls] == [
+        (c.name, c.arguments) for c in whole.tool_calls
+    ]
+    assert calls[0].name == "tag_sample" and set(calls[0].arguments) == {"genre", "bpm"}
+
+
+async def test_openai_stream_request_asks_for_usage() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(orjson.loads(req.content))
+        body = (
+            b'data: {"model":"gpt-x","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+            b"data: [DONE]\n\n"
+        )
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    async with HttpClient(transport=httpx.MockTransport(handler)) as http:
+        stream = await provider_at("openai", BASE).open_stream(http, request())
+        assert await collect(stream) == ["hi"]
+    assert seen[0]["stream"] is True and seen[0]["stream_options"] == {"include_usage": True}
+    assert stream.response.model == "gpt-x" and stream.response.usage.total_tokens == 4
+
+
+# --------------------------------------------------------------------------- HttpClient.stream
+
+
+async def test_http_stream_retries_before_headers_only() -> None:
+    calls = {"n": 0}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(429, headers={"retry-after": "0"}, json={"error": "slow"})
+        return httpx.Response(200, content=b"data: x\n\n")
+
+    cfg = HttpConfig(retry=RetryConfig(attempts=3, jitter=False))
+    http = HttpClient(cfg, transport=httpx.MockTransport(handler), sleep=_no_sleep)
+    async with http, http.stream("POST", BASE + "/s", json={"a": 1}) as response:
+        assert response.status_code == 200
+        assert response.extensions["samplemind"]["attempts"] == 2
+        assert b"".join([c async for c in response.aiter_bytes()]) == b"data: x\n\n"
+    assert calls["n"] == 2
+
+
+async def test_http_stream_error_status_has_its_body_read() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": "bad"})
+
+    http = HttpClient(transport=httpx.MockTransport(handler))
+    async with http, http.stream("POST", BASE + "/s") as response:
+        assert response.status_code == 400 and response.json() == {"error": "bad"}
+
+
+async def test_http_stream_bad_timeout_is_a_config_error(client: HttpClient) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        async with client.stream("POST", BASE + "/v1/chat/completions", timeout=-1.0):
+            pass
+
+
+async def test_http_stream_headers_timeout_is_request_timeout() -> None:
+    async def slow(req: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    cfg = HttpConfig(retry=RetryConfig(attempts=2, jitter=False, backoff_base_s=0.0))
+    async with HttpClient(cfg, transport=httpx.MockTransport(slow), sleep=_no_sleep) as http:
+        with pytest.raises(RequestTimeout, match="no response headers within"):
+            async with asyncio.timeout(20):
+                async with http.stream("GET", BASE + "/s", timeout=0.05):
+                    pass
+
+
+# --------------------------------------------------------------------------- live emulator
+
+Transport = Callable[[], HttpClient]
+TRANSPORTS: dict[str, Transport] = {
+    "aiohttp": lambda: HttpClient(HttpConfig(transport="aiohttp")),
+    "httpx-h1": lambda: HttpClient(HttpConfig(transport="httpx")),
+    "httpx-h2c": lambda: HttpClient(
+        HttpConfig(http2=True),
+        transport=build_transport(HttpConfig(http2=True), http1=False),
+    ),
+}
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+@pytest.mark.parametrize("name", STREAMING)
+async def test_live_stream_every_provider_and_transport(
+    name: str, transport: str, emulator_server: Any
+) -> None:
+    provider = provider_at(name, emulator_server.url)
+    req = request(f"describe snare_{transport}.wav")
+    async with TRANSPORTS[transport]() as http:
+        async with asyncio.timeout(30):
+            stream = await provider.open_stream(http, req)
+            if transport == "httpx-h2c":
+                assert stream.http_response.http_version == "HTTP/2"
+            parts = await collect(stream)
+            whole = await provider.complete(http, req)
+    assert len(parts) > 1 and "".join(parts) == whole.text == stream.response.text
+    assert stream.response.usage == whole.usage
+    assert stream.response.cost_usd == pytest.approx(whole.cost_usd)
+
+
+def faulted(name: str, base: str, fault: str) -> Provider:
+    """An adapter whose streaming requests carry the emulator's fault header."""
+    cls = PROVIDER_CLASSES[name]
+
+    class Faulted(cls):  # type: ignore[valid-type,misc]
+        def build_stream_request(
+            self, req: ChatRequest, model: str
+        ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+            method, url, headers, body = super().build_stream_request(req, model)
+            return method, url, {**headers, FAULT_HEADER: fault}, body
+
+    plain = provider_at(name, base)
+    result: Provider = Faulted(plain.config)
+    return result
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name", STREAMING)
+async def test_live_429_status_maps_like_complete(name: str, emulator_server: Any) -> None:
+    provider = faulted(name, emulator_server.url, "429")
+    cfg = HttpConfig(transport="aiohttp", retry=RetryConfig(attempts=1))
+    async with HttpClient(cfg) as http:
+        with pytest.raises(RateLimitError) as info:
+            await provider.open_stream(http, request())
+    assert info.value.retry_after is not None and info.value.provider == name
