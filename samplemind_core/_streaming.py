@@ -411,9 +411,12 @@ def finalize_stream(stream: ResponseStream, response: ChatResponse) -> ChatRespo
     latency_ms = (_perf() - stream._start) * 1000.0
     metadata = dict(response.metadata)
     metadata.pop(CHUNKS_KEY, None)
+    role = stream.role
+    if role == "leader" and stream._feed is not None and stream._feed.source == "relay":
+        role = stream.role = "relay"  # this process read another process's stream
     metadata["ttft_ms"] = stream.ttft_ms
-    metadata["stream"] = {"role": stream.role, "chunks": stream._next}
-    if stream.role in ("follower", "relay"):
+    metadata["stream"] = {"role": role, "chunks": stream._next}
+    if role in ("follower", "relay"):
         metadata["coalesced"] = True
         metadata.setdefault(
             "cache", {"latency_ms": response.latency_ms, "cost_usd": response.cost_usd}

@@ -613,97 +613,32 @@ class AIManager:
         priority: Priority | str,
         config: StreamConfig,
     ) -> None:
-        """Read the chain's streams into ``feed`` (a task of its own; see :meth:`stream`)."""
-        start = time.perf_counter()
-        router = self._router
-        log = _RouteLog(self)
-        idle = config.idle_timeout_s
-        interrupted: StreamInterrupted | None = None
-        interruptions: list[dict[str, Any]] = []
+        """Fill ``feed`` (a task of its own; see :meth:`stream`): from another process's
+        stream through the cache's relay, or from the chain's providers."""
+        cache = self._cache
+        relay: str | None = None
         try:
-            for choice in self._choices(request, task, priority, log):
-                name = choice.provider
-                limiter = self._limiters.get(name)
-                begin = len(feed.chunks)
-                t0 = time.perf_counter()
-                upstream: ProviderStream | None = None
-                try:
-                    adapter = self.provider(name)
-                    if limiter is not None:
-                        await limiter.acquire()
-                        t0 = time.perf_counter()
-                    upstream = await adapter.open_stream(self._http, request, choice.model)
-                    chunks = upstream.__aiter__()
-                    while True:
-                        try:
-                            async with asyncio.timeout(idle):
-                                text = await chunks.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        except TimeoutError:
-                            raise RequestTimeout(
-                                f"{name}: no chunk within idle_timeout_s={idle:g} s"
-                            ) from None
-                        if not text:
-                            continue
-                        if interrupted is not None and len(feed.chunks) == begin:
-                            feed.restart()
-                        feed.push(text)
-                    reply = upstream.response
-                except SampleMindError as exc:
-                    ms = (time.perf_counter() - t0) * 1000.0
-                    error = log.failed(choice, exc, ms)
-                    sent = len(feed.chunks) - begin
-                    if sent == 0:
-                        continue  # nothing shown yet: fall back as complete() does
-                    interrupted = StreamInterrupted(
-                        partial_text="".join(feed.chunks[begin:]),
-                        provider=name,
-                        model=choice.model,
-                        chunks=sent,
-                        cause=error,
-                        attempts=log.attempts,
-                    )
-                    if self._redact(str(exc)) == str(exc):
-                        interrupted.__cause__ = exc
-                    interruptions.append(
-                        {"provider": name, "model": choice.model, "chunks": sent, "error": error}
-                    )
-                    if config.on_interrupt == "restart":
-                        continue
-                    feed.fail(interrupted)
+            if cache is not None and feed.key is not None:
+                claim = await cache._relay_claim(feed.key)
+                if claim is False and await self._follow_relay(feed, feed.key, config):
                     return
-                except BaseException:
-                    router.release(name)  # cancelled or a bug: no verdict on the provider
-                    raise
-                finally:
-                    if upstream is not None:
-                        await upstream.aclose()
-                ms = (time.perf_counter() - t0) * 1000.0
-                router.record_success(name, ms)
-                log.note(choice, "ok", None, ms)
-                metadata = dict(reply.metadata)
-                metadata["route"] = log.route
-                if interruptions:
-                    metadata["interruptions"] = interruptions
-                response = replace(
-                    reply,
-                    estimated_cost_usd=choice.estimated_cost_usd,
-                    latency_ms=(time.perf_counter() - start) * 1000.0,
-                    cached=False,
-                    metadata=metadata,
-                )
-                if self._cache is not None:
-                    # Stored before the readers see the end: a stream that a caller saw
-                    # complete is a hit for the next one (a SET, bounded by op_timeout_s).
-                    await self._cache.set(request, with_chunks(response, feed))
-                feed.finish(response)
-                return
-            if interrupted is not None:
-                interrupted.attempts = list(log.attempts)
-                feed.fail(interrupted)
-            else:
-                feed.fail(log.all_failed(request))
+                if claim is False:  # the other process failed or fell silent before any text
+                    claim = await cache._relay_claim(feed.key)
+                if claim:
+                    relay = feed.key
+                    # Another process may have stored it and left since our lookup.
+                    hit = await cache._lookup(
+                        cache.key_for(request), time.perf_counter(), count_miss=False
+                    )
+                    if hit is not None:
+                        cache._stats.misses -= 1  # counted by the first lookup: a hit after all
+                        chunks, _ = stored_chunks(hit)
+                        feed.source = "relay"
+                        for text in chunks:
+                            feed.push(text)
+                        feed.finish(hit)
+                        return
+            await self._read_chain(feed, request, task, priority, config, relay)
         except asyncio.CancelledError:
             if not feed.done:  # the manager closed under its readers: they must not hang
                 feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
@@ -713,3 +648,170 @@ class AIManager:
                 feed.fail(exc)
         finally:
             self._forget_feed(feed)
+            if relay is not None and cache is not None:
+                # At once, also when cancelled: followers elsewhere must not wait for us.
+                if not feed.done or feed.error is not None:
+                    reason = "abandoned" if feed.error is None else type(feed.error).__name__
+                    await cache._relay_end(relay, None, reason)
+                await cache._relay_release(relay)
+
+    async def _follow_relay(self, feed: UpstreamFeed, key: str, config: StreamConfig) -> bool:
+        """Read another process's stream of ``key`` into ``feed``; False when nothing was
+        delivered and this process should read the providers itself (the other one
+        failed, left or fell silent for ``idle_timeout_s``, or Redis failed)."""
+        cache = self._cache
+        assert cache is not None
+        feed.source = "relay"
+        loop = asyncio.get_running_loop()
+        idle = config.idle_timeout_s
+        last = b"0-0"
+        who = "-/-"
+        begin = 0
+        while True:
+            got = await cache._relay_read(key, last, loop.time() + idle)
+            entries: list[Any] = [("gone", None)] if got is None else got[1]
+            if got is not None:
+                last = got[0]
+                if not entries:
+                    entries = [("err", f"no chunk within idle_timeout_s={idle:g} s")]
+            for kind, value in entries:
+                if kind == "t":
+                    feed.push(value)
+                elif kind == "who":
+                    who = value
+                elif kind == "restart":
+                    feed.restart()
+                    begin = len(feed.chunks)
+                elif kind == "ok":
+                    feed.finish(value)
+                    return True
+                else:
+                    if not feed.chunks:
+                        feed.source = "upstream"
+                        return False
+                    provider, _, model = who.partition("/")
+                    feed.fail(
+                        StreamInterrupted(
+                            partial_text="".join(feed.chunks[begin:]),
+                            provider=provider,
+                            model=model,
+                            chunks=len(feed.chunks) - begin,
+                            cause=f"the stream relayed from another process ended: {value or 'its leader left'}",
+                        )
+                    )
+                    return True
+
+    async def _read_chain(
+        self,
+        feed: UpstreamFeed,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+        relay: str | None,
+    ) -> None:
+        """Read the chain's streams into ``feed`` (and, when ``relay`` is a key, into Redis)."""
+        start = time.perf_counter()
+        router = self._router
+        cache = self._cache
+        log = _RouteLog(self)
+        idle = config.idle_timeout_s
+        interrupted: StreamInterrupted | None = None
+        interruptions: list[dict[str, Any]] = []
+        for choice in self._choices(request, task, priority, log):
+            name = choice.provider
+            limiter = self._limiters.get(name)
+            begin = len(feed.chunks)
+            t0 = time.perf_counter()
+            upstream: ProviderStream | None = None
+            try:
+                adapter = self.provider(name)
+                if limiter is not None:
+                    await limiter.acquire()
+                    t0 = time.perf_counter()
+                upstream = await adapter.open_stream(self._http, request, choice.model)
+                chunks = upstream.__aiter__()
+                while True:
+                    try:
+                        async with asyncio.timeout(idle):
+                            text = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise RequestTimeout(
+                            f"{name}: no chunk within idle_timeout_s={idle:g} s"
+                        ) from None
+                    if not text:
+                        continue
+                    fields: dict[bytes, bytes] | None = None
+                    if len(feed.chunks) == begin:
+                        if interrupted is not None:
+                            feed.restart()
+                        if relay is not None:
+                            fields = {b"p": f"{name}/{choice.model}".encode()}
+                            if interrupted is not None:
+                                fields[b"restart"] = b"1"
+                    feed.push(text)
+                    if relay is not None and cache is not None:
+                        fields = fields or {}
+                        fields[b"t"] = text.encode()
+                        if not await cache._relay_push(relay, fields):
+                            relay = None  # Redis failed: followers elsewhere time out
+                reply = upstream.response
+            except SampleMindError as exc:
+                ms = (time.perf_counter() - t0) * 1000.0
+                error = log.failed(choice, exc, ms)
+                sent = len(feed.chunks) - begin
+                if sent == 0:
+                    continue  # nothing shown yet: fall back as complete() does
+                interrupted = StreamInterrupted(
+                    partial_text="".join(feed.chunks[begin:]),
+                    provider=name,
+                    model=choice.model,
+                    chunks=sent,
+                    cause=error,
+                    attempts=log.attempts,
+                )
+                if self._redact(str(exc)) == str(exc):
+                    interrupted.__cause__ = exc
+                interruptions.append(
+                    {"provider": name, "model": choice.model, "chunks": sent, "error": error}
+                )
+                if config.on_interrupt == "restart":
+                    continue
+                feed.fail(interrupted)
+                return
+            except BaseException:
+                router.release(name)  # cancelled or a bug: no verdict on the provider
+                raise
+            finally:
+                if upstream is not None:
+                    await upstream.aclose()
+            ms = (time.perf_counter() - t0) * 1000.0
+            router.record_success(name, ms)
+            log.note(choice, "ok", None, ms)
+            metadata = dict(reply.metadata)
+            metadata["route"] = log.route
+            if interruptions:
+                metadata["interruptions"] = interruptions
+            response = replace(
+                reply,
+                estimated_cost_usd=choice.estimated_cost_usd,
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+                cached=False,
+                metadata=metadata,
+            )
+            if cache is not None:
+                stored = with_chunks(response, feed)
+                # Stored before the readers see the end: a stream that a caller saw
+                # complete is a hit for the next one (a SET, bounded by op_timeout_s).
+                await cache.set(request, stored)
+                if relay is not None:
+                    await cache._relay_end(relay, stored)
+            feed.finish(response)
+            return
+        if interrupted is not None:
+            interrupted.attempts = list(log.attempts)
+            feed.fail(interrupted)
+        else:
+            feed.fail(log.all_failed(request))

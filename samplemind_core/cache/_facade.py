@@ -7,6 +7,7 @@ state of the layers below)::
     _StoreIO     (_store)    the only Redis I/O: slots, deadlines, batched lookups
     _Entries     (_entries)  keys, generations, envelope, L1; get and set
     _SingleFlight (_leases)  get_or_call: single-flight in-process and by lease
+    _StreamRelay (_relay)    a stream's chunks to followers in other processes (Redis Stream)
     _Admin       (_admin)    clear, purge, info, warm, stats, aclose
     ResponseCache            validates the settings and initialises each layer
 """
@@ -22,6 +23,7 @@ from .._config import CacheConfig
 from .._exceptions import ConfigError
 from ..fingerprint import get_hasher
 from ._admin import _Admin
+from ._relay import _StreamRelay
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["ResponseCache"]
 
 
-class ResponseCache(_Admin):
+class ResponseCache(_Admin, _StreamRelay):
     """A response cache on a ready ``redis.asyncio`` client (see the module docstring).
 
     ``redis=None`` runs without Redis: only the L1 (``config.l1_max_entries >
