@@ -36,8 +36,7 @@ from samplemind_core.providers import PROVIDER_CLASSES, Provider, ProviderStream
 from samplemind_core.providers._parse import NDJSONParser, SSEParser, StreamLimitError
 
 NAMES = sorted(PROVIDER_CLASSES)
-STREAMING = ["openai"]
-"""The adapters that stream so far (the others follow in the next commits)."""
+STREAMING = NAMES
 TOOLS = [
     {
         "name": "tag_sample",
