@@ -18,15 +18,19 @@ import pytest
 
 from fixtures.mock import world_transport
 from fixtures.servers import EMULATOR_API_KEY
-from fixtures.wire import FAULT_HEADER
-from fixtures.world import WorldModel
+from fixtures.wire import FAULT_HEADER, handle
+from fixtures.world import StreamFault, WorldModel
 from samplemind_core import (
     ChatRequest,
     ClientStateError,
     ConfigError,
     HttpConfig,
+    MalformedResponseError,
     ProviderConfig,
+    ProviderError,
+    ProviderServerError,
     RateLimitError,
+    RemoteProtocolError,
     RequestTimeout,
     RetryConfig,
     Secret,
@@ -36,8 +40,7 @@ from samplemind_core.providers import PROVIDER_CLASSES, Provider, ProviderStream
 from samplemind_core.providers._parse import NDJSONParser, SSEParser, StreamLimitError
 
 NAMES = sorted(PROVIDER_CLASSES)
-STREAMING = ["openai"]
-"""The adapters that stream so far (the others follow in the next commits)."""
+STREAMING = NAMES
 TOOLS = [
     {
         "name": "tag_sample",
@@ -319,3 +322,174 @@ async def test_live_429_status_maps_like_complete(name: str, emulator_server: An
         with pytest.raises(RateLimitError) as info:
             await provider.open_stream(http, request())
     assert info.value.retry_after is not None and info.value.provider == name
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def world_client(world: WorldModel, fault: str | None = None) -> HttpClient:
+    transport = world_transport(world)
+    if fault is None:
+        return HttpClient(transport=transport, sleep=_no_sleep)
+
+    class WithHeader(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, req: httpx.Request) -> httpx.Response:
+            req.headers[FAULT_HEADER] = fault
+            return await transport.handle_async_request(req)
+
+    return HttpClient(transport=WithHeader(), sleep=_no_sleep)
+
+
+async def read_until_error(stream: ProviderStream) -> tuple[list[str], BaseException | None]:
+    parts: list[str] = []
+    try:
+        async with stream:
+            async for text in stream:
+                parts.append(text)
+    except Exception as exc:  # returned for the assertions
+        return parts, exc
+    return parts, None
+
+
+FAULT_ERRORS: dict[str, type[Exception]] = {
+    "stream-cut:1": RemoteProtocolError,
+    "stream-cut:3": RemoteProtocolError,
+    "stream-cut:0": RemoteProtocolError,
+    "stream-malformed": MalformedResponseError,
+    "stream-malformed@2": MalformedResponseError,
+    "stream-error": ProviderServerError,
+    "stream-429": RateLimitError,
+    "stream-429@0": RateLimitError,
+}
+
+
+def _after(fault: str) -> int:
+    if ":" in fault and "@" not in fault:
+        return int(fault.rsplit(":", 1)[1])
+    return int(fault.rsplit("@", 1)[1]) if "@" in fault else 1
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_ERRORS))
+@pytest.mark.parametrize("name", NAMES)
+async def test_mid_stream_faults_in_process(name: str, fault: str, world: WorldModel) -> None:
+    provider = provider_at(name, BASE)
+    async with world_client(world, fault) as http:
+        stream = await provider.open_stream(http, request())
+        parts, error = await read_until_error(stream)
+        assert isinstance(error, FAULT_ERRORS[fault]), repr(error)
+        assert len(parts) == _after(fault)
+        if isinstance(error, ProviderServerError | RateLimitError):
+            assert error.provider == name
+        with pytest.raises(ClientStateError, match="after the last chunk"):
+            _ = stream.response
+        with pytest.raises(ClientStateError):  # spent: no spinning on a dead stream
+            await stream.__anext__()
+        # the same request without the fault streams to the end on the same client
+    async with world_client(world) as http:
+        assert await collect(await provider.open_stream(http, request()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_stream_ending_without_terminal_event_is_malformed(name: str) -> None:
+    world = WorldModel(seed=3, latency_scale=0.0)
+    full = world_transport(world)
+
+    class Truncating(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, req: httpx.Request) -> httpx.Response:
+            response = await full.handle_async_request(req)
+            body = await response.aread()
+            cut = body[: len(body) * 2 // 3]
+            cut = cut[: cut.rfind(b"\n") + 1]  # end cleanly between lines
+            return httpx.Response(200, headers=response.headers, content=cut)
+
+    async with HttpClient(transport=Truncating()) as http:
+        parts, error = await read_until_error(
+            await provider_at(name, BASE).open_stream(http, request())
+        )
+    assert parts and isinstance(error, MalformedResponseError)
+    assert "terminal event" in str(error) or "JSON" in str(error)
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_line_over_the_limit_is_malformed(name: str) -> None:
+    huge = b"x" * 5000
+    frame = {
+        "openai": b"data: " + huge,
+        "anthropic": b"event: ping\ndata: " + huge,
+        "gemini": b"data: " + huge,
+        "ollama": b'{"message": "' + huge,
+    }[name]
+    ctype = "application/x-ndjson" if name == "ollama" else "text/event-stream"
+
+    async def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": ctype}, content=frame)
+
+    cfg = HttpConfig(stream_max_line_bytes=1024)
+    async with HttpClient(cfg, transport=httpx.MockTransport(handler)) as http:
+        _, error = await read_until_error(
+            await provider_at(name, BASE).open_stream(http, request())
+        )
+    assert isinstance(error, MalformedResponseError) and "exceeds 1024 bytes" in str(error)
+
+
+@pytest.mark.parametrize("status", [401, 400, 500, 503])
+@pytest.mark.parametrize("name", NAMES)
+async def test_error_status_maps_like_complete(name: str, status: int) -> None:
+    async def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"message": "nope", "type": "x"}})
+
+    cfg = HttpConfig(retry=RetryConfig(attempts=2, jitter=False))
+    provider = provider_at(name, BASE)
+    async with HttpClient(cfg, transport=httpx.MockTransport(handler), sleep=_no_sleep) as http:
+        with pytest.raises(ProviderError) as streamed:
+            await provider.open_stream(http, request())
+        with pytest.raises(ProviderError) as whole:
+            await provider.complete(http, request())
+    assert type(streamed.value) is type(whole.value)
+    assert streamed.value.status == whole.value.status == status
+
+
+async def test_wrong_content_type_is_malformed() -> None:
+    async def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"choices": []})
+
+    async with HttpClient(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(MalformedResponseError, match="text/event-stream"):
+            await provider_at("openai", BASE).open_stream(http, request())
+
+
+def test_bad_stream_fault_specs_are_refused() -> None:
+    for bad in ["cut@2", "stall", "stall:-1", "boom", "error:3", "cut:-1", "429@x"]:
+        with pytest.raises(ValueError, match="bad stream fault"):
+            StreamFault.parse(bad)
+    with pytest.raises(ValueError, match="stream_fault_rate"):
+        WorldModel(stream_faults=["cut"], stream_fault_rate=1.5)
+    reply = handle(
+        WorldModel(latency_scale=0.0),
+        "POST",
+        "/api/chat",
+        {},
+        {FAULT_HEADER: "stream-nope"},
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}',
+    )
+    assert reply.status == 400 and b"bad stream fault" in reply.body
+
+
+async def test_world_stream_faults_keep_the_outcome_sequence() -> None:
+    plain = WorldModel(seed=5, latency_scale=0.0)
+    faulty = WorldModel(seed=5, latency_scale=0.0, stream_faults="cut:1", stream_fault_rate=0.5)
+    provider = provider_at("openai", BASE)
+    seen = []
+    for world in (plain, faulty):
+        async with world_client(world) as http:
+            outcomes = []
+            for i in range(8):
+                parts, error = await read_until_error(
+                    await provider.open_stream(http, request(f"describe s{i}.wav"))
+                )
+                outcomes.append(("".join(parts)[:20], type(error).__name__))
+            seen.append(outcomes)
+    cuts = [o for o in seen[1] if o[1] == "RemoteProtocolError"]
+    assert 0 < len(cuts) < 8  # rate 0.5
+    for (text0, err0), (text1, _) in zip(*seen, strict=True):
+        assert err0 == "NoneType" and text1 == text0[: len(text1)]

@@ -62,9 +62,13 @@ class StreamDecoder(ABC):
     def feed(self, chunk: bytes, out: deque[str]) -> None:
         """Parse ``chunk``; append the text deltas it completes to ``out``."""
 
+    def ended(self) -> bool:
+        """Whether the format's terminal event has been seen."""
+        return self.done
+
     def at_eof(self) -> None:
         """The body ended: raise when the terminal event never came."""
-        if not self.done:
+        if not self.ended():
             raise self.provider.malformed("the stream ended without its terminal event")
 
     def emit(self, text: Any, out: deque[str]) -> None:
