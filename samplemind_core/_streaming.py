@@ -37,6 +37,7 @@ from ._models import ChatResponse
 
 __all__ = [
     "CHUNKS_KEY",
+    "IdleWatch",
     "ResponseStream",
     "StreamChunk",
     "UpstreamFeed",
@@ -75,6 +76,56 @@ def _copy_error(exc: BaseException) -> BaseException:
     return exc
 
 
+class IdleWatch:
+    """The idle timeout of one upstream read loop, cheaper per chunk than ``asyncio.timeout``.
+
+    One timer per stream instead of one per chunk: :meth:`touch` after each chunk
+    only records the loop time; when the timer fires it re-arms itself at
+    ``last touch + idle_s``, or, when that moment has passed, cancels the reading
+    task. The reader then calls :meth:`expired` on whatever its await raised: True
+    (and the cancellation undone) when the watch caused it, so that it can raise
+    its timeout error instead; a cancellation of anyone else stays a cancellation.
+    Created inside the reading task; :meth:`stop` before the task does anything else.
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "fired", "idle_s", "last")
+
+    def __init__(self, idle_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop = loop
+        self._task = task
+        self.idle_s = idle_s
+        self.last = loop.time()
+        self.fired = False
+        self._handle: asyncio.TimerHandle | None = loop.call_at(self.last + idle_s, self._check)
+
+    def touch(self) -> None:
+        self.last = self._loop.time()
+
+    def _check(self) -> None:
+        due = self.last + self.idle_s
+        if self._loop.time() >= due:
+            self._handle = None
+            self.fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def expired(self) -> bool:
+        """Whether the watch cancelled the task (the cancellation is then undone)."""
+        if not self.fired:
+            return False
+        self.fired = False
+        return self._task.uncancel() == 0
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class UpstreamFeed:
     """The chunks of one stream, shared by its readers (see the module docstring).
 
@@ -86,8 +137,8 @@ class UpstreamFeed:
     """
 
     __slots__ = (
-        "_event",
         "_last",
+        "_waiters",
         "chunks",
         "done",
         "error",
@@ -117,7 +168,9 @@ class UpstreamFeed:
         self.readers = 0
         self.task: asyncio.Task[None] | None = None
         self.on_idle: Callable[[UpstreamFeed], None] | None = None
-        self._event = asyncio.Event()
+        # One future per waiting reader, all resolved and dropped at the next chunk (an
+        # asyncio.Event would remove each waiter from a deque: O(readers) per reader).
+        self._waiters: list[asyncio.Future[None]] = []
         self._last = _perf()
 
     @classmethod
@@ -142,9 +195,15 @@ class UpstreamFeed:
         self.chunks.append(text)
         self.gaps_ms.append((now - self._last) * 1000.0)
         self._last = now
-        event = self._event
-        event.set()
-        event.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for fut in waiters:
+                if not fut.done():  # (a reader cancelled meanwhile)
+                    fut.set_result(None)
 
     def restart(self) -> None:
         """The next chunk starts a replacement stream."""
@@ -154,12 +213,12 @@ class UpstreamFeed:
     def finish(self, response: ChatResponse) -> None:
         self.response = response
         self.done = True
-        self._event.set()
+        self._wake()
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc
         self.done = True
-        self._event.set()
+        self._wake()
 
     @property
     def final_chunks(self) -> list[str]:
@@ -169,7 +228,9 @@ class UpstreamFeed:
 
     async def wait(self) -> None:
         """Until the next chunk or the end (the caller's cancellation propagates)."""
-        await self._event.wait()
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await fut
 
     def attach(self) -> None:
         self.readers += 1

@@ -99,7 +99,14 @@ from ._exceptions import (
     StreamInterrupted,
 )
 from ._models import ChatRequest, ChatResponse
-from ._streaming import CHUNKS_KEY, ResponseStream, UpstreamFeed, stored_chunks, with_chunks
+from ._streaming import (
+    CHUNKS_KEY,
+    IdleWatch,
+    ResponseStream,
+    UpstreamFeed,
+    stored_chunks,
+    with_chunks,
+)
 from ._streaming import finalize_stream as _finalize_stream
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
 
@@ -724,6 +731,7 @@ class AIManager:
             begin = len(feed.chunks)
             t0 = time.perf_counter()
             upstream: ProviderStream | None = None
+            watch: IdleWatch | None = None
             try:
                 adapter = self.provider(name)
                 if limiter is not None:
@@ -731,16 +739,20 @@ class AIManager:
                     t0 = time.perf_counter()
                 upstream = await adapter.open_stream(self._http, request, choice.model)
                 chunks = upstream.__aiter__()
+                watch = IdleWatch(idle)  # the gap before each chunk, the first one included
                 while True:
                     try:
-                        async with asyncio.timeout(idle):
-                            text = await chunks.__anext__()
+                        text = await chunks.__anext__()
                     except StopAsyncIteration:
                         break
-                    except TimeoutError:
-                        raise RequestTimeout(
-                            f"{name}: no chunk within idle_timeout_s={idle:g} s"
-                        ) from None
+                    except BaseException:
+                        if watch.expired():
+                            raise RequestTimeout(
+                                f"{name}: no chunk within idle_timeout_s={idle:g} s"
+                            ) from None
+                        raise
+                    finally:
+                        watch.touch()
                     if not text:
                         continue
                     fields: dict[bytes, bytes] | None = None
@@ -757,6 +769,7 @@ class AIManager:
                         fields[b"t"] = text.encode()
                         if not await cache._relay_push(relay, fields):
                             relay = None  # Redis failed: followers elsewhere time out
+                watch.stop()
                 reply = upstream.response
             except SampleMindError as exc:
                 ms = (time.perf_counter() - t0) * 1000.0
@@ -785,6 +798,8 @@ class AIManager:
                 router.release(name)  # cancelled or a bug: no verdict on the provider
                 raise
             finally:
+                if watch is not None:
+                    watch.stop()
                 if upstream is not None:
                     await upstream.aclose()
             ms = (time.perf_counter() - t0) * 1000.0
