@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fixtures.redis import RedisServer  # noqa: E402
-from fixtures.servers import start_emulator  # noqa: E402
-from samplemind_core import (  # noqa: E402
+from fixtures.redis import RedisServer
+from fixtures.servers import start_emulator
+from samplemind_core import (
     AIManager,
     CacheConfig,
     ChatRequest,
@@ -127,14 +128,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 _, url, headers, body = adapter.build_stream_request(request("raw"), "gpt-4o-mini")
                 variants: list[tuple[str, Callable[[], Awaitable[float]]]] = [
-                    ("raw", lambda: raw_first_chunk(session, url, headers, body)),
-                    ("adapter", lambda: adapter_first_chunk(plain, request("adapter"))),
-                    ("layer", lambda: layer_first_chunk(plain, request("layer"))),
+                    ("raw", partial(raw_first_chunk, session, url, headers, body)),
+                    ("adapter", partial(adapter_first_chunk, plain, request("adapter"))),
+                    ("layer", partial(layer_first_chunk, plain, request("layer"))),
                 ]
                 if cached_ai is not None:
-                    ai = cached_ai
-                    variants.append(("layer+redis", lambda: layer_first_chunk(ai, request("m"))))
-                    variants.append(("replay", lambda: layer_first_chunk(ai, stored)))
+                    variants.append(
+                        ("layer+redis", partial(layer_first_chunk, cached_ai, request("m")))
+                    )
+                    variants.append(("replay", partial(layer_first_chunk, cached_ai, stored)))
                 shift = i % len(variants)
                 for name, fn in variants[shift:] + variants[:shift]:
                     ms = await fn()
