@@ -340,13 +340,19 @@ class StreamConfig:
     stream from the next provider of the chain, its first chunk flagged
     ``restarted=True``). ``replay``: how a cached stream is replayed, ``"instant"``
     (default: every chunk at once) or ``"paced"`` (the recorded gaps between the
-    original chunks, capped at ``max_replay_gap_s``; for tests of a UI).
+    original chunks, capped at ``max_replay_gap_s``; for tests of a UI). ``relay``:
+    share a stream with other processes through Redis (needs a cache on Redis with
+    ``CacheConfig.lease_s`` set): one process reads the provider and appends each
+    chunk to a Redis Stream, the others read it as it arrives. It costs the leader
+    one pipelined ``XADD`` per chunk (off its read path); ``False`` for a single
+    process.
     """
 
     idle_timeout_s: float = 30.0
     on_interrupt: Literal["raise", "restart"] = "raise"
     replay: Literal["instant", "paced"] = "instant"
     max_replay_gap_s: float = 5.0
+    relay: bool = True
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout_s", "max_replay_gap_s"):
@@ -361,6 +367,8 @@ class StreamConfig:
             raise ConfigError(
                 f"stream on_interrupt must be 'raise' or 'restart', got {self.on_interrupt!r}"
             )
+        if self.relay.__class__ is not bool:
+            raise ConfigError(f"stream relay must be a bool, got {self.relay!r}")
         if self.replay not in ("instant", "paced"):
             raise ConfigError(f"stream replay must be 'instant' or 'paced', got {self.replay!r}")
 

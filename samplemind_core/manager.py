@@ -114,6 +114,7 @@ if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
     from .cache import ResponseCache
+    from .cache._relay import RelayWriter
     from .http import HttpClient
     from .providers.base import Provider, ProviderStream
 
@@ -624,8 +625,9 @@ class AIManager:
         stream through the cache's relay, or from the chain's providers."""
         cache = self._cache
         relay: str | None = None
+        writer: RelayWriter | None = None
         try:
-            if cache is not None and feed.key is not None:
+            if cache is not None and feed.key is not None and config.relay:
                 claim = await cache._relay_claim(feed.key)
                 if claim is False and await self._follow_relay(feed, feed.key, config):
                     return
@@ -645,7 +647,8 @@ class AIManager:
                             feed.push(text)
                         feed.finish(hit)
                         return
-            await self._read_chain(feed, request, task, priority, config, relay)
+            writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
+            await self._read_chain(feed, request, task, priority, config, writer)
         except asyncio.CancelledError:
             if not feed.done:  # the manager closed under its readers: they must not hang
                 feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
@@ -657,9 +660,9 @@ class AIManager:
             self._forget_feed(feed)
             if relay is not None and cache is not None:
                 # At once, also when cancelled: followers elsewhere must not wait for us.
-                if not feed.done or feed.error is not None:
+                if writer is not None and (not feed.done or feed.error is not None):
                     reason = "abandoned" if feed.error is None else type(feed.error).__name__
-                    await cache._relay_end(relay, None, reason)
+                    await writer.close(cache._relay_end_fields(None, reason))
                 await cache._relay_release(relay)
 
     async def _follow_relay(self, feed: UpstreamFeed, key: str, config: StreamConfig) -> bool:
@@ -715,9 +718,9 @@ class AIManager:
         task: Task | str,
         priority: Priority | str,
         config: StreamConfig,
-        relay: str | None,
+        relay: RelayWriter | None,
     ) -> None:
-        """Read the chain's streams into ``feed`` (and, when ``relay`` is a key, into Redis)."""
+        """Read the chain's streams into ``feed`` (and, through ``relay``, into Redis)."""
         start = time.perf_counter()
         router = self._router
         cache = self._cache
@@ -764,11 +767,10 @@ class AIManager:
                             if interrupted is not None:
                                 fields[b"restart"] = b"1"
                     feed.push(text)
-                    if relay is not None and cache is not None:
+                    if relay is not None:
                         fields = fields or {}
                         fields[b"t"] = text.encode()
-                        if not await cache._relay_push(relay, fields):
-                            relay = None  # Redis failed: followers elsewhere time out
+                        relay.put(fields)
                 watch.stop()
                 reply = upstream.response
             except SampleMindError as exc:
@@ -822,7 +824,7 @@ class AIManager:
                 # complete is a hit for the next one (a SET, bounded by op_timeout_s).
                 await cache.set(request, stored)
                 if relay is not None:
-                    await cache._relay_end(relay, stored)
+                    await relay.close(cache._relay_end_fields(stored))
             feed.finish(response)
             return
         if interrupted is not None:
