@@ -195,7 +195,9 @@ class _RouteLog:
         if error is not None:
             self.attempts.append(Attempt(choice.provider, choice.model, error, ms))
 
-    def failed(self, choice: RouteChoice, exc: SampleMindError, ms: float) -> str:
+    def failed(
+        self, choice: RouteChoice, exc: SampleMindError, ms: float, then: str = "falling back"
+    ) -> str:
         """Record a provider's failure (health, route, log); returns the redacted error text."""
         manager = self.manager
         name = choice.provider
@@ -207,10 +209,11 @@ class _RouteLog:
         self.note(choice, "error", error, ms)
         self.last_exc = exc
         logger.warning(
-            "provider %s (model %s) failed with %s; falling back",
+            "provider %s (model %s) failed with %s; %s",
             name,
             choice.model,
             type(exc).__name__,
+            then,
         )
         logger.debug("provider %s failure detail: %s", name, error)
         return error
@@ -775,10 +778,16 @@ class AIManager:
                 reply = upstream.response
             except SampleMindError as exc:
                 ms = (time.perf_counter() - t0) * 1000.0
-                error = log.failed(choice, exc, ms)
                 sent = len(feed.chunks) - begin
                 if sent == 0:
+                    log.failed(choice, exc, ms)
                     continue  # nothing shown yet: fall back as complete() does
+                then = (
+                    "restarting on the next provider"
+                    if config.on_interrupt == "restart"
+                    else "the stream is interrupted (text was already delivered)"
+                )
+                error = log.failed(choice, exc, ms, then)
                 interrupted = StreamInterrupted(
                     partial_text="".join(feed.chunks[begin:]),
                     provider=name,
