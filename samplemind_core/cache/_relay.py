@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .._cache.envelope import decode
+from .._cache.keys import RELAY_SUFFIXES
 from .._exceptions import CacheError
 from .._models import ChatResponse
 from ._errors import _store_errors
@@ -34,8 +35,8 @@ from ._leases import _SingleFlight
 
 __all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
 
-RELAY_LEASE_SUFFIX: Final = ":slease"
-RELAY_STREAM_SUFFIX: Final = ":chunks"
+RELAY_LEASE_SUFFIX: Final = RELAY_SUFFIXES[0]
+RELAY_STREAM_SUFFIX: Final = RELAY_SUFFIXES[1]
 _READ_SLICE_S: Final = 0.25
 _READ_COUNT: Final = 256
 
