@@ -15,6 +15,7 @@ is a counted miss and is removed.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Final
 
@@ -203,14 +204,21 @@ class _Entries(_StoreIO):
         Responses served from the cache (``cached=True``) are not stored again;
         values over ``max_value_bytes`` are skipped and counted.
         """
+        self._ttl(ttl_s)  # bad input fails before any work
         if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
         return await self._store(self.key_for(request), response, ttl_s)
 
+    def _ttl(self, ttl_s: float | None) -> float:
+        """``ttl_s`` (None: the configured TTL); :class:`ConfigError` unless finite and > 0."""
+        if ttl_s is None:
+            return self._ttl_s
+        if not (isinstance(ttl_s, int | float) and 0 < ttl_s < math.inf):
+            raise ConfigError(f"ttl_s must be a finite number of seconds > 0, got {ttl_s!r}")
+        return float(ttl_s)
+
     async def _store(self, key: str, response: ChatResponse, ttl_s: float | None) -> bool:
-        ttl = self._ttl_s if ttl_s is None else ttl_s
-        if ttl <= 0:
-            raise ConfigError(f"ttl_s must be > 0 seconds, got {ttl}")
+        ttl = self._ttl(ttl_s)
         if response.cached:
             return False
         st = self._stats
