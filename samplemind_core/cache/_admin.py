@@ -152,7 +152,7 @@ class _Admin(_SingleFlight):
         for request, response in entries:
             key = self.key_for(request)
             try:
-                data = self._encode(response)
+                data = self._encode(response, key)
                 if len(data) > self._max_bytes:
                     st.skipped_writes += 1
                     raise CacheValueError(f"value of {len(data)} bytes is over the limit")
