@@ -194,10 +194,12 @@ class CacheConfig:
     ``lease_s`` turns on cross-process single-flight for ``get_or_call``: on a
     miss, one process takes a short Redis lease (``SET NX PX`` on
     ``{key}:lease``) and calls the provider; the others poll the key (back-off
-    from 10 ms to 200 ms) and are served its answer, or call the provider
-    themselves once ``lease_s`` has passed (a leaseholder that died holds
-    nobody up for longer). Set it above a typical provider call. ``None``
-    turns it off.
+    from 10 ms to 200 ms) and are served its answer, or take the lease over
+    as soon as its holder leaves without storing one (a holder releases its
+    lease on every way out: return, error, cancellation, Redis failing), or
+    call the provider themselves once ``lease_s`` has passed (a leaseholder
+    whose process died holds nobody up for longer). Set it above a typical
+    provider call. ``None`` turns it off.
 
     ``serializer`` is the format of stored values (``"msgpack"`` or
     ``"json"``; either is read back). ``allow_insecure_hasher`` lets
