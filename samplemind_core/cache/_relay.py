@@ -183,7 +183,7 @@ class _StreamRelay(_SingleFlight):
             end = fields.get(b"end")
             if end == b"ok":
                 try:
-                    response, _, _, _ = decode(fields[b"r"])
+                    response, _, _, _, _ = decode(fields[b"r"])
                 except (CacheError, KeyError):
                     entries.append(("err", "the leader's response could not be read"))
                 else:
