@@ -53,6 +53,11 @@ single call). A request that *pins* a provider still falls back: the pin
 chooses the first choice, not the only one (the answer says which provider
 replied); a pinned provider whose breaker is open moves to the end like any other.
 
+:meth:`AIManager.stream` takes the same road with chunks (see its docstring and
+:mod:`samplemind_core._streaming`): a stored answer is replayed chunk by chunk,
+identical streams share one upstream, a failure before the first text chunk falls
+back as above and one after it raises :class:`~samplemind_core.StreamInterrupted`.
+
 Reply metadata:
 
 * ``provider`` / ``model``: who answered; ``cached``: no provider was called
@@ -529,9 +534,11 @@ class AIManager:
                 resp = stream.response              # what complete() would have returned
 
         The road is complete()'s with chunks: a stored answer of the same request
-        (streamed or not) is replayed from the cache; concurrent identical streams
-        in this process share one upstream (a caller that joins late gets every chunk
-        from the first); otherwise the router's chain is tried in turn, each provider
+        (streamed or not) is replayed from the cache; with a cache, concurrent
+        identical streams share one upstream, in this process (a caller that joins
+        late gets every chunk from the first, then the live tail) and, through Redis,
+        across processes (:mod:`samplemind_core.cache._relay`); without a cache each
+        call streams on its own. Otherwise the router's chain is tried in turn, each provider
         with its native stream on the shared client. A failure before the first
         text chunk falls back exactly as in complete(); one after it raises
         :class:`~samplemind_core.StreamInterrupted` (or, with
@@ -586,16 +593,10 @@ class AIManager:
         cache = self._cache
         key: str | None = None
         if cache is not None:
+            # Identical streams share one feed from the start: the cache lookup, too, is
+            # made once, by the feed's producer (2,000 callers -> one GET, not 2,000).
             key = cache.key_for(request) + ("" if config.on_interrupt == "raise" else "|restart")
             if (feed := self._feeds.get(key)) is not None:
-                cache._stats.coalesced += 1
-                feed.attach()
-                return feed, "follower"
-            hit = await cache.get(request)
-            if hit is not None:
-                chunks, gaps = stored_chunks(hit)
-                return UpstreamFeed.stored(chunks, hit, gaps), "cache"
-            if (feed := self._feeds.get(key)) is not None:  # started while we looked
                 cache._stats.coalesced += 1
                 feed.attach()
                 return feed, "follower"
@@ -630,6 +631,11 @@ class AIManager:
         relay: str | None = None
         writer: RelayWriter | None = None
         try:
+            if cache is not None and (hit := await cache.get(request)) is not None:
+                chunks, gaps = stored_chunks(hit)
+                feed.source = "cache"
+                feed.replay(chunks, gaps, hit)
+                return
             if cache is not None and feed.key is not None and config.relay:
                 claim = await cache._relay_claim(feed.key)
                 if claim is False and await self._follow_relay(feed, feed.key, config):
@@ -644,11 +650,9 @@ class AIManager:
                     )
                     if hit is not None:
                         cache._stats.misses -= 1  # counted by the first lookup: a hit after all
-                        chunks, _ = stored_chunks(hit)
-                        feed.source = "relay"
-                        for text in chunks:
-                            feed.push(text)
-                        feed.finish(hit)
+                        chunks, gaps = stored_chunks(hit)
+                        feed.source = "cache"
+                        feed.replay(chunks, gaps, hit)
                         return
             writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
             await self._read_chain(feed, request, task, priority, config, writer)
