@@ -193,7 +193,10 @@ def test_four_processes_share_one_upstream(
         for o in outs:
             for role, n in o["roles"].items():
                 roles[role] = roles.get(role, 0) + n
-        assert roles == {"leader": 1, "relay": 3, "follower": 196}
+        # One leader; every other caller shared it, in its process, through the relay, or (a
+        # process that started after the end, on a loaded machine) from the stored entry.
+        assert roles.get("leader") == 1 and sum(roles.values()) == 200
+        assert set(roles) <= {"leader", "follower", "relay", "cache"}
     else:
         assert 1 <= calls <= 4
 
