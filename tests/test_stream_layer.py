@@ -463,3 +463,45 @@ async def test_the_cache_rules_apply_to_streams_unchanged() -> None:
         await l1.clear()
         await read(ai, req())
     assert scripts.opened["ollama"] == 4  # cleared: streamed upstream again
+
+
+async def test_thousands_of_callers_cancelled_at_random(cache: ResponseCache) -> None:
+    import random
+
+    scripts = Scripts()
+    scripts.default["ollama"] = ["w"] + [step for i in range(20) for step in (0.002, f" {i}")]
+    rng = random.Random(7)
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        tasks = [asyncio.create_task(read(ai, req())) for _ in range(1000)]
+        await asyncio.sleep(0.005)
+        doomed = rng.sample(tasks, 400)
+        for i, task in enumerate(doomed):
+            if i % 40 == 0:
+                await asyncio.sleep(0.002)  # cancellations spread over the stream
+            task.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        finished = [r for r in results if isinstance(r, tuple)]
+        assert cancelled + len(finished) == 1000 and len(finished) >= 600
+        expected = "".join(s for s in scripts.default["ollama"] if isinstance(s, str))
+        assert all("".join(chunks) == expected for chunks, _ in finished)
+        assert scripts.opened["ollama"] == 1 and all(s.closed for s in scripts.streams)
+        assert not ai._feeds and not ai._stream_tasks
+
+
+async def test_everyone_leaving_closes_the_shared_upstream(cache: ResponseCache) -> None:
+    scripts = Scripts()
+    scripts.default["ollama"] = ["a", 10.0, "b"]
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        tasks = [asyncio.create_task(read(ai, req())) for _ in range(200)]
+        while not scripts.streams:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert scripts.streams[0].closed and not ai._stream_tasks and not ai._feeds
+        assert ai.router.health("ollama").consecutive_failures == 0
