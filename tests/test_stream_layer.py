@@ -505,3 +505,39 @@ async def test_everyone_leaving_closes_the_shared_upstream(cache: ResponseCache)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
         assert scripts.streams[0].closed and not ai._stream_tasks and not ai._feeds
         assert ai.router.health("ollama").consecutive_failures == 0
+
+
+# -- the real adapters over respx (the world model's wire formats, httpx's transport) --
+
+
+def respx_settings(mock_providers: Any) -> Settings:
+    s = mock_providers.settings
+    for name in ("openai", "anthropic", "gemini"):
+        s = s.with_provider(name, api_key=Secret(f"sk-test-{name}-000000"))
+    return s
+
+
+@pytest.mark.parametrize("name", ["ollama", "openai", "anthropic", "gemini"])
+async def test_real_adapters_over_respx_stream_store_and_replay(
+    name: str, mock_providers: Any, cache: ResponseCache
+) -> None:
+    async with AIManager(respx_settings(mock_providers), cache=cache) as ai:
+        request = ChatRequest(messages=[{"role": "user", "content": "describe"}], provider=name)
+        chunks, resp = await read(ai, request)
+        assert len(chunks) > 1 and "".join(chunks) == resp.text and resp.provider == name
+        again, hit = await read(ai, request)
+        assert again == chunks and hit.cached
+    assert mock_providers.calls[name] == 1
+
+
+async def test_real_adapters_over_respx_faults(mock_providers: Any, cache: ResponseCache) -> None:
+    async with AIManager(respx_settings(mock_providers), cache=cache) as ai:
+        mock_providers.configure(stream_faults=["429@1"])  # every stream: 429 after 1 chunk
+        with pytest.raises(StreamInterrupted) as info:
+            await read(ai, req("respx mid-stream"))
+        assert isinstance(info.value.__cause__, RateLimitError)
+        mock_providers.configure(stream_faults=["error@0"])  # every stream: error before text
+        with pytest.raises(AllProvidersFailedError) as failed:
+            await read(ai, ChatRequest(messages=[{"role": "user", "content": "all fail"}]))
+        assert len(failed.value.attempts) == 4
+        assert await cache.get(req("respx mid-stream")) is None
