@@ -92,6 +92,7 @@ class Scripts:
         self.default: dict[str, list[Step]] = {}
         self.opened: Counter[str] = Counter()
         self.streams: list[FakeStream] = []
+        self.first_open = asyncio.Event()
 
     def install(self, ai: AIManager) -> None:
         for name in ("ollama", "openai", "anthropic", "gemini"):
@@ -110,6 +111,7 @@ class Scripts:
                     raise script
                 stream = FakeStream(_name, model or "m", list(script))
                 self.streams.append(stream)
+                self.first_open.set()
                 return stream
 
             adapter.open_stream = open_stream  # type: ignore[method-assign]
@@ -496,8 +498,7 @@ async def test_everyone_leaving_closes_the_shared_upstream(cache: ResponseCache)
     async with AIManager(settings(), cache=cache) as ai:
         scripts.install(ai)
         tasks = [asyncio.create_task(read(ai, req())) for _ in range(200)]
-        while not scripts.streams:
-            await asyncio.sleep(0.001)
+        await asyncio.wait_for(scripts.first_open.wait(), 30)
         await asyncio.sleep(0.01)
         for task in tasks:
             task.cancel()
