@@ -27,6 +27,7 @@ from ._config import (
     RetryConfig,
     Secret,
     Settings,
+    StreamConfig,
 )
 from ._exceptions import (
     AllProvidersFailedError,
@@ -46,9 +47,11 @@ from ._exceptions import (
     RemoteProtocolError,
     RequestTimeout,
     SampleMindError,
+    StreamInterrupted,
     TransportError,
 )
 from ._models import ChatRequest, ChatResponse, ToolCall, Usage
+from ._streaming import ResponseStream, StreamChunk
 from .fingerprint import fingerprint
 
 if TYPE_CHECKING:
@@ -98,11 +101,15 @@ __all__ = [
     "RemoteProtocolError",
     "RequestTimeout",
     "ResponseCache",
+    "ResponseStream",
     "RetryConfig",
     "Router",
     "SampleMindError",
     "Secret",
     "Settings",
+    "StreamChunk",
+    "StreamConfig",
+    "StreamInterrupted",
     "Task",
     "ToolCall",
     "TransportError",

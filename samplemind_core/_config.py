@@ -1,26 +1,27 @@
 """Explicit configuration objects.
 
 Every part of the layer takes a small typed config object in its constructor;
-``Settings`` bundles them. :meth:`Settings.from_env` is the **only** place in
+``Settings``                       bundles them. :meth:`Settings.from_env` is the **only** place in
 the project that reads the process environment.
 
 Variables read by :meth:`Settings.from_env`:
 
-=============================== ===========================================
-``REDIS_URL``                   ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=PATH`` for
-                                a private CA), ``unix://`` (unset: run uncached)
-``REDIS_CLUSTER``               ``1`` when ``REDIS_URL`` names a Redis Cluster node
-``SAMPLEMIND_FINGERPRINT_KEY``  64 hex chars (32 bytes): the keyed-BLAKE3 key of cache keys
-``SAMPLEMIND_CACHE_NAMESPACE``  tenant namespace (default ``default``)
-``SAMPLEMIND_CACHE_TTL``        seconds (default 7 days)
-``SAMPLEMIND_HTTP2``            ``1`` to enable HTTP/2
-``SAMPLEMIND_TRANSPORT``        ``auto`` (default: aiohttp, httpx for HTTP/2), ``httpx`` or ``aiohttp``
-``OLLAMA_HOST``                 default ``http://localhost:11434``
-``OPENAI_BASE_URL``             default ``https://api.openai.com/v1``
-``ANTHROPIC_BASE_URL``          default ``https://api.anthropic.com``
-``GEMINI_BASE_URL``             default ``https://generativelanguage.googleapis.com``
+================================== ===========================================
+``REDIS_URL``                      ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=PATH`` for
+                                   a private CA), ``unix://`` (unset: run uncached)
+``REDIS_CLUSTER``                  ``1`` when ``REDIS_URL`` names a Redis Cluster node
+``SAMPLEMIND_FINGERPRINT_KEY``     64 hex chars (32 bytes): the keyed-BLAKE3 key of cache keys
+``SAMPLEMIND_CACHE_NAMESPACE``     tenant namespace (default ``default``)
+``SAMPLEMIND_CACHE_TTL``           seconds (default 7 days)
+``SAMPLEMIND_HTTP2``               ``1`` to enable HTTP/2
+``SAMPLEMIND_TRANSPORT``           ``auto`` (default: aiohttp, httpx for HTTP/2), ``httpx`` or ``aiohttp``
+``SAMPLEMIND_STREAM_IDLE_TIMEOUT`` seconds between two chunks of a stream (default 30)
+``OLLAMA_HOST``                    default ``http://localhost:11434``
+``OPENAI_BASE_URL``                default ``https://api.openai.com/v1``
+``ANTHROPIC_BASE_URL``             default ``https://api.anthropic.com``
+``GEMINI_BASE_URL``                default ``https://generativelanguage.googleapis.com``
 ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``
-=============================== ===========================================
+================================== ===========================================
 
 Every value read is checked: a flag is one of ``1/0/true/false/yes/no/on/off``,
 the TTL a finite number of seconds, a URL is printable ASCII with the expected
@@ -49,10 +50,15 @@ __all__ = [
     "RetryConfig",
     "Secret",
     "Settings",
+    "StreamConfig",
 ]
 
 PROVIDERS: Final = ("ollama", "gemini", "anthropic", "openai")
 """The four providers, in the order of the seed's plan (local first)."""
+
+MIN_STREAM_LINE_BYTES: Final = 1 << 10
+MAX_STREAM_LINE_BYTES: Final = 1 << 30
+"""The range of ``HttpConfig.stream_max_line_bytes`` (1 KiB to 1 GiB)."""
 
 MAX_TTL_S: Final = 100 * 365 * 86400.0
 """The longest cache TTL accepted (100 years; Redis refuses far larger expiries)."""
@@ -120,6 +126,11 @@ class HttpConfig:
     when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The measurements behind
     that default are in ``docs/decisions.md`` (``samplemind-bench run --live
     --suite client`` measures them again).
+
+    ``stream_max_line_bytes`` bounds what a streamed reply may buffer: one
+    line of an event stream or NDJSON body, and the data of one SSE event
+    (default 1 MiB; an integer in [1 KiB, 1 GiB]). A longer one is a
+    :class:`~samplemind_core.MalformedResponseError`, never an unbounded buffer.
     """
 
     connect_timeout_s: float = 5.0
@@ -132,6 +143,19 @@ class HttpConfig:
     http2: bool = False
     transport: Literal["auto", "httpx", "aiohttp"] = "auto"
     retry: RetryConfig = field(default_factory=RetryConfig)
+    stream_max_line_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        limit = self.stream_max_line_bytes
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not MIN_STREAM_LINE_BYTES <= limit <= MAX_STREAM_LINE_BYTES
+        ):
+            raise ConfigError(
+                "HttpConfig.stream_max_line_bytes must be an integer in "
+                f"[{MIN_STREAM_LINE_BYTES}, {MAX_STREAM_LINE_BYTES}], got {limit!r}"
+            )
 
     @property
     def effective_transport(self) -> Literal["httpx", "aiohttp"]:
@@ -170,10 +194,12 @@ class CacheConfig:
     ``lease_s`` turns on cross-process single-flight for ``get_or_call``: on a
     miss, one process takes a short Redis lease (``SET NX PX`` on
     ``{key}:lease``) and calls the provider; the others poll the key (back-off
-    from 10 ms to 200 ms) and are served its answer, or call the provider
-    themselves once ``lease_s`` has passed (a leaseholder that died holds
-    nobody up for longer). Set it above a typical provider call. ``None``
-    turns it off.
+    from 10 ms to 200 ms) and are served its answer, or take the lease over
+    as soon as its holder leaves without storing one (a holder releases its
+    lease on every way out: return, error, cancellation, Redis failing), or
+    call the provider themselves once ``lease_s`` has passed (a leaseholder
+    whose process died holds nobody up for longer). Set it above a typical
+    provider call. ``None`` turns it off.
 
     ``serializer`` is the format of stored values (``"msgpack"`` or
     ``"json"``; either is read back). ``allow_insecure_hasher`` lets
@@ -301,6 +327,52 @@ class BreakerConfig:
             raise ConfigError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
         if not 0.0 < self.ewma_alpha <= 1.0:
             raise ConfigError(f"ewma_alpha must be in (0, 1], got {self.ewma_alpha}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """Streams of :meth:`AIManager.stream <samplemind_core.AIManager.stream>` (each can be
+    overridden per call).
+
+    ``idle_timeout_s``: the longest gap allowed between two chunks of an upstream
+    stream, the wait for its first chunk after the headers included; a longer gap
+    ends the upstream: before any text a fallback to the next provider, after text
+    :class:`~samplemind_core.StreamInterrupted`. ``on_interrupt``: ``"raise"``
+    (default: :class:`~samplemind_core.StreamInterrupted`) or ``"restart"`` (a fresh
+    stream from the next provider of the chain, its first chunk flagged
+    ``restarted=True``). ``replay``: how a cached stream is replayed, ``"instant"``
+    (default: every chunk at once) or ``"paced"`` (the recorded gaps between the
+    original chunks, capped at ``max_replay_gap_s``; for tests of a UI). ``relay``:
+    share a stream with other processes through Redis (needs a cache on Redis with
+    ``CacheConfig.lease_s`` set): one process reads the provider and appends each
+    chunk to a Redis Stream, the others read it as it arrives. It costs the leader
+    one pipelined ``XADD`` per chunk (off its read path); ``False`` for a single
+    process.
+    """
+
+    idle_timeout_s: float = 30.0
+    on_interrupt: Literal["raise", "restart"] = "raise"
+    replay: Literal["instant", "paced"] = "instant"
+    max_replay_gap_s: float = 5.0
+    relay: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout_s", "max_replay_gap_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < math.inf
+            ):
+                raise ConfigError(f"stream {name} must be a finite number > 0, got {value!r}")
+        if self.on_interrupt not in ("raise", "restart"):
+            raise ConfigError(
+                f"stream on_interrupt must be 'raise' or 'restart', got {self.on_interrupt!r}"
+            )
+        if self.relay.__class__ is not bool:
+            raise ConfigError(f"stream relay must be a bool, got {self.relay!r}")
+        if self.replay not in ("instant", "paced"):
+            raise ConfigError(f"stream replay must be 'instant' or 'paced', got {self.replay!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +511,7 @@ class Settings:
     http: HttpConfig = field(default_factory=HttpConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=_default_providers)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
     def provider(self, name: str) -> ProviderConfig:
         try:
@@ -507,6 +580,18 @@ class Settings:
             )
             for name in PROVIDERS
         }
+        stream = StreamConfig()
+        if (idle := get("SAMPLEMIND_STREAM_IDLE_TIMEOUT")) is not None:
+            try:
+                idle_s = float(idle)
+            except ValueError:
+                idle_s = math.nan
+            if not 0 < idle_s < math.inf:
+                raise ConfigError(
+                    "SAMPLEMIND_STREAM_IDLE_TIMEOUT must be a finite number of seconds > 0, "
+                    f"got {idle!r}"
+                )
+            stream = StreamConfig(idle_timeout_s=idle_s)
         redis_url = get("REDIS_URL")
         return cls(
             redis_url=None if redis_url is None else check_redis_url(redis_url),
@@ -514,4 +599,5 @@ class Settings:
             cache=CacheConfig(**cache_kwargs),  # type: ignore[arg-type]
             http=http,
             providers=providers,
+            stream=stream,
         )

@@ -20,7 +20,9 @@ with ``raise ... from exc`` so that callers only ever catch ours::
     │   ├── AuthenticationError     401 / 403
     │   ├── BadRequestError         other 4xx (never retried)
     │   └── MalformedResponseError  the body is not what the wire format promises
-    └── AllProvidersFailedError     every provider of the chain failed (``attempts`` lists each)
+    ├── AllProvidersFailedError     every provider of the chain failed (``attempts`` lists each)
+    └── StreamInterrupted           a stream failed after text had reached the caller
+                                    (``partial_text``, ``provider``, ``attempts``)
 
 Messages never contain API keys or full prompts.
 """
@@ -47,6 +49,7 @@ __all__ = [
     "RemoteProtocolError",
     "RequestTimeout",
     "SampleMindError",
+    "StreamInterrupted",
     "TransportError",
 ]
 
@@ -162,3 +165,53 @@ class AllProvidersFailedError(SampleMindError):
         self.attempts = attempts
         lines = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in attempts)
         super().__init__(f"all {len(attempts)} provider attempt(s) failed: {lines}")
+
+
+class StreamInterrupted(SampleMindError):
+    """A stream failed after text had already been handed to the caller.
+
+    No transparent fallback is attempted then (the caller has shown the text;
+    a second provider would write a different answer after it), unless the
+    stream was opened with ``on_interrupt="restart"``. Nothing is cached.
+
+    ``partial_text`` is the text delivered before the failure (of the stream
+    that failed), ``provider`` / ``model`` name who was streaming, ``chunks``
+    counts the chunks delivered by it, ``cause`` describes the failure (the
+    exception is also chained as ``__cause__`` where it can be), and
+    ``attempts`` lists every provider failure of this stream (as in
+    :class:`AllProvidersFailedError`). The message never contains the text.
+    """
+
+    def __init__(
+        self,
+        *,
+        partial_text: str,
+        provider: str,
+        model: str,
+        chunks: int,
+        cause: str,
+        attempts: list[Attempt] | None = None,
+    ) -> None:
+        self.partial_text = partial_text
+        self.provider = provider
+        self.model = model
+        self.chunks = chunks
+        self.cause = cause
+        self.attempts = list(attempts or [])
+        super().__init__(
+            f"stream from {provider}/{model} interrupted after {chunks} chunk(s) "
+            f"({len(partial_text)} characters): {cause}"
+        )
+
+    def copy(self) -> StreamInterrupted:
+        """A fresh instance with the same fields (one per caller of a shared stream)."""
+        new = StreamInterrupted(
+            partial_text=self.partial_text,
+            provider=self.provider,
+            model=self.model,
+            chunks=self.chunks,
+            cause=self.cause,
+            attempts=self.attempts,
+        )
+        new.__cause__ = self.__cause__
+        return new

@@ -62,12 +62,13 @@ Retries
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -92,6 +93,7 @@ __all__ = [
     "HttpClient",
     "backoff_wait",
     "build_transport",
+    "iter_body",
     "parse_retry_after",
 ]
 
@@ -197,8 +199,13 @@ def _map_aiohttp_error(exc: BaseException) -> type[TransportError] | None:
     return None
 
 
-def _map_error(exc: BaseException, request: httpx.Request, attempt: int) -> TransportError:
-    """Translate an httpx (or aiohttp, via httpx_aiohttp) error into our tree."""
+def _map_error(
+    exc: BaseException, request: httpx.Request, attempt: int, *, reading: bool = False
+) -> TransportError:
+    """Translate an httpx (or aiohttp, via httpx_aiohttp) error into our tree.
+
+    ``reading``: the error came while a streamed body was read (after the headers).
+    """
     cls: type[TransportError] | None = None
     retryable = True
     origin = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
@@ -218,7 +225,8 @@ def _map_error(exc: BaseException, request: httpx.Request, attempt: int) -> Tran
         else:  # LocalProtocolError, UnsupportedProtocol, ProxyError, DecodingError, ...
             cls = TransportError
             retryable = False
-    err = cls(f"{_where(request)} failed on attempt {attempt}: {type(exc).__name__}: {exc}")
+    when = "while reading the streamed body" if reading else f"on attempt {attempt}"
+    err = cls(f"{_where(request)} failed {when}: {type(exc).__name__}: {exc}")
     if not retryable:
         err.retryable = False
     return err
@@ -403,23 +411,14 @@ class HttpClient:
 
     # -- requests ----------------------------------------------------------
 
-    async def request(
+    def _prepare(
         self,
-        method: str,
-        url: str,
-        *,
-        json: Any = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - per-request HTTP timeout (contract)
-    ) -> httpx.Response:
-        """Send one request with retries; return the response with its body read.
-
-        ``json`` is encoded with orjson (``content`` wins when both are given).
-        ``timeout`` (seconds) overrides the read/write/pool timeouts and caps
-        the connect timeout for this call; one that is not a finite number > 0
-        raises :class:`~samplemind_core.ConfigError` before anything is sent.
-        """
+        json: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> tuple[httpx.AsyncBaseTransport, bytes | None, dict[str, str]]:
+        """Check ``timeout``, open the transport, encode the body, merge the headers."""
         if timeout is not None and not 0 < timeout < _INF:  # also refuses NaN
             raise ConfigError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         transport = self._transport
@@ -440,6 +439,98 @@ class HttpClient:
         if headers:
             for key, value in headers.items():
                 hdrs[key.lower()] = value
+        return transport, content, hdrs
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """A streamed reply: ``async with http.stream(...) as response: ...``.
+
+        Retries exactly like :meth:`request` until the response's status and
+        headers have arrived (connect errors, the statuses :data:`RETRY_STATUSES`
+        with ``Retry-After``, timeouts to the first byte), never after. Yields
+        the ``httpx.Response`` with its body unread for a 2xx (read it with
+        :func:`iter_body`, which maps a cut connection to our
+        :class:`~samplemind_core.TransportError` tree, or with ``aiter_bytes`` /
+        ``aiter_raw``); any other status arrives with its (error) body already
+        read, so ``response.content`` works. Leaving the block by any way (end,
+        error, cancellation) closes the response and frees its connection.
+
+        ``timeout`` bounds the wait for the headers (each attempt);
+        :class:`~samplemind_core.RequestTimeout` when it passes. Gaps between
+        body reads are the caller's to police (the layer's idle timeout); the
+        client's ``read_timeout_s`` (or ``timeout`` when longer) stays as a
+        backstop per read, so that a dead peer never hangs a reader that
+        polices nothing. Bad arguments raise
+        :class:`~samplemind_core.ConfigError` when the block is entered,
+        before anything is sent. ``response.extensions["samplemind"]`` holds
+        ``attempts`` and ``retry_wait_s`` as for :meth:`request`.
+        """
+        return self._stream(method, url, json, content, headers, timeout)
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self,
+        method: str,
+        url: str,
+        json: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,  # noqa: ASYNC109 - the headers' bound (contract)
+    ) -> AsyncIterator[httpx.Response]:
+        transport, content, hdrs = self._prepare(json, content, headers, timeout)
+        ext = self._timeout
+        if timeout is not None:
+            ext = {
+                "connect": min(ext["connect"], timeout),
+                "read": max(ext["read"], timeout),
+                "write": timeout,
+                "pool": timeout,
+            }
+        head = _HeadTimeout(timeout)
+        try:
+            response = await self._send(transport, method, url, content, hdrs, ext, 1, head)
+        except TransportError as exc:
+            if not exc.retryable or self.config.retry.attempts <= 1:
+                raise
+            response = await self._retry(transport, method, url, content, hdrs, ext, exc, head)
+        else:
+            if response.status_code in RETRY_STATUSES and self.config.retry.attempts > 1:
+                response = await self._retry(
+                    transport, method, url, content, hdrs, ext, response, head
+                )
+            else:
+                response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
+        try:
+            yield response
+        finally:
+            await _close_quietly(response)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per-request HTTP timeout (contract)
+    ) -> httpx.Response:
+        """Send one request with retries; return the response with its body read.
+
+        ``json`` is encoded with orjson (``content`` wins when both are given).
+        ``timeout`` (seconds) overrides the read/write/pool timeouts and caps
+        the connect timeout for this call; one that is not a finite number > 0
+        raises :class:`~samplemind_core.ConfigError` before anything is sent.
+        """
+        transport, content, hdrs = self._prepare(json, content, headers, timeout)
         ext = self._timeout
         if timeout is not None:
             ext = {
@@ -468,7 +559,9 @@ class HttpClient:
         headers: dict[str, str],
         ext: dict[str, float],
         attempt: int,
+        head: _HeadTimeout | None = None,
     ) -> httpx.Response:
+        """One attempt. ``head`` (streams) leaves a 2xx body unread and bounds the headers."""
         parsed = self._urls.get(url)
         if parsed is None:  # httpx's URL parsing is slow: parse each URL once
             try:
@@ -482,14 +575,29 @@ class HttpClient:
             method, parsed, content=content, headers=headers, extensions={"timeout": ext}
         )
         try:
-            response = await transport.handle_async_request(request)
+            if head is None or head.seconds is None:
+                response = await transport.handle_async_request(request)
+            else:
+                response = await head.wait(transport.handle_async_request(request))
         except httpx.TransportError as exc:
             raise _map_error(exc, request, attempt) from exc
+        except TimeoutError as exc:
+            if head is None or not head.expired:
+                raise
+            raise RequestTimeout(
+                f"{_where(request)} failed on attempt {attempt}: no response headers "
+                f"within {head.seconds} s"
+            ) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("aiohttp"):
                 raise _map_error(exc, request, attempt) from exc
             raise
+        except BaseException:  # cancelled while waiting for a connection or the headers
+            _reap_orphans(transport)
+            raise
         response.request = request
+        if head is not None and 200 <= response.status_code < 300:
+            return response  # a stream: the caller reads the body
         try:
             await response.aread()
         except BaseException as exc:
@@ -510,6 +618,7 @@ class HttpClient:
         headers: dict[str, str],
         ext: dict[str, float],
         first: httpx.Response | TransportError,
+        head: _HeadTimeout | None = None,
     ) -> httpx.Response:
         """The slow path: tenacity drives attempts 2..n after a retryable first outcome."""
         from tenacity import (
@@ -531,7 +640,9 @@ class HttpClient:
                 if isinstance(outcome, TransportError):
                     raise outcome
                 return outcome
-            return await self._send(transport, method, url, content, headers, ext, state["attempt"])
+            return await self._send(
+                transport, method, url, content, headers, ext, state["attempt"], head
+            )
 
         def wait(rs: RetryCallState) -> float:
             outcome = rs.outcome
@@ -599,3 +710,112 @@ class HttpClient:
             "retry_wait_s": float(retrying.statistics.get("idle_for", 0.0)),
         }
         return response
+
+
+def _reap_orphans(transport: httpx.AsyncBaseTransport) -> int:
+    """Drop the connections httpcore's pool orphaned when a request was cancelled.
+
+    httpcore 1.0.9 (encode/httpcore#1093, open): a request cancelled after the pool
+    created a connection for it, but before that connection started connecting,
+    leaves it in the pool for good (``CONNECTING``: neither idle, closed, expired nor
+    available), one pool slot lost per such cancellation until every request gets
+    ``PoolTimeout``. Such a connection never opened a socket, so removing it frees
+    nothing but the slot. Only connections no queued request holds are removed.
+    A no-op for other transports and when httpcore's internals are not the
+    expected ones. Returns how many were removed.
+    """
+    pool = getattr(transport, "_pool", None)
+    connections = getattr(pool, "_connections", None)
+    requests = getattr(pool, "_requests", None)
+    if not isinstance(connections, list) or not isinstance(requests, list):
+        return 0
+    try:
+        held = {id(r.connection) for r in requests if getattr(r, "connection", None) is not None}
+        orphans = [
+            c
+            for c in connections
+            if getattr(c, "_connection", False) is None
+            and getattr(c, "_connect_failed", True) is False
+            and id(c) not in held  # a connect in progress is held by its request
+        ]
+        for c in orphans:
+            connections.remove(c)
+    except (AttributeError, TypeError, ValueError):  # another httpcore: leave it alone
+        return 0
+    if orphans:
+        logger.debug("dropped %d connection(s) orphaned by a cancelled request", len(orphans))
+    return len(orphans)
+
+
+class _HeadTimeout:
+    """Bounds the wait for a streamed response's headers (``seconds=None``: no bound)."""
+
+    __slots__ = ("expired", "seconds")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expired = False
+
+    async def wait(self, headers: Awaitable[httpx.Response]) -> httpx.Response:
+        assert self.seconds is not None
+        self.expired = False
+        scope = asyncio.timeout(self.seconds)
+        try:
+            async with scope:
+                return await headers
+        finally:
+            self.expired = scope.expired()
+
+
+async def _close_quietly(response: httpx.Response) -> None:
+    """Close a streamed response, freeing its connection, whatever state it is in.
+
+    A close error (the peer already gone) is logged, never raised over the
+    caller's own outcome. The close itself is shielded: a caller cancelled while
+    leaving the block (even more than once) still waits until the connection is
+    freed, then the cancellation is re-raised. Closing is local work (no reply
+    is awaited), so this wait is short.
+    """
+    task = asyncio.ensure_future(response.aclose())
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        except Exception:  # reported below from task.exception()
+            pass
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        logger.debug("closing a streamed response failed: %s: %s", type(error).__name__, error)
+    if cancelled is not None:
+        raise cancelled
+
+
+async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The decoded body of a streamed response, chunk by chunk as it arrives.
+
+    Errors of the connection (the peer cut it, reset it, a read timed out) are
+    raised as our :class:`~samplemind_core.TransportError` subclasses
+    (``RemoteProtocolError``, ``RequestTimeout``), ``from`` the original.
+    """
+    request = response.request
+    attempts = response.extensions.get("samplemind", {}).get("attempts", 1)
+    iterator = response.aiter_bytes()
+    try:
+        while True:
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except httpx.TransportError as exc:
+                raise _map_error(exc, request, attempts, reading=True) from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("aiohttp"):
+                    raise _map_error(exc, request, attempts, reading=True) from exc
+                raise
+            yield chunk
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()

@@ -53,6 +53,11 @@ single call). A request that *pins* a provider still falls back: the pin
 chooses the first choice, not the only one (the answer says which provider
 replied); a pinned provider whose breaker is open moves to the end like any other.
 
+:meth:`AIManager.stream` takes the same road with chunks (see its docstring and
+:mod:`samplemind_core._streaming`): a stored answer is replayed chunk by chunk,
+identical streams share one upstream, a failure before the first text chunk falls
+back as above and one after it raises :class:`~samplemind_core.StreamInterrupted`.
+
 Reply metadata:
 
 * ``provider`` / ``model``: who answered; ``cached``: no provider was called
@@ -79,31 +84,44 @@ scrubbed of every configured key as a second line of defence.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ._config import Settings
+from ._config import Settings, StreamConfig
 from ._exceptions import (
     AllProvidersFailedError,
     Attempt,
     BadRequestError,
     ClientStateError,
     ConfigError,
+    RequestTimeout,
     SampleMindError,
+    StreamInterrupted,
 )
 from ._models import ChatRequest, ChatResponse
+from ._streaming import (
+    CHUNKS_KEY,
+    IdleWatch,
+    ResponseStream,
+    UpstreamFeed,
+    stored_chunks,
+    with_chunks,
+)
+from ._streaming import finalize_stream as _finalize_stream
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
 
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
     from .cache import ResponseCache
+    from .cache._relay import RelayWriter
     from .http import HttpClient
-    from .providers.base import Provider
+    from .providers.base import Provider, ProviderStream
 
 __all__ = ["AIManager"]
 
@@ -156,6 +174,70 @@ def _make_redis(settings: Settings) -> Any:
 
 def _counts_against_health(exc: SampleMindError) -> bool:
     return not isinstance(exc, BadRequestError | ConfigError)
+
+
+class _RouteLog:
+    """The steps of one call's chain (``metadata["route"]``), its failed attempts and last error."""
+
+    __slots__ = ("attempts", "last_exc", "manager", "route")
+
+    def __init__(self, manager: AIManager) -> None:
+        self.manager = manager
+        self.route: list[dict[str, Any]] = []
+        self.attempts: list[Attempt] = []
+        self.last_exc: BaseException | None = None
+
+    def note(self, choice: RouteChoice, outcome: str, error: str | None, ms: float) -> None:
+        self.route.append(
+            {
+                "provider": choice.provider,
+                "model": choice.model,
+                "outcome": outcome,
+                "error": error,
+                "latency_ms": ms,
+            }
+        )
+        if error is not None:
+            self.attempts.append(Attempt(choice.provider, choice.model, error, ms))
+
+    def failed(
+        self, choice: RouteChoice, exc: SampleMindError, ms: float, then: str = "falling back"
+    ) -> str:
+        """Record a provider's failure (health, route, log); returns the redacted error text."""
+        manager = self.manager
+        name = choice.provider
+        error = manager._redact(f"{type(exc).__name__}: {exc}")
+        if _counts_against_health(exc):
+            manager._router.record_failure(name, error)
+        else:
+            manager._router.release(name)
+        self.note(choice, "error", error, ms)
+        self.last_exc = exc
+        logger.warning(
+            "provider %s (model %s) failed with %s; %s",
+            name,
+            choice.model,
+            type(exc).__name__,
+            then,
+        )
+        logger.debug("provider %s failure detail: %s", name, error)
+        return error
+
+    def all_failed(self, request: ChatRequest) -> AllProvidersFailedError:
+        """The error of a chain where every choice failed (its cause chained when safe)."""
+        if not self.attempts:
+            return AllProvidersFailedError(
+                [Attempt("-", request.model or "-", "no provider in the chain")]
+            )
+        failed = AllProvidersFailedError(self.attempts)
+        # Chain the last cause for debugging, unless its text holds a key (e.g. a
+        # provider that echoes the credential in its error body).
+        last = self.last_exc
+        if last is not None and self.manager._redact(str(last)) == str(last):
+            failed.__cause__ = last
+        else:
+            failed.__suppress_context__ = True
+        return failed
 
 
 class AIManager:
@@ -217,6 +299,8 @@ class AIManager:
             if cfg.api_key is not None and cfg.api_key.get_secret_value()
         ]
         self._keyless: dict[str, str | None] = {}  # provider -> skip reason (None: has a key)
+        self._feeds: dict[str, UpstreamFeed] = {}  # cache key -> the upstream stream in flight
+        self._stream_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @classmethod
@@ -267,6 +351,11 @@ class AIManager:
         if self._closed:
             return
         self._closed = True
+        tasks = list(self._stream_tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         for part in reversed(self._owned):
             await part.aclose()
         if self._redis is not None:
@@ -307,6 +396,7 @@ class AIManager:
         if called:
             return replace(response, latency_ms=latency_ms)
         if response.cached:
+            response.metadata.pop(CHUNKS_KEY, None)  # a stored stream's boundaries
             # A cache hit: get_or_call hands each caller an object (and metadata) of its own,
             # already cost_usd=0.0, so it is completed in place instead of copied again.
             response.attempts = 0
@@ -353,30 +443,42 @@ class AIManager:
                 text = text.replace(secret, _REDACTED)
         return text
 
+    def _choices(
+        self,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        log: _RouteLog,
+    ) -> Iterator[RouteChoice]:
+        """The choices to call, in order (skipped ones noted in ``log``).
+
+        Providers whose breaker is open go to the end of the chain: they are called
+        only when every other choice has failed (a last resort). Lazy: a breaker is
+        asked just before its provider's turn.
+        """
+        router = self._router
+        deferred: list[RouteChoice] = []
+        for choice in router.plan(task, priority, request, include_skipped=True):
+            if choice.skip_reason is not None:
+                log.note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
+            elif (keyless := self._missing_key(choice.provider)) is not None:
+                log.note(choice, "skipped", f"skipped: {keyless}", 0.0)
+            elif not router.allow(choice.provider):
+                deferred.append(choice)
+            else:
+                yield choice
+        for choice in deferred:
+            log.note(choice, "last resort", None, 0.0)
+            yield choice
+
     async def _call_chain(
         self, request: ChatRequest, task: Task | str, priority: Priority | str
     ) -> ChatResponse:
         start = time.perf_counter()
         router = self._router
-        attempts: list[Attempt] = []
-        route: list[dict[str, Any]] = []
-        last_exc: BaseException | None = None
-
-        def note(choice: RouteChoice, outcome: str, error: str | None, ms: float) -> None:
-            route.append(
-                {
-                    "provider": choice.provider,
-                    "model": choice.model,
-                    "outcome": outcome,
-                    "error": error,
-                    "latency_ms": ms,
-                }
-            )
-            if error is not None:
-                attempts.append(Attempt(choice.provider, choice.model, error, ms))
+        log = _RouteLog(self)
 
         async def call(choice: RouteChoice) -> ChatResponse | None:
-            nonlocal last_exc
             name = choice.provider
             limiter = self._limiters.get(name)
             t0 = time.perf_counter()
@@ -387,30 +489,16 @@ class AIManager:
                     t0 = time.perf_counter()  # waiting for the limiter is not provider latency
                 reply = await adapter.complete(self._http, request, choice.model)
             except SampleMindError as exc:
-                ms = (time.perf_counter() - t0) * 1000.0
-                error = self._redact(f"{type(exc).__name__}: {exc}")
-                if _counts_against_health(exc):
-                    router.record_failure(name, error)
-                else:
-                    router.release(name)
-                note(choice, "error", error, ms)
-                last_exc = exc
-                logger.warning(
-                    "provider %s (model %s) failed with %s; falling back",
-                    name,
-                    choice.model,
-                    type(exc).__name__,
-                )
-                logger.debug("provider %s failure detail: %s", name, error)
+                log.failed(choice, exc, (time.perf_counter() - t0) * 1000.0)
                 return None
             except BaseException:
                 router.release(name)  # cancelled or a bug: no verdict on the provider
                 raise
             ms = (time.perf_counter() - t0) * 1000.0
             router.record_success(name, ms)
-            note(choice, "ok", None, ms)
+            log.note(choice, "ok", None, ms)
             metadata = dict(reply.metadata)
-            metadata["route"] = route
+            metadata["route"] = log.route
             return replace(
                 reply,
                 estimated_cost_usd=choice.estimated_cost_usd,
@@ -419,29 +507,343 @@ class AIManager:
                 metadata=metadata,
             )
 
-        # Providers whose breaker is open go to the end of the chain: they are
-        # called only when every other choice has failed (a last resort).
-        deferred: list[RouteChoice] = []
-        for choice in router.plan(task, priority, request, include_skipped=True):
-            if choice.skip_reason is not None:
-                note(choice, "skipped", f"skipped: {choice.skip_reason}", 0.0)
-            elif (keyless := self._missing_key(choice.provider)) is not None:
-                note(choice, "skipped", f"skipped: {keyless}", 0.0)
-            elif not router.allow(choice.provider):
-                deferred.append(choice)
-            elif (reply := await call(choice)) is not None:
-                return reply
-        for choice in deferred:
-            note(choice, "last resort", None, 0.0)
+        for choice in self._choices(request, task, priority, log):
             if (reply := await call(choice)) is not None:
                 return reply
-        if not attempts:
-            raise AllProvidersFailedError(
-                [Attempt("-", request.model or "-", "no provider in the chain")]
+        raise log.all_failed(request)
+
+    # -- streams ---------------------------------------------------------------
+
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        task: Task | str = "chat",
+        priority: Priority | str = "speed",
+        idle_timeout_s: float | None = None,
+        on_interrupt: Literal["raise", "restart"] | None = None,
+        replay: Literal["instant", "paced"] | None = None,
+    ) -> ResponseStream:
+        """The answer to ``request`` as a stream of chunks (see :mod:`samplemind_core._streaming`).
+
+        ::
+
+            async with ai.stream(request, task="describe") as stream:
+                async for chunk in stream:          # StreamChunk(text, index, restarted)
+                    ui.write(chunk.text)
+                resp = stream.response              # what complete() would have returned
+
+        The road is complete()'s with chunks: a stored answer of the same request
+        (streamed or not) is replayed from the cache; with a cache, concurrent
+        identical streams share one upstream, in this process (a caller that joins
+        late gets every chunk from the first, then the live tail) and, through Redis,
+        across processes (:mod:`samplemind_core.cache._relay`); without a cache each
+        call streams on its own. Otherwise the router's chain is tried in turn, each provider
+        with its native stream on the shared client. A failure before the first
+        text chunk falls back exactly as in complete(); one after it raises
+        :class:`~samplemind_core.StreamInterrupted` (or, with
+        ``on_interrupt="restart"``, starts a fresh stream from the next provider,
+        whose first chunk has ``restarted=True``). A stream that completes is stored
+        with its chunk boundaries; nothing of a failed one is.
+
+        ``idle_timeout_s``, ``on_interrupt`` and ``replay`` override
+        ``settings.stream`` (:class:`~samplemind_core.StreamConfig`) for this call.
+        Calls that share an upstream share the idle timeout of the call that opened it
+        (streams with ``on_interrupt="restart"`` never share one with the others).
+        Bad arguments raise :class:`~samplemind_core.ConfigError` here, before
+        anything is sent.
+        """
+        if self._closed:
+            raise ClientStateError("AIManager is closed: create a new one")
+        start = time.perf_counter()
+        request.validate()
+        self._router.chain(task, priority)  # validate before any lookup
+        config = self.settings.stream
+        overrides = {
+            name: value
+            for name, value in (
+                ("idle_timeout_s", idle_timeout_s),
+                ("on_interrupt", on_interrupt),
+                ("replay", replay),
             )
-        failed = AllProvidersFailedError(attempts)
-        # Chain the last cause for debugging, unless its text holds a key (e.g. a
-        # provider that echoes the credential in its error body).
-        if last_exc is not None and self._redact(str(last_exc)) == str(last_exc):
-            raise failed from last_exc
-        raise failed from None
+            if value is not None
+        }
+        if overrides:
+            config = replace(config, **overrides)  # type: ignore[arg-type]
+
+        async def opener(stream: ResponseStream) -> tuple[UpstreamFeed, str]:
+            return await self._open_feed(request, task, priority, config)
+
+        return ResponseStream(
+            opener,
+            start=start,
+            replay=config.replay,
+            max_replay_gap_s=config.max_replay_gap_s,
+            finalize=_finalize_stream,
+        )
+
+    async def _open_feed(
+        self,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+    ) -> tuple[UpstreamFeed, str]:
+        """The feed a new stream reads and its role: a stored answer, a shared upstream, or a new one."""
+        if self._closed:
+            raise ClientStateError("AIManager is closed: create a new one")
+        cache = self._cache
+        key: str | None = None
+        if cache is not None:
+            # Identical streams share one feed from the start: the cache lookup, too, is
+            # made once, by the feed's producer (2,000 callers -> one GET, not 2,000).
+            key = cache.key_for(request) + ("" if config.on_interrupt == "raise" else "|restart")
+            if (feed := self._feeds.get(key)) is not None:
+                cache._stats.coalesced += 1
+                feed.attach()
+                return feed, "follower"
+        feed = UpstreamFeed(key)
+        feed.attach()
+        if key is not None:
+            self._feeds[key] = feed
+            feed.on_idle = self._forget_feed
+        task_ = asyncio.get_running_loop().create_task(
+            self._produce(feed, request, task, priority, config)
+        )
+        feed.task = task_
+        self._stream_tasks.add(task_)
+        task_.add_done_callback(self._stream_tasks.discard)
+        return feed, "leader"
+
+    def _forget_feed(self, feed: UpstreamFeed) -> None:
+        if feed.key is not None and self._feeds.get(feed.key) is feed:
+            del self._feeds[feed.key]
+
+    async def _produce(
+        self,
+        feed: UpstreamFeed,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+    ) -> None:
+        """Fill ``feed`` (a task of its own; see :meth:`stream`): from another process's
+        stream through the cache's relay, or from the chain's providers."""
+        cache = self._cache
+        relay: str | None = None
+        writer: RelayWriter | None = None
+        try:
+            if cache is not None and (hit := await cache.get(request)) is not None:
+                chunks, gaps = stored_chunks(hit)
+                feed.source = "cache"
+                feed.replay(chunks, gaps, hit)
+                return
+            if cache is not None and feed.key is not None and config.relay:
+                claim = await cache._relay_claim(feed.key)
+                if claim is False and await self._follow_relay(feed, feed.key, config):
+                    return
+                if claim is False:  # the other process failed or fell silent before any text
+                    claim = await cache._relay_claim(feed.key)
+                if claim:
+                    relay = feed.key
+                    # Another process may have stored it and left since our lookup.
+                    hit = await cache._lookup(
+                        cache.key_for(request), time.perf_counter(), count_miss=False
+                    )
+                    if hit is not None:
+                        cache._stats.misses -= 1  # counted by the first lookup: a hit after all
+                        chunks, gaps = stored_chunks(hit)
+                        feed.source = "cache"
+                        feed.replay(chunks, gaps, hit)
+                        return
+            writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
+            await self._read_chain(feed, request, task, priority, config, writer)
+        except asyncio.CancelledError:
+            if not feed.done:  # the manager closed under its readers: they must not hang
+                feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
+            raise
+        except BaseException as exc:  # a bug: every reader sees it
+            if not feed.done:
+                feed.fail(exc)
+        finally:
+            self._forget_feed(feed)
+            if relay is not None and cache is not None:
+                # At once, also when cancelled: followers elsewhere must not wait for us.
+                if writer is not None and (not feed.done or feed.error is not None):
+                    reason = "abandoned" if feed.error is None else type(feed.error).__name__
+                    await writer.close(cache._relay_end_fields(None, reason))
+                await cache._relay_release(relay)
+
+    async def _follow_relay(self, feed: UpstreamFeed, key: str, config: StreamConfig) -> bool:
+        """Read another process's stream of ``key`` into ``feed``; False when nothing was
+        delivered and this process should read the providers itself (the other one
+        failed, left or fell silent for ``idle_timeout_s``, or Redis failed)."""
+        cache = self._cache
+        assert cache is not None
+        feed.source = "relay"
+        loop = asyncio.get_running_loop()
+        idle = config.idle_timeout_s
+        last = b"0-0"
+        who = "-/-"
+        begin = 0
+        while True:
+            got = await cache._relay_read(key, last, loop.time() + idle)
+            entries: list[Any] = [("gone", None)] if got is None else got[1]
+            if got is not None:
+                last = got[0]
+                if not entries:
+                    entries = [("err", f"no chunk within idle_timeout_s={idle:g} s")]
+            for kind, value in entries:
+                if kind == "t":
+                    feed.push(value)
+                elif kind == "who":
+                    who = value
+                elif kind == "restart":
+                    feed.restart()
+                    begin = len(feed.chunks)
+                elif kind == "ok":
+                    feed.finish(value)
+                    return True
+                else:
+                    if not feed.chunks:
+                        feed.source = "upstream"
+                        return False
+                    provider, _, model = who.partition("/")
+                    feed.fail(
+                        StreamInterrupted(
+                            partial_text="".join(feed.chunks[begin:]),
+                            provider=provider,
+                            model=model,
+                            chunks=len(feed.chunks) - begin,
+                            cause=f"the stream relayed from another process ended: {value or 'its leader left'}",
+                        )
+                    )
+                    return True
+
+    async def _read_chain(
+        self,
+        feed: UpstreamFeed,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+        relay: RelayWriter | None,
+    ) -> None:
+        """Read the chain's streams into ``feed`` (and, through ``relay``, into Redis)."""
+        start = time.perf_counter()
+        router = self._router
+        cache = self._cache
+        log = _RouteLog(self)
+        idle = config.idle_timeout_s
+        interrupted: StreamInterrupted | None = None
+        interruptions: list[dict[str, Any]] = []
+        for choice in self._choices(request, task, priority, log):
+            name = choice.provider
+            limiter = self._limiters.get(name)
+            begin = len(feed.chunks)
+            t0 = time.perf_counter()
+            upstream: ProviderStream | None = None
+            watch: IdleWatch | None = None
+            try:
+                adapter = self.provider(name)
+                if limiter is not None:
+                    await limiter.acquire()
+                    t0 = time.perf_counter()
+                upstream = await adapter.open_stream(self._http, request, choice.model)
+                chunks = upstream.__aiter__()
+                watch = IdleWatch(idle)  # the gap before each chunk, the first one included
+                while True:
+                    try:
+                        text = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except BaseException:
+                        if watch.expired():
+                            raise RequestTimeout(
+                                f"{name}: no chunk within idle_timeout_s={idle:g} s"
+                            ) from None
+                        raise
+                    finally:
+                        watch.touch()
+                    if not text:
+                        continue
+                    fields: dict[bytes, bytes] | None = None
+                    if len(feed.chunks) == begin:
+                        if interrupted is not None:
+                            feed.restart()
+                        if relay is not None:
+                            fields = {b"p": f"{name}/{choice.model}".encode()}
+                            if interrupted is not None:
+                                fields[b"restart"] = b"1"
+                    feed.push(text)
+                    if relay is not None:
+                        fields = fields or {}
+                        fields[b"t"] = text.encode()
+                        relay.put(fields)
+                watch.stop()
+                reply = upstream.response
+            except SampleMindError as exc:
+                ms = (time.perf_counter() - t0) * 1000.0
+                sent = len(feed.chunks) - begin
+                if sent == 0:
+                    log.failed(choice, exc, ms)
+                    continue  # nothing shown yet: fall back as complete() does
+                then = (
+                    "restarting on the next provider"
+                    if config.on_interrupt == "restart"
+                    else "the stream is interrupted (text was already delivered)"
+                )
+                error = log.failed(choice, exc, ms, then)
+                interrupted = StreamInterrupted(
+                    partial_text="".join(feed.chunks[begin:]),
+                    provider=name,
+                    model=choice.model,
+                    chunks=sent,
+                    cause=error,
+                    attempts=log.attempts,
+                )
+                if self._redact(str(exc)) == str(exc):
+                    interrupted.__cause__ = exc
+                interruptions.append(
+                    {"provider": name, "model": choice.model, "chunks": sent, "error": error}
+                )
+                if config.on_interrupt == "restart":
+                    continue
+                feed.fail(interrupted)
+                return
+            except BaseException:
+                router.release(name)  # cancelled or a bug: no verdict on the provider
+                raise
+            finally:
+                if watch is not None:
+                    watch.stop()
+                if upstream is not None:
+                    await upstream.aclose()
+            ms = (time.perf_counter() - t0) * 1000.0
+            router.record_success(name, ms)
+            log.note(choice, "ok", None, ms)
+            metadata = dict(reply.metadata)
+            metadata["route"] = log.route
+            if interruptions:
+                metadata["interruptions"] = interruptions
+            response = replace(
+                reply,
+                estimated_cost_usd=choice.estimated_cost_usd,
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+                cached=False,
+                metadata=metadata,
+            )
+            if cache is not None:
+                stored = with_chunks(response, feed)
+                # Stored before the readers see the end: a stream that a caller saw
+                # complete is a hit for the next one (a SET, bounded by op_timeout_s).
+                await cache.set(request, stored)
+                if relay is not None:
+                    await relay.close(cache._relay_end_fields(stored))
+            feed.finish(response)
+            return
+        if interrupted is not None:
+            interrupted.attempts = list(log.attempts)
+            feed.fail(interrupted)
+        else:
+            feed.fail(log.all_failed(request))

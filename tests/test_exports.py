@@ -37,11 +37,15 @@ INTENDED = {
     "RemoteProtocolError",
     "RequestTimeout",
     "ResponseCache",
+    "ResponseStream",
     "RetryConfig",
     "Router",
     "SampleMindError",
     "Secret",
     "Settings",
+    "StreamChunk",
+    "StreamConfig",
+    "StreamInterrupted",
     "Task",
     "ToolCall",
     "TransportError",
@@ -71,7 +75,7 @@ def test_unknown_name_raises_attribute_error() -> None:
         samplemind_core.Nope  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["router", "manager"])
+@pytest.mark.parametrize("module", ["router", "manager", "http", "providers.base"])
 def test_module_all_names_resolve(module: str) -> None:
     mod = importlib.import_module(f"samplemind_core.{module}")
     assert mod.__all__, f"{module} has no __all__"
@@ -87,3 +91,21 @@ def test_lazy_names_are_the_module_objects() -> None:
     assert samplemind_core.Router is Router
     assert samplemind_core.Task is Task
     assert samplemind_core.Priority is Priority
+
+
+def test_providers_surface() -> None:
+    import samplemind_core.providers as providers
+
+    assert set(providers.__all__) == {
+        "PROVIDER_CLASSES",
+        "AnthropicProvider",
+        "GeminiProvider",
+        "OllamaProvider",
+        "OpenAIProvider",
+        "Provider",
+        "ProviderStream",
+        "get_provider",
+    }
+    for name in providers.__all__:
+        assert hasattr(providers, name), name
+    assert providers.ProviderStream.__module__.startswith("samplemind_core.providers")

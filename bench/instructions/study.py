@@ -261,8 +261,8 @@ TARGETS: Final[tuple[Target, ...]] = (
         "bench/suites/test_cache.py::test_cache_op[1KB-fakeredis-hit-msgpack-l1_off]",
         "cache",
         "test_cache_op and fakeredis-hit-msgpack-l1_off",
-        "samplemind_core/cache.py",
-        "ResponseCache.get",
+        "samplemind_core/cache/_entries.py",
+        "_Entries.get",  # ResponseCache.get (defined in the cache package's read path)
     ),
 )
 """What the detection study injects into (one target per patched function, so the work is

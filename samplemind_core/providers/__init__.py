@@ -13,7 +13,7 @@ from typing import Final
 from .._config import ProviderConfig
 from .._exceptions import ConfigError
 from .anthropic import AnthropicProvider
-from .base import Provider
+from .base import Provider, ProviderStream
 from .gemini import GeminiProvider
 from .ollama import OllamaProvider
 from .openai import OpenAIProvider
@@ -25,6 +25,7 @@ __all__ = [
     "OllamaProvider",
     "OpenAIProvider",
     "Provider",
+    "ProviderStream",
     "get_provider",
 ]
 

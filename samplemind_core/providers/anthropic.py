@@ -9,6 +9,15 @@ and ``tool_use`` (``id``, ``name``, ``input``), ``stop_reason``,
 ``{"type": "error", "error": {"type", "message"}}``; 529 ``overloaded_error``
 is a retryable server error.
 
+Streaming: the same request with ``"stream": true``; the reply is SSE:
+``message_start`` (model, input tokens), per content block
+``content_block_start`` / ``content_block_delta`` (``text_delta``, or
+``input_json_delta`` fragments of a ``tool_use`` block's input, joined) /
+``content_block_stop``, ``message_delta`` (``stop_reason``, output tokens),
+``message_stop`` (the terminal event); ``ping`` and unknown event types are
+ignored. ``event: error`` is mapped by its ``error.type`` (``rate_limit_error`` →
+``RateLimitError``, ``overloaded_error`` / ``api_error`` → ``ProviderServerError``).
+
 ``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
 pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 ``ProviderConfig.prices``.
@@ -16,10 +25,12 @@ pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Final
 
 from .._models import ChatRequest, ChatResponse, ToolCall
 from .._pricing import CATALOG
+from ._stream import SSEDecoder, StreamDecoder
 from .base import DEFAULT_MAX_OUTPUT_TOKENS, Provider, tool_specs
 
 __all__ = ["ANTHROPIC_VERSION", "CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "AnthropicProvider"]
@@ -74,6 +85,16 @@ class AnthropicProvider(Provider):
         if self._secret:
             headers["x-api-key"] = self._secret
         return "POST", f"{self.base_url}/v1/messages", headers, body
+
+    def build_stream_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        method, url, headers, body = self.build_request(req, model)
+        body["stream"] = True
+        return method, url, headers, body
+
+    def stream_decoder(self, model: str, max_line_bytes: int) -> StreamDecoder:
+        return _AnthropicStream(self, model, max_line_bytes)
 
     def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
         blocks = data.get("content")
@@ -152,3 +173,79 @@ def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     return {"auto": {"type": "auto"}, "required": {"type": "any"}, "any": {"type": "any"}}.get(
         choice, {"type": "none"} if choice == "none" else {"type": "auto"}
     )
+
+
+ERROR_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+"""The HTTP status Anthropic documents for each error type (used for error events)."""
+
+
+class _AnthropicStream(SSEDecoder):
+    """Messages stream events; ``tool_use`` inputs are joined from ``input_json_delta``."""
+
+    def __init__(self, provider: Provider, model: str, max_line_bytes: int) -> None:
+        super().__init__(provider, model, max_line_bytes)
+        self.blocks: dict[int, dict[str, Any]] = {}
+
+    def event(self, name: str, data: str, out: deque[str]) -> None:
+        obj = self.json(data)
+        kind = name or str(obj.get("type") or "")
+        if kind == "content_block_delta":
+            delta = obj["delta"]
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                self.emit(delta["text"], out)
+            elif dtype == "input_json_delta":
+                self.blocks[int(obj["index"])]["json"].append(str(delta["partial_json"]))
+        elif kind == "content_block_start":
+            block = obj["content_block"]
+            index = int(obj["index"])
+            if block["type"] == "text":
+                self.emit(block.get("text") or "", out)
+            elif block["type"] == "tool_use":
+                self.blocks[index] = {
+                    "id": block.get("id"),
+                    "name": block.get("name"),
+                    "input": block.get("input") or {},
+                    "json": [],
+                }
+        elif kind == "message_start":
+            message = obj["message"]
+            self.model = str(message.get("model") or self.model)
+            usage = message.get("usage") or {}
+            self.input_tokens = usage.get("input_tokens") or 0
+            self.output_tokens = usage.get("output_tokens") or 0
+        elif kind == "message_delta":
+            stop = (obj.get("delta") or {}).get("stop_reason")
+            if stop:
+                self.finish_reason = stop
+            usage = obj.get("usage") or {}
+            if usage.get("output_tokens") is not None:
+                self.output_tokens = usage["output_tokens"]
+            if usage.get("input_tokens"):
+                self.input_tokens = usage["input_tokens"]
+        elif kind == "message_stop":
+            self.tool_calls = [
+                self.provider.tool_call(
+                    b["name"], "".join(b["json"]) or b["input"], b["id"], self.name
+                )
+                for _, b in sorted(self.blocks.items())
+            ]
+            self.done = True
+        elif kind == "error":
+            error = obj.get("error") or {}
+            etype = str(error.get("type") or "")
+            raise self.provider.stream_error(
+                ERROR_STATUS.get(etype, 500), etype, str(error.get("message") or "")
+            )
+        # ping, content_block_stop and event types added later carry no text

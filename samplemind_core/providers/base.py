@@ -14,6 +14,13 @@ that is not JSON, not the promised shape, or has no choice →
 ``MalformedResponseError``. Every message is passed through :meth:`redact`:
 provider error bodies can echo the API key.
 
+Streaming (:meth:`Provider.open_stream`): the adapter sends its native
+streaming request (:meth:`Provider.build_stream_request`) on
+:meth:`HttpClient.stream <samplemind_core.http.HttpClient.stream>` and returns a
+:class:`ProviderStream` reading the body with the adapter's decoder
+(:meth:`Provider.stream_decoder`). An error event inside the stream is mapped
+like an error reply (:meth:`Provider.stream_error`).
+
 Tools in ``ChatRequest.tools`` may be given neutrally
 (``{"name", "description", "parameters"}``) or in OpenAI's form
 (``{"type": "function", "function": {...}}``).
@@ -42,6 +49,7 @@ from .._exceptions import (
 )
 from .._models import ChatRequest, ChatResponse, ToolCall, Usage
 from .._pricing import DEFAULT_OUTPUT_TOKENS, cost_usd, estimate_tokens, lookup
+from ._stream import ProviderStream, StreamDecoder
 
 if TYPE_CHECKING:
     from ..http import HttpClient
@@ -49,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "Provider",
+    "ProviderStream",
     "lookup",
     "redact",
     "tool_specs",
@@ -208,17 +217,28 @@ class Provider(ABC):
             pass
         if not message:
             message = response.text[:200].strip() or response.reason_phrase
-        detail = self.redact(f"{kind}: {message}" if kind else message)[:_MAX_MESSAGE]
-        text = f"{self.name}: HTTP {status}: {detail}"
+        retry_after = None
         if status == 429:
             from ..http import parse_retry_after
 
-            return RateLimitError(
-                text,
-                provider=self.name,
-                status=status,
-                retry_after=parse_retry_after(response.headers),
-            )
+            retry_after = parse_retry_after(response.headers)
+        return self.stream_error(status, kind, message, retry_after=retry_after, where="HTTP")
+
+    def stream_error(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        where: str = "error event",
+    ) -> ProviderError:
+        """The exception for an error with an HTTP-like ``status`` (an error reply, or an
+        error event inside a stream: the adapter derives ``status`` from the event)."""
+        detail = self.redact(f"{kind}: {message}" if kind else message)[:_MAX_MESSAGE]
+        text = f"{self.name}: {where} {status}: {detail}"
+        if status == 429:
+            return RateLimitError(text, provider=self.name, status=status, retry_after=retry_after)
         if status in (401, 403) or self.is_auth_error(kind, message):
             return AuthenticationError(text, provider=self.name, status=status)
         if status >= 500:
@@ -245,6 +265,55 @@ class Provider(ABC):
         reply.attempts = int(meta.get("attempts", 1))
         reply.metadata["retry_wait_s"] = float(meta.get("retry_wait_s", 0.0))
         return reply
+
+    # -- streaming -------------------------------------------------------------
+
+    STREAM_CONTENT_TYPE: ClassVar[str] = "text/event-stream"
+    """What a 2xx streamed reply must be (a substring of its content type)."""
+
+    def build_stream_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        """``(method, url, headers, json body)`` of the native streaming request."""
+        raise NotImplementedError(f"{self.name} does not stream")
+
+    def stream_decoder(self, model: str, max_line_bytes: int) -> StreamDecoder:
+        """A fresh decoder of this provider's streamed reply."""
+        raise NotImplementedError(f"{self.name} does not stream")
+
+    async def open_stream(
+        self, http: HttpClient, req: ChatRequest, model: str | None = None
+    ) -> ProviderStream:
+        """Send the native streaming request; return once the status and headers are in.
+
+        A non-2xx status raises the same mapped error as :meth:`complete` (429
+        with ``retry_after``, 401/403, 4xx, 5xx); a 2xx that is not the
+        promised stream type raises ``MalformedResponseError``; connect errors
+        and timeouts to the headers (``req.timeout``) raise the client's
+        errors, after its retries. The returned :class:`ProviderStream` owns the
+        connection: iterate it, then close it (``async with``)."""
+        model = model or req.model or self.default_model
+        method, url, headers, body = self.build_stream_request(req, model)
+        decoder = self.stream_decoder(model, http.config.stream_max_line_bytes)
+        start = time.perf_counter()
+        cm = http.stream(method, url, json=body, headers=headers, timeout=req.timeout)
+        response = await cm.__aenter__()
+        try:
+            status = response.status_code
+            if status >= 400 or status < 200:
+                raise self.error_for(response)
+            content_type = response.headers.get("content-type", "").lower()
+            if content_type and self.STREAM_CONTENT_TYPE not in content_type:
+                raise MalformedResponseError(
+                    f"{self.name}: expected a {self.STREAM_CONTENT_TYPE} stream, got content "
+                    f"type {self.redact(content_type.split(';')[0])!r} (HTTP {status})",
+                    provider=self.name,
+                    status=status,
+                )
+        except BaseException:
+            await cm.__aexit__(None, None, None)
+            raise
+        return ProviderStream(self, model, cm, response, decoder, start)
 
     # -- prices and sizes ----------------------------------------------------
 

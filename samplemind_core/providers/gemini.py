@@ -11,6 +11,14 @@ thoughtsTokenCount}`` (thinking tokens are billed as output). Error body
 ``{"error": {"code", "message", "status"}}``; a bad key is a 400 with
 "API key not valid", mapped to ``AuthenticationError``.
 
+Streaming: ``POST .../models/{model}:streamGenerateContent?alt=sse`` with the
+same body; each SSE ``data:`` event is a whole ``GenerateContentResponse``
+holding the next text parts (``functionCall`` parts arrive whole); the last one
+has ``finishReason`` and the final ``usageMetadata``. The body ends after it
+(there is no ``[DONE]``): a stream that ends before a ``finishReason`` is
+malformed. An ``{"error": {"code", "status", "message"}}`` event is mapped by
+its ``code`` (429 → ``RateLimitError``, 5xx → ``ProviderServerError``).
+
 ``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
 pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 ``ProviderConfig.prices``.
@@ -18,12 +26,14 @@ pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Final
 from urllib.parse import quote
 
 from .._exceptions import BadRequestError
 from .._models import ChatRequest, ChatResponse, ToolCall
 from .._pricing import CATALOG
+from ._stream import SSEDecoder, StreamDecoder
 from .base import Provider, tool_specs
 
 __all__ = ["CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "GeminiProvider"]
@@ -73,6 +83,16 @@ class GeminiProvider(Provider):
         headers = {"x-goog-api-key": self._secret} if self._secret else {}
         url = f"{self.base_url}/v1beta/models/{quote(model, safe='.-_')}:generateContent"
         return "POST", url, headers, body
+
+    def build_stream_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        method, url, headers, body = self.build_request(req, model)
+        url = url[: -len(":generateContent")] + ":streamGenerateContent?alt=sse"
+        return method, url, headers, body
+
+    def stream_decoder(self, model: str, max_line_bytes: int) -> StreamDecoder:
+        return _GeminiStream(self, model, max_line_bytes)
 
     def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
         candidates = data.get("candidates")
@@ -141,3 +161,54 @@ def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
         name = choice.get("name") or choice.get("function", {}).get("name")
         return {"mode": "ANY", "allowedFunctionNames": [name]} if name else {"mode": "AUTO"}
     return {"mode": {"none": "NONE", "required": "ANY", "any": "ANY"}.get(choice, "AUTO")}
+
+
+class _GeminiStream(SSEDecoder):
+    """``GenerateContentResponse`` events; ended by the chunk with a ``finishReason``."""
+
+    def __init__(self, provider: Provider, model: str, max_line_bytes: int) -> None:
+        super().__init__(provider, model, max_line_bytes)
+        self.saw_finish = False
+
+    def ended(self) -> bool:
+        return self.saw_finish
+
+    def event(self, name: str, data: str, out: deque[str]) -> None:
+        obj = self.json(data)
+        error = obj.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                error = {"message": str(error)}
+            code = error.get("code")
+            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+            raise self.provider.stream_error(
+                status, str(error.get("status") or ""), str(error.get("message") or "")
+            )
+        if obj.get("modelVersion"):
+            self.model = str(obj["modelVersion"])
+        meta = obj.get("usageMetadata")
+        if meta:
+            self.input_tokens = meta.get("promptTokenCount") or 0
+            self.output_tokens = int(meta.get("candidatesTokenCount") or 0) + int(
+                meta.get("thoughtsTokenCount") or 0
+            )
+        candidates = obj.get("candidates")
+        if not candidates:
+            reason = (obj.get("promptFeedback") or {}).get("blockReason")
+            if reason:
+                raise BadRequestError(
+                    f"{self.name}: prompt blocked ({reason})", provider=self.name, status=200
+                )
+            return  # a usage-only chunk
+        candidate = candidates[0]
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            if "functionCall" in part:
+                fc = part["functionCall"]
+                self.tool_calls.append(
+                    self.provider.tool_call(fc["name"], fc.get("args"), fc.get("id"), self.name)
+                )
+            elif "text" in part and not part.get("thought"):
+                self.emit(part["text"], out)
+        if candidate.get("finishReason"):
+            self.finish_reason = candidate["finishReason"]
+            self.saw_finish = True

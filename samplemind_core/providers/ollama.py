@@ -6,6 +6,14 @@ No auth. Sampling goes into ``options`` (``temperature``, ``num_predict``,
 object), ``done_reason``, ``prompt_eval_count`` / ``eval_count``. Error body:
 ``{"error": "..."}`` (e.g. 404 for an unknown model).
 
+Streaming: the same request with ``"stream": true``; the reply is NDJSON
+(``application/x-ndjson``), one object a line with the next
+``message.content`` (``message.tool_calls`` arrive whole), the last with
+``done: true``, ``done_reason`` and the counts (the terminal line). An
+``{"error": "..."}`` line is mapped by its text ("too many requests" →
+``RateLimitError``, "server busy" → 503, anything else → 500, both
+``ProviderServerError``).
+
 ``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
 pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 ``ProviderConfig.prices``.
@@ -13,10 +21,12 @@ pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from .._models import ChatRequest, ChatResponse
 from .._pricing import CATALOG
+from ._stream import JSONLinesDecoder, StreamDecoder
 from .base import Provider, tool_specs
 
 if TYPE_CHECKING:
@@ -75,6 +85,18 @@ class OllamaProvider(Provider):
             )
         return "POST", f"{self.base_url}/api/chat", {}, body
 
+    STREAM_CONTENT_TYPE = "ndjson"
+
+    def build_stream_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        method, url, headers, body = self.build_request(req, model)
+        body["stream"] = True
+        return method, url, headers, body
+
+    def stream_decoder(self, model: str, max_line_bytes: int) -> StreamDecoder:
+        return _OllamaStream(self, model, max_line_bytes)
+
     def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
         message = data.get("message")
         if not isinstance(message, dict):
@@ -113,3 +135,39 @@ class OllamaProvider(Provider):
             return [str(m["name"]) for m in response.json()["models"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise self.malformed("/api/tags reply does not list models") from exc
+
+
+def error_status(message: str) -> int:
+    """An HTTP-like status for an Ollama error line met inside a stream."""
+    text = message.lower()
+    if "too many requests" in text or "rate limit" in text:
+        return 429
+    if "server busy" in text or "overloaded" in text:
+        return 503
+    return 500
+
+
+class _OllamaStream(JSONLinesDecoder):
+    """``/api/chat`` NDJSON lines; ended by the ``done: true`` line."""
+
+    def line(self, obj: dict[str, Any], out: deque[str]) -> None:
+        error = obj.get("error")
+        if error is not None:
+            text = str(error.get("message", error) if isinstance(error, dict) else error)
+            raise self.provider.stream_error(error_status(text), "", text)
+        message = obj.get("message") or {}
+        content = message.get("content")
+        if content:
+            self.emit(content, out)
+        for call in message.get("tool_calls") or ():
+            fn = call["function"]
+            self.tool_calls.append(
+                self.provider.tool_call(fn["name"], fn.get("arguments"), call.get("id"), self.name)
+            )
+        if obj.get("model"):
+            self.model = str(obj["model"])
+        if obj.get("done"):
+            self.finish_reason = obj.get("done_reason") or "stop"
+            self.input_tokens = obj.get("prompt_eval_count") or 0
+            self.output_tokens = obj.get("eval_count") or 0
+            self.done = True

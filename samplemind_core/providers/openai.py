@@ -6,6 +6,15 @@ Auth: ``Authorization: Bearer <key>``. Reply: ``choices[0].message`` (``content`
 ``finish_reason``, ``usage.{prompt_tokens, completion_tokens}``. Error body:
 ``{"error": {"message", "type", "code"}}``.
 
+Streaming: the same request with ``"stream": true`` and
+``"stream_options": {"include_usage": true}``; the reply is SSE, one
+``chat.completion.chunk`` per ``data:`` event (a first role chunk, ``delta.content``
+fragments, ``delta.tool_calls[]`` fragments keyed by ``index`` whose
+``function.arguments`` are joined, a chunk with ``finish_reason``), then a last
+chunk with ``choices: []`` and the ``usage``, then ``data: [DONE]`` (the terminal
+event). An ``{"error": {...}}`` event is mapped by its ``type``/``code``
+(``rate_limit_exceeded`` → ``RateLimitError``, ``server_error`` → ``ProviderServerError``).
+
 ``DEFAULT_MODEL``, ``PRICES`` and ``CONTEXT_WINDOWS`` are this provider's entry of the
 pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 ``ProviderConfig.prices``.
@@ -13,10 +22,12 @@ pricing catalog (:mod:`samplemind_core._pricing`); override prices with
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Final
 
 from .._models import ChatRequest, ChatResponse
 from .._pricing import CATALOG
+from ._stream import SSEDecoder, StreamDecoder
 from .base import Provider, tool_specs
 
 __all__ = ["CONTEXT_WINDOWS", "DEFAULT_MODEL", "PRICES", "OpenAIProvider"]
@@ -65,6 +76,17 @@ class OpenAIProvider(Provider):
         headers = {"authorization": f"Bearer {self._secret}"} if self._secret else {}
         return "POST", f"{self.base_url}/chat/completions", headers, body
 
+    def build_stream_request(
+        self, req: ChatRequest, model: str
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        method, url, headers, body = self.build_request(req, model)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        return method, url, headers, body
+
+    def stream_decoder(self, model: str, max_line_bytes: int) -> StreamDecoder:
+        return _OpenAIStream(self, model, max_line_bytes)
+
     def parse_body(self, data: dict[str, Any], model: str) -> ChatResponse:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -106,3 +128,88 @@ def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
     if "name" in choice and "type" not in choice:
         return {"type": "function", "function": {"name": choice["name"]}}
     return choice
+
+
+_RATE_LIMIT_KINDS: Final = frozenset(
+    {"rate_limit_exceeded", "requests", "tokens", "rate_limit_error", "insufficient_quota"}
+)
+_CLIENT_KINDS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "context_length_exceeded": 400,
+}
+
+
+def error_status(error: Any) -> int:
+    """An HTTP-like status for an OpenAI error object met inside a stream."""
+    if not isinstance(error, dict):
+        return 500
+    code, kind = str(error.get("code") or ""), str(error.get("type") or "")
+    status = error.get("status")
+    if isinstance(status, int) and 400 <= status < 600:
+        return int(status)
+    if code in _RATE_LIMIT_KINDS or kind in _RATE_LIMIT_KINDS:
+        return 429
+    for name in (code, kind):
+        if name in _CLIENT_KINDS:
+            return _CLIENT_KINDS[name]
+    if code.isdigit() and 400 <= int(code) < 600:
+        return int(code)
+    return 500
+
+
+class _OpenAIStream(SSEDecoder):
+    """Chat completion chunks; tool-call fragments are joined by index."""
+
+    def __init__(self, provider: Provider, model: str, max_line_bytes: int) -> None:
+        super().__init__(provider, model, max_line_bytes)
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def event(self, name: str, data: str, out: deque[str]) -> None:
+        if data == "[DONE]":
+            self.done = True
+            self.assemble()
+            return
+        obj = self.json(data)
+        error = obj.get("error")
+        if error is not None or name == "error":
+            kind, message = self.provider.error_details(obj) if error is not None else ("", data)
+            raise self.provider.stream_error(error_status(error), kind, message)
+        if obj.get("model"):
+            self.model = str(obj["model"])
+        usage = obj.get("usage")
+        if usage:
+            self.input_tokens = usage.get("prompt_tokens") or 0
+            self.output_tokens = usage.get("completion_tokens") or 0
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            raise self.provider.malformed("a stream chunk has no choices list")
+        for choice in choices:
+            if choice.get("index", 0) != 0:
+                continue  # n > 1 is not requested: only the first choice counts
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.emit(content, out)
+            for call in delta.get("tool_calls") or ():
+                slot = self.calls.setdefault(
+                    int(call.get("index", len(self.calls))), {"id": None, "name": "", "args": []}
+                )
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                fn = call.get("function") or {}
+                if fn.get("name"):
+                    slot["name"] = fn["name"]
+                if fn.get("arguments"):
+                    slot["args"].append(str(fn["arguments"]))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    def assemble(self) -> None:
+        self.tool_calls = [
+            self.provider.tool_call(c["name"], "".join(c["args"]), c["id"], self.name)
+            for _, c in sorted(self.calls.items())
+        ]

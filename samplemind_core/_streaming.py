@@ -1,0 +1,498 @@
+"""Streams of :meth:`AIManager.stream <samplemind_core.AIManager.stream>`: the chunks a caller reads,
+and the one upstream that many callers share.
+
+::
+
+    async with ai.stream(request, task="describe", priority="speed") as stream:
+        async for chunk in stream:        # StreamChunk(text, index, restarted)
+            ui.write(chunk.text)
+        resp = stream.response            # the ChatResponse complete() would have returned
+
+An :class:`UpstreamFeed` holds the chunks of one upstream stream (or of a stored
+one) in order and wakes its readers when one arrives; each
+:class:`ResponseStream` reads it from the first chunk at its own pace, so a
+caller that joins late gets every chunk from the first, then the live tail.
+The upstream is read by a task of its own (started by the manager), never by
+a caller: a caller that leaves (break, error, cancellation) only detaches; the
+last one to leave before the end cancels that task, which closes the upstream
+response and frees its connection before :meth:`ResponseStream.aclose` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from ._exceptions import (
+    AllProvidersFailedError,
+    ClientStateError,
+    StreamInterrupted,
+)
+from ._models import ChatResponse
+
+__all__ = [
+    "CHUNKS_KEY",
+    "IdleWatch",
+    "ResponseStream",
+    "StreamChunk",
+    "UpstreamFeed",
+    "finalize_stream",
+    "split_text",
+    "stored_chunks",
+    "with_chunks",
+]
+
+_perf: Final = time.perf_counter
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One piece of a streamed answer.
+
+    ``text``: the new text (never empty); ``index``: 0, 1, 2, ... in the order
+    delivered; ``restarted``: ``True`` on the first chunk of a fresh stream that
+    replaces an interrupted one (``on_interrupt="restart"``): the text shown
+    so far should be discarded.
+    """
+
+    text: str
+    index: int
+    restarted: bool = False
+
+
+def _copy_error(exc: BaseException) -> BaseException:
+    """A fresh instance of a shared failure for one reader (tracebacks stay per reader)."""
+    if isinstance(exc, StreamInterrupted):
+        return exc.copy()
+    if isinstance(exc, AllProvidersFailedError):
+        new: BaseException = AllProvidersFailedError(list(exc.attempts))
+        new.__cause__ = exc.__cause__
+        return new
+    return exc
+
+
+class IdleWatch:
+    """The idle timeout of one upstream read loop, cheaper per chunk than ``asyncio.timeout``.
+
+    One timer per stream instead of one per chunk: :meth:`touch` after each chunk
+    only records the loop time; when the timer fires it re-arms itself at
+    ``last touch + idle_s``, or, when that moment has passed, cancels the reading
+    task. The reader then calls :meth:`expired` on whatever its await raised: True
+    (and the cancellation undone) when the watch caused it, so that it can raise
+    its timeout error instead; a cancellation of anyone else stays a cancellation.
+    Created inside the reading task; :meth:`stop` before the task does anything else.
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "fired", "idle_s", "last")
+
+    def __init__(self, idle_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop = loop
+        self._task = task
+        self.idle_s = idle_s
+        self.last = loop.time()
+        self.fired = False
+        self._handle: asyncio.TimerHandle | None = loop.call_at(self.last + idle_s, self._check)
+
+    def touch(self) -> None:
+        self.last = self._loop.time()
+
+    def _check(self) -> None:
+        due = self.last + self.idle_s
+        if self._loop.time() >= due:
+            self._handle = None
+            self.fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def expired(self) -> bool:
+        """Whether the watch cancelled the task (the cancellation is then undone)."""
+        if not self.fired:
+            return False
+        self.fired = False
+        return self._task.uncancel() == 0
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class UpstreamFeed:
+    """The chunks of one stream, shared by its readers (see the module docstring).
+
+    Written by one producer (:meth:`push`, then :meth:`finish` or :meth:`fail`);
+    read by any number of :class:`ResponseStream` objects. ``gaps_ms[i]`` is the
+    time between chunk ``i - 1`` (or the start) and chunk ``i``; ``restarts``
+    the indices of chunks that start a replacement stream; ``final_start`` the
+    index of the first chunk of the stream that completed (what is stored).
+    """
+
+    __slots__ = (
+        "_last",
+        "_waiters",
+        "chunks",
+        "done",
+        "error",
+        "final_start",
+        "gaps_ms",
+        "key",
+        "on_idle",
+        "readers",
+        "response",
+        "restarts",
+        "source",
+        "task",
+    )
+
+    def __init__(
+        self, key: str | None = None, *, source: Literal["upstream", "cache", "relay"] = "upstream"
+    ) -> None:
+        self.key = key
+        self.source = source
+        self.chunks: list[str] = []
+        self.gaps_ms: list[float] = []
+        self.restarts: set[int] = set()
+        self.final_start = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.response: ChatResponse | None = None
+        self.readers = 0
+        self.task: asyncio.Task[None] | None = None
+        self.on_idle: Callable[[UpstreamFeed], None] | None = None
+        # One future per waiting reader, all resolved and dropped at the next chunk (an
+        # asyncio.Event would remove each waiter from a deque: O(readers) per reader).
+        self._waiters: list[asyncio.Future[None]] = []
+        self._last = _perf()
+
+    # -- the producer's side ---------------------------------------------------
+
+    def push(self, text: str) -> None:
+        now = _perf()
+        self.chunks.append(text)
+        self.gaps_ms.append((now - self._last) * 1000.0)
+        self._last = now
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for fut in waiters:
+                if not fut.done():  # (a reader cancelled meanwhile)
+                    fut.set_result(None)
+
+    def replay(
+        self, chunks: list[str], gaps_ms: list[float] | None, response: ChatResponse
+    ) -> None:
+        """Fill the feed with a stored answer's chunks and end it (a cache hit)."""
+        self.chunks = chunks
+        self.gaps_ms = gaps_ms if gaps_ms is not None else [0.0] * len(chunks)
+        self.finish(response)
+
+    def restart(self) -> None:
+        """The next chunk starts a replacement stream."""
+        self.restarts.add(len(self.chunks))
+        self.final_start = len(self.chunks)
+
+    def finish(self, response: ChatResponse) -> None:
+        self.response = response
+        self.done = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.done = True
+        self._wake()
+
+    @property
+    def final_chunks(self) -> list[str]:
+        return self.chunks[self.final_start :]
+
+    # -- the readers' side -----------------------------------------------------
+
+    async def wait(self) -> None:
+        """Until the next chunk or the end (the caller's cancellation propagates)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def attach(self) -> None:
+        self.readers += 1
+
+    def detach(self) -> asyncio.Task[None] | None:
+        """One reader left; the producer task to await when it was the last before the end."""
+        self.readers -= 1
+        if self.readers > 0 or self.done:
+            return None
+        if self.on_idle is not None:
+            self.on_idle(self)  # nobody may join it any more
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            return task
+        return None
+
+
+class ResponseStream:
+    """The stream of one :meth:`AIManager.stream <samplemind_core.AIManager.stream>` call.
+
+    Use it as an async context manager, then iterate it: ``async for chunk in
+    stream`` yields :class:`StreamChunk` objects in order; once the iteration
+    ended, :attr:`response` is the complete :class:`~samplemind_core.ChatResponse`.
+    Iteration raises :class:`~samplemind_core.AllProvidersFailedError` when no
+    provider produced text, and :class:`~samplemind_core.StreamInterrupted` when
+    one failed after text had been delivered. Leaving the block before the end
+    detaches this caller (and closes the upstream when nobody else reads it).
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[ResponseStream], Awaitable[tuple[UpstreamFeed, str]]],
+        *,
+        start: float,
+        replay: Literal["instant", "paced"] = "instant",
+        max_replay_gap_s: float = 5.0,
+        finalize: Callable[[ResponseStream, ChatResponse], ChatResponse] | None = None,
+    ) -> None:
+        self._opener = opener
+        self._start = start
+        self._replay = replay
+        self._max_gap_s = max_replay_gap_s
+        self._finalize = finalize
+        self._feed: UpstreamFeed | None = None
+        self._attached = False
+        self._next = 0
+        self._state: Literal["new", "open", "ended", "failed", "closed"] = "new"
+        self._response: ChatResponse | None = None
+        self._role = ""
+        self.ttft_ms: float | None = None
+        """Time from the call to the first chunk with text (None before it)."""
+        self.extra: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> ResponseStream:
+        if self._state != "new":
+            raise ClientStateError("a ResponseStream can be entered once")
+        feed, role = await self._opener(self)  # attached before it returns
+        self._feed = feed
+        self._role = role
+        self._attached = True
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Detach from the stream (idempotent); the last reader to leave closes the upstream."""
+        if self._state in ("new", "open"):
+            self._state = "closed"
+        if not self._attached or self._feed is None:
+            return
+        self._attached = False
+        task = self._feed.detach()
+        if task is not None:
+            # Wait for the producer to close the upstream (its connection is free on return).
+            # A second cancellation of our own caller meanwhile still propagates.
+            await asyncio.wait([task])
+
+    @property
+    def role(self) -> str:
+        """Where this caller's chunks come from: ``"leader"`` (its call read the provider),
+        ``"follower"`` (it shares another call's upstream in this process), ``"relay"``
+        (another process's, through Redis) or ``"cache"`` (a stored answer); known once the
+        first chunk has arrived (``""`` before the block is entered)."""
+        feed = self._feed
+        if feed is not None:
+            if feed.source == "cache":
+                return "cache"
+            if feed.source == "relay" and self._role == "leader":
+                return "relay"
+        return self._role
+
+    # -- iteration -------------------------------------------------------------
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        feed = self._feed
+        if feed is None or self._state == "new":
+            raise ClientStateError("use the stream inside `async with ai.stream(...) as stream:`")
+        if self._state != "open":
+            raise StopAsyncIteration
+        i = self._next
+        while i >= len(feed.chunks):
+            if feed.done:
+                self._end(feed)
+                raise StopAsyncIteration
+            await feed.wait()
+        if self._replay == "paced" and feed.source == "cache":
+            gap = min(feed.gaps_ms[i] / 1000.0, self._max_gap_s)
+            if gap > 0:
+                await asyncio.sleep(gap)
+        self._next = i + 1
+        if self.ttft_ms is None:
+            self.ttft_ms = (_perf() - self._start) * 1000.0
+        return StreamChunk(feed.chunks[i], i, i in feed.restarts)
+
+    def _end(self, feed: UpstreamFeed) -> None:
+        if feed.error is not None:
+            self._state = "failed"
+            self._detach_quietly()
+            raise _copy_error(feed.error)
+        assert feed.response is not None
+        self._state = "ended"
+        self._detach_quietly()
+        response = feed.response
+        if self._finalize is not None:
+            response = self._finalize(self, response)
+        else:
+            response = replace(response, metadata=dict(response.metadata))
+        self._response = response
+
+    def _detach_quietly(self) -> None:
+        if self._attached and self._feed is not None:
+            self._attached = False
+            self._feed.detach()  # the feed is done: nothing to cancel
+
+    # -- the outcome -----------------------------------------------------------
+
+    @property
+    def response(self) -> ChatResponse:
+        """The whole answer, once iteration has ended normally.
+
+        Before that, :class:`~samplemind_core.ClientStateError` (iterate to the end
+        first); after a failed or abandoned stream too.
+        """
+        if self._response is None:
+            if self._state == "failed":
+                raise ClientStateError("the stream failed: there is no response")
+            raise ClientStateError(
+                "stream.response is set after the last chunk: iterate the stream to its end first"
+            )
+        return self._response
+
+    @property
+    def text(self) -> str:
+        """The text delivered to this caller so far."""
+        if self._feed is None:
+            return ""
+        return "".join(self._feed.chunks[: self._next])
+
+
+# -- what the cache stores, and how a stored answer is replayed ----------------
+
+CHUNKS_KEY: Final = "stream_chunks"
+"""Metadata key of a stored stream's chunk boundaries: ``{"lengths": [...], "gaps_ms": [...]}``
+(the length of each chunk's text, in characters, and the recorded gap before it). It
+travels inside the cache's envelope, so every rule of the cache (size limit, TTL,
+namespaces, generations, L1) applies to it unchanged; it is removed from the
+responses handed to callers."""
+
+_WORDS: Final = re.compile(r"\s*\S+|\s+$")
+
+
+def split_text(text: str) -> list[str]:
+    """How a stored answer that was not streamed is replayed: one chunk per word.
+
+    Each chunk is a word with the whitespace before it (as providers' tokens
+    come: ``"Hello"``, ``" world"``); trailing whitespace is a last chunk of its
+    own. The chunks joined are exactly ``text``; an empty text has no chunk.
+
+    >>> split_text("Hello  big\\nworld ")
+    ['Hello', '  big', '\\nworld', ' ']
+    """
+    return _WORDS.findall(text)
+
+
+def with_chunks(response: ChatResponse, feed: UpstreamFeed) -> ChatResponse:
+    """``response`` with the chunk boundaries of ``feed``'s completed stream, to be stored."""
+    chunks = feed.final_chunks
+    start = feed.final_start
+    metadata = dict(response.metadata)
+    metadata[CHUNKS_KEY] = {
+        "lengths": [len(c) for c in chunks],
+        "gaps_ms": [round(g, 1) for g in feed.gaps_ms[start:]],
+    }
+    return replace(response, metadata=metadata)
+
+
+def stored_chunks(response: ChatResponse) -> tuple[list[str], list[float] | None]:
+    """The chunks (and recorded gaps) to replay a cached ``response``; pops the boundaries.
+
+    A stored stream gives back its own chunk texts in order; a stored answer that
+    was not streamed (or whose boundaries do not add up) is split by
+    :func:`split_text` (no gaps recorded).
+    """
+    text = response.text
+    meta = response.metadata.pop(CHUNKS_KEY, None)
+    if isinstance(meta, dict):
+        lengths = meta.get("lengths")
+        gaps = meta.get("gaps_ms")
+        if (
+            isinstance(lengths, list)
+            and all(n.__class__ is int and n > 0 for n in lengths)
+            and sum(lengths) == len(text)
+        ):
+            chunks: list[str] = []
+            at = 0
+            for n in lengths:
+                chunks.append(text[at : at + n])
+                at += n
+            if not (
+                isinstance(gaps, list)
+                and len(gaps) == len(chunks)
+                and all(isinstance(g, int | float) and g >= 0 for g in gaps)
+            ):
+                gaps = None
+            return chunks, gaps
+    return split_text(text), None
+
+
+def finalize_stream(stream: ResponseStream, response: ChatResponse) -> ChatResponse:
+    """The response one caller gets at the end of its stream (its own object and metadata).
+
+    ``latency_ms``: from the call to the end; ``metadata["ttft_ms"]``: from the call
+    to the first chunk with text (``None`` for an answer without text);
+    ``metadata["stream"]``: ``{"role", "chunks"}``. A follower of another call's
+    upstream gets ``cached=True``, ``cost_usd=0.0``, ``attempts=0`` and
+    ``metadata["coalesced"] = True`` (like a coalesced ``complete()``).
+    """
+    latency_ms = (_perf() - stream._start) * 1000.0
+    metadata = dict(response.metadata)
+    metadata.pop(CHUNKS_KEY, None)
+    role = stream.role
+    metadata["ttft_ms"] = stream.ttft_ms
+    metadata["stream"] = {"role": role, "chunks": stream._next}
+    if role in ("follower", "relay"):
+        metadata["coalesced"] = True
+        metadata.setdefault(
+            "cache", {"latency_ms": response.latency_ms, "cost_usd": response.cost_usd}
+        )
+        return replace(
+            response,
+            cached=True,
+            cost_usd=0.0,
+            attempts=0,
+            latency_ms=latency_ms,
+            metadata=metadata,
+        )
+    if role == "cache":
+        response.attempts = 0
+    return replace(response, latency_ms=latency_ms, metadata=metadata)

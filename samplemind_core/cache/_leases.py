@@ -1,0 +1,251 @@
+"""Single-flight: one call per key in this process and, by lease, across processes.
+
+In-process: the first caller of :meth:`get_or_call` for a key (the leader)
+registers a future in ``_inflight``; concurrent callers of the same key
+await it (shielded) and get a copy of its result. When the leader's own
+caller is cancelled, its future is cancelled and a follower takes over.
+
+Across processes (``CacheConfig.lease_s`` set, a Redis client given), a
+lease is a key ``{key}:lease`` written with ``SET NX PX lease_s``. The API,
+also for other paths of the cache (the stream path), on a ``ResponseCache``:
+
+``await cache._take_lease(key) -> bool | None``
+    True: this process now holds ``key``'s lease: it pays for the value and
+    must call ``_release_lease(key)`` on every way out (``try``/``finally``).
+    False: another holder has it: follow it (``_follow_lease``). None: Redis
+    is failing or in back-off: go on without a lease. The key is registered
+    as held *before* the command is sent, so a ``SET`` whose reply was lost
+    (a timeout, the caller cancelled) is released like one that succeeded.
+
+``await cache._release_lease(key)``
+    Idempotent, never raises a cache error, never holds a cancelled caller
+    back: a caller whose task is being cancelled (or whose inline ``UNLINK``
+    failed or was cancelled) leaves the release to a background task that
+    retries until it succeeds or the lease has expired by itself
+    (``lease_s``). ``aclose()`` waits for those tasks (for up to 2 s).
+
+``await cache._follow_lease(key, lookup) -> T | None``
+    Waits for the holder's value: polls ``lookup()`` (10 ms doubling to
+    200 ms) and tries to take the lease at every poll. Returns ``lookup()``'s
+    first non-None result; or None once this process took the lease over
+    (the holder released it without storing, or it expired: then this
+    process holds it and must release it), once Redis fails, or after
+    ``lease_s`` (the longest a lease can be honoured). The caller's own
+    cancellation propagates at once (no await here absorbs it).
+
+A holder never keeps a lease after it leaves: return, error, cancellation,
+or Redis failing mid-call. A holder that dies (the process killed) leaves its
+lease for at most ``lease_s``. The release is an unconditional ``UNLINK``:
+a holder whose call outlived ``lease_s`` may remove a successor's lease,
+which costs one more provider call, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Final, TypeVar
+
+from .._cache.keys import LEASE_SUFFIX
+from .._cache.l1 import clone
+from .._config import CacheConfig
+from .._exceptions import CacheError
+from .._models import ChatRequest, ChatResponse
+from ._entries import _Entries
+from ._errors import _WriteRefused
+
+__all__ = ["_SingleFlight"]
+
+_LEASE_POLL_MIN_S: Final = 0.01
+_LEASE_POLL_MAX_S: Final = 0.2
+_RELEASE_RETRY_MAX_S: Final = 0.5
+
+_perf: Final = time.perf_counter
+_T = TypeVar("_T")
+logger = logging.getLogger("samplemind_core.cache")
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class _SingleFlight(_Entries):
+    """``get_or_call`` with single-flight per key, and the cross-process lease."""
+
+    def _init_single_flight(self, config: CacheConfig) -> None:
+        self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._lease_s = config.lease_s
+        self._leased: set[str] = set()  # keys whose lease this cache holds (or may hold)
+        self._releases: set[asyncio.Task[None]] = set()  # background releases in flight
+
+    async def get_or_call(
+        self,
+        request: ChatRequest,
+        fn: Callable[[], Awaitable[ChatResponse]],
+        *,
+        ttl_s: float | None = None,
+    ) -> ChatResponse:
+        """A hit, or ``await fn()`` stored in the cache, with single-flight per key.
+
+        Concurrent calls for the same request in this process make one call of
+        ``fn``; the others await it and get a copy of its response. When ``fn``
+        raises, every waiter gets that exception and nothing is cached. When
+        the caller of that one call is cancelled, only that caller gets
+        ``CancelledError``: a waiter takes over and calls ``fn`` itself. No
+        error of Redis ever reaches the caller, and the caller's own
+        cancellation always does, at once. With ``CacheConfig.lease_s`` set,
+        processes sharing the Redis coalesce too (see the module docstring);
+        the lease is released on every way out.
+        """
+        start = _perf()
+        self._ttl(ttl_s)  # bad input fails before fn is called
+        if self._clock() >= self._gens_expiry:
+            await self._fresh_gens()
+        key = self.key_for(request)
+        counted = False
+        while (pending := self._inflight.get(key)) is not None:
+            if not counted:
+                self._stats.coalesced += 1
+                counted = True
+            try:
+                shared = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled() or _cancelling():
+                    raise  # our own caller cancelled us
+                continue  # the leader's caller cancelled it: take over (or follow the next)
+            return clone(shared, shared.latency_ms) if shared.cached else replace(shared)
+        fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            try:
+                result = await self._lookup(key, start)
+                if result is None and self._lease_s is not None and self._redis is not None:
+                    result = await self._lease_or_wait(key, start)
+                if result is None:
+                    result = await fn()
+                    await self._store(key, result, ttl_s)
+            finally:
+                if key in self._leased:
+                    await self._release_lease(key)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
+
+    async def _lease_or_wait(self, key: str, start: float) -> ChatResponse | None:
+        """After a miss: None when this process should call (holding the lease, or without
+        one when Redis fails); the response another process stored while it held the lease."""
+        st = self._stats
+
+        def lookup() -> Awaitable[ChatResponse | None]:
+            return self._lookup(key, start, count_miss=False)
+
+        taken = await self._take_lease(key)
+        if taken:
+            # another process may have stored the value and released its lease since
+            # our first lookup: look once more before paying
+            hit = await lookup()
+        elif taken is None:
+            return None
+        else:
+            hit = await self._follow_lease(key, lookup)
+        if hit is not None:
+            st.misses -= 1  # counted by the first lookup: this call was served from the cache
+            st.lease_waits += 1
+            await self._release_lease(key)  # (when this process took it over)
+        return hit
+
+    # ------------------------------------------------------------ leases
+
+    async def _take_lease(self, key: str) -> bool | None:
+        """True: held by this process (release it); False: held elsewhere; None: no Redis."""
+        if self._lease_s is None or self._redis is None or self._skipped(key):
+            return None
+        self._leased.add(key)  # before sending: a lost reply may still have set it
+        try:
+            taken = await self._io_set_nx(key + LEASE_SUFFIX, max(1, int(self._lease_s * 1000)))
+        except CacheError as exc:
+            self._backend_failed(exc, key)
+            self._leased.discard(key)
+            if not isinstance(exc, _WriteRefused):  # (refused: Redis is full, nothing was set)
+                self._release_later(key)  # it may have been set: do not leave it
+            return None
+        if not taken:
+            self._leased.discard(key)
+            return False
+        self._stats.leases += 1
+        return True
+
+    async def _follow_lease(
+        self, key: str, lookup: Callable[[], Awaitable[_T | None]]
+    ) -> _T | None:
+        """Wait for the holder's value (see the module docstring); None: pay yourself."""
+        assert self._lease_s is not None
+        give_up = self._clock() + self._lease_s
+        delay = _LEASE_POLL_MIN_S
+        while True:
+            if self._clock() >= give_up:
+                return None  # no lease lives longer: the holder is stuck
+            await asyncio.sleep(min(delay, max(0.0, give_up - self._clock())))
+            delay = min(delay * 2, _LEASE_POLL_MAX_S)
+            found = await lookup()
+            if found is not None:
+                return found
+            taken = await self._take_lease(key)
+            if taken is None:
+                return None  # Redis is failing: do not wait on it
+            if taken:
+                found = await lookup()  # stored just before the holder released it
+                return found  # None: this process holds the lease now and pays
+
+    async def _release_lease(self, key: str) -> None:
+        """Release ``key``'s lease if this process holds it (see the module docstring)."""
+        if key not in self._leased:
+            return
+        self._leased.discard(key)
+        if not _cancelling():
+            try:
+                await self._io_unlink(key + LEASE_SUFFIX)
+                return
+            except CacheError as exc:
+                logger.debug(
+                    "lease release of %s failed (%s): retrying in the background", key, exc
+                )
+            except asyncio.CancelledError:
+                self._release_later(key)
+                raise
+        self._release_later(key)
+
+    def _release_later(self, key: str) -> None:
+        assert self._lease_s is not None
+        task = asyncio.get_running_loop().create_task(
+            self._release_until(key + LEASE_SUFFIX, self._clock() + self._lease_s)
+        )
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release_until(self, lease_key: str, expires: float) -> None:
+        """``UNLINK lease_key``, retried until it succeeds or the lease expired by itself."""
+        delay = _LEASE_POLL_MIN_S
+        while True:
+            try:
+                await self._io_unlink(lease_key)
+                return
+            except CacheError:
+                if self._clock() + delay >= expires:
+                    return  # it is gone by itself by then
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RELEASE_RETRY_MAX_S)

@@ -1,0 +1,257 @@
+"""The stream relay: followers in other processes read a leader's chunks as they arrive.
+
+Used by :meth:`AIManager.stream <samplemind_core.AIManager.stream>` when the cache has a
+Redis client and ``CacheConfig.lease_s`` is set. For one stream key ``{key}``:
+
+- ``{key}:slease`` -- the stream lease (``SET NX PX lease_s``): its holder reads the
+  provider. It is refreshed with every chunk (a stream may outlast ``lease_s``) and
+  deleted at once when the holder ends, fails or is cancelled; a holder that dies
+  leaves it for at most ``lease_s``.
+- ``{key}:chunks`` -- a Redis Stream: one ``XADD`` per chunk (field ``t``: the text),
+  then a terminal entry (``end``: ``ok`` with ``r``, the stored envelope of the whole
+  response, or ``err`` with ``e``, why). It expires ``lease_s`` after its last entry
+  (refreshed with each one), and the holder deletes any old one before its first entry.
+- Followers ``XREAD BLOCK`` from the first entry on, in slices of at most
+  ``_READ_SLICE_S``; each empty slice checks that the lease still exists. At most a
+  quarter of ``CacheConfig.max_connections`` blocking reads run at once (each holds a
+  connection); beyond that, followers poll every ``_POLL_S`` with ordinary bounded reads.
+  A follower never waits past its own idle deadline (the caller decides what then).
+
+Every command touches one key (a cluster routes each on its own); errors of the
+store are counted like every other and turn the relay off for that stream (the
+caller falls back to reading the provider itself), never escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Final
+
+from .._cache.envelope import decode
+from .._cache.keys import RELAY_SUFFIXES
+from .._exceptions import CacheError
+from .._models import ChatResponse
+from ._errors import _store_errors
+from ._leases import _SingleFlight
+
+__all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
+
+RELAY_LEASE_SUFFIX: Final = RELAY_SUFFIXES[0]
+RELAY_STREAM_SUFFIX: Final = RELAY_SUFFIXES[1]
+_READ_SLICE_S: Final = 0.25
+_READ_COUNT: Final = 256
+_POLL_S: Final = 0.01
+
+RelayEntry = tuple[str, str | ChatResponse | None]
+"""``("t", text)`` a chunk, ``("who", "provider/model")`` who streams the chunks that follow,
+``("restart", None)`` the next chunk starts a replacement stream, ``("ok", response)`` the end,
+``("err", reason)`` the leader failed, ``("gone", None)`` the lease vanished without an end."""
+
+
+class _StreamRelay(_SingleFlight):
+    """The relay's store I/O (see the module docstring)."""
+
+    _relay_blocking: int = 0  # blocking reads in flight (an instance counter once set)
+
+    def _relay_enabled(self) -> bool:
+        return (
+            self._redis is not None
+            and self._lease_s is not None
+            and self._clock() >= self._skip_until
+        )
+
+    async def _relay_claim(self, key: str) -> bool | None:
+        """True: this process leads ``key``'s stream (old relay entries removed); False:
+        another process does; None: no relay (no Redis, no ``lease_s``, or Redis failing)."""
+        if not self._relay_enabled():
+            return None
+        assert self._lease_s is not None
+        lease_ms = max(1, int(self._lease_s * 1000))
+        try:
+            with _store_errors:
+                taken = await self._bounded(
+                    self._redis.set, key + RELAY_LEASE_SUFFIX, b"1", nx=True, px=lease_ms
+                )
+                if taken:
+                    await self._bounded(self._redis.unlink, key + RELAY_STREAM_SUFFIX)
+        except CacheError as exc:
+            self._backend_failed(exc)
+            return None
+        self._backend_ok()
+        if taken:
+            self._stats.leases += 1
+        return bool(taken)
+
+    async def _relay_push(self, key: str, entries: list[dict[bytes, bytes]]) -> bool:
+        """Append entries in one pipeline (and refresh both expiries); False when Redis failed."""
+        assert self._lease_s is not None
+        lease_ms = max(1, int(self._lease_s * 1000))
+        stream = key + RELAY_STREAM_SUFFIX
+
+        async def send() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            for fields in entries:
+                pipe.xadd(stream, fields)
+            pipe.pexpire(stream, lease_ms)
+            pipe.pexpire(key + RELAY_LEASE_SUFFIX, lease_ms)
+            return await pipe.execute()
+
+        try:
+            with _store_errors:
+                await self._bounded(send)
+        except CacheError as exc:
+            self._backend_failed(exc)
+            return False
+        return True
+
+    def _relay_writer(self, key: str) -> RelayWriter:
+        """A writer of ``key``'s relay entries that never holds its producer up."""
+        return RelayWriter(self, key)
+
+    def _relay_end_fields(
+        self, response: ChatResponse | None, reason: str = ""
+    ) -> dict[bytes, bytes]:
+        """The terminal entry: ``ok`` with ``response``'s envelope, or ``err`` with ``reason``."""
+        if response is not None:
+            try:
+                return {b"end": b"ok", b"r": self._encode(response)}
+            except CacheError:
+                return {b"end": b"err", b"e": b"the response cannot be stored"}
+        return {b"end": b"err", b"e": reason.encode(errors="replace")[:500]}
+
+    async def _relay_release(self, key: str) -> None:
+        """Give the stream lease back (never raises)."""
+        try:
+            await self._io_unlink(key + RELAY_LEASE_SUFFIX)
+        except CacheError as exc:
+            self._backend_failed(exc)
+
+    async def _relay_read(
+        self, key: str, last_id: bytes, deadline: float
+    ) -> tuple[bytes, list[RelayEntry]] | None:
+        """The entries after ``last_id`` (waiting until ``deadline``, loop time): ``(last id,
+        entries)``; ``(last_id, [])`` when the deadline passed; ``[("gone", None)]`` when the
+        lease is gone with no end; None when Redis failed."""
+        loop = asyncio.get_running_loop()
+        stream = key + RELAY_STREAM_SUFFIX
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return last_id, []
+            block_ms = max(1, int(min(left, _READ_SLICE_S) * 1000))
+            try:
+                with _store_errors:
+                    if self._relay_blocking < max(1, self.config.max_connections // 4):
+                        # A blocking read holds a connection for up to one slice, outside
+                        # the slots of the other operations: at most a quarter of the pool.
+                        self._relay_blocking += 1
+                        try:
+                            async with asyncio.timeout(
+                                block_ms / 1000 + self._timeouts.timeout + 1.0
+                            ):
+                                reply = await self._redis.xread(
+                                    {stream: last_id}, count=_READ_COUNT, block=block_ms
+                                )
+                        finally:
+                            self._relay_blocking -= 1
+                    else:  # that quarter is taken: poll, holding a slot only per read
+                        reply = await self._bounded(
+                            self._redis.xread, {stream: last_id}, count=_READ_COUNT
+                        )
+                        if not reply:
+                            await asyncio.sleep(min(left, _POLL_S))
+                    if not reply:
+                        alive = await self._bounded(self._redis.exists, key + RELAY_LEASE_SUFFIX)
+            except CacheError as exc:
+                self._backend_failed(exc)
+                return None
+            if reply:
+                return self._entries_of(reply, last_id)
+            if not alive:
+                # The holder ended (its end may have landed just before): one last look.
+                try:
+                    with _store_errors:
+                        reply = await self._bounded(
+                            self._redis.xread, {stream: last_id}, count=_READ_COUNT
+                        )
+                except CacheError as exc:
+                    self._backend_failed(exc)
+                    return None
+                if reply:
+                    return self._entries_of(reply, last_id)
+                return last_id, [("gone", None)]
+
+    def _entries_of(self, reply: Any, last_id: bytes) -> tuple[bytes, list[RelayEntry]]:
+        entries: list[RelayEntry] = []
+        rows: Sequence[Any] = (
+            reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        )
+        for entry_id, fields in rows:
+            last_id = entry_id
+            who = fields.get(b"p")
+            if who is not None:
+                entries.append(("who", who.decode(errors="replace")))
+            if b"restart" in fields:
+                entries.append(("restart", None))
+            text = fields.get(b"t")
+            if text is not None:
+                entries.append(("t", text.decode()))
+                continue
+            end = fields.get(b"end")
+            if end == b"ok":
+                try:
+                    response, _, _, _, _ = decode(fields[b"r"])
+                except (CacheError, KeyError):
+                    entries.append(("err", "the leader's response could not be read"))
+                else:
+                    entries.append(("ok", response))
+            else:
+                reason = fields.get(b"e", b"the leader failed")
+                entries.append(("err", reason.decode(errors="replace")))
+            break
+        return last_id, entries
+
+
+class RelayWriter:
+    """Appends a leader's entries to its relay without making the leader wait for Redis.
+
+    :meth:`put` queues an entry; one pipeline is in flight at a time and carries
+    every entry queued while the previous one was out (one entry per pipeline at
+    a provider's pace, many when chunks come faster than Redis answers). After a
+    failure of Redis the writer drops everything (followers elsewhere then reach
+    their idle deadline, or see the lease gone). :meth:`close` queues the
+    terminal entry and waits for the last pipeline (each bounded by ``op_timeout_s``).
+    """
+
+    __slots__ = ("_cache", "_key", "_pending", "_task", "failed")
+
+    def __init__(self, cache: _StreamRelay, key: str) -> None:
+        self._cache = cache
+        self._key = key
+        self._pending: list[dict[bytes, bytes]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.failed = False
+
+    def put(self, fields: dict[bytes, bytes]) -> None:
+        if self.failed:
+            return
+        self._pending.append(fields)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending and not self.failed:
+                batch, self._pending = self._pending, []
+                if not await self._cache._relay_push(self._key, batch):
+                    self.failed = True
+                    self._pending = []
+        finally:
+            self._task = None
+
+    async def close(self, fields: dict[bytes, bytes]) -> None:
+        """Queue the terminal entry and wait until everything queued is written (or dropped)."""
+        self.put(fields)
+        while (task := self._task) is not None:
+            await asyncio.shield(task)

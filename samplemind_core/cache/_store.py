@@ -1,0 +1,283 @@
+"""Store I/O: the only code that touches Redis (connection slots, deadlines, batched lookups).
+
+Every command goes through :meth:`_StoreIO._bounded`: at most
+``CacheConfig.max_connections`` operations at once (the others wait their
+turn for up to ``pool_timeout_s``), each under ``op_timeout_s`` measured on
+the event loop's responsive clock (``samplemind_core._cache.deadlines``).
+Lookups started in one event-loop iteration while another is in flight go
+out together as one pipeline (``CacheConfig.batch_gets``), each caller on a
+future of its own, so one caller's cancellation touches nobody else's.
+Every error of the store is translated in one place (``_errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import redis.exceptions
+
+from .._cache.deadlines import _OpTimeouts, _Slots
+from .._config import CacheConfig
+from .._exceptions import CacheBackendError
+from ._errors import _per_key, _PoolExhausted, _Skipped, _store_error, _store_errors
+from ._health import _Health
+
+__all__ = ["_StoreIO"]
+
+
+class _StoreIO(_Health):
+    """The ``_io_*`` methods: one Redis command (or pipeline) each, bounded and translated."""
+
+    _redis: Any
+
+    def _init_store(self, redis: Any, config: CacheConfig) -> None:
+        self._redis = redis
+        self._timeouts = _OpTimeouts(config.op_timeout_s)
+        pool_size = getattr(getattr(redis, "connection_pool", None), "max_connections", None)
+        slots = config.max_connections
+        if isinstance(pool_size, int) and 0 < pool_size < slots:
+            slots = pool_size  # never more operations at once than the client has connections
+        self._slots = _Slots(slots, config.pool_timeout_s, self._timeouts)
+        self._bulk_timeout = config.bulk_timeout_s
+        # lookups started in one event-loop iteration go out together (CacheConfig.batch_gets)
+        self._batch_gets = config.batch_gets
+        self._batch_max = config.get_batch_max
+        self._get_queue: list[tuple[str, asyncio.Future[Any]]] = []
+        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._gets_in_flight = 0  # GET operations sent and not answered yet (single or batch)
+
+    async def _wait_slot(self) -> None:
+        """Wait for a connection slot (counted); :class:`_PoolExhausted` when none comes in time."""
+        self._stats.pool_waits += 1
+        if not await self._slots.wait():
+            raise _PoolExhausted(
+                f"no redis connection slot within {self._slots.timeout * 1000:.0f} ms"
+            )
+
+    async def _bounded(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """``await fn(*args, **kwargs)`` holding a connection slot, under ``op_timeout_s``.
+
+        The slot wait has its own deadline (``pool_timeout_s``, see
+        :class:`_Slots`); the operation's deadline (:class:`_OpTimeouts`) starts
+        once a slot is held. A cancellation made by that deadline becomes
+        :class:`CacheBackendError` and is undone (``Task.uncancel``), whatever
+        the client turned it into; any other cancellation (the caller's own)
+        propagates, also when the client swallowed it (redis-py may return a
+        reply, or raise a connection error, after the task was cancelled): a
+        task with a cancellation still pending leaves with ``CancelledError``.
+        """
+        slots = self._slots
+        if not slots.take():
+            await self._wait_slot()
+            if self._clock() < self._skip_until:
+                slots.release()
+                raise _Skipped("redis failed while this operation waited for a slot")
+        timeouts = self._timeouts
+        try:
+            task = timeouts.enter()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                if not timeouts.exit(task):
+                    if task.cancelling() and not isinstance(exc, asyncio.CancelledError):
+                        raise asyncio.CancelledError from exc  # the client hid the caller's
+                    raise  # the caller's own cancellation, or an error of the store
+                if task.uncancel() == 0:
+                    raise CacheBackendError(
+                        f"redis operation timed out after {timeouts.timeout * 1000:.0f} ms"
+                    ) from None
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise asyncio.CancelledError from None  # the caller cancelled too
+            if timeouts.exit(task):  # the client swallowed our cancellation: undo it
+                task.uncancel()
+            if task.cancelling():  # it swallowed the caller's: the caller is leaving
+                raise asyncio.CancelledError
+            return result
+        finally:
+            slots.release()
+
+    async def _io_get(self, key: str) -> bytes | None:
+        if not self._batch_gets or not (self._gets_in_flight or self._get_queue):
+            # Alone (no other lookup in flight): sent at once, as one GET; batching would
+            # only add a loop iteration. Lookups that come while it is out are batched.
+            self._gets_in_flight += 1
+            try:
+                with _store_errors:
+                    return await self._bounded(self._get_one, key)  # type: ignore[no-any-return]
+            finally:
+                self._gets_in_flight -= 1
+        # Queue the key; one callback at the end of this loop iteration sends the queue.
+        # Each caller awaits a future of its own: its cancellation touches nobody else's.
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        queue = self._get_queue
+        if not queue or self._queue_loop is not loop:
+            queue = self._get_queue = []  # (a queue left on a closed loop is dropped)
+            self._queue_loop = loop
+            loop.call_soon(self._flush_gets, queue)
+        queue.append((key, fut))
+        return await fut  # type: ignore[no-any-return]
+
+    def _flush_gets(self, queue: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        if self._get_queue is queue:
+            self._get_queue = []
+        loop = asyncio.get_running_loop()
+        size = self._batch_max
+        parts = [queue]
+        where = self._where
+        if where is not None and len(queue) > 1:
+            # A cluster: one batch per node (the client splits a pipeline by node anyway),
+            # so that a sick node's batch fails, and is backed off, alone.
+            groups: dict[str | None, list[tuple[str, asyncio.Future[Any]]]] = {}
+            for item in queue:
+                groups.setdefault(where(item[0]), []).append(item)
+            parts = list(groups.values())
+        for part in parts:
+            for i in range(0, len(part), size):
+                task = loop.create_task(self._get_batch(part[i : i + size]))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+
+    async def _get_batch(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        """One store operation for the keys of ``batch``; every caller's future gets its outcome."""
+        live = [(key, fut) for key, fut in batch if not fut.done()]  # not cancelled meanwhile
+        if not live:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        waiting = len(live)
+
+        def left(fut: asyncio.Future[Any]) -> None:
+            nonlocal waiting
+            if fut.cancelled():
+                waiting -= 1
+                if waiting == 0:
+                    task.cancel()  # every caller left: stop, and give the slot back
+
+        for _, fut in live:
+            fut.add_done_callback(left)
+        self._gets_in_flight += 1
+        try:
+            with _store_errors:
+                if len(live) == 1:
+                    results = [await self._bounded(self._get_one, live[0][0])]
+                else:
+                    results = await self._bounded(self._get_many, [key for key, _ in live])
+        except BaseException as exc:
+            # Back off now, before a waiter handed our slot sends its batch (as an unbatched
+            # lookup's own caller does); each caller then counts its key's miss and error.
+            backed_off = False
+            if isinstance(exc, CacheBackendError) and not isinstance(
+                exc, _PoolExhausted | _Skipped
+            ):
+                # a batch that failed as a whole backs off its keys' one node, or the store
+                # (a cluster's dead node may also fail its keys one by one: below)
+                where = self._where
+                nodes = {where(key) for key, _ in live} if where is not None else {None}
+                self._back_off(exc, live[0][0] if len(nodes) == 1 else None)
+                backed_off = True
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(_per_key(exc, backed_off=backed_off))
+            if not isinstance(exc, Exception):
+                raise  # this task itself was cancelled (the loop is closing)
+            return
+        finally:
+            self._gets_in_flight -= 1
+        for (_, fut), result in zip(live, results, strict=True):
+            if not fut.done():
+                if isinstance(result, Exception):
+                    fut.set_exception(_store_error(result))
+                else:
+                    fut.set_result(result)
+
+    async def _get_one(self, key: str) -> Any:
+        return await self._fresh_retry(lambda: self._redis.get(key))
+
+    async def _get_many(self, keys: list[str]) -> list[Any]:
+        def send() -> Awaitable[list[Any]]:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        replies: list[Any] = await self._fresh_retry(send)
+        return replies
+
+    async def _fresh_retry(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """``await send()`` (reads only), tried once more after a connection error.
+
+        A connection left in the client's pool from before a Redis restart fails the
+        first command sent on it (redis-py does not retry a pipeline, nor always a
+        single command): the idle connections (as stale, likely) are dropped and the
+        read is sent once more on a fresh one. Not after our own deadline fired.
+        """
+        try:
+            return await send()
+        except redis.exceptions.ConnectionError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the deadline (or the caller) cancelled it: no second try
+            pool = getattr(self._redis, "connection_pool", None)
+            disconnect = getattr(pool, "disconnect", None)
+            if disconnect is not None:
+                await disconnect(inuse_connections=False)
+            return await send()
+
+    async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
+        with _store_errors:
+            await self._bounded(self._redis.set, key, data, px=ttl_ms)
+
+    async def _io_set_nx(self, key: str, ttl_ms: int) -> bool:
+        with _store_errors:
+            return bool(await self._bounded(self._redis.set, key, b"1", nx=True, px=ttl_ms))
+
+    async def _io_unlink(self, key: str) -> None:
+        with _store_errors:
+            await self._bounded(self._redis.unlink, key)
+
+    async def _io_hgetall(self, key: str) -> dict[Any, Any]:
+        with _store_errors:
+            return await self._bounded(self._redis.hgetall, key)  # type: ignore[no-any-return]
+
+    async def _io_hincrby(self, key: str, field: str) -> int:
+        with _store_errors:
+            return int(await self._bounded(self._redis.hincrby, key, field, 1))
+
+    async def _io_set_many(self, items: list[tuple[str, bytes]], ttl_ms: int) -> None:
+        if not self._slots.take():
+            await self._wait_slot()
+        try:
+            with _store_errors:
+                async with asyncio.timeout(self._bulk_timeout):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for key, data in items:
+                        pipe.set(key, data, px=ttl_ms)
+                    await pipe.execute()
+        finally:
+            self._slots.release()
+
+    async def _io_unlink_many(self, keys: list[str]) -> int:
+        if not self._slots.take():
+            await self._wait_slot()
+        try:
+            with _store_errors:
+                async with asyncio.timeout(self._bulk_timeout):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for key in keys:
+                        # one key per command: routed by slot on a cluster
+                        pipe.execute_command("UNLINK", key)
+                    return sum(int(n) for n in await pipe.execute())
+        finally:
+            self._slots.release()
+
+    async def _io_scan(self, pattern: str) -> AsyncIterator[str]:
+        # No slot held across the scan: the client takes a connection per SCAN call,
+        # and purge() needs a slot for its UNLINK batches meanwhile (admin path).
+        with _store_errors:
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                yield key.decode() if isinstance(key, bytes) else str(key)

@@ -1,0 +1,268 @@
+"""Stream single-flight across processes: the relay through a real redis-server.
+
+Two :class:`AIManager` objects on one real Redis behave like two processes (each
+has its own in-process registry of streams); the last test runs four real
+processes against the emulator. Provider streams are scripted as in
+``tests/test_stream_layer.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from samplemind_core import (
+    CacheConfig,
+    ResponseCache,
+    StreamInterrupted,
+)
+from samplemind_core.cache._relay import RELAY_LEASE_SUFFIX
+from samplemind_core.manager import AIManager
+
+from .test_stream_layer import Scripts, read, req, settings
+
+pytestmark = [pytest.mark.redis]
+
+
+@pytest.fixture
+async def pair(redis_server: Any) -> AsyncIterator[tuple[AIManager, AIManager, Scripts]]:
+    """Two managers ("processes") on one real Redis, one namespace of their own."""
+    namespace = "relay-" + uuid.uuid4().hex[:8]
+    clients = [Redis.from_url(redis_server.url) for _ in range(2)]
+    scripts = Scripts()
+    managers = [
+        AIManager(
+            settings(),
+            cache=ResponseCache(client, config=CacheConfig(namespace=namespace, lease_s=5.0)),
+        )
+        for client in clients
+    ]
+    for ai in managers:
+        scripts.install(ai)
+    try:
+        yield managers[0], managers[1], scripts
+    finally:
+        for ai in managers:
+            await ai.aclose()
+        for client in clients:
+            await client.aclose()
+
+
+async def test_a_follower_process_reads_the_leaders_chunks_as_they_arrive(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, b, scripts = pair
+    scripts.default["ollama"] = ["one ", 0.05, "two ", 0.05, "three"]
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.02)  # the leader holds the lease and has sent its first chunk
+    async with b.stream(req()) as stream:
+        got = []
+        async for chunk in stream:
+            got.append((chunk.text, lead.done()))
+        resp = stream.response
+    leader_chunks, leader_resp = await lead
+    assert [t for t, _ in got] == leader_chunks == ["one ", "two ", "three"]
+    assert not got[0][1]  # the follower had its first chunk before the leader finished
+    assert scripts.opened["ollama"] == 1 and stream.role == "relay"
+    assert resp.text == leader_resp.text and resp.cached and resp.metadata["coalesced"]
+    assert resp.cost_usd == 0.0 and resp.usage == leader_resp.usage
+
+
+async def test_a_cancelled_leaseholder_releases_at_once_and_a_follower_takes_over(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, b, scripts = pair
+    scripts.scripts["ollama"] = [[5.0, "never"], ["fresh"]]  # silent leader, then a good one
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.05)
+    assert a.cache is not None
+    key = a.cache.key_for(req()) + RELAY_LEASE_SUFFIX
+    assert await a.cache._redis.exists(key)
+    follow = asyncio.create_task(read(b, req()))
+    await asyncio.sleep(0.05)
+    t0 = time.perf_counter()
+    lead.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lead
+    chunks, resp = await asyncio.wait_for(follow, 30)
+    took = time.perf_counter() - t0
+    assert chunks == ["fresh"] and resp.provider == "ollama" and not resp.cached
+    assert scripts.opened["ollama"] == 2
+    assert took < 4.0  # far below the 5 s lease and the 30 s idle timeout: not a timing target
+    assert not await a.cache._redis.exists(key)
+
+
+async def test_a_cancelled_leaseholder_leaves_no_lease_behind(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, _, scripts = pair
+    scripts.default["ollama"] = ["a", 5.0, "b"]
+    assert a.cache is not None
+    key = a.cache.key_for(req()) + RELAY_LEASE_SUFFIX
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.05)
+    assert await a.cache._redis.exists(key)
+    lead.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lead
+    assert not await a.cache._redis.exists(key)  # released before the cancelled call returned
+
+
+async def test_a_leader_failing_after_text_interrupts_the_followers_elsewhere(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    from samplemind_core import ProviderServerError
+
+    a, b, scripts = pair
+    cut = ProviderServerError("ollama: overloaded", provider="ollama", status=529)
+    scripts.scripts["ollama"] = [["Half ", 0.05, "an", 0.05, cut]]
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.02)
+    with pytest.raises(StreamInterrupted) as info:
+        await asyncio.wait_for(read(b, req()), 30)
+    assert info.value.partial_text == "Half an" and info.value.provider == "ollama"
+    with pytest.raises(StreamInterrupted):
+        await lead
+    assert scripts.opened["ollama"] == 1
+    assert a.cache is not None and await a.cache.get(req()) is None
+
+
+async def test_a_silent_relay_never_holds_a_follower_past_its_idle_deadline(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, b, scripts = pair
+    scripts.scripts["ollama"] = [["first", 10.0, "late"], ["own"]]
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.05)
+    with pytest.raises(StreamInterrupted, match="idle_timeout_s"):
+        await asyncio.wait_for(read(b, req(), idle_timeout_s=0.2), 30)
+    lead.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lead
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "no-relay"])
+def test_four_processes_share_one_upstream(
+    relay: bool, redis_server: Any, emulator_factory: Any
+) -> None:
+    emulator = emulator_factory(latency_scale=0.002)
+    start_at = time.time() + 2.5
+    namespace = "procs-" + uuid.uuid4().hex[:8]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests._stream_worker",
+        "--redis",
+        redis_server.url,
+        "--emulator",
+        emulator.url,
+        "--n",
+        "50",
+        "--namespace",
+        namespace,
+        "--start-at",
+        str(start_at),
+    ] + ([] if relay else ["--no-relay"])
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
+        for _ in range(4)
+    ]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        outs.append(json.loads(out))
+    calls = emulator.stats()["calls"].get("openai", 0) - 4  # each process's warm-up stream
+    assert all(o["identical"] for o in outs)
+    if relay:
+        assert calls == 1
+        assert all(o["chunks"] == outs[0]["chunks"] for o in outs)
+        roles: dict[str, int] = {}
+        for o in outs:
+            for role, n in o["roles"].items():
+                roles[role] = roles.get(role, 0) + n
+        # One leader; every other caller shared it, in its process, through the relay, or (a
+        # process that started after the end, on a loaded machine) from the stored entry.
+        assert roles.get("leader") == 1 and sum(roles.values()) == 200
+        assert set(roles) <= {"leader", "follower", "relay", "cache"}
+    else:
+        assert 1 <= calls <= 4
+
+
+async def test_relay_keys_are_not_counted_as_entries(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, _, scripts = pair
+    scripts.default["ollama"] = ["a", "b"]
+    await read(a, req())
+    assert a.cache is not None
+    assert await a.cache._redis.exists(a.cache.key_for(req()) + ":chunks")
+    info = await a.cache.info()
+    assert info["entries"] == 1 and info["stale_entries"] == 0
+
+
+async def test_redis_killed_mid_stream_neither_leader_nor_follower_hangs(
+    redis_server_isolated: Any,
+) -> None:
+    server = redis_server_isolated
+    namespace = "kill-" + uuid.uuid4().hex[:8]
+    clients = [Redis.from_url(server.url) for _ in range(2)]
+    scripts = Scripts()
+    scripts.default["ollama"] = ["one ", 0.1, "two ", 0.1, "three"]
+    a, b = (
+        AIManager(
+            settings(idle_timeout_s=1.0),
+            cache=ResponseCache(client, config=CacheConfig(namespace=namespace, lease_s=5.0)),
+        )
+        for client in clients
+    )
+    for ai in (a, b):
+        scripts.install(ai)
+    try:
+        lead = asyncio.create_task(read(a, req()))
+        await asyncio.sleep(0.03)
+        follow = asyncio.create_task(read(b, req()))
+        await asyncio.sleep(0.03)
+        server.kill()
+        chunks, resp = await asyncio.wait_for(lead, 30)  # the leader's callers never see Redis
+        assert chunks == ["one ", "two ", "three"] and not resp.cached
+        try:
+            got, _ = await asyncio.wait_for(follow, 30)
+        except StreamInterrupted as exc:  # the relay died after text had been delivered
+            assert exc.partial_text.startswith("one")
+        else:
+            assert got == chunks  # or it had read everything, or read the provider itself
+        server.restart()
+        again, _ = await asyncio.wait_for(read(a, req()), 30)  # Redis back: served as before
+        assert again == chunks
+    finally:
+        for ai in (a, b):
+            await ai.aclose()
+        for client in clients:
+            await client.aclose()
+
+
+async def test_a_follower_polls_when_the_blocking_reads_are_all_taken(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, b, scripts = pair
+    scripts.default["ollama"] = ["one ", 0.05, "two ", 0.05, "three"]
+    assert b.cache is not None
+    b.cache._relay_blocking = 10**6  # as if every connection allowed for blocking reads held one
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.02)
+    chunks, resp = await asyncio.wait_for(read(b, req()), 30)
+    assert chunks == (await lead)[0] and scripts.opened["ollama"] == 1
+    assert resp.metadata["stream"]["role"] == "relay"
