@@ -268,6 +268,8 @@ async def node_down(
                 if client.nodes_manager.get_node_from_slot(client.keyslot(cache.key_for(r))).name
                 == dead_name
             }
+            # the truth: entries actually stored (a store may time out under load)
+            stored = {i for i, r in enumerate(reqs) if await client.exists(cache.key_for(r))}
             dead.kill()
             waves = []
             for _ in range(3):
@@ -281,8 +283,8 @@ async def node_down(
                 waves.append(
                     {
                         "healthy_keys_served_from_cache": len(served - on_dead),
-                        "healthy_keys_paid": len(paid - on_dead),
-                        "healthy_keys_truth": keys - len(on_dead),
+                        "healthy_stored_keys_paid": len((paid & stored) - on_dead),
+                        "healthy_keys_truth": len(stored - on_dead),
                         "provider_calls": _provider_calls(emulator) - before,
                         "exceptions": sum(isinstance(r, BaseException) for r in wave),
                     }
