@@ -194,10 +194,12 @@ class CacheConfig:
     ``lease_s`` turns on cross-process single-flight for ``get_or_call``: on a
     miss, one process takes a short Redis lease (``SET NX PX`` on
     ``{key}:lease``) and calls the provider; the others poll the key (back-off
-    from 10 ms to 200 ms) and are served its answer, or call the provider
-    themselves once ``lease_s`` has passed (a leaseholder that died holds
-    nobody up for longer). Set it above a typical provider call. ``None``
-    turns it off.
+    from 10 ms to 200 ms) and are served its answer, or take the lease over
+    as soon as its holder leaves without storing one (a holder releases its
+    lease on every way out: return, error, cancellation, Redis failing), or
+    call the provider themselves once ``lease_s`` has passed (a leaseholder
+    whose process died holds nobody up for longer). Set it above a typical
+    provider call. ``None`` turns it off.
 
     ``serializer`` is the format of stored values (``"msgpack"`` or
     ``"json"``; either is read back). ``allow_insecure_hasher`` lets
@@ -340,13 +342,19 @@ class StreamConfig:
     stream from the next provider of the chain, its first chunk flagged
     ``restarted=True``). ``replay``: how a cached stream is replayed, ``"instant"``
     (default: every chunk at once) or ``"paced"`` (the recorded gaps between the
-    original chunks, capped at ``max_replay_gap_s``; for tests of a UI).
+    original chunks, capped at ``max_replay_gap_s``; for tests of a UI). ``relay``:
+    share a stream with other processes through Redis (needs a cache on Redis with
+    ``CacheConfig.lease_s`` set): one process reads the provider and appends each
+    chunk to a Redis Stream, the others read it as it arrives. It costs the leader
+    one pipelined ``XADD`` per chunk (off its read path); ``False`` for a single
+    process.
     """
 
     idle_timeout_s: float = 30.0
     on_interrupt: Literal["raise", "restart"] = "raise"
     replay: Literal["instant", "paced"] = "instant"
     max_replay_gap_s: float = 5.0
+    relay: bool = True
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout_s", "max_replay_gap_s"):
@@ -361,6 +369,8 @@ class StreamConfig:
             raise ConfigError(
                 f"stream on_interrupt must be 'raise' or 'restart', got {self.on_interrupt!r}"
             )
+        if self.relay.__class__ is not bool:
+            raise ConfigError(f"stream relay must be a bool, got {self.relay!r}")
         if self.replay not in ("instant", "paced"):
             raise ConfigError(f"stream replay must be 'instant' or 'paced', got {self.replay!r}")
 

@@ -173,21 +173,6 @@ class UpstreamFeed:
         self._waiters: list[asyncio.Future[None]] = []
         self._last = _perf()
 
-    @classmethod
-    def stored(
-        cls,
-        chunks: list[str],
-        response: ChatResponse,
-        gaps_ms: list[float] | None = None,
-    ) -> UpstreamFeed:
-        """A finished feed replaying ``chunks`` (a cache hit)."""
-        feed = cls(source="cache")
-        feed.chunks = chunks
-        feed.gaps_ms = gaps_ms if gaps_ms is not None else [0.0] * len(chunks)
-        feed.response = response
-        feed.done = True
-        return feed
-
     # -- the producer's side ---------------------------------------------------
 
     def push(self, text: str) -> None:
@@ -204,6 +189,14 @@ class UpstreamFeed:
             for fut in waiters:
                 if not fut.done():  # (a reader cancelled meanwhile)
                     fut.set_result(None)
+
+    def replay(
+        self, chunks: list[str], gaps_ms: list[float] | None, response: ChatResponse
+    ) -> None:
+        """Fill the feed with a stored answer's chunks and end it (a cache hit)."""
+        self.chunks = chunks
+        self.gaps_ms = gaps_ms if gaps_ms is not None else [0.0] * len(chunks)
+        self.finish(response)
 
     def restart(self) -> None:
         """The next chunk starts a replacement stream."""
@@ -292,10 +285,10 @@ class ResponseStream:
     async def __aenter__(self) -> ResponseStream:
         if self._state != "new":
             raise ClientStateError("a ResponseStream can be entered once")
-        feed, role = await self._opener(self)  # attached (when shared) before it returns
+        feed, role = await self._opener(self)  # attached before it returns
         self._feed = feed
         self.role = role
-        self._attached = feed.source != "cache"
+        self._attached = True
         self._state = "open"
         return self
 
@@ -473,7 +466,10 @@ def finalize_stream(stream: ResponseStream, response: ChatResponse) -> ChatRespo
     metadata = dict(response.metadata)
     metadata.pop(CHUNKS_KEY, None)
     role = stream.role
-    if role == "leader" and stream._feed is not None and stream._feed.source == "relay":
+    source = stream._feed.source if stream._feed is not None else "upstream"
+    if source == "cache":
+        role = stream.role = "cache"  # replayed from the cache
+    elif role == "leader" and source == "relay":
         role = stream.role = "relay"  # this process read another process's stream
     metadata["ttft_ms"] = stream.ttft_ms
     metadata["stream"] = {"role": role, "chunks": stream._next}

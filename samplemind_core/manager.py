@@ -53,6 +53,11 @@ single call). A request that *pins* a provider still falls back: the pin
 chooses the first choice, not the only one (the answer says which provider
 replied); a pinned provider whose breaker is open moves to the end like any other.
 
+:meth:`AIManager.stream` takes the same road with chunks (see its docstring and
+:mod:`samplemind_core._streaming`): a stored answer is replayed chunk by chunk,
+identical streams share one upstream, a failure before the first text chunk falls
+back as above and one after it raises :class:`~samplemind_core.StreamInterrupted`.
+
 Reply metadata:
 
 * ``provider`` / ``model``: who answered; ``cached``: no provider was called
@@ -114,6 +119,7 @@ if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
     from .cache import ResponseCache
+    from .cache._relay import RelayWriter
     from .http import HttpClient
     from .providers.base import Provider, ProviderStream
 
@@ -194,7 +200,9 @@ class _RouteLog:
         if error is not None:
             self.attempts.append(Attempt(choice.provider, choice.model, error, ms))
 
-    def failed(self, choice: RouteChoice, exc: SampleMindError, ms: float) -> str:
+    def failed(
+        self, choice: RouteChoice, exc: SampleMindError, ms: float, then: str = "falling back"
+    ) -> str:
         """Record a provider's failure (health, route, log); returns the redacted error text."""
         manager = self.manager
         name = choice.provider
@@ -206,10 +214,11 @@ class _RouteLog:
         self.note(choice, "error", error, ms)
         self.last_exc = exc
         logger.warning(
-            "provider %s (model %s) failed with %s; falling back",
+            "provider %s (model %s) failed with %s; %s",
             name,
             choice.model,
             type(exc).__name__,
+            then,
         )
         logger.debug("provider %s failure detail: %s", name, error)
         return error
@@ -525,9 +534,11 @@ class AIManager:
                 resp = stream.response              # what complete() would have returned
 
         The road is complete()'s with chunks: a stored answer of the same request
-        (streamed or not) is replayed from the cache; concurrent identical streams
-        in this process share one upstream (a caller that joins late gets every chunk
-        from the first); otherwise the router's chain is tried in turn, each provider
+        (streamed or not) is replayed from the cache; with a cache, concurrent
+        identical streams share one upstream, in this process (a caller that joins
+        late gets every chunk from the first, then the live tail) and, through Redis,
+        across processes (:mod:`samplemind_core.cache._relay`); without a cache each
+        call streams on its own. Otherwise the router's chain is tried in turn, each provider
         with its native stream on the shared client. A failure before the first
         text chunk falls back exactly as in complete(); one after it raises
         :class:`~samplemind_core.StreamInterrupted` (or, with
@@ -582,16 +593,10 @@ class AIManager:
         cache = self._cache
         key: str | None = None
         if cache is not None:
+            # Identical streams share one feed from the start: the cache lookup, too, is
+            # made once, by the feed's producer (2,000 callers -> one GET, not 2,000).
             key = cache.key_for(request) + ("" if config.on_interrupt == "raise" else "|restart")
             if (feed := self._feeds.get(key)) is not None:
-                cache._stats.coalesced += 1
-                feed.attach()
-                return feed, "follower"
-            hit = await cache.get(request)
-            if hit is not None:
-                chunks, gaps = stored_chunks(hit)
-                return UpstreamFeed.stored(chunks, hit, gaps), "cache"
-            if (feed := self._feeds.get(key)) is not None:  # started while we looked
                 cache._stats.coalesced += 1
                 feed.attach()
                 return feed, "follower"
@@ -624,8 +629,14 @@ class AIManager:
         stream through the cache's relay, or from the chain's providers."""
         cache = self._cache
         relay: str | None = None
+        writer: RelayWriter | None = None
         try:
-            if cache is not None and feed.key is not None:
+            if cache is not None and (hit := await cache.get(request)) is not None:
+                chunks, gaps = stored_chunks(hit)
+                feed.source = "cache"
+                feed.replay(chunks, gaps, hit)
+                return
+            if cache is not None and feed.key is not None and config.relay:
                 claim = await cache._relay_claim(feed.key)
                 if claim is False and await self._follow_relay(feed, feed.key, config):
                     return
@@ -639,13 +650,12 @@ class AIManager:
                     )
                     if hit is not None:
                         cache._stats.misses -= 1  # counted by the first lookup: a hit after all
-                        chunks, _ = stored_chunks(hit)
-                        feed.source = "relay"
-                        for text in chunks:
-                            feed.push(text)
-                        feed.finish(hit)
+                        chunks, gaps = stored_chunks(hit)
+                        feed.source = "cache"
+                        feed.replay(chunks, gaps, hit)
                         return
-            await self._read_chain(feed, request, task, priority, config, relay)
+            writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
+            await self._read_chain(feed, request, task, priority, config, writer)
         except asyncio.CancelledError:
             if not feed.done:  # the manager closed under its readers: they must not hang
                 feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
@@ -657,9 +667,9 @@ class AIManager:
             self._forget_feed(feed)
             if relay is not None and cache is not None:
                 # At once, also when cancelled: followers elsewhere must not wait for us.
-                if not feed.done or feed.error is not None:
+                if writer is not None and (not feed.done or feed.error is not None):
                     reason = "abandoned" if feed.error is None else type(feed.error).__name__
-                    await cache._relay_end(relay, None, reason)
+                    await writer.close(cache._relay_end_fields(None, reason))
                 await cache._relay_release(relay)
 
     async def _follow_relay(self, feed: UpstreamFeed, key: str, config: StreamConfig) -> bool:
@@ -715,9 +725,9 @@ class AIManager:
         task: Task | str,
         priority: Priority | str,
         config: StreamConfig,
-        relay: str | None,
+        relay: RelayWriter | None,
     ) -> None:
-        """Read the chain's streams into ``feed`` (and, when ``relay`` is a key, into Redis)."""
+        """Read the chain's streams into ``feed`` (and, through ``relay``, into Redis)."""
         start = time.perf_counter()
         router = self._router
         cache = self._cache
@@ -764,19 +774,24 @@ class AIManager:
                             if interrupted is not None:
                                 fields[b"restart"] = b"1"
                     feed.push(text)
-                    if relay is not None and cache is not None:
+                    if relay is not None:
                         fields = fields or {}
                         fields[b"t"] = text.encode()
-                        if not await cache._relay_push(relay, fields):
-                            relay = None  # Redis failed: followers elsewhere time out
+                        relay.put(fields)
                 watch.stop()
                 reply = upstream.response
             except SampleMindError as exc:
                 ms = (time.perf_counter() - t0) * 1000.0
-                error = log.failed(choice, exc, ms)
                 sent = len(feed.chunks) - begin
                 if sent == 0:
+                    log.failed(choice, exc, ms)
                     continue  # nothing shown yet: fall back as complete() does
+                then = (
+                    "restarting on the next provider"
+                    if config.on_interrupt == "restart"
+                    else "the stream is interrupted (text was already delivered)"
+                )
+                error = log.failed(choice, exc, ms, then)
                 interrupted = StreamInterrupted(
                     partial_text="".join(feed.chunks[begin:]),
                     provider=name,
@@ -822,7 +837,7 @@ class AIManager:
                 # complete is a hit for the next one (a SET, bounded by op_timeout_s).
                 await cache.set(request, stored)
                 if relay is not None:
-                    await cache._relay_end(relay, stored)
+                    await relay.close(cache._relay_end_fields(stored))
             feed.finish(response)
             return
         if interrupted is not None:

@@ -28,6 +28,7 @@ import asyncio
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -75,11 +76,16 @@ async def adapter_first_chunk(ai: AIManager, request: ChatRequest) -> float:
     raise RuntimeError("no chunk")
 
 
-async def layer_first_chunk(ai: AIManager, request: ChatRequest) -> float:
+ROLES: Counter[str] = Counter()
+
+
+async def layer_first_chunk(ai: AIManager, request: ChatRequest, variant: str = "") -> float:
     t0 = time.perf_counter()
     async with ai.stream(request) as stream:
         async for _ in stream:
-            return (time.perf_counter() - t0) * 1000.0
+            ms = (time.perf_counter() - t0) * 1000.0
+            ROLES[f"{variant}:{stream.role}"] += 1
+            return ms
     raise RuntimeError("no chunk")
 
 
@@ -130,13 +136,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 variants: list[tuple[str, Callable[[], Awaitable[float]]]] = [
                     ("raw", partial(raw_first_chunk, session, url, headers, body)),
                     ("adapter", partial(adapter_first_chunk, plain, request("adapter"))),
-                    ("layer", partial(layer_first_chunk, plain, request("layer"))),
+                    ("layer", partial(layer_first_chunk, plain, request("layer"), "layer")),
                 ]
                 if cached_ai is not None:
                     variants.append(
-                        ("layer+redis", partial(layer_first_chunk, cached_ai, request("m")))
+                        (
+                            "layer+redis",
+                            partial(layer_first_chunk, cached_ai, request("m"), "layer+redis"),
+                        )
                     )
-                    variants.append(("replay", partial(layer_first_chunk, cached_ai, stored)))
+                    variants.append(
+                        ("replay", partial(layer_first_chunk, cached_ai, stored, "replay"))
+                    )
                 shift = i % len(variants)
                 for name, fn in variants[shift:] + variants[:shift]:
                     ms = await fn()
@@ -154,6 +165,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             out[name]["minus_raw_ms"] = round(out[name]["median_ms"] - raw, 3)
             out[name]["ratio_to_raw"] = round(out[name]["median_ms"] / raw, 3)
         out["rounds"] = args.rounds
+        out["roles"] = dict(ROLES)
         return out
     finally:
         emulator.stop()

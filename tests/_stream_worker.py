@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections import Counter
@@ -36,8 +37,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         messages=[{"role": "user", "content": args.content}], provider=args.provider
     )
     async with AIManager(settings) as ai:
-        assert ai.cache is not None
-        await ai.cache.get(ChatRequest(messages=[{"role": "user", "content": "warm-up"}]))
+        # Warm-up (imports, connections to Redis and to the emulator): one other stream.
+        warm = ChatRequest(
+            messages=[{"role": "user", "content": f"warm-up {os.getpid()}"}],
+            provider=args.provider,
+        )
+        async with ai.stream(warm) as stream:
+            async for _ in stream:
+                pass
         delay = args.start_at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)

@@ -438,3 +438,28 @@ async def test_closing_the_manager_ends_open_streams() -> None:
         with pytest.raises(ClientStateError, match="closed"):
             await asyncio.wait_for(stream.__anext__(), 30)
     assert scripts.streams[0].closed
+
+
+async def test_the_cache_rules_apply_to_streams_unchanged() -> None:
+    scripts = Scripts()
+    scripts.default["ollama"] = ["x" * 60] * 10  # 600 characters in 10 chunks
+    redis = fakeredis.FakeAsyncRedis()
+    small = ResponseCache(redis, config=CacheConfig(lease_s=None, max_value_bytes=400))
+    async with AIManager(settings(), cache=small) as ai:
+        scripts.install(ai)
+        await read(ai, req())
+        await read(ai, req())
+        assert scripts.opened["ollama"] == 2  # over the size limit: never stored
+        assert small.stats().skipped_writes == 2
+    l1 = ResponseCache(redis, config=CacheConfig(lease_s=None, l1_max_entries=10))
+    async with AIManager(settings(), cache=l1) as ai:
+        scripts.install(ai)
+        first, _ = await read(ai, req())
+        again, _ = await read(ai, req())  # from the L1: its template keeps the boundaries
+        third, _ = await read(ai, req())
+        assert first == again == third and l1.stats().l1_hits == 2
+        other = ResponseCache(redis, config=CacheConfig(lease_s=None, namespace="tenant-b"))
+        assert await other.get(req()) is None  # namespaces never share entries
+        await l1.clear()
+        await read(ai, req())
+    assert scripts.opened["ollama"] == 4  # cleared: streamed upstream again

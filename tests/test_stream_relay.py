@@ -196,3 +196,15 @@ def test_four_processes_share_one_upstream(
         assert roles == {"leader": 1, "relay": 3, "follower": 196}
     else:
         assert 1 <= calls <= 4
+
+
+async def test_relay_keys_are_not_counted_as_entries(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, _, scripts = pair
+    scripts.default["ollama"] = ["a", "b"]
+    await read(a, req())
+    assert a.cache is not None
+    assert await a.cache._redis.exists(a.cache.key_for(req()) + ":chunks")
+    info = await a.cache.info()
+    assert info["entries"] == 1 and info["stale_entries"] == 0

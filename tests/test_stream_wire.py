@@ -9,6 +9,9 @@ HTTP/1.1 and h2c.
 from __future__ import annotations
 
 import asyncio
+import random
+import time
+import urllib.error
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -493,3 +496,183 @@ async def test_world_stream_faults_keep_the_outcome_sequence() -> None:
     assert 0 < len(cuts) < 8  # rate 0.5
     for (text0, err0), (text1, _) in zip(*seen, strict=True):
         assert err0 == "NoneType" and text1 == text0[: len(text1)]
+
+
+# --------------------------------------------------------------------------- live faults
+
+
+def busy_connections(http: HttpClient) -> int:
+    """Connections of the client's pool that are in use (not idle)."""
+    transport = http._transport
+    pool = getattr(transport, "_pool", None)
+    if pool is not None:  # httpx / httpcore
+        busy = [c for c in pool.connections if not (c.is_idle() or c.is_closed())]
+        return len(busy) + len(pool._requests)
+    session = getattr(transport, "client", None)  # httpx_aiohttp
+    connector = getattr(session, "connector", None)
+    assert connector is not None, f"unknown transport {transport!r}"
+    return len(connector._acquired)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("stream-cut:2", RemoteProtocolError),
+        ("stream-malformed", MalformedResponseError),
+        ("stream-error", ProviderServerError),
+        ("stream-429", RateLimitError),
+    ],
+)
+@pytest.mark.parametrize("name", NAMES)
+async def test_live_mid_stream_faults(
+    name: str, fault: str, error: type[Exception], transport: str, emulator_server: Any
+) -> None:
+    provider = faulted(name, emulator_server.url, fault)
+    async with TRANSPORTS[transport]() as http:
+        async with asyncio.timeout(30):
+            parts, got = await read_until_error(await provider.open_stream(http, request()))
+            assert isinstance(got, error), repr(got)
+            assert len(parts) == _after(fault.removeprefix("stream-"))
+            assert busy_connections(http) == 0
+            again = await collect(
+                await provider_at(name, emulator_server.url).open_stream(http, request())
+            )
+    assert again
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+@pytest.mark.parametrize("name", NAMES)
+async def test_live_first_chunks_arrive_during_a_stall(
+    name: str, transport: str, emulator_server: Any
+) -> None:
+    """No chunk is held back: the 3 chunks before a 600 s stall all arrive (bound: 30 s)."""
+    provider = faulted(name, emulator_server.url, "stream-stall:600@3")
+    async with TRANSPORTS[transport]() as http:
+        stream = await provider.open_stream(http, request())
+        async with stream:
+            async with asyncio.timeout(30):  # liveness: the stall is 20x longer
+                first = [await anext(stream) for _ in range(3)]
+            assert all(first)
+            with pytest.raises(TimeoutError):  # the 4th is behind the stall
+                async with asyncio.timeout(0.3):
+                    await anext(stream)
+        assert busy_connections(http) == 0  # the cancelled read's connection was freed
+        async with asyncio.timeout(30):
+            assert await collect(
+                await provider_at(name, emulator_server.url).open_stream(http, request())
+            )
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name", NAMES)
+async def test_live_429_mid_stream_costs_little_cpu(name: str, emulator_server: Any) -> None:
+    """A spin detector: a failed stream (429 mid-stream) uses far less than a second of CPU."""
+    provider = faulted(name, emulator_server.url, "stream-429")
+    async with HttpClient(HttpConfig(transport="aiohttp")) as http:
+        await collect(await provider_at(name, emulator_server.url).open_stream(http, request()))
+        cpu = time.process_time()
+        async with asyncio.timeout(30):
+            for _ in range(5):
+                stream = await provider.open_stream(http, request())
+                _, error = await read_until_error(stream)
+                assert isinstance(error, RateLimitError)
+                for _ in range(100):  # a caller that keeps asking gets an error, at once
+                    with pytest.raises(ClientStateError):
+                        await stream.__anext__()
+        used = time.process_time() - cpu
+    assert used < 1.0, f"5 failed streams used {used:.3f} s of CPU"
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_live_abandoned_streams_free_their_connections(
+    transport: str, emulator_factory: Any
+) -> None:
+    """120 streams, each left at a random point (break, error, cancellation), on a pool of
+    20: afterwards no connection is in use and a new stream succeeds."""
+    server = emulator_factory(latency_scale=0.01)
+    rng = random.Random(7)
+    providers = [provider_at(n, server.url) for n in NAMES]
+    build = TRANSPORTS[transport]
+    http = build()
+    http = HttpClient(
+        HttpConfig(
+            http2=http.config.http2,
+            transport=http.config.transport,
+            max_connections=20,
+            max_keepalive_connections=20,
+            pool_timeout_s=20.0,
+        ),
+        transport=None
+        if transport != "httpx-h2c"
+        else build_transport(
+            HttpConfig(http2=True, max_connections=20, max_keepalive_connections=20),
+            http1=False,
+        ),
+    )
+
+    async def one(i: int) -> str:
+        provider = providers[i % len(providers)]
+        how = rng.choice(["break", "raise", "cancel", "end", "before-read"])
+        stop_after = rng.randint(0, 8)
+        stream = await provider.open_stream(http, request(f"describe loop_{i}.wav"))
+        async with stream:
+            if how == "before-read":
+                return how
+            n = 0
+            async for _ in stream:
+                n += 1
+                if n > stop_after and how == "break":
+                    break
+                if n > stop_after and how == "raise":
+                    raise KeyError("caller error")
+        return how
+
+    async with http:
+        async with asyncio.timeout(120):
+            tasks = [asyncio.create_task(one(i)) for i in range(120)]
+            await asyncio.sleep(0)
+            for _ in range(30):  # cancel some callers at random moments
+                await asyncio.sleep(rng.uniform(0, 0.01))
+                rng.choice(tasks).cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        kinds = {type(r).__name__ if isinstance(r, BaseException) else r for r in results}
+        assert {"CancelledError", "KeyError", "break", "end"} <= kinds, kinds
+        assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, KeyError)]
+        assert busy_connections(http) == 0
+        async with asyncio.timeout(30):
+            assert await collect(await providers[0].open_stream(http, request()))
+
+
+@pytest.mark.live
+async def test_emulator_stream_fault_flags_and_configure(emulator_factory: Any) -> None:
+    server = emulator_factory(stream_faults=["cut:2", "429@1"], stream_fault_rate=1.0)
+    assert server.stats()["world"]["stream_faults"] == ["cut:2", "429@1"]
+    provider = provider_at("openai", server.url)
+    errors = set()
+    async with HttpClient(HttpConfig(transport="aiohttp")) as http, asyncio.timeout(30):
+        for i in range(12):
+            parts, error = await read_until_error(
+                await provider.open_stream(http, request(f"describe {i}.wav"))
+            )
+            assert error is not None and len(parts) in (1, 2)
+            errors.add(type(error))
+        assert errors == {RemoteProtocolError, RateLimitError}
+        server.configure(stream_faults=["stall:0.01"])
+        assert await collect(await provider.open_stream(http, request()))
+        server.configure(stream_faults=[])
+        assert await collect(await provider.open_stream(http, request()))
+    with pytest.raises(urllib.error.HTTPError) as info:
+        server.configure(stream_faults=["cut:x"])
+    assert info.value.code == 400
+
+
+def test_emulator_main_refuses_a_bad_stream_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    from fixtures.emulator import main
+
+    assert main(["--port", "0", "--stream-fault", "cut@1"]) == 2
+    assert "bad stream fault" in capsys.readouterr().err

@@ -1,14 +1,30 @@
 """The stored value: a small versioned envelope in msgpack (default) or JSON, never pickle::
 
-    ["smc/1", created_at, provider, model, latency_ms, cost_usd, provider_gen,
+    ["smc/2", answers, created_at, provider, model, latency_ms, cost_usd, provider_gen,
      [text, finish_reason, [[name, arguments, id], ...], input_tokens,
-      output_tokens, estimated_cost_usd, attempts, metadata]]
+      output_tokens, estimated_cost_usd, attempts, metadata]
+     (, extra)]
+
+``answers`` is what the value answers: the fingerprint of its request (the
+last segment of its key). A reader that knows which fingerprint it looks up
+passes it to :func:`decode`; a value that answers another request raises
+:class:`ForeignValue` (a value is not trusted for where it lies). ``extra`` is
+one optional trailing field of any serialisable type, stored and returned
+as is (``None`` when absent); the response path does not write it (the
+stream path stores chunk boundaries there). Every field read is checked for
+its type like input: anything else raises
+:class:`~samplemind_core.CacheValueError`. Values of version ``smc/1`` (no
+``answers``) read as foreign to this version: a miss.
 
 >>> from samplemind_core import ChatResponse
->>> raw = encode(ChatResponse(text="hi", provider="ollama", model="m"), 3, "json")
->>> response, provider_gen, latency_ms, cost_usd = decode(raw)
->>> response.text, response.cached, provider_gen
-('hi', True, 3)
+>>> raw = encode(ChatResponse(text="hi", provider="ollama", model="m"), 3, "json", "fp1")
+>>> response, provider_gen, latency_ms, cost_usd, extra = decode(raw, "fp1")
+>>> response.text, response.cached, provider_gen, extra
+('hi', True, 3, None)
+>>> decode(raw, "fp2")
+Traceback (most recent call last):
+...
+samplemind_core._cache.envelope.ForeignValue: the stored value answers another request
 """
 
 from __future__ import annotations
@@ -23,9 +39,9 @@ import orjson
 from .._exceptions import CacheValueError
 from .._models import ChatResponse, ToolCall, Usage
 
-__all__ = ["ENVELOPE_VERSION", "decode", "encode", "wall_clock"]
+__all__ = ["ENVELOPE_VERSION", "ForeignValue", "decode", "encode", "wall_clock"]
 
-ENVELOPE_VERSION: Final = "smc/1"
+ENVELOPE_VERSION: Final = "smc/2"
 """First element of every stored value; anything else under our key is foreign."""
 
 wall_clock: Callable[[], float] = time.time
@@ -42,9 +58,17 @@ _jdumps = orjson.dumps
 _jloads = orjson.loads
 
 
-def _envelope(response: ChatResponse, provider_gen: int) -> list[Any]:
-    return [
+class ForeignValue(CacheValueError):
+    """A valid envelope that answers another request than the one looked up."""
+
+
+_NO_EXTRA: Final = object()
+
+
+def _envelope(response: ChatResponse, provider_gen: int, answers: str, extra: object) -> list[Any]:
+    env = [
         ENVELOPE_VERSION,
+        answers,
         wall_clock(),
         response.provider,
         response.model,
@@ -62,41 +86,98 @@ def _envelope(response: ChatResponse, provider_gen: int) -> list[Any]:
             response.metadata,
         ],
     ]
+    if extra is not _NO_EXTRA:
+        env.append(extra)
+    return env
 
 
 def encode(
-    response: ChatResponse, provider_gen: int, serializer: Literal["msgpack", "json"]
+    response: ChatResponse,
+    provider_gen: int,
+    serializer: Literal["msgpack", "json"],
+    answers: str = "",
+    extra: object = _NO_EXTRA,
 ) -> bytes:
-    """The envelope of ``response`` (``created_at`` = now); :class:`CacheValueError` if unserialisable."""
+    """The envelope of ``response`` answering ``answers`` (``created_at`` = now).
+
+    ``extra``: the optional trailing field (left out when not given).
+    :class:`CacheValueError` if unserialisable.
+    """
+    env = _envelope(response, provider_gen, answers, extra)
     if serializer == "json":
         try:
-            return _jdumps(_envelope(response, provider_gen))
+            return _jdumps(env)
         except TypeError as exc:
             raise CacheValueError(f"response is not serialisable: {exc}") from None
     try:
-        return _packb(_envelope(response, provider_gen))  # type: ignore[no-any-return]
+        return _packb(env)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
         raise CacheValueError(f"response is not serialisable: {exc}") from None
 
 
-def decode(raw: bytes) -> tuple[ChatResponse, int, float, float]:
-    """(response template with cached=True, provider generation, latency_ms, cost_usd).
+_str = str
+_int = int
+_float = float
 
-    Either serializer is read whatever the cache writes; anything that is not
-    an ``smc/1`` envelope raises :class:`CacheValueError`. The template carries
-    ``cost_usd=0.0`` and the original figures under ``metadata["cache"]``.
+
+def _number(x: object) -> bool:
+    return x.__class__ is _float or x.__class__ is _int
+
+
+def decode(raw: bytes, answers: str | None = None) -> tuple[ChatResponse, int, float, float, Any]:
+    """(response template with cached=True, provider generation, latency_ms, cost_usd, extra).
+
+    Either serializer is read whatever the cache writes. ``answers``: the
+    fingerprint the reader looks up; a value answering another one raises
+    :class:`ForeignValue` (``None``: not checked, for tools). Anything that is
+    not a well-typed ``smc/2`` envelope raises :class:`CacheValueError`. The
+    template carries ``cost_usd=0.0`` and the original figures under
+    ``metadata["cache"]``; ``extra`` is the optional trailing field (``None``
+    when absent).
     """
     try:
         env = _jloads(raw) if raw[:1] == b"[" else _unpackb(raw)
-        version, created, provider, model, latency, cost, pgen, body = env
-        if version != ENVELOPE_VERSION:
+        if env.__class__ is not list or env[0] != ENVELOPE_VERSION:
             raise ValueError("unknown envelope")
+        if len(env) == 9:
+            extra = None
+            _, fp, created, provider, model, latency, cost, pgen, body = env
+        else:
+            _, fp, created, provider, model, latency, cost, pgen, body, extra = env
+        if answers is not None and fp != answers:
+            raise ForeignValue("the stored value answers another request")
         text, finish, tcs, tin, tout, est, attempts, meta = body
+        if not (
+            fp.__class__ is _str
+            and provider.__class__ is _str
+            and model.__class__ is _str
+            and pgen.__class__ is _int
+            and text.__class__ is _str
+            and (finish is None or finish.__class__ is _str)
+            and tcs.__class__ is list
+            and tin.__class__ is _int
+            and tout.__class__ is _int
+            and attempts.__class__ is _int
+            and meta.__class__ is dict
+            and _number(created)
+            and _number(latency)
+            and _number(cost)
+            and (est is None or _number(est))
+        ):
+            raise ValueError("bad field types")
+        tool_calls = [ToolCall(n, a, i) for n, a, i in tcs] if tcs else []
+        for t in tool_calls:
+            if not (
+                t.name.__class__ is _str
+                and t.arguments.__class__ is dict
+                and (t.id is None or t.id.__class__ is _str)
+            ):
+                raise ValueError("bad tool call")
         response = ChatResponse(
             text,
             provider,
             model,
-            [ToolCall(n, a, i) for n, a, i in tcs] if tcs else [],
+            tool_calls,
             finish,
             Usage(tin, tout),
             0.0,
@@ -106,8 +187,8 @@ def decode(raw: bytes) -> tuple[ChatResponse, int, float, float]:
             attempts,
             {**meta, "cache": {"created_at": created, "latency_ms": latency, "cost_usd": cost}},
         )
-        if not (text.__class__ is str and provider.__class__ is str and pgen.__class__ is int):
-            raise ValueError("bad field types")
-        return response, pgen, float(latency), float(cost)
+        return response, pgen, _float(latency), _float(cost), extra
+    except ForeignValue:
+        raise
     except Exception as exc:
         raise CacheValueError(f"not a samplemind cache value: {type(exc).__name__}") from None

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["GLOBAL_FIELD", "LEASE_SUFFIX", "Generations"]
+__all__ = ["GLOBAL_FIELD", "LEASE_SUFFIX", "RELAY_SUFFIXES", "Generations"]
 
 GLOBAL_FIELD: Final = "*"
 """The field of the namespace's own generation in the generation hash."""
 NO_PROVIDER: Final = "_"
 LEASE_SUFFIX: Final = ":lease"
+RELAY_SUFFIXES: Final = (":slease", ":chunks")
+"""A stream's relay keys (``samplemind_core.cache._relay``): not entries, they expire by themselves."""
 
 
 class Generations:
@@ -59,8 +61,8 @@ class Generations:
 
     def classify(self, key: str) -> bool | None:
         """True: an entry of an old generation; False: a current entry; None: not an entry."""
-        if key.endswith(LEASE_SUFFIX):
-            return None  # a cross-process lease: expires by itself
+        if key.endswith(LEASE_SUFFIX) or key.endswith(RELAY_SUFFIXES):
+            return None  # a cross-process lease or a stream relay: expires by itself
         gen, sep, rest = key[len(self.base) :].partition(":")
         provider, sep2, _fp = rest.rpartition(":")
         if not sep or not sep2:

@@ -7,10 +7,22 @@ runs the identical code path for all of them. The public methods do the work
 that does not depend on the store once (keys, serialisation, TTL, per-operation
 timeout, statistics, health); the store is touched only by the small private
 ``_io_*`` methods, and every error of the store is translated in one place
-(:class:`_StoreErrors`) into :class:`~samplemind_core.CacheBackendError` or
-:class:`~samplemind_core.CacheValueError`. Those never escape ``get``, ``set``,
-``get_or_call`` or ``warm``: the cache counts them and behaves as a miss (or
-skips the write).
+(``_errors``) into :class:`~samplemind_core.CacheBackendError` or
+:class:`~samplemind_core.CacheValueError`.
+
+What may reach a caller, exactly:
+
+- ``get``, ``set``, ``get_or_call``, ``warm``: no error of the store (nor of a
+  value read from it): the cache counts it and behaves as a miss (or skips the
+  write). ``set`` and ``get_or_call`` raise
+  :class:`~samplemind_core.ConfigError` for ``ttl_s <= 0`` (before any work);
+  ``get_or_call`` raises whatever its ``fn`` raises.
+- ``clear``, ``purge``, ``info`` (admin calls) raise
+  :class:`~samplemind_core.CacheBackendError` when Redis cannot be reached: a
+  clear that did not happen must not look like one that did.
+- Cancellation: the caller's own cancellation propagates as ``CancelledError``,
+  at once, also when the Redis client swallowed it or turned it into an error;
+  the cancellations of the cache's own deadlines never leave it.
 
 Key layout (every command touches one key, so it also works on a cluster;
 see ``samplemind_core._cache.keys``)::
@@ -52,9 +64,8 @@ the others wait their turn for up to ``pool_timeout_s`` (counted in
 ``stats().pool_waits``; a wait that runs out is a counted miss in
 ``pool_timeouts``, never a Redis failure). With ``CacheConfig.lease_s`` set,
 ``get_or_call`` also coalesces across processes through a short lease key
-``{key}:lease`` (``SET NX PX``). No exception of the cache reaches a caller,
-``CancelledError`` from its own deadlines included; a caller's own
-cancellation still propagates.
+``{key}:lease`` (``SET NX PX``), released by its holder on every way out
+(see ``_leases``).
 
 Every ``ResponseCache`` setting is a :class:`~samplemind_core.CacheConfig`
 field. TTLs, the L1, the back-off and the lease wait run on the injected

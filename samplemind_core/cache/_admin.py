@@ -152,7 +152,7 @@ class _Admin(_SingleFlight):
         for request, response in entries:
             key = self.key_for(request)
             try:
-                data = self._encode(response)
+                data = self._encode(response, key)
                 if len(data) > self._max_bytes:
                     st.skipped_writes += 1
                     raise CacheValueError(f"value of {len(data)} bytes is over the limit")
@@ -176,8 +176,17 @@ class _Admin(_SingleFlight):
             setattr(self._stats, f.name, f.default)
 
     async def aclose(self) -> None:
-        """Stop background purges (the Redis client is the caller's to close)."""
+        """Stop background purges and let background lease releases finish (for up to 2 s).
+
+        The Redis client is the caller's to close.
+        """
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        releases = list(self._releases)
+        if releases:  # leases given back in the background: let them finish
+            _, late = await asyncio.wait(releases, timeout=min(2.0, self._bulk_timeout))
+            for release in late:
+                release.cancel()
+            await asyncio.gather(*late, return_exceptions=True)

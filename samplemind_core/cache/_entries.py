@@ -15,10 +15,11 @@ is a counted miss and is removed.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Final
 
-from .._cache.envelope import decode, encode
+from .._cache.envelope import ForeignValue, decode, encode
 from .._cache.keys import Generations
 from .._cache.l1 import L1, L1Entry, clone
 from .._config import CacheConfig
@@ -91,15 +92,24 @@ class _Entries(_StoreIO):
         loading = self._gens_loading = asyncio.get_running_loop().create_future()
         try:
             await self._fresh_gens_now()
+        except CacheValueError as exc:  # another Redis type under the hash: keep what we know
+            self._value_failed(self._keys.gen_key, exc)
+            self._gens_expiry = self._clock() + self._gen_ttl
         except CacheError as exc:
             self._backend_failed(exc)
         finally:
             self._gens_loading = None
             loading.set_result(None)  # never an exception: followers go on like the leader
 
-    def _encode(self, response: ChatResponse) -> bytes:
-        """The stored value of ``response``; :class:`CacheValueError` when it cannot be stored."""
-        return encode(response, self._keys.gens.get(response.provider, 0), self.serializer)
+    def _encode(self, response: ChatResponse, key: str = "") -> bytes:
+        """The stored value of ``response`` under ``key``; :class:`CacheValueError` when it
+        cannot be stored. It answers ``key``'s fingerprint (its last segment) only."""
+        return encode(
+            response,
+            self._keys.gens.get(response.provider, 0),
+            self.serializer,
+            key[key.rfind(":") + 1 :],
+        )
 
     async def get(self, request: ChatRequest) -> ChatResponse | None:
         """The cached response of ``request`` (``cached=True``) or ``None``. Never raises Redis errors."""
@@ -166,8 +176,8 @@ class _Entries(_StoreIO):
         try:
             if len(raw) > self._max_bytes:
                 raise CacheValueError(f"stored value of {len(raw)} bytes is over the limit")
-            response, pgen, latency, cost = decode(raw)
-        except CacheValueError as exc:
+            response, pgen, latency, cost, _ = decode(raw, key[key.rfind(":") + 1 :])
+        except CacheValueError as exc:  # not ours, not well-typed, or another request's
             self._value_failed(key, exc)
             st.misses += 1
             await self._discard(key)
@@ -203,19 +213,26 @@ class _Entries(_StoreIO):
         Responses served from the cache (``cached=True``) are not stored again;
         values over ``max_value_bytes`` are skipped and counted.
         """
+        self._ttl(ttl_s)  # bad input fails before any work
         if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
         return await self._store(self.key_for(request), response, ttl_s)
 
+    def _ttl(self, ttl_s: float | None) -> float:
+        """``ttl_s`` (None: the configured TTL); :class:`ConfigError` unless finite and > 0."""
+        if ttl_s is None:
+            return self._ttl_s
+        if not (isinstance(ttl_s, int | float) and 0 < ttl_s < math.inf):
+            raise ConfigError(f"ttl_s must be a finite number of seconds > 0, got {ttl_s!r}")
+        return float(ttl_s)
+
     async def _store(self, key: str, response: ChatResponse, ttl_s: float | None) -> bool:
-        ttl = self._ttl_s if ttl_s is None else ttl_s
-        if ttl <= 0:
-            raise ConfigError(f"ttl_s must be > 0 seconds, got {ttl}")
+        ttl = self._ttl(ttl_s)
         if response.cached:
             return False
         st = self._stats
         try:
-            data = self._encode(response)
+            data = self._encode(response, key)
             if len(data) > self._max_bytes:
                 st.skipped_writes += 1
                 raise CacheValueError(
@@ -227,7 +244,7 @@ class _Entries(_StoreIO):
         stored = False
         l1 = self._l1
         if l1 is not None:
-            template, pgen, latency, cost = decode(data)
+            template, pgen, latency, cost, _ = decode(data)
             expires = self._clock() + min(ttl, l1.ttl_s)
             l1.put(
                 key, L1Entry(template, template.provider, pgen, expires, len(data), latency, cost)
@@ -249,9 +266,27 @@ class _Entries(_StoreIO):
         return True
 
     async def _fresh_gens_now(self) -> None:
-        """Reload the generations now; raises CacheBackendError when Redis fails."""
+        """Reload the generations now; raises CacheBackendError when Redis fails.
+
+        The hash is read like input: a field whose value is not a decimal
+        integer is ignored (its last known value is kept; a name that is not
+        UTF-8 never matches a provider) and counted in ``stats().foreign``; a
+        key of another Redis type raises :class:`CacheValueError`.
+        """
         raw = await self._io_hgetall(self._keys.gen_key)
-        self._set_gens(
-            {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
-        )
+        known = self._keys.gens
+        gens: dict[str, int] = {}
+        for k, v in raw.items():
+            name = k.decode(errors="replace") if isinstance(k, bytes) else str(k)
+            try:
+                if not (isinstance(v, bytes | str) and 0 < len(v) <= 20):
+                    raise ValueError("not a generation")
+                gens[name] = int(v)
+            except ValueError:
+                self._value_failed(
+                    self._keys.gen_key, ForeignValue(f"generation field {name!r} is not an integer")
+                )
+                if name in known:
+                    gens[name] = known[name]
+        self._set_gens(gens)
         self._gens_expiry = self._clock() + self._gen_ttl

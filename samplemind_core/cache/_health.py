@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from .._cache.envelope import ForeignValue
 from .._config import CacheConfig
-from .._exceptions import CacheError
+from .._exceptions import CacheError, CacheValueError
 from ._errors import _PoolExhausted, _Skipped
 from ._stats import CacheStats
 
@@ -46,6 +47,9 @@ class _Health:
 
     def _backend_failed(self, exc: CacheError) -> None:
         st = self._stats
+        if isinstance(exc, CacheValueError):  # what Redis holds is wrong, Redis is fine
+            self._value_failed("", exc)
+            return
         if isinstance(exc, _PoolExhausted):  # a burst, not a failure of Redis
             st.pool_timeouts += 1
             return
@@ -77,6 +81,8 @@ class _Health:
         st = self._stats
         st.errors += 1
         st.value_errors += 1
+        if isinstance(exc, ForeignValue):
+            st.foreign += 1
         logger.debug("cache value error under %s: %s", key, exc)
 
     @property

@@ -1,26 +1,53 @@
-"""Single-flight: one call per key in this process, and (``CacheConfig.lease_s``) across processes.
+"""Single-flight: one call per key in this process and, by lease, across processes.
 
 In-process: the first caller of :meth:`get_or_call` for a key (the leader)
 registers a future in ``_inflight``; concurrent callers of the same key
 await it (shielded) and get a copy of its result. When the leader's own
 caller is cancelled, its future is cancelled and a follower takes over.
 
-Across processes, through a lease key ``{key}:lease`` (``SET NX PX``):
+Across processes (``CacheConfig.lease_s`` set, a Redis client given), a
+lease is a key ``{key}:lease`` written with ``SET NX PX lease_s``. The API,
+also for other paths of the cache (the stream path), on a ``ResponseCache``:
 
-- ``_lease_or_wait(key, start)``: on a miss, take the lease (then this
-  process pays: returns None and ``key`` is recorded in ``_leased``), or
-  follow: poll the entry until it appears (returned as a hit) or until
-  ``lease_s`` has passed (returns None: pay yourself).
-- ``_drop_lease(key)``: release the lease (``UNLINK``), never raising.
+``await cache._take_lease(key) -> bool | None``
+    True: this process now holds ``key``'s lease: it pays for the value and
+    must call ``_release_lease(key)`` on every way out (``try``/``finally``).
+    False: another holder has it: follow it (``_follow_lease``). None: Redis
+    is failing or in back-off: go on without a lease. The key is registered
+    as held *before* the command is sent, so a ``SET`` whose reply was lost
+    (a timeout, the caller cancelled) is released like one that succeeded.
+
+``await cache._release_lease(key)``
+    Idempotent, never raises a cache error, never holds a cancelled caller
+    back: a caller whose task is being cancelled (or whose inline ``UNLINK``
+    failed or was cancelled) leaves the release to a background task that
+    retries until it succeeds or the lease has expired by itself
+    (``lease_s``). ``aclose()`` waits for those tasks (for up to 2 s).
+
+``await cache._follow_lease(key, lookup) -> T | None``
+    Waits for the holder's value: polls ``lookup()`` (10 ms doubling to
+    200 ms) and tries to take the lease at every poll. Returns ``lookup()``'s
+    first non-None result; or None once this process took the lease over
+    (the holder released it without storing, or it expired: then this
+    process holds it and must release it), once Redis fails, or after
+    ``lease_s`` (the longest a lease can be honoured). The caller's own
+    cancellation propagates at once (no await here absorbs it).
+
+A holder never keeps a lease after it leaves: return, error, cancellation,
+or Redis failing mid-call. A holder that dies (the process killed) leaves its
+lease for at most ``lease_s``. The release is an unconditional ``UNLINK``:
+a holder whose call outlived ``lease_s`` may remove a successor's lease,
+which costs one more provider call, never a wrong answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Final
+from typing import Final, TypeVar
 
 from .._cache.keys import LEASE_SUFFIX
 from .._cache.l1 import clone
@@ -33,8 +60,16 @@ __all__ = ["_SingleFlight"]
 
 _LEASE_POLL_MIN_S: Final = 0.01
 _LEASE_POLL_MAX_S: Final = 0.2
+_RELEASE_RETRY_MAX_S: Final = 0.5
 
 _perf: Final = time.perf_counter
+_T = TypeVar("_T")
+logger = logging.getLogger("samplemind_core.cache")
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _SingleFlight(_Entries):
@@ -43,7 +78,8 @@ class _SingleFlight(_Entries):
     def _init_single_flight(self, config: CacheConfig) -> None:
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
         self._lease_s = config.lease_s
-        self._leased: set[str] = set()  # keys whose cross-process lease this cache holds
+        self._leased: set[str] = set()  # keys whose lease this cache holds (or may hold)
+        self._releases: set[asyncio.Task[None]] = set()  # background releases in flight
 
     async def get_or_call(
         self,
@@ -59,9 +95,13 @@ class _SingleFlight(_Entries):
         raises, every waiter gets that exception and nothing is cached. When
         the caller of that one call is cancelled, only that caller gets
         ``CancelledError``: a waiter takes over and calls ``fn`` itself. No
-        error of Redis ever reaches the caller.
+        error of Redis ever reaches the caller, and the caller's own
+        cancellation always does, at once. With ``CacheConfig.lease_s`` set,
+        processes sharing the Redis coalesce too (see the module docstring);
+        the lease is released on every way out.
         """
         start = _perf()
+        self._ttl(ttl_s)  # bad input fails before fn is called
         if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
         key = self.key_for(request)
@@ -73,25 +113,23 @@ class _SingleFlight(_Entries):
             try:
                 shared = await asyncio.shield(pending)
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if not pending.cancelled() or (task is not None and task.cancelling()):
+                if not pending.cancelled() or _cancelling():
                     raise  # our own caller cancelled us
                 continue  # the leader's caller cancelled it: take over (or follow the next)
             return clone(shared, shared.latency_ms) if shared.cached else replace(shared)
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            result = await self._lookup(key, start)
-            if result is None and self._lease_s is not None and self._redis is not None:
-                result = await self._lease_or_wait(key, start)
-            if result is None:
-                try:
+            try:
+                result = await self._lookup(key, start)
+                if result is None and self._lease_s is not None and self._redis is not None:
+                    result = await self._lease_or_wait(key, start)
+                if result is None:
                     result = await fn()
                     await self._store(key, result, ttl_s)
-                finally:
-                    if key in self._leased:
-                        self._leased.discard(key)
-                        await self._drop_lease(key)
+            finally:
+                if key in self._leased:
+                    await self._release_lease(key)
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -107,45 +145,105 @@ class _SingleFlight(_Entries):
                 del self._inflight[key]
 
     async def _lease_or_wait(self, key: str, start: float) -> ChatResponse | None:
-        """Cross-process single-flight: None when this process should call (it holds the lease,
-        or the wait ran out); the response another process stored while it held the lease."""
-        assert self._lease_s is not None
+        """After a miss: None when this process should call (holding the lease, or without
+        one when Redis fails); the response another process stored while it held the lease."""
         st = self._stats
-        lease_ms = max(1, int(self._lease_s * 1000))
+
+        def lookup() -> Awaitable[ChatResponse | None]:
+            return self._lookup(key, start, count_miss=False)
+
+        taken = await self._take_lease(key)
+        if taken:
+            # another process may have stored the value and released its lease since
+            # our first lookup: look once more before paying
+            hit = await lookup()
+        elif taken is None:
+            return None
+        else:
+            hit = await self._follow_lease(key, lookup)
+        if hit is not None:
+            st.misses -= 1  # counted by the first lookup: this call was served from the cache
+            st.lease_waits += 1
+            await self._release_lease(key)  # (when this process took it over)
+        return hit
+
+    # ------------------------------------------------------------ leases
+
+    async def _take_lease(self, key: str) -> bool | None:
+        """True: held by this process (release it); False: held elsewhere; None: no Redis."""
+        if self._lease_s is None or self._redis is None or self._clock() < self._skip_until:
+            return None
+        self._leased.add(key)  # before sending: a lost reply may still have set it
+        try:
+            taken = await self._io_set_nx(key + LEASE_SUFFIX, max(1, int(self._lease_s * 1000)))
+        except CacheError as exc:
+            self._backend_failed(exc)
+            self._leased.discard(key)
+            self._release_later(key)  # it may have been set: do not leave it
+            return None
+        if not taken:
+            self._leased.discard(key)
+            return False
+        self._stats.leases += 1
+        return True
+
+    async def _follow_lease(
+        self, key: str, lookup: Callable[[], Awaitable[_T | None]]
+    ) -> _T | None:
+        """Wait for the holder's value (see the module docstring); None: pay yourself."""
+        assert self._lease_s is not None
         give_up = self._clock() + self._lease_s
         delay = _LEASE_POLL_MIN_S
         while True:
-            if self._clock() < self._skip_until:
-                return None  # Redis is failing: do not wait on it
-            try:
-                taken = await self._io_set_nx(key + LEASE_SUFFIX, lease_ms)
-            except CacheError as exc:
-                self._backend_failed(exc)
-                return None
-            if taken:
-                st.leases += 1
-                # another process may have stored the value and released its lease
-                # since our first lookup: look once more before paying
-                hit = await self._lookup(key, start, count_miss=False)
-                if hit is None:
-                    self._leased.add(key)
-                    return None
-                await self._drop_lease(key)
-                st.misses -= 1
-                st.lease_waits += 1
-                return hit
             if self._clock() >= give_up:
-                return None  # the holder is slow or dead: pay for it ourselves
+                return None  # no lease lives longer: the holder is stuck
             await asyncio.sleep(min(delay, max(0.0, give_up - self._clock())))
             delay = min(delay * 2, _LEASE_POLL_MAX_S)
-            hit = await self._lookup(key, start, count_miss=False)
-            if hit is not None:
-                st.misses -= 1  # counted by the first lookup: this call was served from the cache
-                st.lease_waits += 1
-                return hit
+            found = await lookup()
+            if found is not None:
+                return found
+            taken = await self._take_lease(key)
+            if taken is None:
+                return None  # Redis is failing: do not wait on it
+            if taken:
+                found = await lookup()  # stored just before the holder released it
+                return found  # None: this process holds the lease now and pays
 
-    async def _drop_lease(self, key: str) -> None:
-        try:
-            await self._io_unlink(key + LEASE_SUFFIX)
-        except CacheError as exc:
-            self._backend_failed(exc)
+    async def _release_lease(self, key: str) -> None:
+        """Release ``key``'s lease if this process holds it (see the module docstring)."""
+        if key not in self._leased:
+            return
+        self._leased.discard(key)
+        if not _cancelling():
+            try:
+                await self._io_unlink(key + LEASE_SUFFIX)
+                return
+            except CacheError as exc:
+                logger.debug(
+                    "lease release of %s failed (%s): retrying in the background", key, exc
+                )
+            except asyncio.CancelledError:
+                self._release_later(key)
+                raise
+        self._release_later(key)
+
+    def _release_later(self, key: str) -> None:
+        assert self._lease_s is not None
+        task = asyncio.get_running_loop().create_task(
+            self._release_until(key + LEASE_SUFFIX, self._clock() + self._lease_s)
+        )
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release_until(self, lease_key: str, expires: float) -> None:
+        """``UNLINK lease_key``, retried until it succeeds or the lease expired by itself."""
+        delay = _LEASE_POLL_MIN_S
+        while True:
+            try:
+                await self._io_unlink(lease_key)
+                return
+            except CacheError:
+                if self._clock() + delay >= expires:
+                    return  # it is gone by itself by then
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RELEASE_RETRY_MAX_S)

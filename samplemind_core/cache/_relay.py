@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .._cache.envelope import decode
+from .._cache.keys import RELAY_SUFFIXES
 from .._exceptions import CacheError
 from .._models import ChatResponse
 from ._errors import _store_errors
@@ -34,8 +35,8 @@ from ._leases import _SingleFlight
 
 __all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
 
-RELAY_LEASE_SUFFIX: Final = ":slease"
-RELAY_STREAM_SUFFIX: Final = ":chunks"
+RELAY_LEASE_SUFFIX: Final = RELAY_SUFFIXES[0]
+RELAY_STREAM_SUFFIX: Final = RELAY_SUFFIXES[1]
 _READ_SLICE_S: Final = 0.25
 _READ_COUNT: Final = 256
 
@@ -77,15 +78,16 @@ class _StreamRelay(_SingleFlight):
             self._stats.leases += 1
         return bool(taken)
 
-    async def _relay_push(self, key: str, fields: dict[bytes, bytes]) -> bool:
-        """Append one entry (and refresh the expiries); False when Redis failed."""
+    async def _relay_push(self, key: str, entries: list[dict[bytes, bytes]]) -> bool:
+        """Append entries in one pipeline (and refresh both expiries); False when Redis failed."""
         assert self._lease_s is not None
         lease_ms = max(1, int(self._lease_s * 1000))
         stream = key + RELAY_STREAM_SUFFIX
 
         async def send() -> Any:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.xadd(stream, fields)
+            for fields in entries:
+                pipe.xadd(stream, fields)
             pipe.pexpire(stream, lease_ms)
             pipe.pexpire(key + RELAY_LEASE_SUFFIX, lease_ms)
             return await pipe.execute()
@@ -98,17 +100,20 @@ class _StreamRelay(_SingleFlight):
             return False
         return True
 
-    async def _relay_end(self, key: str, response: ChatResponse | None, reason: str = "") -> None:
+    def _relay_writer(self, key: str) -> RelayWriter:
+        """A writer of ``key``'s relay entries that never holds its producer up."""
+        return RelayWriter(self, key)
+
+    def _relay_end_fields(
+        self, response: ChatResponse | None, reason: str = ""
+    ) -> dict[bytes, bytes]:
         """The terminal entry: ``ok`` with ``response``'s envelope, or ``err`` with ``reason``."""
-        fields: dict[bytes, bytes]
         if response is not None:
             try:
-                fields = {b"end": b"ok", b"r": self._encode(response)}
+                return {b"end": b"ok", b"r": self._encode(response)}
             except CacheError:
-                fields = {b"end": b"err", b"e": b"the response cannot be stored"}
-        else:
-            fields = {b"end": b"err", b"e": reason.encode(errors="replace")[:500]}
-        await self._relay_push(key, fields)
+                return {b"end": b"err", b"e": b"the response cannot be stored"}
+        return {b"end": b"err", b"e": reason.encode(errors="replace")[:500]}
 
     async def _relay_release(self, key: str) -> None:
         """Give the stream lease back (never raises)."""
@@ -178,7 +183,7 @@ class _StreamRelay(_SingleFlight):
             end = fields.get(b"end")
             if end == b"ok":
                 try:
-                    response, _, _, _ = decode(fields[b"r"])
+                    response, _, _, _, _ = decode(fields[b"r"])
                 except (CacheError, KeyError):
                     entries.append(("err", "the leader's response could not be read"))
                 else:
@@ -188,3 +193,47 @@ class _StreamRelay(_SingleFlight):
                 entries.append(("err", reason.decode(errors="replace")))
             break
         return last_id, entries
+
+
+class RelayWriter:
+    """Appends a leader's entries to its relay without making the leader wait for Redis.
+
+    :meth:`put` queues an entry; one pipeline is in flight at a time and carries
+    every entry queued while the previous one was out (one entry per pipeline at
+    a provider's pace, many when chunks come faster than Redis answers). After a
+    failure of Redis the writer drops everything (followers elsewhere then reach
+    their idle deadline, or see the lease gone). :meth:`close` queues the
+    terminal entry and waits for the last pipeline (each bounded by ``op_timeout_s``).
+    """
+
+    __slots__ = ("_cache", "_key", "_pending", "_task", "failed")
+
+    def __init__(self, cache: _StreamRelay, key: str) -> None:
+        self._cache = cache
+        self._key = key
+        self._pending: list[dict[bytes, bytes]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.failed = False
+
+    def put(self, fields: dict[bytes, bytes]) -> None:
+        if self.failed:
+            return
+        self._pending.append(fields)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending and not self.failed:
+                batch, self._pending = self._pending, []
+                if not await self._cache._relay_push(self._key, batch):
+                    self.failed = True
+                    self._pending = []
+        finally:
+            self._task = None
+
+    async def close(self, fields: dict[bytes, bytes]) -> None:
+        """Queue the terminal entry and wait until everything queued is written (or dropped)."""
+        self.put(fields)
+        while (task := self._task) is not None:
+            await asyncio.shield(task)

@@ -13,7 +13,11 @@ class CacheStats:
 
     ``hits`` includes ``l1_hits``. ``errors`` = ``backend_errors`` (Redis
     failed or timed out) + ``value_errors`` (corrupt, foreign or oversized
-    values). ``bypassed`` counts operations not sent to Redis during a back-off
+    values, values of another Redis type, generation fields that are not
+    integers). ``foreign`` (within ``value_errors``) counts what Redis held
+    that was not what its key says: a valid envelope answering another
+    request, or a generation field that is not an integer; each such value is
+    a miss and is removed (a bad generation field is ignored). ``bypassed`` counts operations not sent to Redis during a back-off
     after a failure; ``skipped_writes`` counts values over ``max_value_bytes``;
     ``coalesced`` counts ``get_or_call`` callers that awaited another caller's
     call (single-flight). ``pool_waits`` counts operations (a batch of lookups
@@ -37,6 +41,7 @@ class CacheStats:
     errors: int = 0
     backend_errors: int = 0
     value_errors: int = 0
+    foreign: int = 0
     skipped_writes: int = 0
     bypassed: int = 0
     coalesced: int = 0

@@ -65,7 +65,9 @@ class _StoreIO(_Health):
         once a slot is held. A cancellation made by that deadline becomes
         :class:`CacheBackendError` and is undone (``Task.uncancel``), whatever
         the client turned it into; any other cancellation (the caller's own)
-        propagates.
+        propagates, also when the client swallowed it (redis-py may return a
+        reply, or raise a connection error, after the task was cancelled): a
+        task with a cancellation still pending leaves with ``CancelledError``.
         """
         slots = self._slots
         if not slots.take():
@@ -80,6 +82,8 @@ class _StoreIO(_Health):
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 if not timeouts.exit(task):
+                    if task.cancelling() and not isinstance(exc, asyncio.CancelledError):
+                        raise asyncio.CancelledError from exc  # the client hid the caller's
                     raise  # the caller's own cancellation, or an error of the store
                 if task.uncancel() == 0:
                     raise CacheBackendError(
@@ -90,6 +94,8 @@ class _StoreIO(_Health):
                 raise asyncio.CancelledError from None  # the caller cancelled too
             if timeouts.exit(task):  # the client swallowed our cancellation: undo it
                 task.uncancel()
+            if task.cancelling():  # it swallowed the caller's: the caller is leaving
+                raise asyncio.CancelledError
             return result
         finally:
             slots.release()

@@ -28,6 +28,7 @@ newline cannot grow a buffer without bound.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Final
 
 import orjson
@@ -68,6 +69,11 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         """The events that ``chunk`` completes, in order."""
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[tuple[str, str]]:
+        """The events that ``chunk`` completes, each as soon as it is parsed: an error
+        further in the chunk is raised only after the events before it were taken."""
         old = len(self._buf)
         buf = self._buf + chunk if old else chunk
         events: list[tuple[str, str]] = []
@@ -87,11 +93,12 @@ class SSEParser:
                 raise StreamLimitError(f"an event-stream line exceeds {limit} bytes")
             self._line(buf[start:end], events)
             start = pos = stop
+            if events:
+                yield events.pop()
         rest = buf[start:]
         if len(rest) > limit:
             raise StreamLimitError(f"an event-stream line exceeds {limit} bytes")
         self._buf = rest
-        return events
 
     def finish(self) -> list[tuple[str, str]]:
         """At the end of the body: a last line ended by a lone CR completes its event."""
@@ -142,6 +149,11 @@ class NDJSONParser:
 
     def feed(self, chunk: bytes) -> list[dict[str, Any]]:
         """The objects whose lines ``chunk`` completes, in order."""
+        return list(self.objects(chunk))
+
+    def objects(self, chunk: bytes) -> Iterator[dict[str, Any]]:
+        """The objects whose lines ``chunk`` completes, each as soon as it is parsed: a bad
+        line further in the chunk is raised only after the objects before it were taken."""
         buf = self._buf + chunk if self._buf else chunk
         lines = buf.split(b"\n")
         rest = lines.pop()
@@ -149,7 +161,6 @@ class NDJSONParser:
         if len(rest) > limit:
             raise StreamLimitError(f"an NDJSON line exceeds {limit} bytes")
         self._buf = rest
-        out: list[dict[str, Any]] = []
         for line in lines:
             if len(line) > limit:
                 raise StreamLimitError(f"an NDJSON line exceeds {limit} bytes")
@@ -162,8 +173,7 @@ class NDJSONParser:
                 raise StreamSyntaxError("an NDJSON line is not valid JSON") from exc
             if not isinstance(obj, dict):
                 raise StreamSyntaxError("an NDJSON line is not a JSON object")
-            out.append(obj)
-        return out
+            yield obj
 
     def finish(self) -> list[dict[str, Any]]:
         """The last line, when the body ended without a final newline."""

@@ -109,7 +109,7 @@ class SSEDecoder(StreamDecoder):
     def feed(self, chunk: bytes, out: deque[str]) -> None:
         if self.done:
             return  # bytes after the terminal event are ignored
-        for name, data in self.parser.feed(chunk):
+        for name, data in self.parser.events(chunk):
             self.event(name, data, out)
             if self.done:
                 return
@@ -140,7 +140,7 @@ class JSONLinesDecoder(StreamDecoder):
     def feed(self, chunk: bytes, out: deque[str]) -> None:
         if self.done:
             return
-        for obj in self.parser.feed(chunk):
+        for obj in self.parser.objects(chunk):
             self.line(obj, out)
             if self.done:
                 return
