@@ -94,10 +94,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "provider" in metafunc.fixturenames:
         metafunc.parametrize("provider", PROVIDERS_QUICK if small else PROVIDERS_FULL)
     if "concurrency" in metafunc.fixturenames:
-        grid: tuple[int, ...] = (2,) if opts.disabled else CONCURRENCY_QUICK if opts.quick else CONCURRENCY_FULL
+        grid: tuple[int, ...] = (
+            (2,) if opts.disabled else CONCURRENCY_QUICK if opts.quick else CONCURRENCY_FULL
+        )
         metafunc.parametrize("concurrency", grid, ids=lambda c: f"c{c}")
     if "burst" in metafunc.fixturenames:
-        bursts: tuple[int, ...] = BURSTS_SMOKE if opts.disabled else BURSTS_QUICK if opts.quick else BURSTS_FULL
+        bursts: tuple[int, ...] = (
+            BURSTS_SMOKE if opts.disabled else BURSTS_QUICK if opts.quick else BURSTS_FULL
+        )
         metafunc.parametrize("burst", bursts)
 
 
