@@ -273,9 +273,7 @@ class ResponseStream:
         self._next = 0
         self._state: Literal["new", "open", "ended", "failed", "closed"] = "new"
         self._response: ChatResponse | None = None
-        self.role = ""
-        """``"leader"`` (this call read the upstream), ``"follower"`` (it shared another
-        call's upstream), ``"relay"`` (another process's, through Redis) or ``"cache"``."""
+        self._role = ""
         self.ttft_ms: float | None = None
         """Time from the call to the first chunk with text (None before it)."""
         self.extra: dict[str, Any] = {}
@@ -287,7 +285,7 @@ class ResponseStream:
             raise ClientStateError("a ResponseStream can be entered once")
         feed, role = await self._opener(self)  # attached before it returns
         self._feed = feed
-        self.role = role
+        self._role = role
         self._attached = True
         self._state = "open"
         return self
@@ -312,6 +310,20 @@ class ResponseStream:
             # Wait for the producer to close the upstream (its connection is free on return).
             # A second cancellation of our own caller meanwhile still propagates.
             await asyncio.wait([task])
+
+    @property
+    def role(self) -> str:
+        """Where this caller's chunks come from: ``"leader"`` (its call read the provider),
+        ``"follower"`` (it shares another call's upstream in this process), ``"relay"``
+        (another process's, through Redis) or ``"cache"`` (a stored answer); known once the
+        first chunk has arrived (``""`` before the block is entered)."""
+        feed = self._feed
+        if feed is not None:
+            if feed.source == "cache":
+                return "cache"
+            if feed.source == "relay" and self._role == "leader":
+                return "relay"
+        return self._role
 
     # -- iteration -------------------------------------------------------------
 
@@ -466,11 +478,6 @@ def finalize_stream(stream: ResponseStream, response: ChatResponse) -> ChatRespo
     metadata = dict(response.metadata)
     metadata.pop(CHUNKS_KEY, None)
     role = stream.role
-    source = stream._feed.source if stream._feed is not None else "upstream"
-    if source == "cache":
-        role = stream.role = "cache"  # replayed from the cache
-    elif role == "leader" and source == "relay":
-        role = stream.role = "relay"  # this process read another process's stream
     metadata["ttft_ms"] = stream.ttft_ms
     metadata["stream"] = {"role": role, "chunks": stream._next}
     if role in ("follower", "relay"):
@@ -486,6 +493,6 @@ def finalize_stream(stream: ResponseStream, response: ChatResponse) -> ChatRespo
             latency_ms=latency_ms,
             metadata=metadata,
         )
-    if stream.role == "cache":
+    if role == "cache":
         response.attempts = 0
     return replace(response, latency_ms=latency_ms, metadata=metadata)

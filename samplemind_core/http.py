@@ -592,6 +592,9 @@ class HttpClient:
             if type(exc).__module__.startswith("aiohttp"):
                 raise _map_error(exc, request, attempt) from exc
             raise
+        except BaseException:  # cancelled while waiting for a connection or the headers
+            _reap_orphans(transport)
+            raise
         response.request = request
         if head is not None and 200 <= response.status_code < 300:
             return response  # a stream: the caller reads the body
@@ -709,6 +712,41 @@ class HttpClient:
         return response
 
 
+def _reap_orphans(transport: httpx.AsyncBaseTransport) -> int:
+    """Drop the connections httpcore's pool orphaned when a request was cancelled.
+
+    httpcore 1.0.9 (encode/httpcore#1093, open): a request cancelled after the pool
+    created a connection for it, but before that connection started connecting,
+    leaves it in the pool for good (``CONNECTING``: neither idle, closed, expired nor
+    available), one pool slot lost per such cancellation until every request gets
+    ``PoolTimeout``. Such a connection never opened a socket, so removing it frees
+    nothing but the slot. Only connections no queued request holds are removed.
+    A no-op for other transports and when httpcore's internals are not the
+    expected ones. Returns how many were removed.
+    """
+    pool = getattr(transport, "_pool", None)
+    connections = getattr(pool, "_connections", None)
+    requests = getattr(pool, "_requests", None)
+    if not isinstance(connections, list) or not isinstance(requests, list):
+        return 0
+    try:
+        held = {id(r.connection) for r in requests if getattr(r, "connection", None) is not None}
+        orphans = [
+            c
+            for c in connections
+            if getattr(c, "_connection", False) is None
+            and getattr(c, "_connect_failed", True) is False
+            and id(c) not in held  # a connect in progress is held by its request
+        ]
+        for c in orphans:
+            connections.remove(c)
+    except (AttributeError, TypeError, ValueError):  # another httpcore: leave it alone
+        return 0
+    if orphans:
+        logger.debug("dropped %d connection(s) orphaned by a cancelled request", len(orphans))
+    return len(orphans)
+
+
 class _HeadTimeout:
     """Bounds the wait for a streamed response's headers (``seconds=None``: no bound)."""
 
@@ -734,17 +772,24 @@ async def _close_quietly(response: httpx.Response) -> None:
 
     A close error (the peer already gone) is logged, never raised over the
     caller's own outcome. The close itself is shielded: a caller cancelled while
-    leaving the block still frees the connection (the cancellation is re-raised).
+    leaving the block (even more than once) still waits until the connection is
+    freed, then the cancellation is re-raised. Closing is local work (no reply
+    is awaited), so this wait is short.
     """
     task = asyncio.ensure_future(response.aclose())
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await task
-        raise
-    except Exception as exc:  # closing a dead connection may fail
-        logger.debug("closing a streamed response failed: %s: %s", type(exc).__name__, exc)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        except Exception:  # reported below from task.exception()
+            pass
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        logger.debug("closing a streamed response failed: %s: %s", type(error).__name__, error)
+    if cancelled is not None:
+        raise cancelled
 
 
 async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:

@@ -122,7 +122,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stored = ChatRequest(
                 messages=[{"role": "user", "content": "stored"}], provider="openai"
             )
-            await layer_first_chunk(cached_ai, stored)
+            async with cached_ai.stream(stored) as whole:  # stored only once read to the end
+                async for _ in whole:
+                    pass
         try:
             for i in range(args.warmup + args.rounds):
 

@@ -5,7 +5,7 @@ distinct requests through ``AIManager.stream`` (upstream: OpenAI SSE over the ai
 transport, a ``ResponseCache`` on the redis-server with the relay on), then replays
 each of them from the cache, each phase under cProfile. Prints, per phase, the chunks,
 the wall and CPU time per chunk, and the profile's own time (``tottime``) per chunk
-grouped by area: ``layer`` (``samplemind_core/_streaming.py``, ``manager.py``,
+grouped by area (relay on, and off: ``StreamConfig(relay=False)``): ``layer`` (``samplemind_core/_streaming.py``, ``manager.py``,
 ``cache/``), ``wire`` (``providers/``, ``http.py``), ``aiohttp``/``httpx``, ``redis``,
 ``asyncio``, ``kernel`` (socket calls and ``epoll``), ``other``; then the top
 functions of each phase::
@@ -22,6 +22,7 @@ import pstats
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fixtures.redis import RedisServer
 from fixtures.servers import start_emulator
-from samplemind_core import AIManager, CacheConfig, ChatRequest, HttpConfig, ResponseCache, Settings
+from samplemind_core import (
+    AIManager,
+    CacheConfig,
+    ChatRequest,
+    HttpConfig,
+    ResponseCache,
+    Settings,
+    StreamConfig,
+)
 
 AREAS = (
     ("layer", ("samplemind_core/_streaming", "samplemind_core/manager", "samplemind_core/cache")),
@@ -87,7 +96,11 @@ async def run(args: argparse.Namespace) -> None:
     try:
         settings = emulator.settings(Settings(http=HttpConfig(transport="aiohttp")))
         cache = ResponseCache(client, config=CacheConfig(namespace="profile"))
-        async with AIManager(settings, cache=cache) as ai:
+        plain = AIManager(
+            replace(settings, stream=StreamConfig(relay=False)),
+            cache=ResponseCache(client, config=CacheConfig(namespace="profile-no-relay")),
+        )
+        async with AIManager(settings, cache=cache) as ai, plain:
             warm = [
                 ChatRequest(messages=[{"role": "user", "content": f"warm {i}"}], provider="openai")
                 for i in range(10)
@@ -99,8 +112,13 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 for i in range(args.streams)
             ]
-            for label in ("upstream", "replay"):
-                profile, summary = await phase(ai, requests)
+            await phase(plain, warm)
+            for label, manager in (
+                ("upstream (relay on)", ai),
+                ("upstream (relay off)", plain),
+                ("replay", ai),
+            ):
+                profile, summary = await phase(manager, requests)
                 print(label, summary)
                 pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
     finally:

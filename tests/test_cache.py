@@ -410,8 +410,12 @@ async def test_concurrent_lookups_go_out_in_batches_and_each_key_gets_its_own_an
     assert (st.hits, st.misses, st.value_errors, st.backend_errors) == (150, 150, 1, 0)
     assert await client.exists(cache.key_for(reqs[1])) == 0  # the foreign value was removed
     # the first lookup goes alone (nothing else in flight), the 299 others in batches of
-    # CacheConfig.get_batch_max (128); none without batching
-    assert sent == ([128, 128, 43] if batch else [])
+    # CacheConfig.get_batch_max (128); none without batching. On a cluster, one batch per
+    # node (issue 23 item 7: a sick node's batch fails alone), each at most 128.
+    if batch and hasattr(client, "nodes_manager"):
+        assert sum(sent) == 299 and max(sent) <= 128 and len(sent) >= 3
+    else:
+        assert sent == ([128, 128, 43] if batch else [])
 
 
 async def test_served_responses_are_not_stored_again(make_cache: Factory) -> None:

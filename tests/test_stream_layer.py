@@ -92,6 +92,7 @@ class Scripts:
         self.default: dict[str, list[Step]] = {}
         self.opened: Counter[str] = Counter()
         self.streams: list[FakeStream] = []
+        self.first_open = asyncio.Event()
 
     def install(self, ai: AIManager) -> None:
         for name in ("ollama", "openai", "anthropic", "gemini"):
@@ -110,6 +111,7 @@ class Scripts:
                     raise script
                 stream = FakeStream(_name, model or "m", list(script))
                 self.streams.append(stream)
+                self.first_open.set()
                 return stream
 
             adapter.open_stream = open_stream  # type: ignore[method-assign]
@@ -463,3 +465,80 @@ async def test_the_cache_rules_apply_to_streams_unchanged() -> None:
         await l1.clear()
         await read(ai, req())
     assert scripts.opened["ollama"] == 4  # cleared: streamed upstream again
+
+
+async def test_thousands_of_callers_cancelled_at_random(cache: ResponseCache) -> None:
+    import random
+
+    scripts = Scripts()
+    scripts.default["ollama"] = ["w"] + [step for i in range(20) for step in (0.002, f" {i}")]
+    rng = random.Random(7)
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        tasks = [asyncio.create_task(read(ai, req())) for _ in range(1000)]
+        await asyncio.sleep(0.005)
+        doomed = rng.sample(tasks, 400)
+        for i, task in enumerate(doomed):
+            if i % 40 == 0:
+                await asyncio.sleep(0.002)  # cancellations spread over the stream
+            task.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        finished = [r for r in results if isinstance(r, tuple)]
+        assert cancelled + len(finished) == 1000 and len(finished) >= 600
+        expected = "".join(s for s in scripts.default["ollama"] if isinstance(s, str))
+        assert all("".join(chunks) == expected for chunks, _ in finished)
+        assert scripts.opened["ollama"] == 1 and all(s.closed for s in scripts.streams)
+        assert not ai._feeds and not ai._stream_tasks
+
+
+async def test_everyone_leaving_closes_the_shared_upstream(cache: ResponseCache) -> None:
+    scripts = Scripts()
+    scripts.default["ollama"] = ["a", 10.0, "b"]
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        tasks = [asyncio.create_task(read(ai, req())) for _ in range(200)]
+        await asyncio.wait_for(scripts.first_open.wait(), 30)
+        await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert scripts.streams[0].closed and not ai._stream_tasks and not ai._feeds
+        assert ai.router.health("ollama").consecutive_failures == 0
+
+
+# -- the real adapters over respx (the world model's wire formats, httpx's transport) --
+
+
+def respx_settings(mock_providers: Any) -> Settings:
+    s = mock_providers.settings
+    for name in ("openai", "anthropic", "gemini"):
+        s = s.with_provider(name, api_key=Secret(f"sk-test-{name}-000000"))
+    return s
+
+
+@pytest.mark.parametrize("name", ["ollama", "openai", "anthropic", "gemini"])
+async def test_real_adapters_over_respx_stream_store_and_replay(
+    name: str, mock_providers: Any, cache: ResponseCache
+) -> None:
+    async with AIManager(respx_settings(mock_providers), cache=cache) as ai:
+        request = ChatRequest(messages=[{"role": "user", "content": "describe"}], provider=name)
+        chunks, resp = await read(ai, request)
+        assert len(chunks) > 1 and "".join(chunks) == resp.text and resp.provider == name
+        again, hit = await read(ai, request)
+        assert again == chunks and hit.cached
+    assert mock_providers.calls[name] == 1
+
+
+async def test_real_adapters_over_respx_faults(mock_providers: Any, cache: ResponseCache) -> None:
+    async with AIManager(respx_settings(mock_providers), cache=cache) as ai:
+        mock_providers.configure(stream_faults=["429@1"])  # every stream: 429 after 1 chunk
+        with pytest.raises(StreamInterrupted) as info:
+            await read(ai, req("respx mid-stream"))
+        assert isinstance(info.value.__cause__, RateLimitError)
+        mock_providers.configure(stream_faults=["error@0"])  # every stream: error before text
+        with pytest.raises(AllProvidersFailedError) as failed:
+            await read(ai, ChatRequest(messages=[{"role": "user", "content": "all fail"}]))
+        assert len(failed.value.attempts) == 4
+        assert await cache.get(req("respx mid-stream")) is None

@@ -300,20 +300,22 @@ async def test_live_stream_every_provider_and_transport(
     assert stream.response.cost_usd == pytest.approx(whole.cost_usd)
 
 
-def faulted(name: str, base: str, fault: str) -> Provider:
-    """An adapter whose streaming requests carry the emulator's fault header."""
-    cls = PROVIDER_CLASSES[name]
+def with_fault(provider: Provider, fault: str) -> Provider:
+    """The same adapter, whose streaming requests carry the emulator's fault header."""
 
-    class Faulted(cls):  # type: ignore[valid-type,misc]
+    class Faulted(type(provider)):  # type: ignore[misc]
         def build_stream_request(
             self, req: ChatRequest, model: str
         ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
             method, url, headers, body = super().build_stream_request(req, model)
             return method, url, {**headers, FAULT_HEADER: fault}, body
 
-    plain = provider_at(name, base)
-    result: Provider = Faulted(plain.config)
+    result: Provider = Faulted(provider.config)
     return result
+
+
+def faulted(name: str, base: str, fault: str) -> Provider:
+    return with_fault(provider_at(name, base), fault)
 
 
 @pytest.mark.live
@@ -676,3 +678,46 @@ def test_emulator_main_refuses_a_bad_stream_fault(capsys: pytest.CaptureFixture[
 
     assert main(["--port", "0", "--stream-fault", "cut@1"]) == 2
     assert "bad stream fault" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- respx
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_stream_through_respx_routes(name: str, mock_providers: Any) -> None:
+    """The respx-mocked APIs (httpx's own transport) stream like the emulator."""
+    settings = mock_providers.settings
+    provider = get_provider(name, settings.provider(name))
+    if provider.NEEDS_KEY:
+        provider = get_provider(
+            name, ProviderConfig(name=name, base_url=provider.base_url, api_key=Secret("sk-x"))
+        )
+    async with HttpClient(settings.http, sleep=_no_sleep) as http:
+        stream = await provider.open_stream(http, request())
+        parts = await collect(stream)
+        assert len(parts) > 1 and "".join(parts) == stream.response.text
+        faulty = await with_fault(provider, "stream-429").open_stream(http, request("again"))
+        got, error = await read_until_error(faulty)
+    assert len(got) == 1 and isinstance(error, RateLimitError)
+    assert mock_providers.calls[name] == 2
+
+
+@pytest.mark.live
+async def test_cancelled_requests_leave_no_orphan_in_httpx_pool(emulator_server: Any) -> None:
+    """httpcore 1.0.9 keeps a connection created for a request cancelled before it connected
+    (encode/httpcore#1093): the client drops it, so the pool keeps its slots."""
+    cfg = HttpConfig(transport="httpx", max_connections=2, pool_timeout_s=5.0)
+    provider = provider_at("openai", emulator_server.url)
+    async with HttpClient(cfg) as http:
+        for _ in range(5):
+            tasks = [
+                asyncio.create_task(provider.open_stream(http, request(f"{i}"))) for i in range(4)
+            ]
+            await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            pool = http._transport._pool  # type: ignore[union-attr]
+            assert [c for c in pool.connections if "CONNECTING" in repr(c)] == []
+        async with asyncio.timeout(30):
+            assert await collect(await provider.open_stream(http, request()))

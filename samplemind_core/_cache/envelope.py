@@ -118,10 +118,8 @@ def encode(
 _str = str
 _int = int
 _float = float
-
-
-def _number(x: object) -> bool:
-    return x.__class__ is _float or x.__class__ is _int
+_list = list
+_dict = dict
 
 
 def decode(raw: bytes, answers: str | None = None) -> tuple[ChatResponse, int, float, float, Any]:
@@ -137,42 +135,46 @@ def decode(raw: bytes, answers: str | None = None) -> tuple[ChatResponse, int, f
     """
     try:
         env = _jloads(raw) if raw[:1] == b"[" else _unpackb(raw)
-        if env.__class__ is not list or env[0] != ENVELOPE_VERSION:
-            raise ValueError("unknown envelope")
         if len(env) == 9:
+            version, fp, created, provider, model, latency, cost, pgen, body = env
             extra = None
-            _, fp, created, provider, model, latency, cost, pgen, body = env
         else:
-            _, fp, created, provider, model, latency, cost, pgen, body, extra = env
-        if answers is not None and fp != answers:
+            version, fp, created, provider, model, latency, cost, pgen, body, extra = env
+        if version != ENVELOPE_VERSION:
+            raise ValueError("unknown envelope")
+        if fp != answers and answers is not None:
             raise ForeignValue("the stored value answers another request")
         text, finish, tcs, tin, tout, est, attempts, meta = body
-        if not (
-            fp.__class__ is _str
-            and provider.__class__ is _str
-            and model.__class__ is _str
-            and pgen.__class__ is _int
-            and text.__class__ is _str
-            and (finish is None or finish.__class__ is _str)
-            and tcs.__class__ is list
-            and tin.__class__ is _int
-            and tout.__class__ is _int
-            and attempts.__class__ is _int
-            and meta.__class__ is dict
-            and _number(created)
-            and _number(latency)
-            and _number(cost)
-            and (est is None or _number(est))
+        # every field checked like input (exact types: a bool is not a count)
+        if (
+            text.__class__ is not _str
+            or provider.__class__ is not _str
+            or model.__class__ is not _str
+            or fp.__class__ is not _str
+            or pgen.__class__ is not _int
+            or tin.__class__ is not _int
+            or tout.__class__ is not _int
+            or attempts.__class__ is not _int
+            or meta.__class__ is not _dict
+            or tcs.__class__ is not _list
+            or created.__class__ is not _float
+            or latency.__class__ is not _float
+            or cost.__class__ is not _float
+            or (finish is not None and finish.__class__ is not _str)
+            or (est is not None and est.__class__ is not _float and est.__class__ is not _int)
         ):
             raise ValueError("bad field types")
-        tool_calls = [ToolCall(n, a, i) for n, a, i in tcs] if tcs else []
-        for t in tool_calls:
-            if not (
-                t.name.__class__ is _str
-                and t.arguments.__class__ is dict
-                and (t.id is None or t.id.__class__ is _str)
-            ):
-                raise ValueError("bad tool call")
+        if tcs:
+            tool_calls = [ToolCall(n, a, i) for n, a, i in tcs]
+            for t in tool_calls:
+                if (
+                    t.name.__class__ is not _str
+                    or t.arguments.__class__ is not _dict
+                    or (t.id is not None and t.id.__class__ is not _str)
+                ):
+                    raise ValueError("bad tool call")
+        else:
+            tool_calls = []
         response = ChatResponse(
             text,
             provider,
@@ -187,7 +189,7 @@ def decode(raw: bytes, answers: str | None = None) -> tuple[ChatResponse, int, f
             attempts,
             {**meta, "cache": {"created_at": created, "latency_ms": latency, "cost_usd": cost}},
         )
-        return response, pgen, _float(latency), _float(cost), extra
+        return response, pgen, latency, cost, extra
     except ForeignValue:
         raise
     except Exception as exc:

@@ -50,6 +50,7 @@ class _Entries(_StoreIO):
         self._gen_ttl = config.generation_ttl_s
         self._gens_expiry = 0.0 if self._redis is not None else float("inf")
         self._gens_loading: asyncio.Future[None] | None = None  # the one reload in flight
+        self._gens_loaded = False  # the generations were read from Redis at least once
         self._l1: L1 | None = (
             L1(config.l1_max_entries, config.l1_max_bytes, config.l1_ttl_s)
             if config.l1_max_entries > 0
@@ -77,7 +78,7 @@ class _Entries(_StoreIO):
         Never raises: a failure is counted, and the cache backs off.
         """
         now = self._clock()
-        if now < self._gens_expiry or now < self._skip_until or self._redis is None:
+        if now < self._gens_expiry or self._redis is None or self._skipped(self._keys.gen_key):
             return
         loading = self._gens_loading
         if (
@@ -96,7 +97,8 @@ class _Entries(_StoreIO):
             self._value_failed(self._keys.gen_key, exc)
             self._gens_expiry = self._clock() + self._gen_ttl
         except CacheError as exc:
-            self._backend_failed(exc)
+            # its node alone backs off once generations are known; before, the whole store
+            self._backend_failed(exc, self._keys.gen_key if self._gens_loaded else None)
         finally:
             self._gens_loading = None
             loading.set_result(None)  # never an exception: followers go on like the leader
@@ -152,7 +154,7 @@ class _Entries(_StoreIO):
         if self._redis is None:
             st.misses += 1
             return None
-        if self._clock() < self._skip_until:
+        if self._clock() < self._skip_until or (self._sick and self._skipped(key)):
             st.misses += 1
             st.bypassed += 1
             return None
@@ -164,11 +166,11 @@ class _Entries(_StoreIO):
             await self._discard(key)
             return None
         except CacheError as exc:
-            self._backend_failed(exc)
+            self._backend_failed(exc, key)
             st.misses += 1
             return None
-        if not self._healthy or self._backoff:
-            self._backend_ok()
+        if not self._healthy or self._backoff or self._sick:
+            self._backend_ok(key)
         if raw is None:
             st.misses += count_miss
             return None
@@ -203,7 +205,7 @@ class _Entries(_StoreIO):
         try:
             await self._io_unlink(key)
         except CacheError as exc:
-            self._backend_failed(exc)
+            self._backend_failed(exc, key)
 
     async def set(
         self, request: ChatRequest, response: ChatResponse, *, ttl_s: float | None = None
@@ -252,15 +254,15 @@ class _Entries(_StoreIO):
             stored = True
         if self._redis is None:
             return stored
-        if self._clock() < self._skip_until:
+        if self._clock() < self._skip_until or (self._sick and self._skipped(key)):
             st.bypassed += 1
             return stored
         try:
             await self._io_set(key, data, max(1, int(ttl * 1000)))
         except CacheError as exc:
-            self._backend_failed(exc)
+            self._backend_failed(exc, key)
             return stored
-        self._backend_ok()
+        self._backend_ok(key)
         st.sets += 1
         st.bytes_written += len(data)
         return True
@@ -289,4 +291,5 @@ class _Entries(_StoreIO):
                 if name in known:
                     gens[name] = known[name]
         self._set_gens(gens)
+        self._gens_loaded = True
         self._gens_expiry = self._clock() + self._gen_ttl

@@ -15,7 +15,14 @@ import redis.exceptions
 
 from .._exceptions import CacheBackendError, CacheError, CacheValueError
 
-__all__ = ["_PoolExhausted", "_Skipped", "_per_key", "_store_error", "_store_errors"]
+__all__ = [
+    "_PoolExhausted",
+    "_Skipped",
+    "_WriteRefused",
+    "_per_key",
+    "_store_error",
+    "_store_errors",
+]
 
 _STORE_ERRORS: Final = (
     redis.exceptions.RedisError,
@@ -29,6 +36,8 @@ _STORE_ERRORS: Final = (
 
 def _as_cache_error(exc: Exception) -> CacheError:
     """``exc`` of the store as our error (its ``__cause__`` set by the caller)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return _WriteRefused("redis refused the write: maxmemory reached")
     if isinstance(exc, redis.exceptions.MaxConnectionsError):
         return _PoolExhausted("the redis client's connection pool is exhausted")
     if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
@@ -88,6 +97,10 @@ def _per_key(exc: BaseException, *, backed_off: bool) -> CacheError:
 
 class _PoolExhausted(CacheBackendError):
     """No connection slot in time: a counted miss, not a failure of Redis."""
+
+
+class _WriteRefused(CacheBackendError):
+    """Redis is full (``OOM``): a write refused, counted; reads go on."""
 
 
 class _Skipped(CacheBackendError):

@@ -66,7 +66,7 @@ class ResponseCache(_Admin, _StreamRelay):
         if get_encoder is not None and getattr(get_encoder(), "decode_responses", False):
             raise ConfigError("the redis client must be created with decode_responses=False")
 
-        self._init_health(config, clock)
+        self._init_health(config, clock, redis)
         self._init_store(redis, config)
         self._init_entries(config, hasher)
         self._init_single_flight(config)

@@ -55,6 +55,7 @@ from .._config import CacheConfig
 from .._exceptions import CacheError
 from .._models import ChatRequest, ChatResponse
 from ._entries import _Entries
+from ._errors import _WriteRefused
 
 __all__ = ["_SingleFlight"]
 
@@ -171,15 +172,16 @@ class _SingleFlight(_Entries):
 
     async def _take_lease(self, key: str) -> bool | None:
         """True: held by this process (release it); False: held elsewhere; None: no Redis."""
-        if self._lease_s is None or self._redis is None or self._clock() < self._skip_until:
+        if self._lease_s is None or self._redis is None or self._skipped(key):
             return None
         self._leased.add(key)  # before sending: a lost reply may still have set it
         try:
             taken = await self._io_set_nx(key + LEASE_SUFFIX, max(1, int(self._lease_s * 1000)))
         except CacheError as exc:
-            self._backend_failed(exc)
+            self._backend_failed(exc, key)
             self._leased.discard(key)
-            self._release_later(key)  # it may have been set: do not leave it
+            if not isinstance(exc, _WriteRefused):  # (refused: Redis is full, nothing was set)
+                self._release_later(key)  # it may have been set: do not leave it
             return None
         if not taken:
             self._leased.discard(key)

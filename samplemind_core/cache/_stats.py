@@ -17,7 +17,10 @@ class CacheStats:
     integers). ``foreign`` (within ``value_errors``) counts what Redis held
     that was not what its key says: a valid envelope answering another
     request, or a generation field that is not an integer; each such value is
-    a miss and is removed (a bad generation field is ignored). ``bypassed`` counts operations not sent to Redis during a back-off
+    a miss and is removed (a bad generation field is ignored).
+    ``refused_writes`` counts writes Redis refused because it is full (``OOM``:
+    ``maxmemory`` with ``noeviction``): not in ``errors``, and they never stop
+    reads. ``bypassed`` counts operations not sent to Redis during a back-off
     after a failure; ``skipped_writes`` counts values over ``max_value_bytes``;
     ``coalesced`` counts ``get_or_call`` callers that awaited another caller's
     call (single-flight). ``pool_waits`` counts operations (a batch of lookups
@@ -43,6 +46,7 @@ class CacheStats:
     value_errors: int = 0
     foreign: int = 0
     skipped_writes: int = 0
+    refused_writes: int = 0
     bypassed: int = 0
     coalesced: int = 0
     pool_waits: int = 0

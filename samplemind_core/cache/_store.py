@@ -127,10 +127,20 @@ class _StoreIO(_Health):
             self._get_queue = []
         loop = asyncio.get_running_loop()
         size = self._batch_max
-        for i in range(0, len(queue), size):
-            task = loop.create_task(self._get_batch(queue[i : i + size]))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+        parts = [queue]
+        where = self._where
+        if where is not None and len(queue) > 1:
+            # A cluster: one batch per node (the client splits a pipeline by node anyway),
+            # so that a sick node's batch fails, and is backed off, alone.
+            groups: dict[str | None, list[tuple[str, asyncio.Future[Any]]]] = {}
+            for item in queue:
+                groups.setdefault(where(item[0]), []).append(item)
+            parts = list(groups.values())
+        for part in parts:
+            for i in range(0, len(part), size):
+                task = loop.create_task(self._get_batch(part[i : i + size]))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
 
     async def _get_batch(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         """One store operation for the keys of ``batch``; every caller's future gets its outcome."""
@@ -164,7 +174,11 @@ class _StoreIO(_Health):
             if isinstance(exc, CacheBackendError) and not isinstance(
                 exc, _PoolExhausted | _Skipped
             ):
-                self._back_off(exc)
+                # a batch that failed as a whole backs off its keys' one node, or the store
+                # (a cluster's dead node may also fail its keys one by one: below)
+                where = self._where
+                nodes = {where(key) for key, _ in live} if where is not None else {None}
+                self._back_off(exc, live[0][0] if len(nodes) == 1 else None)
                 backed_off = True
             for _, fut in live:
                 if not fut.done():
