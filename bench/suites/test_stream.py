@@ -226,6 +226,9 @@ def _record_stream(
         "itl_p99_ms": stats.itl_ms.get("p99"),
     }
     info = {"stream": stats.as_dict(), **{k: v for k, v in flat.items() if v is not None}}
+    first = reads[0].timeline if reads else None
+    if first is not None:  # one request's chunk arrivals (ms from its send): the report's timeline
+        info["timeline_ms"] = [(at - first.start) * 1e3 for at, text in first.chunks if text]
     info.update(figures)
     abenchmark.record(_ttfts(reads), label=label, params=params, extra_info=info, group=group)
     itl = [gap for r in reads for gap in r.timeline.itl_s]
