@@ -33,6 +33,8 @@ __all__ = [
 NO_STREAM: Final = "no stream suite in this run (samplemind-bench run --suite stream)"
 STATES: Final = ("upstream", "replay")
 LIMIT_MS: Final = 50.0
+_STATE: Final = {"cold": "upstream"}
+"""The suite's ``cache`` parameter ("cold": streamed from the provider) as a chart state."""
 
 
 def stream_entries(run: Run) -> pd.DataFrame:
@@ -54,7 +56,7 @@ def stream_entries(run: Run) -> pd.DataFrame:
                 "world": params.get("world", run.mode),
                 "transport": params.get("transport", ""),
                 "provider": params.get("provider", "openai"),
-                "state": params.get("cache", ""),
+                "state": _STATE.get(str(params.get("cache", "")), str(params.get("cache", ""))),
                 "ttft": np.asarray(samples.get("ttft", []), dtype=float),
                 "itl": np.asarray(samples.get("itl", []), dtype=float),
                 "ttft_p50": _num(stream.get("ttft_ms", {}), "p50"),
