@@ -548,6 +548,8 @@ class AIManager:
 
         ``idle_timeout_s``, ``on_interrupt`` and ``replay`` override
         ``settings.stream`` (:class:`~samplemind_core.StreamConfig`) for this call.
+        Calls that share an upstream share the idle timeout of the call that opened it
+        (streams with ``on_interrupt="restart"`` never share one with the others).
         Bad arguments raise :class:`~samplemind_core.ConfigError` here, before
         anything is sent.
         """

@@ -11,7 +11,8 @@ Starts the emulator and a redis-server, then runs three cases and prints one JSO
 
 For each: the emulator's count of upstream calls (each process's warm-up stream excluded), whether every chunk list is identical,
 and the time to first chunk (from the common start) of the leader and the median of
-the followers (``follower_minus_leader_ms``)::
+the followers (``follower_minus_leader_ms``); ``max_late_ms`` > 0 says a process was not
+ready at the common start (its figures are then not comparable)::
 
     nice python studies/stream_single_flight.py
 """
@@ -40,7 +41,7 @@ def processes(
     emulator: Any, server: Any, procs: int, n: int, relay: bool, namespace: str
 ) -> dict[str, Any]:
     before = emulator.stats()["calls"].get("openai", 0)
-    start_at = time.time() + 3.0
+    start_at = time.time() + 10.0  # start-up and warm-up of every process, under load
     cmd = [
         sys.executable,
         "-m",
@@ -88,6 +89,7 @@ def summarise(outs: list[dict[str, Any]], calls: int) -> dict[str, Any]:
         "identical_in_each_process": all(o["identical"] for o in outs),
         "identical_across_processes": all(o["chunks"] == outs[0]["chunks"] for o in outs),
         "chunks": len(outs[0]["chunks"]),
+        "max_late_ms": max(o.get("late_ms", 0.0) for o in outs),
         "leader_ttft_ms": round(leader, 2),
         "follower_median_ttft_ms": round(follower, 2),
         "follower_minus_leader_ms": round(follower - leader, 2),

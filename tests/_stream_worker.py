@@ -46,6 +46,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             async for _ in stream:
                 pass
         delay = args.start_at - time.time()
+        late_ms = max(0.0, -delay) * 1000.0  # ready only after the common start
         if delay > 0:
             await asyncio.sleep(delay)
         t0 = time.perf_counter() - max(0.0, time.time() - args.start_at)
@@ -63,6 +64,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         results = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(args.n))), 120)
     first = results[0][0]
     return {
+        "late_ms": round(late_ms, 1),
         "roles": dict(Counter(role for _, role, _ in results)),
         "identical": all(chunks == first for chunks, _, _ in results),
         "chunks": first,

@@ -1,6 +1,6 @@
 """Leases, cancellation and faults of the cache under a 2,000-caller storm (issue 23 items 1, 7).
 
-``python -m bench.suites.cache_storm [--scenario cancel|pause|all] [--callers 2000]
+``python -m bench.suites.cache_storm [--scenario cancel|pause|node-down|full|all] [--callers 2000]
 [--keys 200] [--latency-scale 0.1] [--repeats 1]``
 
 Starts a private ``redis-server`` and the provider emulator (real processes), builds
@@ -16,6 +16,13 @@ Starts a private ``redis-server`` and the provider emulator (real processes), bu
   all of them with ``CLIENT PAUSE 2000 ALL`` sent once it has started; lease keys left when
   it ends; then the first full wave of the same requests after the pause ended: its wall
   time, its slowest call, and its hits against the entries stored in Redis before it.
+
+* ``node-down``: a private 3-master cluster (``cluster-require-full-coverage no``), every
+  request stored, one master killed, then three waves: requests of the healthy masters'
+  keys served from the cache against their number (the truth), lease keys left.
+* ``full``: half the keys stored, then ``maxmemory 1`` (``noeviction``: every write is
+  refused); a burst over every key (the other half's writes refused), then a
+  wave: stored keys served from the cache against the entries stored, lease keys left.
 
 Prints one JSON line per scenario and repeat.
 """
@@ -33,11 +40,27 @@ from typing import Any
 
 import redis.asyncio
 
-from fixtures.redis import RedisServer
+from fixtures.redis import LocalRedisCluster, RedisServer
 from fixtures.servers import EmulatorServer, start_emulator
 from samplemind_core import AIManager, ChatRequest, ChatResponse, Settings
 
 __all__ = ["lease_keys", "main"]
+
+
+def _served_and_paid(wave: list[Any], keys: int) -> tuple[set[int], set[int]]:
+    """Keys some caller got from the cache (a hit, or a copy of one), and keys paid for."""
+    served, paid = set(), set()
+    for i, r in enumerate(wave):
+        if isinstance(r, ChatResponse):
+            if not r.cached:
+                paid.add(i % keys)
+            elif not r.metadata.get("coalesced"):
+                served.add(i % keys)
+    return served, paid
+
+
+def _provider_calls(emulator: EmulatorServer) -> int:
+    return sum(emulator.stats()["calls"].values())
 
 
 async def lease_keys(client: redis.asyncio.Redis) -> tuple[int, int]:
@@ -217,6 +240,115 @@ async def pause_storm(
         await control.aclose()
 
 
+async def node_down(
+    emulator: EmulatorServer, callers: int, keys: int, *, cache_on: bool = True
+) -> dict[str, Any]:
+    """A private 3-master cluster; half the keys stored; one master killed; then waves."""
+    cluster = LocalRedisCluster().start()
+    try:
+        for node in cluster.nodes:  # the healthy masters keep serving their slots
+            c = node.sync_client()
+            c.config_set("cluster-require-full-coverage", "no")
+            c.close()
+        url = f"redis://127.0.0.1:{cluster.nodes[0].port}/0"
+        settings = emulator.settings(Settings(redis_url=url, redis_cluster=True))
+        ns = f"down{uuid.uuid4().hex[:8]}"
+        ai = AIManager(replace(settings, cache=replace(settings.cache, namespace=ns)))
+        reqs = _requests(f"down-{uuid.uuid4().hex[:6]}", keys)
+        async with ai:
+            cache = ai.cache
+            assert cache is not None
+            await asyncio.gather(*(ai.complete(r) for r in reqs))  # every key stored
+            client = cache._redis
+            dead = cluster.nodes[1]
+            dead_name = f"127.0.0.1:{dead.port}"
+            on_dead = {
+                i
+                for i, r in enumerate(reqs)
+                if client.nodes_manager.get_node_from_slot(client.keyslot(cache.key_for(r))).name
+                == dead_name
+            }
+            dead.kill()
+            waves = []
+            for _ in range(3):
+                cache.reset_stats()
+                before = _provider_calls(emulator)
+                wave = await asyncio.gather(
+                    *(ai.complete(reqs[i % keys]) for i in range(callers)),
+                    return_exceptions=True,
+                )
+                served, paid = _served_and_paid(wave, keys)
+                waves.append(
+                    {
+                        "healthy_keys_served_from_cache": len(served - on_dead),
+                        "healthy_keys_paid": len(paid - on_dead),
+                        "healthy_keys_truth": keys - len(on_dead),
+                        "provider_calls": _provider_calls(emulator) - before,
+                        "exceptions": sum(isinstance(r, BaseException) for r in wave),
+                    }
+                )
+            await cache.aclose()
+            leases = 0
+            for node in cluster.nodes:
+                if node is not dead:
+                    async with node.client() as c:
+                        leases += (await lease_keys(c))[0]
+        return {
+            "scenario": "node-down",
+            "callers": callers,
+            "keys_on_dead_master": len(on_dead),
+            "waves_after_kill": waves,
+            "lease_keys_on_healthy_masters": leases,
+        }
+    finally:
+        cluster.stop()
+
+
+async def full_redis(emulator: EmulatorServer, callers: int, keys: int) -> dict[str, Any]:
+    """Half the keys stored, then ``maxmemory 1`` (``noeviction``: Redis is full): a burst
+    over every key (the new half's writes refused), then a wave."""
+    server = RedisServer(extra_args=("--maxmemory-policy", "noeviction"))
+    server.start()
+    control = server.client()
+    try:
+        async with _manager(server, emulator) as ai:
+            cache = ai.cache
+            assert cache is not None
+            reqs = _requests(f"full-{uuid.uuid4().hex[:6]}", keys)
+            await asyncio.gather(*(ai.complete(r) for r in reqs[: keys // 2]))
+            await control.config_set("maxmemory", "1")  # full: every write refused from now on
+            cache.reset_stats()
+            burst = await asyncio.gather(
+                *(ai.complete(reqs[i % keys]) for i in range(callers)), return_exceptions=True
+            )
+            burst_stats = cache.stats()
+            stored = {i for i, r in enumerate(reqs) if await control.exists(cache.key_for(r))}
+            cache.reset_stats()
+            before = _provider_calls(emulator)
+            wave = await asyncio.gather(
+                *(ai.complete(reqs[i % keys]) for i in range(callers)), return_exceptions=True
+            )
+            served, paid = _served_and_paid(wave, keys)
+            await cache.aclose()
+            leases = (await lease_keys(control))[0]
+        return {
+            "scenario": "full",
+            "callers": callers,
+            "burst_exceptions": sum(isinstance(r, BaseException) for r in burst),
+            "burst_refused_writes": getattr(burst_stats, "refused_writes", None),
+            "burst_backend_errors": burst_stats.backend_errors,
+            "entries_stored": len(stored),
+            "wave_stored_keys_served_from_cache": len(served & stored),
+            "wave_stored_keys_paid": len(paid & stored),
+            "wave_provider_calls": _provider_calls(emulator) - before,
+            "wave_exceptions": sum(isinstance(r, BaseException) for r in wave),
+            "lease_keys_left": leases,
+        }
+    finally:
+        await control.aclose()
+        server.stop()
+
+
 async def _run(args: argparse.Namespace) -> None:
     server = RedisServer().start()
     emulator = start_emulator(latency_scale=args.latency_scale)
@@ -233,6 +365,10 @@ async def _run(args: argparse.Namespace) -> None:
                     )
             if args.scenario in ("pause", "all"):
                 print(json.dumps(await pause_storm(server, emulator, args.callers, args.keys)))
+            if args.scenario in ("node-down", "all"):
+                print(json.dumps(await node_down(emulator, args.callers, args.keys)))
+            if args.scenario in ("full", "all"):
+                print(json.dumps(await full_redis(emulator, args.callers, args.keys)))
     finally:
         emulator.stop()
         server.stop()
@@ -240,7 +376,9 @@ async def _run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.suites.cache_storm", description=__doc__)
-    p.add_argument("--scenario", choices=["cancel", "pause", "all"], default="all")
+    p.add_argument(
+        "--scenario", choices=["cancel", "pause", "node-down", "full", "all"], default="all"
+    )
     p.add_argument("--callers", type=int, default=2000)
     p.add_argument("--keys", type=int, default=200)
     p.add_argument("--latency-scale", type=float, default=0.1)

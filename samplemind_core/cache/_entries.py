@@ -154,7 +154,7 @@ class _Entries(_StoreIO):
         if self._redis is None:
             st.misses += 1
             return None
-        if self._clock() < self._skip_until or (self._sick and self._skipped(key)):
+        if self._degraded and self._skipped(key):
             st.misses += 1
             st.bypassed += 1
             return None
@@ -169,7 +169,7 @@ class _Entries(_StoreIO):
             self._backend_failed(exc, key)
             st.misses += 1
             return None
-        if not self._healthy or self._backoff or self._sick:
+        if self._degraded:
             self._backend_ok(key)
         if raw is None:
             st.misses += count_miss
@@ -254,7 +254,7 @@ class _Entries(_StoreIO):
             stored = True
         if self._redis is None:
             return stored
-        if self._clock() < self._skip_until or (self._sick and self._skipped(key)):
+        if self._degraded and self._skipped(key):
             st.bypassed += 1
             return stored
         try:

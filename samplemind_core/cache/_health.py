@@ -79,9 +79,14 @@ class _Health:
         self._where = _node_locator(redis)
         # node name -> [skip until, current back-off]: nodes backed off on their own
         self._sick: dict[str, list[float]] = {}
+        # True while anything above is off its healthy value: the hit path reads this alone
+        self._degraded = False
 
     def _skipped(self, key: str) -> bool:
-        """True while the store, or the node serving ``key``, is backed off."""
+        """True while the store, or the node serving ``key``, is backed off.
+
+        Only needed while ``_degraded`` (the hit path checks that flag first).
+        """
         now = self._clock()
         if now < self._skip_until:
             return True
@@ -112,6 +117,7 @@ class _Health:
             self._back_off(exc, key)
 
     def _back_off(self, exc: CacheError, key: str | None = None) -> None:
+        self._degraded = True
         node = self._where(key) if key is not None and self._where is not None else None
         if node is not None:
             entry = self._sick.setdefault(node, [0.0, 0.0])
@@ -143,6 +149,8 @@ class _Health:
             node = self._where(key)
             if node is not None and self._sick.pop(node, None) is not None:
                 logger.warning("redis cache node %s recovered", node)
+        # (a back-off still running stays in force: it ends by its own clock)
+        self._degraded = bool(self._sick) or self._clock() < self._skip_until
 
     def _value_failed(self, key: str, exc: CacheError) -> None:
         st = self._stats
