@@ -21,6 +21,12 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
   streams on a cold cache: ``upstream_calls`` (goal: = ``distinct_requests`` = 1),
   ``chunk_fidelity`` (share of readers whose chunks equal the leader's) and the
   followers' TTFT against the leader's.
+* ``test_stream_goodput[<world>-<transport>-<faults>]``: open-loop Poisson arrivals of
+  fresh OpenAI streams at real-world pacing, at rising offered rates: goodput (requests/s of
+  the arrival window meeting :data:`GOODPUT_SLO`, TTFT <= 1 s and TPOT <= 50 ms), the knee
+  (highest rate with >= 95 % good and no other error), and with ``cut_429`` a fifth of the
+  streams cut after two text chunks or hit by a 429 after one: ``stream_interrupted``
+  counted, ``other_errors`` (goal 0) held by the gate.
 * ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
   through the layer and the same number read with plain aiohttp from the same emulator
   (rounds interleaved): ``ttft_ratio_p50`` (goal <= 1.1), ``added_itl_p99_ms``
@@ -37,6 +43,7 @@ record them (top-level ``chunk_fidelity``, ``upstream_calls``, ``distinct_reques
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,7 +58,7 @@ from redis.asyncio import Redis
 
 from bench.harness.fixture import AsyncBenchmark
 from bench.harness.options import BenchOptions
-from bench.harness.streams import summarize
+from bench.harness.streams import SLO, summarize
 from bench.suites.conftest import bench_options
 from bench.suites.stream_engine import (
     StreamRead,
@@ -60,7 +67,14 @@ from bench.suites.stream_engine import (
     timed_stream,
     wave,
 )
-from samplemind_core import CacheConfig, ChatRequest, HttpConfig, Secret, Settings
+from samplemind_core import (
+    CacheConfig,
+    ChatRequest,
+    HttpConfig,
+    Secret,
+    Settings,
+    StreamInterrupted,
+)
 from samplemind_core.cache import ResponseCache
 from samplemind_core.manager import AIManager
 
@@ -124,6 +138,8 @@ class StreamWorld:
     """A fresh manager (own cache namespace) with the world at a ``latency_scale``."""
     calls: Callable[[], Awaitable[int]]
     """Upstream calls the providers counted so far."""
+    stream_faults: Callable[[list[str], float, float], Awaitable[None]]
+    """Give streamed replies mid-stream faults: ``(specs, rate, latency_scale)``."""
     emulator: Any = None
 
 
@@ -161,7 +177,10 @@ async def stream_world(
         async def mocked_calls() -> int:
             return int(sum(mock.calls.values()))
 
-        world = StreamWorld(mode, transport, open_mocked, mocked_calls)
+        async def mocked_faults(specs: list[str], rate: float, scale: float) -> None:
+            mock.configure(stream_faults=specs, stream_fault_rate=rate, latency_scale=scale)
+
+        world = StreamWorld(mode, transport, open_mocked, mocked_calls, mocked_faults)
     else:
         redis = request.getfixturevalue("redis_server")
         emulator = request.getfixturevalue("emulator_factory")(latency_scale=PACED_SCALE, seed=0)
@@ -179,7 +198,12 @@ async def stream_world(
         async def live_calls() -> int:
             return int(sum(emulator.stats()["calls"].values()))
 
-        world = StreamWorld(mode, transport, open_live, live_calls, emulator)
+        async def live_faults(specs: list[str], rate: float, scale: float) -> None:
+            emulator.configure(
+                stream_faults=specs, stream_fault_rate=rate, latency_scale=scale, seed=0
+            )
+
+        world = StreamWorld(mode, transport, open_live, live_calls, live_faults, emulator)
     try:
         yield world
     finally:
@@ -225,7 +249,10 @@ def _record_stream(
         "ttft_p99_ms": stats.ttft_ms.get("p99"),
         "itl_p99_ms": stats.itl_ms.get("p99"),
     }
-    info = {"stream": stats.as_dict(), **{k: v for k, v in flat.items() if v is not None}}
+    info: dict[str, Any] = {
+        "stream": stats.as_dict(),
+        **{k: v for k, v in flat.items() if v is not None},
+    }
     first = reads[0].timeline if reads else None
     if first is not None:  # one request's chunk arrivals (ms from its send): the report's timeline
         info["timeline_ms"] = [(at - first.start) * 1e3 for at, text in first.chunks if text]
@@ -415,3 +442,124 @@ async def test_stream_layer_cost(
     _record_stream(abenchmark, layer, label=f"{base}-layer", group=group, params=params, **figures)
     if not abenchmark.disabled:
         print(f"\nlayer cost {base}: {figures}")
+
+
+# --------------------------------------------------------------------------- open loop
+
+GOODPUT_SLO: Final = SLO(ttft_ms=1000.0, tpot_ms=50.0)
+"""Default SLOs of the open-loop mode (issue 20): TTFT <= 1 s, TPOT <= 50 ms per request."""
+GOOD_SHARE: Final = 0.95
+"""The knee: the highest offered rate at which this share of requests met every SLO."""
+RATES_SMOKE: Final = (5.0,)
+RATES_QUICK: Final = (10.0, 20.0, 40.0)
+RATES_FULL: Final = (10.0, 20.0, 40.0, 80.0, 160.0)
+STREAM_FAULTS: Final = ["cut:2", "429@1"]
+"""Mid-stream faults of the fault run: a cut after two text chunks and a 429 after one."""
+STREAM_FAULT_RATE: Final = 0.2
+
+
+async def _open_loop(
+    ai: AIManager, rate: float, seconds: float, tag: str, rng: np.random.Generator
+) -> tuple[list[StreamRead], dict[str, int], float]:
+    """Poisson arrivals of fresh streams at ``rate``/s for ``seconds``: reads, errors, duration."""
+    errors: dict[str, int] = {"stream_interrupted": 0, "other_errors": 0}
+    reads: list[StreamRead] = []
+
+    async def one(i: int) -> None:
+        try:
+            reads.append(await timed_stream(ai, _request("openai", f"{tag}-{rate:g}-{i}")))
+        except StreamInterrupted:
+            errors["stream_interrupted"] += 1
+        except Exception:
+            errors["other_errors"] += 1
+
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    at = 0.0
+    i = 0
+    while True:
+        at += float(rng.exponential(1.0 / rate))
+        if at >= seconds:
+            break
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+        i += 1
+    await asyncio.gather(*tasks)
+    return reads, errors, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("faults", ["none", "cut_429"])
+async def test_stream_goodput(
+    abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld, faults: str
+) -> None:
+    """Offered rate against goodput under :data:`GOODPUT_SLO` (OpenAI at real-world pacing)."""
+    ai = await stream_world.open(PACED_SCALE)
+    if faults != "none":
+        await stream_world.stream_faults(STREAM_FAULTS, STREAM_FAULT_RATE, PACED_SCALE)
+    opts = bench_opts
+    rates: tuple[float, ...] = (
+        RATES_SMOKE if opts.disabled else RATES_QUICK if opts.quick else RATES_FULL
+    )
+    if faults != "none":
+        rates = rates[len(rates) // 2 : len(rates) // 2 + 1]  # one rate: the middle one
+    seconds = 1.0 if opts.disabled else 2.0 if opts.quick else 4.0
+    rng = np.random.default_rng(0)
+    tag = uuid.uuid4().hex[:8]
+    curve: list[dict[str, Any]] = []
+    knee_reads: list[StreamRead] = []
+    knee = 0.0
+    errors_total = {"stream_interrupted": 0, "other_errors": 0}
+    for rate in rates:
+        reads, errors, _ = await _open_loop(ai, rate, seconds, tag, rng)
+        # rates over the arrival window, like the offered rate (the drain after it is not counted)
+        stats = summarize([r.timeline for r in reads], duration_s=seconds, slo=GOODPUT_SLO)
+        offered = len(reads) + sum(errors.values())
+        good = stats.good or 0
+        share = good / offered if offered else 0.0
+        curve.append(
+            {
+                "offered_per_s": rate,
+                "requests": offered,
+                "goodput_rps": stats.goodput_rps,
+                "good_share": share,
+                "ttft_p99_ms": stats.ttft_ms.get("p99"),
+                "tpot_p99_ms": stats.tpot_ms.get("p99"),
+                **errors,
+            }
+        )
+        for k, v in errors.items():
+            errors_total[k] += v
+        if share >= GOOD_SHARE and errors["other_errors"] == 0:
+            knee, knee_reads = rate, reads
+        if not knee_reads:
+            knee_reads = reads
+    if abenchmark.disabled:
+        assert errors_total["other_errors"] == 0, (
+            "a fault mid-stream must reach callers only as StreamInterrupted"
+        )
+        if faults == "none":
+            assert errors_total["stream_interrupted"] == 0
+    figures: dict[str, Any] = {
+        "knee_per_s": knee,
+        "slo_ttft_ms": GOODPUT_SLO.ttft_ms,
+        "slo_tpot_ms": GOODPUT_SLO.tpot_ms,
+        "good_share_bound": GOOD_SHARE,
+        "stream_interrupted": errors_total["stream_interrupted"],
+        "other_errors": errors_total["other_errors"],
+        "stream_faults": STREAM_FAULTS if faults != "none" else [],
+        "stream_fault_rate": STREAM_FAULT_RATE if faults != "none" else 0.0,
+        **{f"curve_{k}": [point[k] for point in curve] for k in curve[0]},
+    }
+    label = f"{stream_world.mode}-{stream_world.transport}-{faults}"
+    _record_stream(
+        abenchmark,
+        knee_reads,
+        label=label,
+        group=f"stream/goodput-{stream_world.mode}-{stream_world.transport}",
+        params={"world": stream_world.mode, "transport": stream_world.transport, "faults": faults},
+        **figures,
+    )
+    if not abenchmark.disabled:
+        print(f"\ngoodput {label}: {figures}")
