@@ -20,6 +20,7 @@ from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim
 from .data import Run
 
 __all__ = [
+    "chart_stream_goodput",
     "chart_stream_itl",
     "chart_stream_timeline",
     "chart_stream_ttft_cdf",
@@ -214,10 +215,53 @@ def claim_local_ttft(run: Run) -> Claim:
     return Claim(text, why, NOT_MEASURED, "stream, upstream")
 
 
+def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "stream_goodput", "Stream goodput against offered rate (open loop, SLOs)"
+    points = [
+        b
+        for b in run.suite("stream")
+        if b.name.startswith("test_stream_goodput[")
+        and isinstance(b.extra_info.get("curve_offered_per_s"), list)
+    ]
+    if not points:
+        return Omitted(name, title, NO_STREAM)
+    fig, axes = _fig(title, width=8, height=4.4)
+    ax = axes[0]
+    parts = []
+    top = 0.0
+    for b in sorted(points, key=lambda b: b.name):
+        info = b.extra_info
+        offered = [float(v) for v in info["curve_offered_per_s"]]
+        good = [float(v or 0.0) for v in info.get("curve_goodput_rps", [])]
+        if len(good) != len(offered):
+            continue
+        label = str(b.param or b.name)
+        ax.plot(offered, good, "o-", label=label)
+        top = max(top, *offered)
+        slo = f"TTFT ≤ {info.get('slo_ttft_ms', 0):.0f} ms, TPOT ≤ {info.get('slo_tpot_ms', 0):.0f} ms"
+        parts.append(
+            f"{label}: knee {float(info.get('knee_per_s', 0.0)):g} req/s ({slo}), "
+            f"{int(info.get('stream_interrupted', 0))} interrupted, "
+            f"{int(info.get('other_errors', 0))} other errors"
+        )
+    ax.plot([0, top], [0, top], ":", color="grey", label="goodput = offered")
+    ax.set_xlabel("offered rate (streams/s)")
+    ax.set_ylabel("goodput (streams/s meeting every SLO)")
+    ax.legend(fontsize=7)
+    _finish(fig)
+    return Chart(name, title, "; ".join(parts) + ".", fig)
+
+
 def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
     """The stream charts, in page order (after :func:`reports.charts.build_charts`'s)."""
     return [
-        fn(run, profile) for fn in (chart_stream_ttft_cdf, chart_stream_itl, chart_stream_timeline)
+        fn(run, profile)
+        for fn in (
+            chart_stream_ttft_cdf,
+            chart_stream_itl,
+            chart_stream_timeline,
+            chart_stream_goodput,
+        )
     ]
 
 

@@ -71,14 +71,36 @@ def run_dir(tmp_path: Path) -> Path:
             _entry("openai", "replay", [1.0, 2.0, 3.0, 4.0], [0.01] * 8),
             _entry("ollama", "upstream", [30.0, 40.0, 45.0, 90.0], [4.0] * 8),
             _entry("ollama", "replay", [1.0, 1.5, 2.0, 60.0], [0.01] * 8),
+            _goodput(),
         ],
     )
 
 
+def _goodput() -> dict[str, Any]:
+    return {
+        "name": "test_stream_goodput[mocked-httpx-none]",
+        "fullname": "bench/suites/test_stream.py::test_stream_goodput[mocked-httpx-none]",
+        "group": "stream/goodput-mocked-httpx",
+        "params": {"world": "mocked", "transport": "httpx", "faults": "none"},
+        "param": "mocked-httpx-none",
+        "stats": {"data": [0.5, 0.6]},
+        "extra_info": {
+            "knee_per_s": 20.0,
+            "slo_ttft_ms": 1000.0,
+            "slo_tpot_ms": 50.0,
+            "stream_interrupted": 0,
+            "other_errors": 0,
+            "curve_offered_per_s": [10.0, 20.0, 40.0],
+            "curve_goodput_rps": [10.0, 19.5, 22.0],
+        },
+    }
+
+
 def test_charts_are_drawn_with_captions_from_the_figures(run_dir: Path) -> None:
     charts = stream_charts(load_run(run_dir))
-    assert [type(c) for c in charts] == [Chart, Chart, Chart]
-    cdf, itl, timeline = charts
+    assert [type(c) for c in charts] == [Chart, Chart, Chart, Chart]
+    cdf, itl, timeline, goodput = charts
+    assert isinstance(goodput, Chart) and "knee 20 req/s" in goodput.caption
     assert isinstance(cdf, Chart) and isinstance(itl, Chart) and isinstance(timeline, Chart)
     # openai: p50 475 ms upstream, 2.5 ms replayed -> 190x
     assert "openai 475" in cdf.caption and "190" in cdf.caption
