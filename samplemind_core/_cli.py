@@ -195,8 +195,7 @@ def _storable(
     limit = cache.config.max_value_bytes
     for lineno, request, response in entries:
         try:
-            cache.key_for(request)
-            size = len(cache._encode(response))
+            size = len(cache._encode(response, cache.key_for(request)))  # as stored
         except SampleMindError as exc:
             reason = str(exc)
         else:

@@ -252,3 +252,17 @@ async def test_redis_killed_mid_stream_neither_leader_nor_follower_hangs(
             await ai.aclose()
         for client in clients:
             await client.aclose()
+
+
+async def test_a_follower_polls_when_the_blocking_reads_are_all_taken(
+    pair: tuple[AIManager, AIManager, Scripts],
+) -> None:
+    a, b, scripts = pair
+    scripts.default["ollama"] = ["one ", 0.05, "two ", 0.05, "three"]
+    assert b.cache is not None
+    b.cache._relay_blocking = 10**6  # as if every connection allowed for blocking reads held one
+    lead = asyncio.create_task(read(a, req()))
+    await asyncio.sleep(0.02)
+    chunks, resp = await asyncio.wait_for(read(b, req()), 30)
+    assert chunks == (await lead)[0] and scripts.opened["ollama"] == 1
+    assert resp.metadata["stream"]["role"] == "relay"

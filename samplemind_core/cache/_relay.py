@@ -12,8 +12,10 @@ Redis client and ``CacheConfig.lease_s`` is set. For one stream key ``{key}``:
   response, or ``err`` with ``e``, why). It expires ``lease_s`` after its last entry
   (refreshed with each one), and the holder deletes any old one before its first entry.
 - Followers ``XREAD BLOCK`` from the first entry on, in slices of at most
-  ``_READ_SLICE_S``; each empty slice checks that the lease still exists. A follower
-  never waits past its own idle deadline (the caller decides what then).
+  ``_READ_SLICE_S``; each empty slice checks that the lease still exists. At most a
+  quarter of ``CacheConfig.max_connections`` blocking reads run at once (each holds a
+  connection); beyond that, followers poll every ``_POLL_S`` with ordinary bounded reads.
+  A follower never waits past its own idle deadline (the caller decides what then).
 
 Every command touches one key (a cluster routes each on its own); errors of the
 store are counted like every other and turn the relay off for that stream (the
@@ -39,6 +41,7 @@ RELAY_LEASE_SUFFIX: Final = RELAY_SUFFIXES[0]
 RELAY_STREAM_SUFFIX: Final = RELAY_SUFFIXES[1]
 _READ_SLICE_S: Final = 0.25
 _READ_COUNT: Final = 256
+_POLL_S: Final = 0.01
 
 RelayEntry = tuple[str, str | ChatResponse | None]
 """``("t", text)`` a chunk, ``("who", "provider/model")`` who streams the chunks that follow,
@@ -48,6 +51,8 @@ RelayEntry = tuple[str, str | ChatResponse | None]
 
 class _StreamRelay(_SingleFlight):
     """The relay's store I/O (see the module docstring)."""
+
+    _relay_blocking: int = 0  # blocking reads in flight (an instance counter once set)
 
     def _relay_enabled(self) -> bool:
         return (
@@ -137,12 +142,25 @@ class _StreamRelay(_SingleFlight):
             block_ms = max(1, int(min(left, _READ_SLICE_S) * 1000))
             try:
                 with _store_errors:
-                    # A blocking read holds a connection for up to one slice: not a slot
-                    # of the op_timeout_s budget, a deadline of its own.
-                    async with asyncio.timeout(block_ms / 1000 + self._timeouts.timeout + 1.0):
-                        reply = await self._redis.xread(
-                            {stream: last_id}, count=_READ_COUNT, block=block_ms
+                    if self._relay_blocking < max(1, self.config.max_connections // 4):
+                        # A blocking read holds a connection for up to one slice, outside
+                        # the slots of the other operations: at most a quarter of the pool.
+                        self._relay_blocking += 1
+                        try:
+                            async with asyncio.timeout(
+                                block_ms / 1000 + self._timeouts.timeout + 1.0
+                            ):
+                                reply = await self._redis.xread(
+                                    {stream: last_id}, count=_READ_COUNT, block=block_ms
+                                )
+                        finally:
+                            self._relay_blocking -= 1
+                    else:  # that quarter is taken: poll, holding a slot only per read
+                        reply = await self._bounded(
+                            self._redis.xread, {stream: last_id}, count=_READ_COUNT
                         )
+                        if not reply:
+                            await asyncio.sleep(min(left, _POLL_S))
                     if not reply:
                         alive = await self._bounded(self._redis.exists, key + RELAY_LEASE_SUFFIX)
             except CacheError as exc:
