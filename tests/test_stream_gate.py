@@ -31,7 +31,12 @@ def _bench(name: str, group: str, extra: dict[str, Any], data: list[float]) -> d
 
 
 def _results(
-    root: Path, *, fidelity: float = 1.0, burst_calls: int = 1, ttft_ms: float = 3.0
+    root: Path,
+    *,
+    fidelity: float = 1.0,
+    burst_calls: int = 1,
+    ttft_ms: float = 3.0,
+    other_errors: int = 0,
 ) -> Path:
     stream = {"ttft_ms": {"p50": ttft_ms}, "itl_ms": {"p99": 0.05}}
     replay = {
@@ -67,6 +72,12 @@ def _results(
             burst,
             [0.15 + i / 1e4 for i in range(30)],
         ),
+        _bench(
+            "test_stream_goodput[mocked-httpx-cut_429]",
+            "stream/goodput-mocked-httpx",
+            {"stream_interrupted": 4, "other_errors": other_errors, "knee_per_s": 0.0},
+            [0.5 + i / 1e3 for i in range(30)],
+        ),
     ]
     root.mkdir(parents=True)
     (root / "stream.json").write_text(json.dumps({"benchmarks": benches}))
@@ -101,8 +112,9 @@ def _gate(base: Path, cand: Path, tmp_path: Path) -> tuple[int, dict[tuple[str, 
             "chunk_fidelity",
         ),
         ({"burst_calls": 2}, "test_stream_single_flight[mocked-httpx-1000]", "upstream_calls"),
+        ({"other_errors": 1}, "test_stream_goodput[mocked-httpx-cut_429]", "other_errors"),
     ],
-    ids=["one-chunk-replay", "duplicate-upstream-call"],
+    ids=["one-chunk-replay", "duplicate-upstream-call", "non-interrupt-error-mid-stream"],
 )
 def test_gate_fails_when_a_stream_bug_comes_back(
     tmp_path: Path, change: dict[str, Any], bench: str, metric: str
