@@ -28,8 +28,9 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
   streams cut after two text chunks or hit by a 429 after one: ``stream_interrupted``
   counted, ``other_errors`` (goal 0) held by the gate.
 * ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
-  through the layer and the same number read with plain aiohttp from the same emulator
-  (rounds interleaved): ``ttft_ratio_p50`` (goal <= 1.1), ``added_itl_p99_ms``
+  through the layer and the same number read with plain aiohttp from the same emulator,
+  ``alternating`` (each side alone, order alternating per round) or ``together`` (both
+  waves at once, under the same load): ``ttft_ratio_p50`` (goal <= 1.1), ``added_itl_p99_ms``
   (goal <= 0.2 ms), ``added_itl_p50_ms``.
 
 Quick runs: OpenAI and Ollama, 10 concurrent, bursts 1/100/1000, mocked only (the main
@@ -389,8 +390,9 @@ async def test_stream_single_flight(
         print(f"\nburst {label}: {figures}")
 
 
+@pytest.mark.parametrize("schedule", ["alternating", "together"])
 async def test_stream_layer_cost(
-    abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld
+    abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld, schedule: str
 ) -> None:
     if stream_world.mode != "live":
         pytest.skip("the raw aiohttp read needs the real emulator server")
@@ -402,7 +404,7 @@ async def test_stream_layer_cost(
     layer: list[StreamRead] = []
     limits = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=limits) as session:
-        for r in range(max(2, _rounds(bench_opts))):  # interleaved, order alternating
+        for r in range(max(2, _rounds(bench_opts))):
 
             async def raw_wave(r: int = r) -> None:
                 raw.extend(
@@ -421,9 +423,12 @@ async def test_stream_layer_cost(
                     )
                 )
 
-            first, second = (raw_wave, layer_wave) if r % 2 == 0 else (layer_wave, raw_wave)
-            await first()
-            await second()
+            if schedule == "together":  # both at once: the same load on both sides
+                await asyncio.gather(raw_wave(), layer_wave())
+            else:  # one after the other, order alternating: each side alone
+                first, second = (raw_wave, layer_wave) if r % 2 == 0 else (layer_wave, raw_wave)
+                await first()
+                await second()
     assert all(len(x.chunks) > 1 for x in raw + layer)
     raw_stats = summarize([x.timeline for x in raw])
     layer_stats = summarize([x.timeline for x in layer])
@@ -435,8 +440,13 @@ async def test_stream_layer_cost(
         "concurrent_streams": n,
         "latency_scale": COST_SCALE,
     }
-    base = f"{stream_world.mode}-{stream_world.transport}"
-    params = {"world": stream_world.mode, "transport": stream_world.transport, "streams": n}
+    base = f"{stream_world.mode}-{stream_world.transport}-{schedule}"
+    params = {
+        "world": stream_world.mode,
+        "transport": stream_world.transport,
+        "streams": n,
+        "schedule": schedule,
+    }
     group = f"stream/layer_cost-{base}"
     _record_stream(abenchmark, raw, label=f"{base}-raw_aiohttp", group=group, params=params)
     _record_stream(abenchmark, layer, label=f"{base}-layer", group=group, params=params, **figures)
