@@ -27,6 +27,9 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
   (highest rate with >= 95 % good and no other error), and with ``cut_429`` a fifth of the
   streams cut after two text chunks or hit by a 429 after one: ``stream_interrupted``
   counted, ``other_errors`` (goal 0) held by the gate.
+* ``test_stream_processes[relay|no_relay]`` (live): 4 processes x 500 identical streams
+  (``tests/_stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
+  ``chunk_fidelity`` across processes, the leader's TTFT and the others' from the common start.
 * ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
   through the layer and the same number read with plain aiohttp from the same emulator,
   ``alternating`` (each side alone, order alternating per round) or ``together`` (both
@@ -45,10 +48,15 @@ record them (top-level ``chunk_fidelity``, ``upstream_calls``, ``distinct_reques
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -573,3 +581,97 @@ async def test_stream_goodput(
     )
     if not abenchmark.disabled:
         print(f"\ngoodput {label}: {figures}")
+
+
+# --------------------------------------------------------------------------- processes
+
+PROCESSES: Final = 4
+PROC_STREAMS_QUICK: Final = 500
+PROC_STREAMS_SMOKE: Final = 20
+REPO: Final = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.live
+@pytest.mark.redis
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "no_relay"])
+def test_stream_processes(
+    abenchmark: AsyncBenchmark,
+    bench_opts: BenchOptions,
+    redis_server: Any,
+    emulator_factory: Any,
+    relay: bool,
+) -> None:
+    """4 processes x N identical streams (``tests/_stream_worker.py``, default settings):
+    upstream calls (goal: 1 with the Redis relay, <= 4 without), chunk fidelity across
+    processes, and every stream's TTFT from the common start, the leader's apart."""
+    emulator = emulator_factory(latency_scale=BURST_SCALE, seed=0)
+    n = PROC_STREAMS_SMOKE if bench_opts.disabled else PROC_STREAMS_QUICK
+    start_at = time.time() + 3.0
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests._stream_worker",
+        "--redis",
+        redis_server.url,
+        "--emulator",
+        emulator.url,
+        "--n",
+        str(n),
+        "--namespace",
+        "sproc-" + uuid.uuid4().hex[:8],
+        "--start-at",
+        str(start_at),
+        *([] if relay else ["--no-relay"]),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+        for _ in range(PROCESSES)
+    ]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        outs.append(json.loads(out))
+    calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
+    fidelity = sum(o["identical"] and o["chunks"] == outs[0]["chunks"] for o in outs) / len(outs)
+    roles: dict[str, int] = {}
+    ttft: dict[str, list[float]] = {}
+    for o in outs:
+        for role, k in o["roles"].items():
+            roles[role] = roles.get(role, 0) + int(k)
+        for role, values in o["ttft_ms"].items():
+            ttft.setdefault(role, []).extend(float(v) for v in values)
+    if abenchmark.disabled:
+        assert fidelity == 1.0
+        assert calls == 1 if relay else 1 <= calls <= PROCESSES
+    leader = ttft.get("leader", [float("nan")])[0]
+    others = [v for role, vs in ttft.items() if role != "leader" for v in vs]
+    figures: dict[str, Any] = {
+        "upstream_calls": calls,
+        "distinct_requests": 1,
+        "chunk_fidelity": fidelity,
+        "processes": PROCESSES,
+        "streams_per_process": n,
+        "roles": roles,
+        "leader_ttft_ms": leader,
+        "follower_ttft_p50_ms": float(np.median(others)) if others else float("nan"),
+        "follower_minus_leader_p50_ms": (float(np.median(others)) - leader)
+        if others
+        else float("nan"),
+        "late_ms_max": max(float(o["late_ms"]) for o in outs),
+        "latency_scale": BURST_SCALE,
+    }
+    label = f"live-{PROCESSES}proc-{'relay' if relay else 'no_relay'}"
+    abenchmark.record(
+        [v / 1e3 for vs in ttft.values() for v in vs],
+        label=label,
+        params={"world": "live", "processes": PROCESSES, "relay": relay},
+        extra_info=figures,
+        group="stream/processes-live",
+    )
+    if not abenchmark.disabled:
+        print(f"\nprocesses {label}: {figures}")
