@@ -102,3 +102,39 @@ def test_summary_dict_carries_percentiles_and_raw_samples() -> None:
     assert d["ttft_ms"]["p50"] == pytest.approx(300.0)
     assert d["samples_ms"]["itl"] == pytest.approx([50.0, 100.0, 50.0])
     assert "samples_ms" not in summarize([_openai_like()]).as_dict(raw=False)
+
+
+def test_headline_lines_name_ttft_itl_and_the_exact_figures() -> None:
+    from bench.harness.streams import headline_lines
+
+    replay = {
+        "name": "test_stream_cache[mocked-httpx-openai-c10-replay]",
+        "extra_info": {
+            "ttft_p50_ms": 1.43,
+            "ttft_p99_ms": 6.06,
+            "itl_p99_ms": 0.0025,
+            "ttft_speedup": 395.1,
+            "replay_vs_complete_hit": 2.7,
+            "chunk_fidelity": 1.0,
+            "upstream_calls": 10,
+            "distinct_requests": 10,
+        },
+    }
+    burst = {
+        "name": "test_stream_single_flight[mocked-httpx-1]",
+        "extra_info": {
+            "burst": 1,
+            "upstream_calls": 1,
+            "chunk_fidelity": 1.0,
+            "follower_ttft_p50_ms": float("nan"),
+            "leader_ttft_ms": 151.0,
+        },
+    }
+    lines = headline_lines([replay, burst, {"name": "other", "extra_info": {}}])
+    assert lines == [
+        "stream mocked-httpx-openai-c10-replay: TTFT p50 1.43 ms (p99 6.06 ms), 395.1x faster "
+        "than upstream, 2.7x a plain cache hit; ITL p99 2.5 µs; chunk fidelity 1.0; upstream "
+        "calls 10 for 10 requests",
+        "stream single-flight 1: 1 upstream call(s), chunk fidelity 1.0, followers' TTFT p50 - "
+        "vs leader 151.00 ms",
+    ]

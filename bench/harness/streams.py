@@ -46,6 +46,7 @@ __all__ = [
     "SLO",
     "StreamStats",
     "Timeline",
+    "headline_lines",
     "percentiles",
     "summarize",
 ]
@@ -305,3 +306,65 @@ def summarize(
             "e2e": [v * 1e3 for v in e2e],
         },
     )
+
+
+def headline_lines(benchmarks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The stream suite's headline lines (``samplemind-bench headline``): TTFT and ITL first.
+
+    ``benchmarks`` are the entries of a ``stream.json`` (pytest-benchmark JSON dicts).
+    """
+    lines: list[str] = []
+
+    def ms(value: Any) -> str:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return "-"
+        return f"{value:.2f} ms" if abs(value) >= 0.1 else f"{value * 1e3:.1f} µs"
+
+    def ratio(value: Any) -> str:
+        return f"{value:.1f}x" if isinstance(value, int | float) else "-"
+
+    for b in benchmarks:
+        name = str(b.get("name", ""))
+        x = b.get("extra_info") or {}
+        if not isinstance(x, Mapping):
+            continue
+        label = name[name.find("[") + 1 : -1] if "[" in name else name
+        if "ttft_speedup" in x:
+            lines.append(
+                f"stream {label}: TTFT p50 {ms(x.get('ttft_p50_ms'))} (p99 "
+                f"{ms(x.get('ttft_p99_ms'))}), {ratio(x['ttft_speedup'])} faster than upstream, "
+                f"{ratio(x.get('replay_vs_complete_hit'))} a plain cache hit; ITL p99 "
+                f"{ms(x.get('itl_p99_ms'))}; chunk fidelity {x.get('chunk_fidelity')}; "
+                f"upstream calls {x.get('upstream_calls')} for {x.get('distinct_requests')} requests"
+            )
+        elif label.endswith("-upstream"):
+            lines.append(
+                f"stream {label}: TTFT p50 {ms(x.get('ttft_p50_ms'))}, p99 "
+                f"{ms(x.get('ttft_p99_ms'))}; ITL p99 {ms(x.get('itl_p99_ms'))}"
+            )
+        elif "burst" in x:
+            lines.append(
+                f"stream single-flight {x['burst']}: {x.get('upstream_calls')} upstream call(s), "
+                f"chunk fidelity {x.get('chunk_fidelity')}, followers' TTFT p50 "
+                f"{ms(x.get('follower_ttft_p50_ms'))} vs leader {ms(x.get('leader_ttft_ms'))}"
+            )
+        elif "ttft_ratio_p50" in x:
+            lines.append(
+                f"stream layer cost {label}: TTFT p50 {ratio(x['ttft_ratio_p50'])} the raw aiohttp "
+                f"read, added ITL p50 {ms(x.get('added_itl_p50_ms'))}, p99 "
+                f"{ms(x.get('added_itl_p99_ms'))} at {x.get('concurrent_streams')} streams"
+            )
+        elif "knee_per_s" in x:
+            lines.append(
+                f"stream goodput {label}: knee {x['knee_per_s']:g} streams/s (TTFT <= "
+                f"{x.get('slo_ttft_ms')} ms, TPOT <= {x.get('slo_tpot_ms')} ms); "
+                f"{x.get('stream_interrupted')} interrupted, {x.get('other_errors')} other errors"
+            )
+        elif "processes" in x:
+            calls = x.get("upstream_calls", x.get("upstream_calls_unshared"))
+            lines.append(
+                f"stream {label}: {calls} upstream call(s), chunk fidelity "
+                f"{x.get('chunk_fidelity')}, others' TTFT p50 "
+                f"{ms(x.get('follower_ttft_p50_ms'))} vs leader {ms(x.get('leader_ttft_ms'))}"
+            )
+    return lines
