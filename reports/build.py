@@ -38,6 +38,7 @@ from .charts import Chart, Omitted, build_charts, save_chart
 from .claims import evaluate_claims
 from .data import ReportInputError, Run, compare_runs, load_runs, tidy
 from .render import ChartEntry, ReportContent, render_html, render_markdown
+from .streams import stream_charts, stream_claims
 
 __all__ = [
     "DEFAULT_OUT",
@@ -141,7 +142,7 @@ def build_report(
 
     entries: list[ChartEntry] = []
     omitted: list[tuple[str, str]] = []
-    for res in build_charts(run, profile):
+    for res in [*build_charts(run, profile), *stream_charts(run, profile)]:
         if isinstance(res, Omitted):
             omitted.append((res.title, res.reason))
             continue
@@ -166,7 +167,7 @@ def build_report(
 
     content = ReportContent(
         run=run,
-        claims=evaluate_claims(run),
+        claims=[*evaluate_claims(run), *stream_claims(run)],
         charts=entries,
         omitted=omitted,
         compared=runs[:-1],

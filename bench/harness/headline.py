@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.results import read_manifest
+from bench.harness.streams import headline_lines as stream_headline_lines
 
 __all__ = ["headline", "main"]
 
@@ -169,6 +170,7 @@ def headline(folder: Path) -> list[str]:
                 f"scale {a['latency_scale']}"
             )
     lines += _load_lines(suites.get("load", []))
+    lines += stream_headline_lines(suites.get("stream", []))
     return lines
 
 

@@ -24,7 +24,16 @@ __all__ = [
     "redact_url",
 ]
 
-SUITES: Final = ("hashing", "fingerprint", "cache", "client", "router", "pipeline", "load")
+SUITES: Final = (
+    "hashing",
+    "fingerprint",
+    "cache",
+    "client",
+    "router",
+    "pipeline",
+    "load",
+    "stream",
+)
 """Every suite, in the order ``samplemind-bench run`` runs them (``bench/suites/test_<suite>.py``)."""
 
 QUICK_TIMING: Final[dict[str, float | int]] = {

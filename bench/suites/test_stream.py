@@ -1,0 +1,679 @@
+"""Stream suite: ``AIManager.stream()`` measured as serving benchmarks measure streams.
+
+Every figure follows ``bench/harness/streams.py`` (vLLM / genai-perf definitions: TTFT,
+time to second token, pooled ITL, per-request TPOT, E2E, output tokens/s) and lands in
+``extra_info["stream"]`` (p1..p99, mean, raw samples in ms); ``stats.data`` of a stream
+entry is its per-request TTFT, and each stream entry ``<label>`` has a twin ``<label>-itl``
+whose ``stats.data`` are the pooled inter-token gaps.
+
+Worlds: mocked = the respx-mocked providers (httpx transport) + fakeredis; live = the
+real emulator server + a real redis-server, over both transports (aiohttp, httpx).
+
+* ``test_stream_cache[<world>-<transport>-<provider>-c<N>]``: N distinct requests
+  streamed upstream at real-world pacing (``latency_scale`` :data:`PACED_SCALE`: TTFT
+  0.45 s for OpenAI, 40 ms for Ollama, see fixtures/world.py), then, in alternating
+  rounds, the same N replayed from the cache and the same N as non-streamed cache hits
+  (``complete()``). Entries ``...-upstream``, ``...-replay``, ``...-complete_hit``; the
+  replay entry carries ``ttft_speedup`` (upstream TTFT p50 / replay TTFT p50; goal >= 50),
+  ``replay_vs_complete_hit`` (replay TTFT p50 / hit latency p50; goal <= 1.2) and
+  ``chunk_fidelity`` (share of replays whose chunk list equals the upstream's: exact 1.0).
+* ``test_stream_single_flight[<world>-<transport>-<N>]``: N concurrent identical
+  streams on a cold cache: ``upstream_calls`` (goal: = ``distinct_requests`` = 1),
+  ``chunk_fidelity`` (share of readers whose chunks equal the leader's) and the
+  followers' TTFT against the leader's.
+* ``test_stream_goodput[<world>-<transport>-<faults>]``: open-loop Poisson arrivals of
+  fresh OpenAI streams at real-world pacing, at rising offered rates: goodput (requests/s of
+  the arrival window meeting :data:`GOODPUT_SLO`, TTFT <= 1 s and TPOT <= 50 ms), the knee
+  (highest rate with >= 95 % good and no other error), and with ``cut_429`` a fifth of the
+  streams cut after two text chunks or hit by a 429 after one: ``stream_interrupted``
+  counted, ``other_errors`` (goal 0) held by the gate.
+* ``test_stream_processes[relay|no_relay]`` (live): 4 processes x 500 identical streams
+  (``tests/_stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
+  ``chunk_fidelity`` across processes, the leader's TTFT and the others' from the common start.
+* ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
+  through the layer and the same number read with plain aiohttp from the same emulator,
+  ``alternating`` (each side alone, order alternating per round) or ``together`` (both
+  waves at once, under the same load): ``ttft_ratio_p50`` (goal <= 1.1), ``added_itl_p99_ms``
+  (goal <= 0.2 ms), ``added_itl_p50_ms``.
+
+Quick runs: OpenAI and Ollama, 10 concurrent, bursts 1/100/1000, mocked only (the main
+job); ``bench_live`` adds every provider, both transports, 1 and 100 concurrent,
+bursts up to 5,000 and the layer-cost test. Smoke runs (``--benchmark-disable``) assert
+the exact figures (chunk fidelity 1.0, one upstream call per distinct request); timed runs
+record them (top-level ``chunk_fidelity``, ``upstream_calls``, ``distinct_requests``, and
+``ttft_p50_ms``, ``ttft_p99_ms``, ``itl_p99_ms`` on every stream entry) and the gate's
+``stream/*`` rules judge them (bench/gate/default.toml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import fakeredis
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from bench.harness.fixture import AsyncBenchmark
+from bench.harness.options import BenchOptions
+from bench.harness.streams import SLO, summarize
+from bench.suites.conftest import bench_options
+from bench.suites.stream_engine import (
+    StreamRead,
+    raw_openai_stream,
+    same_chunks,
+    timed_stream,
+    wave,
+)
+from samplemind_core import (
+    CacheConfig,
+    ChatRequest,
+    HttpConfig,
+    Secret,
+    Settings,
+    StreamInterrupted,
+)
+from samplemind_core.cache import ResponseCache
+from samplemind_core.manager import AIManager
+
+__all__: list[str] = []
+
+PACED_SCALE: Final = 1.0
+"""Real-world pacing: the world model's published TTFTs and token rates, unscaled."""
+BURST_SCALE: Final = 0.1
+"""Single-flight bursts: a tenth of real time (the burst shares one upstream anyway)."""
+COST_SCALE: Final = 0.05
+"""Layer-cost test: OpenAI's TTFT about 22 ms and token gaps about 1 ms."""
+COST_STREAMS: Final = 100
+MAX_TOKENS: Final = 64
+"""A short description: keeps one upstream wave at real pacing to a few seconds."""
+PROVIDERS_QUICK: Final = ("ollama", "openai")
+PROVIDERS_FULL: Final = ("anthropic", "gemini", "ollama", "openai")
+CONCURRENCY_QUICK: Final = (10,)
+CONCURRENCY_FULL: Final = (1, 100)
+BURSTS_SMOKE: Final = (1, 20, 200)
+BURSTS_QUICK: Final = (1, 100, 1000)
+BURSTS_FULL: Final = (1, 10, 100, 1000, 5000)
+
+
+def _rounds(opts: BenchOptions) -> int:
+    return 1 if opts.disabled else 3 if opts.quick else 5
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    opts = bench_options(metafunc.config)
+    small = opts.small_grid
+    if "provider" in metafunc.fixturenames:
+        metafunc.parametrize("provider", PROVIDERS_QUICK if small else PROVIDERS_FULL)
+    if "concurrency" in metafunc.fixturenames:
+        grid: tuple[int, ...] = (
+            (2,) if opts.disabled else CONCURRENCY_QUICK if opts.quick else CONCURRENCY_FULL
+        )
+        metafunc.parametrize("concurrency", grid, ids=lambda c: f"c{c}")
+    if "burst" in metafunc.fixturenames:
+        bursts: tuple[int, ...] = (
+            BURSTS_SMOKE if opts.disabled else BURSTS_QUICK if opts.quick else BURSTS_FULL
+        )
+        metafunc.parametrize("burst", bursts)
+
+
+WORLDS = [
+    pytest.param(("mocked", "httpx"), id="mocked-httpx"),
+    pytest.param(
+        ("live", "aiohttp"), id="live-aiohttp", marks=[pytest.mark.live, pytest.mark.redis]
+    ),
+    pytest.param(("live", "httpx"), id="live-httpx", marks=[pytest.mark.live, pytest.mark.redis]),
+]
+
+
+@dataclass
+class StreamWorld:
+    """A world to stream from: a manager factory and the upstream call counter."""
+
+    mode: str
+    transport: str
+    open: Callable[[float], Awaitable[AIManager]]
+    """A fresh manager (own cache namespace) with the world at a ``latency_scale``."""
+    calls: Callable[[], Awaitable[int]]
+    """Upstream calls the providers counted so far."""
+    stream_faults: Callable[[list[str], float, float], Awaitable[None]]
+    """Give streamed replies mid-stream faults: ``(specs, rate, latency_scale)``."""
+    emulator: Any = None
+
+
+def _with_keys(settings: Settings) -> Settings:
+    for name in ("openai", "anthropic", "gemini"):
+        if settings.provider(name).api_key is None:
+            settings = settings.with_provider(name, api_key=Secret(f"sk-stream-{name}"))
+    return settings
+
+
+def _namespace() -> CacheConfig:
+    return CacheConfig(namespace="stream-" + uuid.uuid4().hex[:8])
+
+
+@pytest.fixture(params=WORLDS)
+async def stream_world(
+    request: pytest.FixtureRequest, bench_opts: BenchOptions
+) -> AsyncIterator[StreamWorld]:
+    mode, transport = request.param
+    if mode == "mocked" and bench_opts.live and not bench_opts.disabled:
+        pytest.skip("a timed live run measures the live world")
+    managers: list[AIManager] = []
+    closers: list[Any] = []
+    if mode == "mocked":
+        mock = request.getfixturevalue("mock_providers")
+
+        async def open_mocked(scale: float) -> AIManager:
+            mock.configure(latency_scale=scale, seed=0)
+            cache = ResponseCache(fakeredis.FakeAsyncRedis(), config=_namespace())
+            ai = AIManager(_with_keys(mock.settings), cache=cache)
+            managers.append(ai)
+            closers.append(cache)
+            return ai
+
+        async def mocked_calls() -> int:
+            return int(sum(mock.calls.values()))
+
+        async def mocked_faults(specs: list[str], rate: float, scale: float) -> None:
+            mock.configure(stream_faults=specs, stream_fault_rate=rate, latency_scale=scale)
+
+        world = StreamWorld(mode, transport, open_mocked, mocked_calls, mocked_faults)
+    else:
+        redis = request.getfixturevalue("redis_server")
+        emulator = request.getfixturevalue("emulator_factory")(latency_scale=PACED_SCALE, seed=0)
+
+        async def open_live(scale: float) -> AIManager:
+            emulator.configure(latency_scale=scale, seed=0)
+            client = Redis.from_url(redis.url)
+            cache = ResponseCache(client, config=_namespace())
+            settings = emulator.settings(Settings(http=HttpConfig(transport=transport)))
+            ai = AIManager(settings, cache=cache)
+            managers.append(ai)
+            closers.extend([cache, client])
+            return ai
+
+        async def live_calls() -> int:
+            return int(sum(emulator.stats()["calls"].values()))
+
+        async def live_faults(specs: list[str], rate: float, scale: float) -> None:
+            emulator.configure(
+                stream_faults=specs, stream_fault_rate=rate, latency_scale=scale, seed=0
+            )
+
+        world = StreamWorld(mode, transport, open_live, live_calls, live_faults, emulator)
+    try:
+        yield world
+    finally:
+        for ai in managers:
+            await ai.aclose()
+        for closer in closers:
+            await closer.aclose()
+
+
+def _request(provider: str, tag: str) -> ChatRequest:
+    return ChatRequest(
+        messages=[
+            {"role": "system", "content": "You describe music samples for producers."},
+            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
+        ],
+        provider=provider,
+        max_tokens=MAX_TOKENS,
+        temperature=0.0,
+    )
+
+
+def _ms(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3 if values else float("nan")
+
+
+def _ttfts(reads: list[StreamRead]) -> list[float]:
+    return [r.timeline.ttft_s for r in reads if r.timeline.ttft_s is not None]
+
+
+def _record_stream(
+    abenchmark: AsyncBenchmark,
+    reads: list[StreamRead],
+    *,
+    label: str,
+    group: str,
+    params: dict[str, Any],
+    duration_s: float | None = None,
+    **figures: Any,
+) -> None:
+    stats = summarize([r.timeline for r in reads], duration_s=duration_s)
+    flat = {  # top-level numbers: what the gate's rules can read
+        "ttft_p50_ms": stats.ttft_ms.get("p50"),
+        "ttft_p99_ms": stats.ttft_ms.get("p99"),
+        "itl_p99_ms": stats.itl_ms.get("p99"),
+    }
+    info: dict[str, Any] = {
+        "stream": stats.as_dict(),
+        **{k: v for k, v in flat.items() if v is not None},
+    }
+    first = reads[0].timeline if reads else None
+    if first is not None:  # one request's chunk arrivals (ms from its send): the report's timeline
+        info["timeline_ms"] = [(at - first.start) * 1e3 for at, text in first.chunks if text]
+    info.update(figures)
+    abenchmark.record(_ttfts(reads), label=label, params=params, extra_info=info, group=group)
+    itl = [gap for r in reads for gap in r.timeline.itl_s]
+    abenchmark.record(  # the pooled inter-token gaps as samples: the gate's ITL time rule
+        itl,
+        label=f"{label}-itl",
+        params={**params, "figure": "itl"},
+        extra_info={"itl_p99_ms": flat["itl_p99_ms"]} if flat["itl_p99_ms"] is not None else {},
+        group=group,
+    )
+
+
+async def test_stream_cache(
+    abenchmark: AsyncBenchmark,
+    bench_opts: BenchOptions,
+    stream_world: StreamWorld,
+    provider: str,
+    concurrency: int,
+) -> None:
+    ai = await stream_world.open(PACED_SCALE)
+    tag = uuid.uuid4().hex[:8]
+    requests = [_request(provider, f"{tag}-{i}") for i in range(concurrency)]
+    calls0 = await stream_world.calls()
+    t0 = time.perf_counter()
+    upstream = await wave(concurrency, lambda i: timed_stream(ai, requests[i]))
+    up_duration = time.perf_counter() - t0
+    paid = await stream_world.calls() - calls0
+    replays: list[StreamRead] = []
+    hits: list[float] = []
+
+    async def hit(i: int) -> float:
+        start = time.perf_counter()
+        resp = await ai.complete(requests[i])
+        assert resp.cached
+        return time.perf_counter() - start
+
+    for _ in range(_rounds(bench_opts)):  # replay and plain hit side by side, interleaved
+        replays.extend(await wave(concurrency, lambda i: timed_stream(ai, requests[i])))
+        hits.extend(await wave(concurrency, hit))
+    after = await stream_world.calls() - calls0
+    fidelity = same_chunks(upstream * (len(replays) // concurrency), replays)
+    assert all(len(r.chunks) > 1 for r in upstream), "the emulator streams many chunks"
+    if abenchmark.disabled:  # smoke run: check; a timed run records, and the gate judges
+        assert paid == concurrency and after == paid, "replays and hits must not call upstream"
+        assert all(r.response is not None and r.response.cached for r in replays)
+        assert fidelity == 1.0, "a replay's chunks differ from the stream it replays"
+    up_ttft, rep_ttft = _ttfts(upstream), _ttfts(replays)
+    figures = {
+        "ttft_speedup": _ms(up_ttft, 50) / _ms(rep_ttft, 50),
+        "replay_vs_complete_hit": _ms(rep_ttft, 50) / _ms(hits, 50),
+        "replay_vs_complete_hit_p99": _ms(rep_ttft, 99) / _ms(hits, 99),
+        "chunk_fidelity": fidelity,
+        "upstream_calls": after,
+        "distinct_requests": concurrency,
+        "chunks_per_stream": float(np.mean([len(r.chunks) for r in upstream])),
+        "latency_scale": PACED_SCALE,
+    }
+    base = f"{stream_world.mode}-{stream_world.transport}-{provider}-c{concurrency}"
+    group = f"stream/cache-{base}"
+    params = {
+        "world": stream_world.mode,
+        "transport": stream_world.transport,
+        "provider": provider,
+        "concurrency": concurrency,
+    }
+    _record_stream(
+        abenchmark,
+        upstream,
+        label=f"{base}-upstream",
+        group=group,
+        params={**params, "cache": "cold"},
+        duration_s=up_duration,
+        latency_scale=PACED_SCALE,
+        upstream_calls=paid,
+    )
+    _record_stream(
+        abenchmark,
+        replays,
+        label=f"{base}-replay",
+        group=group,
+        params={**params, "cache": "replay"},
+        **figures,
+    )
+    abenchmark.record(
+        hits,
+        label=f"{base}-complete_hit",
+        params={**params, "cache": "complete_hit"},
+        extra_info={"latency_ms": {"p50": _ms(hits, 50), "p99": _ms(hits, 99)}},
+        group=group,
+    )
+    if not abenchmark.disabled:
+        print(f"\n{base}: {figures}")
+
+
+async def test_stream_single_flight(
+    abenchmark: AsyncBenchmark, stream_world: StreamWorld, burst: int
+) -> None:
+    ai = await stream_world.open(BURST_SCALE)
+    request = _request("openai", f"burst-{uuid.uuid4().hex[:8]}")
+    calls0 = await stream_world.calls()
+    reads = await wave(burst, lambda _: timed_stream(ai, request))
+    calls = await stream_world.calls() - calls0
+    leader = reads[0]
+    identical = sum(r.chunks == leader.chunks for r in reads) / burst
+    if abenchmark.disabled:  # smoke run: check; a timed run records, and the gate judges
+        assert calls == 1, f"{burst} identical streams made {calls} upstream calls"
+        assert identical == 1.0, "a follower's chunks differ from the leader's"
+    leader_ttft = leader.timeline.ttft_s or 0.0
+    followers = _ttfts(reads[1:])
+    figures: dict[str, Any] = {
+        "upstream_calls": calls,
+        "distinct_requests": 1,
+        "chunk_fidelity": identical,
+        "burst": burst,
+        "leader_ttft_ms": leader_ttft * 1e3,
+        "follower_ttft_p50_ms": _ms(followers, 50),
+        "follower_ttft_p99_ms": _ms(followers, 99),
+        "follower_minus_leader_p50_ms": _ms(followers, 50) - leader_ttft * 1e3,
+        "latency_scale": BURST_SCALE,
+    }
+    label = f"{stream_world.mode}-{stream_world.transport}-{burst}"
+    _record_stream(
+        abenchmark,
+        reads,
+        label=label,
+        group=f"stream/single_flight-{stream_world.mode}-{stream_world.transport}",
+        params={"world": stream_world.mode, "transport": stream_world.transport, "burst": burst},
+        **figures,
+    )
+    if not abenchmark.disabled:
+        print(f"\nburst {label}: {figures}")
+
+
+@pytest.mark.parametrize("schedule", ["alternating", "together"])
+async def test_stream_layer_cost(
+    abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld, schedule: str
+) -> None:
+    if stream_world.mode != "live":
+        pytest.skip("the raw aiohttp read needs the real emulator server")
+    ai = await stream_world.open(COST_SCALE)
+    provider = ai.provider("openai")
+    n = 10 if bench_opts.disabled else COST_STREAMS
+    tag = uuid.uuid4().hex[:8]
+    raw: list[StreamRead] = []
+    layer: list[StreamRead] = []
+    limits = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=limits) as session:
+        for r in range(max(2, _rounds(bench_opts))):
+
+            async def raw_wave(r: int = r) -> None:
+                raw.extend(
+                    await wave(
+                        n,
+                        lambda i: raw_openai_stream(
+                            session, provider, _request("openai", f"{tag}-raw-{r}-{i}")
+                        ),
+                    )
+                )
+
+            async def layer_wave(r: int = r) -> None:
+                layer.extend(
+                    await wave(
+                        n, lambda i: timed_stream(ai, _request("openai", f"{tag}-layer-{r}-{i}"))
+                    )
+                )
+
+            if schedule == "together":  # both at once: the same load on both sides
+                await asyncio.gather(raw_wave(), layer_wave())
+            else:  # one after the other, order alternating: each side alone
+                first, second = (raw_wave, layer_wave) if r % 2 == 0 else (layer_wave, raw_wave)
+                await first()
+                await second()
+    assert all(len(x.chunks) > 1 for x in raw + layer)
+    raw_stats = summarize([x.timeline for x in raw])
+    layer_stats = summarize([x.timeline for x in layer])
+    figures = {
+        "ttft_ratio_p50": layer_stats.ttft_ms["p50"] / raw_stats.ttft_ms["p50"],
+        "ttft_ratio_p99": layer_stats.ttft_ms["p99"] / raw_stats.ttft_ms["p99"],
+        "added_itl_p50_ms": layer_stats.itl_ms["p50"] - raw_stats.itl_ms["p50"],
+        "added_itl_p99_ms": layer_stats.itl_ms["p99"] - raw_stats.itl_ms["p99"],
+        "concurrent_streams": n,
+        "latency_scale": COST_SCALE,
+    }
+    base = f"{stream_world.mode}-{stream_world.transport}-{schedule}"
+    params = {
+        "world": stream_world.mode,
+        "transport": stream_world.transport,
+        "streams": n,
+        "schedule": schedule,
+    }
+    group = f"stream/layer_cost-{base}"
+    _record_stream(abenchmark, raw, label=f"{base}-raw_aiohttp", group=group, params=params)
+    _record_stream(abenchmark, layer, label=f"{base}-layer", group=group, params=params, **figures)
+    if not abenchmark.disabled:
+        print(f"\nlayer cost {base}: {figures}")
+
+
+# --------------------------------------------------------------------------- open loop
+
+GOODPUT_SLO: Final = SLO(ttft_ms=1000.0, tpot_ms=50.0)
+"""Default SLOs of the open-loop mode (issue 20): TTFT <= 1 s, TPOT <= 50 ms per request."""
+GOOD_SHARE: Final = 0.95
+"""The knee: the highest offered rate at which this share of requests met every SLO."""
+RATES_SMOKE: Final = (5.0,)
+RATES_QUICK: Final = (10.0, 20.0, 40.0)
+RATES_FULL: Final = (10.0, 20.0, 40.0, 80.0, 160.0)
+STREAM_FAULTS: Final = ["cut:2", "429@1"]
+"""Mid-stream faults of the fault run: a cut after two text chunks and a 429 after one."""
+STREAM_FAULT_RATE: Final = 0.2
+
+
+async def _open_loop(
+    ai: AIManager, rate: float, seconds: float, tag: str, rng: np.random.Generator
+) -> tuple[list[StreamRead], dict[str, int], float]:
+    """Poisson arrivals of fresh streams at ``rate``/s for ``seconds``: reads, errors, duration."""
+    errors: dict[str, int] = {"stream_interrupted": 0, "other_errors": 0}
+    reads: list[StreamRead] = []
+
+    async def one(i: int) -> None:
+        try:
+            reads.append(await timed_stream(ai, _request("openai", f"{tag}-{rate:g}-{i}")))
+        except StreamInterrupted:
+            errors["stream_interrupted"] += 1
+        except Exception:
+            errors["other_errors"] += 1
+
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    at = 0.0
+    i = 0
+    while True:
+        at += float(rng.exponential(1.0 / rate))
+        if at >= seconds:
+            break
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+        i += 1
+    await asyncio.gather(*tasks)
+    return reads, errors, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("faults", ["none", "cut_429"])
+async def test_stream_goodput(
+    abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld, faults: str
+) -> None:
+    """Offered rate against goodput under :data:`GOODPUT_SLO` (OpenAI at real-world pacing)."""
+    ai = await stream_world.open(PACED_SCALE)
+    if faults != "none":
+        await stream_world.stream_faults(STREAM_FAULTS, STREAM_FAULT_RATE, PACED_SCALE)
+    opts = bench_opts
+    rates: tuple[float, ...] = (
+        RATES_SMOKE if opts.disabled else RATES_QUICK if opts.quick else RATES_FULL
+    )
+    if faults != "none":
+        rates = rates[len(rates) // 2 : len(rates) // 2 + 1]  # one rate: the middle one
+    seconds = 1.0 if opts.disabled else 2.0 if opts.quick else 4.0
+    rng = np.random.default_rng(0)
+    tag = uuid.uuid4().hex[:8]
+    curve: list[dict[str, Any]] = []
+    knee_reads: list[StreamRead] = []
+    knee = 0.0
+    errors_total = {"stream_interrupted": 0, "other_errors": 0}
+    for rate in rates:
+        reads, errors, _ = await _open_loop(ai, rate, seconds, tag, rng)
+        # rates over the arrival window, like the offered rate (the drain after it is not counted)
+        stats = summarize([r.timeline for r in reads], duration_s=seconds, slo=GOODPUT_SLO)
+        offered = len(reads) + sum(errors.values())
+        good = stats.good or 0
+        share = good / offered if offered else 0.0
+        curve.append(
+            {
+                "offered_per_s": rate,
+                "requests": offered,
+                "goodput_rps": stats.goodput_rps,
+                "good_share": share,
+                "ttft_p99_ms": stats.ttft_ms.get("p99"),
+                "tpot_p99_ms": stats.tpot_ms.get("p99"),
+                **errors,
+            }
+        )
+        for k, v in errors.items():
+            errors_total[k] += v
+        if share >= GOOD_SHARE and errors["other_errors"] == 0:
+            knee, knee_reads = rate, reads
+        if not knee_reads:
+            knee_reads = reads
+    if abenchmark.disabled:
+        assert errors_total["other_errors"] == 0, (
+            "a fault mid-stream must reach callers only as StreamInterrupted"
+        )
+        if faults == "none":
+            assert errors_total["stream_interrupted"] == 0
+    figures: dict[str, Any] = {
+        "knee_per_s": knee,
+        "slo_ttft_ms": GOODPUT_SLO.ttft_ms,
+        "slo_tpot_ms": GOODPUT_SLO.tpot_ms,
+        "good_share_bound": GOOD_SHARE,
+        "stream_interrupted": errors_total["stream_interrupted"],
+        "other_errors": errors_total["other_errors"],
+        "stream_faults": STREAM_FAULTS if faults != "none" else [],
+        "stream_fault_rate": STREAM_FAULT_RATE if faults != "none" else 0.0,
+        **{f"curve_{k}": [point[k] for point in curve] for k in curve[0]},
+    }
+    label = f"{stream_world.mode}-{stream_world.transport}-{faults}"
+    _record_stream(
+        abenchmark,
+        knee_reads,
+        label=label,
+        group=f"stream/goodput-{stream_world.mode}-{stream_world.transport}",
+        params={"world": stream_world.mode, "transport": stream_world.transport, "faults": faults},
+        **figures,
+    )
+    if not abenchmark.disabled:
+        print(f"\ngoodput {label}: {figures}")
+
+
+# --------------------------------------------------------------------------- processes
+
+PROCESSES: Final = 4
+PROC_STREAMS_QUICK: Final = 500
+PROC_STREAMS_SMOKE: Final = 20
+REPO: Final = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.live
+@pytest.mark.redis
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "no_relay"])
+def test_stream_processes(
+    abenchmark: AsyncBenchmark,
+    bench_opts: BenchOptions,
+    redis_server: Any,
+    emulator_factory: Any,
+    relay: bool,
+) -> None:
+    """4 processes x N identical streams (``tests/_stream_worker.py``, default settings):
+    upstream calls (goal: 1 with the Redis relay, <= 4 without), chunk fidelity across
+    processes, and every stream's TTFT from the common start, the leader's apart."""
+    emulator = emulator_factory(latency_scale=BURST_SCALE, seed=0)
+    n = PROC_STREAMS_SMOKE if bench_opts.disabled else PROC_STREAMS_QUICK
+    start_at = time.time() + 3.0
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests._stream_worker",
+        "--redis",
+        redis_server.url,
+        "--emulator",
+        emulator.url,
+        "--n",
+        str(n),
+        "--namespace",
+        "sproc-" + uuid.uuid4().hex[:8],
+        "--start-at",
+        str(start_at),
+        *([] if relay else ["--no-relay"]),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+        for _ in range(PROCESSES)
+    ]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        outs.append(json.loads(out))
+    calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
+    fidelity = sum(o["identical"] and o["chunks"] == outs[0]["chunks"] for o in outs) / len(outs)
+    roles: dict[str, int] = {}
+    ttft: dict[str, list[float]] = {}
+    for o in outs:
+        for role, k in o["roles"].items():
+            roles[role] = roles.get(role, 0) + int(k)
+        for role, values in o["ttft_ms"].items():
+            ttft.setdefault(role, []).extend(float(v) for v in values)
+    if abenchmark.disabled:
+        assert fidelity == 1.0
+        assert calls == 1 if relay else 1 <= calls <= PROCESSES
+    leader = ttft.get("leader", [float("nan")])[0]
+    others = [v for role, vs in ttft.items() if role != "leader" for v in vs]
+    figures: dict[str, Any] = {
+        # Without the relay the count depends on timing (1 to 4): kept out of the gate's
+        # exact upstream_calls rule under another name.
+        ("upstream_calls" if relay else "upstream_calls_unshared"): calls,
+        "distinct_requests": 1,
+        "chunk_fidelity": fidelity,
+        "processes": PROCESSES,
+        "streams_per_process": n,
+        "roles": roles,
+        "leader_ttft_ms": leader,
+        "follower_ttft_p50_ms": float(np.median(others)) if others else float("nan"),
+        "follower_minus_leader_p50_ms": (float(np.median(others)) - leader)
+        if others
+        else float("nan"),
+        "late_ms_max": max(float(o["late_ms"]) for o in outs),
+        "latency_scale": BURST_SCALE,
+    }
+    label = f"live-{PROCESSES}proc-{'relay' if relay else 'no_relay'}"
+    abenchmark.record(
+        [v / 1e3 for vs in ttft.values() for v in vs],
+        label=label,
+        params={"world": "live", "processes": PROCESSES, "relay": relay},
+        extra_info=figures,
+        group="stream/processes-live",
+    )
+    if not abenchmark.disabled:
+        print(f"\nprocesses {label}: {figures}")

@@ -1,0 +1,270 @@
+"""The stream suite in the report: TTFT before/after the cache, ITL, one request's chunks, claims.
+
+Reads the ``stream`` suite's entries (bench/suites/test_stream.py): ``extra_info["stream"]``
+(percentiles and raw ``samples_ms`` as defined in bench/harness/streams.py), the ratios of
+the replay entries and ``timeline_ms`` (one request's chunk arrivals). Each chart's caption
+is a headline line of ``summary.md``; a run without a stream suite omits them with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from .analysis import fmt_ms, fmt_ratio
+from .charts import Chart, Omitted, Result, _fig, _finish
+from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim
+from .data import Run
+
+__all__ = [
+    "chart_stream_goodput",
+    "chart_stream_itl",
+    "chart_stream_timeline",
+    "chart_stream_ttft_cdf",
+    "claim_cached_ttft",
+    "claim_local_ttft",
+    "stream_charts",
+    "stream_claims",
+    "stream_entries",
+]
+
+NO_STREAM: Final = "no stream suite in this run (samplemind-bench run --suite stream)"
+STATES: Final = ("upstream", "replay")
+LIMIT_MS: Final = 50.0
+_STATE: Final = {"cold": "upstream"}
+"""The suite's ``cache`` parameter ("cold": streamed from the provider) as a chart state."""
+
+
+def stream_entries(run: Run) -> pd.DataFrame:
+    """One row per stream-suite entry with stream figures: test, label, state, provider, ..."""
+    rows: list[dict[str, Any]] = []
+    for b in run.suite("stream"):
+        info = b.extra_info
+        stream = info.get("stream")
+        if not isinstance(stream, Mapping):
+            continue
+        params = b.params
+        samples = stream.get("samples_ms")
+        samples = samples if isinstance(samples, Mapping) else {}
+        rows.append(
+            {
+                "test": b.name.split("[", 1)[0],
+                "label": b.param or b.name,
+                "group": b.group,
+                "world": params.get("world", run.mode),
+                "transport": params.get("transport", ""),
+                "provider": params.get("provider", "openai"),
+                "state": _STATE.get(str(params.get("cache", "")), str(params.get("cache", ""))),
+                "ttft": np.asarray(samples.get("ttft", []), dtype=float),
+                "itl": np.asarray(samples.get("itl", []), dtype=float),
+                "ttft_p50": _num(stream.get("ttft_ms", {}), "p50"),
+                "ttft_p99": _num(stream.get("ttft_ms", {}), "p99"),
+                "itl_p50": _num(stream.get("itl_ms", {}), "p50"),
+                "itl_p99": _num(stream.get("itl_ms", {}), "p99"),
+                "timeline": list(info.get("timeline_ms") or []),
+                "ttft_speedup": info.get("ttft_speedup"),
+                "replay_vs_hit": info.get("replay_vs_complete_hit"),
+                "chunk_fidelity": info.get("chunk_fidelity"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _num(d: Any, key: str) -> float:
+    v = d.get(key) if isinstance(d, Mapping) else None
+    return float(v) if isinstance(v, int | float) else float("nan")
+
+
+def _cache_rows(run: Run) -> pd.DataFrame:
+    t = stream_entries(run)
+    if t.empty:
+        return t
+    return t[(t.test == "test_stream_cache") & t.state.isin(STATES)]
+
+
+def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.sort(values)
+    return x, np.arange(1, len(x) + 1) / len(x)
+
+
+def chart_stream_ttft_cdf(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "stream_ttft_cdf", "Time to first token before / after the cache (CDF)"
+    t = _cache_rows(run)
+    if t.empty:
+        return Omitted(name, title, NO_STREAM)
+    fig, axes = _fig(title, width=8, height=4.4)
+    ax = axes[0]
+    parts = []
+    for (provider, state), g in t.groupby(["provider", "state"], sort=True):
+        ttft = np.concatenate(list(g.ttft))
+        if ttft.size == 0:
+            continue
+        x, y = _cdf(ttft)
+        ax.step(
+            x, y, where="post", ls="-" if state == "replay" else "--", label=f"{provider} {state}"
+        )
+    for provider, g in t[t.state == "replay"].groupby("provider", sort=True):
+        up = t[(t.provider == provider) & (t.state == "upstream")]
+        if up.empty:
+            continue
+        rep_p50 = float(np.median(np.concatenate(list(g.ttft))))
+        up_p50 = float(np.median(np.concatenate(list(up.ttft))))
+        parts.append(
+            f"{provider!s} {fmt_ms(up_p50)} upstream → {fmt_ms(rep_p50)} replayed "
+            f"({fmt_ratio(up_p50 / rep_p50)} faster)"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("time to first token (ms, log)")
+    ax.set_ylabel("share of requests")
+    ax.legend(fontsize=7)
+    _finish(fig)
+    caption = "TTFT p50 " + "; ".join(parts) + "." if parts else "TTFT per request."
+    hit = t[t.state == "replay"].replay_vs_hit.dropna()
+    if not hit.empty:
+        caption += (
+            " Replay TTFT vs a non-streamed cache hit (p50, same run): "
+            + ", ".join(fmt_ratio(float(v)) for v in hit)
+            + "."
+        )
+    return Chart(name, title, caption, fig)
+
+
+def chart_stream_itl(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "stream_itl", "Inter-token latency (every gap, pooled over requests)"
+    t = stream_entries(run)
+    t = t[t.itl.map(len) > 0] if not t.empty else t
+    if t.empty:
+        return Omitted(name, title, NO_STREAM)
+    fig, axes = _fig(title, width=8, height=4.4)
+    ax = axes[0]
+    parts = []
+    for label, g in t.groupby("label", sort=True):
+        itl = np.concatenate(list(g.itl))
+        x, y = _cdf(np.maximum(itl, 1e-4))
+        ax.step(x, y, where="post", label=str(label))
+        parts.append(
+            f"{label} p50 {fmt_ms(float(np.percentile(itl, 50)))}, "
+            f"p99 {fmt_ms(float(np.percentile(itl, 99)))}"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("gap between chunks (ms, log)")
+    ax.set_ylabel("share of gaps")
+    ax.legend(fontsize=6)
+    _finish(fig)
+    return Chart(name, title, "ITL " + "; ".join(parts[:6]) + ".", fig)
+
+
+def chart_stream_timeline(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "stream_timeline", "One request's chunk arrivals: upstream beside replay"
+    t = _cache_rows(run)
+    t = t[t.timeline.map(len) > 0] if not t.empty else t
+    if t.empty or set(t.state) != set(STATES):
+        return Omitted(name, title, NO_STREAM)
+    provider = sorted(t.provider.unique())[-1]  # the slowest-named last: openai before ollama
+    rows = {state: t[(t.provider == provider) & (t.state == state)] for state in STATES}
+    if any(r.empty for r in rows.values()):
+        return Omitted(name, title, NO_STREAM)
+    fig, axes = _fig(title, width=8, height=3.2)
+    ax = axes[0]
+    parts = []
+    for y, state in enumerate(STATES):
+        times = list(rows[state].timeline.iloc[0])
+        ax.plot(times, [y] * len(times), "|", ms=14, label=f"{state}: {len(times)} chunks")
+        parts.append(
+            f"{state} {len(times)} chunks, first at {fmt_ms(times[0])}, last at {fmt_ms(times[-1])}"
+        )
+    ax.set_yticks(range(len(STATES)), list(STATES))
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("ms from the call (symlog)")
+    ax.legend(fontsize=7)
+    _finish(fig)
+    return Chart(name, title, f"{provider}: " + "; ".join(parts) + ".", fig)
+
+
+def claim_cached_ttft(run: Run) -> Claim:
+    text = "Cached answers under 50 ms (as time to first token of a replayed stream)"
+    t = _cache_rows(run)
+    rep = t[t.state == "replay"] if not t.empty else t
+    if rep.empty:
+        return Claim(text, "no stream suite in this run", NOT_MEASURED, "stream")
+    ttft = np.concatenate(list(rep.ttft))
+    p99 = float(np.percentile(ttft, 99))
+    measured = (
+        f"replay TTFT p99 {fmt_ms(p99)}, p50 {fmt_ms(float(np.median(ttft)))} over "
+        f"{ttft.size} replays ({', '.join(sorted(rep.provider.unique()))}; {run.mode} mode)"
+    )
+    return Claim(text, measured, HOLDS if p99 < LIMIT_MS else DOES_NOT_HOLD, "stream, replay")
+
+
+def claim_local_ttft(run: Run) -> Claim:
+    """Only a real local model can settle it: the emulator's Ollama TTFT is a world-model input."""
+    text = "Local answers under 50 ms (as time to first token)"
+    t = _cache_rows(run)
+    up = t[(t.state == "upstream") & (t.provider == "ollama")] if not t.empty else t
+    if up.empty:
+        return Claim(text, "no uncached Ollama stream in this run", NOT_MEASURED, "stream")
+    ttft = np.concatenate(list(up.ttft))
+    why = (
+        f"modelled upstream TTFT p50 {fmt_ms(float(np.median(ttft)))}, p99 "
+        f"{fmt_ms(float(np.percentile(ttft, 99)))} ({run.mode} mode): the emulator's Ollama "
+        "TTFT is a world-model input (fixtures/world.py), not a local model's measurement"
+    )
+    return Claim(text, why, NOT_MEASURED, "stream, upstream")
+
+
+def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    name, title = "stream_goodput", "Stream goodput against offered rate (open loop, SLOs)"
+    points = [
+        b
+        for b in run.suite("stream")
+        if b.name.startswith("test_stream_goodput[")
+        and isinstance(b.extra_info.get("curve_offered_per_s"), list)
+    ]
+    if not points:
+        return Omitted(name, title, NO_STREAM)
+    fig, axes = _fig(title, width=8, height=4.4)
+    ax = axes[0]
+    parts = []
+    top = 0.0
+    for b in sorted(points, key=lambda b: b.name):
+        info = b.extra_info
+        offered = [float(v) for v in info["curve_offered_per_s"]]
+        good = [float(v or 0.0) for v in info.get("curve_goodput_rps", [])]
+        if len(good) != len(offered):
+            continue
+        label = str(b.param or b.name)
+        ax.plot(offered, good, "o-", label=label)
+        top = max(top, *offered)
+        slo = f"TTFT ≤ {info.get('slo_ttft_ms', 0):.0f} ms, TPOT ≤ {info.get('slo_tpot_ms', 0):.0f} ms"
+        parts.append(
+            f"{label}: knee {float(info.get('knee_per_s', 0.0)):g} req/s ({slo}), "
+            f"{int(info.get('stream_interrupted', 0))} interrupted, "
+            f"{int(info.get('other_errors', 0))} other errors"
+        )
+    ax.plot([0, top], [0, top], ":", color="grey", label="goodput = offered")
+    ax.set_xlabel("offered rate (streams/s)")
+    ax.set_ylabel("goodput (streams/s meeting every SLO)")
+    ax.legend(fontsize=7)
+    _finish(fig)
+    return Chart(name, title, "; ".join(parts) + ".", fig)
+
+
+def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
+    """The stream charts, in page order (after :func:`reports.charts.build_charts`'s)."""
+    return [
+        fn(run, profile)
+        for fn in (
+            chart_stream_ttft_cdf,
+            chart_stream_itl,
+            chart_stream_timeline,
+            chart_stream_goodput,
+        )
+    ]
+
+
+def stream_claims(run: Run) -> list[Claim]:
+    """The claims measured as TTFT (after :func:`reports.claims.evaluate_claims`'s)."""
+    return [claim_cached_ttft(run), claim_local_ttft(run)]
