@@ -50,6 +50,10 @@ __all__ = [
 _perf: Final = time.perf_counter
 
 
+_YIELD_EVERY: Final = 8
+"""A reader that never had to wait gives the event loop back once every this many chunks."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
     """One piece of a streamed answer.
@@ -337,15 +341,23 @@ class ResponseStream:
         if self._state != "open":
             raise StopAsyncIteration
         i = self._next
+        waited = False
         while i >= len(feed.chunks):
             if feed.done:
                 self._end(feed)
                 raise StopAsyncIteration
             await feed.wait()
+            waited = True
         if self._replay == "paced" and feed.source == "cache":
             gap = min(feed.gaps_ms[i] / 1000.0, self._max_gap_s)
             if gap > 0:
                 await asyncio.sleep(gap)
+                waited = True
+        if not waited and i % _YIELD_EVERY == 0:
+            # Chunks already here (a replay, or a late joiner catching up) would otherwise be
+            # handed over without ever giving the loop back: one reader draining a long replay
+            # would hold every other caller's first chunk until it ended.
+            await asyncio.sleep(0)
         self._next = i + 1
         if self.ttft_ms is None:
             self.ttft_ms = (_perf() - self._start) * 1000.0

@@ -312,6 +312,29 @@ async def test_cached_replay_is_chunk_faithful_and_counts_savings(cache: Respons
         assert cache.stats().cost_saved_usd == pytest.approx(0.002)
 
 
+async def test_a_replay_gives_the_loop_back_to_other_readers(cache: ResponseCache) -> None:
+    # Two callers replay the same long stored stream at once: the second caller's first chunk
+    # must not wait until the first caller has drained its whole replay.
+    scripts = Scripts()
+    scripts.default["ollama"] = [f" w{i}" for i in range(40)]
+    events: list[tuple[str, int]] = []
+
+    async def reader(name: str, ai: AIManager) -> None:
+        async with ai.stream(req()) as stream:
+            async for chunk in stream:
+                events.append((name, chunk.index))
+
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        await read(ai, req())  # stored
+        await asyncio.gather(reader("a", ai), reader("b", ai))
+    assert scripts.opened["ollama"] == 1
+    assert [i for n, i in events if n == "a"] == list(range(40))
+    assert [i for n, i in events if n == "b"] == list(range(40))
+    assert events.index(("b", 0)) < events.index(("a", 39))
+    assert events.index(("a", 0)) < events.index(("b", 39))
+
+
 async def test_a_stored_plain_answer_is_streamed_word_by_word(cache: ResponseCache) -> None:
     stored = ChatResponse(text="Warm pad,  slow attack.\n", provider="ollama", model="m")
     stored.cost_usd = 0.01
