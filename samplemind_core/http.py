@@ -712,17 +712,22 @@ class HttpClient:
         return response
 
 
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Background closes of reaped connections (kept referenced until done)."""
+
+
 def _reap_orphans(transport: httpx.AsyncBaseTransport) -> int:
     """Drop the connections httpcore's pool orphaned when a request was cancelled.
 
-    httpcore 1.0.9 (encode/httpcore#1093, open): a request cancelled after the pool
-    created a connection for it, but before that connection started connecting,
-    leaves it in the pool for good (``CONNECTING``: neither idle, closed, expired nor
-    available), one pool slot lost per such cancellation until every request gets
-    ``PoolTimeout``. Such a connection never opened a socket, so removing it frees
-    nothing but the slot. Only connections no queued request holds are removed.
-    A no-op for other transports and when httpcore's internals are not the
-    expected ones. Returns how many were removed.
+    httpcore 1.0.9 (encode/httpcore#1093, open) keeps, for good, a connection whose
+    request was cancelled after the pool had assigned it but before the request was
+    sent on it: either still ``CONNECTING`` (no socket yet) or HTTP/1.1 ``NEW`` (socket
+    open, nothing sent). Such a connection is neither idle, closed, expired nor
+    available, so one pool slot (and, when ``NEW``, one socket) is lost per such
+    cancellation until every request gets ``PoolTimeout``. Only connections that no
+    queued request holds and that never carried a request are removed; a ``NEW`` one
+    is closed in the background. A no-op for other transports and when httpcore's
+    internals are not the expected ones. Returns how many were removed.
     """
     pool = getattr(transport, "_pool", None)
     connections = getattr(pool, "_connections", None)
@@ -731,20 +736,37 @@ def _reap_orphans(transport: httpx.AsyncBaseTransport) -> int:
         return 0
     try:
         held = {id(r.connection) for r in requests if getattr(r, "connection", None) is not None}
-        orphans = [
-            c
-            for c in connections
-            if getattr(c, "_connection", False) is None
-            and getattr(c, "_connect_failed", True) is False
-            and id(c) not in held  # a connect in progress is held by its request
-        ]
+        orphans = [c for c in connections if id(c) not in held and _never_used(c)]
         for c in orphans:
             connections.remove(c)
     except (AttributeError, TypeError, ValueError):  # another httpcore: leave it alone
         return 0
+    for c in orphans:
+        if getattr(c, "_connection", None) is not None:
+            task = asyncio.get_running_loop().create_task(_close_orphan(c))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
     if orphans:
         logger.debug("dropped %d connection(s) orphaned by a cancelled request", len(orphans))
     return len(orphans)
+
+
+def _never_used(connection: Any) -> bool:
+    """An httpcore connection still connecting, or connected (HTTP/1.1) but never sent on."""
+    inner = getattr(connection, "_connection", False)
+    if inner is None:
+        return getattr(connection, "_connect_failed", True) is False
+    if inner is False or connection.is_available() or connection.is_closed():
+        return False
+    state = getattr(inner, "_state", None)
+    return getattr(state, "name", None) == "NEW" and getattr(inner, "_request_count", 1) == 0
+
+
+async def _close_orphan(connection: Any) -> None:
+    try:
+        await connection.aclose()
+    except Exception as exc:  # the socket may already be gone
+        logger.debug("closing an orphaned connection failed: %s", type(exc).__name__)
 
 
 class _HeadTimeout:
@@ -798,24 +820,47 @@ async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
     Errors of the connection (the peer cut it, reset it, a read timed out) are
     raised as our :class:`~samplemind_core.TransportError` subclasses
     (``RemoteProtocolError``, ``RequestTimeout``), ``from`` the original.
+
+    Unlike ``response.aiter_bytes()``, reaching the end does not close the
+    response in the reader's task: the owner of the response closes it
+    (:meth:`HttpClient.stream` does, in a close that a cancellation cannot cut
+    short; httpcore's own close, cut by a cancellation, leaves its connection
+    busy for good).
     """
     request = response.request
     attempts = response.extensions.get("samplemind", {}).get("attempts", 1)
-    iterator = response.aiter_bytes()
+    stream = response.stream
+    make_decoder = getattr(response, "_get_content_decoder", None)
+    if not isinstance(stream, httpx.AsyncByteStream) or make_decoder is None:
+        raw: AsyncIterator[bytes] = response.aiter_bytes()  # pragma: no cover - other httpx
+        decoder = None
+    else:
+        raw = stream.__aiter__()
+        decoder = make_decoder()
     try:
         while True:
             try:
-                chunk = await iterator.__anext__()
+                chunk = await raw.__anext__()
+                if decoder is not None:
+                    chunk = decoder.decode(chunk)
             except StopAsyncIteration:
-                return
+                break
             except httpx.TransportError as exc:
                 raise _map_error(exc, request, attempts, reading=True) from exc
             except Exception as exc:
                 if type(exc).__module__.startswith("aiohttp"):
                     raise _map_error(exc, request, attempts, reading=True) from exc
                 raise
-            yield chunk
+            if chunk:
+                yield chunk
+        if decoder is not None:
+            try:
+                tail = decoder.flush()
+            except httpx.DecodingError as exc:
+                raise _map_error(exc, request, attempts, reading=True) from exc
+            if tail:
+                yield tail
     finally:
-        close = getattr(iterator, "aclose", None)
+        close = getattr(raw, "aclose", None)
         if close is not None:
             await close()
