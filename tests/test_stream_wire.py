@@ -721,3 +721,21 @@ async def test_cancelled_requests_leave_no_orphan_in_httpx_pool(emulator_server:
             assert [c for c in pool.connections if "CONNECTING" in repr(c)] == []
         async with asyncio.timeout(30):
             assert await collect(await provider.open_stream(http, request()))
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_live_headers_timeout_then_the_pool_still_works(
+    transport: str, emulator_server: Any
+) -> None:
+    """The emulator stalls 1 s before the headers (fault ``timeout``): a 0.2 s headers bound
+    gives RequestTimeout after the client's retries, and the pool is left clean."""
+    provider = faulted("anthropic", emulator_server.url, "timeout")
+    async with TRANSPORTS[transport]() as http:
+        async with asyncio.timeout(30):
+            with pytest.raises(RequestTimeout):
+                await provider.open_stream(http, request(timeout=0.2))
+        assert busy_connections(http) == 0
+        plain = provider_at("anthropic", emulator_server.url)
+        async with asyncio.timeout(30):
+            assert await collect(await plain.open_stream(http, request(timeout=5.0)))
