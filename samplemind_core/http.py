@@ -494,18 +494,16 @@ class HttpClient:
                 "write": timeout,
                 "pool": timeout,
             }
-        head = _HeadTimeout(timeout)
+        wrapped = _StreamTransport(transport, timeout)
         try:
-            response = await self._send(transport, method, url, content, hdrs, ext, 1, head)
+            response = await self._send(wrapped, method, url, content, hdrs, ext, 1)
         except TransportError as exc:
             if not exc.retryable or self.config.retry.attempts <= 1:
                 raise
-            response = await self._retry(transport, method, url, content, hdrs, ext, exc, head)
+            response = await self._retry(wrapped, method, url, content, hdrs, ext, exc)
         else:
             if response.status_code in RETRY_STATUSES and self.config.retry.attempts > 1:
-                response = await self._retry(
-                    transport, method, url, content, hdrs, ext, response, head
-                )
+                response = await self._retry(wrapped, method, url, content, hdrs, ext, response)
             else:
                 response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
         try:
@@ -530,7 +528,26 @@ class HttpClient:
         the connect timeout for this call; one that is not a finite number > 0
         raises :class:`~samplemind_core.ConfigError` before anything is sent.
         """
-        transport, content, hdrs = self._prepare(json, content, headers, timeout)
+        if timeout is not None and not 0 < timeout < _INF:  # also refuses NaN
+            raise ConfigError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        transport = self._transport
+        if (
+            transport is None
+            or self._closed
+            or self._loop_ref is None
+            or self._loop_ref() is not asyncio.get_running_loop()
+        ):
+            transport = self._open()
+        hdrs = self._headers.copy()
+        if content is None and json is not None:
+            try:
+                content = orjson.dumps(json)
+            except TypeError as exc:  # orjson.JSONEncodeError: nothing was sent
+                raise ConfigError(f"request body cannot be encoded as JSON ({exc})") from None
+            hdrs["content-type"] = "application/json"
+        if headers:
+            for key, value in headers.items():
+                hdrs[key.lower()] = value
         ext = self._timeout
         if timeout is not None:
             ext = {
@@ -559,9 +576,7 @@ class HttpClient:
         headers: dict[str, str],
         ext: dict[str, float],
         attempt: int,
-        head: _HeadTimeout | None = None,
     ) -> httpx.Response:
-        """One attempt. ``head`` (streams) leaves a 2xx body unread and bounds the headers."""
         parsed = self._urls.get(url)
         if parsed is None:  # httpx's URL parsing is slow: parse each URL once
             try:
@@ -575,19 +590,9 @@ class HttpClient:
             method, parsed, content=content, headers=headers, extensions={"timeout": ext}
         )
         try:
-            if head is None or head.seconds is None:
-                response = await transport.handle_async_request(request)
-            else:
-                response = await head.wait(transport.handle_async_request(request))
+            response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
             raise _map_error(exc, request, attempt) from exc
-        except TimeoutError as exc:
-            if head is None or not head.expired:
-                raise
-            raise RequestTimeout(
-                f"{_where(request)} failed on attempt {attempt}: no response headers "
-                f"within {head.seconds} s"
-            ) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("aiohttp"):
                 raise _map_error(exc, request, attempt) from exc
@@ -596,8 +601,8 @@ class HttpClient:
             _reap_orphans(transport)
             raise
         response.request = request
-        if head is not None and 200 <= response.status_code < 300:
-            return response  # a stream: the caller reads the body
+        if _STREAMED in response.extensions and 200 <= response.status_code < 300:
+            return response  # HttpClient.stream: the caller reads the body
         try:
             await response.aread()
         except BaseException as exc:
@@ -618,7 +623,6 @@ class HttpClient:
         headers: dict[str, str],
         ext: dict[str, float],
         first: httpx.Response | TransportError,
-        head: _HeadTimeout | None = None,
     ) -> httpx.Response:
         """The slow path: tenacity drives attempts 2..n after a retryable first outcome."""
         from tenacity import (
@@ -640,9 +644,7 @@ class HttpClient:
                 if isinstance(outcome, TransportError):
                     raise outcome
                 return outcome
-            return await self._send(
-                transport, method, url, content, headers, ext, state["attempt"], head
-            )
+            return await self._send(transport, method, url, content, headers, ext, state["attempt"])
 
         def wait(rs: RetryCallState) -> float:
             outcome = rs.outcome
@@ -712,18 +714,24 @@ class HttpClient:
         return response
 
 
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Background closes of reaped connections (kept referenced until done)."""
+
+
 def _reap_orphans(transport: httpx.AsyncBaseTransport) -> int:
     """Drop the connections httpcore's pool orphaned when a request was cancelled.
 
-    httpcore 1.0.9 (encode/httpcore#1093, open): a request cancelled after the pool
-    created a connection for it, but before that connection started connecting,
-    leaves it in the pool for good (``CONNECTING``: neither idle, closed, expired nor
-    available), one pool slot lost per such cancellation until every request gets
-    ``PoolTimeout``. Such a connection never opened a socket, so removing it frees
-    nothing but the slot. Only connections no queued request holds are removed.
-    A no-op for other transports and when httpcore's internals are not the
-    expected ones. Returns how many were removed.
+    httpcore 1.0.9 (encode/httpcore#1093, open) keeps, for good, a connection whose
+    request was cancelled after the pool had assigned it but before the request was
+    sent on it: either still ``CONNECTING`` (no socket yet) or HTTP/1.1 ``NEW`` (socket
+    open, nothing sent). Such a connection is neither idle, closed, expired nor
+    available, so one pool slot (and, when ``NEW``, one socket) is lost per such
+    cancellation until every request gets ``PoolTimeout``. Only connections that no
+    queued request holds and that never carried a request are removed; a ``NEW`` one
+    is closed in the background. A no-op for other transports and when httpcore's
+    internals are not the expected ones. Returns how many were removed.
     """
+    transport = getattr(transport, "_sm_inner", transport)
     pool = getattr(transport, "_pool", None)
     connections = getattr(pool, "_connections", None)
     requests = getattr(pool, "_requests", None)
@@ -731,40 +739,71 @@ def _reap_orphans(transport: httpx.AsyncBaseTransport) -> int:
         return 0
     try:
         held = {id(r.connection) for r in requests if getattr(r, "connection", None) is not None}
-        orphans = [
-            c
-            for c in connections
-            if getattr(c, "_connection", False) is None
-            and getattr(c, "_connect_failed", True) is False
-            and id(c) not in held  # a connect in progress is held by its request
-        ]
+        orphans = [c for c in connections if id(c) not in held and _never_used(c)]
         for c in orphans:
             connections.remove(c)
     except (AttributeError, TypeError, ValueError):  # another httpcore: leave it alone
         return 0
+    for c in orphans:
+        if getattr(c, "_connection", None) is not None:
+            task = asyncio.get_running_loop().create_task(_close_orphan(c))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
     if orphans:
         logger.debug("dropped %d connection(s) orphaned by a cancelled request", len(orphans))
     return len(orphans)
 
 
-class _HeadTimeout:
-    """Bounds the wait for a streamed response's headers (``seconds=None``: no bound)."""
+def _never_used(connection: Any) -> bool:
+    """An httpcore connection still connecting, or connected (HTTP/1.1) but never sent on."""
+    inner = getattr(connection, "_connection", False)
+    if inner is None:
+        return getattr(connection, "_connect_failed", True) is False
+    if inner is False or connection.is_available() or connection.is_closed():
+        return False
+    state = getattr(inner, "_state", None)
+    return getattr(state, "name", None) == "NEW" and getattr(inner, "_request_count", 1) == 0
 
-    __slots__ = ("expired", "seconds")
 
-    def __init__(self, seconds: float | None) -> None:
+async def _close_orphan(connection: Any) -> None:
+    try:
+        await connection.aclose()
+    except Exception as exc:  # the socket may already be gone
+        logger.debug("closing an orphaned connection failed: %s", type(exc).__name__)
+
+
+_STREAMED: Final = "samplemind_stream"
+"""Marks a response of :meth:`HttpClient.stream`: ``_send`` leaves its 2xx body unread."""
+
+
+class _StreamTransport(httpx.AsyncBaseTransport):
+    """The client's transport for one streamed call: bounds the wait for the headers
+    (``seconds``; ``None``: no bound beyond the transport's own timeouts) and marks the
+    response so that a 2xx body is left for the caller to read."""
+
+    __slots__ = ("_sm_inner", "seconds")
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, seconds: float | None) -> None:
+        self._sm_inner = inner
         self.seconds = seconds
-        self.expired = False
 
-    async def wait(self, headers: Awaitable[httpx.Response]) -> httpx.Response:
-        assert self.seconds is not None
-        self.expired = False
-        scope = asyncio.timeout(self.seconds)
-        try:
-            async with scope:
-                return await headers
-        finally:
-            self.expired = scope.expired()
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.seconds is None:
+            response = await self._sm_inner.handle_async_request(request)
+        else:
+            scope = asyncio.timeout(self.seconds)
+            try:
+                async with scope:
+                    response = await self._sm_inner.handle_async_request(request)
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise
+                _reap_orphans(self._sm_inner)
+                raise httpx.ReadTimeout(
+                    f"no response headers within {self.seconds:g} s", request=request
+                ) from exc
+        response.extensions[_STREAMED] = True
+        return response
 
 
 async def _close_quietly(response: httpx.Response) -> None:
@@ -798,24 +837,47 @@ async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
     Errors of the connection (the peer cut it, reset it, a read timed out) are
     raised as our :class:`~samplemind_core.TransportError` subclasses
     (``RemoteProtocolError``, ``RequestTimeout``), ``from`` the original.
+
+    Unlike ``response.aiter_bytes()``, reaching the end does not close the
+    response in the reader's task: the owner of the response closes it
+    (:meth:`HttpClient.stream` does, in a close that a cancellation cannot cut
+    short; httpcore's own close, cut by a cancellation, leaves its connection
+    busy for good).
     """
     request = response.request
     attempts = response.extensions.get("samplemind", {}).get("attempts", 1)
-    iterator = response.aiter_bytes()
+    stream = response.stream
+    make_decoder = getattr(response, "_get_content_decoder", None)
+    if not isinstance(stream, httpx.AsyncByteStream) or make_decoder is None:
+        raw: AsyncIterator[bytes] = response.aiter_bytes()  # pragma: no cover - other httpx
+        decoder = None
+    else:
+        raw = stream.__aiter__()
+        decoder = make_decoder()
     try:
         while True:
             try:
-                chunk = await iterator.__anext__()
+                chunk = await raw.__anext__()
+                if decoder is not None:
+                    chunk = decoder.decode(chunk)
             except StopAsyncIteration:
-                return
+                break
             except httpx.TransportError as exc:
                 raise _map_error(exc, request, attempts, reading=True) from exc
             except Exception as exc:
                 if type(exc).__module__.startswith("aiohttp"):
                     raise _map_error(exc, request, attempts, reading=True) from exc
                 raise
-            yield chunk
+            if chunk:
+                yield chunk
+        if decoder is not None:
+            try:
+                tail = decoder.flush()
+            except httpx.DecodingError as exc:
+                raise _map_error(exc, request, attempts, reading=True) from exc
+            if tail:
+                yield tail
     finally:
-        close = getattr(iterator, "aclose", None)
+        close = getattr(raw, "aclose", None)
         if close is not None:
             await close()

@@ -721,3 +721,52 @@ async def test_cancelled_requests_leave_no_orphan_in_httpx_pool(emulator_server:
             assert [c for c in pool.connections if "CONNECTING" in repr(c)] == []
         async with asyncio.timeout(30):
             assert await collect(await provider.open_stream(http, request()))
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_live_headers_timeout_then_the_pool_still_works(
+    transport: str, emulator_server: Any
+) -> None:
+    """The emulator stalls 1 s before the headers (fault ``timeout``): a 0.2 s headers bound
+    gives RequestTimeout after the client's retries, and the pool is left clean."""
+    provider = faulted("anthropic", emulator_server.url, "timeout")
+    async with TRANSPORTS[transport]() as http:
+        async with asyncio.timeout(30):
+            with pytest.raises(RequestTimeout):
+                await provider.open_stream(http, request(timeout=0.2))
+        assert busy_connections(http) == 0
+        plain = provider_at("anthropic", emulator_server.url)
+        async with asyncio.timeout(30):
+            assert await collect(await plain.open_stream(http, request(timeout=5.0)))
+
+
+def test_sse_garbage_is_a_syntax_error_and_unknown_fields_are_ignored() -> None:
+    from samplemind_core.providers._parse import StreamSyntaxError
+
+    p = SSEParser(1024)
+    assert p.feed(b"nonsense-field: 1\ndata\n\n") == [("", "")]
+    with pytest.raises(StreamSyntaxError, match="UTF-8"):
+        p.feed(b"data: \xff\xfe\n\n")
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_garbage_event_is_malformed_after_the_text_before_it(name: str) -> None:
+    world = WorldModel(seed=3, latency_scale=0.0)
+    full = world_transport(world)
+
+    class Garbage(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, req: httpx.Request) -> httpx.Response:
+            response = await full.handle_async_request(req)
+            body = await response.aread()
+            sep = {"ollama": b"\n", "gemini": b"\r\n\r\n"}.get(name, b"\n\n")
+            frames = body.split(sep)
+            junk = b"{not json" if name == "ollama" else b"data: {not json"
+            glued = sep.join([*frames[:4], junk, *frames[4:]])  # one read: text, then junk
+            return httpx.Response(200, headers=response.headers, content=glued)
+
+    async with HttpClient(transport=Garbage()) as http:
+        parts, error = await read_until_error(
+            await provider_at(name, BASE).open_stream(http, request())
+        )
+    assert parts and isinstance(error, MalformedResponseError)
