@@ -8,7 +8,8 @@ Starts a private ``redis-server`` and the provider emulator (real processes), bu
 
 * ``cancel``: ``--callers`` cold calls of ``complete()`` over ``--keys`` distinct requests,
   each under ``asyncio.wait_for`` with a limit spread evenly over 1-400 ms. Reports what
-  every caller got (response, timeout, other), the largest overshoot of a limit (the time a
+  every caller got (response, timeout, other), the provider calls made (against the distinct
+  requests), the largest overshoot of a limit (the time a
   caller returned after its limit, whatever it returned), the lease keys left (``SCAN`` for
   ``*:lease``) at once when the last caller returned and after ``cache.aclose()``, and their
   largest ``PTTL``.
@@ -142,6 +143,7 @@ async def cancel_storm(
             late_responses += 1
 
     control = server.client()
+    calls_before = _provider_calls(emulator)
     try:
         async with _manager(server if cache else None, emulator) as ai:
             order = list(range(callers))
@@ -158,6 +160,8 @@ async def cancel_storm(
             "callers": callers,
             "outcome": outcome,
             "late_responses": late_responses,
+            "provider_calls": _provider_calls(emulator) - calls_before,
+            "distinct_requests": min(keys, callers),
             "overshoot_max_ms": round(overshoot_ms[-1], 1),
             "overshoot_p99_ms": round(overshoot_ms[int(0.99 * (len(overshoot_ms) - 1))], 1),
             "overshoot_max_ms_by_limit": dict(sorted(by_limit.items())),
