@@ -41,10 +41,10 @@ __all__ = [
     "ResponseStream",
     "StreamChunk",
     "UpstreamFeed",
+    "chunk_boundaries",
     "finalize_stream",
     "split_text",
     "stored_chunks",
-    "with_chunks",
 ]
 
 _perf: Final = time.perf_counter
@@ -411,11 +411,10 @@ class ResponseStream:
 # -- what the cache stores, and how a stored answer is replayed ----------------
 
 CHUNKS_KEY: Final = "stream_chunks"
-"""Metadata key of a stored stream's chunk boundaries: ``{"lengths": [...], "gaps_ms": [...]}``
-(the length of each chunk's text, in characters, and the recorded gap before it). It
-travels inside the cache's envelope, so every rule of the cache (size limit, TTL,
-namespaces, generations, L1) applies to it unchanged; it is removed from the
-responses handed to callers."""
+"""The metadata key under which entries stored before 2026-12-06 (decision 0142) kept a
+stream's chunk boundaries. Boundaries now travel in the envelope's optional trailing
+field (:func:`chunk_boundaries`, decision 0220); an old entry's key is still read (and
+replays its chunks) and is removed from every response handed to a caller."""
 
 _WORDS: Final = re.compile(r"\s*\S+|\s+$")
 
@@ -433,27 +432,31 @@ def split_text(text: str) -> list[str]:
     return _WORDS.findall(text)
 
 
-def with_chunks(response: ChatResponse, feed: UpstreamFeed) -> ChatResponse:
-    """``response`` with the chunk boundaries of ``feed``'s completed stream, to be stored."""
-    chunks = feed.final_chunks
-    start = feed.final_start
-    metadata = dict(response.metadata)
-    metadata[CHUNKS_KEY] = {
-        "lengths": [len(c) for c in chunks],
-        "gaps_ms": [round(g, 1) for g in feed.gaps_ms[start:]],
+def chunk_boundaries(feed: UpstreamFeed) -> dict[str, list[Any]]:
+    """The chunk boundaries of ``feed``'s completed stream, stored in the envelope's
+    trailing field: ``{"lengths": [...], "gaps_ms": [...]}`` (each chunk's length in
+    characters, and the recorded gap before it, 0.1 ms)."""
+    return {
+        "lengths": [len(c) for c in feed.final_chunks],
+        "gaps_ms": [round(g, 1) for g in feed.gaps_ms[feed.final_start :]],
     }
-    return replace(response, metadata=metadata)
 
 
-def stored_chunks(response: ChatResponse) -> tuple[list[str], list[float] | None]:
-    """The chunks (and recorded gaps) to replay a cached ``response``; pops the boundaries.
+def stored_chunks(
+    response: ChatResponse, extra: Any = None
+) -> tuple[list[str], list[float] | None]:
+    """The chunks (and recorded gaps) to replay a cached ``response``.
 
-    A stored stream gives back its own chunk texts in order; a stored answer that
-    was not streamed (or whose boundaries do not add up) is split by
-    :func:`split_text` (no gaps recorded).
+    ``extra``: the envelope's trailing field (:func:`chunk_boundaries`). An entry
+    stored before it moved there keeps them under ``metadata[CHUNKS_KEY]``: read
+    when ``extra`` has none, and always popped from ``response.metadata``. A stored
+    stream gives back its own chunk texts in order; a stored answer that was not
+    streamed (or whose boundaries do not add up) is split by :func:`split_text`
+    (no gaps recorded).
     """
     text = response.text
-    meta = response.metadata.pop(CHUNKS_KEY, None)
+    old = response.metadata.pop(CHUNKS_KEY, None)
+    meta = extra if isinstance(extra, dict) else old
     if isinstance(meta, dict):
         lengths = meta.get("lengths")
         gaps = meta.get("gaps_ms")

@@ -109,8 +109,8 @@ from ._streaming import (
     IdleWatch,
     ResponseStream,
     UpstreamFeed,
+    chunk_boundaries,
     stored_chunks,
-    with_chunks,
 )
 from ._streaming import finalize_stream as _finalize_stream
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
@@ -633,8 +633,9 @@ class AIManager:
         relay: str | None = None
         writer: RelayWriter | None = None
         try:
-            if cache is not None and (hit := await cache.get(request)) is not None:
-                chunks, gaps = stored_chunks(hit)
+            if cache is not None and (found := await cache._get_with_extra(request)) is not None:
+                hit, extra = found
+                chunks, gaps = stored_chunks(hit, extra)
                 feed.source = "cache"
                 feed.replay(chunks, gaps, hit)
                 return
@@ -647,14 +648,15 @@ class AIManager:
                 if claim:
                     relay = feed.key
                     # Another process may have stored it and left since our lookup.
-                    hit = await cache._lookup(
-                        cache.key_for(request), time.perf_counter(), count_miss=False
+                    box: list[Any] = []
+                    again = await cache._lookup(
+                        cache.key_for(request), time.perf_counter(), count_miss=False, extra=box
                     )
-                    if hit is not None:
+                    if again is not None:
                         cache._stats.misses -= 1  # counted by the first lookup: a hit after all
-                        chunks, gaps = stored_chunks(hit)
+                        chunks, gaps = stored_chunks(again, box[0])
                         feed.source = "cache"
-                        feed.replay(chunks, gaps, hit)
+                        feed.replay(chunks, gaps, again)
                         return
             writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
             await self._read_chain(feed, request, task, priority, config, writer)
@@ -834,12 +836,12 @@ class AIManager:
                 metadata=metadata,
             )
             if cache is not None:
-                stored = with_chunks(response, feed)
                 # Stored before the readers see the end: a stream that a caller saw
                 # complete is a hit for the next one (a SET, bounded by op_timeout_s).
-                await cache.set(request, stored)
+                # Its chunk boundaries go in the envelope's trailing field.
+                await cache._set_with_extra(request, response, chunk_boundaries(feed))
                 if relay is not None:
-                    await relay.close(cache._relay_end_fields(stored))
+                    await relay.close(cache._relay_end_fields(response))
             feed.finish(response)
             return
         if interrupted is not None:

@@ -286,3 +286,189 @@ async def test_a_bad_ttl_is_refused_before_the_provider_is_paid(ttl: Any) -> Non
     with pytest.raises(ConfigError, match="ttl_s"):
         await cache.set(req(), resp(), ttl_s=ttl)
     assert calls == 0 and await _lease_keys(cache._redis) == []
+
+
+# ------------------------------------- single-flight: the call outlives its first caller
+
+
+async def _stored(cache: ResponseCache, r: ChatRequest) -> str | None:
+    hit = await cache.get(r)
+    return None if hit is None else hit.text
+
+
+async def test_the_call_goes_on_when_its_first_caller_leaves_and_is_stored() -> None:
+    server = fakeredis.FakeServer()
+    cache = ResponseCache(fakeredis.FakeAsyncRedis(server=server), config=LEASE)
+    started = 0
+    gate = asyncio.Event()
+
+    async def call() -> ChatResponse:
+        nonlocal started
+        started += 1
+        await gate.wait()
+        return resp("from the provider")
+
+    first = asyncio.ensure_future(cache.get_or_call(req(), call))
+    await until(lambda: started == 1)
+    followers = [asyncio.ensure_future(cache.get_or_call(req(), call)) for _ in range(9)]
+    await until(lambda: cache.stats().coalesced == 9)
+    first.cancel()  # the caller that started the call gives up
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(first, 30)  # at once, before the call ends
+    assert first.cancelled() and started == 1
+    gate.set()
+    results = await asyncio.wait_for(asyncio.gather(*followers), 30)
+    assert [r.text for r in results] == ["from the provider"] * 9
+    assert started == 1  # not restarted
+    assert await _stored(cache, req()) == "from the provider"
+    await cache.aclose()
+    assert await _lease_keys(fakeredis.FakeAsyncRedis(server=server)) == []
+
+
+async def test_the_call_is_cancelled_when_nobody_awaits_it_any_more() -> None:
+    server = fakeredis.FakeServer()
+    cache = ResponseCache(fakeredis.FakeAsyncRedis(server=server), config=LEASE)
+    started, cancelled = 0, asyncio.Event()
+
+    async def call() -> ChatResponse:
+        nonlocal started
+        started += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    callers = [asyncio.ensure_future(cache.get_or_call(req(), call)) for _ in range(5)]
+    await until(lambda: started == 1 and cache.stats().coalesced == 4)
+    for i, c in enumerate(callers):
+        c.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(c, 30)
+        assert cancelled.is_set() == (i == 4)  # only once the last one left
+        if i < 4:
+            await asyncio.sleep(0.01)  # the call is still running for the others
+            assert not cancelled.is_set()
+    await asyncio.wait_for(cancelled.wait(), 30)
+    await asyncio.wait_for(cache.aclose(), 30)
+    assert await _lease_keys(fakeredis.FakeAsyncRedis(server=server)) == []
+    assert await _stored(cache, req()) is None  # nothing stored
+    # a new caller starts afresh (the cancelled call is not followed)
+    got = await asyncio.wait_for(cache.get_or_call(req(), lambda: _ready(resp("again"))), 30)
+    assert got.text == "again" and started == 1
+
+
+async def test_an_error_reaches_every_waiter_after_the_first_caller_left() -> None:
+    cache = ResponseCache(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), config=LEASE)
+    gate = asyncio.Event()
+
+    async def call() -> ChatResponse:
+        await gate.wait()
+        raise RuntimeError("provider down")
+
+    first = asyncio.ensure_future(cache.get_or_call(req(), call))
+    await until(lambda: cache.stats().misses == 1)
+    others = [asyncio.ensure_future(cache.get_or_call(req(), call)) for _ in range(3)]
+    await until(lambda: cache.stats().coalesced == 3)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(first, 30)
+    gate.set()
+    got = await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), 30)
+    assert [type(e) for e in got] == [RuntimeError] * 3
+    assert await _stored(cache, req()) is None
+    await cache.aclose()
+    assert await _lease_keys(cache._redis) == []
+
+
+async def _storm(cache: ResponseCache, client: Any, seed: int) -> None:
+    """2,000 callers over 200 requests, every call held by the provider until the test
+    lets it answer; callers are cancelled in a random order interleaved with the
+    answers (for some requests every caller, for some the first, for some a few).
+
+    Every caller that was not cancelled is answered; every caller whose cancellation
+    was requested before its answer gets ``CancelledError``; each request is called
+    once (never restarted); a call completes and is stored whenever one of its
+    callers still awaited it when it answered, and is cancelled otherwise (only once
+    nobody awaits it); no lease is left."""
+    rng = random.Random(seed)
+    keys, n = 200, 2000
+    reqs = [req(f"storm {seed} {i}") for i in range(keys)]
+    gates = [asyncio.Event() for _ in range(keys)]
+    started: list[int] = []
+    completed: list[int] = []
+    stopped: list[int] = []
+
+    def call_for(k: int) -> Callable[[], Any]:
+        async def call() -> ChatResponse:
+            started.append(k)
+            try:
+                await gates[k].wait()
+            except asyncio.CancelledError:
+                stopped.append(k)
+                raise
+            completed.append(k)
+            return resp(f"answer {k}")
+
+        return call
+
+    tasks = [
+        asyncio.ensure_future(cache.get_or_call(reqs[i % keys], call_for(i % keys)))
+        for i in range(n)
+    ]
+    await until(lambda: len(started) == keys and cache.stats().coalesced == n - keys)
+    plan = [rng.choice(["all", "first", "some", "none"]) for _ in range(keys)]
+    to_cancel = [
+        i
+        for i in range(n)
+        if plan[i % keys] == "all"
+        or (plan[i % keys] == "first" and i < keys)
+        or (plan[i % keys] == "some" and rng.random() < 0.5)
+    ]
+    events = [("cancel", i) for i in to_cancel] + [("answer", k) for k in range(keys)]
+    rng.shuffle(events)
+    requested: set[int] = set()
+    for kind, x in events:
+        if kind == "cancel":
+            if tasks[x].cancel():
+                requested.add(x)
+        else:
+            gates[x].set()
+        for _ in range(rng.randrange(3)):
+            await asyncio.sleep(0)
+    got = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    answered: set[int] = set()
+    for i, g in enumerate(got):
+        if i in requested:
+            assert isinstance(g, asyncio.CancelledError), (i, g)  # its own cancellation
+        else:
+            assert isinstance(g, ChatResponse) and g.text == f"answer {i % keys}", (i, g)
+            answered.add(i % keys)
+    assert sorted(started) == list(range(keys))  # one call per request, none restarted
+    # a call ends once: answered, or cancelled (only when none of its callers is left:
+    # a call that answered just as its last caller left counts as completed)
+    assert len(completed) + len(stopped) == keys
+    assert set(completed) | set(stopped) == set(range(keys))
+    assert answered <= set(completed)
+    assert {plan[k] for k in stopped} <= {"all"}
+    await asyncio.wait_for(cache.aclose(), 30)
+    assert await _lease_keys(client) == []
+    stored = {k for k in range(keys) if await client.exists(cache.key_for(reqs[k]))}
+    assert answered <= stored <= set(completed)  # stored whenever it was still awaited
+
+
+async def test_a_storm_of_callers_cancelled_at_random_calls_each_request_once() -> None:
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    await _storm(ResponseCache(client, config=LEASE), client, seed=19)
+
+
+@pytest.mark.redis
+async def test_a_storm_of_callers_cancelled_at_random_against_a_real_redis(
+    redis_server_isolated: RedisServer,
+) -> None:
+    cache, client = _cache(redis_server_isolated, op_timeout_s=5.0)
+    try:
+        await _storm(cache, client, seed=23)
+    finally:
+        await client.aclose()

@@ -36,6 +36,7 @@ from samplemind_core import (
     StreamInterrupted,
     Usage,
 )
+from samplemind_core._cache.envelope import decode
 from samplemind_core._streaming import CHUNKS_KEY, split_text
 from samplemind_core.manager import AIManager
 
@@ -333,6 +334,48 @@ async def test_a_replay_gives_the_loop_back_to_other_readers(cache: ResponseCach
     assert [i for n, i in events if n == "b"] == list(range(40))
     assert events.index(("b", 0)) < events.index(("a", 39))
     assert events.index(("a", 0)) < events.index(("b", 39))
+
+
+async def test_chunk_boundaries_travel_in_the_envelope_not_in_metadata() -> None:
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    cache = ResponseCache(redis, config=CacheConfig(lease_s=None))
+    scripts = Scripts()
+    scripts.default["ollama"] = ["Tight", " snare", ",", " 120", " bpm."]
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        first, _ = await read(ai, req())
+        key = cache.key_for(req())
+        stored, _, _, _, extra = decode(await redis.get(key), key.rsplit(":", 1)[1])
+        assert CHUNKS_KEY not in stored.metadata  # the cached response's own metadata
+        assert extra["lengths"] == [5, 6, 1, 4, 5] and len(extra["gaps_ms"]) == 5
+        # replayed from Redis by another cache (no L1 of its own yet), then from its L1
+        other = ResponseCache(redis, config=CacheConfig(lease_s=None, l1_max_entries=100))
+        async with AIManager(settings(), cache=other) as ai2:
+            scripts.install(ai2)
+            from_redis, _ = await read(ai2, req())
+            from_l1, _ = await read(ai2, req())
+            assert from_redis == from_l1 == first and other.stats().l1_hits == 1
+            assert scripts.opened["ollama"] == 1
+
+
+async def test_an_entry_stored_with_boundaries_in_metadata_still_replays_its_chunks() -> None:
+    """Entries written before the boundaries moved into the envelope (decision 0142)."""
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    cache = ResponseCache(redis, config=CacheConfig(lease_s=None))
+    old = ChatResponse(
+        text="Deep kick, short tail.",
+        provider="ollama",
+        model="m",
+        metadata={CHUNKS_KEY: {"lengths": [5, 6, 11], "gaps_ms": [1.0, 2.0, 3.0]}},
+    )
+    assert await cache.set(req(), old)
+    async with AIManager(settings(), cache=cache) as ai:
+        Scripts().install(ai)
+        chunks, resp = await read(ai, req())
+        assert chunks == ["Deep ", "kick, ", "short tail."] and resp.cached
+        assert CHUNKS_KEY not in resp.metadata
+        plain = await ai.complete(req())
+        assert plain.cached and CHUNKS_KEY not in plain.metadata
 
 
 async def test_a_stored_plain_answer_is_streamed_word_by_word(cache: ResponseCache) -> None:

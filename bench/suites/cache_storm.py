@@ -8,10 +8,12 @@ Starts a private ``redis-server`` and the provider emulator (real processes), bu
 
 * ``cancel``: ``--callers`` cold calls of ``complete()`` over ``--keys`` distinct requests,
   each under ``asyncio.wait_for`` with a limit spread evenly over 1-400 ms. Reports what
-  every caller got (response, timeout, other), the largest overshoot of a limit (the time a
+  every caller got (response, timeout, other), the provider calls made (against the distinct
+  requests), the largest overshoot of a limit (the time a
   caller returned after its limit, whatever it returned), the lease keys left (``SCAN`` for
   ``*:lease``) at once when the last caller returned and after ``cache.aclose()``, and their
-  largest ``PTTL``.
+  largest ``PTTL``. ``--warm``: one call of another request first (a cold manager's first
+  call, ~1 s on the team machine, outlasts every limit: cold, nobody is answered).
 * ``pause``: half the ``--keys`` requests are stored first; then a ``--callers`` burst over
   all of them with ``CLIENT PAUSE 2000 ALL`` sent once it has started; lease keys left when
   it ends; then the first full wave of the same requests after the pause ended: its wall
@@ -113,7 +115,13 @@ def _requests(tag: str, keys: int) -> list[ChatRequest]:
 
 
 async def cancel_storm(
-    server: RedisServer, emulator: EmulatorServer, callers: int, keys: int, *, cache: bool
+    server: RedisServer,
+    emulator: EmulatorServer,
+    callers: int,
+    keys: int,
+    *,
+    cache: bool,
+    warm: bool = False,
 ) -> dict[str, Any]:
     reqs = _requests(f"cancel-{uuid.uuid4().hex[:6]}", keys)
     limits = [0.001 + 0.399 * i / max(1, callers - 1) for i in range(callers)]
@@ -144,6 +152,9 @@ async def cancel_storm(
     control = server.client()
     try:
         async with _manager(server if cache else None, emulator) as ai:
+            if warm:  # connections, generations: one call of another request first
+                await ai.complete(_requests(f"warm-{uuid.uuid4().hex[:6]}", 1)[0])
+            calls_before = _provider_calls(emulator)
             order = list(range(callers))
             with LagMonitor() as lag:
                 await asyncio.gather(*(one(i, ai) for i in order[::2] + order[1::2]))
@@ -154,10 +165,13 @@ async def cancel_storm(
         overshoot_ms.sort()
         return {
             "scenario": "cancel" if cache else "cancel-no-cache",
+            "warm": warm,
             "loop_lag_max_ms": round(lag.max_ms, 1),
             "callers": callers,
             "outcome": outcome,
             "late_responses": late_responses,
+            "provider_calls": _provider_calls(emulator) - calls_before,
+            "distinct_requests": min(keys, callers),
             "overshoot_max_ms": round(overshoot_ms[-1], 1),
             "overshoot_p99_ms": round(overshoot_ms[int(0.99 * (len(overshoot_ms) - 1))], 1),
             "overshoot_max_ms_by_limit": dict(sorted(by_limit.items())),
@@ -361,7 +375,12 @@ async def _run(args: argparse.Namespace) -> None:
                     print(
                         json.dumps(
                             await cancel_storm(
-                                server, emulator, args.callers, args.keys, cache=cache
+                                server,
+                                emulator,
+                                args.callers,
+                                args.keys,
+                                cache=cache,
+                                warm=args.warm,
                             )
                         )
                     )
@@ -385,6 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keys", type=int, default=200)
     p.add_argument("--latency-scale", type=float, default=0.1)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument(
+        "--warm",
+        action="store_true",
+        help="cancel: one call of another request before the storm (the first call of a "
+        "manager opens its connections, ~1 s here: longer than every limit)",
+    )
     asyncio.run(_run(p.parse_args(argv)))
     return 0
 

@@ -10,8 +10,11 @@ last segment of its key). A reader that knows which fingerprint it looks up
 passes it to :func:`decode`; a value that answers another request raises
 :class:`ForeignValue` (a value is not trusted for where it lies). ``extra`` is
 one optional trailing field of any serialisable type, stored and returned
-as is (``None`` when absent); the response path does not write it (the
-stream path stores chunk boundaries there). Every field read is checked for
+as is (``None`` when absent). ``complete()``'s path does not write it; the
+stream path stores a completed stream's chunk boundaries there
+(``{"lengths": [...], "gaps_ms": [...]}``, decision 0221), carried by the
+cache's ``_set_with_extra``/``_get_with_extra`` and its L1; ``get()`` and
+the relay's terminal entry ignore it. Every field read is checked for
 its type like input: anything else raises
 :class:`~samplemind_core.CacheValueError`. Values of version ``smc/1`` (no
 ``answers``) read as foreign to this version: a miss.

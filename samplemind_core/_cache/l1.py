@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .._models import ChatResponse, Usage
 
@@ -20,6 +21,7 @@ class L1Entry:
     size: int
     latency_ms: float  # original, for stats
     cost_usd: float
+    extra: Any = None  # the envelope's optional trailing field (a stream's chunk boundaries)
 
 
 def clone(t: ChatResponse, latency_ms: float) -> ChatResponse:

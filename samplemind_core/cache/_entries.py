@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Final
+from typing import Any, Final
 
 from .._cache.envelope import ForeignValue, decode, encode
 from .._cache.keys import Generations
@@ -103,15 +103,15 @@ class _Entries(_StoreIO):
             self._gens_loading = None
             loading.set_result(None)  # never an exception: followers go on like the leader
 
-    def _encode(self, response: ChatResponse, key: str = "") -> bytes:
+    def _encode(self, response: ChatResponse, key: str = "", extra: Any = None) -> bytes:
         """The stored value of ``response`` under ``key``; :class:`CacheValueError` when it
-        cannot be stored. It answers ``key``'s fingerprint (its last segment) only."""
-        return encode(
-            response,
-            self._keys.gens.get(response.provider, 0),
-            self.serializer,
-            key[key.rfind(":") + 1 :],
-        )
+        cannot be stored. It answers ``key``'s fingerprint (its last segment) only.
+        ``extra`` (not None): the envelope's optional trailing field."""
+        pgen = self._keys.gens.get(response.provider, 0)
+        answers = key[key.rfind(":") + 1 :]
+        if extra is None:
+            return encode(response, pgen, self.serializer, answers)
+        return encode(response, pgen, self.serializer, answers, extra)
 
     async def get(self, request: ChatRequest) -> ChatResponse | None:
         """The cached response of ``request`` (``cached=True``) or ``None``. Never raises Redis errors."""
@@ -128,12 +128,17 @@ class _Entries(_StoreIO):
             return hit
         return await self._lookup(key, start, l1_checked=True)
 
-    def _l1_hit(self, key: str, now: float, start: float) -> ChatResponse | None:
-        """The one L1 hit path: a counted copy of ``key``'s live L1 entry, or None."""
+    def _l1_hit(
+        self, key: str, now: float, start: float, extra: list[Any] | None = None
+    ) -> ChatResponse | None:
+        """The one L1 hit path: a counted copy of ``key``'s live L1 entry, or None.
+        ``extra``: the entry's trailing envelope field is appended to it on a hit."""
         assert self._l1 is not None
         entry = self._l1.hit(key, now)
         if entry is None:
             return None
+        if extra is not None:
+            extra.append(entry.extra)
         st = self._stats
         st.hits += 1
         st.l1_hits += 1
@@ -142,12 +147,20 @@ class _Entries(_StoreIO):
         return clone(entry.response, (_perf() - start) * 1000.0)
 
     async def _lookup(
-        self, key: str, start: float, *, count_miss: bool = True, l1_checked: bool = False
+        self,
+        key: str,
+        start: float,
+        *,
+        count_miss: bool = True,
+        l1_checked: bool = False,
+        extra: list[Any] | None = None,
     ) -> ChatResponse | None:
+        """``key``'s hit or None; ``extra`` (a list): on a hit, the envelope's trailing
+        field (None when absent) is appended to it."""
         if (
             not l1_checked
             and self._l1 is not None
-            and (hit := self._l1_hit(key, self._clock(), start)) is not None
+            and (hit := self._l1_hit(key, self._clock(), start, extra)) is not None
         ):
             return hit
         st = self._stats
@@ -178,7 +191,7 @@ class _Entries(_StoreIO):
         try:
             if len(raw) > self._max_bytes:
                 raise CacheValueError(f"stored value of {len(raw)} bytes is over the limit")
-            response, pgen, latency, cost, _ = decode(raw, key[key.rfind(":") + 1 :])
+            response, pgen, latency, cost, trailing = decode(raw, key[key.rfind(":") + 1 :])
         except CacheValueError as exc:  # not ours, not well-typed, or another request's
             self._value_failed(key, exc)
             st.misses += 1
@@ -191,11 +204,16 @@ class _Entries(_StoreIO):
         st.hits += 1
         st.latency_saved_ms += latency
         st.cost_saved_usd += cost
+        if extra is not None:
+            extra.append(trailing)
         l1 = self._l1
         if l1 is not None:
             expires = self._clock() + l1.ttl_s
             l1.put(
-                key, L1Entry(response, response.provider, pgen, expires, len(raw), latency, cost)
+                key,
+                L1Entry(
+                    response, response.provider, pgen, expires, len(raw), latency, cost, trailing
+                ),
             )
             return clone(response, (_perf() - start) * 1000.0)
         response.latency_ms = (_perf() - start) * 1000.0
@@ -228,13 +246,34 @@ class _Entries(_StoreIO):
             raise ConfigError(f"ttl_s must be a finite number of seconds > 0, got {ttl_s!r}")
         return float(ttl_s)
 
-    async def _store(self, key: str, response: ChatResponse, ttl_s: float | None) -> bool:
+    async def _get_with_extra(self, request: ChatRequest) -> tuple[ChatResponse, Any] | None:
+        """:meth:`get` with the envelope's trailing field: ``(hit, extra)`` (``extra`` None
+        when the value has none), or None. For the stream path (chunk boundaries)."""
+        start = _perf()
+        if self._clock() >= self._gens_expiry:
+            await self._fresh_gens()
+        box: list[Any] = []
+        hit = await self._lookup(self.key_for(request), start, extra=box)
+        return None if hit is None else (hit, box[0])
+
+    async def _set_with_extra(
+        self, request: ChatRequest, response: ChatResponse, extra: Any
+    ) -> bool:
+        """:meth:`set` with the envelope's trailing field ``extra`` (any serialisable value;
+        it counts towards ``max_value_bytes``)."""
+        if self._clock() >= self._gens_expiry:
+            await self._fresh_gens()
+        return await self._store(self.key_for(request), response, None, extra)
+
+    async def _store(
+        self, key: str, response: ChatResponse, ttl_s: float | None, extra: Any = None
+    ) -> bool:
         ttl = self._ttl(ttl_s)
         if response.cached:
             return False
         st = self._stats
         try:
-            data = self._encode(response, key)
+            data = self._encode(response, key, extra)
             if len(data) > self._max_bytes:
                 st.skipped_writes += 1
                 raise CacheValueError(
@@ -246,10 +285,13 @@ class _Entries(_StoreIO):
         stored = False
         l1 = self._l1
         if l1 is not None:
-            template, pgen, latency, cost, _ = decode(data)
+            template, pgen, latency, cost, trailing = decode(data)
             expires = self._clock() + min(ttl, l1.ttl_s)
             l1.put(
-                key, L1Entry(template, template.provider, pgen, expires, len(data), latency, cost)
+                key,
+                L1Entry(
+                    template, template.provider, pgen, expires, len(data), latency, cost, trailing
+                ),
             )
             stored = True
         if self._redis is None:

@@ -1,9 +1,17 @@
 """Single-flight: one call per key in this process and, by lease, across processes.
 
-In-process: the first caller of :meth:`get_or_call` for a key (the leader)
-registers a future in ``_inflight``; concurrent callers of the same key
-await it (shielded) and get a copy of its result. When the leader's own
-caller is cancelled, its future is cancelled and a follower takes over.
+In-process: the first caller of :meth:`get_or_call` for a key registers a
+``_Flight`` in ``_inflight`` and looks the key up; concurrent callers of the
+same key await the flight's future (shielded) and get a copy of its result.
+After a miss the call (lease, ``fn()``, store) runs in a task of its own,
+which the first caller then awaits like every other: it is not the caller's
+call. The flight counts its waiters; a waiter that leaves (cancelled, a
+``wait_for`` limit) only stops waiting, and the last one to leave cancels the
+task (its lease released at once, nothing stored) and removes the flight, so
+a later caller starts afresh. A call that completes after its first caller
+left answers the others and is stored; an error reaches every waiter. Only
+during the first lookup (no provider call yet) does the first caller's
+cancellation hand the key over: a waiter looks it up again.
 
 Across processes (``CacheConfig.lease_s`` set, a Redis client given), a
 lease is a key ``{key}:lease`` written with ``SET NX PX lease_s``. The API,
@@ -73,14 +81,27 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+class _Flight:
+    """One in-flight ``get_or_call`` of a key: its outcome, its waiters, its task."""
+
+    __slots__ = ("done", "task", "waiters")
+
+    def __init__(self, done: asyncio.Future[ChatResponse]) -> None:
+        self.done = done
+        self.waiters = 0
+        # the call after a miss (None during the first lookup, run by its caller)
+        self.task: asyncio.Task[None] | None = None
+
+
 class _SingleFlight(_Entries):
     """``get_or_call`` with single-flight per key, and the cross-process lease."""
 
     def _init_single_flight(self, config: CacheConfig) -> None:
-        self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._inflight: dict[str, _Flight] = {}
         self._lease_s = config.lease_s
         self._leased: set[str] = set()  # keys whose lease this cache holds (or may hold)
         self._releases: set[asyncio.Task[None]] = set()  # background releases in flight
+        self._flying: set[asyncio.Task[None]] = set()  # get_or_call's calls after a miss
 
     async def get_or_call(
         self,
@@ -92,12 +113,16 @@ class _SingleFlight(_Entries):
         """A hit, or ``await fn()`` stored in the cache, with single-flight per key.
 
         Concurrent calls for the same request in this process make one call of
-        ``fn``; the others await it and get a copy of its response. When ``fn``
-        raises, every waiter gets that exception and nothing is cached. When
-        the caller of that one call is cancelled, only that caller gets
-        ``CancelledError``: a waiter takes over and calls ``fn`` itself. No
-        error of Redis ever reaches the caller, and the caller's own
-        cancellation always does, at once. With ``CacheConfig.lease_s`` set,
+        ``fn``; every caller awaiting it gets a copy of its response. That call
+        runs in a task of its own, not in the caller that started it: it goes
+        on while anyone still awaits it, so when the caller that started it
+        leaves (cancelled, a ``wait_for`` limit), the others still get its
+        response and it is stored; it is not restarted. It is cancelled (the
+        lease released at once, nothing stored) only when nobody awaits it
+        any more. A caller's own cancellation reaches that caller at once as
+        ``CancelledError`` and no one else. When ``fn`` raises, every caller
+        awaiting it gets that exception and nothing is cached. No error of
+        Redis ever reaches the caller. With ``CacheConfig.lease_s`` set,
         processes sharing the Redis coalesce too (see the module docstring);
         the lease is released on every way out.
         """
@@ -107,23 +132,77 @@ class _SingleFlight(_Entries):
             await self._fresh_gens()
         key = self.key_for(request)
         counted = False
-        while (pending := self._inflight.get(key)) is not None:
+        while (flight := self._inflight.get(key)) is not None:
             if not counted:
                 self._stats.coalesced += 1
                 counted = True
             try:
-                shared = await asyncio.shield(pending)
+                shared = await self._await_flight(key, flight)
             except asyncio.CancelledError:
-                if not pending.cancelled() or _cancelling():
+                if not flight.done.cancelled() or _cancelling():
                     raise  # our own caller cancelled us
-                continue  # the leader's caller cancelled it: take over (or follow the next)
+                continue  # its starter left during the lookup: look up again (or follow the next)
             return clone(shared, shared.latency_ms) if shared.cached else replace(shared)
-        fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
+        loop = asyncio.get_running_loop()
+        flight = _Flight(loop.create_future())
+        self._inflight[key] = flight
+        try:
+            result = await self._lookup(key, start)
+        except BaseException:
+            # (only the caller's cancellation: a lookup raises no cache error) the
+            # waiters look up for themselves
+            self._end_flight(key, flight)
+            flight.done.cancel()
+            raise
+        if result is not None:
+            self._end_flight(key, flight)
+            flight.done.set_result(result)
+            return result
+        # a miss: the call runs in a task of its own, which outlives this caller while
+        # anyone awaits it
+        flight.task = task = loop.create_task(self._fly(key, flight, start, fn, ttl_s))
+        self._flying.add(task)  # (a strong reference while it runs)
+        task.add_done_callback(lambda t: self._landed(t, key, flight))
+        shared = await self._await_flight(key, flight)
+        return replace(shared)
+
+    async def _await_flight(self, key: str, flight: _Flight) -> ChatResponse:
+        """Await ``flight``'s response as one of its waiters; the last one to leave cancels it."""
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.done)
+        finally:
+            flight.waiters -= 1
+            task = flight.task
+            if flight.waiters == 0 and task is not None and not task.done():
+                self._end_flight(key, flight)  # a new caller starts afresh
+                task.cancel()  # nobody awaits it: stop paying, release the lease
+
+    def _landed(self, task: asyncio.Task[None], key: str, flight: _Flight) -> None:
+        self._flying.discard(task)
+        self._end_flight(key, flight)
+        if not flight.done.done():  # cancelled before it ran: nobody awaits it
+            flight.done.cancel()
+
+    def _end_flight(self, key: str, flight: _Flight) -> None:
+        if self._inflight.get(key) is flight:
+            del self._inflight[key]
+
+    async def _fly(
+        self,
+        key: str,
+        flight: _Flight,
+        start: float,
+        fn: Callable[[], Awaitable[ChatResponse]],
+        ttl_s: float | None,
+    ) -> None:
+        """The one call of ``key`` after a miss: lease (or wait), ``fn()``, store; the
+        outcome is set on ``flight.done`` for every waiter."""
+        done = flight.done
         try:
             try:
-                result = await self._lookup(key, start)
-                if result is None and self._lease_s is not None and self._redis is not None:
+                result = None
+                if self._lease_s is not None and self._redis is not None:
                     result = await self._lease_or_wait(key, start)
                 if result is None:
                     result = await fn()
@@ -132,18 +211,15 @@ class _SingleFlight(_Entries):
                 if key in self._leased:
                     await self._release_lease(key)
         except asyncio.CancelledError:
-            fut.cancel()
+            done.cancel()
             raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
+        except BaseException as exc:  # handed to every waiter
+            done.set_exception(exc)
+            done.exception()  # retrieved: no "never retrieved" warning when nobody waits
         else:
-            fut.set_result(result)
-            return result
+            done.set_result(result)
         finally:
-            if self._inflight.get(key) is fut:
-                del self._inflight[key]
+            self._end_flight(key, flight)
 
     async def _lease_or_wait(self, key: str, start: float) -> ChatResponse | None:
         """After a miss: None when this process should call (holding the lease, or without
