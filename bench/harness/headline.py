@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness.results import read_manifest
+from bench.harness.results import read_manifest, require_complete
 
 __all__ = ["headline", "main"]
 
 
 def _load(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    manifest = read_manifest(folder)
+    manifest = require_complete(read_manifest(folder), folder / "manifest.json")
     out: dict[str, list[dict[str, Any]]] = {}
     for name in manifest.get("files") or []:
         path = folder / str(name)
