@@ -24,7 +24,7 @@ def _bench(suite: str, variant: str, seconds: float, **extra: Any) -> dict[str, 
 
 def _folder(tmp_path: Path, router_extra: dict[str, Any]) -> Path:
     folder = tmp_path / "results"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     docs = {
         "hashing": [_bench("hashing", "sha256", 1e-6), _bench("hashing", "blake3", 1.25e-6)],
         "router": [
@@ -76,3 +76,16 @@ def test_mean_difference_ci() -> None:
     assert lo < 11.5 - 1.75 < hi and lo > 0  # the difference of means 9.75 is inside, 0 is not
     lo, hi = mean_difference_ci([1.0, 2.0, 3.0], [1.5, 2.5, 2.0])  # type: ignore[misc]
     assert lo < 0 < hi
+
+
+def test_headline_shows_instruction_counts(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, {**ROUTER, "added_latency_ms": 1.0})
+    doc = json.loads((folder / "router.json").read_text())
+    doc["benchmarks"].append(
+        _bench("router", "chat/speed/healthy", 3e-7, subject="route", instructions=4321.0)
+    )
+    (folder / "router.json").write_text(json.dumps(doc))
+    text = "\n".join(headline(folder))
+    assert "instructions per routing decision (chat/speed, healthy) 4,321" in text
+    assert "1 benchmarks counted" in text
+    assert "instructions per call" not in "\n".join(headline(_folder(tmp_path / "b", ROUTER)))

@@ -191,7 +191,36 @@ def headline(folder: Path) -> list[str]:
                 f"scale {a['latency_scale']}"
             )
     lines += _load_lines(suites.get("load", []))
+    lines += _instruction_lines(suites, folder)
     return lines
+
+
+def _instruction_lines(suites: dict[str, list[dict[str, Any]]], folder: Path) -> list[str]:
+    """The instruction counts of an ``--instructions`` run (headline benchmarks, and how many)."""
+    from bench.instructions.summary import HEADLINES
+
+    counted = [
+        (suite, b)
+        for suite, benches in suites.items()
+        for b in benches
+        if finite(b.get("extra_info", {}).get("instructions"))
+    ]
+    if not counted:
+        return []
+    parts = []
+    for label, suite, variant in HEADLINES:
+        match = [b for s, b in counted if s == suite and b["extra_info"].get("variant") == variant]
+        if match:
+            parts.append(f"{label} {match[0]['extra_info']['instructions']:,.0f}")
+    return [
+        "instructions per call (callgrind): "
+        + ("; ".join(parts) if parts else "none of the headline benchmarks counted")
+        + f" ({len(counted)} benchmarks counted: python -m bench.instructions.summary {folder})"
+    ]
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _load_lines(load: list[dict[str, Any]]) -> list[str]:
