@@ -246,17 +246,18 @@ def test_sigint_mid_suite_stops_children_keeps_what_completed_and_exits_130(
         start_new_session=True,  # its own process group, like a shell job
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
+        assert proc.stderr is not None  # progress lines go to stderr
         lines: list[str] = []
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            line = proc.stderr.readline()
             if not line:
                 break
             lines.append(line)
             if "[2/2] cache: started" in line:
                 break
         assert any("[2/2] cache: started" in x for x in lines), lines
+        assert "[1/2] fingerprint: started; then cache" in "".join(lines)
         children: list[int] = []
         while time.monotonic() < deadline and not children:
             time.sleep(0.2)
@@ -264,12 +265,12 @@ def test_sigint_mid_suite_stops_children_keeps_what_completed_and_exits_130(
         assert children, "the suite's pytest is running"
         time.sleep(1.0)  # mid-suite: importing, collecting or timing
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        rest, err = proc.communicate(timeout=120)
+        stdout, rest = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    stdout = "".join(lines) + rest
+    err = rest
     assert proc.returncode == INTERRUPTED_EXIT, (stdout, err)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "interrupted (SIGINT)" in err

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
@@ -35,7 +35,7 @@ __all__ = ["REPO", "SUITES_DIR", "out_folder_problem", "run", "timed_run_env"]
 
 SUITES_DIR: Final = Path(__file__).resolve().parents[1] / "suites"
 REPO: Final = SUITES_DIR.parents[1]
-HEARTBEAT_S: Final = 30.0
+HEARTBEAT_S: Final = 10.0
 STOP_GRACE_S: Final = 10.0
 """How long a suite's pytest is given to stop on SIGINT (its fixtures' teardown) before SIGTERM."""
 
@@ -112,13 +112,22 @@ def timed_run_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> SuiteRun:
+def _progress(args: argparse.Namespace, text: str) -> None:
+    """A progress line on stderr (silenced by ``-q``)."""
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _run_suite(
+    suite: str, out: Path, args: argparse.Namespace, index: str, after: Sequence[str] = ()
+) -> SuiteRun:
     target = out / f"{suite}.json"
     target.unlink(missing_ok=True)
     cmd = _pytest_command(suite, out, args)
     log_path = out / "logs" / f"{suite}.txt"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[{index}] {suite}: started", flush=True)
+    left = f"; then {', '.join(after)}" if after else "; the last suite"
+    _progress(args, f"[{index}] {suite}: started{left}")
     start = time.monotonic()
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -138,9 +147,10 @@ def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> S
                     code = proc.wait(timeout=HEARTBEAT_S)
                     break
                 except subprocess.TimeoutExpired:
-                    print(
-                        f"[{index}] {suite}: running for {time.monotonic() - start:.0f} s",
-                        flush=True,
+                    _progress(
+                        args,
+                        f"[{index}] {suite}: running for {time.monotonic() - start:.0f} s"
+                        + (f" ({len(after)} suite(s) after it)" if after else ""),
                     )
         except (Stopped, KeyboardInterrupt):
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this
@@ -249,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
             manifest(complete=False)  # from the start: a folder being written is incomplete
             for i, suite in enumerate(suites, 1):
                 current, suite_start = suite, time.monotonic()
-                runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}"))
+                runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}", suites[i:]))
                 if tools is not None:
                     runs[-1] = instructions.count_into(
                         runs[-1], out, tools, args, f"{i}/{len(suites)}"
