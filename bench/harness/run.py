@@ -53,6 +53,9 @@ def _stop_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`Stopped` in the main thread for the duration."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
+        # the first signal stops the run; a second one must not cut the cleanup short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -254,8 +257,8 @@ def run(args: argparse.Namespace) -> int:
         )
 
     current, suite_start = "", start
-    try:
-        with _stop_on_signals():
+    with _stop_on_signals():  # also around the record of a stop: no second-signal traceback
+        try:
             manifest(complete=False)  # from the start: a folder being written is incomplete
             for i, suite in enumerate(suites, 1):
                 current, suite_start = suite, time.monotonic()
@@ -267,8 +270,8 @@ def run(args: argparse.Namespace) -> int:
                 current = ""
                 # keep the manifest current, so an interrupted run still leaves a readable folder
                 manifest(complete=False if i < len(suites) else None)
-    except (Stopped, KeyboardInterrupt) as exc:
-        return _interrupted(exc, current, suite_start, suites, runs, manifest, out, start)
+        except (Stopped, KeyboardInterrupt) as exc:
+            return _interrupted(exc, current, suite_start, suites, runs, manifest, out, start)
     failed = [r.suite for r in runs if r.exit_code != 0]
     total = time.monotonic() - start
     print(
