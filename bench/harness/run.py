@@ -36,7 +36,7 @@ __all__ = ["REPO", "SUITES_DIR", "out_folder_problem", "run", "timed_run_env"]
 SUITES_DIR: Final = Path(__file__).resolve().parents[1] / "suites"
 REPO: Final = SUITES_DIR.parents[1]
 HEARTBEAT_S: Final = 10.0
-STOP_GRACE_S: Final = 10.0
+STOP_GRACE_S: Final = 5.0
 """How long a suite's pytest is given to stop on SIGINT (its fixtures' teardown) before SIGTERM."""
 
 
