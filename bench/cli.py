@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="stream pytest's output instead of logging it"
     )
     run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines on stderr (each suite's outcome and the summary still print)",
+    )
+    run.add_argument(
         "--pytest-arg",
         dest="pytest_args",
         action="append",

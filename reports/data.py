@@ -37,6 +37,7 @@ from bench.harness.results import (
     ResultsFormatError,
     benchmark_key,
     check_manifest,
+    require_complete,
 )
 
 __all__ = [
@@ -232,7 +233,7 @@ def _read_json(path: Path) -> Any:
 
 def _check_manifest(path: Path, manifest: Any) -> Mapping[str, Any]:
     try:
-        return check_manifest(manifest, path)
+        return require_complete(check_manifest(manifest, path), path)
     except ResultsFormatError as exc:
         raise ReportInputError(path, exc.problem) from None
 

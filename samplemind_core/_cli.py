@@ -219,9 +219,11 @@ async def _warm(
     storable, too_big = _storable(cache, path, entries, err)
     rejected += too_big
     written = await cache.warm(storable)
+    total = len(storable) + rejected  # every non-blank line is an entry offered
+    unwritten = len(storable) - written
     print(
-        f"warmed {written} of {len(storable)} entries into namespace {cache.namespace!r}; "
-        f"{rejected} line(s) rejected",
+        f"warmed {written} of {total} entries into namespace {cache.namespace!r}, "
+        f"{rejected} rejected" + (f", {unwritten} not written (Redis failed)" if unwritten else ""),
         file=out,
     )
     skipped = cache.stats().value_errors  # none expected: _storable checked each value
@@ -254,10 +256,26 @@ async def _run(
         if loaded is not None:
             return await _warm(cache, Path(args.file), *loaded, out, err)
         if args.command == "clear":
+            before = await cache.info()
             await cache.clear(args.provider)
-            await cache.purge()
+            await cache.purge()  # waits for the purge clear() started, then sweeps again
+            after = await cache.info()
+            field = args.provider or "*"
             what = f"provider {args.provider!r}" if args.provider else "all entries"
-            print(f"cleared {what} in namespace {cache.namespace!r}", file=out)
+            print(
+                f"cleared {what} in namespace {cache.namespace!r}: generation {field!r} "
+                f"{before['generations'].get(field, 0)} -> {after['generations'].get(field, 0)}; "
+                f"{before['entries'] - after['entries']} entries invalidated and purged, "
+                f"{after['entries']} left",
+                file=out,
+            )
+            if args.provider:
+                print(
+                    f"entries of requests that did not pin a provider but were answered by "
+                    f"{args.provider!r} are not told apart by their key: each is dropped on its "
+                    "next lookup (or by its TTL)",
+                    file=out,
+                )
             return 0
         print(json.dumps(await cache.info(), indent=2, sort_keys=True), file=out)
         return 0
@@ -278,6 +296,27 @@ def _seconds(text: str) -> float:
             f"must be a finite number of seconds in (0, {MAX_TTL_S:.0f}], got {text!r}"
         )
     return value
+
+
+_WARM_FORMAT = """\
+line format (one JSON object per line, UTF-8; blank lines are skipped):
+  {"request": {"messages": [{"role": "user", "content": "BPM of kick_808.wav?"}],
+               "provider": "openai", "model": "gpt-4o-mini", "temperature": 0},
+   "response": {"text": "120 BPM", "provider": "openai", "model": "gpt-4o-mini",
+                "usage": {"input_tokens": 12, "output_tokens": 3}, "cost_usd": 0.00001}}
+  (shown on several lines here; in the file each entry is ONE line)
+
+  request   the ChatRequest fields: messages (required: [{"role", "content"}, ...]),
+            provider, model, temperature, max_tokens, top_p, top_k, stop, seed, tools,
+            tool_choice, response_format (optional; they are part of the cache key),
+            request_id, timeout, stream, metadata (optional; not part of the key)
+  response  text, provider (one of ollama, gemini, anthropic, openai) and model (required);
+            tool_calls [{"name", "arguments", "id"}], finish_reason,
+            usage {"input_tokens", "output_tokens"} (integers >= 0), cost_usd,
+            estimated_cost_usd, latency_ms (numbers >= 0), attempts, metadata (optional)
+
+output: "warmed W of N entries into namespace 'NS', R rejected" (N: non-blank lines read)
+"""
 
 
 def _redis_url(text: str) -> str:
@@ -315,8 +354,12 @@ def _parser() -> argparse.ArgumentParser:
         help="bulk-load entries from a JSONL file",
         description="Bulk-load entries from a JSONL file; bad lines are reported as "
         "FILE:LINE: reason and the others are still written.",
+        epilog=_WARM_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    warm.add_argument("file", help='UTF-8 JSONL, one {"request": ..., "response": ...} per line')
+    warm.add_argument(
+        "file", help='UTF-8 JSONL, one {"request": ..., "response": ...} per line (see below)'
+    )
     warm.add_argument(
         "--ttl",
         type=_seconds,

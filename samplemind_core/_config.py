@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
@@ -95,6 +96,80 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+_MASK: Final = "***"
+_SECRET_QUERY_NAME: Final = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential", re.I)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its secrets replaced by ``***``, for ``repr``, logs and messages.
+
+    The password of the userinfo is masked (``redis://user:***@host``); a userinfo
+    without a password is masked whole (``https://***@host``: a lone userinfo is
+    often a token), and so is the value of every query parameter whose name looks
+    like a secret (``password``, ``token``, ``key``, ``auth``, ``sig``, ...). The
+    text is never parsed strictly, so a malformed URL is masked too.
+
+    >>> mask_url("redis://app:hunter2@cache:6379/0")
+    'redis://app:***@cache:6379/0'
+    >>> mask_url("redis://:hunter2@cache:6379/0")
+    'redis://:***@cache:6379/0'
+    >>> mask_url("unix:///run/redis.sock?db=0&password=hunter2")
+    'unix:///run/redis.sock?db=0&password=***'
+    >>> mask_url("https://api.openai.com/v1")
+    'https://api.openai.com/v1'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if at != -1:
+            end = min(end, at)
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at_sign, hostport = netloc.rpartition("@")
+    if at_sign:
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{_MASK}@{hostport}" if colon else f"{_MASK}@{hostport}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query, hash_sign, fragment = query.partition("#")
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, _value = pair.partition("=")
+            pairs.append(f"{name}={_MASK}" if eq and _SECRET_QUERY_NAME.search(name) else pair)
+        tail = f"{path}?{'&'.join(pairs)}{hash_sign}{fragment}"
+    return f"{scheme}{sep}{netloc}{tail}"
+
+
+_URL_PASSWORD: Final = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/:@]*:)[^\s/@]+@", re.I)
+
+
+def mask_urls_in(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it masked.
+
+    For messages of other libraries and servers, which may quote a URL.
+
+    >>> mask_urls_in("cannot reach redis://app:hunter2@cache:6379 (refused)")
+    'cannot reach redis://app:***@cache:6379 (refused)'
+    """
+    return _URL_PASSWORD.sub(r"\1***@", text) if "@" in text else text
+
+
+def _masked_repr(obj: object, url_fields: tuple[str, ...]) -> str:
+    """The dataclass ``repr`` of ``obj`` with the URLs in ``url_fields`` passed through :func:`mask_url`."""
+    shown = []
+    for f in fields(obj):  # type: ignore[arg-type]
+        if not f.repr:
+            continue
+        value = getattr(obj, f.name)
+        if f.name in url_fields and isinstance(value, str):
+            shown.append(f"{f.name}={mask_url(value)!r}")
+        else:
+            shown.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(shown)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +466,10 @@ class ProviderConfig:
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     rate_limit_per_s: float | None = None
 
+    def __repr__(self) -> str:
+        """The fields, with the API key hidden and the URL's secrets masked (:func:`mask_url`)."""
+        return _masked_repr(self, ("base_url",))
+
 
 _DEFAULT_BASE_URLS: Final = {
     "ollama": "http://localhost:11434",
@@ -459,7 +538,8 @@ def _http_url(name: str, value: str, *, shown: str | None = None) -> str:
             ok = parts.scheme in ("http", "https") and bool(parts.hostname)
     if not ok:
         raise ConfigError(
-            f"{name} must be an http:// or https:// URL with a host, got {shown or value!r}"
+            f"{name} must be an http:// or https:// URL with a host, "
+            f"got {mask_url(shown or value)!r}"
         )
     return value
 
@@ -501,6 +581,9 @@ def _api_key(name: str, value: str | None) -> Secret | None:
 class Settings:
     """Everything the layer needs, explicitly. Build by hand or with :meth:`from_env`.
 
+    ``repr`` and ``str`` never show a secret: keys are :class:`Secret` and the
+    passwords of ``redis_url`` and of the providers' URLs are masked (:func:`mask_url`).
+
     ``breaker`` configures the router's circuit breakers (:class:`~samplemind_core.AIManager`
     passes it to the :class:`~samplemind_core.Router` it builds).
     """
@@ -526,6 +609,10 @@ class Settings:
         providers = dict(self.providers)
         providers[name] = replace(self.provider(name), **changes)  # type: ignore[arg-type]
         return replace(self, providers=providers)
+
+    def __repr__(self) -> str:
+        """The fields, with every key hidden and every URL's secrets masked (:func:`mask_url`)."""
+        return _masked_repr(self, ("redis_url",))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -62,6 +62,7 @@ Retries
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import logging
@@ -75,7 +76,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 import orjson
 
-from ._config import HttpConfig, RetryConfig
+from ._config import HttpConfig, RetryConfig, mask_url, mask_urls_in
 from ._exceptions import (
     ClientStateError,
     ConfigError,
@@ -179,6 +180,31 @@ def _where(request: httpx.Request) -> str:
     return f"{request.method} {url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
 
 
+def _credentials_to_header(method: str, url: str, headers: dict[str, str]) -> str:
+    """``url`` without its userinfo, which becomes a Basic ``authorization`` header.
+
+    Both transports then send the same request (aiohttp would otherwise turn the
+    userinfo into Basic auth, and httpx's transport would drop it). A URL with
+    credentials on a request that has its own ``authorization`` header (an API
+    key) is refused with :class:`~samplemind_core.ConfigError`: one of them
+    would be silently lost.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url  # refused with its reason when it is sent
+    if not parsed.userinfo:
+        return url
+    if "authorization" in headers:
+        raise ConfigError(
+            f"{method} {mask_url(url)}: the URL carries credentials and the request has "
+            "its own Authorization header (the provider's API key); keep only one of them"
+        )
+    token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode("ascii")
+    headers["authorization"] = f"Basic {token}"
+    return str(parsed.copy_with(userinfo=b""))
+
+
 def _map_aiohttp_error(exc: BaseException) -> type[TransportError] | None:
     """Our class for an aiohttp error (aiohttp is already imported when one exists)."""
     import aiohttp
@@ -226,7 +252,13 @@ def _map_error(
             cls = TransportError
             retryable = False
     when = "while reading the streamed body" if reading else f"on attempt {attempt}"
-    err = cls(f"{_where(request)} failed {when}: {type(exc).__name__}: {exc}")
+    detail = mask_urls_in(str(exc))
+    userinfo = request.url.userinfo.decode("ascii", "replace")
+    if userinfo:  # the library's message may quote the URL: never its password
+        detail = detail.replace(userinfo, "***")
+        if request.url.password:
+            detail = detail.replace(request.url.password, "***")
+    err = cls(f"{_where(request)} failed {when}: {type(exc).__name__}: {detail}")
     if not retryable:
         err.retryable = False
     return err
@@ -486,6 +518,8 @@ class HttpClient:
         timeout: float | None,  # noqa: ASYNC109 - the headers' bound (contract)
     ) -> AsyncIterator[httpx.Response]:
         transport, content, hdrs = self._prepare(json, content, headers, timeout)
+        if "@" in url:
+            url = _credentials_to_header(method, url, hdrs)
         ext = self._timeout
         if timeout is not None:
             ext = {
@@ -548,6 +582,8 @@ class HttpClient:
         if headers:
             for key, value in headers.items():
                 hdrs[key.lower()] = value
+        if "@" in url:
+            url = _credentials_to_header(method, url, hdrs)
         ext = self._timeout
         if timeout is not None:
             ext = {
@@ -680,7 +716,7 @@ class HttpClient:
             logger.debug(
                 "retrying %s %s after %s (attempt %d of %d, waiting %.3f s)",
                 method,
-                url.split("?", 1)[0],
+                mask_url(url.split("?", 1)[0]),
                 why,
                 rs.attempt_number,
                 retry.attempts,

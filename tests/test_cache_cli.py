@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -64,7 +65,7 @@ def test_warm_writes_every_line(
     f.write_text("\n".join(json.dumps(entry(i)) for i in range(5)) + "\n\n")
     code, out, err = run("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
     assert (code, err) == (0, "")
-    assert "warmed 5 of 5 entries" in out and "0 line(s) rejected" in out
+    assert "warmed 5 of 5 entries" in out and ", 0 rejected" in out
     assert stats(redis_server.url, ns)["entries"] == 5
 
 
@@ -88,7 +89,7 @@ def test_corrupt_lines_are_named_and_do_not_lose_the_good_ones(
     f.write_text("\n".join(lines) + "\n")
     code, out, err = run("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
     assert code == 2  # an input error; the good lines are still written
-    assert "warmed 3 of 3 entries" in out and "4 line(s) rejected" in out
+    assert "warmed 3 of 7 entries" in out and "4 rejected" in out
     assert f"{f}:2: not valid JSON" in err
     assert f"{f}:4: " in err and "messages" in err
     assert f"{f}:5: unknown response field(s): colour" in err
@@ -107,6 +108,8 @@ def test_clear_one_provider_then_all(
         "clear", "--provider", "openai", "--redis-url", redis_server.url, "--namespace", ns
     )
     assert code == 0 and "cleared provider 'openai'" in out
+    assert "generation 'openai' 0 -> 1; 1 entries invalidated and purged, 1 left" in out
+    assert "did not pin a provider" in out  # what the count cannot see, said
     after = stats(redis_server.url, ns)
     assert after["generations"] == {"openai": 1}
     assert (after["entries"], after["stale_entries"]) == (1, 0)  # purged, not just hidden
@@ -174,7 +177,12 @@ def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        env={
+            "PATH": "/usr/bin:/bin",
+            # the checkout under test, not whichever one is installed editable
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+            **(env or {}),
+        },
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
@@ -209,7 +217,7 @@ def test_bad_line_is_named_and_the_rest_is_written(
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"{f}:2: ") and reason in proc.stderr
     assert proc.stderr.count("\n") == 1  # one line named, nothing else
-    assert "warmed 2 of 2 entries" in proc.stdout and "1 line(s) rejected" in proc.stdout
+    assert "warmed 2 of 3 entries" in proc.stdout and ", 1 rejected" in proc.stdout
     assert stats(redis_server.url, ns)["entries"] == 2
 
 
@@ -228,7 +236,7 @@ def test_non_utf8_line_is_rejected_alone(
     proc = cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
     assert proc.returncode == 2
     assert f"{f}:2: not UTF-8 (byte 0xf6" in proc.stderr
-    assert "warmed 2 of 2 entries" in proc.stdout
+    assert "warmed 2 of 3 entries into" in proc.stdout
     assert stats(redis_server.url, ns)["entries"] == 2
 
 
@@ -298,3 +306,29 @@ def test_help_is_plain_text() -> None:
         assert "``" not in proc.stdout and ":meth:" not in proc.stdout
     top = cli("--help").stdout
     assert "warm" in top and "stats" in top and "clear" in top and "Exit status" in top
+
+
+def test_warm_help_gives_the_line_format_and_its_example_parses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["warm", "--help"])
+    text = capsys.readouterr().out
+    assert "line format" in text and "request_id" in text and "usage" in text
+    lines = text[text.index('  {"request"') :].splitlines()
+    example = " ".join(
+        x.strip() for x in lines[: next(i for i, x in enumerate(lines) if "}}" in x) + 1]
+    )
+    request, response = parse_line(example)  # the example is a valid entry
+    assert response.provider == "openai" and request.messages[0]["content"]
+
+
+def test_all_rejected_says_zero_of_n(
+    tmp_path: Path, redis_server: RedisServer | ExternalRedis, ns: str
+) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text("\n".join(["{", "[]", '{"request": {}}', "42"]) + "\n")
+    code, out, err = run("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
+    assert code == 2
+    assert f"warmed 0 of 4 entries into namespace {ns!r}, 4 rejected" in out
+    assert err.count(str(f)) == 4

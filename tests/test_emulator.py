@@ -490,8 +490,13 @@ def test_help_shows_every_option_with_its_default() -> None:
         "(default: 0.01)",
         "(default: WARNING)",
         "(default: 10000)",
+        "(default: all)",
     ):
         assert default in text
+    assert "(default: None)" not in text and "(default: True)" not in text
+    assert "(default: False)" not in text
+    for chunk in text.split(" --")[1:]:  # each option states its default at most once
+        assert chunk.count("(default") <= 1, chunk
 
 
 @pytest.mark.parametrize(
@@ -534,6 +539,23 @@ def test_ready_line_and_port_zero() -> None:
         assert line.startswith("samplemind-emulator listening on http://127.0.0.1:")
         url = line.split()[3]
         assert httpx.get(url + "/").text == "Ollama is running"
+        lines = [proc.stdout.readline() for _ in range(5)]
+        assert "base URLs" in lines[0]
+        bases = {parts[0]: parts[1] for parts in (x.split() for x in lines[1:])}
+        assert bases == {
+            "ollama": url,
+            "openai": f"{url}/v1",
+            "anthropic": url,
+            "gemini": url,
+        }
+        assert f"OPENAI_BASE_URL={url}/v1" in lines[2]
+        path, _, body = call_spec("openai")  # the OpenAI SDK appends /chat/completions
+        reply = httpx.post(
+            f"{bases['openai']}/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer sk-test"},
+        )
+        assert reply.status_code == 200 and path == "/v1/chat/completions"
     finally:
         proc.terminate()
         assert proc.wait(10) == 0

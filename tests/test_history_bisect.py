@@ -140,3 +140,23 @@ def test_bisect_bad_refs_exit_2(tmp_path: Path) -> None:
         )
         assert res.returncode == 2, res.stderr
         assert says in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bisect_help_explains_every_option_default_and_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.history.bisect import main as bisect_main
+
+    with pytest.raises(SystemExit) as info:
+        bisect_main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    options = text[text.index("options:") : text.index("output:")]
+    for option in ("--good", "--bad", "--suite", "-k", "--rounds", "--seed", "--repo"):
+        assert option in options
+    chunks = options.split("\n  -")[2:]  # after -h
+    assert len(chunks) == 9
+    for chunk in chunks:  # each option has help that says its default or that it is required
+        assert "required" in chunk or "(default" in " ".join(chunk.split()), chunk
+    assert "first commit of the step" in text and "exit status" in text
+    assert "(default: 5)" in " ".join(options.split())

@@ -63,6 +63,7 @@ from bench.gate.rules import (
     load_config,
     with_spreads,
 )
+from bench.harness.progress import Progress
 
 __all__ = ["main", "run", "same_input_warnings"]
 
@@ -405,9 +406,17 @@ def _run(
         cand, c_diffs = load_side(candidate_paths)
         require_samples("baseline", base)
         require_samples("candidate", cand)
+        meter = Progress("gate: comparing benchmarks", 0, enabled=not args.quiet)
         verdicts = evaluate(
-            base, cand, config, select=args.select, paired=paired, metrics=args.metric or ()
+            base,
+            cand,
+            config,
+            select=args.select,
+            paired=paired,
+            metrics=args.metric or (),
+            progress=meter.update,
         )
+        meter.done()
         if args.select and not verdicts:
             raise GateInputError(f"--select {args.select!r} matches no benchmark")
         if args.metric:

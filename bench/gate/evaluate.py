@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -186,10 +186,12 @@ def evaluate(
     seed: int | None = None,
     paired: bool = False,
     metrics: Collection[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Verdict]:
     """Verdicts for every benchmark and checked metric (pure: seeded, no I/O).
 
     ``metrics``: judge only these metrics (all when empty); the others are not computed.
+    ``progress(done, total)`` is called before each benchmark and at the end.
 
     ``paired``: the sides' runs are interleaved rounds in the same order (``--baseline-ref``);
     the time metric of a benchmark with the same number (>= 3) of non-empty runs on both sides
@@ -199,7 +201,9 @@ def evaluate(
     keys = list(baseline.benches) + [k for k in candidate.benches if k not in baseline.benches]
     verdicts: list[Verdict] = []
     tested: list[Verdict] = []
-    for key in keys:
+    for done, key in enumerate(keys):
+        if progress is not None:
+            progress(done, len(keys))
         b, c = baseline.benches.get(key), candidate.benches.get(key)
         rec = b or c
         assert rec is not None

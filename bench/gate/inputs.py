@@ -134,6 +134,7 @@ def load_results(path: Path) -> ResultSet:
         manifest_path = path / "manifest.json"
         try:
             manifest = results.check_manifest(_read_json(manifest_path), manifest_path)
+            results.require_complete(manifest, manifest_path)  # an incomplete suite never passes
         except results.ResultsFormatError as exc:
             raise GateInputError(str(exc)) from None
         files = manifest["files"]

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness.results import read_manifest
+from bench.harness.results import read_manifest, require_complete
 from bench.harness.streams import headline_lines as stream_headline_lines
 
-__all__ = ["headline", "main"]
+__all__ = ["added_latency_text", "headline", "main"]
 
 
 def _load(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    manifest = read_manifest(folder)
+    manifest = require_complete(read_manifest(folder), folder / "manifest.json")
     out: dict[str, list[dict[str, Any]]] = {}
     for name in manifest.get("files") or []:
         path = folder / str(name)
@@ -58,6 +58,29 @@ def _by(benchmarks: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None
     return None
 
 
+def added_latency_text(info: dict[str, Any]) -> str:
+    """The added latency of a fallback benchmark with its 95 % interval; "within noise" when
+    the interval holds 0 (a figure such as -0.08 ms is then no finding).
+
+    >>> added_latency_text({"added_latency_ms": -0.08, "added_latency_ci_low_ms": -0.5,
+    ...                     "added_latency_ci_high_ms": 0.34})
+    'added latency within noise (-0.08 ms, 95% CI -0.50 to +0.34 ms)'
+    >>> added_latency_text({"added_latency_ms": 21.5, "added_latency_ci_low_ms": 19.0,
+    ...                     "added_latency_ci_high_ms": 24.0})
+    'added latency +21.50 ms (95% CI +19.00 to +24.00 ms)'
+    """
+    added = info.get("added_latency_ms")
+    if added is None:
+        return "no success"
+    lo, hi = info.get("added_latency_ci_low_ms"), info.get("added_latency_ci_high_ms")
+    if lo is None or hi is None:
+        return f"added latency {added:+.2f} ms (no interval recorded; re-run for one)"
+    interval = f"95% CI {lo:+.2f} to {hi:+.2f} ms"
+    if lo <= 0.0 <= hi:
+        return f"added latency within noise ({added:+.2f} ms, {interval})"
+    return f"added latency {added:+.2f} ms ({interval})"
+
+
 def headline(folder: Path) -> list[str]:
     """The headline lines of ``folder``."""
     suites = _load(folder)
@@ -68,9 +91,9 @@ def headline(folder: Path) -> list[str]:
         b3 = _by(hashing, subject=subject, variant="blake3")
         auto = _by(hashing, subject=subject, variant="blake3_auto")
         if sha and b3:
-            text = f"hashing {subject:>6}: SHA-256/BLAKE3 time {_med(sha) / _med(b3):.2f}x"
+            text = f"hashing {subject:>6}: BLAKE3 is {_med(sha) / _med(b3):.2f}x as fast as SHA-256"
             if auto:
-                text += f", AUTO {_med(sha) / _med(auto):.2f}x"
+                text += f", BLAKE3 AUTO {_med(sha) / _med(auto):.2f}x as fast"
             text += f" (BLAKE3 {b3['extra_info'].get('gbps', 0):.2f} GB/s)"
             lines.append(text)
     fp = suites.get("fingerprint", [])
@@ -147,10 +170,9 @@ def headline(folder: Path) -> list[str]:
     for b in router:
         info = b.get("extra_info") or {}
         if "success_rate" in info:
-            added = info.get("added_latency_ms")
             lines.append(
                 f"router {info['subject']} {info['variant']}: success {info['success_rate']:.0%}, "
-                + (f"added latency {added:.2f} ms" if added is not None else "no success")
+                + added_latency_text(info)
                 + f" (all requests {info.get('added_latency_all_ms', 0.0):+.2f} ms; "
                 f"{info.get('calls_per_request', 0.0):.2f} calls/request; scale {info.get('latency_scale')})"
             )
@@ -171,7 +193,36 @@ def headline(folder: Path) -> list[str]:
             )
     lines += _load_lines(suites.get("load", []))
     lines += stream_headline_lines(suites.get("stream", []))
+    lines += _instruction_lines(suites, folder)
     return lines
+
+
+def _instruction_lines(suites: dict[str, list[dict[str, Any]]], folder: Path) -> list[str]:
+    """The instruction counts of an ``--instructions`` run (headline benchmarks, and how many)."""
+    from bench.instructions.summary import HEADLINES
+
+    counted = [
+        (suite, b)
+        for suite, benches in suites.items()
+        for b in benches
+        if finite(b.get("extra_info", {}).get("instructions"))
+    ]
+    if not counted:
+        return []
+    parts = []
+    for label, suite, variant in HEADLINES:
+        match = [b for s, b in counted if s == suite and b["extra_info"].get("variant") == variant]
+        if match:
+            parts.append(f"{label} {match[0]['extra_info']['instructions']:,.0f}")
+    return [
+        "instructions per call (callgrind): "
+        + ("; ".join(parts) if parts else "none of the headline benchmarks counted")
+        + f" ({len(counted)} benchmarks counted: python -m bench.instructions.summary {folder})"
+    ]
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _load_lines(load: list[dict[str, Any]]) -> list[str]:

@@ -5,12 +5,25 @@ Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline`` and `
 
     {"format": "samplemind-bench-results", "version": 1, "created": ISO-8601,
      "mode": "mocked" | "live", "quick": bool, "suites": [...], "files": [...],
+     "complete": bool,                                            # since 2026-12-06
      "environment": {"cpu", "cores", "python", "platform", "packages"},
      "commit": {"id", "dirty"},
-     "runs": [{"suite", "file", "exit_code", "elapsed_s"}]}      # extension
+     "runs": [{"suite", "file", "exit_code", "elapsed_s", "status"}]}   # extension
 
 ``runs`` is an extension: per suite, pytest's exit code and the wall time, so
-a consumer can tell a failed or partial suite from a complete one.
+a consumer can tell a failed or partial suite from a complete one. Since 2026-12-06 each
+entry also has ``"status"`` (``"completed"``: pytest ran to its end and wrote the suite's
+file, its tests passed or not; ``"interrupted"``: stopped by Ctrl-C or a signal;
+``"crashed"``: pytest ended otherwise or wrote no file), and the manifest has
+``"complete"``: ``false`` while the run is going (the manifest is rewritten after each suite)
+and after an interrupted run, ``true`` only once every suite of ``suites`` has run.
+
+Completeness is judged in ONE place, :func:`incomplete_suites` (and :func:`require_complete`,
+which every reader calls: ``report``, ``gate``, ``history add``, ``headline``). Folders written
+before these fields existed are judged by the same rule from what they have: a suite of
+``suites`` without an entry in ``runs`` (the run stopped before or during it) or with a
+pytest exit code other than 0 (passed) or 1 (tests failed) is incomplete; a manifest without
+``runs`` at all (written by hand or by other tools) cannot say, and is taken as complete.
 :func:`check_manifest` is the one validation of a manifest (format, version, ``files`` names
 inside the folder, ``environment`` an object); :func:`read_manifest` reads and checks one.
 
@@ -36,10 +49,12 @@ from typing import Any, Final
 
 __all__ = [
     "FORMAT",
+    "INTERRUPTED_EXIT",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
     "SUPPORTED_VERSIONS",
     "VERSION",
+    "IncompleteResultsError",
     "ResultsFormatError",
     "SuiteRun",
     "benchmark_key",
@@ -48,7 +63,10 @@ __all__ = [
     "commit_info",
     "environment",
     "finite_number",
+    "incomplete_suites",
     "read_manifest",
+    "require_complete",
+    "suite_status",
     "write_manifest",
 ]
 
@@ -72,6 +90,78 @@ class ResultsFormatError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class IncompleteResultsError(ResultsFormatError):
+    """A results folder whose run did not finish; ``incomplete`` maps suite -> why."""
+
+    def __init__(self, path: Path | str, incomplete: dict[str, str]) -> None:
+        self.incomplete = dict(incomplete)
+        shown = ", ".join(f"{suite} ({why})" for suite, why in incomplete.items())
+        folder = Path(path).parent if Path(path).name == "manifest.json" else Path(path)
+        super().__init__(
+            path,
+            f"incomplete results folder {folder}: suite(s) {shown}; its figures are not "
+            "judged. Run samplemind-bench run again (the suites that completed are in "
+            "their files)",
+        )
+
+
+INTERRUPTED_EXIT: Final = 130
+"""The exit status of ``samplemind-bench run`` stopped by Ctrl-C (128 + SIGINT)."""
+_PYTEST_RAN_TO_END: Final = (0, 1, 5)  # passed, tests failed, none collected (2: interrupted)
+
+
+def suite_status(exit_code: int, file: str | None, *, interrupted: bool = False) -> str:
+    """``"completed"``, ``"interrupted"`` or ``"crashed"`` for one suite's pytest run."""
+    if interrupted or exit_code == 2 or exit_code < 0:  # pytest's own Ctrl-C code; a signal
+        return "interrupted"
+    if exit_code in _PYTEST_RAN_TO_END and file is not None:
+        return "completed"
+    return "crashed"
+
+
+def incomplete_suites(manifest: dict[str, Any]) -> dict[str, str]:
+    """The suites of ``manifest`` that did not complete, each with why (empty: complete).
+
+    The one completeness rule (see the module docstring): a suite of ``suites`` with no
+    entry in ``runs`` is "not run"; an entry whose ``status`` (or, in older folders, pytest
+    exit code) says it did not run to its end is "interrupted" or "crashed"; ``"complete":
+    false`` with every suite done (stopped after the last suite) is reported as "run".
+    """
+    runs = manifest.get("runs")
+    if not isinstance(runs, list):
+        return {} if manifest.get("complete") is not False else {"run": "did not finish"}
+    by_suite = {r.get("suite"): r for r in runs if isinstance(r, dict)}
+    out: dict[str, str] = {}
+    for suite in manifest.get("suites") or []:
+        entry = by_suite.get(suite)
+        if entry is None:
+            out[str(suite)] = "not run"
+            continue
+        status = entry.get("status")
+        if status is None:  # written before "status" existed
+            code = entry.get("exit_code")
+            file = entry.get("file")
+            status = (
+                suite_status(code, file if isinstance(file, str) else None)
+                if type(code) is int
+                else "crashed"
+            )
+        if status != "completed":
+            out[str(suite)] = str(status)
+    if not out and manifest.get("complete") is False:
+        out["run"] = "did not finish"
+    return out
+
+
+def require_complete(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``manifest`` if its run finished; else :class:`IncompleteResultsError` naming the
+    folder of ``path`` and each incomplete suite. Every reader of results folders calls it."""
+    missing = incomplete_suites(manifest)
+    if missing:
+        raise IncompleteResultsError(path, missing)
+    return manifest
 
 
 def finite_number(value: Any) -> float | None:
@@ -122,6 +212,12 @@ class SuiteRun:
     file: str | None
     exit_code: int
     elapsed_s: float
+    status: str = ""
+    """``"completed"``, ``"interrupted"`` or ``"crashed"`` (empty: from the exit code)."""
+
+    @property
+    def effective_status(self) -> str:
+        return self.status or suite_status(self.exit_code, self.file)
 
 
 def _cpu_name() -> str:
@@ -176,8 +272,16 @@ def write_manifest(
     runs: list[SuiteRun],
     repo: Path,
     created: datetime | None = None,
+    complete: bool | None = None,
 ) -> dict[str, Any]:
-    """Write ``out/manifest.json`` and return it."""
+    """Write ``out/manifest.json`` and return it.
+
+    ``complete`` (default: every suite of ``suites`` has completed) is ``False`` while a run
+    is going; only a suite that completed has its file listed in ``files``.
+    """
+    done = {r.suite for r in runs if r.effective_status == "completed"}
+    if complete is None:
+        complete = all(s in done for s in suites)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -185,7 +289,8 @@ def write_manifest(
         "mode": mode,
         "quick": quick,
         "suites": suites,
-        "files": [r.file for r in runs if r.file is not None],
+        "complete": complete,
+        "files": [r.file for r in runs if r.file is not None and r.suite in done],
         "environment": environment(),
         "commit": commit_info(repo),
         "runs": [
@@ -194,12 +299,15 @@ def write_manifest(
                 "file": r.file,
                 "exit_code": r.exit_code,
                 "elapsed_s": round(r.elapsed_s, 3),
+                "status": r.effective_status,
             }
             for r in runs
         ],
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp = out / "manifest.json.tmp"  # a reader (or a Ctrl-C) never sees half a manifest
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(out / "manifest.json")
     return manifest
 
 

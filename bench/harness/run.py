@@ -4,29 +4,81 @@ Each suite (``bench/suites/test_<suite>.py``) runs with ``-p no:xdist --benchmar
 --benchmark-json DIR/<suite>.json`` (raw samples included), so suites are isolated from each
 other and a crash in one does not lose the others; the manifest
 (:func:`bench.harness.results.write_manifest`) is rewritten after each suite, so an interrupted
-run still leaves a readable folder.
+run still leaves a readable folder, marked ``"complete": false`` until the last suite is done.
+
+Ctrl-C (SIGINT) or SIGTERM stops the run: the running suite's pytest (started in a process
+group of its own, with whatever it started) is sent SIGINT, then SIGTERM after
+:data:`STOP_GRACE_S`, then SIGKILL; the manifest records that suite as ``"interrupted"`` and the
+folder as incomplete; the command says which suites were kept and exits 130 (143 for
+SIGTERM) without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 from typing import Final
 
 from bench.harness.options import SUITES
-from bench.harness.results import SuiteRun, write_manifest
+from bench.harness.results import INTERRUPTED_EXIT, SuiteRun, write_manifest
 from bench.instructions import runner as instructions
 
 __all__ = ["REPO", "SUITES_DIR", "out_folder_problem", "run", "timed_run_env"]
 
 SUITES_DIR: Final = Path(__file__).resolve().parents[1] / "suites"
 REPO: Final = SUITES_DIR.parents[1]
-HEARTBEAT_S: Final = 30.0
+HEARTBEAT_S: Final = 10.0
+STOP_GRACE_S: Final = 5.0
+"""How long a suite's pytest is given to stop on SIGINT (its fixtures' teardown) before SIGTERM."""
+
+
+class Stopped(Exception):
+    """The run was asked to stop (SIGINT or SIGTERM); ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Stopped` in the main thread for the duration."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        # the first signal stops the run; a second one must not cut the cleanup short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
+    """Stop ``proc`` and its process group: SIGINT, then SIGTERM, then SIGKILL."""
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        with suppress(ProcessLookupError, PermissionError):
+            # the leader is gone: what it started (servers, workers) goes with it
+            os.killpg(proc.pid, signal.SIGKILL)
+        return
 
 
 def _pytest_command(suite: str, out: Path, args: argparse.Namespace) -> list[str]:
@@ -63,33 +115,52 @@ def timed_run_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _run_suite(suite: str, out: Path, args: argparse.Namespace, index: str) -> SuiteRun:
+def _progress(args: argparse.Namespace, text: str) -> None:
+    """A progress line on stderr (silenced by ``-q``)."""
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _run_suite(
+    suite: str, out: Path, args: argparse.Namespace, index: str, after: Sequence[str] = ()
+) -> SuiteRun:
     target = out / f"{suite}.json"
     target.unlink(missing_ok=True)
     cmd = _pytest_command(suite, out, args)
     log_path = out / "logs" / f"{suite}.txt"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[{index}] {suite}: started", flush=True)
+    left = f"; then {', '.join(after)}" if after else "; the last suite"
+    _progress(args, f"[{index}] {suite}: started{left}")
     start = time.monotonic()
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         stream = None if args.verbose else log
         proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, env=timed_run_env()
+            cmd,
+            cwd=REPO,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env=timed_run_env(),
+            start_new_session=True,  # its own process group: stopped whole on Ctrl-C
         )
-        while True:
-            try:
-                code = proc.wait(timeout=HEARTBEAT_S)
-                break
-            except subprocess.TimeoutExpired:
-                print(
-                    f"[{index}] {suite}: running for {time.monotonic() - start:.0f} s", flush=True
-                )
-            except KeyboardInterrupt:
-                proc.terminate()
-                proc.wait(timeout=30)
-                raise
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=HEARTBEAT_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    _progress(
+                        args,
+                        f"[{index}] {suite}: running for {time.monotonic() - start:.0f} s"
+                        + (f" ({len(after)} suite(s) after it)" if after else ""),
+                    )
+        except (Stopped, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print(f"[{index}] {suite}: stopping its pytest (pid {proc.pid})...", flush=True)
+            _stop_group(proc)
+            raise
     elapsed = time.monotonic() - start
     written = target.name if target.exists() else None
     verdict = "ok" if code == 0 else f"FAILED (pytest exit {code}; see {log_path})"
@@ -121,6 +192,40 @@ def out_folder_problem(out: Path) -> str | None:
     return None
 
 
+def _interrupted(
+    exc: BaseException,
+    current: str,
+    suite_start: float,
+    suites: list[str],
+    runs: list[SuiteRun],
+    manifest: Callable[[bool | None], None],
+    out: Path,
+    start: float,
+) -> int:
+    """Record the stopped run (the current suite "interrupted", the folder incomplete), say
+    what was kept, and return the exit status (130 for SIGINT, 128 + the signal otherwise)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the record even on a second Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
+    if current:
+        runs[:] = [r for r in runs if r.suite != current]  # stopped during its count, too
+        elapsed = time.monotonic() - suite_start
+        runs.append(SuiteRun(current, None, -signum, elapsed, "interrupted"))
+    manifest(False)
+    kept = [r.suite for r in runs if r.effective_status == "completed"]
+    lost = [s for s in suites if s not in kept]
+    print(
+        f"samplemind-bench: interrupted ({signal.Signals(signum).name}) after "
+        f"{time.monotonic() - start:.1f} s; kept {len(kept)} completed suite(s) in {out}"
+        + (f" ({', '.join(kept)})" if kept else "")
+        + f"; not complete: {', '.join(lost)}. The folder is marked incomplete: "
+        "report, gate, history add and headline refuse it.",
+        file=sys.stderr,
+        flush=True,
+    )
+    return INTERRUPTED_EXIT if signum == signal.SIGINT else 128 + signum
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``run`` command: every chosen suite in its own pytest process, then the manifest."""
     suites = [s for s in SUITES if s in (args.suites or SUITES)]
@@ -145,12 +250,28 @@ def run(args: argparse.Namespace) -> int:
     )
     start = time.monotonic()
     runs: list[SuiteRun] = []
-    for i, suite in enumerate(suites, 1):
-        runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}"))
-        if tools is not None:
-            runs[-1] = instructions.count_into(runs[-1], out, tools, args, f"{i}/{len(suites)}")
-        # keep the manifest current, so an interrupted run still leaves a readable folder
-        write_manifest(out, mode=mode, quick=args.quick, suites=suites, runs=runs, repo=REPO)
+
+    def manifest(complete: bool | None = None) -> None:
+        write_manifest(
+            out, mode=mode, quick=args.quick, suites=suites, runs=runs, repo=REPO, complete=complete
+        )
+
+    current, suite_start = "", start
+    with _stop_on_signals():  # also around the record of a stop: no second-signal traceback
+        try:
+            manifest(complete=False)  # from the start: a folder being written is incomplete
+            for i, suite in enumerate(suites, 1):
+                current, suite_start = suite, time.monotonic()
+                runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}", suites[i:]))
+                if tools is not None:
+                    runs[-1] = instructions.count_into(
+                        runs[-1], out, tools, args, f"{i}/{len(suites)}"
+                    )
+                current = ""
+                # keep the manifest current, so an interrupted run still leaves a readable folder
+                manifest(complete=False if i < len(suites) else None)
+        except (Stopped, KeyboardInterrupt) as exc:
+            return _interrupted(exc, current, suite_start, suites, runs, manifest, out, start)
     failed = [r.suite for r in runs if r.exit_code != 0]
     total = time.monotonic() - start
     print(

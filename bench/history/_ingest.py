@@ -166,6 +166,7 @@ def read_run(folder: Path) -> RunRecord:
         raise HistoryInputError(f"{folder}: no such results folder")
     try:
         manifest = results_format.read_manifest(folder)
+        results_format.require_complete(manifest, folder / "manifest.json")
     except ValueError as exc:  # the message names the folder or its manifest
         raise HistoryInputError(str(exc)) from None
     files = manifest.get("files")

@@ -189,23 +189,90 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
+_BISECT_EPILOG = """\
+output: one progress line per measurement ("measuring C against G (N interleaved rounds)",
+then "BENCHMARK: ratio R (CI lo-hi)"; a ratio > 1 means the commit is slower), then
+  first commit of the step: SHA (BENCHMARK: ratio R against its parent, CI lo-hi;
+  good->bad R; M measurements for N commits)
+or "no significant step between GOOD and BAD (...)". --json FILE also writes every measurement.
+
+exit status: 0 found; 1 no significant step between GOOD and BAD; 2 bad input (unknown refs,
+GOOD not an ancestor of BAD, a failed benchmark run).
+
+example: samplemind-bench bisect --good v1 --bad HEAD --suite fingerprint -k 1KB-blake3
+"""
+
+
 def _bisect_parser() -> argparse.ArgumentParser:
+    from bench.harness.options import SUITES
+
     p = argparse.ArgumentParser(
         prog="samplemind-bench bisect",
-        description="Find the first commit of a performance step between GOOD and BAD with "
-        "interleaved A/B runs (log2(n) measurements).",
+        description="Find the first commit of a performance step between GOOD and BAD with\n"
+        "interleaved A/B runs: GOOD vs BAD, then a binary search (about log2(n) measurements\n"
+        "for n commits), each measurement --rounds rounds of both sides in their own worktrees.",
+        epilog=_BISECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--good", required=True, metavar="REF")
-    p.add_argument("--bad", required=True, metavar="REF")
-    p.add_argument("--suite", required=True, metavar="S")
-    p.add_argument("-k", dest="select", metavar="NAME", help="pytest -k expression")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repo", type=Path, default=Path.cwd())
     p.add_argument(
-        "--pytest-arg", action="append", default=[], metavar="ARG", help="extra pytest argument"
+        "--good",
+        required=True,
+        metavar="REF",
+        help="a commit without the step (any git ref: a tag, a sha, HEAD~20); required",
     )
-    p.add_argument("--json", type=Path, metavar="FILE", help="write every measurement as JSON")
+    p.add_argument(
+        "--bad",
+        required=True,
+        metavar="REF",
+        help="a later commit with the step (GOOD must be its ancestor); required",
+    )
+    p.add_argument(
+        "--suite",
+        required=True,
+        choices=SUITES,
+        metavar="S",
+        help=f"the suite to measure, one of: {', '.join(SUITES)}; required",
+    )
+    p.add_argument(
+        "-k",
+        dest="select",
+        metavar="NAME",
+        help="pytest -k expression choosing the benchmarks (default: every benchmark of the "
+        "suite; the one that shows the step most is followed)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds per measurement, at least 2 (default: %(default)s); more "
+        "rounds find smaller steps and take longer",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the order of the sides in each round (default: %(default)s)",
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=Path.cwd(),
+        help="the git repository holding GOOD and BAD (default: the current directory)",
+    )
+    p.add_argument(
+        "--pytest-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the suite's pytest, repeatable (default: none)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write every measurement (commits, ratios, intervals) to FILE as JSON "
+        "(default: not written)",
+    )
     return p
 
 

@@ -8,8 +8,9 @@
 
 ``--db`` defaults to ``$SAMPLEMIND_HISTORY``; a path is an SQLite file, ``postgresql://...`` a
 server. Exit status: 0 done; 2 bad input (a corrupt or foreign results folder, named; a missing library; an unreachable
-database, named with its password hidden). ``history add`` reads every folder before writing
-any, so one bad folder stores nothing.
+database, named with its password hidden; a damaged, foreign or wrong-version database, named:
+every command checks the store when it opens it). ``history add`` reads every folder before writing
+any, so one bad folder stores nothing, and says "stored" only for what it read back.
 """
 
 from __future__ import annotations

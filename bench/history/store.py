@@ -15,12 +15,24 @@ Schema (version 1)::
 
 A run is added in one transaction with all its points, or not at all; ``run_key`` (a hash of the
 folder's content) makes adding the same folder twice a no-op, also when two processes race.
+Before the transaction commits, the run and the number of its points are read back: a store
+that does not return what was written refuses the run (:class:`StoreCorrupt`, rolled back),
+so "stored" is only ever said of rows that are there.
 SQLite runs in WAL mode with a 60 s busy timeout, so concurrent writers wait instead of failing.
+
+Opening checks the store before anything is read or written (:class:`StoreCorrupt`, naming
+the file): an SQLite file must have the SQLite header and pass ``PRAGMA quick_check``; a
+database that has tables but no ``schema_version`` is not a history store (on PostgreSQL:
+when it has tables of ours without it); a schema version newer than this harness knows, or a
+table of the schema that is missing or lacks a column, is refused. Any database error met
+later (a damaged page) is a :class:`StoreCorrupt` or :class:`StoreUnavailable` naming the
+database, never a raw driver traceback.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +57,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "AddResult",
     "Store",
+    "StoreCorrupt",
     "StoreUnavailable",
+    "check_sqlite_file",
     "database_url",
     "open_store",
     "redacted",
@@ -110,6 +124,55 @@ class StoreUnavailable(HistoryError):
     """The database cannot be reached or opened; the message names it (password hidden)."""
 
 
+class StoreCorrupt(HistoryError):
+    """The database is damaged, foreign or of an unknown schema; the message names it."""
+
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+_FIX_HINT: Final = "restore it from a backup, or give --db a new file"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse an existing SQLite file that is not one or is damaged (:class:`StoreCorrupt`).
+
+    Reads the header, then runs ``PRAGMA quick_check`` (every page and every record's
+    format; O(size of the file)). A missing or empty file passes (it will be created).
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreUnavailable(f"database {path}: cannot be read ({exc.strerror})") from None
+    if head != _SQLITE_HEADER:
+        raise StoreCorrupt(f"database {path}: not an SQLite file (its header is {head[:16]!r})")
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            problems = [
+                line
+                for (row,) in conn.execute("PRAGMA quick_check")
+                for line in str(row).splitlines()
+                if line != "ok" and not line.startswith("***")
+            ]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:  # locked, unreadable: not a verdict on the content
+        raise StoreUnavailable(f"database {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(f"database {path} is damaged ({exc}): {_FIX_HINT}") from None
+    if problems:
+        raise StoreCorrupt(
+            f"database {path} is damaged: PRAGMA quick_check found {len(problems)} problem(s), "
+            f"the first: {problems[0]}; {_FIX_HINT}"
+        )
+
+
 def database_url(db: str | Path) -> URL:
     """The SQLAlchemy URL of ``DB``: a path means SQLite; ``postgresql://`` means psycopg 3."""
     text = str(db)
@@ -162,6 +225,11 @@ class Store:
             raise StoreUnavailable(
                 f"database {redacted(self.url)}: {str(exc.orig).strip() or exc}"
             ) from None
+        except sa.exc.DBAPIError as exc:  # a damaged page, a foreign table, a bad row
+            raise StoreCorrupt(
+                f"database {redacted(self.url)}: {str(exc.orig).strip() or exc}"
+                + (f"; {_FIX_HINT}" if self.is_sqlite else "")
+            ) from None
 
     def _insert_ignore(self, table: sa.Table, index: Sequence[str]) -> Any:
         dialect = _sqlite if self.is_sqlite else _pg
@@ -172,21 +240,47 @@ class Store:
         with self._tx() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+            where = f"database {redacted(self.url)}"
+            tables = set(sa.inspect(conn).get_table_names())
             found = 0
-            if sa.inspect(conn).has_table("schema_version"):
+            if "schema_version" in tables:
                 found = int(
                     conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
                 )
+                if found == 0:
+                    raise StoreCorrupt(f"{where}: its schema_version table is empty; {_FIX_HINT}")
+            else:
+                foreign = sorted(tables if self.is_sqlite else tables & set(metadata.tables))
+                if foreign:
+                    raise StoreCorrupt(
+                        f"{where} is not a samplemind history store: it has tables "
+                        f"{', '.join(foreign[:5])} and no schema_version; give --db another file"
+                    )
             if found > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"database {redacted(self.url)} has schema version {found}; this harness "
+                raise StoreCorrupt(
+                    f"{where} has schema version {found}; this harness "
                     f"knows up to {SCHEMA_VERSION}: upgrade samplemind-core"
                 )
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version](conn)
                 conn.execute(schema_version.delete())
                 conn.execute(schema_version.insert().values(version=version))
+            self._check_schema(conn, where)
             return found
+
+    @staticmethod
+    def _check_schema(conn: Connection, where: str) -> None:
+        """Every table of the schema is there with every column (:class:`StoreCorrupt`)."""
+        inspector = sa.inspect(conn)
+        for table in metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                raise StoreCorrupt(f"{where}: table {table.name} is missing; {_FIX_HINT}")
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = sorted(set(table.columns.keys()) - have)
+            if missing:
+                raise StoreCorrupt(
+                    f"{where}: table {table.name} lacks column(s) {', '.join(missing)}; {_FIX_HINT}"
+                )
 
     def add(self, run: RunRecord) -> AddResult:
         """Store one run with all its points in one transaction (a no-op if already stored)."""
@@ -235,6 +329,17 @@ class Store:
                     for p in run.points
                 ],
             )
+            # read back inside the transaction: "stored" only for what the store returns
+            kept = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(points.join(runs))
+                .where(runs.c.id == inserted, runs.c.run_key == run.run_key)
+            ).scalar_one()
+            if kept != len(run.points):
+                raise StoreCorrupt(
+                    f"database {redacted(self.url)}: wrote {len(run.points)} figures of "
+                    f"{run.source} but read back {kept}; nothing was stored. {_FIX_HINT}"
+                )
             return AddResult(run.source, True, len(run.points))
 
     def counts(self) -> dict[str, int]:
@@ -305,6 +410,7 @@ def open_store(db: str | Path) -> Store:
             parent = Path(url.database).parent
             if not parent.is_dir():
                 raise StoreUnavailable(f"database {url.database}: folder {parent} does not exist")
+            check_sqlite_file(Path(url.database))
         engine = sa.create_engine(
             url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, poolclass=sa.pool.NullPool
         )
@@ -327,8 +433,15 @@ def open_store(db: str | Path) -> Store:
     store = Store(engine, url)
     try:
         store.migrate()
-    except sa.exc.DBAPIError as exc:
+    except sa.exc.OperationalError as exc:
+        store.close()
         raise StoreUnavailable(
             f"database {redacted(url)}: {str(exc.orig).strip() or exc}"
         ) from None
+    except sa.exc.DBAPIError as exc:
+        store.close()
+        raise StoreCorrupt(f"database {redacted(url)}: {str(exc.orig).strip() or exc}") from None
+    except HistoryError:
+        store.close()
+        raise
     return store

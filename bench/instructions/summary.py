@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from bench.harness.results import read_manifest
+from bench.harness.results import read_manifest, require_complete
 
 __all__ = ["HEADLINES", "headline_figures", "instruction_rows", "main", "markdown"]
 
@@ -36,7 +36,7 @@ HEADLINES: Final = (
 
 def instruction_rows(folder: Path) -> list[dict[str, Any]]:
     """Every counted benchmark of a results folder, in file order."""
-    manifest = read_manifest(folder)
+    manifest = require_complete(read_manifest(folder), folder / "manifest.json")
     rows: list[dict[str, Any]] = []
     for name in manifest["files"]:
         doc = json.loads((folder / name).read_text())

@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 import time
 from typing import Any
 
@@ -176,6 +178,15 @@ class _Tally:
         return self.ok / total if total else 0.0
 
 
+def mean_difference_ci(a: list[float], b: list[float]) -> tuple[float, float] | None:
+    """95 % interval of ``mean(a) - mean(b)`` (Welch, normal approximation); None under 2 each."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    half = 1.96 * math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    return diff - half, diff + half
+
+
 async def test_fallback(
     abenchmark: AsyncBenchmark,
     request: pytest.FixtureRequest,
@@ -229,6 +240,9 @@ async def test_fallback(
             provider_calls=tally.provider_calls,
             calls_per_request=tally.provider_calls / max(1, tally.ok + tally.failed),
         )
+        ci = mean_difference_ci(tally.ok_ms, baseline_ms)
+        if ci is not None:  # so a reader can tell an added latency from noise
+            figures["added_latency_ci_low_ms"], figures["added_latency_ci_high_ms"] = ci
         abenchmark.extra_info.update(clean(figures))
     if fault_rate == 0.0:
         assert tally.failed == 0

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import httpx
 import orjson
 
-from .._config import ProviderConfig
+from .._config import ProviderConfig, mask_url, mask_urls_in
 from .._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -75,14 +75,16 @@ _MAX_MESSAGE: Final = 500
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` without ``secret`` and without anything shaped like an API key.
+    """``text`` without ``secret``, anything shaped like an API key, or a URL's password.
 
     >>> redact("Incorrect API key provided: sk-abc12*****wxyz. See docs.", None)
     'Incorrect API key provided: [REDACTED]. See docs.'
+    >>> redact("upstream http://proxy:hunter2@10.0.0.7/v1 refused", None)
+    'upstream http://proxy:***@10.0.0.7/v1 refused'
     """
     if secret:
         text = text.replace(secret, "[REDACTED]")
-    return _KEY_PATTERNS.sub("[REDACTED]", text)
+    return mask_urls_in(_KEY_PATTERNS.sub("[REDACTED]", text))
 
 
 def tool_specs(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -144,7 +146,10 @@ class Provider(ABC):
         self._unpriced: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, default_model={self.default_model!r})"
+        return (
+            f"{type(self).__name__}(base_url={mask_url(self.base_url)!r}, "
+            f"default_model={self.default_model!r})"
+        )
 
     # -- wire format hooks -------------------------------------------------
 
