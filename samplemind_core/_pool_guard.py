@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import httpcore
 import httpx
+from httpcore import AsyncHTTP11Connection
 
 __all__ = ["GuardedHTTPTransport", "GuardedPool", "PoolGate"]
 
@@ -165,7 +166,7 @@ def _multiplexes(conn: Any) -> bool:
     inner = getattr(conn, "_connection", None)
     if inner is None:  # still connecting: httpcore says "available" only if it may be HTTP/2
         return bool(conn.is_available())
-    return type(inner).__name__ == "AsyncHTTP2Connection"
+    return inner.__class__ is not AsyncHTTP11Connection
 
 
 def _key(origin: Any) -> tuple[bytes, bytes, int]:
@@ -216,22 +217,19 @@ class GuardedPool(httpcore.AsyncConnectionPool):
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         # Probing an idle connection for expiry polls its socket: probe every idle one
         # at most once per _SWEEP_S, and always the one about to be handed out. A pass
-        # with no request to assign (a response closed, others still running) and no
-        # sweep due only drops closed and orphaned connections; surplus idle ones are
-        # closed by the next full pass: one that assigns, sweeps, or finds the pool
-        # empty of requests (the end of a burst).
-        reserved = {id(r.connection) for r in self._requests if r.connection is not None}
+        # with no request to assign (a response closed while others still run) and no
+        # sweep due does nothing: closed, orphaned and surplus idle connections leave
+        # at the next full pass, which is the next request's entry (before it is given
+        # a connection), the next sweep, or the exit of the last request (the end of a
+        # burst). So none of them ever holds a slot a request waits for.
         now = time.monotonic()
         sweep = now >= self._next_sweep
-        if not sweep and self._requests and all(r.connection is not None for r in self._requests):
-            self._connections = [
-                conn
-                for conn in self._connections
-                if not conn.is_closed() and not (id(conn) not in reserved and _drop_orphan(conn))
-            ]
+        requests = self._requests
+        if not sweep and requests and all(r.connection is not None for r in requests):
             return []
         if sweep:
             self._next_sweep = now + _SWEEP_S
+        reserved = {id(r.connection) for r in requests if r.connection is not None}
         closing: list[Any] = []
         connections: list[Any] = self._connections
         kept: list[Any] = []
@@ -239,12 +237,12 @@ class GuardedPool(httpcore.AsyncConnectionPool):
         shared: dict[Any, list[Any]] = {}
         idle_count = 0
         for conn in connections:
-            if conn.is_closed():
-                continue
-            if id(conn) in reserved:
+            if id(conn) in reserved:  # its request finds out if it closed meanwhile
                 kept.append(conn)
                 if _multiplexes(conn):
                     shared.setdefault(_key(conn._origin), []).append(conn)
+                continue
+            if conn.is_closed():
                 continue
             if _drop_orphan(conn):
                 continue

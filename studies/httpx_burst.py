@@ -5,7 +5,8 @@ Measures, against the real emulator (``fixtures.servers.start_emulator``), no ca
 * ``clean``: N concurrent ``complete()`` calls (default 5,000) on a fault-free emulator,
   default timeouts, for each transport in turn (interleaved, ``--rounds`` times): how many
   were answered, the burst's wall time, and the ratio httpx / aiohttp of each round.
-* ``faults``: N concurrent calls with a 0.5 s request timeout, the first provider of the
+* ``faults``: ``--fault-calls`` (default 1,000, as in the issue) concurrent calls with a
+  0.5 s request timeout, the first provider of the
   chain (ollama) on an emulator with ``--fault-rate`` (default 0.3) of
   ``disconnect,malformed,timeout``, the three others (healthy fallbacks) on a fault-free
   emulator; two waves per transport: the share of callers answered.
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import statistics
 import sys
 import time
@@ -86,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--fault-rate", type=float, default=0.3)
+    p.add_argument("--fault-calls", type=int, default=1000, help="callers per faulty wave")
     p.add_argument("--skip-faults", action="store_true")
     args = p.parse_args(argv)
     logging.disable(logging.WARNING)  # fallbacks log one warning per failed provider call
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: stop emulators
     ok = True
     clean = start_emulator()
     faulty = start_emulator(
@@ -123,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             for kind in TRANSPORTS:
                 s = dataclasses.replace(base, http=HttpConfig(transport=kind))  # type: ignore[arg-type]
                 for wave in (1, 2):
-                    r = asyncio.run(burst(s, args.calls, 0.5))
-                    share = r["answered"] / args.calls
+                    r = asyncio.run(burst(s, args.fault_calls, 0.5))
+                    share = r["answered"] / args.fault_calls
                     print(
-                        f"faults {kind:7} wave {wave} {r['answered']}/{args.calls} answered "
+                        f"faults {kind:7} wave {wave} {r['answered']}/{args.fault_calls} answered "
                         f"({share:.1%}) in {r['wall_s']:.2f} s errors={r['errors']} "
                         f"providers={r['providers']} left: connecting={r['connecting']} "
                         f"slots={r['slots_held']}",

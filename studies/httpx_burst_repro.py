@@ -13,12 +13,16 @@ nothing of SampleMind is needed unless ``--guarded`` asks for our work-around::
    ``wait_for_connection`` before it starts connecting. That connection stays in the
    pool in ``CONNECTING`` for ever (not idle, closed, expired nor available): the pool
    is full, and every later request fails with ``PoolTimeout``.
-2. *Quadratic assignment* (timing): N concurrent requests through a pool of 100
+2. *Cost of the pool's bookkeeping* (timing): N concurrent requests through a pool of 100
    connections. Every entry and exit of a request runs ``_assign_requests_to_connections``,
-   which scans every queued request against every connection: the cost per request
-   grows with N (printed as microseconds per request; flat means linear).
+   which scans every queued request against every connection, and closes every idle
+   connection while the pool holds more than ``max_keepalive_connections`` (a new TCP
+   connection per request). Compare the microseconds per request with ``--guarded``.
+   Against this slow threaded server the server, not the pool, bounds the rate, so the
+   growth with N is hidden; against the emulator (``studies/httpx_burst.py``, or the
+   regression test ``tests/test_http_burst.py``) 1,000 callers answered 100 in 68 s.
 
-Exit status 0 when neither defect shows, 1 when one does.
+Exit status 1 when the orphaned connection shows, else 0.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ async def burst(url: str, n: int, guarded: bool) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--guarded", action="store_true", help="use SampleMind's GuardedHTTPTransport")
-    p.add_argument("--sizes", default="250,500,1000,2000", help="burst sizes for part 2")
+    p.add_argument("--sizes", default="200,400,800", help="burst sizes for part 2")
     args = p.parse_args(argv)
     import httpcore
 
@@ -125,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         server.shutdown()
-    quadratic = growth > 2.0
-    return 1 if leaked or quadratic else 0
+    return 1 if leaked else 0
 
 
 if __name__ == "__main__":
