@@ -47,7 +47,13 @@ import httpcore
 import httpx
 from httpcore import AsyncHTTP11Connection
 
-__all__ = ["GuardedHTTPTransport", "GuardedPool", "PoolGate"]
+__all__ = [
+    "CoalescingBackend",
+    "CoalescingStream",
+    "GuardedHTTPTransport",
+    "GuardedPool",
+    "PoolGate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +309,101 @@ class GuardedPool(httpcore.AsyncConnectionPool):
         return closing
 
 
+_COALESCE_MAX: Final = 64 * 1024
+"""Bytes of request data held back before they are sent without waiting for the read."""
+
+
+class CoalescingStream(httpcore.AsyncNetworkStream):
+    """An HTTP/1.1 stream that sends a request's writes together, at its first read.
+
+    httpcore writes the request head and body separately (two ``send`` calls, two
+    wake-ups of the server per request). Over HTTP/1.1 a request's writes are always
+    followed by a read of its response on the same connection, so they are held
+    (up to :data:`_COALESCE_MAX` bytes) and sent as one buffer before that read. A
+    failed send surfaces from the read as httpcore's ``WriteError`` (httpcore already
+    ignores write errors of a request to read the server's response first). Never used
+    for a pool that may speak HTTP/2 (there a reader waits while others write).
+    """
+
+    __slots__ = ("_pending", "_size", "_stream", "_timeout")
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._timeout: float | None = None
+
+    async def _flush(self) -> None:
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending = []
+            self._size = 0
+            await self._stream.write(data, self._timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if buffer:
+            self._pending.append(buffer)
+            self._size += len(buffer)
+            self._timeout = timeout
+            if self._size >= _COALESCE_MAX:
+                await self._flush()
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        await self._flush()
+        return await self._stream.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        self._pending = []
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        await self._flush()
+        tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return CoalescingStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class CoalescingBackend(httpcore.AsyncNetworkBackend):
+    """Wraps a network backend so that its streams are :class:`CoalescingStream`."""
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self.backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self.backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        return CoalescingStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self.backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+        return CoalescingStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.backend.sleep(seconds)
+
+
 def _guard_pool(pool: Any) -> bool:
     """Make httpx's pool a :class:`GuardedPool` (same state); False if its shape is unknown."""
     if type(pool) is not httpcore.AsyncConnectionPool or not all(
@@ -311,6 +412,9 @@ def _guard_pool(pool: Any) -> bool:
         logger.debug("httpcore pool of an unknown shape: assignment pass left as it is")
         return False
     pool.__class__ = GuardedPool
+    backend = getattr(pool, "_network_backend", None)
+    if not getattr(pool, "_http2", True) and isinstance(backend, httpcore.AsyncNetworkBackend):
+        pool._network_backend = CoalescingBackend(backend)
     return True
 
 

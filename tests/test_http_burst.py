@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -30,7 +31,13 @@ from samplemind_core import (
     Settings,
     TransportError,
 )
-from samplemind_core._pool_guard import GuardedHTTPTransport, GuardedPool, PoolGate
+from samplemind_core._pool_guard import (
+    CoalescingBackend,
+    CoalescingStream,
+    GuardedHTTPTransport,
+    GuardedPool,
+    PoolGate,
+)
 from samplemind_core.http import HttpClient, build_transport
 
 TRANSPORTS = ["httpx", "aiohttp"]
@@ -301,3 +308,46 @@ def test_built_httpx_transport_is_guarded_with_the_configured_limits() -> None:
     assert isinstance(transport, GuardedHTTPTransport)
     assert transport.gate.size == 7 and transport.pool_guarded
     assert Settings().http.pool_timeout_s > 0
+
+
+# -- one send per HTTP/1.1 request ---------------------------------------------------------
+
+
+class _RecordingStream(httpcore.AsyncNetworkStream):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.calls.append(("write", buffer))
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        self.calls.append(("read", b""))
+        return b"HTTP/1.1 200 OK\r\n"
+
+    async def aclose(self) -> None:
+        self.calls.append(("close", b""))
+
+
+async def test_coalescing_stream_sends_a_request_in_one_write_before_reading() -> None:
+    inner = _RecordingStream()
+    stream = CoalescingStream(inner)
+    await stream.write(b"POST / HTTP/1.1\r\n\r\n")
+    await stream.write(b"")
+    await stream.write(b'{"q": 1}')
+    assert inner.calls == []
+    await stream.read(4096)
+    assert inner.calls == [("write", b'POST / HTTP/1.1\r\n\r\n{"q": 1}'), ("read", b"")]
+    big = b"x" * (64 * 1024)
+    await stream.write(big)  # a large body is not held back
+    assert inner.calls[-1] == ("write", big)
+    await stream.write(b"unsent")
+    await stream.aclose()  # a closed connection drops what it held
+    assert inner.calls[-1] == ("close", b"")
+
+
+def test_coalescing_applies_to_http1_pools_only() -> None:
+    h1 = build_transport(HttpConfig(transport="httpx"))
+    h2 = build_transport(HttpConfig(http2=True))
+    assert isinstance(h1, GuardedHTTPTransport) and isinstance(h2, GuardedHTTPTransport)
+    assert isinstance(h1.pool._network_backend, CoalescingBackend)
+    assert not isinstance(h2.pool._network_backend, CoalescingBackend)
