@@ -112,6 +112,37 @@ async def test_a_burst_of_1000_calls_is_answered_and_leaves_nothing_behind(
         assert reply.provider == "ollama" and reply.text
 
 
+@pytest.mark.live
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_faults_with_healthy_fallbacks_answer_and_leave_a_clean_pool(
+    kind: str, emulator_server: Any, emulator_factory: Any
+) -> None:
+    import dataclasses
+
+    faulty = emulator_factory(fault_rate=0.3, faults=["disconnect", "malformed", "timeout"])
+    base = emulator_server.settings().with_provider("ollama", base_url=faulty.url)
+    settings = dataclasses.replace(base, http=HttpConfig(transport=kind))  # type: ignore[arg-type]
+    n = 300
+    async with AIManager(settings) as ai:
+
+        async def one(i: int) -> Any:
+            request = ChatRequest(messages=[{"role": "user", "content": f"f {i}"}], timeout=5.0)
+            return await ai.complete(request)
+
+        for _wave in range(2):
+            results = await asyncio.wait_for(
+                asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True), LIVENESS_S
+            )
+            answered = [r for r in results if not isinstance(r, BaseException)]
+            assert len(answered) >= 0.99 * n, [r for r in results if isinstance(r, BaseException)][
+                :3
+            ]
+            state = pool_state(ai.http)
+            if kind == "httpx":
+                assert state["connecting"] == state["slots_held"] == state["queued"] == 0
+                assert state["pool_requests"] == 0
+
+
 # -- the whole-call timeout -----------------------------------------------------------
 
 
