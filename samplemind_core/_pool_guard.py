@@ -2,10 +2,10 @@
 
 :class:`GuardedHTTPTransport` is what :func:`samplemind_core.http.build_transport`
 builds for ``transport="httpx"``. It is an ``httpx.AsyncHTTPTransport`` (same
-pool, same limits, same timeouts extension) with two additions:
+pool, same limits, same timeouts extension) with three additions:
 
 * **An admission gate** (:class:`PoolGate`): at most ``gate_size`` requests are
-  inside httpcore's pool at once (``max_connections`` for HTTP/1.1); the others
+  inside httpcore's pool at once (``max_connections``, HTTP/2 included); the others
   wait in a FIFO queue of our own, whose cost per request is O(1), for at most
   the request's ``pool`` timeout (then ``httpx.PoolTimeout``, as httpcore would
   raise). httpcore's ``_assign_requests_to_connections`` scans every queued
@@ -26,12 +26,15 @@ pool, same limits, same timeouts extension) with two additions:
   its connect: neither idle, closed, expired nor available, it holds a slot, and
   once ``max_connections`` of them pile up every request fails with
   ``PoolTimeout`` (encode/httpcore#1093, #550, #785).
+* **One write per HTTP/1.1 request** (:class:`CoalescingBackend`, only for a pool
+  without HTTP/2): httpcore sends a request's head and body in two writes; they
+  are held and sent together before the response is read.
 
-Both are work-arounds for upstream defects (reported in
+The first two are work-arounds for upstream defects (reported in
 ``docs/upstream/httpcore-burst-report.md``; reproduction in
 ``studies/httpx_burst_repro.py``). The pool's pass touches httpcore private state and
-checks its shape first: with another httpcore layout it is left as it is (the gate
-still applies).
+checks its shape first: with another httpcore layout the pool is left as it is (the
+gate still applies).
 """
 
 from __future__ import annotations
