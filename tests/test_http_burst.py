@@ -143,6 +143,35 @@ async def test_faults_with_healthy_fallbacks_answer_and_leave_a_clean_pool(
                 assert state["pool_requests"] == 0
 
 
+@pytest.mark.live
+async def test_callers_cancelled_at_random_leave_a_clean_pool(emulator_server: Any) -> None:
+    import random
+
+    rng = random.Random(23)
+    config = HttpConfig(transport="httpx", max_connections=20, max_keepalive_connections=10)
+    url = emulator_server.url + "/api/chat"
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}], "stream": False}
+    async with HttpClient(config) as http:
+
+        async def one() -> str:
+            try:
+                await asyncio.wait_for(
+                    http.request("POST", url, json=body), rng.uniform(0.001, 0.2)
+                )
+            except (TimeoutError, TransportError):
+                return "cancelled"
+            return "answered"
+
+        outcomes = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(500))), LIVENESS_S)
+        assert "cancelled" in outcomes and "answered" in outcomes  # a real mix
+        state = pool_state(http)
+        assert state["connecting"] == state["slots_held"] == state["queued"] == 0
+        assert state["pool_requests"] == 0
+        response = await asyncio.wait_for(http.request("POST", url, json=body, timeout=10.0), 30)
+        assert response.status_code == 200
+        assert pool_state(http)["connections"] <= 10
+
+
 # -- the whole-call timeout -----------------------------------------------------------
 
 
