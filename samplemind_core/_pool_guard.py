@@ -132,13 +132,22 @@ class PoolGate:
 
 
 class _SlotStream(httpx.AsyncByteStream):
-    """A response body that gives its gate slot back when closed (once)."""
+    """A response body that gives its gate slot back when closed (once).
 
-    __slots__ = ("_release", "_stream")
+    The close runs in a task of its own: a caller cancelled while the body is being
+    closed gets its ``CancelledError`` at once, and the close still completes.
+    httpcore's ``PoolByteStream.aclose`` is not safe against an asyncio cancellation
+    arriving inside it (its anyio shield does not hold off ``Task.cancel``): it would
+    leave the request in the pool and its connection ``ACTIVE`` for ever, one slot
+    less each time. The gate slot is given back when the close has completed.
+    """
+
+    __slots__ = ("_closing", "_release", "_stream")
 
     def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
         self._stream = stream
         self._release: Callable[[], None] | None = release
+        self._closing: asyncio.Future[None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -148,13 +157,19 @@ class _SlotStream(httpx.AsyncByteStream):
             await self.aclose()
             raise
 
+    def _closed(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here: a cancelled caller may never await it
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
     async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
+        closing = self._closing
+        if closing is None:
+            closing = self._closing = asyncio.ensure_future(self._stream.aclose())
+            closing.add_done_callback(self._closed)
+        await asyncio.shield(closing)
 
 
 _SWEEP_S: Final = 1.0
@@ -218,7 +233,9 @@ class GuardedPool(httpcore.AsyncConnectionPool):
       larger than ``max_keepalive_connections``: a new TCP connection per request
       in a burst);
     * a connection that nobody will connect (created for a request that left
-      before connecting, encode/httpcore#1093) is dropped.
+      before connecting, encode/httpcore#1093) is dropped, and an HTTP/1.1
+      connection that no request holds but is not idle (abandoned mid-request
+      when a cancellation cut httpcore's own clean-up short) is closed.
     """
 
     _next_sweep: float = 0.0
@@ -261,10 +278,13 @@ class GuardedPool(httpcore.AsyncConnectionPool):
                     continue
                 idle.setdefault(_key(conn._origin), []).append(conn)
                 idle_count += 1
-            elif conn.has_expired():
+            elif conn.has_expired() or not _multiplexes(conn):
+                # An HTTP/1.1 connection that no request holds and that is not idle
+                # was abandoned mid-request (httpcore's reset on cancellation did not
+                # run to its end): nobody will ever use or free it.
                 closing.append(conn)
                 continue
-            elif _multiplexes(conn):
+            else:
                 shared.setdefault(_key(conn._origin), []).append(conn)
             kept.append(conn)
         for pool_request in self._requests:
