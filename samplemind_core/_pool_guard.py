@@ -131,23 +131,36 @@ class PoolGate:
         self._free += 1
 
 
+def _forget_request(stream: Any) -> None:
+    """Take out of httpcore's pool the request of a response whose close was cut short.
+
+    httpcore's ``PoolByteStream.aclose`` runs its clean-up under an anyio shield that
+    does not hold off an asyncio ``Task.cancel()``: a cancellation (or an error) landing
+    inside it leaves the request in the pool's list, holding its connection ``ACTIVE``
+    for ever. Removed here, the connection is no longer held by anyone and the next full
+    pass of :class:`GuardedPool` closes it.
+    """
+    inner = getattr(stream, "_httpcore_stream", None)
+    pool = getattr(inner, "_pool", None)
+    pool_request = getattr(inner, "_pool_request", None)
+    requests = getattr(pool, "_requests", None)
+    if isinstance(requests, list) and pool_request in requests:
+        requests.remove(pool_request)
+
+
 class _SlotStream(httpx.AsyncByteStream):
     """A response body that gives its gate slot back when closed (once).
 
-    The close runs in a task of its own: a caller cancelled while the body is being
-    closed gets its ``CancelledError`` at once, and the close still completes.
-    httpcore's ``PoolByteStream.aclose`` is not safe against an asyncio cancellation
-    arriving inside it (its anyio shield does not hold off ``Task.cancel``): it would
-    leave the request in the pool and its connection ``ACTIVE`` for ever, one slot
-    less each time. The gate slot is given back when the close has completed.
+    If the close is cut short (the caller cancelled inside it, or an error), the pool's
+    bookkeeping it skipped is done here (:func:`_forget_request`) before the slot is
+    given back.
     """
 
-    __slots__ = ("_closing", "_release", "_stream")
+    __slots__ = ("_release", "_stream")
 
     def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
         self._stream = stream
         self._release: Callable[[], None] | None = release
-        self._closing: asyncio.Future[None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -157,19 +170,16 @@ class _SlotStream(httpx.AsyncByteStream):
             await self.aclose()
             raise
 
-    def _closed(self, task: asyncio.Future[None]) -> None:
-        if not task.cancelled():
-            task.exception()  # retrieved here: a cancelled caller may never await it
-        release, self._release = self._release, None
-        if release is not None:
-            release()
-
     async def aclose(self) -> None:
-        closing = self._closing
-        if closing is None:
-            closing = self._closing = asyncio.ensure_future(self._stream.aclose())
-            closing.add_done_callback(self._closed)
-        await asyncio.shield(closing)
+        try:
+            await self._stream.aclose()
+        except BaseException:
+            _forget_request(self._stream)
+            raise
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
 
 _SWEEP_S: Final = 1.0
