@@ -24,8 +24,14 @@ Transports
     :class:`~samplemind_core.HttpConfig`: ``"httpx"`` (httpx's own pool, HTTP/1.1
     or HTTP/2 with ``http2=True``) or ``"aiohttp"`` (``httpx_aiohttp.AiohttpTransport``,
     HTTP/1.1 only; aiohttp is imported only when chosen). Pool: 100
-    connections / 50 keep-alive; timeouts: connect 5 s, read 30 s. gzip, deflate
-    and brotli are accepted and decoded by ``httpx.Response``.
+    connections / 50 keep-alive; timeouts: connect 5 s, read 30 s, pool 10 s. gzip,
+    deflate and brotli are accepted and decoded by ``httpx.Response``.
+
+    httpx's own pool (httpcore 1.0) is guarded against two defects that lock it
+    up under bursts (:mod:`samplemind_core._pool_guard`): at most
+    ``max_connections`` requests are inside it at once (the others wait, first
+    come first served, for at most the pool timeout), and connections that
+    nobody will connect leave it. A response holds its slot until it is closed.
 
     The default is ``HttpConfig.transport="auto"``: the aiohttp transport, or
     httpx's own for HTTP/2 (the measurements behind that choice are in
@@ -295,9 +301,16 @@ def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBas
         return transport
     if not http1 and not config.http2:
         raise ConfigError("http1=False needs HttpConfig(http2=True)")
+    from ._pool_guard import GuardedHTTPTransport
+
     try:
-        return httpx.AsyncHTTPTransport(
-            http1=http1, http2=config.http2, limits=limits, trust_env=False, retries=0
+        return GuardedHTTPTransport(
+            gate_size=config.max_connections,
+            http1=http1,
+            http2=config.http2,
+            limits=limits,
+            trust_env=False,
+            retries=0,
         )
     except ImportError as exc:
         raise ConfigError("http2=True needs h2: pip install 'httpx[http2]'") from exc
@@ -558,9 +571,15 @@ class HttpClient:
         """Send one request with retries; return the response with its body read.
 
         ``json`` is encoded with orjson (``content`` wins when both are given).
-        ``timeout`` (seconds) overrides the read/write/pool timeouts and caps
-        the connect timeout for this call; one that is not a finite number > 0
-        raises :class:`~samplemind_core.ConfigError` before anything is sent.
+        ``timeout`` (seconds) is a deadline for the whole call: waiting for a
+        pool slot, connecting, sending, reading the body, every retry and the
+        waits between them; at its expiry the call raises
+        :class:`~samplemind_core.RequestTimeout` (no retry is started that could
+        not end before it). It also overrides the read/write/pool timeouts and
+        caps the connect timeout. Without it, each phase of each attempt is
+        bounded by :class:`~samplemind_core.HttpConfig`'s timeouts. A ``timeout``
+        that is not a finite number > 0 raises :class:`~samplemind_core.ConfigError`
+        before anything is sent.
         """
         if timeout is not None and not 0 < timeout < _INF:  # also refuses NaN
             raise ConfigError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
@@ -584,22 +603,63 @@ class HttpClient:
                 hdrs[key.lower()] = value
         if "@" in url:
             url = _credentials_to_header(method, url, hdrs)
-        ext = self._timeout
-        if timeout is not None:
-            ext = {
-                "connect": min(ext["connect"], timeout),
-                "read": timeout,
-                "write": timeout,
-                "pool": timeout,
-            }
+        if timeout is None:
+            return await self._attempts(transport, method, url, content, hdrs, self._timeout, None)
+        ext = {
+            "connect": min(self._timeout["connect"], timeout),
+            "read": timeout,
+            "write": timeout,
+            "pool": timeout,
+        }
+        deadline = asyncio.get_running_loop().time() + timeout
+        call = self._attempts(transport, method, url, content, hdrs, ext, deadline)
+        return await self._within(timeout, method, url, call)
+
+    async def _within(
+        self,
+        timeout: float,  # noqa: ASYNC109 - the per-request deadline (contract)
+        method: str,
+        url: str,
+        call: Awaitable[httpx.Response],
+    ) -> httpx.Response:
+        """Await ``call`` under a deadline of ``timeout`` s from now.
+
+        The deadline covers everything the call does: waiting for a pool slot,
+        connecting, sending, reading the body, retries and the waits between
+        them. Its expiry raises :class:`~samplemind_core.RequestTimeout`; the
+        caller's own cancellation still propagates as ``CancelledError``.
+        """
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await call
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise RequestTimeout(
+                f"{method} {url.split('?', 1)[0]} did not complete within {timeout:g} s "
+                "(the whole call: pool wait, connect, send, read and retries)"
+            ) from exc
+
+    async def _attempts(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        method: str,
+        url: str,
+        content: bytes | None,
+        hdrs: dict[str, str],
+        ext: dict[str, float],
+        deadline: float | None,
+    ) -> httpx.Response:
+        """The first attempt, then the retry loop when its outcome is retryable."""
         try:
             response = await self._send(transport, method, url, content, hdrs, ext, 1)
         except TransportError as exc:
             if not exc.retryable or self.config.retry.attempts <= 1:
                 raise
-            return await self._retry(transport, method, url, content, hdrs, ext, exc)
+            return await self._retry(transport, method, url, content, hdrs, ext, exc, deadline)
         if response.status_code in RETRY_STATUSES and self.config.retry.attempts > 1:
-            return await self._retry(transport, method, url, content, hdrs, ext, response)
+            return await self._retry(transport, method, url, content, hdrs, ext, response, deadline)
         response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
         return response
 
@@ -659,6 +719,7 @@ class HttpClient:
         headers: dict[str, str],
         ext: dict[str, float],
         first: httpx.Response | TransportError,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """The slow path: tenacity drives attempts 2..n after a retryable first outcome."""
         from tenacity import (
@@ -670,6 +731,7 @@ class HttpClient:
         from tenacity.stop import stop_base
 
         retry = self.config.retry
+        loop = asyncio.get_running_loop()
         pending: list[httpx.Response | TransportError] = [first]
         state = {"attempt": 0}
 
@@ -695,10 +757,13 @@ class HttpClient:
             return delay
 
         class over_budget(stop_base):
-            """Stop when the next wait would take the total past ``budget_s``."""
+            """Stop when the next wait would take the total past ``budget_s`` or the deadline."""
 
             def __call__(self, rs: RetryCallState) -> bool:
-                return rs.idle_for + (rs.upcoming_sleep or 0.0) > retry.budget_s
+                upcoming = rs.upcoming_sleep or 0.0
+                if deadline is not None and loop.time() + upcoming >= deadline:
+                    return True  # the wait would use up the call's deadline
+                return rs.idle_for + upcoming > retry.budget_s
 
         def give_up(rs: RetryCallState) -> httpx.Response:
             assert rs.outcome is not None

@@ -533,11 +533,26 @@ async def test_real_refused_connection_is_connect_error(kind: str) -> None:
 @pytest.mark.live
 @pytest.mark.parametrize("kind", TRANSPORTS)
 async def test_real_read_timeout_is_request_timeout(kind: str, raw_server: RawServer) -> None:
+    # HttpConfig's read timeout is per attempt: a timed-out attempt is retried.
     raw_server.modes = ["hang", "hang"]
-    async with real_client(kind, attempts=2) as http:
+    config = HttpConfig(transport=kind, read_timeout_s=0.2, retry=RetryConfig(attempts=2))  # type: ignore[arg-type]
+    async with HttpClient(config, sleep=Sleeps()) as http:
         with pytest.raises(RequestTimeout):
-            await http.request("GET", raw_server.url, timeout=0.2)
+            await http.request("GET", raw_server.url)
     assert len(raw_server.bodies) == 2
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_real_request_timeout_is_one_deadline_for_all_attempts(
+    kind: str, raw_server: RawServer
+) -> None:
+    # A per-request timeout bounds the whole call: no retry starts after it expired.
+    raw_server.modes = ["hang", "hang", "hang"]
+    async with real_client(kind, attempts=3) as http:
+        with pytest.raises(RequestTimeout, match=r"did not complete within 0\.2 s"):
+            await asyncio.wait_for(http.request("GET", raw_server.url, timeout=0.2), 30)
+    assert len(raw_server.bodies) == 1
 
 
 @pytest.mark.live
