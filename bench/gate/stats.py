@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as _sps  # type: ignore[import-untyped]
+
+
+def _sps() -> Any:
+    """``scipy.stats``, imported on first use: a command's ``--help`` does not pay for it."""
+    from scipy import stats  # type: ignore[import-untyped]
+
+    return stats
+
 
 __all__ = [
     "Comparison",
@@ -119,7 +126,7 @@ def bootstrap_p(ratios: np.ndarray[Any, np.dtype[np.float64]]) -> float:
     centre = float(np.median(logs))
     if sd == 0.0:
         return 1.0 if centre == 0.0 else 0.0
-    return float(2.0 * _sps.norm.sf(abs(centre) / sd))
+    return float(2.0 * _sps().norm.sf(abs(centre) / sd))
 
 
 def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float:
@@ -128,7 +135,7 @@ def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> flo
     cand = np.asarray(candidate, dtype=float)
     if np.all(base == base[0]) and np.all(cand == base[0]):
         return 1.0
-    result = _sps.mannwhitneyu(cand, base, alternative="two-sided", method="asymptotic")
+    result = _sps().mannwhitneyu(cand, base, alternative="two-sided", method="asymptotic")
     return float(result.pvalue)
 
 
@@ -149,7 +156,7 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     (``scipy.stats.false_discovery_control``)."""
     if not pvalues:
         return []
-    adjusted = _sps.false_discovery_control(np.asarray(pvalues, dtype=float), method="bh")
+    adjusted = _sps().false_discovery_control(np.asarray(pvalues, dtype=float), method="bh")
     return [round(float(p), 15) for p in adjusted]
 
 
@@ -274,7 +281,7 @@ def yuen_one_sample(
     df = h - 1
     if se == 0.0:
         return (tm, 0.0, df, 1.0 if tm == 0.0 else 0.0)
-    p = float(2.0 * _sps.t.sf(abs(tm) / se, df))
+    p = float(2.0 * _sps().t.sf(abs(tm) / se, df))
     return (tm, se, df, p)
 
 
@@ -296,7 +303,7 @@ def compare_paired(
     d = round_log_ratios(baseline_runs, candidate_runs)
     tm, se, df, p = yuen_one_sample(d, trim=trim)
     if math.isfinite(se) and df > 0:
-        half = float(_sps.t.ppf(0.5 + confidence / 2.0, df)) * se
+        half = float(_sps().t.ppf(0.5 + confidence / 2.0, df)) * se
     else:
         half = math.inf
     flat_b = np.concatenate([np.asarray(r, dtype=float) for r in baseline_runs])
