@@ -3,7 +3,8 @@
 Results folders are made from the committed sample run (tests/data/results/run_a): its
 fingerprint suite, with every raw sample scaled (a step from some commit on, seeded noise per
 commit), under commits of a throw-away git repository. Commands run through the real console
-script in subprocesses.
+script's ``main()`` in-process (:func:`tests._helpers.run_main`); a missing library, and
+concurrent writers, in real subprocesses.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import pytest
 
 pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
 
+from bench import cli as bench_cli
 from bench.history._ingest import read_run
 from bench.history.order import order_commits
 from bench.history.store import SCHEMA_VERSION, open_store
 from fixtures.ports import free_port
+from tests._helpers import run_main
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
@@ -35,17 +38,21 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 def cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``samplemind-bench ARGS`` through ``main()`` in-process; in a real subprocess when ``env``
+    sets ``PYTHONPATH`` (a module shadowed at import needs a fresh interpreter)."""
     full_env = {k: v for k, v in os.environ.items() if k != "SAMPLEMIND_HISTORY"}
     full_env.update(env or {})
-    return subprocess.run(
-        [BENCH, *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=600,
-        check=False,
-    )
+    if "PYTHONPATH" in (env or {}):
+        return subprocess.run(
+            [BENCH, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            timeout=600,
+            check=False,
+        )
+    return run_main(bench_cli.main, args, env=full_env, cwd=cwd, prog=BENCH)
 
 
 def git(repo: Path, *args: str) -> str:
