@@ -7,6 +7,7 @@ run by default (``nox``: tests, lint, typecheck); heavy ones are ``default=False
     nox -s report                 # MAIN JOB: quick mocked benchmarks + report -> reports/out/index.html
     nox -s report -- --full       # the full mocked grid (about 10 minutes)
     nox -s tests -- -k gate -x    # posargs go to pytest
+    nox -s tests -- --fast        # the fast tier: tests not marked slow (the edit loop)
     nox -s bench -- --suite cache # posargs go to `samplemind-bench run`
     nox -s gate                   # gate the working tree against `main`, interleaved in this job
     nox -s gate -- results/a results/b
@@ -153,11 +154,19 @@ def _docker(session: nox.Session, *args: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests (xdist), benchmarks disabled; posargs go to pytest."""
+    """Unit and integration tests (xdist), benchmarks disabled; posargs go to pytest.
+
+    ``-- --fast``: the edit loop's tier, every test not marked ``slow`` (``-m "not slow"``).
+    """
     _install(session, "dev")
+    args = list(session.posargs)
+    fast = _pop_flag(args, "--fast")
+    tier_name = "fast: -m 'not slow'" if fast else "full"
+    session.log(f"setting tier = {tier_name}  ({'posargs --fast' if fast else 'default'})")
     workers = _setting(session, "workers", None, "PYTEST_WORKERS", "auto")
-    paths = [] if any(not a.startswith("-") for a in session.posargs) else ["tests", "bench"]
-    session.run("pytest", "-n", workers, "--benchmark-disable", *paths, *session.posargs)
+    paths = [] if any(not a.startswith("-") for a in args) else ["tests", "bench"]
+    tier = ["-m", "not slow"] if fast else []
+    session.run("pytest", "-n", workers, "--benchmark-disable", *tier, *paths, *args)
 
 
 @nox.session
