@@ -454,7 +454,7 @@ def test_two_writers_postgres_lose_no_row(postgres_url: str, tmp_path: Path) -> 
 
 
 def test_study_scoring() -> None:
-    from bench.history.study import Score, Truth, score
+    from studies.history_detectors import Score, Truth, score
 
     s = Score()
     score([50, 120], Truth("step+5%", 52, 52), 5, s)  # 50 matches (error 2); 120 is false
@@ -467,7 +467,7 @@ def test_study_scoring() -> None:
 
 
 def test_study_finds_clear_steps_in_quiet_noise() -> None:
-    from bench.history.study import run_study
+    from studies.history_detectors import run_study
 
     noise = np.random.default_rng(1).standard_normal(500)
     out = run_study(

@@ -700,7 +700,8 @@ def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
 def test_inject_work_patches_the_named_function_only(tmp_path: Path) -> None:
     import importlib.util
 
-    from bench.instructions.study import TARGETS, inject_work
+    from studies._inject import inject_work
+    from studies.instructions_study import TARGETS
 
     (tmp_path / "m.py").write_text(
         textwrap.dedent(

@@ -140,7 +140,7 @@ def _judge_counts(
         v.ratio = v.candidate / v.baseline
         v.reason = (
             f"no A/A spread for this benchmark in {file} and {len(bv)} vs {len(cv)} counts: "
-            "the noise is unknown (measure it: python -m bench.instructions.study aa, "
+            "the noise is unknown (measure it: python -m studies.instructions_study aa, "
             "or count >= 2 processes per side)"
         )
         return

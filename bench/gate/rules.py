@@ -240,7 +240,7 @@ def _read_spreads(path: Path) -> dict[str, float]:
         spreads = load_spreads(path)
     except ValueError as exc:
         raise GateInputError(
-            f"{exc} (regenerate it: python -m bench.instructions.study aa)"
+            f"{exc} (regenerate it: python -m studies.instructions_study aa)"
         ) from None
     return {results.benchmark_key(name): spread for name, spread in spreads.items()}
 

@@ -11,5 +11,5 @@ Valgrind's callgrind counts the instructions of each CPU-bound benchmark body
   callgrind, counts merged into the suite's results file as ``extra_info["instructions"]``);
 * :mod:`bench.instructions.significance`: the gate's decision from a measured A/A spread;
 * :mod:`bench.instructions.summary`: instructions beside wall time, headline figures (report);
-* :mod:`bench.instructions.study`: the determinism and injected-work studies.
+* :mod:`studies.instructions_study`: the determinism and injected-work studies.
 """

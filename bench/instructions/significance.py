@@ -4,7 +4,7 @@ Instruction counts are nearly deterministic, but not exactly (see
 docs/decisions.md, issue 13): the same code counted in fresh processes differs by
 a small, benchmark-specific amount. The A/A spread of a benchmark,
 ``(max - min) / median`` of its counts over several fresh processes of the same
-code (:func:`aa_spread`, measured by ``python -m bench.instructions.study aa``),
+code (:func:`aa_spread`, measured by ``python -m studies.instructions_study aa``),
 is that noise. :func:`decide` calls a change
 
 * ``regression`` when it is ``+tolerance`` or more and above ``safety x spread``;
