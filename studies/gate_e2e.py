@@ -35,7 +35,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from bench.gate.ab_runner import worktree
+from bench.ab_runner import worktree
 from bench.gate.rules import DEFAULT_ROUNDS
 from studies._inject import inject_work
 from studies.gate_study import wilson, write_figures

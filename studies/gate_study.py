@@ -6,7 +6,7 @@ blocks, alternately (A B A B ... in a seeded random order, unpinned); every roun
 pair of processes, so process-level differences (address layout, core placement, what the other
 core does) are part of the noise. This is the *statistic's* quality under the gate's old
 ``--schedule alternate`` order; ``samplemind-bench gate --baseline-ref`` now runs each round's
-pair at once on one shared CPU (:mod:`bench.gate.ab_runner`), whose real per-round noise is lower, and
+pair at once on one shared CPU (:mod:`bench.ab_runner`), whose real per-round noise is lower, and
 whose A/A and injected-slowdown figures are measured end to end with the gate itself. Each sample is timed with both clocks (wall ``perf_counter_ns`` and CPU
 ``process_time_ns``) around the same calls, so the two timers are compared on the same data.
 

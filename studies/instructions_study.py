@@ -17,11 +17,11 @@ level (``--instructions-inject=0,0.005,...``: the plugin adds, to each counted b
 pure-Python work sized to LEVEL x that benchmark's median count in the A/A study;
 level 0 is the same wrapper with no work), and decides each pair (level 0 of
 process i, level L of process i + 1: always two fresh processes) with
-:func:`bench.instructions.significance.decide` and the A/A spreads: the detection
+:func:`bench.stats.decide` and the A/A spreads: the detection
 rate per level, and at level 0 the false alarms.
 
 ``gate`` is the same question through the path a user takes: throw-away git worktrees of
-``--ref`` (:func:`bench.gate.ab_runner.worktree`), ``samplemind-bench run --quick --instructions``
+``--ref`` (:func:`bench.ab_runner.worktree`), ``samplemind-bench run --quick --instructions``
 in them (a wall-time process, then a counting process, per suite) and ``samplemind-bench gate
 BASELINE CANDIDATE`` on the results folders, whose ``metric = "instructions"`` verdicts are scored:
 
@@ -65,7 +65,7 @@ from typing import Any, Final
 from bench.harness.results import commit_info, environment
 from bench.instructions._select import counted_suites
 from bench.instructions.runner import REPO, preflight, read_counts, run_counting
-from bench.instructions.significance import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
+from bench.stats import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
 from studies._inject import MAX_ITERATIONS, inject_work
 
 __all__ = ["TARGETS", "Target", "inject_work", "main"]
@@ -351,7 +351,7 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> list[Any]
 
 
 def _gate_study(args: argparse.Namespace) -> int:
-    from bench.gate.ab_runner import worktree
+    from bench.ab_runner import worktree
     from studies.gate_study import wilson, write_figures
 
     start = time.monotonic()
@@ -451,7 +451,7 @@ def _detection(
     stack: ExitStack,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    from bench.gate.ab_runner import worktree
+    from bench.ab_runner import worktree
     from bench.harness.results import benchmark_key
 
     suites = list(dict.fromkeys(t.suite for t in targets))

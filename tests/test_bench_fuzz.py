@@ -15,8 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import gate
-from bench.gate import environment
+from bench import environment, gate
 from bench.harness import results
 from reports.data import ReportInputError, load_run
 

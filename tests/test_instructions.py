@@ -23,7 +23,7 @@ from bench import cli
 from bench.instructions import _select, _tools, runner
 from bench.instructions._counter import Count, DumpError, read_dump_total, warmup_calls
 from bench.instructions._tools import APT_HINT, ToolMissing, Tools, build_shim, find_tools
-from bench.instructions.significance import aa_spread, decide, load_spreads
+from bench.stats import aa_spread, decide, load_spreads
 from tests._helpers import run_main
 
 if TYPE_CHECKING:

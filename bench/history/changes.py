@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from bench.gate import stats as gate_stats
+from bench import stats as gate_stats
 from bench.history._ingest import HistoryError
 
 __all__ = [

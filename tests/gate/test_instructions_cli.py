@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench import cli
-from bench.gate import ab_runner
+from bench import ab_runner, cli
 from bench.instructions._tools import ToolMissing, find_tools
 from tests._helpers import run_main
 from tests.gate.helpers import bench, samples, write_results

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from bench import gate
-from bench.gate import stats as gate_stats
+from bench import stats as gate_stats
 from bench.gate.rules import DEFAULT_SPREADS, INSTRUCTIONS, load_config, with_spreads
-from bench.instructions.significance import load_spreads
+from bench.stats import load_spreads
 from tests.gate.helpers import bench, samples, write_results
 
 
