@@ -260,6 +260,7 @@ def test_gate_bad_options_are_bad_input(tmp_path: Path, args: list[str], needle:
 # --------------------------------------------------------------------------- report
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 def test_report_into_the_results_folder_keeps_its_profile(tmp_path: Path) -> None:
     run = results(tmp_path, "run")
     prof = run / "profile"

@@ -401,6 +401,7 @@ def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "deadbeef" in bad.stderr
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 def test_instruction_counts_are_charted_and_quiet_when_flat(tmp_path: Path) -> None:
     """Instruction counts: one chart per benchmark even without a change point; a flat series
     (the same count at every commit, as when no commit touched the code) has no change point,
@@ -430,6 +431,7 @@ def test_instruction_counts_are_charted_and_quiet_when_flat(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 @pytest.mark.postgres
 def test_postgres_store_add_changes_and_writers(postgres_url: str, tmp_path: Path) -> None:
     repo, commits, folders = stepped_history(tmp_path)
@@ -485,6 +487,7 @@ def test_study_finds_clear_steps_in_quiet_noise() -> None:
     assert by_kind["flat"]["false_positives"] <= 1
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 @pytest.mark.parametrize(("module", "action"), [("sqlalchemy", "add"), ("ruptures", "changes")])
 def test_missing_library_exits_2_with_the_install_hint(
     tmp_path: Path, module: str, action: str
