@@ -573,6 +573,7 @@ def _counted(tools: Tools, tmp_path: Path, name: str) -> list[float]:
 
 
 @pytest.mark.valgrind
+@pytest.mark.slow
 def test_counts_are_deterministic_and_scale(tools: Tools, tmp_path: Path) -> None:
     first = _counted(tools, tmp_path, "a")
     second = _counted(tools, tmp_path, "b")
@@ -584,6 +585,7 @@ def test_counts_are_deterministic_and_scale(tools: Tools, tmp_path: Path) -> Non
 
 
 @pytest.mark.valgrind
+@pytest.mark.slow
 def test_plugin_refuses_outside_valgrind(tools: Tools, tmp_path: Path) -> None:
     proc = subprocess.run(
         [
