@@ -301,6 +301,7 @@ STUDIES: dict[str, str] = {
     "emulator_throughput": "emulator_throughput",
     "gate_study": "gate_study",
     "gate_e2e": "gate_e2e",
+    "import_graph": "import_graph",
 }
 """``nox -s study -- NAME ARGS`` → ``python -m studies.<module> ARGS`` (studies/ is not installed)."""
 
