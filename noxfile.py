@@ -7,11 +7,13 @@ run by default (``nox``: tests, lint, typecheck); heavy ones are ``default=False
     nox -s report                 # MAIN JOB: quick mocked benchmarks + report -> reports/out/index.html
     nox -s report -- --full       # the full mocked grid (about 10 minutes)
     nox -s tests -- -k gate -x    # posargs go to pytest
+    nox -s tests -- --fast        # the fast tier: tests not marked slow (the edit loop)
     nox -s bench -- --suite cache # posargs go to `samplemind-bench run`
     nox -s gate                   # gate the working tree against `main`, interleaved in this job
     nox -s gate -- results/a results/b
     nox -s gate_study             # measure the gate's A/A false alarms and power (~25 min)
     nox -s gate_e2e               # the same through real `gate --baseline-ref` runs (~45 min)
+    nox -s study -- instructions aa --suite router --runs 10 --out DIR   # any study in studies/
     nox -s up / down / ps / logs / models / pull_models   # docker compose services
 
 Every session logs each effective setting and where it came from (posargs, environment, default).
@@ -153,11 +155,19 @@ def _docker(session: nox.Session, *args: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests (xdist), benchmarks disabled; posargs go to pytest."""
+    """Unit and integration tests (xdist), benchmarks disabled; posargs go to pytest.
+
+    ``-- --fast``: the edit loop's tier, every test not marked ``slow`` (``-m "not slow"``).
+    """
     _install(session, "dev")
+    args = list(session.posargs)
+    fast = _pop_flag(args, "--fast")
+    tier_name = "fast: -m 'not slow'" if fast else "full"
+    session.log(f"setting tier = {tier_name}  ({'posargs --fast' if fast else 'default'})")
     workers = _setting(session, "workers", None, "PYTEST_WORKERS", "auto")
-    paths = [] if any(not a.startswith("-") for a in session.posargs) else ["tests", "bench"]
-    session.run("pytest", "-n", workers, "--benchmark-disable", *paths, *session.posargs)
+    paths = [] if any(not a.startswith("-") for a in args) else ["tests", "bench"]
+    tier = ["-m", "not slow"] if fast else []
+    session.run("pytest", "-n", workers, "--benchmark-disable", *tier, *paths, *args)
 
 
 @nox.session
@@ -175,7 +185,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict: the package (pyproject config), then the harness."""
     _install(session, "dev")
     session.run("mypy")
-    session.run("mypy", "--strict", "bench", "fixtures", "reports", *session.posargs)
+    session.run("mypy", "--strict", "bench", "fixtures", "reports", "studies", *session.posargs)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -264,7 +274,7 @@ def gate_study(session: nox.Session) -> None:
         session, "max_minutes", _pop_option(args, "--max-minutes"), "GATE_STUDY_MINUTES", "26"
     )
     session.run(
-        "python", "-m", "bench.gate.study", "--out", out, "--sets", sets,
+        "python", "-m", "studies.gate_study", "--out", out, "--sets", sets,
         "--rounds", rounds, "--max-minutes", minutes, *args,
     )  # fmt: skip
 
@@ -273,14 +283,42 @@ def gate_study(session: nox.Session) -> None:
 def gate_e2e(session: nox.Session) -> None:
     """The real gate path: A/A runs and runs with an injected slowdown, judged by the gate (~45 min).
 
-    Posargs go to ``python -m bench.gate.e2e`` (``--aa``, ``--ab``, ``--units``, ``--rounds``).
+    Posargs go to ``python -m studies.gate_e2e`` (``--aa``, ``--ab``, ``--units``, ``--rounds``).
     """
     _install(session, "harness")
     args = list(session.posargs)
     out = _setting(
         session, "out", _pop_option(args, "--out"), "GATE_E2E_OUT", str(RESULTS / "gate_e2e.json")
     )
-    session.run("python", "-m", "bench.gate.e2e", "--out", out, *args)
+    session.run("python", "-m", "studies.gate_e2e", "--out", out, *args)
+
+
+STUDIES: dict[str, str] = {
+    "instructions": "instructions_study",  # aa | inject | gate (the A/A spreads file, detection)
+    "history_detectors": "history_detectors",
+    "history_noise": "history_noise",
+    "hits_vs_raw": "hits_vs_raw",
+    "emulator_throughput": "emulator_throughput",
+    "gate_study": "gate_study",
+    "gate_e2e": "gate_e2e",
+    "import_graph": "import_graph",
+}
+"""``nox -s study -- NAME ARGS`` → ``python -m studies.<module> ARGS`` (studies/ is not installed)."""
+
+
+@nox.session(default=False)
+def study(session: nox.Session) -> None:
+    """One of the studies that calibrate the tools: ``nox -s study -- NAME [ARGS]``.
+
+    NAME is one of :data:`STUDIES` (``nox -s study`` lists them); ARGS go to the study.
+    """
+    args = list(session.posargs)
+    if not args or args[0] not in STUDIES:
+        session.error(f"nox -s study -- NAME [ARGS]: NAME is one of {', '.join(STUDIES)}")
+    name, *rest = args
+    _install(session, "dev")
+    session.log(f"setting study = {name}  (posargs)")
+    session.run("python", "-m", f"studies.{STUDIES[name]}", *rest, env={"PYTHONPATH": str(ROOT)})
 
 
 def _gate_rounds() -> str:

@@ -3,6 +3,6 @@
 Entry point: :func:`reports.build.main` (``samplemind-bench report RESULTS_DIR... --out DIR``).
 """
 
-from .data import ReportInputError
+from ._errors import ReportInputError
 
 __all__ = ["ReportInputError"]

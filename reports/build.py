@@ -29,16 +29,14 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bench.harness.results import PROFILE_FORMAT, ResultsFormatError, check_profile
-from bench.instructions.summary import instruction_rows
 
-from .charts import Chart, Omitted, build_charts, save_chart
-from .claims import evaluate_claims
-from .data import ReportInputError, Run, compare_runs, load_runs, tidy
-from .render import ChartEntry, ReportContent, render_html, render_markdown
-from .streams import stream_charts, stream_claims
+from ._errors import ReportInputError
+
+if TYPE_CHECKING:
+    from .data import Run
 
 __all__ = [
     "DEFAULT_OUT",
@@ -131,6 +129,15 @@ def build_report(
     results: list[Path], out: Path, profile_path: Path | None = None
 ) -> dict[str, Path]:
     """Build the whole report; returns the main output files by name."""
+    # pandas, matplotlib and scipy load here, not at import: `report --help` stays fast.
+    from bench.instructions.summary import instruction_rows
+
+    from .charts import Chart, Omitted, build_charts, save_chart
+    from .claims import evaluate_claims
+    from .data import compare_runs, load_runs, tidy
+    from .render import ChartEntry, ReportContent, render_html, render_markdown
+    from .streams import stream_charts, stream_claims
+
     runs = load_runs(results)
     run = runs[-1]
     prof_file = profile_path if profile_path is not None else find_profile(run)

@@ -39,6 +39,7 @@ from bench.harness.results import (
     check_manifest,
     require_complete,
 )
+from reports._errors import ReportInputError
 
 __all__ = [
     "FORMAT",
@@ -94,18 +95,6 @@ _UNITS: Final = {
     "provider_calls": "calls",
     "samples": "samples",
 }
-
-
-class ReportInputError(ValueError):
-    """A results file is missing, corrupt, or of a format this builder does not read.
-
-    The message always starts with the path of the offending file.
-    """
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass(frozen=True)

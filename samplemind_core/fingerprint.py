@@ -107,8 +107,12 @@ def _blake2b(data: bytes, key: bytes) -> str:
 
 
 def _xxh3_128(data: bytes, key: bytes) -> str:
-    import xxhash  # only the benchmarks use it
-
+    try:
+        import xxhash  # only the benchmarks use it: a dependency of the harness extra
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            "hasher 'xxh3_128' needs the xxhash package: pip install 'samplemind-core[harness]'"
+        ) from exc
     return str(xxhash.xxh3_128_hexdigest(data, seed=int.from_bytes(key[:8], "little")))
 
 

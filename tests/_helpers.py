@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
-__all__ = ["until"]
+__all__ = ["run_main", "until"]
 
 
 async def until(
@@ -24,3 +30,62 @@ async def until(
             if result:
                 return
             await asyncio.sleep(interval_s)
+
+
+@contextlib.contextmanager
+def _process_state(cwd: Path | None, env: Mapping[str, str] | None) -> Iterator[None]:
+    """Run the body in ``cwd`` with exactly ``env`` as ``os.environ``; restore both after."""
+    old_cwd = Path.cwd()
+    old_env = dict(os.environ)
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        yield
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+
+
+def run_main(
+    main: Callable[[list[str]], int | None],
+    args: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    prog: str = "main",
+) -> subprocess.CompletedProcess[str]:
+    """Call a console script's ``main(argv)`` in this process, as a subprocess would run it.
+
+    The result has the exit code (``SystemExit`` included, as the interpreter maps it), the
+    text written to ``sys.stdout`` and ``sys.stderr``, and the arguments; ``cwd`` and ``env``
+    (the whole environment, like ``subprocess.run(env=...)``) hold during the call only. An
+    exception other than ``SystemExit`` propagates: the test fails with its traceback, where
+    the script would have printed one. Tests use this instead of one interpreter per case and
+    keep one real-subprocess smoke test per command.
+    """
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _process_state(cwd, env),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code: object = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+    if code is None:
+        returncode = 0
+    elif isinstance(code, int):
+        returncode = code
+    else:  # SystemExit("message"): the interpreter prints it and exits 1
+        err.write(f"{code}\n")
+        returncode = 1
+    return subprocess.CompletedProcess([prog, *argv], returncode, out.getvalue(), err.getvalue())

@@ -1,5 +1,6 @@
-"""Bad input to ``samplemind-bench`` (issue 11, harness part): every case through the real console
-script in a subprocess. Each ends as a clear message naming the problem (exit 2 for usage and
+"""Bad input to ``samplemind-bench`` (issue 11, harness part): every case through the console
+script's ``main()`` in this process (:func:`tests._helpers.run_main`: exit code, stdout, stderr),
+and one real subprocess of the installed script (``test_console_script_smoke``). Each ends as a clear message naming the problem (exit 2 for usage and
 input errors), never a traceback, never a silent pass, and nothing is lost."""
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from bench import cli as bench_cli
 from bench import gate
 from bench.profile import find_py_spy
+from tests._helpers import run_main
 
 BIN = Path(sys.executable).parent
 BENCH = BIN / "samplemind-bench"
@@ -24,14 +27,16 @@ RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 
 
 def cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
-    """Run the console script; assert it never ends in a traceback."""
+    """Run the console script's ``main()`` in-process; assert it never ends in a traceback."""
+    proc = run_main(bench_cli.main, args, cwd=cwd, env=env, prog=str(BENCH))
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    return proc
+
+
+def real_cli(*args: str | Path) -> Any:
+    """Run the installed console script in a subprocess; assert it never ends in a traceback."""
     proc = subprocess.run(
-        [str(BENCH), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
+        [str(BENCH), *map(str, args)], capture_output=True, text=True, timeout=600
     )
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     return proc
@@ -255,6 +260,7 @@ def test_gate_bad_options_are_bad_input(tmp_path: Path, args: list[str], needle:
 # --------------------------------------------------------------------------- report
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 def test_report_into_the_results_folder_keeps_its_profile(tmp_path: Path) -> None:
     run = results(tmp_path, "run")
     prof = run / "profile"
@@ -375,3 +381,19 @@ def test_gate_warns_of_rules_that_apply_to_nothing(tmp_path: Path) -> None:
     assert "rule #1 (name=* group=* metric=hit_rtae" in proc.stderr
     assert "matches no benchmark with a 'hit_rtae' figure" in proc.stderr
     assert "rule #2 (name=[abc " in proc.stderr
+
+
+# --------------------------------------------------------------------------- the real script
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "report", "profile", "gate", "headline", "history", "bisect"]
+)
+def test_console_script_smoke(command: str, tmp_path: Path) -> None:
+    """One real subprocess of the installed script per command: its ``--help`` answers with the
+    command's usage, and bad input exits 2 naming what is wrong, as the in-process cases show."""
+    proc = real_cli(command, "--help")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"usage: samplemind-bench {command}")
+    if command == "gate":
+        proc = real_cli("gate", RUN_A, tmp_path / "missing", "-q")
+        assert proc.returncode == 2 and str(tmp_path / "missing") in proc.stderr

@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import gate
-from bench.gate import environment
+from bench import environment, gate
 from bench.harness import results
 from reports.data import ReportInputError, load_run
 
@@ -140,6 +140,7 @@ def load_or_error(path: Path) -> gate.ResultSet | None:
     return rs
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 @FUZZ
 @given(folders, folders)
 def test_results_loader_and_gate_survive_malformed_folders(a: Any, b: Any) -> None:

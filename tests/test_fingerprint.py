@@ -331,3 +331,37 @@ def test_integral_float_beyond_64_bits_in_a_nested_field_keys_without_error(big:
     assert fingerprint(req) != fingerprint(
         ChatRequest(messages=[{"role": "user", "content": "hi"}], response_format={"type": "json"})
     )
+
+
+def test_xxh3_128_without_xxhash_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """xxhash is a dependency of the harness extra, not of the layer: without it the
+    benchmark-only hasher says what to install, and every other hasher works."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "xxhash", None)  # `import xxhash` now fails
+    with pytest.raises(ConfigError, match=r"xxhash.*samplemind-core\[harness\]"):
+        fingerprint(BASE, hasher="xxh3_128")
+    assert fingerprint(BASE, hasher="blake3").startswith("v1.")
+
+
+def test_the_layer_imports_xxhash_only_inside_the_xxh3_hasher() -> None:
+    import ast
+    from pathlib import Path
+
+    import samplemind_core
+
+    root = Path(samplemind_core.__file__).parent
+    where = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import) and any(a.name == "xxhash" for a in node.names):
+                    where.append((path.name, fn.name))
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        assert not any(
+            (isinstance(n, ast.Import) and any(a.name == "xxhash" for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and n.module == "xxhash")
+            for n in top
+        ), path
+    assert where == [("fingerprint.py", "_xxh3_128")]

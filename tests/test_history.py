@@ -3,7 +3,8 @@
 Results folders are made from the committed sample run (tests/data/results/run_a): its
 fingerprint suite, with every raw sample scaled (a step from some commit on, seeded noise per
 commit), under commits of a throw-away git repository. Commands run through the real console
-script in subprocesses.
+script's ``main()`` in-process (:func:`tests._helpers.run_main`); a missing library, and
+concurrent writers, in real subprocesses.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import pytest
 
 pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
 
+from bench import cli as bench_cli
 from bench.history._ingest import read_run
 from bench.history.order import order_commits
 from bench.history.store import SCHEMA_VERSION, open_store
 from fixtures.ports import free_port
+from tests._helpers import run_main
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
@@ -35,17 +38,21 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 def cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``samplemind-bench ARGS`` through ``main()`` in-process; in a real subprocess when ``env``
+    sets ``PYTHONPATH`` (a module shadowed at import needs a fresh interpreter)."""
     full_env = {k: v for k, v in os.environ.items() if k != "SAMPLEMIND_HISTORY"}
     full_env.update(env or {})
-    return subprocess.run(
-        [BENCH, *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=600,
-        check=False,
-    )
+    if "PYTHONPATH" in (env or {}):
+        return subprocess.run(
+            [BENCH, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            timeout=600,
+            check=False,
+        )
+    return run_main(bench_cli.main, args, env=full_env, cwd=cwd, prog=BENCH)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -394,6 +401,7 @@ def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "deadbeef" in bad.stderr
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 def test_instruction_counts_are_charted_and_quiet_when_flat(tmp_path: Path) -> None:
     """Instruction counts: one chart per benchmark even without a change point; a flat series
     (the same count at every commit, as when no commit touched the code) has no change point,
@@ -423,6 +431,7 @@ def test_instruction_counts_are_charted_and_quiet_when_flat(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 @pytest.mark.postgres
 def test_postgres_store_add_changes_and_writers(postgres_url: str, tmp_path: Path) -> None:
     repo, commits, folders = stepped_history(tmp_path)
@@ -447,7 +456,7 @@ def test_two_writers_postgres_lose_no_row(postgres_url: str, tmp_path: Path) -> 
 
 
 def test_study_scoring() -> None:
-    from bench.history.study import Score, Truth, score
+    from studies.history_detectors import Score, Truth, score
 
     s = Score()
     score([50, 120], Truth("step+5%", 52, 52), 5, s)  # 50 matches (error 2); 120 is false
@@ -460,7 +469,7 @@ def test_study_scoring() -> None:
 
 
 def test_study_finds_clear_steps_in_quiet_noise() -> None:
-    from bench.history.study import run_study
+    from studies.history_detectors import run_study
 
     noise = np.random.default_rng(1).standard_normal(500)
     out = run_study(
@@ -478,6 +487,7 @@ def test_study_finds_clear_steps_in_quiet_noise() -> None:
     assert by_kind["flat"]["false_positives"] <= 1
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 @pytest.mark.parametrize(("module", "action"), [("sqlalchemy", "add"), ("ruptures", "changes")])
 def test_missing_library_exits_2_with_the_install_hint(
     tmp_path: Path, module: str, action: str

@@ -16,6 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from bench.history.backfill import Job, plan, suites_of
 from tests.test_history import RUN_A, cli, counts, git
 
@@ -122,6 +124,7 @@ def test_suites_of_both_layouts(tmp_path: Path) -> None:
     assert suites_of(tmp_path) == ["cache", "router", "zeta"]
 
 
+@pytest.mark.slow  # several seconds: outside the fast tier
 def test_backfill_records_missing_and_failed_suites_and_resumes(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     commits = fake_repo(repo)

@@ -18,6 +18,9 @@ import pytest
 
 pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
 
+from bench import cli as bench_cli
+from tests._helpers import run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
 SLOWDOWN = """
@@ -120,23 +123,10 @@ def test_bisect_bad_refs_exit_2(tmp_path: Path) -> None:
         ("HEAD", "HEAD~1", "not an ancestor"),
         ("HEAD", "HEAD", "no commits between"),
     ]:
-        res = subprocess.run(
-            [
-                BENCH,
-                "bisect",
-                "--good",
-                good,
-                "--bad",
-                bad,
-                "--suite",
-                "fingerprint",
-                "--repo",
-                str(repo),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        res = run_main(  # in-process: refused before anything runs
+            bench_cli.main,
+            ["bisect", "--good", good, "--bad", bad, "--suite", "fingerprint", "--repo", repo],
+            prog=BENCH,
         )
         assert res.returncode == 2, res.stderr
         assert says in res.stderr and "Traceback" not in res.stderr

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,7 +23,11 @@ from bench import cli
 from bench.instructions import _select, _tools, runner
 from bench.instructions._counter import Count, DumpError, read_dump_total, warmup_calls
 from bench.instructions._tools import APT_HINT, ToolMissing, Tools, build_shim, find_tools
-from bench.instructions.significance import aa_spread, decide, load_spreads
+from bench.stats import aa_spread, decide, load_spreads
+from tests._helpers import run_main
+
+if TYPE_CHECKING:
+    from tests.conftest import CountedPair
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
@@ -569,6 +573,7 @@ def _counted(tools: Tools, tmp_path: Path, name: str) -> list[float]:
 
 
 @pytest.mark.valgrind
+@pytest.mark.slow
 def test_counts_are_deterministic_and_scale(tools: Tools, tmp_path: Path) -> None:
     first = _counted(tools, tmp_path, "a")
     second = _counted(tools, tmp_path, "b")
@@ -580,6 +585,7 @@ def test_counts_are_deterministic_and_scale(tools: Tools, tmp_path: Path) -> Non
 
 
 @pytest.mark.valgrind
+@pytest.mark.slow
 def test_plugin_refuses_outside_valgrind(tools: Tools, tmp_path: Path) -> None:
     proc = subprocess.run(
         [
@@ -604,28 +610,13 @@ def test_plugin_refuses_outside_valgrind(tools: Tools, tmp_path: Path) -> None:
     assert "counts only inside valgrind --tool=callgrind" in proc.stderr
 
 
-def _count_router(out: Path, select: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-    """``samplemind-bench run --instructions --quick --suite router -k SELECT`` → router.json."""
-    cmd = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", "router"]
-    proc = subprocess.run(
-        [*cmd, "--out", str(out), "--pytest-arg=-k", f"--pytest-arg={select}"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=cwd,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    data: dict[str, Any] = json.loads((out / "router.json").read_text())
-    return data
-
-
 @pytest.mark.valgrind
 @pytest.mark.slow
-def test_run_instructions_end_to_end(tools: Tools, tmp_path: Path) -> None:
-    """``samplemind-bench run --instructions``: counts land beside the wall-time stats."""
-    out = tmp_path / "results"
-    data = _count_router(out, "chat-speed or fallback and mock-fail0", REPO, cli.timed_run_env())
+def test_run_instructions_end_to_end(tools: Tools, counted_headlines: Path) -> None:
+    """``samplemind-bench run --instructions``: counts land beside the wall-time stats
+    (the session's shared counted run: ``tests/conftest.py``)."""
+    out = counted_headlines
+    data = json.loads((out / "router.json").read_text())
     by_name = {b["name"]: b for b in data["benchmarks"]}
     healthy = by_name["test_route[chat-speed-healthy]"]
     open_ = by_name["test_route[chat-speed-one_open]"]
@@ -639,23 +630,21 @@ def test_run_instructions_end_to_end(tools: Tools, tmp_path: Path) -> None:
     fallback = by_name["test_fallback[mock-fail0]"]  # I/O-bound: wall time only
     assert "instructions" not in fallback["extra_info"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["runs"][0]["exit_code"] == 0
+    (router_run,) = [r for r in manifest["runs"] if r["suite"] == "router"]
+    assert router_run["exit_code"] == 0
     assert json.loads((out / "instructions" / "router" / "counts.json").read_text())["counts"]
 
 
 @pytest.mark.valgrind
 @pytest.mark.slow
-def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, tmp_path: Path) -> None:
+def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, counted_pair: CountedPair) -> None:
     """The same code in two checkouts at paths of other lengths counts the same, to the
     instruction, through ``samplemind-bench run --instructions`` (a count once moved by
-    a few instructions per call with the length of the checkout's path)."""
+    a few instructions per call with the length of the checkout's path). The checkouts
+    are the session's shared A/A pair (``tests/conftest.py``)."""
     counts = []
-    for name in ("a", "b" * 48):
-        tree = tmp_path / name
-        runner.copy_code(REPO, tree)  # a second checkout of the same code
-        out = tree / "results"
-        env = {**cli.timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
-        data = _count_router(out, "test_route and chat-speed-healthy", tree, env)
+    for tree, out in zip(counted_pair.trees, (counted_pair.a, counted_pair.b), strict=True):
+        data = json.loads((out / "router.json").read_text())
         log = (out / "logs" / "router-instructions.txt").read_text()
         assert f"(a copy of {tree})" in log  # this checkout's harness counted
         (bench,) = [b for b in data["benchmarks"] if b["name"] == "test_route[chat-speed-healthy]"]
@@ -713,7 +702,8 @@ def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
 def test_inject_work_patches_the_named_function_only(tmp_path: Path) -> None:
     import importlib.util
 
-    from bench.instructions.study import TARGETS, inject_work
+    from studies._inject import inject_work
+    from studies.instructions_study import TARGETS
 
     (tmp_path / "m.py").write_text(
         textwrap.dedent(
@@ -768,32 +758,21 @@ def test_benchmark_storage_exists_before_counting(
     assert (tmp_path / ".benchmarks").is_dir()
 
 
-REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"
-"""One counted benchmark per headline: cache hit (L1 off and on), routing decision, request."""
-
-
 @pytest.mark.valgrind
 @pytest.mark.slow
-def test_report_shows_counts_beside_time_from_a_real_run(tools: Tools, tmp_path: Path) -> None:
-    """A real small ``run --instructions``, then ``report``: chart, table, headline figures."""
-    results, out = tmp_path / "results", tmp_path / "report"
-    run = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--out", str(results)]
-    run += ["--suite", "cache", "router", "pipeline", "--pytest-arg=-k", f"--pytest-arg={REPORT_K}"]
-    proc = subprocess.run(
-        run, capture_output=True, text=True, timeout=1800, cwd=REPO, env=cli.timed_run_env()
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    proc = subprocess.run(
-        [str(BENCH_SCRIPT), "report", str(results), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
+def test_report_shows_counts_beside_time_from_a_real_run(
+    tools: Tools, counted_headlines: Path, tmp_path: Path
+) -> None:
+    """A real small ``run --instructions`` (the session's shared one, ``tests/conftest.py``),
+    then ``report``: chart, table, headline figures."""
+    results, out = counted_headlines, tmp_path / "report"
+    proc = run_main(cli.main, ["report", str(results), "--out", str(out)], cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = {}
     for suite in ("cache", "router", "pipeline"):
         for b in json.loads((results / f"{suite}.json").read_text())["benchmarks"]:
+            if b["name"] == "test_fallback[mock-fail0]":
+                continue  # in the shared run for the end-to-end test: I/O-bound, not counted
             counts[b["name"]] = b["extra_info"]["instructions"]
     expected = {
         "instructions per cache hit (fakeredis, msgpack, L1 off)": "test_cache_op[1KB-fakeredis-"

@@ -368,7 +368,7 @@ async def _echo(i: int) -> int:
 
 
 def test_hits_vs_raw_script_measures_every_side_and_refuses_bad_input() -> None:
-    run = [sys.executable, "-m", "bench.suites.hits_vs_raw"]
+    run = [sys.executable, "-m", "studies.hits_vs_raw"]
     args = ["--rounds", "2", "--repeats", "1", "--concurrency", "20"]
     out = subprocess.run(run + args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -91,6 +91,7 @@ def folder(tmp: Path, name: str, commit: str, hours: int) -> Path:
     return make_folder(tmp / name, commit, created=T0 + timedelta(hours=hours), noise_seed=hours)
 
 
+@pytest.mark.slow  # runs the history script against git repositories: outside the fast tier
 def test_starts_the_branch_then_appends_to_the_same_file(tmp_path: Path) -> None:
     origin, work, commits = origin_and_clone(tmp_path)
     summary, page = tmp_path / "summary.md", tmp_path / "page"
@@ -120,6 +121,7 @@ def test_starts_the_branch_then_appends_to_the_same_file(tmp_path: Path) -> None
     assert pushed_counts(origin, tmp_path)["runs"] == 2
 
 
+@pytest.mark.slow  # runs the history script against git repositories: outside the fast tier
 def test_an_existing_branch_keeps_its_other_files(tmp_path: Path) -> None:
     origin, work, commits = origin_and_clone(tmp_path)
     # someone started perf-data by hand: a README and no history file yet
@@ -160,6 +162,7 @@ def _competing_hook(tmp: Path, work: Path, origin: Path, results: Path) -> Path:
     return log
 
 
+@pytest.mark.slow  # runs the history script against git repositories: outside the fast tier
 def test_a_rejected_push_is_fetched_readded_and_retried(tmp_path: Path) -> None:
     origin, work, commits = origin_and_clone(tmp_path)
     ok = run_script(work, folder(tmp_path, "r1", commits[0], 1), tmp_path / "p", tmp_path / "s")
@@ -184,6 +187,7 @@ def test_a_rejected_push_is_fetched_readded_and_retried(tmp_path: Path) -> None:
     assert git(origin, "rev-list", "--merges", "--count", "refs/heads/perf-data") == "0"
 
 
+@pytest.mark.slow  # runs the history script against git repositories: outside the fast tier
 def test_a_push_rejected_every_time_fails_and_loses_the_other_jobs_nothing(
     tmp_path: Path,
 ) -> None:
@@ -200,6 +204,7 @@ def test_a_push_rejected_every_time_fails_and_loses_the_other_jobs_nothing(
     assert pushed_counts(origin, tmp_path)["runs"] == 2  # r1 and the other job's r3
 
 
+@pytest.mark.slow  # runs the history script against git repositories: outside the fast tier
 def test_a_bad_results_folder_pushes_nothing(tmp_path: Path) -> None:
     origin, work, _ = origin_and_clone(tmp_path)
     bad = tmp_path / "bad"
@@ -221,6 +226,7 @@ def test_an_unreadable_remote_is_an_error_not_a_missing_branch(tmp_path: Path) -
     assert "cannot read origin" in proc.stderr
 
 
+@pytest.mark.slow  # runs the history script against git repositories: outside the fast tier
 def test_a_database_url_is_used_instead_of_the_branch(tmp_path: Path) -> None:
     origin, work, commits = origin_and_clone(tmp_path)
     db, summary, page = tmp_path / "team.sqlite", tmp_path / "s", tmp_path / "p"

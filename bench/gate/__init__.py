@@ -2,10 +2,10 @@
 
 One module per step: :mod:`~bench.gate.inputs` (results → samples), :mod:`~bench.gate.rules`
 (what is checked, how much change is allowed), :mod:`~bench.gate.evaluate` (verdicts, with
-:mod:`~bench.gate.stats`), :mod:`~bench.gate.render` (table, JSON, Markdown, exit code) and
+:mod:`~bench.stats`), :mod:`~bench.gate.render` (table, JSON, Markdown, exit code) and
 :mod:`~bench.gate.cli` (the command). ``--baseline-ref`` runs both sides interleaved in one job
-(:mod:`~bench.gate.ab_runner`) and refuses to compare different machines
-(:mod:`~bench.gate.environment`). :mod:`~bench.gate.study` and :mod:`~bench.gate.e2e` measure
+(:mod:`~bench.ab_runner`) and refuses to compare different machines
+(:mod:`~bench.environment`). :mod:`~studies.gate_study` and :mod:`~studies.gate_e2e` measure
 the gate itself. This package re-exports the public names of those modules.
 """
 

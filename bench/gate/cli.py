@@ -2,7 +2,7 @@
 
 Inputs are results folders (``manifest.json`` + pytest-benchmark JSON per suite,
 :mod:`bench.harness.results`), single pytest-benchmark JSON files, or ``--baseline-ref REF``: a
-git worktree of REF run interleaved with the working tree in this job (:mod:`bench.gate.ab_runner`).
+git worktree of REF run interleaved with the working tree in this job (:mod:`bench.ab_runner`).
 
 A metric of a benchmark *regresses* only when the change is statistically significant on the raw
 samples AND larger than the rule's allowed change, with a Holm / Benjamini-Hochberg correction over
@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.gate import ab_runner, environment
+from bench import ab_runner, environment
 from bench.gate.evaluate import Verdict, evaluate, timer_differences, unused_rules
 from bench.gate.inputs import GateInputError, ResultSet, load_side, require_samples
 from bench.gate.render import EXIT_BAD_INPUT, EXIT_PASS, GateReport

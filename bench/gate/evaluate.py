@@ -1,6 +1,6 @@
 """The gate's verdicts: each benchmark metric of two sides judged against its rule.
 
-:func:`evaluate` is pure (seeded, no I/O); the statistics are :mod:`bench.gate.stats`.
+:func:`evaluate` is pure (seeded, no I/O); the statistics are :mod:`bench.stats`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.gate import stats
+from bench import stats
 from bench.gate.inputs import BenchRecord, ResultSet
 from bench.gate.rules import Direction, GateConfig, Rule
-from bench.instructions.significance import aa_spread, decide
+from bench.stats import aa_spread, decide
 
 __all__ = [
     "MIN_PAIRED_ROUNDS",
@@ -140,7 +140,7 @@ def _judge_counts(
         v.ratio = v.candidate / v.baseline
         v.reason = (
             f"no A/A spread for this benchmark in {file} and {len(bv)} vs {len(cv)} counts: "
-            "the noise is unknown (measure it: python -m bench.instructions.study aa, "
+            "the noise is unknown (measure it: python -m studies.instructions_study aa, "
             "or count >= 2 processes per side)"
         )
         return

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.gate import environment
+from bench import environment
 from bench.harness import results
 
 __all__ = [

@@ -6,7 +6,7 @@ Read from a TOML rules file (``[gate]``, ``[environment]``, ``[[rule]]``); the d
 
 A ``metric = "instructions"`` rule judges the instruction counts of ``samplemind-bench run
 --instructions`` (``extra_info["instructions"]``) with
-:func:`bench.instructions.significance.decide`: a change regresses only when it reaches the
+:func:`bench.stats.decide`: a change regresses only when it reaches the
 rule's ``allowed`` (default 1 %) *and* is beyond ``safety`` x the benchmark's measured A/A spread, read
 from the rule's ``spreads`` file (default :data:`DEFAULT_SPREADS`) and from the spread between
 several counts of a side.
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from bench.gate import environment
+from bench import environment
 from bench.gate.inputs import BenchRecord, GateInputError
 from bench.harness import results
-from bench.instructions.significance import DEFAULT_SAFETY, load_spreads
+from bench.stats import DEFAULT_SAFETY, load_spreads
 
 __all__ = [
     "DEFAULT_ROUNDS",
@@ -240,7 +240,7 @@ def _read_spreads(path: Path) -> dict[str, float]:
         spreads = load_spreads(path)
     except ValueError as exc:
         raise GateInputError(
-            f"{exc} (regenerate it: python -m bench.instructions.study aa)"
+            f"{exc} (regenerate it: python -m studies.instructions_study aa)"
         ) from None
     return {results.benchmark_key(name): spread for name, spread in spreads.items()}
 

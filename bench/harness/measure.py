@@ -44,6 +44,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from bench.calls import setup_args
+
 __all__ = [
     "COLD_CALLS",
     "OVERRUN_FACTOR",
@@ -121,22 +123,6 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-def _args_of(prepared: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``setup()`` may return None, a tuple of args, or ``(args, kwargs)`` like pedantic."""
-    if prepared is None:
-        return (), {}
-    if (
-        isinstance(prepared, tuple)
-        and len(prepared) == 2
-        and isinstance(prepared[0], tuple)
-        and isinstance(prepared[1], dict)
-    ):
-        return prepared[0], prepared[1]
-    if isinstance(prepared, tuple):
-        return prepared, {}
-    return (prepared,), {}
-
-
 class _Runner:
     """Runs one round of a given shape and returns its duration."""
 
@@ -152,7 +138,7 @@ class _Runner:
     async def serial(self, loops: int, latencies: list[float] | None) -> float:
         fn, clock = self.fn, self.clock
         if self.setup is not None:  # one call per round, setup untimed
-            args, kwargs = _args_of(await _maybe_await(self.setup()))
+            args, kwargs = setup_args(await _maybe_await(self.setup()))
             start = clock()
             self.result = await fn(*args, **kwargs)
             duration = clock() - start
@@ -172,7 +158,7 @@ class _Runner:
         calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         for _ in range(self.concurrency):
             if self.setup is not None:
-                calls.append(_args_of(await _maybe_await(self.setup())))
+                calls.append(setup_args(await _maybe_await(self.setup())))
             else:
                 calls.append(((), {}))
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import pytest
+if TYPE_CHECKING:  # pytest is imported by the plugin, not by the CLI (`--help` stays fast)
+    import pytest
 
 __all__ = [
-    "BENCH_OPTIONS_KEY",
     "QUICK_TIMING",
     "SUITES",
     "BenchOptions",
@@ -161,7 +161,3 @@ class BenchOptions:
             f"samplemind-bench services: REDIS_URL={redact_url(redis_url) or '(unset: fixtures start redis-server)'}",
         ]
         return lines
-
-
-BENCH_OPTIONS_KEY: Final = pytest.StashKey[BenchOptions]()
-"""Where the session's :class:`BenchOptions` live (``config.stash``)."""

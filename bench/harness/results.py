@@ -40,12 +40,13 @@ import json
 import math
 import os
 import platform
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
+
+from bench import vcs
 
 __all__ = [
     "FORMAT",
@@ -250,15 +251,10 @@ def environment() -> dict[str, Any]:
 def commit_info(repo: Path) -> dict[str, Any]:
     """``{"id": sha, "dirty": bool}``; both ``None`` outside a git checkout."""
 
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-
     try:
-        sha = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
+        sha = vcs.git(repo, "rev-parse", "HEAD", timeout=10)
+        dirty = bool(vcs.git(repo, "status", "--porcelain", "--untracked-files=no", timeout=10))
+    except vcs.GitError:
         return {"id": None, "dirty": None}
     return {"id": sha, "dirty": dirty}
 

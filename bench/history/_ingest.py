@@ -6,7 +6,7 @@ change here only.
 
 A folder becomes one :class:`RunRecord`: its identity (``run_key``, a SHA-256 over the manifest
 and every suite file, so the same folder added twice is the same run), its commit, dirty flag,
-creation time, machine (an environment fingerprint over :data:`bench.gate.environment.FIELDS`) and one
+creation time, machine (an environment fingerprint over :data:`bench.environment.FIELDS`) and one
 :class:`Point` per benchmark x parameters x metric:
 
 ``time``
@@ -30,9 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.gate import environment as env_fingerprint
+from bench import environment as env_fingerprint
 from bench.harness import results as results_format
-from samplemind_core._exceptions import SampleMindError
 
 __all__ = [
     "HistoryError",
@@ -45,8 +44,10 @@ __all__ = [
 ]
 
 
-class HistoryError(SampleMindError):
-    """A history command cannot do what it was asked (bad input, unreachable database)."""
+class HistoryError(Exception):
+    """A history command cannot do what it was asked (bad input, unreachable database).
+
+    A harness error, not one of the layer's (``samplemind_core``'s tree is for its callers)."""
 
 
 class HistoryInputError(HistoryError, ValueError):
@@ -88,7 +89,7 @@ class RunRecord:
 def machine_fingerprint(environment: dict[str, Any]) -> tuple[str, str]:
     """``(fingerprint, label)`` of an environment: one history series per machine.
 
-    Only the fields that must match for timings to be comparable (:data:`bench.gate.environment.FIELDS`)
+    Only the fields that must match for timings to be comparable (:data:`bench.environment.FIELDS`)
     count; package versions change over a history and are stored, not keyed on.
     """
     fields = {f: environment.get(f) for f in env_fingerprint.FIELDS}

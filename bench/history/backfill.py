@@ -7,7 +7,7 @@
 
 Each commit (the ``--last`` N first-parent commits up to ``--ref``) is checked out in a
 temporary git worktree and measured by *its own* harness (``samplemind-bench run --quick``, as
-the gate's baseline side runs: :func:`bench.gate.ab_runner.bench_cli_command`), in a fresh
+the gate's baseline side runs: :func:`bench.ab_runner.bench_cli_command`), in a fresh
 process, into ``OUT/rRR-NNN-<sha>-<timer>`` (``NNN``: the commit's place, oldest first).
 
 Why rounds in shuffled order: on a shared machine, load phases (other jobs starting and stopping)
@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.gate import ab_runner
+from bench import ab_runner
 from bench.harness.options import SUITES
 
 __all__ = ["Job", "main", "plan", "suites_of"]

@@ -1,8 +1,8 @@
 """Find the first commit of a performance step between GOOD and BAD (like ChromePerf's Pinpoint).
 
-Every measurement is the gate's interleaved A/B run (:func:`bench.gate.ab_runner.run_interleaved`): GOOD
+Every measurement is the gate's interleaved A/B run (:func:`bench.ab_runner.run_interleaved`): GOOD
 and one other commit, each in its own git worktree, run round by round in the same job, and the
-paired per-round ratio of medians (:func:`bench.gate.stats.compare_paired`) compares them. Steps:
+paired per-round ratio of medians (:func:`bench.stats.compare_paired`) compares them. Steps:
 
 1. GOOD vs BAD: the size of the step (its log ratio ``L``) and the benchmark that shows it most
    (of those ``-k`` selects). No significant step: exit 1, nothing to bisect.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -28,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.gate import ab_runner
-from bench.gate import stats as gate_stats
+from bench import ab_runner, vcs
+from bench import stats as gate_stats
 from bench.history._ingest import HistoryError, read_run
 
 __all__ = ["BisectResult", "Measurement", "bisect", "main"]
@@ -63,12 +62,7 @@ class BisectResult:
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise HistoryError(f"git {' '.join(args)} in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+    return vcs.git(repo, *args, error=HistoryError)
 
 
 def _medians(folders: Sequence[Path]) -> list[dict[str, float]]:

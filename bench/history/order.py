@@ -8,27 +8,20 @@ first run's ``created`` time among the others, which keep their ancestry order.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+
+from bench import vcs
 
 __all__ = ["known_commits", "order_commits"]
 
 
 def _git(repo: Path, *args: str, stdin: str | None = None) -> str | None:
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+        return vcs.git(repo, *args, stdin=stdin, timeout=60)
+    except vcs.GitError:
         return None
-    return proc.stdout if proc.returncode == 0 else None
 
 
 def known_commits(repo: Path, shas: list[str]) -> dict[str, str]:

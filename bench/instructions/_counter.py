@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness.measure import _args_of
+from bench.calls import setup_args
 from bench.instructions._tools import Shim
 
 __all__ = ["Count", "Counter", "DumpError", "read_dump_total", "warmup_calls"]
@@ -216,7 +216,7 @@ class Counter:
             prepared = setup()
             if inspect.isawaitable(prepared):
                 prepared = await prepared
-            return _args_of(prepared)
+            return setup_args(prepared)
 
         async def one_batch(collect: bool) -> Any:
             prepared = [await args_of() for _ in range(concurrency)]

@@ -27,13 +27,12 @@ from typing import Any, Final
 import pytest
 
 from bench.instructions._counter import Count, Counter
+from bench.instructions._format import COUNTS_FILE, COUNTS_FORMAT
 from bench.instructions._select import Rule, rule_for
 from bench.instructions._tools import Shim
 
 __all__ = ["COUNTS_FILE", "COUNTS_FORMAT", "InstructionsPlugin", "add_pytest_options", "configure"]
 
-COUNTS_FILE: Final = "counts.json"
-COUNTS_FORMAT: Final = "samplemind-bench-instructions"
 _RULE: Final = pytest.StashKey[Rule]()
 
 

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from bench.harness.results import SuiteRun
+from bench.instructions._format import COUNTS_FILE, COUNTS_FORMAT
 from bench.instructions._select import counted_suites
 from bench.instructions._tools import ToolMissing, Tools, find_tools
-from bench.instructions.plugin import COUNTS_FILE, COUNTS_FORMAT
 
 __all__ = [
     "CALLGRIND_ARGS",

@@ -16,9 +16,12 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bench.harness.fixture import AsyncBenchmark
-from bench.harness.options import BENCH_OPTIONS_KEY, BenchOptions, add_pytest_options
+from bench.harness.options import BenchOptions, add_pytest_options
 from bench.instructions import plugin as instructions
 from samplemind_core import Settings
+
+BENCH_OPTIONS_KEY = pytest.StashKey[BenchOptions]()
+"""Where the session's :class:`BenchOptions` live (``config.stash``)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import gate
-from bench.gate import ab_runner
+from bench import ab_runner, gate
 
 ENV: dict[str, Any] = {
     "cpu": "AMD EPYC 7B13",

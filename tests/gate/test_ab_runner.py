@@ -1,4 +1,4 @@
-"""``--baseline-ref`` (:mod:`bench.gate.ab_runner`): worktrees, schedules, pinning, clean-up.
+"""``--baseline-ref`` (:mod:`bench.ab_runner`): worktrees, schedules, pinning, clean-up.
 
 The runner is injected: it records which ``samplemind_core`` each side really imported.
 """
@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench import gate
-from bench.gate import ab_runner
+from bench import ab_runner, gate
 from tests.gate.helpers import (
     RecordingRunner,
     bench,
@@ -253,7 +252,7 @@ def test_sigterm_during_a_baseline_ref_run_removes_the_worktree(tiny_repo: Path)
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from bench.gate.ab_runner import worktree\n"
+        "from bench.ab_runner import worktree\n"
         f"with worktree(Path({str(tiny_repo)!r}), 'HEAD') as tree:\n"
         "    print(tree, flush=True)\n"
         "    time.sleep(120)\n"

@@ -1,4 +1,4 @@
-"""bench.gate.e2e: the slowdown patch keeps fingerprint() correct, and the summary counts right."""
+"""studies.gate_e2e: the slowdown patch keeps fingerprint() correct, and the summary counts right."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.gate.e2e import inject_slowdown, summarise
+from studies.gate_e2e import inject_slowdown, summarise
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = (
@@ -38,15 +38,15 @@ def test_injected_slowdown_keeps_the_key_and_only_touches_the_copy(tmp_path: Pat
     assert where.startswith(str(tmp_path))
     inject_slowdown(tmp_path, 7)
     patched = (tmp_path / "samplemind_core" / "fingerprint.py").read_text()
-    assert "for _i in range(7):  # injected by bench.gate.e2e" in patched
+    assert "for _smb_study_i in range(7):  # injected by studies._inject" in patched
     assert probe(tmp_path)[1] == before  # same key, just slower
     assert (REPO / "samplemind_core" / "fingerprint.py").read_text() == original
 
 
 def test_injection_refuses_an_unknown_layout(tmp_path: Path) -> None:
     (tmp_path / "samplemind_core").mkdir()
-    (tmp_path / "samplemind_core" / "fingerprint.py").write_text("def fingerprint():\n    pass\n")
-    with pytest.raises(RuntimeError, match="return statement"):
+    (tmp_path / "samplemind_core" / "fingerprint.py").write_text("def fingerprints():\n    pass\n")
+    with pytest.raises(ValueError, match="has no fingerprint"):
         inject_slowdown(tmp_path, 3)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import gate
-from bench.gate import environment
+from bench import environment, gate
 from tests.gate.helpers import bench, samples, write_results
 
 

@@ -1,9 +1,10 @@
-"""The instructions gate through the real console script (``samplemind-bench gate``).
+"""The instructions gate through the console script's ``main()`` (``samplemind-bench gate``,
+in-process: :func:`tests._helpers.run_main`; ``--baseline-ref`` runs its real processes).
 
 The ``valgrind`` tests count real benchmarks (``samplemind-bench run --instructions``, two
-fresh processes of a few router benchmarks) and gate them with the default rules and the
-committed A/A spreads; without valgrind they skip with the apt hint, unless ``CI`` is set.
-The others use synthetic results folders.
+fresh processes of a few router benchmarks: the session's shared pair, ``tests/conftest.py``)
+and gate them with the default rules and the committed A/A spreads; without valgrind they
+skip with the apt hint, unless ``CI`` is set. The others use synthetic results folders.
 """
 
 from __future__ import annotations
@@ -13,36 +14,26 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench import cli
-from bench.gate import ab_runner
+from bench import ab_runner, cli
 from bench.instructions._tools import ToolMissing, find_tools
+from tests._helpers import run_main
 from tests.gate.helpers import bench, samples, write_results
 
+if TYPE_CHECKING:
+    from tests.conftest import CountedPair
+
 REPO = Path(__file__).resolve().parents[2]
-BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
-ROUTER_K = "chat-speed"  # two counted router benchmarks: healthy and one_open
-RUN = (str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", "router")
 
 
-def gate_cli(
-    *args: str, cwd: Path = REPO, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    if not BENCH_SCRIPT.exists():
-        pytest.skip(f"{BENCH_SCRIPT} not installed")
-    return subprocess.run(
-        [str(BENCH_SCRIPT), "gate", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=cli.timed_run_env(),
-    )
+def gate_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """``samplemind-bench gate ARGS`` in-process (the ``--baseline-ref`` runner's own
+    processes are bounded by its timeouts)."""
+    return run_main(cli.main, ["gate", *args], cwd=cwd, env=cli.timed_run_env())
 
 
 def need_valgrind() -> None:
@@ -67,25 +58,11 @@ def edit_counts(folder: Path, suite: str, change: Any) -> None:
 # -- real counts --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def counted_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two fresh ``run --instructions`` processes of the same code (an A/A pair)."""
-    need_valgrind()
-    root = tmp_path_factory.mktemp("counted")
-    outs = []
-    for name in ("a", "b"):
-        out = root / name
-        proc = subprocess.run(
-            [*RUN, "--out", str(out), "--pytest-arg=-k", f"--pytest-arg={ROUTER_K}"],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            cwd=REPO,
-            env=cli.timed_run_env(),
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-        outs.append(out)
-    return outs[0], outs[1]
+@pytest.fixture
+def counted_runs(counted_pair: CountedPair) -> tuple[Path, Path]:
+    """Two fresh ``run --instructions`` processes of the same code (an A/A pair), shared by
+    the session (``tests/conftest.py``); a test that changes one changes a copy."""
+    return counted_pair.a, counted_pair.b
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -218,7 +195,6 @@ def test_baseline_ref_counts_both_sides(tmp_path: Path) -> None:
         "--pytest-arg=-pno:hypothesispytest",
         "--json",
         str(out),
-        timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from bench import gate
-from bench.gate import stats as gate_stats
+from bench import stats as gate_stats
 from bench.gate.rules import DEFAULT_SPREADS, INSTRUCTIONS, load_config, with_spreads
-from bench.instructions.significance import load_spreads
+from bench.stats import load_spreads
 from tests.gate.helpers import bench, samples, write_results
 
 
 def spreads_file(path: Path, spreads: Mapping[str, float]) -> Path:
-    """An A/A spreads file in the format ``python -m bench.instructions.study aa`` writes."""
+    """An A/A spreads file in the format ``python -m studies.instructions_study aa`` writes."""
     path.write_text(
         json.dumps(
             {
@@ -191,7 +191,7 @@ def test_default_rules_gate_instructions_at_one_percent() -> None:
 def test_committed_spreads_file_has_its_provenance() -> None:
     data = json.loads(DEFAULT_SPREADS.read_text())
     prov = data["provenance"]
-    assert prov["command"].startswith("python -m bench.instructions.study aa")
+    assert prov["command"].startswith("python -m bench.instructions.study aa")  # its name then
     assert prov["processes_per_benchmark"] >= 3 and prov["machine"]["cpu"] and prov["created"]
     spreads = load_spreads(DEFAULT_SPREADS)
     suites = {name.split("::")[0] for name in spreads}
@@ -256,7 +256,7 @@ def test_corrupt_spreads_file_is_named(tmp_path: Path, content: str, needle: str
     with pytest.raises(gate.GateInputError) as exc:
         load_config(rules_file(tmp_path, spreads=str(bad)))
     assert str(bad) in str(exc.value) and needle in str(exc.value)
-    assert "python -m bench.instructions.study aa" in str(exc.value)
+    assert "python -m studies.instructions_study aa" in str(exc.value)
 
 
 def test_metric_selection_computes_only_that_metric(

@@ -1,4 +1,4 @@
-"""The gate's statistics (:mod:`bench.gate.stats`), by hand and against scipy."""
+"""The gate's statistics (:mod:`bench.stats`), by hand and against scipy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps  # type: ignore[import-untyped]
 
-from bench.gate import stats
+from bench import stats
 from tests.gate.helpers import phased_rounds, samples
 
 

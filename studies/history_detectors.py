@@ -1,4 +1,4 @@
-"""Which change-point library finds performance steps best? ``python -m bench.history.study``.
+"""Which change-point library finds performance steps best? ``python -m studies.history_detectors``.
 
 Synthetic histories of ``--commits`` (200) commits, seeded. Each commit's figure is a level times
 ``exp(noise)``; the noise is drawn (with replacement) from real run-to-run variation: the
@@ -192,7 +192,9 @@ def run_study(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.history.study", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m studies.history_detectors", description=__doc__
+    )
     parser.add_argument("--aa", nargs="+", type=Path, required=True, metavar="DIR")
     parser.add_argument("--commits", type=int, default=200)
     parser.add_argument("--series", type=int, default=30, help="series per kind")

@@ -6,7 +6,7 @@ blocks, alternately (A B A B ... in a seeded random order, unpinned); every roun
 pair of processes, so process-level differences (address layout, core placement, what the other
 core does) are part of the noise. This is the *statistic's* quality under the gate's old
 ``--schedule alternate`` order; ``samplemind-bench gate --baseline-ref`` now runs each round's
-pair at once on one shared CPU (:mod:`bench.gate.ab_runner`), whose real per-round noise is lower, and
+pair at once on one shared CPU (:mod:`bench.ab_runner`), whose real per-round noise is lower, and
 whose A/A and injected-slowdown figures are measured end to end with the gate itself. Each sample is timed with both clocks (wall ``perf_counter_ns`` and CPU
 ``process_time_ns``) around the same calls, so the two timers are compared on the same data.
 
@@ -26,8 +26,8 @@ the first 8/10/15/20 rounds only (power vs rounds). pytest-benchmark's
 more than 5 %: one aggregate against one saved run, no statistics) is applied to the same
 samples, as "one saved run vs one new run" (one block each) and pooled.
 
-    python -m bench.gate.study --sets 100 --max-minutes 26 --out results/gate_study.json  # ~25 min
-    python -m bench.gate.study --sets 4 --rounds 10 --out /tmp/quick_study.json             # smoke
+    python -m studies.gate_study --sets 100 --max-minutes 26 --out results/gate_study.json  # ~25 min
+    python -m studies.gate_study --sets 4 --rounds 10 --out /tmp/quick_study.json             # smoke
 
 Figures go to the JSON file (and a summary to stdout). Rates carry Wilson 95 % intervals: zero
 false alarms in 100 sets bounds the rate at about 3.7 %, not 0.
@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.gate.rules import DEFAULT_ROUNDS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = ["StudyConfig", "main", "run_study", "wilson", "write_figures"]
 
@@ -103,7 +105,8 @@ class Worker:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.gate.study", "--worker"],
+            [sys.executable, "-m", "studies.gate_study", "--worker"],
+            cwd=ROOT,  # studies/ is not installed: it is found from the checkout's root
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -467,9 +470,9 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.gate.study [--sets N] [--rounds R] [--out FILE]``."""
+    """``python -m studies.gate_study [--sets N] [--rounds R] [--out FILE]``."""
     p = argparse.ArgumentParser(
-        prog="python -m bench.gate.study", description=__doc__.split("\n")[0]
+        prog="python -m studies.gate_study", description=__doc__.split("\n")[0]
     )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(

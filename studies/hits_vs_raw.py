@@ -1,6 +1,6 @@
 """Cache hits vs raw ``redis.asyncio`` GETs at the same concurrency, side by side in one run.
 
-``python -m bench.suites.hits_vs_raw [--live] [--rounds 20] [--repeats 3] [--concurrency 100]``
+``python -m studies.hits_vs_raw [--live] [--rounds 20] [--repeats 3] [--concurrency 100]``
 
 Stores the distinct requests of the load suite's workload, then runs
 ``--rounds`` interleaved rounds (the order alternates every round) of:
@@ -156,7 +156,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.suites.hits_vs_raw", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m studies.hits_vs_raw", description=__doc__)
     parser.add_argument("--live", action="store_true", help="a private redis-server")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)

@@ -1,8 +1,8 @@
-"""How a backfill method fares on a machine: ``python -m bench.history.noise``.
+"""How a backfill method fares on a machine: ``python -m studies.history_noise``.
 
 ::
 
-    python -m bench.history.noise --db shuffled.sqlite --db cpu.sqlite --suite fingerprint
+    python -m studies.history_noise --db shuffled.sqlite --db cpu.sqlite --suite fingerprint
 
 For each store, over the series of one metric (``--metric``, default ``time``; optionally one
 ``--suite``), two orders of the same measurements:
@@ -84,7 +84,7 @@ def summarise(db: str, *, metric: str, suite: str | None, repo: Path | None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.history.noise", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m studies.history_noise", description=__doc__)
     p.add_argument("--db", action="append", required=True, metavar="DB")
     p.add_argument("--metric", default="time")
     p.add_argument("--suite")

@@ -2,8 +2,8 @@
 
 ::
 
-    python -m bench.instructions.study aa --suite fingerprint router --runs 10 --out DIR
-    python -m bench.instructions.study inject --suite router --runs 10 \\
+    python -m studies.instructions_study aa --suite fingerprint router --runs 10 --out DIR
+    python -m studies.instructions_study inject --suite router --runs 10 \\
         --levels 0.005 0.01 0.02 --spreads DIR/aa.json --out DIR2
 
 ``aa`` counts each suite in ``--runs`` fresh processes (``-j`` at a time: counts
@@ -17,11 +17,11 @@ level (``--instructions-inject=0,0.005,...``: the plugin adds, to each counted b
 pure-Python work sized to LEVEL x that benchmark's median count in the A/A study;
 level 0 is the same wrapper with no work), and decides each pair (level 0 of
 process i, level L of process i + 1: always two fresh processes) with
-:func:`bench.instructions.significance.decide` and the A/A spreads: the detection
+:func:`bench.stats.decide` and the A/A spreads: the detection
 rate per level, and at level 0 the false alarms.
 
 ``gate`` is the same question through the path a user takes: throw-away git worktrees of
-``--ref`` (:func:`bench.gate.ab_runner.worktree`), ``samplemind-bench run --quick --instructions``
+``--ref`` (:func:`bench.ab_runner.worktree`), ``samplemind-bench run --quick --instructions``
 in them (a wall-time process, then a counting process, per suite) and ``samplemind-bench gate
 BASELINE CANDIDATE`` on the results folders, whose ``metric = "instructions"`` verdicts are scored:
 
@@ -39,13 +39,12 @@ BASELINE CANDIDATE`` on the results folders, whose ``metric = "instructions"`` v
 
 ::
 
-    python -m bench.instructions.study gate --aa-runs 5 --trials 10 --out DIR
+    python -m studies.instructions_study gate --aa-runs 5 --trials 10 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import json
 import math
@@ -66,7 +65,8 @@ from typing import Any, Final
 from bench.harness.results import commit_info, environment
 from bench.instructions._select import counted_suites
 from bench.instructions.runner import REPO, preflight, read_counts, run_counting
-from bench.instructions.significance import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
+from bench.stats import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
+from studies._inject import MAX_ITERATIONS, inject_work
 
 __all__ = ["TARGETS", "Target", "inject_work", "main"]
 
@@ -269,48 +269,6 @@ TARGETS: Final[tuple[Target, ...]] = (
 sized against that benchmark's count alone)."""
 
 CALIBRATION_ITERATIONS: Final = 200
-MAX_ITERATIONS: Final = 256  # range() yields cached small ints up to 256: no allocation
-_MARK: Final = "# injected by bench.instructions.study"
-
-
-def inject_work(tree: Path, module: str, function: str, iterations: int) -> None:
-    """Make ``function`` (``Class.method`` or a module function) in ``tree/module`` scan
-    ``iterations`` turns of an empty loop first thing on every call (0: the loop's set-up only).
-
-    Used on throw-away checkouts only.
-    """
-    if not 0 <= iterations <= MAX_ITERATIONS:
-        raise ValueError(f"iterations must be in [0, {MAX_ITERATIONS}], got {iterations}")
-    path = tree / module
-    text = path.read_text(encoding="utf-8")
-    scope: list[ast.stmt] = ast.parse(text).body
-    node: ast.FunctionDef | ast.AsyncFunctionDef | None = None
-    for part in function.split("."):
-        found = [
-            n
-            for n in scope
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-            and n.name == part
-        ]
-        if not found:
-            raise ValueError(f"{module} has no {function}")
-        nxt = found[0]
-        scope = nxt.body
-        node = nxt if isinstance(nxt, ast.FunctionDef | ast.AsyncFunctionDef) else None
-    if node is None:
-        raise ValueError(f"{module}: {function} is not a function")
-    body = node.body
-    has_doc = (
-        isinstance(body[0], ast.Expr)
-        and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)
-    )
-    first = body[1] if has_doc and len(body) > 1 else body[0]
-    lines = text.splitlines(keepends=True)
-    indent = " " * first.col_offset
-    loop = f"{indent}for _smb_study_i in range({iterations}):  {_MARK}\n{indent}    pass\n"
-    lines.insert(first.lineno - 1, loop)
-    path.write_text("".join(lines), encoding="utf-8")
 
 
 def _tree_env(tree: Path) -> dict[str, str]:
@@ -393,8 +351,8 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> list[Any]
 
 
 def _gate_study(args: argparse.Namespace) -> int:
-    from bench.gate.ab_runner import worktree
-    from bench.gate.study import wilson, write_figures
+    from bench.ab_runner import worktree
+    from studies.gate_study import wilson, write_figures
 
     start = time.monotonic()
     work = args.work or Path(tempfile.mkdtemp(prefix="samplemind-instr-gate-"))
@@ -493,7 +451,7 @@ def _detection(
     stack: ExitStack,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    from bench.gate.ab_runner import worktree
+    from bench.ab_runner import worktree
     from bench.harness.results import benchmark_key
 
     suites = list(dict.fromkeys(t.suite for t in targets))
@@ -601,7 +559,9 @@ def _detection(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.instructions.study", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m studies.instructions_study", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("aa", "inject"):
         p = sub.add_parser(name)
@@ -668,7 +628,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    args.command_line = "python -m bench.instructions.study " + " ".join(
+    args.command_line = "python -m studies.instructions_study " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     if args.command == "gate":

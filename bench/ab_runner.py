@@ -29,18 +29,16 @@ from __future__ import annotations
 import os
 import queue
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+
+from bench import vcs
 
 __all__ = [
     "SCHEDULES",
@@ -109,55 +107,15 @@ def schedule(suites: Sequence[str], *, rounds: int, seed: int) -> list[Slot]:
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise ABRunError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
-@contextmanager
-def _exit_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM (a CI timeout, ``kill``) into SystemExit, so ``finally`` blocks clean up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return vcs.git(repo, *args, error=ABRunError)
 
 
 @contextmanager
 def worktree(repo: Path, ref: str) -> Iterator[Path]:
-    """A detached git worktree of ``ref`` in a temporary directory, removed afterwards.
-
-    Also when the process gets SIGTERM meanwhile (it then exits with status 143).
-    """
-    sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    tmp = Path(tempfile.mkdtemp(prefix="samplemind-gate-"))
-    path = tmp / "baseline"
-    with _exit_on_sigterm():
-        try:
-            _git(repo, "worktree", "add", "--detach", str(path), sha)
-            yield path
-        finally:
-            if path.exists():
-                subprocess.run(
-                    ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
-                    capture_output=True,
-                    check=False,
-                )
-            shutil.rmtree(tmp, ignore_errors=True)
-            subprocess.run(
-                ["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False
-            )
+    """A detached git worktree of ``ref`` (:func:`bench.vcs.worktree`; ``ABRunError`` when git
+    fails), removed afterwards, also on SIGTERM."""
+    with vcs.worktree(repo, ref, error=ABRunError) as path:
+        yield path
 
 
 def side_environments(

@@ -1,6 +1,6 @@
 """The gate end to end on real runs: A/A false alarms and an injected slowdown, with the gate itself.
 
-:mod:`bench.gate.study` measures the gate's *statistic* on blocks timed by its own workers. This
+:mod:`studies.gate_study` measures the gate's *statistic* on blocks timed by its own workers. This
 script measures the whole ``samplemind-bench gate --baseline-ref`` path as a user runs it:
 worktree, the default ``pairs`` schedule, ``--quick`` pytest-benchmark processes, rules, Holm.
 
@@ -13,7 +13,7 @@ worktree, the default ``pairs`` schedule, ``--quick`` pytest-benchmark processes
   (``canonical``, ``naive``) are in-run A/A controls. The injected size of each benchmark is
   the mean of the ratios the gate reports for it over the A/B runs (check it against the A/A).
 
-    python -m bench.gate.e2e --aa 6 --ab 6 --out results/gate_e2e.json   # ~2 min a run here
+    python -m studies.gate_e2e --aa 6 --ab 6 --out results/gate_e2e.json   # ~2 min a run here
 
 Runs go into temporary directories that are removed; verdicts and a summary go to ``--out``.
 """
@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,33 +35,28 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from bench.gate.ab_runner import worktree
+from bench.ab_runner import worktree
 from bench.gate.rules import DEFAULT_ROUNDS
-from bench.gate.study import wilson, write_figures
+from studies._inject import inject_work
+from studies.gate_study import wilson, write_figures
 
 __all__ = ["inject_slowdown", "main", "summarise"]
 
-REPO = Path(__file__).resolve().parents[2]
-_RETURN = re.compile(
-    r"(\ndef fingerprint\(.*?\n)(    return (_PREFIX \+ h\.fn\(data, [^\n]*\)))\n", re.DOTALL
-)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def inject_slowdown(tree: Path, units: int) -> None:
-    """Add ``units`` busy-loop iterations to ``fingerprint()`` in the checkout ``tree``."""
-    path = tree / "samplemind_core" / "fingerprint.py"
-    text = path.read_text(encoding="utf-8")
-    m = _RETURN.search(text)
-    if m is None:
-        raise RuntimeError(f"cannot find fingerprint()'s return statement in {path}")
-    spin = (
-        f"    _out = {m.group(3)}\n"
-        "    _x = 0\n"
-        f"    for _i in range({units}):  # injected by bench.gate.e2e\n"
-        "        _x += _i\n"
-        "    return _out\n"
+    """Add ``units`` busy-loop iterations (``_x += i``) to ``fingerprint()`` in the checkout
+    ``tree`` (:func:`studies._inject.inject_work`, unbounded: a wall-time study)."""
+    inject_work(
+        tree,
+        "samplemind_core/fingerprint.py",
+        "fingerprint",
+        units,
+        max_iterations=None,
+        setup="_smb_x = 0",
+        body="_smb_x += _smb_study_i",
     )
-    path.write_text(text[: m.start(2)] + spin + text[m.end() :], encoding="utf-8")
 
 
 def _gate(tree: Path, args: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
@@ -136,7 +130,9 @@ def _table(s: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gate.e2e", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m studies.gate_e2e", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--aa", type=int, default=6, help="A/A gate runs")
     p.add_argument("--ab", type=int, default=6, help="A/B gate runs with the injected slowdown")
     p.add_argument("--units", type=int, default=7, help="busy-loop iterations added")

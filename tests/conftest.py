@@ -1,0 +1,126 @@
+"""Fixtures shared by test modules: the counted runs the valgrind tests read.
+
+A counted run (``samplemind-bench run --instructions``) costs tens of seconds of Valgrind, and
+every count of one user queues behind one lock (``bench.instructions.runner.counting_stage``).
+So each run below is made once per test session and shared: by every test that reads it, and
+across pytest-xdist workers (the first worker to need it makes it under a file lock in the
+session's shared temporary folder; the others wait for it and read the same files). Tests
+that change a counted folder change a copy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
+
+PAIR_K = "chat-speed"
+"""The A/A pair's selection: two counted router benchmarks, healthy and one_open."""
+
+REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"
+"""One counted benchmark per headline: cache hit (L1 off and on), routing decision, request."""
+
+END_TO_END_K = "chat-speed or fallback and mock-fail0"
+"""Router benchmarks counted (chat-speed) beside one that is not (an I/O-bound fallback)."""
+
+
+def need_valgrind() -> None:
+    """Skip without valgrind (the apt hint), unless ``CI`` is set: then fail."""
+    from bench.instructions._tools import ToolMissing, find_tools
+
+    try:
+        find_tools()
+    except ToolMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI is set, so valgrind tests must run)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+def counted_run(out: Path, suites: list[str], select: str, cwd: Path, env: dict[str, str]) -> Path:
+    """``samplemind-bench run --instructions --quick --suite SUITES -k SELECT --out OUT``."""
+    cmd = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", *suites]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), "--pytest-arg=-k", f"--pytest-arg={select}"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=cwd,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["suite"] for r in manifest["runs"]] == suites
+    return out
+
+
+def _once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """``make(folder)`` once per session, whichever xdist worker asks first; the folder."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    folder, done = base / name, base / f"{name}.done"
+    with (base / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier attempt that failed
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+@dataclass(frozen=True)
+class CountedPair:
+    """Two fresh counted processes of the same code, in two checkouts at paths of other lengths."""
+
+    a: Path
+    b: Path
+    trees: tuple[Path, Path]
+
+
+@pytest.fixture(scope="session")
+def counted_pair(tmp_path_factory: pytest.TempPathFactory) -> CountedPair:
+    """``run --instructions --quick --suite router -k chat-speed``, once in each of two copies
+    of this checkout (``a`` and ``bbb…``, 48 characters): an A/A pair for the gate, and the
+    same code counted from two checkout paths."""
+    need_valgrind()
+    from bench.harness.run import timed_run_env
+    from bench.instructions import runner
+
+    def make(root: Path) -> None:
+        for name in ("a", "b" * 48):
+            tree = root / name
+            runner.copy_code(REPO, tree)  # a second checkout of the same code
+            env = {**timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
+            counted_run(tree / "results", ["router"], PAIR_K, tree, env)
+
+    root = _once(tmp_path_factory, "counted-pair", make)
+    trees = (root / "a", root / ("b" * 48))
+    return CountedPair(trees[0] / "results", trees[1] / "results", trees)
+
+
+@pytest.fixture(scope="session")
+def counted_headlines(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One counted run of this checkout: the report's headline benchmarks (cache, router,
+    pipeline) and the router benchmarks of the end-to-end test."""
+    need_valgrind()
+    from bench.harness.run import timed_run_env
+
+    def make(root: Path) -> None:
+        select = f"{REPORT_K} or {END_TO_END_K}"
+        counted_run(
+            root / "results", ["cache", "router", "pipeline"], select, REPO, timed_run_env()
+        )
+
+    return _once(tmp_path_factory, "counted-headlines", make) / "results"
