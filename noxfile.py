@@ -302,6 +302,14 @@ STUDIES: dict[str, str] = {
     "gate_study": "gate_study",
     "gate_e2e": "gate_e2e",
     "import_graph": "import_graph",
+    "cache_storm": "cache_storm",  # cancellation storm, CLIENT PAUSE, a node down, a full Redis
+    "httpx_burst": "httpx_burst",  # 1,000-5,000 concurrent calls per transport, faults
+    "httpx_burst_repro": "httpx_burst_repro",  # the httpcore lock-up with httpx alone
+    "stream_first_chunk": "stream_first_chunk",  # the layer vs a raw aiohttp read
+    "stream_single_flight": "stream_single_flight",  # identical streams in 1 and 4 processes
+    "stream_profile": "stream_profile",  # where a chunk's time goes
+    "stream_fault_cpu": "stream_fault_cpu",  # CPU of a 429 mid-stream
+    "stream_wire_cost": "stream_wire_cost",  # open_stream vs raw aiohttp
 }
 """``nox -s study -- NAME ARGS`` → ``python -m studies.<module> ARGS`` (studies/ is not installed)."""
 

@@ -7,7 +7,7 @@ on ``HttpClient`` (aiohttp transport) reading the same stream; (b) the CPU time 
 failed stream (a 429 error event after the first chunk) against a complete one;
 (c) the parser+decoder CPU per event in process, on a recorded body.
 
-    PYTHONPATH=$PWD nice /work/venv/bin/python studies/stream_wire_cost.py [N]
+    nice python -m studies.stream_wire_cost [N]    # or: nox -s study -- stream_wire_cost [N]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import re
 import statistics
-import sys
 import time
 from collections import deque
 
@@ -137,5 +136,18 @@ async def main(n: int) -> None:
         server.stop()
 
 
+def cli(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m studies.stream_wire_cost", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("n", nargs="?", type=int, default=200, help="streams per variant (200)")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("n must be at least 1")
+    asyncio.run(main(args.n))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200))
+    cli()

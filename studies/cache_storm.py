@@ -1,6 +1,6 @@
 """Leases, cancellation and faults of the cache under a 2,000-caller storm (issue 23 items 1, 7).
 
-``python -m bench.suites.cache_storm [--scenario cancel|pause|node-down|full|all] [--callers 2000]
+``python -m studies.cache_storm [--scenario cancel|pause|node-down|full|all] [--callers 2000]
 [--keys 200] [--latency-scale 0.1] [--repeats 1]``
 
 Starts a private ``redis-server`` and the provider emulator (real processes), builds
@@ -396,7 +396,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.suites.cache_storm", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m studies.cache_storm", description=__doc__)
     p.add_argument(
         "--scenario", choices=["cancel", "pause", "node-down", "full", "all"], default="all"
     )
