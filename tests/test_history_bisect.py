@@ -64,7 +64,7 @@ def main(argv):
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--pytest-arg", action="append", default=[])
     args = p.parse_args(argv)
-    from samplemind_core.fingerprint import fingerprint
+    from samplemind_core.fingerprint import REPEAT, fingerprint
 
     select = args.pytest_arg[args.pytest_arg.index("-k") + 1] if "-k" in args.pytest_arg else ""
     args.out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,8 @@ def main(argv):
                 t = time.perf_counter()
                 fingerprint(data)
                 samples.append(time.perf_counter() - t)
+            if not TIMED:  # the work done, as a time: the same on every run of the same code
+                samples = [REPEAT * len(data) * 1e-9] * len(samples)
             benchmarks.append({"name": name.split("::")[1], "fullname": name, "stats": {"data": samples}})
         (args.out / f"{suite}.json").write_text(json.dumps({"benchmarks": benchmarks}))
         files.append(f"{suite}.json")
@@ -106,15 +108,19 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def synthetic_repo(repo: Path) -> list[str]:
-    """Base commit plus five commits; the third (returned index 2) is 10x slower."""
+def synthetic_repo(repo: Path, *, timed: bool = True) -> list[str]:
+    """Base commit plus five commits; the third (returned index 2) does 10x the work.
+
+    ``timed=False``: the harness reports the work done instead of the time it took, so runs of
+    the same code give identical samples (a case that must find no step cannot flake)."""
     (repo / "samplemind_core").mkdir(parents=True)
     (repo / "bench").mkdir()
     (repo / "samplemind_core" / "__init__.py").write_text("")
     (repo / "samplemind_core" / "fingerprint.py").write_text(FINGERPRINT)
     (repo / "bench" / "__init__.py").write_text("")
     (repo / "bench" / "cli.py").write_text(
-        f"FORMAT = {results_format.FORMAT!r}\nVERSION = {results_format.VERSION!r}\n" + HARNESS
+        f"FORMAT = {results_format.FORMAT!r}\nVERSION = {results_format.VERSION!r}\n"
+        f"TIMED = {timed!r}\n" + HARNESS
     )
     git(repo.parent, "init", "-q", str(repo))
     git(repo, "add", "-A")
@@ -174,7 +180,7 @@ def test_bisect_names_the_slow_commit(tmp_path: Path) -> None:
 
 def test_bisect_without_a_step_exits_1(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    synthetic_repo(repo)
+    synthetic_repo(repo, timed=False)  # HEAD~2..HEAD: the two harmless commits after the slow one
     res = run_main(
         bench_cli.main,
         [
