@@ -8,7 +8,7 @@ and pools each side's raw samples. Two schedules:
     Each round's A and B processes run *at the same time, pinned to the same CPU*; one pair per
     CPU runs at once. Two processes sharing a CPU see the same machine phases (other tenants,
     host scheduling), so that noise cancels in their ratio; processes run one after the other
-    do not share it. (Measured figures: ``docs/decisions.md``.)
+    do not share it. (Measured figures: ``docs/decisions/0001-gate-pairs-rounds-on-one-cpu.md``.)
 ``alternate``
     A then B (order seeded, random per pair), one process at a time, unpinned: for machines
     without ``os.sched_setaffinity`` or suites that must not share a CPU.

@@ -341,7 +341,7 @@ def compare_paired(
 # The instruction gate's decision: a change counts when it beats the tolerance *and* the A/A spread.
 #
 # Instruction counts are nearly deterministic, but not exactly (see
-# docs/decisions.md, issue 13): the same code counted in fresh processes differs by
+# docs/measurements/2026-12-01-instruction-counts.md, issue 13): the same code counted in fresh processes differs by
 # a small, benchmark-specific amount. The A/A spread of a benchmark,
 # ``(max - min) / median`` of its counts over several fresh processes of the same
 # code (:func:`aa_spread`, measured by ``python -m studies.instructions_study aa``),

@@ -199,8 +199,8 @@ class HttpConfig:
 
     ``transport="auto"`` (the default) is the aiohttp transport, or httpx's own
     when ``http2=True`` (aiohttp speaks HTTP/1.1 only). The measurements behind
-    that default are in ``docs/decisions.md`` (``samplemind-bench run --live
-    --suite client`` measures them again).
+    that default are in ``docs/measurements/2026-12-01-moved-from-core-docstrings.md``
+    (``samplemind-bench run --live --suite client`` measures them again).
 
     ``stream_max_line_bytes`` bounds what a streamed reply may buffer: one
     line of an event stream or NDJSON body, and the data of one SSE event

@@ -35,8 +35,8 @@ Transports
 
     The default is ``HttpConfig.transport="auto"``: the aiohttp transport, or
     httpx's own for HTTP/2 (the measurements behind that choice are in
-    ``docs/decisions.md``; ``samplemind-bench run --live --suite client``
-    measures them again).
+    ``docs/measurements/2026-12-01-moved-from-core-docstrings.md``;
+    ``samplemind-bench run --live --suite client`` measures them again).
     respx's mocker only intercepts httpx's own transport: tests that rely on it
     pin ``transport="httpx"`` or inject a transport.
 

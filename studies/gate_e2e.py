@@ -8,7 +8,7 @@ worktree, the default ``pairs`` schedule, ``--quick`` pytest-benchmark processes
   benchmark of the suite) is a false alarm.
 * **A/B**: a worktree of ``REF`` whose ``fingerprint()`` gets ``--units`` extra iterations of a
   busy loop before it returns: a fixed delay, so its relative size falls with the work (smaller
-  at larger requests; sizes measured: ``docs/decisions.md``). The patch
+  at larger requests; sizes measured: ``docs/measurements/2026-12-01-moved-from-bench-docstrings.md``). The patch
   lives only in that throw-away worktree. The benchmarks that never call ``fingerprint()``
   (``canonical``, ``naive``) are in-run A/A controls. The injected size of each benchmark is
   the mean of the ratios the gate reports for it over the A/B runs (check it against the A/A).

@@ -5,7 +5,7 @@ The commits are a throw-away repository whose ``bench/cli.py`` is a small stand-
 writes a real results folder from ``tests/data/results/run_a`` for each suite it has, and a
 failed run for a suite whose file says ``FAIL``), so the backfill's own work (worktrees, the
 command, the bookkeeping) is what is tested, in seconds; the real harness over real commits is
-what ``docs/decisions.md`` section 6 reports.
+what ``docs/measurements/2026-12-01-history.md`` (section 6) reports.
 """
 
 from __future__ import annotations

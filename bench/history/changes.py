@@ -1,7 +1,7 @@
 """Change points of one series (a benchmark x metric x machine, commits in order).
 
 The detection itself comes from a maintained library; :data:`DETECTORS` wraps the three that were
-compared (``python -m studies.history_detectors``; figures in docs/decisions.md) behind one signature,
+compared (``python -m studies.history_detectors``; figures in docs/measurements/2026-12-01-history.md) behind one signature,
 ``detect(values) -> [index of the first point of each new level]``, on log values (a step of
 +5 % is the same size at 1 µs and at 1 s):
 

@@ -20,7 +20,7 @@ benchmark it then:
    each collected region, and divides by the call count.
 
 A count is exact for the code that ran; what varies between processes is what
-the code does (see docs/decisions.md, "issue 13").
+the code does (see docs/measurements/2026-12-01-instruction-counts.md).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def find_jemalloc() -> str:
     Counting processes run on jemalloc instead of glibc malloc: under glibc, whether a
     ``realloc`` grows in place or moves depends on the whole heap history, down to the
     lengths of the paths the process handled, so the same code counted in two checkouts
-    differed by up to several percent (docs/decisions.md, section 7).
+    differed by up to several percent (docs/measurements/2026-12-01-instruction-counts.md, section 7).
     """
     for directory in _LIB_DIRS:
         path = Path(directory) / _JEMALLOC

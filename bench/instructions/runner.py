@@ -16,7 +16,7 @@ The stage is a copy of the checkout's code at one fixed path (:func:`stage_root`
 take turns there), and the counting process gets a fixed environment
 (:func:`counting_env`): Python's small-object allocator lays objects out by the sizes and
 the order of everything allocated before, path strings included, so the same code counted
-from two checkouts at other paths differed (docs/decisions.md, section 7.z). A count
+from two checkouts at other paths differed (docs/measurements/2026-12-01-instruction-counts.md, 7.z). A count
 therefore does not depend on where the checkout, the results folder or the caller's shell
 are.
 """
