@@ -160,6 +160,8 @@ def test_backfill_records_missing_and_failed_suites_and_resumes(tmp_path: Path) 
     added = cli("history", "add", *folders, "--db", str(db))
     assert added.returncode == 0, added.stderr
     assert counts(str(db))["runs"] == 12
+    # the crashed suite is named, never silently dropped
+    assert added.stdout.count("not stored, the suite did not complete: b (crashed)") == 4
 
     again = backfill(repo, *args)  # resumes: nothing measured twice
     assert again.returncode == 0, again.stderr

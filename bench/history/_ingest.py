@@ -84,6 +84,8 @@ class RunRecord:
     mode: str
     quick: bool
     points: list[Point] = field(default_factory=list)
+    not_stored: dict[str, str] = field(default_factory=dict)
+    """Suites of a finished run that crashed (suite -> why): stored without them, said so."""
 
 
 def machine_fingerprint(environment: dict[str, Any]) -> tuple[str, str]:
@@ -161,13 +163,21 @@ def _points(doc: Any, path: Path, suite: str) -> list[Point]:
 
 
 def read_run(folder: Path) -> RunRecord:
-    """Read one results folder completely (or raise :class:`HistoryInputError` naming it)."""
+    """Read one results folder completely (or raise :class:`HistoryInputError` naming it).
+
+    A run that did not finish (stopped, a suite interrupted or not run) is refused; a
+    finished run whose suite crashed is read without that suite, named in ``not_stored``
+    (the history keeps what was measured; the gate, by contrast, never passes it).
+    """
     folder = folder.resolve()
     if not folder.is_dir():
         raise HistoryInputError(f"{folder}: no such results folder")
     try:
         manifest = results_format.read_manifest(folder)
-        results_format.require_complete(manifest, folder / "manifest.json")
+        crashed = results_format.incomplete_suites(manifest)
+        if manifest.get("complete") is False or any(w != "crashed" for w in crashed.values()):
+            # a run that did not finish (stopped, interrupted, suites not run) is refused
+            results_format.require_complete(manifest, folder / "manifest.json")
     except ValueError as exc:  # the message names the folder or its manifest
         raise HistoryInputError(str(exc)) from None
     files = manifest.get("files")
@@ -205,4 +215,5 @@ def read_run(folder: Path) -> RunRecord:
         mode=str(manifest.get("mode") or ""),
         quick=bool(manifest.get("quick")),
         points=points,
+        not_stored=crashed,
     )

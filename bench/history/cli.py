@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                     flag = " [dirty tree]" if run.dirty else ""
                     commit = (run.commit or "no commit")[:12]
                     print(f"{run.source}: {commit}{flag}: {state}")
+                    if run.not_stored:
+                        skipped = ", ".join(f"{k} ({v})" for k, v in sorted(run.not_stored.items()))
+                        print(f"{run.source}: not stored, the suite did not complete: {skipped}")
             finally:
                 st.close()
             return 0
