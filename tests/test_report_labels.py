@@ -1,0 +1,99 @@
+"""Labels that do not overstate (issue 21 item 2), on small synthetic results folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reports.claims import DOES_NOT_HOLD, HOLDS, MACHINE_LIMITED, claim_cache_hit
+from reports.data import Run, load_run
+
+ENV = {"cpu": "synthetic", "cores": 2, "python": "3.11.9", "platform": "Linux", "packages": {}}
+
+
+def _cache_bench(op: str, backend: str, samples_ms: list[float]) -> dict[str, Any]:
+    label = f"{op}-{backend}-1KB"
+    return {
+        "name": f"test_cache[{label}]",
+        "fullname": f"bench/suites/test_cache.py::test_cache[{label}]",
+        "group": f"cache/{op}",
+        "params": {"op": op, "backend": backend, "size": "1KB"},
+        "param": label,
+        "stats": {"data": [v / 1e3 for v in samples_ms]},
+        "extra_info": {"suite": "cache", "subject": op},
+    }
+
+
+def _folder(root: Path, files: dict[str, list[dict[str, Any]]], **manifest_extra: Any) -> Run:
+    root.mkdir()
+    for suite, benches in files.items():
+        (root / f"{suite}.json").write_text(json.dumps({"benchmarks": benches}))
+    manifest = {
+        "format": "samplemind-bench-results",
+        "version": 1,
+        "created": "2026-12-06T00:00:00+00:00",
+        "mode": "mocked",
+        "quick": True,
+        "suites": sorted(files),
+        "files": [f"{s}.json" for s in sorted(files)],
+        "environment": ENV,
+        "commit": {"id": None, "dirty": None},
+        **manifest_extra,
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return load_run(root)
+
+
+def _tail(p50: float, p99: float) -> list[float]:
+    """200 samples whose median is ``p50`` and whose 99th percentile is about ``p99``."""
+    return [p50] * 196 + [p99] * 4
+
+
+def test_cache_hit_is_machine_limited_when_the_raw_floor_fails_the_bound(tmp_path: Path) -> None:
+    run = _folder(
+        tmp_path / "r",
+        {
+            "cache": [
+                _cache_bench("hit", "fakeredis", _tail(0.3, 4.24)),
+                _cache_bench("raw-get", "fakeredis", _tail(0.2, 4.16)),
+            ]
+        },
+    )
+    c = claim_cache_hit(run)
+    assert c.verdict == MACHINE_LIMITED
+    assert "p99 4.24 ms" in c.measured and "raw GET floor" in c.measured
+    assert "p99 4.16 ms" in c.measured and "machine-limited" in c.measured
+
+
+def test_cache_hit_does_not_hold_when_the_floor_meets_the_bound(tmp_path: Path) -> None:
+    run = _folder(
+        tmp_path / "r",
+        {
+            "cache": [
+                _cache_bench("hit", "fakeredis", _tail(0.3, 4.24)),
+                _cache_bench("raw-get", "fakeredis", _tail(0.2, 0.9)),
+            ]
+        },
+    )
+    c = claim_cache_hit(run)
+    assert c.verdict == DOES_NOT_HOLD
+    assert "machine-limited" not in c.measured
+
+
+def test_cache_hit_holds_under_the_bound_even_with_a_slow_floor(tmp_path: Path) -> None:
+    run = _folder(
+        tmp_path / "r",
+        {
+            "cache": [
+                _cache_bench("hit", "redis", _tail(0.3, 1.5)),
+                _cache_bench("raw-get", "redis", _tail(0.2, 2.5)),
+            ]
+        },
+    )
+    assert claim_cache_hit(run).verdict == HOLDS
+
+
+def test_cache_hit_without_a_floor_cannot_be_machine_limited(tmp_path: Path) -> None:
+    run = _folder(tmp_path / "r", {"cache": [_cache_bench("hit", "redis", _tail(0.3, 4.0))]})
+    assert claim_cache_hit(run).verdict == DOES_NOT_HOLD
