@@ -10,7 +10,7 @@ PNG and SVG with no timestamps in them, so the same input gives the same files.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,8 +47,9 @@ from .analysis import (
     row_at,
 )
 from .data import Run
+from .provenance import suites_label
 
-__all__ = ["Chart", "Omitted", "build_charts", "save_chart"]
+__all__ = ["Chart", "Omitted", "build_charts", "save_chart", "with_chart_source"]
 
 plt.rcParams.update(
     {
@@ -711,6 +712,39 @@ CHARTS: Final[tuple[Callable[[Run, Mapping[str, Any] | None], Result], ...]] = (
 )
 
 
+CHART_SUITES: Final[dict[str, tuple[str, ...]]] = {
+    "chart_pipeline_latency": ("pipeline",),
+    "chart_hit_rate_vs_repeat": ("pipeline",),
+    "chart_hit_rate_replay": ("pipeline",),
+    "chart_hashing": ("hashing",),
+    "chart_fingerprint": ("fingerprint",),
+    "chart_cache": ("cache",),
+    "chart_client": ("client",),
+    "chart_router_latency": ("router",),
+    "chart_router_faults": ("router",),
+    "chart_load_capacity": ("load",),
+    "chart_load_faults": ("load",),
+}
+PROFILE_SOURCE: Final = "mocks (profile workload: in-process fakeredis and world, latency scale 0)"
+
+
+def with_chart_source(res: Result, run: Run, suites: tuple[str, ...] | str) -> Result:
+    """``res`` with where its figures came from appended to its caption (a chart only)."""
+    if not isinstance(res, Chart):
+        return res
+    label = suites if isinstance(suites, str) else suites_label(run, suites)
+    return replace(res, caption=f"{res.caption.rstrip()} From: {label}.")
+
+
 def build_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
-    """Every chart of the report, in page order (omitted ones as :class:`Omitted`)."""
-    return [fn(run, profile) for fn in CHARTS]
+    """Every chart of the report, in page order (omitted ones as :class:`Omitted`); each
+    caption ends with where its figures came from (mocks / the emulator / live services)."""
+    out = []
+    for fn in CHARTS:
+        res = fn(run, profile)
+        if fn.__name__ in CHART_SUITES:
+            res = with_chart_source(res, run, CHART_SUITES[fn.__name__])
+        elif fn in (chart_memory, chart_cpu):
+            res = with_chart_source(res, run, PROFILE_SOURCE)
+        out.append(res)
+    return out

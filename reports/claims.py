@@ -14,7 +14,7 @@ the measured text and the verdict is "does not hold".
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -33,6 +33,7 @@ from .analysis import (
     row_at,
 )
 from .data import Run
+from .provenance import suites_label
 
 __all__ = [
     "DOES_NOT_HOLD",
@@ -42,6 +43,7 @@ __all__ = [
     "Claim",
     "claims_frame",
     "evaluate_claims",
+    "with_source",
 ]
 
 HOLDS: Final = "holds"
@@ -259,9 +261,29 @@ CLAIMS: Final[tuple[Callable[[Run], Claim], ...]] = (
 )
 
 
+CLAIM_SUITES: Final[dict[str, tuple[str, ...]]] = {
+    "claim_blake3": ("hashing",),
+    "claim_http2": ("client",),
+    "claim_cache_hit": ("cache",),
+    "claim_cached_calls": ("pipeline",),
+    "claim_hit_rate": ("pipeline",),
+    "claim_cost": ("pipeline",),
+    "claim_ollama": ("pipeline",),
+}
+
+
+def with_source(claim: Claim, run: Run, suites: tuple[str, ...]) -> Claim:
+    """``claim`` with where its number came from beside it (:mod:`reports.provenance`):
+    `` [from: mocks, latency scale 0.01]``. A claim with nothing measured is left as it is."""
+    if not any(run.suite(s) for s in suites):
+        return claim
+    return replace(claim, measured=f"{claim.measured} [from: {suites_label(run, suites)}]")
+
+
 def evaluate_claims(run: Run) -> list[Claim]:
-    """All claims of the optimisation plan, in a fixed order, evaluated on ``run``."""
-    return [c(run) for c in CLAIMS]
+    """All claims of the optimisation plan, in a fixed order, evaluated on ``run``; each
+    measured text ends with where its figures came from (mocks / the emulator / live)."""
+    return [with_source(c(run), run, CLAIM_SUITES[c.__name__]) for c in CLAIMS]
 
 
 def claims_frame(claims: list[Claim]) -> pd.DataFrame:

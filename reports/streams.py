@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .analysis import fmt_ms, fmt_ratio
-from .charts import Chart, Omitted, Result, _fig, _finish
-from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim
+from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
+from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
 from .data import Run
 
 __all__ = [
@@ -255,7 +255,7 @@ def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
 def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
     """The stream charts, in page order (after :func:`reports.charts.build_charts`'s)."""
     return [
-        fn(run, profile)
+        with_chart_source(fn(run, profile), run, ("stream",))
         for fn in (
             chart_stream_ttft_cdf,
             chart_stream_itl,
@@ -267,4 +267,7 @@ def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Re
 
 def stream_claims(run: Run) -> list[Claim]:
     """The claims measured as TTFT (after :func:`reports.claims.evaluate_claims`'s)."""
-    return [claim_cached_ttft(run), claim_local_ttft(run)]
+    return [
+        with_source(claim_cached_ttft(run), run, ("stream",)),
+        with_source(claim_local_ttft(run), run, ("stream",)),
+    ]

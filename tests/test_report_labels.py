@@ -97,3 +97,72 @@ def test_cache_hit_holds_under_the_bound_even_with_a_slow_floor(tmp_path: Path) 
 def test_cache_hit_without_a_floor_cannot_be_machine_limited(tmp_path: Path) -> None:
     run = _folder(tmp_path / "r", {"cache": [_cache_bench("hit", "redis", _tail(0.3, 4.0))]})
     assert claim_cache_hit(run).verdict == DOES_NOT_HOLD
+
+
+def _pipeline_bench(world: str, **extra: Any) -> dict[str, Any]:
+    label = f"w-after-{world}"
+    return {
+        "name": f"test_pipeline[{label}]",
+        "fullname": f"bench/suites/test_pipeline.py::test_pipeline[{label}]",
+        "group": "pipeline/w",
+        "params": {"workload": "w", "stack": "after", "world": world},
+        "param": label,
+        "stats": {"data": [0.001, 0.002, 0.003]},
+        "extra_info": {"stack": "after", "latency_scale": 0.01, **extra},
+    }
+
+
+def test_claims_and_captions_say_mocks_with_the_latency_scale(tmp_path: Path) -> None:
+    from reports.charts import build_charts
+    from reports.claims import evaluate_claims
+
+    run = _folder(
+        tmp_path / "r",
+        {
+            "cache": [_cache_bench("hit", "fakeredis", _tail(0.3, 0.5))],
+            "pipeline": [_pipeline_bench("mocked")],
+        },
+    )
+    by = {c.claim: c for c in evaluate_claims(run)}
+    assert by["A cache hit takes under 2 ms"].measured.endswith(
+        "[from: mocks (in-process fakeredis)]"
+    )
+    # the blake3 claim has no hashing benchmark here: nothing measured, no source appended
+    assert "[from:" not in by["BLAKE3 is 10x faster than SHA-256"].measured
+    captions = [r.caption for r in build_charts(run) if hasattr(r, "caption")]
+    assert any(c.endswith("From: mocks (in-process fakeredis).") for c in captions)
+
+
+def test_source_of_live_runs_names_the_emulator_scale_or_the_live_services(
+    tmp_path: Path,
+) -> None:
+    from reports.provenance import benchmark_source, suites_label
+
+    run = _folder(
+        tmp_path / "r",
+        {
+            "pipeline": [_pipeline_bench("live")],
+            "cache": [_cache_bench("hit", "redis", _tail(0.3, 0.5))],
+        },
+        mode="live",
+    )
+    assert suites_label(run, ["pipeline"]) == "the emulator, latency scale 0.01"
+    assert suites_label(run, ["cache"]) == "live services (local redis-server)"
+    run2 = _folder(
+        tmp_path / "r2",
+        {"pipeline": [_pipeline_bench("live", live_providers=["openai"])]},
+        mode="live",
+    )
+    assert benchmark_source(run2, run2.suite("pipeline")[0]) == "live services (openai)"
+    # a benchmark that records no world takes the manifest's mode
+    client = {
+        "name": "test_x",
+        "fullname": "bench/suites/test_router.py::test_x",
+        "group": "router/x",
+        "params": {},
+        "param": "",
+        "stats": {"data": [0.001]},
+        "extra_info": {},
+    }
+    run3 = _folder(tmp_path / "r3", {"router": [client]}, mode="live")
+    assert suites_label(run3, ["router"]) == "the emulator"
