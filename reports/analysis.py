@@ -389,6 +389,21 @@ def _floats(value: object) -> list[float] | None:
         return None
 
 
+def knee_phrase(knee: float, offered: list[float], unit: str = "req/s") -> tuple[str, bool]:
+    """How to name a saturation knee, and whether there is one to mark.
+
+    ``knee`` is the highest offered rate that still met the bound. When it is the highest
+    rate offered at all, the run never found where latency breaks: "no knee up to N", not a
+    knee at N. No rate meeting the bound (knee 0 or missing) says so too.
+    """
+    top = max(offered) if offered else 0.0
+    if np.isnan(knee) or knee <= 0:
+        return "no offered rate met the bound (knee below the lowest rate)", False
+    if knee >= top:
+        return f"no knee up to {top:,.0f} {unit} (the highest rate offered)", False
+    return f"knee {knee:,.0f} {unit}", True
+
+
 def load_curve(run: Run) -> pd.DataFrame:
     """The capacity curve: mode, offered and achieved rate, p50/p99, knee and its bound."""
     rows = []

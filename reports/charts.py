@@ -38,6 +38,7 @@ from .analysis import (
     hash_speedup,
     hashing_table,
     hit_rate_table,
+    knee_phrase,
     load_bursts,
     load_curve,
     load_faults,
@@ -530,10 +531,11 @@ def chart_load_capacity(run: Run, profile: Mapping[str, Any] | None) -> Result:
         for _, r in g.iterrows():
             ax.annotate(f"{r.offered_per_s:.0f}/s", (r.achieved_per_s, r.p99_ms), fontsize=6)
         knee = float(g.knee_per_s.iloc[0])
+        phrase, marked = knee_phrase(knee, [float(v) for v in g.offered_per_s])
         at = g[g.offered_per_s == knee]
-        if knee > 0 and not at.empty:
+        if marked and not at.empty:
             ax.plot(at.achieved_per_s, at.p99_ms, "*", ms=14, color="red", label=f"{mode}: knee")
-        parts.append(f"{mode} knee {knee:,.0f} req/s")
+        parts.append(f"{mode} {phrase}")
     bound = float(t.bound_ms.iloc[0])
     ax.axhline(bound, color="red", ls="--", label=f"p99 bound {bound:.0f} ms")
     ax.set_yscale("log")

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from .analysis import fmt_ms, fmt_ratio
+from .analysis import fmt_ms, fmt_ratio, knee_phrase
 from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
 from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
 from .data import Run
@@ -240,7 +240,7 @@ def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
         top = max(top, *offered)
         slo = f"TTFT ≤ {info.get('slo_ttft_ms', 0):.0f} ms, TPOT ≤ {info.get('slo_tpot_ms', 0):.0f} ms"
         parts.append(
-            f"{label}: knee {float(info.get('knee_per_s', 0.0)):g} req/s ({slo}), "
+            f"{label}: {knee_phrase(float(info.get('knee_per_s', 0.0)), offered)[0]} ({slo}), "
             f"{int(info.get('stream_interrupted', 0))} interrupted, "
             f"{int(info.get('other_errors', 0))} other errors"
         )

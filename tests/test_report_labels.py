@@ -166,3 +166,74 @@ def test_source_of_live_runs_names_the_emulator_scale_or_the_live_services(
     }
     run3 = _folder(tmp_path / "r3", {"router": [client]}, mode="live")
     assert suites_label(run3, ["router"]) == "the emulator"
+
+
+def _knee_bench(knee: float, offered: list[float], p99: list[float]) -> dict[str, Any]:
+    return {
+        "name": "test_load_knee[mocked]",
+        "fullname": "bench/suites/test_load.py::test_load_knee[mocked]",
+        "group": "load/knee-mocked",
+        "params": {"world": "mocked"},
+        "param": "mocked",
+        "stats": {"data": [0.001, 0.002]},
+        "extra_info": {
+            "suite": "load",
+            "subject": "knee-mocked",
+            "mode": "mocked",
+            "knee_per_s": knee,
+            "knee_bound_ms": 100.0,
+            "p99_ms": p99[-1],
+            "curve_offered_per_s": offered,
+            "curve_achieved_per_s": offered,
+            "curve_p50_ms": [1.0] * len(offered),
+            "curve_p99_ms": p99,
+        },
+    }
+
+
+def test_knee_phrase_names_a_knee_only_where_latency_broke() -> None:
+    from reports.analysis import knee_phrase
+
+    assert knee_phrase(1000.0, [500.0, 1000.0, 2000.0]) == ("knee 1,000 req/s", True)
+    text, marked = knee_phrase(4000.0, [1000.0, 2000.0, 4000.0])
+    assert text == "no knee up to 4,000 req/s (the highest rate offered)" and not marked
+    assert not knee_phrase(0.0, [1000.0])[1] and "no offered rate" in knee_phrase(0.0, [1000.0])[0]
+    assert not knee_phrase(float("nan"), [1000.0])[1]
+
+
+def test_capacity_chart_says_no_knee_when_the_top_rate_still_met_the_bound(
+    tmp_path: Path,
+) -> None:
+    from reports.charts import Chart, chart_load_capacity
+
+    offered = [1000.0, 2000.0, 4000.0]
+    run = _folder(tmp_path / "r", {"load": [_knee_bench(4000.0, offered, [5.0, 9.0, 20.0])]})
+    chart = chart_load_capacity(run, None)
+    assert isinstance(chart, Chart)
+    assert "mocked no knee up to 4,000 req/s" in chart.caption
+    assert "knee 4,000" not in chart.caption
+    labels = [t.get_text() for t in chart.figure.axes[0].get_legend().get_texts()]
+    assert not any("knee" in t for t in labels)  # no star drawn on the highest rate
+
+
+def test_capacity_chart_marks_a_real_knee(tmp_path: Path) -> None:
+    from reports.charts import Chart, chart_load_capacity
+
+    offered = [1000.0, 2000.0, 4000.0]
+    run = _folder(tmp_path / "r", {"load": [_knee_bench(2000.0, offered, [5.0, 40.0, 900.0])]})
+    chart = chart_load_capacity(run, None)
+    assert isinstance(chart, Chart) and "mocked knee 2,000 req/s" in chart.caption
+    labels = [t.get_text() for t in chart.figure.axes[0].get_legend().get_texts()]
+    assert "mocked: knee" in labels
+
+
+def test_headline_says_no_knee_when_the_top_rate_still_met_the_bound() -> None:
+    from bench.harness.headline import _load_lines
+
+    no_knee = _knee_bench(4000.0, [1000.0, 2000.0, 4000.0], [5.0, 9.0, 20.0])
+    (line,) = _load_lines([no_knee])
+    assert line.startswith("load mocked knee: none up to 4000 req/s (the highest rate offered")
+    knee = _knee_bench(2000.0, [1000.0, 2000.0, 4000.0], [5.0, 40.0, 900.0])
+    assert _load_lines([knee]) == [
+        "load mocked knee: 2000 req/s offered with p99 <= 100 ms (p99 there 900.0 ms)"
+    ]
