@@ -47,6 +47,7 @@ from .analysis import (
     router_latency,
     row_at,
 )
+from .claims import HTTP2_COMMAND
 from .data import Run
 from .provenance import suites_label
 
@@ -454,6 +455,8 @@ def chart_client(run: Run, profile: Mapping[str, Any] | None) -> Result:
     caption = f"At {top_c} concurrent: best {best} {at.req_per_s[best]:.0f} req/s"
     if "http2" in at.index and "http1" in at.index:
         caption += f"; HTTP/2 {fmt_ratio(float(at.req_per_s['http2'] / at.req_per_s['http1']))} pooled HTTP/1.1"
+    elif "http2" not in set(t.kind):
+        caption += f"; HTTP/2: not measured here (measure it with `{HTTP2_COMMAND}`)"
     if "raw-aiohttp" in at.index and best != "raw-aiohttp":
         caption += f"; best is {fmt_ratio(float(at.req_per_s[best] / at.req_per_s['raw-aiohttp']))} raw aiohttp"
     elif "aiohttp-transport" in at.index and "raw-aiohttp" in at.index:

@@ -38,6 +38,7 @@ from .provenance import suites_label
 __all__ = [
     "DOES_NOT_HOLD",
     "HOLDS",
+    "HTTP2_COMMAND",
     "MACHINE_LIMITED",
     "NOT_MEASURED",
     "Claim",
@@ -101,6 +102,10 @@ def claim_blake3(run: Run) -> Claim:
     )
 
 
+HTTP2_COMMAND: Final = "samplemind-bench run --live --suite client --out DIR"
+"""The command that measures HTTP/2 against pooled HTTP/1.1 (the client suite's live target)."""
+
+
 def claim_http2(run: Run) -> Claim:
     text = "HTTP/2 is 2-4x faster than HTTP/1.1"
     ct = client_table(run)
@@ -110,7 +115,8 @@ def claim_http2(run: Run) -> Claim:
     if not common:
         return Claim(
             text,
-            "no HTTP/2 and pooled HTTP/1.1 client benchmarks in this run",
+            "no HTTP/2 and pooled HTTP/1.1 client benchmarks in this run; HTTP/2 needs "
+            f"sockets (the emulator over h2c), so a live client run measures it: `{HTTP2_COMMAND}`",
             NOT_MEASURED,
             "client",
         )

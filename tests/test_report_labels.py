@@ -237,3 +237,58 @@ def test_headline_says_no_knee_when_the_top_rate_still_met_the_bound() -> None:
     assert _load_lines([knee]) == [
         "load mocked knee: 2000 req/s offered with p99 <= 100 ms (p99 there 900.0 ms)"
     ]
+
+
+def _client_bench(variant: str, concurrency: int, rps: float, p99_ms: float) -> dict[str, Any]:
+    label = f"mock-{variant}-{concurrency}"
+    return {
+        "name": f"test_client[{label}]",
+        "fullname": f"bench/suites/test_client.py::test_client[{label}]",
+        "group": f"client/mock-c{concurrency}",
+        "params": {"variant": variant, "concurrency": concurrency},
+        "param": label,
+        "stats": {"data": [concurrency / rps] * 5},
+        "extra_info": {
+            "suite": "client",
+            "subject": f"mock-{variant}",
+            "variant": variant,
+            "concurrency": concurrency,
+            "req_per_s": rps,
+            "p99_ms": p99_ms,
+        },
+    }
+
+
+def _mocked_client_run(tmp_path: Path, p99: tuple[float, float, float, float]) -> Run:
+    return _folder(
+        tmp_path / "client",
+        {
+            "client": [
+                _client_bench("new_client", 1, 100.0, p99[0]),
+                _client_bench("pooled", 1, 900.0, p99[1]),
+                _client_bench("new_client", 50, 300.0, p99[2]),
+                _client_bench("pooled", 50, 3000.0, p99[3]),
+            ]
+        },
+    )
+
+
+def test_http2_not_measured_names_the_command_that_measures_it(tmp_path: Path) -> None:
+    from reports.charts import Chart, chart_client
+    from reports.claims import HTTP2_COMMAND, NOT_MEASURED, claim_http2
+
+    run = _mocked_client_run(tmp_path, (10.0, 2.0, 40.0, 8.0))
+    claim = claim_http2(run)
+    assert claim.verdict == NOT_MEASURED and f"`{HTTP2_COMMAND}`" in claim.measured
+    assert HTTP2_COMMAND == "samplemind-bench run --live --suite client --out DIR"
+    chart = chart_client(run, None)
+    assert isinstance(chart, Chart)
+    assert f"HTTP/2: not measured here (measure it with `{HTTP2_COMMAND}`)" in chart.caption
+
+
+def test_the_http2_command_is_accepted_by_the_cli() -> None:
+    """The command the report names parses (argparse only; nothing runs)."""
+    from bench.cli import _parser
+
+    args = _parser().parse_args(["run", "--live", "--suite", "client", "--out", "DIR"])
+    assert args.live and args.suites == ["client"]
