@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bench.instructions.summary import headline_figures, instruction_rows
 
@@ -94,6 +95,33 @@ def _fig(title: str, ncols: int = 1, width: float = 8.0, height: float = 4.2) ->
     fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
     fig.suptitle(title, fontweight="bold")
     return fig, axes[0]
+
+
+NARROW_RANGE: Final = 10.0
+"""A positive axis whose largest value is under this many times its smallest is drawn
+linear: a log axis would stretch a small spread and label it like "4.55×10⁰"."""
+
+
+def _plain(v: float, _pos: object = None) -> str:
+    return f"{v:g}"
+
+
+def _value_axis(ax: Any, values: Any, label: str) -> None:
+    """Linear for a narrow positive range, else log with plain tick labels (no ×10ⁿ)."""
+    vals = np.asarray([float(v) for v in values if float(v) > 0])
+    if vals.size and float(vals.max()) / float(vals.min()) >= NARROW_RANGE:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
+        ax.set_ylabel(f"{label} (log)")
+    else:
+        ax.set_ylabel(label)
+
+
+def _plain_log_x(ax: Any) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
 
 
 def _finish(fig: Figure) -> None:
@@ -439,10 +467,9 @@ def chart_client(run: Run, profile: Mapping[str, Any] | None) -> Result:
         axes[0].plot(g.concurrency, g.req_per_s, "o-", label=lab, ms=3)
         axes[1].plot(g.concurrency, g.p99_ms, "o-", label=lab, ms=3)
     axes[0].set_ylabel("throughput (requests/s)")
-    axes[1].set_ylabel("p99 latency (ms, log)")
-    axes[1].set_yscale("log")
+    _value_axis(axes[1], t.p99_ms, "p99 latency (ms)")
     for ax in axes:
-        ax.set_xscale("log")
+        _plain_log_x(ax)
         ax.set_xlabel("concurrent requests (log)")
     axes[0].set_title("throughput")
     axes[1].set_title("p99 latency")
@@ -487,6 +514,16 @@ def chart_router_latency(run: Run, profile: Mapping[str, Any] | None) -> Result:
     return Chart(name, title, caption, fig)
 
 
+def added_text(row: Any) -> str:
+    """An added latency as a reader may take it: a figure with its interval, or "within
+    noise" with the interval when the interval spans 0 (or the mean is below 0)."""
+    v, lo, hi = float(row.added_latency_ms), float(row.ci_low_ms), float(row.ci_high_ms)
+    interval = "" if np.isnan(lo) or np.isnan(hi) else f" (95 % interval {lo:+.2f} to {hi:+.2f} ms)"
+    if bool(row.within_noise):
+        return "added latency within noise" + interval
+    return f"+{v:.1f} ms per request" + interval
+
+
 def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
     name, title = "failure_injection", "Success rate and added latency under injected failures"
     t = router_faults(run)
@@ -495,22 +532,43 @@ def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
             name, title, "no benchmark reports success_rate / added_latency_ms under a fault rate"
         )
     fig, axes = _fig(title, ncols=2, width=11, height=4.2)
+    noise_drawn = False
     for lab, g in t.groupby("label", sort=True):
-        axes[0].plot(g.fault_rate * 100, g.success_rate * 100, "o-", label=lab)
-        axes[1].plot(g.fault_rate * 100, g.added_latency_ms, "o-", label=lab)
+        line = axes[0].plot(g.fault_rate * 100, g.success_rate * 100, "o-", label=lab)[0]
+        color = line.get_color()
+        x = g.fault_rate * 100
+        shown = g.added_latency_ms.clip(lower=0.0)  # within noise is drawn at 0, never below
+        axes[1].plot(x, shown, "-", color=color)
+        lo = (shown - g.ci_low_ms).clip(lower=0.0).fillna(0.0)
+        hi = (g.ci_high_ms - shown).clip(lower=0.0).fillna(0.0)
+        axes[1].errorbar(x, shown, yerr=[lo, hi], fmt="none", ecolor=color, capsize=3)
+        sig, noise = g[~g.within_noise], g[g.within_noise]
+        axes[1].plot(sig.fault_rate * 100, sig.added_latency_ms, "o", color=color)
+        if not noise.empty:
+            axes[1].plot(
+                noise.fault_rate * 100,
+                [0.0] * len(noise),
+                "o",
+                mfc="white",
+                color=color,
+                label=None if noise_drawn else "within noise (interval spans 0)",
+            )
+            noise_drawn = True
     axes[0].set_ylabel("success rate (%)")
     axes[0].set_ylim(
         min(0.0, float(t.success_rate.min() * 100) - 5) if t.success_rate.min() < 0.5 else 50, 101
     )
-    axes[1].set_ylabel("added latency per request (ms)")
+    axes[1].set_ylabel("added latency per request (ms; bars: 95 % interval)")
     for ax in axes:
         ax.set_xlabel("injected failure rate (%)")
     axes[0].legend(fontsize=8)
+    if noise_drawn:
+        axes[1].legend(fontsize=8)
     _finish(fig)
     worst = row_at(t, "fault_rate")
     caption = (
         f"At {fmt_pct(float(worst.fault_rate))} injected failures: success {fmt_pct(float(worst.success_rate))}, "
-        f"+{float(worst.added_latency_ms):.1f} ms per request."
+        f"{added_text(worst)}."
     )
     return Chart(name, title, caption, fig)
 

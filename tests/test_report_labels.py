@@ -26,7 +26,7 @@ def _cache_bench(op: str, backend: str, samples_ms: list[float]) -> dict[str, An
 
 
 def _folder(root: Path, files: dict[str, list[dict[str, Any]]], **manifest_extra: Any) -> Run:
-    root.mkdir()
+    root.mkdir(parents=True)
     for suite, benches in files.items():
         (root / f"{suite}.json").write_text(json.dumps({"benchmarks": benches}))
     manifest = {
@@ -292,3 +292,88 @@ def test_the_http2_command_is_accepted_by_the_cli() -> None:
 
     args = _parser().parse_args(["run", "--live", "--suite", "client", "--out", "DIR"])
     assert args.live and args.suites == ["client"]
+
+
+def _fault_bench(rate: float, added: float, lo: float | None, hi: float | None) -> dict[str, Any]:
+    label = f"fallback-{int(rate * 100)}"
+    info: dict[str, Any] = {
+        "suite": "router",
+        "subject": "fallback",
+        "fault_rate": rate,
+        "success_rate": 1.0 - rate / 10,
+        "added_latency_ms": added,
+    }
+    if lo is not None and hi is not None:
+        info |= {"added_latency_ci_low_ms": lo, "added_latency_ci_high_ms": hi}
+    return {
+        "name": f"test_fallback[{label}]",
+        "fullname": f"bench/suites/test_router.py::test_fallback[{label}]",
+        "group": "router/fallback",
+        "params": {"fault_rate": rate},
+        "param": label,
+        "stats": {"data": [0.001] * 5},
+        "extra_info": info,
+    }
+
+
+def test_failure_chart_draws_a_negative_added_latency_as_within_noise(tmp_path: Path) -> None:
+    from reports.charts import Chart, chart_router_faults
+
+    run = _folder(
+        tmp_path / "r",
+        {
+            "router": [
+                _fault_bench(0.0, -0.08, -0.31, 0.15),
+                _fault_bench(0.1, 2.5, 1.9, 3.1),
+                _fault_bench(0.5, 0.2, -0.1, 0.5),  # the worst rate: interval spans 0
+            ]
+        },
+    )
+    chart = chart_router_faults(run, None)
+    assert isinstance(chart, Chart)
+    ax = chart.figure.axes[1]
+    # the figures (markers "o" and the line through them; the interval's caps are "_")
+    figures = [ln for ln in ax.get_lines() if ln.get_marker() != "_"]
+    drawn = [float(y) for ln in figures for y in ln.get_ydata()]
+    assert drawn and min(drawn) >= 0.0  # -0.08 ms is not plotted as a figure
+    caps = [float(y) for ln in ax.get_lines() if ln.get_marker() == "_" for y in ln.get_ydata()]
+    assert min(caps) < 0  # the interval itself is shown as measured, below 0 where it goes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["within noise (interval spans 0)"]
+    assert "added latency within noise (95 % interval -0.10 to +0.50 ms)" in chart.caption
+    assert "+0.2 ms" not in chart.caption
+
+
+def test_failure_caption_gives_a_significant_added_latency_with_its_interval(
+    tmp_path: Path,
+) -> None:
+    from reports.charts import Chart, chart_router_faults
+
+    run = _folder(
+        tmp_path / "r",
+        {"router": [_fault_bench(0.0, 0.01, -0.2, 0.2), _fault_bench(0.5, 2.5, 1.9, 3.1)]},
+    )
+    chart = chart_router_faults(run, None)
+    assert isinstance(chart, Chart)
+    assert "+2.5 ms per request (95 % interval +1.90 to +3.10 ms)" in chart.caption
+    # an older run without the interval: a negative mean is still not shown as a figure
+    old = _folder(tmp_path / "old", {"router": [_fault_bench(0.5, -0.4, None, None)]})
+    chart = chart_router_faults(old, None)
+    assert isinstance(chart, Chart) and "added latency within noise." in chart.caption
+
+
+def test_client_p99_panel_is_linear_for_a_narrow_spread_with_plain_ticks(tmp_path: Path) -> None:
+    from reports.charts import Chart, chart_client
+
+    narrow = chart_client(_mocked_client_run(tmp_path / "n", (4.55, 4.7, 4.9, 4.6)), None)
+    assert isinstance(narrow, Chart)
+    p99 = narrow.figure.axes[1]
+    assert p99.get_yscale() == "linear" and "log" not in p99.get_ylabel()
+    wide = chart_client(_mocked_client_run(tmp_path / "w", (10.0, 2.0, 400.0, 8.0)), None)
+    assert isinstance(wide, Chart)
+    p99 = wide.figure.axes[1]
+    assert p99.get_yscale() == "log"
+    wide.figure.canvas.draw()
+    for ax in wide.figure.axes:
+        ticks = [t.get_text() for t in [*ax.get_yticklabels(), *ax.get_xticklabels()]]
+        assert not any("10^" in t or "×10" in t or "mathdefault" in t for t in ticks), ticks
