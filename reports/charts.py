@@ -537,7 +537,8 @@ def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
         line = axes[0].plot(g.fault_rate * 100, g.success_rate * 100, "o-", label=lab)[0]
         color = line.get_color()
         x = g.fault_rate * 100
-        shown = g.added_latency_ms.clip(lower=0.0)  # within noise is drawn at 0, never below
+        # within noise is drawn at 0 (never below), with its interval around it
+        shown = g.added_latency_ms.where(~g.within_noise.astype(bool), 0.0)
         axes[1].plot(x, shown, "-", color=color)
         lo = (shown - g.ci_low_ms).clip(lower=0.0).fillna(0.0)
         hi = (g.ci_high_ms - shown).clip(lower=0.0).fillna(0.0)

@@ -336,6 +336,8 @@ def test_failure_chart_draws_a_negative_added_latency_as_within_noise(tmp_path: 
     figures = [ln for ln in ax.get_lines() if ln.get_marker() != "_"]
     drawn = [float(y) for ln in figures for y in ln.get_ydata()]
     assert drawn and min(drawn) >= 0.0  # -0.08 ms is not plotted as a figure
+    (through,) = [ln for ln in figures if ln.get_linestyle() == "-"]
+    assert [float(y) for y in through.get_ydata()] == [0.0, 2.5, 0.0]
     caps = [float(y) for ln in ax.get_lines() if ln.get_marker() == "_" for y in ln.get_ydata()]
     assert min(caps) < 0  # the interval itself is shown as measured, below 0 where it goes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
