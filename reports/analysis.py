@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -285,8 +285,13 @@ def router_latency(run: Run) -> pd.DataFrame:
     )
 
 
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else float("nan")
+
+
 def router_faults(run: Run) -> pd.DataFrame:
-    """fault_rate, success_rate, added_latency_ms for the fallback benchmarks (all suites)."""
+    """fault_rate, success_rate, added_latency_ms with its 95 % interval (``ci_low_ms``,
+    ``ci_high_ms``; NaN when not recorded) and ``within_noise`` for the fallback benchmarks."""
     rows = []
     for b in run.benchmarks:
         ei = b.extra_info
@@ -298,15 +303,29 @@ def router_faults(run: Run) -> pd.DataFrame:
         )
         if not isinstance(rate, int | float):
             continue
+        added = _num(ei.get("added_latency_ms"))
+        lo, hi = _num(ei.get("added_latency_ci_low_ms")), _num(ei.get("added_latency_ci_high_ms"))
         rows.append(
             {
                 "label": b.subject or b.suite,
                 "fault_rate": float(rate),
-                "success_rate": float(ei.get("success_rate", np.nan)),
-                "added_latency_ms": float(ei.get("added_latency_ms", np.nan)),
+                "success_rate": _num(ei.get("success_rate")),
+                "added_latency_ms": added,
+                "ci_low_ms": lo,
+                "ci_high_ms": hi,
+                # no evidence of an added latency: the interval spans 0, or the mean is below 0
+                "within_noise": bool(added < 0 or (lo <= 0 <= hi)),
             }
         )
-    cols = ["label", "fault_rate", "success_rate", "added_latency_ms"]
+    cols = [
+        "label",
+        "fault_rate",
+        "success_rate",
+        "added_latency_ms",
+        "ci_low_ms",
+        "ci_high_ms",
+        "within_noise",
+    ]
     return (
         pd.DataFrame(rows, columns=cols).sort_values(["label", "fault_rate"]).reset_index(drop=True)
     )
@@ -387,6 +406,21 @@ def _floats(value: object) -> list[float] | None:
         return [float("nan") if v is None else float(v) for v in value]
     except (TypeError, ValueError):
         return None
+
+
+def knee_phrase(knee: float, offered: list[float], unit: str = "req/s") -> tuple[str, bool]:
+    """How to name a saturation knee, and whether there is one to mark.
+
+    ``knee`` is the highest offered rate that still met the bound. When it is the highest
+    rate offered at all, the run never found where latency breaks: "no knee up to N", not a
+    knee at N. No rate meeting the bound (knee 0 or missing) says so too.
+    """
+    top = max(offered) if offered else 0.0
+    if np.isnan(knee) or knee <= 0:
+        return "no offered rate met the bound (knee below the lowest rate)", False
+    if knee >= top:
+        return f"no knee up to {top:,.0f} {unit} (the highest rate offered)", False
+    return f"knee {knee:,.0f} {unit}", True
 
 
 def load_curve(run: Run) -> pd.DataFrame:

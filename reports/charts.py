@@ -10,7 +10,7 @@ PNG and SVG with no timestamps in them, so the same input gives the same files.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bench.instructions.summary import headline_figures, instruction_rows
 
@@ -38,6 +39,7 @@ from .analysis import (
     hash_speedup,
     hashing_table,
     hit_rate_table,
+    knee_phrase,
     load_bursts,
     load_curve,
     load_faults,
@@ -46,9 +48,11 @@ from .analysis import (
     router_latency,
     row_at,
 )
+from .claims import HTTP2_COMMAND
 from .data import Run
+from .provenance import suites_label
 
-__all__ = ["Chart", "Omitted", "build_charts", "save_chart"]
+__all__ = ["Chart", "Omitted", "build_charts", "save_chart", "with_chart_source"]
 
 plt.rcParams.update(
     {
@@ -91,6 +95,33 @@ def _fig(title: str, ncols: int = 1, width: float = 8.0, height: float = 4.2) ->
     fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
     fig.suptitle(title, fontweight="bold")
     return fig, axes[0]
+
+
+NARROW_RANGE: Final = 10.0
+"""A positive axis whose largest value is under this many times its smallest is drawn
+linear: a log axis would stretch a small spread and label it like "4.55×10⁰"."""
+
+
+def _plain(v: float, _pos: object = None) -> str:
+    return f"{v:g}"
+
+
+def _value_axis(ax: Any, values: Any, label: str) -> None:
+    """Linear for a narrow positive range, else log with plain tick labels (no ×10ⁿ)."""
+    vals = np.asarray([float(v) for v in values if float(v) > 0])
+    if vals.size and float(vals.max()) / float(vals.min()) >= NARROW_RANGE:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
+        ax.set_ylabel(f"{label} (log)")
+    else:
+        ax.set_ylabel(label)
+
+
+def _plain_log_x(ax: Any) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
 
 
 def _finish(fig: Figure) -> None:
@@ -436,10 +467,9 @@ def chart_client(run: Run, profile: Mapping[str, Any] | None) -> Result:
         axes[0].plot(g.concurrency, g.req_per_s, "o-", label=lab, ms=3)
         axes[1].plot(g.concurrency, g.p99_ms, "o-", label=lab, ms=3)
     axes[0].set_ylabel("throughput (requests/s)")
-    axes[1].set_ylabel("p99 latency (ms, log)")
-    axes[1].set_yscale("log")
+    _value_axis(axes[1], t.p99_ms, "p99 latency (ms)")
     for ax in axes:
-        ax.set_xscale("log")
+        _plain_log_x(ax)
         ax.set_xlabel("concurrent requests (log)")
     axes[0].set_title("throughput")
     axes[1].set_title("p99 latency")
@@ -452,6 +482,8 @@ def chart_client(run: Run, profile: Mapping[str, Any] | None) -> Result:
     caption = f"At {top_c} concurrent: best {best} {at.req_per_s[best]:.0f} req/s"
     if "http2" in at.index and "http1" in at.index:
         caption += f"; HTTP/2 {fmt_ratio(float(at.req_per_s['http2'] / at.req_per_s['http1']))} pooled HTTP/1.1"
+    elif "http2" not in set(t.kind):
+        caption += f"; HTTP/2: not measured here (measure it with `{HTTP2_COMMAND}`)"
     if "raw-aiohttp" in at.index and best != "raw-aiohttp":
         caption += f"; best is {fmt_ratio(float(at.req_per_s[best] / at.req_per_s['raw-aiohttp']))} raw aiohttp"
     elif "aiohttp-transport" in at.index and "raw-aiohttp" in at.index:
@@ -482,6 +514,16 @@ def chart_router_latency(run: Run, profile: Mapping[str, Any] | None) -> Result:
     return Chart(name, title, caption, fig)
 
 
+def added_text(row: Any) -> str:
+    """An added latency as a reader may take it: a figure with its interval, or "within
+    noise" with the interval when the interval spans 0 (or the mean is below 0)."""
+    v, lo, hi = float(row.added_latency_ms), float(row.ci_low_ms), float(row.ci_high_ms)
+    interval = "" if np.isnan(lo) or np.isnan(hi) else f" (95 % interval {lo:+.2f} to {hi:+.2f} ms)"
+    if bool(row.within_noise):
+        return "added latency within noise" + interval
+    return f"+{v:.1f} ms per request" + interval
+
+
 def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
     name, title = "failure_injection", "Success rate and added latency under injected failures"
     t = router_faults(run)
@@ -490,22 +532,44 @@ def chart_router_faults(run: Run, profile: Mapping[str, Any] | None) -> Result:
             name, title, "no benchmark reports success_rate / added_latency_ms under a fault rate"
         )
     fig, axes = _fig(title, ncols=2, width=11, height=4.2)
+    noise_drawn = False
     for lab, g in t.groupby("label", sort=True):
-        axes[0].plot(g.fault_rate * 100, g.success_rate * 100, "o-", label=lab)
-        axes[1].plot(g.fault_rate * 100, g.added_latency_ms, "o-", label=lab)
+        line = axes[0].plot(g.fault_rate * 100, g.success_rate * 100, "o-", label=lab)[0]
+        color = line.get_color()
+        x = g.fault_rate * 100
+        # within noise is drawn at 0 (never below), with its interval around it
+        shown = g.added_latency_ms.where(~g.within_noise.astype(bool), 0.0)
+        axes[1].plot(x, shown, "-", color=color)
+        lo = (shown - g.ci_low_ms).clip(lower=0.0).fillna(0.0)
+        hi = (g.ci_high_ms - shown).clip(lower=0.0).fillna(0.0)
+        axes[1].errorbar(x, shown, yerr=[lo, hi], fmt="none", ecolor=color, capsize=3)
+        sig, noise = g[~g.within_noise], g[g.within_noise]
+        axes[1].plot(sig.fault_rate * 100, sig.added_latency_ms, "o", color=color)
+        if not noise.empty:
+            axes[1].plot(
+                noise.fault_rate * 100,
+                [0.0] * len(noise),
+                "o",
+                mfc="white",
+                color=color,
+                label=None if noise_drawn else "within noise (interval spans 0)",
+            )
+            noise_drawn = True
     axes[0].set_ylabel("success rate (%)")
     axes[0].set_ylim(
         min(0.0, float(t.success_rate.min() * 100) - 5) if t.success_rate.min() < 0.5 else 50, 101
     )
-    axes[1].set_ylabel("added latency per request (ms)")
+    axes[1].set_ylabel("added latency per request (ms; bars: 95 % interval)")
     for ax in axes:
         ax.set_xlabel("injected failure rate (%)")
     axes[0].legend(fontsize=8)
+    if noise_drawn:
+        axes[1].legend(fontsize=8)
     _finish(fig)
     worst = row_at(t, "fault_rate")
     caption = (
         f"At {fmt_pct(float(worst.fault_rate))} injected failures: success {fmt_pct(float(worst.success_rate))}, "
-        f"+{float(worst.added_latency_ms):.1f} ms per request."
+        f"{added_text(worst)}."
     )
     return Chart(name, title, caption, fig)
 
@@ -529,10 +593,11 @@ def chart_load_capacity(run: Run, profile: Mapping[str, Any] | None) -> Result:
         for _, r in g.iterrows():
             ax.annotate(f"{r.offered_per_s:.0f}/s", (r.achieved_per_s, r.p99_ms), fontsize=6)
         knee = float(g.knee_per_s.iloc[0])
+        phrase, marked = knee_phrase(knee, [float(v) for v in g.offered_per_s])
         at = g[g.offered_per_s == knee]
-        if knee > 0 and not at.empty:
+        if marked and not at.empty:
             ax.plot(at.achieved_per_s, at.p99_ms, "*", ms=14, color="red", label=f"{mode}: knee")
-        parts.append(f"{mode} knee {knee:,.0f} req/s")
+        parts.append(f"{mode} {phrase}")
     bound = float(t.bound_ms.iloc[0])
     ax.axhline(bound, color="red", ls="--", label=f"p99 bound {bound:.0f} ms")
     ax.set_yscale("log")
@@ -711,6 +776,39 @@ CHARTS: Final[tuple[Callable[[Run, Mapping[str, Any] | None], Result], ...]] = (
 )
 
 
+CHART_SUITES: Final[dict[str, tuple[str, ...]]] = {
+    "chart_pipeline_latency": ("pipeline",),
+    "chart_hit_rate_vs_repeat": ("pipeline",),
+    "chart_hit_rate_replay": ("pipeline",),
+    "chart_hashing": ("hashing",),
+    "chart_fingerprint": ("fingerprint",),
+    "chart_cache": ("cache",),
+    "chart_client": ("client",),
+    "chart_router_latency": ("router",),
+    "chart_router_faults": ("router",),
+    "chart_load_capacity": ("load",),
+    "chart_load_faults": ("load",),
+}
+PROFILE_SOURCE: Final = "mocks (profile workload: in-process fakeredis and world, latency scale 0)"
+
+
+def with_chart_source(res: Result, run: Run, suites: tuple[str, ...] | str) -> Result:
+    """``res`` with where its figures came from appended to its caption (a chart only)."""
+    if not isinstance(res, Chart):
+        return res
+    label = suites if isinstance(suites, str) else suites_label(run, suites)
+    return replace(res, caption=f"{res.caption.rstrip()} From: {label}.")
+
+
 def build_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
-    """Every chart of the report, in page order (omitted ones as :class:`Omitted`)."""
-    return [fn(run, profile) for fn in CHARTS]
+    """Every chart of the report, in page order (omitted ones as :class:`Omitted`); each
+    caption ends with where its figures came from (mocks / the emulator / live services)."""
+    out = []
+    for fn in CHARTS:
+        res = fn(run, profile)
+        if fn.__name__ in CHART_SUITES:
+            res = with_chart_source(res, run, CHART_SUITES[fn.__name__])
+        elif fn in (chart_memory, chart_cpu):
+            res = with_chart_source(res, run, PROFILE_SOURCE)
+        out.append(res)
+    return out

@@ -18,13 +18,17 @@ import pandas as pd
 
 from bench.instructions import summary
 
-from .claims import DOES_NOT_HOLD, HOLDS, Claim
+from .claims import DOES_NOT_HOLD, HOLDS, MACHINE_LIMITED, Claim
 from .data import Run
 
 __all__ = ["ChartEntry", "ReportContent", "render_html", "render_markdown"]
 
-VERDICT_MARK: Final = {HOLDS: "✅", DOES_NOT_HOLD: "❌"}
-HTML_MARK: Final = {HOLDS: "✓", DOES_NOT_HOLD: "✗"}  # no emoji font needed (headless/CI browsers)
+VERDICT_MARK: Final = {HOLDS: "✅", DOES_NOT_HOLD: "❌", MACHINE_LIMITED: "⚠️"}
+HTML_MARK: Final = {
+    HOLDS: "✓",
+    DOES_NOT_HOLD: "✗",
+    MACHINE_LIMITED: "!",
+}  # no emoji font needed (headless/CI browsers)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px so
 table{border-collapse:collapse;width:100%;font-size:.9rem;margin:.5rem 0}
 th,td{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3} .run{color:#555;font-size:.9rem}
-td.v-holds{background:#e6f4ea} td.v-does-not-hold{background:#fce8e6} td.v-not-measured-here{background:#f1f1f1}
+td.v-holds{background:#e6f4ea} td.v-does-not-hold{background:#fce8e6} td.v-not-measured-here{background:#f1f1f1} td.v-machine-limited{background:#fff4d6}
 figure{margin:1.5rem 0;border:1px solid #eee;padding:.5rem}
 figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:.9rem;margin-top:.3rem} .links{font-size:.8rem;color:#555}

@@ -14,9 +14,9 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from .analysis import fmt_ms, fmt_ratio
-from .charts import Chart, Omitted, Result, _fig, _finish
-from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim
+from .analysis import fmt_ms, fmt_ratio, knee_phrase
+from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
+from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
 from .data import Run
 
 __all__ = [
@@ -240,7 +240,7 @@ def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
         top = max(top, *offered)
         slo = f"TTFT ≤ {info.get('slo_ttft_ms', 0):.0f} ms, TPOT ≤ {info.get('slo_tpot_ms', 0):.0f} ms"
         parts.append(
-            f"{label}: knee {float(info.get('knee_per_s', 0.0)):g} req/s ({slo}), "
+            f"{label}: {knee_phrase(float(info.get('knee_per_s', 0.0)), offered)[0]} ({slo}), "
             f"{int(info.get('stream_interrupted', 0))} interrupted, "
             f"{int(info.get('other_errors', 0))} other errors"
         )
@@ -255,7 +255,7 @@ def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
 def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
     """The stream charts, in page order (after :func:`reports.charts.build_charts`'s)."""
     return [
-        fn(run, profile)
+        with_chart_source(fn(run, profile), run, ("stream",))
         for fn in (
             chart_stream_ttft_cdf,
             chart_stream_itl,
@@ -267,4 +267,7 @@ def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Re
 
 def stream_claims(run: Run) -> list[Claim]:
     """The claims measured as TTFT (after :func:`reports.claims.evaluate_claims`'s)."""
-    return [claim_cached_ttft(run), claim_local_ttft(run)]
+    return [
+        with_source(claim_cached_ttft(run), run, ("stream",)),
+        with_source(claim_local_ttft(run), run, ("stream",)),
+    ]

@@ -259,10 +259,17 @@ def _load_lines(load: list[dict[str, Any]]) -> list[str]:
                 f"{x['resume_hits_s']:.2f} s after the restart; {faults}"
             )
         if "knee_per_s" in x:
-            lines.append(
-                f"load {x['mode']} knee: {x['knee_per_s']:.0f} req/s offered with p99 <= "
-                f"{x['knee_bound_ms']:.0f} ms (p99 there {x['p99_ms']:.1f} ms)"
-            )
+            offered = [float(v) for v in x.get("curve_offered_per_s") or []]
+            if offered and x["knee_per_s"] >= max(offered):  # never broke: not a knee
+                lines.append(
+                    f"load {x['mode']} knee: none up to {max(offered):.0f} req/s (the highest "
+                    f"rate offered; p99 there {x['p99_ms']:.1f} ms <= {x['knee_bound_ms']:.0f} ms)"
+                )
+            else:
+                lines.append(
+                    f"load {x['mode']} knee: {x['knee_per_s']:.0f} req/s offered with p99 <= "
+                    f"{x['knee_bound_ms']:.0f} ms (p99 there {x['p99_ms']:.1f} ms)"
+                )
         if "hit_vs_raw_throughput" in x:
             lines.append(
                 f"load {x['mode']} cache hits via AIManager {x['hit_req_per_s']:.0f}/s vs raw GET "

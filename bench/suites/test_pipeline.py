@@ -23,7 +23,8 @@ requests: the ceiling of the hit rate), ``provider_calls``, ``cost_usd`` (what
 the stack paid), ``baseline_cost_usd`` (what the *same* stack would have paid
 without a cache: hits priced at their original cost; for "before", its own
 cost), ``before_cost_usd`` (the before stack's dollars in this run),
-``p50_ms``/``p95_ms``/``p99_ms``, ``latency_scale``, ``workload``.
+``p50_ms``/``p95_ms``/``p99_ms``, ``latency_scale``, ``workload``, ``live_providers``
+(providers the environment pointed at real services in live mode; the report names them).
 
 Why the baseline is the stack's own uncached cost: the before stack calls the
 cloud providers in a fixed order while the after stack's router also sends
@@ -239,6 +240,11 @@ async def test_pipeline(
     if abenchmark.enabled:
         assert after.hit_rate > 0
 
+    live_providers: list[str] = []
+    if mode == "live":  # services the environment named are live; the rest is the emulator
+        from fixtures.servers import env_provided_providers
+
+        live_providers = sorted(env_provided_providers(Settings.from_env()))
     for series in (before, after):
         info: dict[str, Any] = {
             "suite": "pipeline",
@@ -249,6 +255,7 @@ async def test_pipeline(
             "workload": workload,
             "mode": mode,
             "latency_scale": LATENCY_SCALE,
+            "live_providers": live_providers,
             "requests_replayed": len(items),
             "hit_rate": series.hit_rate,
             "repeat_fraction": repeat,
