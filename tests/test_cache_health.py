@@ -55,7 +55,10 @@ async def test_one_master_down_keeps_the_healthy_masters_hits(
 ) -> None:
     client = private_cluster.client()
     cache = ResponseCache(
-        client, config=CacheConfig(namespace=f"h{uuid.uuid4().hex[:6]}", lease_s=10.0)
+        client,
+        # a generous per-operation deadline: on a loaded machine a healthy node can miss the
+        # default 50 ms, and that node's back-off (right in itself) is not what this test is about
+        config=CacheConfig(namespace=f"h{uuid.uuid4().hex[:6]}", lease_s=10.0, op_timeout_s=2.0),
     )
     reqs = [req(f"node {i}") for i in range(90)]
     try:
@@ -108,7 +111,9 @@ async def test_a_full_redis_refuses_writes_but_every_stored_entry_still_hits(
         extra_args=("--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
     )
     client = server.client()
-    cache = ResponseCache(client, config=CacheConfig(lease_s=10.0))
+    # a generous per-operation deadline (as above): 400 writes of 20 KB at once can keep a
+    # healthy server past the default 50 ms, and a timeout is not the refusal under test
+    cache = ResponseCache(client, config=CacheConfig(lease_s=10.0, op_timeout_s=2.0))
     reqs = [req(f"full {i}") for i in range(400)]
     big = "x" * 20_000  # 400 x 20 KB does not fit in 3 MB
 

@@ -135,6 +135,9 @@ WORLDS = [
     ),
     pytest.param(("live", "httpx"), id="live-httpx", marks=[pytest.mark.live, pytest.mark.redis]),
 ]
+LIVE_WORLDS = [w for w in WORLDS if w.values[0][0] == "live"]
+"""The worlds of a benchmark that needs the real emulator server (deselected, not skipped,
+in a mocked run: they carry the ``live`` marker)."""
 
 
 @dataclass
@@ -398,12 +401,11 @@ async def test_stream_single_flight(
         print(f"\nburst {label}: {figures}")
 
 
+@pytest.mark.parametrize("stream_world", LIVE_WORLDS, indirect=True)  # a raw read needs a server
 @pytest.mark.parametrize("schedule", ["alternating", "together"])
 async def test_stream_layer_cost(
     abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld, schedule: str
 ) -> None:
-    if stream_world.mode != "live":
-        pytest.skip("the raw aiohttp read needs the real emulator server")
     ai = await stream_world.open(COST_SCALE)
     provider = ai.provider("openai")
     n = 10 if bench_opts.disabled else COST_STREAMS
