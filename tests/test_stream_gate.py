@@ -72,6 +72,12 @@ def _results(
             burst,
             [0.15 + i / 1e4 for i in range(30)],
         ),
+        _bench(  # a burst of one stream: one TTFT, judged by its exact figures only
+            "test_stream_single_flight[mocked-httpx-1]",
+            "stream/single_flight-mocked-httpx",
+            {**burst, "upstream_calls": 1},
+            [0.104],
+        ),
         _bench(
             "test_stream_goodput[mocked-httpx-cut_429]",
             "stream/goodput-mocked-httpx",
@@ -138,6 +144,9 @@ def test_gate_passes_equal_stream_figures(tmp_path: Path) -> None:
     )
     assert verdicts[(replay, "time")] == "unchanged"  # TTFT samples: 3.0 -> 3.1 ms, within 20 %
     assert verdicts[(replay, "ttft_p99_ms")] == "unchanged"
+    # a single-flight burst's time is not a sample set (one TTFT for a burst of 1): not judged
+    burst1 = "test_stream_single_flight[mocked-httpx-1]"
+    assert (burst1, "time") not in verdicts and verdicts[(burst1, "upstream_calls")] == "unchanged"
 
 
 def test_gate_fails_when_the_ttft_tail_more_than_doubles(tmp_path: Path) -> None:
