@@ -581,26 +581,7 @@ class HttpClient:
         that is not a finite number > 0 raises :class:`~samplemind_core.ConfigError`
         before anything is sent.
         """
-        if timeout is not None and not 0 < timeout < _INF:  # also refuses NaN
-            raise ConfigError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        transport = self._transport
-        if (
-            transport is None
-            or self._closed
-            or self._loop_ref is None
-            or self._loop_ref() is not asyncio.get_running_loop()
-        ):
-            transport = self._open()
-        hdrs = self._headers.copy()
-        if content is None and json is not None:
-            try:
-                content = orjson.dumps(json)
-            except TypeError as exc:  # orjson.JSONEncodeError: nothing was sent
-                raise ConfigError(f"request body cannot be encoded as JSON ({exc})") from None
-            hdrs["content-type"] = "application/json"
-        if headers:
-            for key, value in headers.items():
-                hdrs[key.lower()] = value
+        transport, content, hdrs = self._prepare(json, content, headers, timeout)
         if "@" in url:
             url = _credentials_to_header(method, url, hdrs)
         if timeout is None:
