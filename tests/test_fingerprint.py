@@ -339,6 +339,7 @@ def test_xxh3_128_without_xxhash_names_the_extra(monkeypatch: pytest.MonkeyPatch
     import sys
 
     monkeypatch.setitem(sys.modules, "xxhash", None)  # `import xxhash` now fails
+    monkeypatch.setattr(sys.modules["samplemind_core.fingerprint"], "_xxh3_hexdigest", None)
     with pytest.raises(ConfigError, match=r"xxhash.*samplemind-core\[harness\]"):
         fingerprint(BASE, hasher="xxh3_128")
     assert fingerprint(BASE, hasher="blake3").startswith("v1.")
