@@ -391,7 +391,7 @@ def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 6  # one chart per benchmark
-    assert 'src="http' not in page and "<script" not in page
+    assert 'src="http' not in page and "<script src" not in page  # inline filter script only
     assert f"Changes since <code>{commits[5][:8]}</code>" in page
     assert commits[12][:8] in page and "×1.5" in page
     assert json.loads((out / "changes.json").read_text())
@@ -425,7 +425,9 @@ def test_instruction_counts_are_charted_and_quiet_when_flat(tmp_path: Path) -> N
     assert res.returncode == 0, res.stderr
     page = (out / "index.html").read_text()
     n = len(json.loads((RUN_A / "fingerprint.json").read_text())["benchmarks"])
-    assert page.count("— instructions: 0 change point(s)") == n
+    charts = page.split('<section class="chart"')[1:]
+    instr = [c for c in charts if "— instructions</h3>" in c]
+    assert len(instr) == n and all("· 0 change point(s) ·" in c for c in instr)
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -1,16 +1,20 @@
-"""``samplemind-bench history add|changes|report``.
+"""``samplemind-bench history add|list|changes|report``.
 
 ::
 
     samplemind-bench history add results/ci [more folders] --db history.sqlite
+    samplemind-bench history list --db history.sqlite [--format json]
     samplemind-bench history changes --db history.sqlite --json
     samplemind-bench history report --db history.sqlite --out reports/history [--since REF]
 
 ``--db`` defaults to ``$SAMPLEMIND_HISTORY``; a path is an SQLite file, ``postgresql://...`` a
 server. Exit status: 0 done; 2 bad input (a corrupt or foreign results folder, named; a missing library; an unreachable
 database, named with its password hidden; a damaged, foreign or wrong-version database, named:
-every command checks the store when it opens it). ``history add`` reads every folder before writing
+every command checks the store when it opens it; the commands that only read refuse a store that
+does not exist instead of creating it). ``history add`` reads every folder before writing
 any, so one bad folder stores nothing, and says "stored" only for what it read back.
+``history list`` prints what the store holds (runs, commits in order with their dates, machines,
+suites); an empty store is said so (exit 0).
 """
 
 from __future__ import annotations
@@ -58,6 +62,21 @@ def _history_parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add", help="store results folders")
     add.add_argument("folders", nargs="+", type=Path, metavar="RESULTS_DIR")
     db_arg(add)
+    ls = sub.add_parser(
+        "list",
+        help="what the store holds: runs, commits (in order, dated), machines, suites",
+        description="Print what the history store holds: the commits in order (git ancestry "
+        "where --repo knows them, else the time of their first run) with their dates, the "
+        "machines (fingerprint, label, runs), the suites and every run. Exit 0 (an empty "
+        "store says so), 2 when the store is missing, damaged or unreachable.",
+    )
+    db_arg(ls)
+    ls.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for scripts (default: %(default)s)",
+    )
     ch = sub.add_parser("changes", help="list change points per benchmark x metric x machine")
     db_arg(ch)
     ch.add_argument("--json", action="store_true", help="print a JSON list")
@@ -109,9 +128,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             finally:
                 st.close()
             return 0
+        if args.action == "list":
+            st = _store.open_store(db, create=False)
+            try:
+                held = st.listing()
+            finally:
+                st.close()
+            repo = args.repo if (args.repo / ".git").exists() else None
+            from bench.history.listing import as_json, as_text, describe_store
+
+            doc = describe_store(held, repo, store=_store.redacted(st.url))
+            print(as_json(doc) if args.format == "json" else as_text(doc), end="")
+            return 0
         from bench.history.series import build_history
 
-        st = _store.open_store(db)
+        st = _store.open_store(db, create=False)
         try:
             rows = st.rows(getattr(args, "metric", None))
         finally:

@@ -3,7 +3,8 @@
 Commits are ordered once for the whole store (:func:`bench.history.order.order_commits`), so every
 series shares one x axis. Runs of a dirty tree are kept apart: they are drawn (flagged) on the
 trend page but never enter change detection (their code is not the commit's). A commit measured
-several times on one machine counts once, with the median of its runs. Runs without a commit id
+several times on one machine counts once, with the median of its runs (their spread is kept
+beside it: lowest, highest, quartiles, number of runs). Runs without a commit id
 stand for themselves (``run:<first 12 hex of the run key>``), placed by time.
 """
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.history.changes import DEFAULT_DETECTOR, Change, describe, detect
 from bench.history.order import order_commits
@@ -37,6 +40,15 @@ class Series:
     value: list[float] = field(default_factory=list)
     ci_low: list[float | None] = field(default_factory=list)
     ci_high: list[float | None] = field(default_factory=list)
+    runs: list[int] = field(default_factory=list)
+    """Clean runs behind each point of ``value`` (a commit measured several times counts once)."""
+    run_low: list[float] = field(default_factory=list)
+    """Per point: the lowest of its runs' values (``run_high``: the highest); equal to the
+    value when one run."""
+    run_high: list[float] = field(default_factory=list)
+    run_q1: list[float] = field(default_factory=list)
+    """Per point: the lower quartile of its runs' values (``run_q3``: the upper one)."""
+    run_q3: list[float] = field(default_factory=list)
     dirty_index: list[int] = field(default_factory=list)
     dirty_value: list[float] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
@@ -97,7 +109,14 @@ def build_history(
         for i in sorted(clean):
             rs = clean[i]
             s.index.append(i)
-            s.value.append(float(statistics.median(r["value"] for r in rs)))
+            vals = [float(r["value"]) for r in rs]
+            s.value.append(float(statistics.median(vals)))
+            s.runs.append(len(vals))
+            s.run_low.append(min(vals))
+            s.run_high.append(max(vals))
+            q1, q3 = np.percentile(vals, [25, 75])
+            s.run_q1.append(float(q1))
+            s.run_q3.append(float(q3))
             lows = [r["ci_low"] for r in rs if r["ci_low"] is not None]
             highs = [r["ci_high"] for r in rs if r["ci_high"] is not None]
             s.ci_low.append(float(statistics.median(lows)) if lows else None)

@@ -235,8 +235,11 @@ class Store:
         dialect = _sqlite if self.is_sqlite else _pg
         return dialect.insert(table).on_conflict_do_nothing(index_elements=list(index))
 
-    def migrate(self) -> int:
-        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before."""
+    def migrate(self, *, create: bool = True) -> int:
+        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before.
+
+        ``create=False``: a database without the schema raises :class:`StoreUnavailable`.
+        """
         with self._tx() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
@@ -255,6 +258,11 @@ class Store:
                     raise StoreCorrupt(
                         f"{where} is not a samplemind history store: it has tables "
                         f"{', '.join(foreign[:5])} and no schema_version; give --db another file"
+                    )
+                if not create:
+                    raise StoreUnavailable(
+                        f"{where} holds no history store yet: `samplemind-bench history add "
+                        "RESULTS_DIR --db DB` creates it"
                     )
             if found > SCHEMA_VERSION:
                 raise StoreCorrupt(
@@ -350,6 +358,94 @@ class Store:
                 for t in (machines, runs, points)
             }
 
+    def listing(self) -> dict[str, Any]:
+        """What the store holds, for ``history list``: runs, machines and suites as plain data.
+
+        ``runs``: one dict per run (oldest ``created`` first) with its key, source, commit,
+        dirty flag, ``created`` (timezone-aware), machine fingerprint and the suites it has
+        points of; ``machines``: fingerprint, label, environment (a dict) and how many runs;
+        ``suites``: per suite the runs, benchmarks, metrics and points it has.
+        """
+        run_q = (
+            sa.select(
+                runs.c.id,
+                runs.c.run_key,
+                runs.c.source,
+                runs.c.commit_sha,
+                runs.c.dirty,
+                runs.c.created,
+                runs.c.mode,
+                runs.c.quick,
+                machines.c.fingerprint,
+            )
+            .select_from(runs.join(machines))
+            .order_by(runs.c.created, runs.c.id)
+        )
+        suite_q = sa.select(
+            points.c.run_id,
+            points.c.suite,
+            sa.func.count().label("points"),
+        ).group_by(points.c.run_id, points.c.suite)
+        bench_q = sa.select(
+            points.c.suite,
+            sa.func.count(sa.distinct(points.c.benchmark + "|" + points.c.params)).label("b"),
+            sa.func.count(sa.distinct(points.c.metric)).label("m"),
+        ).group_by(points.c.suite)
+        with self._tx() as conn:
+            run_rows = [dict(r._mapping) for r in conn.execute(run_q)]
+            per_run = [dict(r._mapping) for r in conn.execute(suite_q)]
+            per_suite = {r.suite: (int(r.b), int(r.m)) for r in conn.execute(bench_q)}
+            machine_rows = [dict(r._mapping) for r in conn.execute(sa.select(machines))]
+        suites_of: dict[int, list[str]] = {}
+        suites: dict[str, dict[str, int]] = {}
+        for r in per_run:
+            suites_of.setdefault(r["run_id"], []).append(r["suite"])
+            s = suites.setdefault(r["suite"], {"runs": 0, "points": 0})
+            s["runs"] += 1
+            s["points"] += int(r["points"])
+        for name, (n_bench, n_metrics) in per_suite.items():
+            suites[name].update(benchmarks=n_bench, metrics=n_metrics)
+        out_runs = []
+        for r in run_rows:
+            created = r["created"]
+            if isinstance(created, datetime) and created.tzinfo is None:
+                created = created.replace(tzinfo=UTC)  # SQLite returns naive times
+            out_runs.append(
+                {
+                    "run_key": r["run_key"],
+                    "source": r["source"],
+                    "commit": r["commit_sha"],
+                    "dirty": bool(r["dirty"]),
+                    "created": created,
+                    "mode": r["mode"],
+                    "quick": bool(r["quick"]),
+                    "machine": r["fingerprint"],
+                    "suites": sorted(suites_of.get(r["id"], [])),
+                }
+            )
+        n_runs: dict[str, int] = {}
+        for r in out_runs:
+            n_runs[r["machine"]] = n_runs.get(r["machine"], 0) + 1
+        out_machines = []
+        for m in sorted(machine_rows, key=lambda m: m["id"]):
+            try:
+                environment = json.loads(m["environment"])
+            except ValueError:
+                environment = {}
+            out_machines.append(
+                {
+                    "fingerprint": m["fingerprint"],
+                    "label": m["label"],
+                    "environment": environment,
+                    "runs": n_runs.get(m["fingerprint"], 0),
+                }
+            )
+        return {
+            "runs": out_runs,
+            "machines": out_machines,
+            "suites": {k: suites[k] for k in sorted(suites)},
+        }
+
     def rows(self, metric: str | None = None) -> list[dict[str, Any]]:
         """Every point joined with its run and machine, as plain dicts (oldest run first)."""
         q = (
@@ -399,18 +495,26 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_store(db: str | Path) -> Store:
+def open_store(db: str | Path, *, create: bool = True) -> Store:
     """Open (creating and migrating as needed) the history database ``db``.
 
-    Raises :class:`StoreUnavailable` when it cannot be reached or opened.
+    ``create=False`` (the commands that only read): a missing or empty SQLite file, or a
+    database without the store's schema, raises :class:`StoreUnavailable` saying so instead
+    of creating one. Raises :class:`StoreUnavailable` when it cannot be reached or opened.
     """
     url = database_url(db)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            parent = Path(url.database).parent
+            path = Path(url.database)
+            parent = path.parent
             if not parent.is_dir():
                 raise StoreUnavailable(f"database {url.database}: folder {parent} does not exist")
-            check_sqlite_file(Path(url.database))
+            if not create and (not path.is_file() or path.stat().st_size == 0):
+                raise StoreUnavailable(
+                    f"no history store at {path}: `samplemind-bench history add RESULTS_DIR "
+                    f"--db {path}` creates it"
+                )
+            check_sqlite_file(path)
         engine = sa.create_engine(
             url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, poolclass=sa.pool.NullPool
         )
@@ -432,7 +536,7 @@ def open_store(db: str | Path) -> Store:
         )
     store = Store(engine, url)
     try:
-        store.migrate()
+        store.migrate(create=create)
     except sa.exc.OperationalError as exc:
         store.close()
         raise StoreUnavailable(
