@@ -13,6 +13,13 @@ provider is one of the four, its token counts and cost are numbers >= 0, its
 stored size within ``max_value_bytes``). Bad lines are reported as
 ``FILE:LINE: reason`` and skipped; the good ones are still written.
 
+``stats`` prints JSON: the namespace, its generations (``"*"`` the namespace's,
+one field per provider ever cleared), current, stale (invalidated by a clear, not
+purged yet) and unreadable entries, and per provider its generation, current and
+stale entries; an entry counts for the provider that answered it, also when the
+request pinned none (its stored value is read), so after ``clear --provider P``,
+P's current entries are 0 and its generation went up by one.
+
 Exit status: 0 when every line was written; 2 for a usage or input error (a
 bad option, no Redis URL, an unreadable file, or any rejected line: the other
 lines are still written); 1 when Redis failed. The Redis URL defaults to
@@ -262,20 +269,18 @@ async def _run(
             after = await cache.info()
             field = args.provider or "*"
             what = f"provider {args.provider!r}" if args.provider else "all entries"
+            if args.provider:  # pinned to it or answered by it: the stats count both
+                gone = before["providers"][args.provider]["entries"]
+            else:
+                gone = before["entries"]
             print(
                 f"cleared {what} in namespace {cache.namespace!r}: generation {field!r} "
                 f"{before['generations'].get(field, 0)} -> {after['generations'].get(field, 0)}; "
-                f"{before['entries'] - after['entries']} entries invalidated and purged, "
-                f"{after['entries']} left",
+                f"{gone} entries invalidated, {after['stale_entries']} still stale after the "
+                f"purge; {after['entries']} current entries left "
+                "(`samplemind-cache stats` shows the generations and entries per provider)",
                 file=out,
             )
-            if args.provider:
-                print(
-                    f"entries of requests that did not pin a provider but were answered by "
-                    f"{args.provider!r} are not told apart by their key: each is dropped on its "
-                    "next lookup (or by its TTL)",
-                    file=out,
-                )
             return 0
         print(json.dumps(await cache.info(), indent=2, sort_keys=True), file=out)
         return 0
@@ -369,8 +374,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "stats",
         parents=[common],
-        help="entries and generations of the namespace (JSON)",
-        description="Print the namespace's entries, stale entries and generations as JSON.",
+        help="entries, stale entries and generations, per provider (JSON)",
+        description="Print the namespace's generations and its current, stale (invalidated by "
+        "a clear, not purged yet) and unreadable entries, in total and per provider, as JSON. "
+        "An entry counts for the provider that answered it, also when the request pinned none. "
+        "Reads every key of the namespace (SCAN) and the value of each entry of a request that "
+        "pinned no provider: an admin command.",
     )
     clear = sub.add_parser(
         "clear",

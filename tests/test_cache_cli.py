@@ -108,11 +108,13 @@ def test_clear_one_provider_then_all(
         "clear", "--provider", "openai", "--redis-url", redis_server.url, "--namespace", ns
     )
     assert code == 0 and "cleared provider 'openai'" in out
-    assert "generation 'openai' 0 -> 1; 1 entries invalidated and purged, 1 left" in out
-    assert "did not pin a provider" in out  # what the count cannot see, said
+    assert "generation 'openai' 0 -> 1; 1 entries invalidated, 0 still stale after the purge" in out
+    assert "1 current entries left" in out
     after = stats(redis_server.url, ns)
     assert after["generations"] == {"openai": 1}
     assert (after["entries"], after["stale_entries"]) == (1, 0)  # purged, not just hidden
+    assert after["providers"]["openai"] == {"generation": 1, "entries": 0, "stale_entries": 0}
+    assert after["providers"]["ollama"] == {"generation": 0, "entries": 1, "stale_entries": 0}
     assert run("clear", "--redis-url", redis_server.url, "--namespace", ns)[0] == 0
     assert stats(redis_server.url, ns)["entries"] == 0
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["GLOBAL_FIELD", "LEASE_SUFFIX", "RELAY_SUFFIXES", "Generations"]
+__all__ = ["GLOBAL_FIELD", "LEASE_SUFFIX", "NO_PROVIDER", "RELAY_SUFFIXES", "Generations"]
 
 GLOBAL_FIELD: Final = "*"
 """The field of the namespace's own generation in the generation hash."""

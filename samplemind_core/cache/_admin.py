@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, Literal
 
-from .._cache.keys import GLOBAL_FIELD
-from .._config import CacheConfig
+from .._cache.envelope import decode
+from .._cache.keys import GLOBAL_FIELD, NO_PROVIDER
+from .._config import PROVIDERS, CacheConfig
 from .._exceptions import CacheError, CacheValueError
 from .._models import ChatRequest, ChatResponse
 from ._errors import _store_errors
@@ -28,6 +29,10 @@ class _Admin(_SingleFlight):
 
     async def clear(self, provider: str | None = None) -> None:
         """Invalidate every entry (or those of ``provider``) in O(1); purge them in the background.
+
+        With ``provider``: the entries of requests pinned to it, and those of requests that
+        pinned none but were answered by it (their stored value names the provider and its
+        generation: :meth:`info` counts them as stale, :meth:`purge` removes them).
 
         Raises :class:`~samplemind_core.CacheBackendError` when Redis cannot be
         reached: a clear that did not happen must not look like one that did.
@@ -66,8 +71,9 @@ class _Admin(_SingleFlight):
 
         ``clear()`` runs this in the background; calling it first waits for
         those background runs. Entries of requests without a pinned provider
-        whose answering provider was cleared are removed on their next lookup
-        or by their TTL.
+        are told stale by their value (the answering provider's generation):
+        once any provider has been cleared, their values are read (pipelined
+        GETs of ``warm_batch`` keys) to find those whose provider was cleared.
         """
         if self._redis is None:
             return 0
@@ -79,8 +85,8 @@ class _Admin(_SingleFlight):
         removed = 0
         with _store_errors:
             async with asyncio.timeout(self._bulk_timeout * 10):
-                async for key in self._io_scan(self._keys.base + "*"):
-                    if self._keys.classify(key) is True:
+                async for key, _provider, kind in self._entries("needed"):
+                    if kind is True:
                         stale.append(key)
                     if len(stale) >= self._warm_batch:
                         removed += await self._io_unlink_many(stale)
@@ -91,29 +97,123 @@ class _Admin(_SingleFlight):
         return removed
 
     async def info(self) -> dict[str, Any]:
-        """What Redis holds for this namespace: generations, current and stale entry counts.
+        """What Redis holds for this namespace: generations, current and stale entries.
 
-        Scans the namespace (``SCAN``; every primary of a cluster): an admin
-        call, not for the request path. Raises
-        :class:`~samplemind_core.CacheBackendError` when Redis cannot be reached.
+        ``{"namespace", "generations" (the generation hash as stored: ``"*"`` the
+        namespace's, one field per provider ever cleared), "namespace_generation",
+        "entries" (current), "stale_entries" (under an older generation: hidden from
+        lookups, not purged yet), "unreadable_entries" (values that are not an entry
+        of this cache: a lookup drops them), "providers": {provider: {"generation",
+        "entries", "stale_entries"}}}``. An entry counts for the provider that
+        answered it (the key's, or the stored value's when the request pinned none),
+        so after ``clear(provider)`` that provider's entries are 0 and what was not
+        purged yet is stale. Without Redis (an L1 only), ``entries`` is the L1's
+        size and the per-provider counts are None.
+
+        Scans the namespace (``SCAN``; every primary of a cluster) and reads the
+        value of every entry of a request that pinned no provider (pipelined
+        GETs of ``warm_batch`` keys): an admin call, not for the request path.
+        Raises :class:`~samplemind_core.CacheBackendError` when Redis cannot be reached.
         """
-        current = stale = 0
-        if self._redis is not None:
+        current = stale = unreadable = 0
+        gens = self._keys.gens
+        counted = self._redis is not None
+        if counted:
             await self._fresh_gens_now()
+            gens = self._keys.gens
+        names = list(PROVIDERS) + sorted(set(gens) - {GLOBAL_FIELD, *PROVIDERS})
+        providers: dict[str, dict[str, int | None]] = {
+            p: {
+                "generation": gens.get(p, 0),
+                "entries": 0 if counted else None,
+                "stale_entries": 0 if counted else None,
+            }
+            for p in names
+        }
+        if counted:
             with _store_errors:
                 async with asyncio.timeout(self._bulk_timeout * 10):
-                    async for key in self._io_scan(self._keys.base + "*"):
-                        kind = self._keys.classify(key)
-                        current += kind is False
-                        stale += kind is True
+                    async for _key, provider, kind in self._entries("all"):
+                        if kind is None:
+                            unreadable += 1
+                            continue
+                        current += not kind
+                        stale += kind
+                        if provider is not None:
+                            slot = providers.setdefault(
+                                provider,
+                                {"generation": gens.get(provider, 0), "entries": 0,
+                                 "stale_entries": 0},
+                            )  # fmt: skip
+                            field = "stale_entries" if kind else "entries"
+                            slot[field] = (slot[field] or 0) + 1
         elif self._l1 is not None:
             current = len(self._l1)
         return {
             "namespace": self.namespace,
-            "generations": dict(self._keys.gens),
+            "generations": dict(gens),
+            "namespace_generation": gens.get(GLOBAL_FIELD, 0),
             "entries": current,
             "stale_entries": stale,
+            "unreadable_entries": unreadable,
+            "providers": providers,
         }
+
+    async def _entries(
+        self, read: Literal["all", "needed"]
+    ) -> AsyncIterator[tuple[str, str | None, bool | None]]:
+        """Every entry key of the namespace as ``(key, provider, stale)``.
+
+        ``provider``: the key's, or (for a request that pinned none) the stored
+        value's; None when the value was not read. ``stale``: True under an older
+        generation of the namespace or of the provider, None for a value that is
+        not an entry of this cache. Values are read (pipelined GETs) for unpinned
+        keys: all of them (``"all"``), or only where a provider's clear can have made
+        a current key stale (``"needed"``: no value is read while no provider was
+        ever cleared). Leases, relay keys and the generation hash are skipped.
+        """
+        keys = self._keys
+        by_value = read == "all" or any(f != GLOBAL_FIELD and g != 0 for f, g in keys.gens.items())
+        pending: list[str] = []
+
+        async def resolve(batch: list[str]) -> list[tuple[str, str | None, bool | None]]:
+            out: list[tuple[str, str | None, bool | None]] = []
+            for key, raw in zip(batch, await self._io_get_many(batch), strict=True):
+                if raw is None:
+                    continue  # gone since the scan (expired, purged, cleared elsewhere)
+                try:
+                    if isinstance(raw, BaseException) or len(raw) > self._max_bytes:
+                        raise TypeError
+                    response, pgen, *_ = decode(raw, key[key.rfind(":") + 1 :])
+                except (CacheError, TypeError):
+                    out.append((key, None, None))
+                    continue
+                stale = bool(keys.classify(key)) or gens_of(response.provider) != pgen
+                out.append((key, response.provider, stale))
+            return out
+
+        def gens_of(provider: str) -> int:
+            return keys.gens.get(provider, 0)
+
+        base = len(keys.base)
+        async for key in self._io_scan(keys.base + "*"):
+            kind = keys.classify(key)
+            if kind is None:
+                continue
+            provider = key[base:].partition(":")[2].rpartition(":")[0]
+            if provider != NO_PROVIDER:
+                yield key, provider, kind
+            elif read == "all" or (by_value and not kind):
+                pending.append(key)
+                if len(pending) >= self._warm_batch:
+                    for item in await resolve(pending):
+                        yield item
+                    pending = []
+            else:
+                yield key, None, kind
+        if pending:
+            for item in await resolve(pending):
+                yield item
 
     async def warm(self, entries: Iterable[tuple[ChatRequest, ChatResponse]]) -> int:
         """Bulk-write ``(request, response)`` pairs with pipelines; returns how many were written.

@@ -261,6 +261,21 @@ class _StoreIO(_Health):
         finally:
             self._slots.release()
 
+    async def _io_get_many(self, keys: list[str]) -> list[Any]:
+        """One pipeline of GETs (admin path: one key per command, routed by slot on a cluster);
+        the values in ``keys``' order (None where a key is gone)."""
+        if not self._slots.take():
+            await self._wait_slot()
+        try:
+            with _store_errors:
+                async with asyncio.timeout(self._bulk_timeout):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for key in keys:
+                        pipe.get(key)
+                    return list(await pipe.execute(raise_on_error=False))
+        finally:
+            self._slots.release()
+
     async def _io_unlink_many(self, keys: list[str]) -> int:
         if not self._slots.take():
             await self._wait_slot()
