@@ -241,15 +241,14 @@ def _figure(history: History, group: _Group) -> Figure:
                 lw=1,
                 label="_nolegend_" if spread_drawn else "min–max of the runs on one commit",
             )
-            for k in multi:
-                ax.plot(
-                    [s.index[k]] * 2,
-                    [s.run_low[k] * factor, s.run_high[k] * factor],
-                    ls="none",
-                    marker="_",
-                    ms=7,
-                    color=colour,
-                )
+            ax.plot(  # the whiskers' caps, all in one call
+                [s.index[k] for k in multi] * 2,
+                [s.run_low[k] * factor for k in multi] + [s.run_high[k] * factor for k in multi],
+                ls="none",
+                marker="_",
+                ms=7,
+                color=colour,
+            )
             spread_drawn = True
         quart = [k for k, n in enumerate(s.runs) if n >= 4]
         if quart:
