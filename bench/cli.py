@@ -42,7 +42,7 @@ _DELEGATES: Final = {
         "insufficient data, 2 bad input, 3 not comparable)",
     ),
     "headline": ("bench.harness.headline", "print the headline ratios of a results folder"),
-    "history": ("bench.history.cli", "store results over commits; change points; trend page"),
+    "history": ("bench.history.cli", "store results over commits; list; change points; trend page"),
     "bisect": ("bench.history.bisect", "find the first commit of a performance step"),
 }
 

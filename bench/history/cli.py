@@ -41,7 +41,8 @@ def _fail(prog: str, message: str) -> int:
 def _history_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="samplemind-bench history",
-        description="Benchmark history: store results folders, find change points, trend page.",
+        description="Benchmark history: store results folders, list what is stored, find "
+        "change points, write the trend page.",
     )
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -88,10 +89,27 @@ def _history_parser() -> argparse.ArgumentParser:
         metavar="C",
         help="only change points with at least this confidence (0-1; default: all)",
     )
-    rep = sub.add_parser("report", help="write the trend page DIR/index.html")
+    rep = sub.add_parser(
+        "report",
+        help="write the trend page DIR/index.html (one file that opens offline)",
+        description="Write DIR/index.html: the changes since REF, an index of every charted "
+        "benchmark x metric with its latest change point, a filter (suite, metric, changed "
+        "only, name) and one chart per series, caption above; also DIR/changes.json and "
+        "DIR/summary.md. Exit 2 when the store is missing, damaged or unreachable.",
+    )
     db_arg(rep)
-    rep.add_argument("--out", type=Path, required=True, metavar="DIR")
-    rep.add_argument("--since", metavar="REF", help="commit of the 'changes since' table")
+    rep.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder of the page (created; its three files are replaced)",
+    )
+    rep.add_argument(
+        "--since",
+        metavar="REF",
+        help="commit (or git ref) of the 'changes since' table (default: the first commit stored)",
+    )
     return parser
 
 
