@@ -8,8 +8,8 @@ makes the shape a real store has:
 - ``fingerprint`` at every commit, its ``blake3`` benchmarks stepping up by ``ratio`` at commit
   ``step_at``;
 - several runs on some commits (``repeats``), whose spread the page draws;
-- ``hashing`` only at the last ``short`` commits (too few for change points) and ``router``
-  at one commit only (no trend at all);
+- ``short_suite`` (default ``hashing``) only at the last ``short`` commits (too few for change
+  points) and ``router`` at one commit only (no trend at all);
 - one dirty-tree run of the last commit.
 """
 
@@ -103,6 +103,7 @@ def build_history_store(
     short: int = 5,
     noise_sd: float = 0.01,
     seed: int = 0,
+    short_suite: str = "hashing",
 ) -> HistoryStore:
     """The folders of the history described in the module docstring (not yet added)."""
     repeats = {10: 3, 20: 5, n - 1: 5} if repeats is None else repeats
@@ -112,7 +113,7 @@ def build_history_store(
     for i, c in enumerate(commits):
         suites: tuple[str, ...] = ("fingerprint",)
         if i >= n - short:
-            suites += ("hashing",)
+            suites += (short_suite,)
         if i == n - 2:
             suites += ("router",)
         for k in range(repeats.get(i, 1)):

@@ -4,7 +4,7 @@
 
 One synthetic store (:mod:`tests._history_store`) serves the module: 12 commits of a real git
 repository, the ``blake3`` fingerprint benchmarks stepping x1.5 at commit 8, 3 runs on commit 5
-and 5 on the last, the hashing suite at the last 4 commits only, the router suite at one.
+and 5 on the last, the pipeline suite at the last 4 commits only, the router suite at one.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tests._helpers import run_main
 from tests._history_store import STEP_VARIANT, HistoryStore, build_history_store
 
 N, STEP_AT, SHORT = 12, 8, 4
+SHORT_SUITE = "pipeline"  # 2 benchmarks: few charts to draw, the module's setup stays short
 REPEATS = {5: 3, N - 1: 5}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -40,7 +41,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[HistoryStore, str, 
     # seed 1: the 4 flat fingerprint benchmarks get no change point. (With 12 commits at 1 %
     # noise, seeds 2-4 each give one flat series a spurious x0.98-1.013 step: a property of the
     # detector on short series, not of the page this module tests.)
-    h = build_history_store(tmp, n=N, step_at=STEP_AT, repeats=REPEATS, short=SHORT, seed=1)
+    h = build_history_store(
+        tmp, n=N, step_at=STEP_AT, repeats=REPEATS, short=SHORT, seed=1, short_suite=SHORT_SUITE
+    )
     db = str(tmp / "h.sqlite")
     res = cli("add", *h.folders, "--db", db)
     assert res.returncode == 0, res.stderr
@@ -67,7 +70,7 @@ def test_page_index_links_every_chart_and_states_the_latest_change(
     h, _db, page = store
     html = page.read_text()
     sections, rows = _sections(html), _rows(html)
-    assert len(rows) == len(sections) > 20
+    assert len(rows) == len(sections) >= 14  # 6 fingerprint, 2 pipeline, 6 router
     linked = [re.search(r'href="#(c-[0-9a-f]+)"', r).group(1) for r in rows]  # type: ignore[union-attr]
     assert sorted(linked) == sorted(sections)  # one row per chart, each row's link resolves
     assert html.index('id="index"') < html.index('<section class="chart"')  # index on top
@@ -81,9 +84,9 @@ def test_page_index_links_every_chart_and_states_the_latest_change(
     flat = [r for r in rows if "test_fingerprint" in r and STEP_VARIANT not in r]
     assert flat and all(f"no change over {N} commits" in r for r in flat)
     assert all('data-changed="0"' in r for r in flat)
-    hashing = [r for r in rows if 'data-suite="hashing"' in r]
-    assert hashing and all(
-        f"{SHORT} commit(s): change points need at least {MIN_POINTS}" in r for r in hashing
+    short = [r for r in rows if f'data-suite="{SHORT_SUITE}"' in r]
+    assert short and all(
+        f"{SHORT} commit(s): change points need at least {MIN_POINTS}" in r for r in short
     )
     # the "changes since" table links to the charts too
     table = html[: html.index('id="index"')]
@@ -106,8 +109,8 @@ def test_captions_are_above_charts_and_short_series_say_why(
         and "no chart drawn" in v
         for v in router
     )  # fmt: skip
-    hashing = [v for v in sections.values() if 'data-suite="hashing"' in v]
-    assert hashing and all("<img" in v and "change points need at least" in v for v in hashing)
+    short = [v for v in sections.values() if f'data-suite="{SHORT_SUITE}"' in v]
+    assert short and all("<img" in v and "change points need at least" in v for v in short)
 
 
 def test_page_is_one_self_contained_file(store: tuple[HistoryStore, str, Path]) -> None:
@@ -186,9 +189,9 @@ def test_list_shows_runs_commits_machines_suites(store: tuple[HistoryStore, str,
     assert [int(i) for i, _c in listed] == list(range(1, N + 1))
     last = next(line for line in out.splitlines() if h.commits[-1][:12] in line)
     assert "(1 dirty)" in last and re.search(r"\s6\s", last)  # 5 clean runs + 1 dirty
-    hashing_runs = SHORT - 1 + REPEATS[N - 1]
+    short_runs = SHORT - 1 + REPEATS[N - 1]
     assert f"fingerprint: {runs} run(s), 6 benchmark(s)" in out
-    assert f"hashing: {hashing_runs} run(s)" in out and "router: 1 run(s)" in out
+    assert f"{SHORT_SUITE}: {short_runs} run(s)" in out and "router: 1 run(s)" in out
     assert re.search(r"2026-11-01 00:00", out)  # the first run's date
     doc = json.loads(cli("list", "--db", db, "--repo", h.repo, "--format", "json").stdout)
     assert doc["counts"] == {
@@ -201,7 +204,7 @@ def test_list_shows_runs_commits_machines_suites(store: tuple[HistoryStore, str,
     assert [c["commit"] for c in doc["commits"]] == h.commits
     assert all(c["committed"] and c["in_repository"] for c in doc["commits"])
     assert doc["commits"][5]["runs"] == REPEATS[5]
-    assert doc["suites"]["hashing"]["runs"] == hashing_runs
+    assert doc["suites"][SHORT_SUITE]["runs"] == short_runs
     assert doc["suites"]["router"]["runs"] == 1
     (machine,) = doc["machines"]
     assert machine["runs"] == runs and "python 3.11.9" in machine["label"]
@@ -285,8 +288,8 @@ async def test_index_and_filter_work_in_chromium(
         )
         assert images and all(images)
         total = await p.evaluate("document.querySelectorAll('tr.bench').length")
-        n_hashing = await p.evaluate(
-            "document.querySelectorAll('tr.bench[data-suite=hashing]').length"
+        n_short = await p.evaluate(
+            f"document.querySelectorAll('tr.bench[data-suite={SHORT_SUITE}]').length"
         )
         state = json.loads(await p.evaluate(_VISIBLE))
         assert len(state["rows"]) == total == len(state["charts"])
@@ -294,12 +297,12 @@ async def test_index_and_filter_work_in_chromium(
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "history-page.png").write_bytes(await p.screenshot())
 
-        await p.evaluate(_set("f-suite", "hashing"))
+        await p.evaluate(_set("f-suite", SHORT_SUITE))
         state = json.loads(await p.evaluate(_VISIBLE))
-        assert len(state["rows"]) == n_hashing > 0
-        assert {r[0] for r in state["rows"]} == {"hashing"} == set(state["charts"])
-        assert len(state["charts"]) == n_hashing
-        assert state["shown"] == f"{n_hashing} of {total} series shown"
+        assert len(state["rows"]) == n_short > 0
+        assert {r[0] for r in state["rows"]} == {SHORT_SUITE} == set(state["charts"])
+        assert len(state["charts"]) == n_short
+        assert state["shown"] == f"{n_short} of {total} series shown"
 
         await p.evaluate(_set("f-suite", ""))
         await p.evaluate("document.getElementById('f-changed').click()")
