@@ -191,3 +191,56 @@ def test_clear_provider_then_stats_on_a_cluster(
     assert "10 entries invalidated, 0 still stale" in out
     doc = stats(*conn)
     assert counts(doc)["openai"] == (1, 0, 0) and doc["entries"] == 10
+
+
+async def test_cancelled_stats_and_purge_give_back_every_slot() -> None:
+    """``info()`` and ``purge()`` cancelled at random points (mid-scan, mid-pipeline): the
+    caller gets CancelledError and every connection slot is free again."""
+    import asyncio
+    import random
+
+    from samplemind_core import ChatRequest, ChatResponse
+    from samplemind_core.cache import ResponseCache
+    from tests._helpers import until
+
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    try:
+        cache = ResponseCache(client)
+        pairs = [
+            (
+                ChatRequest(messages=[{"role": "user", "content": f"tempo of loop {i}?"}]),
+                ChatResponse(text=f"{90 + i} BPM", provider=PROVIDERS[i % 4], model="m"),
+            )
+            for i in range(1200)
+        ]
+        assert await cache.warm(pairs) == 1200
+        await client.hincrby(cache._keys.gen_key, "openai", 1)  # so purge reads values too
+        rng = random.Random(7)
+        cancelled = 0
+        for i in range(16):
+            op = cache.info() if i % 2 == 0 else cache.purge()
+            task = asyncio.ensure_future(op)
+            for _ in range(rng.randrange(1, 10)):
+                await asyncio.sleep(0)
+            if task.done():  # finished before the cancellation came
+                await task
+                continue
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):  # never swallowed (redis-py can)
+                await asyncio.wait_for(task, 30)
+            cancelled += 1
+            await until(lambda: cache._slots.free == cache._slots.size)
+        assert cancelled >= 8
+        info = await asyncio.wait_for(cache.info(), 30)
+        assert info["entries"] == 900  # the 300 openai entries are stale or purged
+        assert info["providers"]["openai"]["entries"] == 0
+        assert info["providers"]["openai"]["stale_entries"] == info["stale_entries"] <= 300
+        assert await asyncio.wait_for(cache.purge(), 30) == info["stale_entries"]
+        assert (await cache.info())["providers"]["openai"] == {
+            "generation": 1,
+            "entries": 0,
+            "stale_entries": 0,
+        }
+        assert cache._slots.free == cache._slots.size
+    finally:
+        await client.aclose()

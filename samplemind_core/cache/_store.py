@@ -27,6 +27,20 @@ from ._health import _Health
 __all__ = ["_StoreIO"]
 
 
+def _still_cancelled() -> None:
+    """Raise ``CancelledError`` when the current task has a cancellation pending.
+
+    redis-py (8.2) can swallow a cancellation that lands while it reads a reply
+    (it drops the connection and returns or retries): a bulk command checks after
+    each await so the caller's cancellation still propagates. Inside an
+    ``asyncio.timeout`` block, the timeout's own swallowed cancellation becomes
+    its ``TimeoutError`` the same way.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class _StoreIO(_Health):
     """The ``_io_*`` methods: one Redis command (or pipeline) each, bounded and translated."""
 
@@ -258,6 +272,7 @@ class _StoreIO(_Health):
                     for key, data in items:
                         pipe.set(key, data, px=ttl_ms)
                     await pipe.execute()
+                    _still_cancelled()
         finally:
             self._slots.release()
 
@@ -272,7 +287,9 @@ class _StoreIO(_Health):
                     pipe = self._redis.pipeline(transaction=False)
                     for key in keys:
                         pipe.get(key)
-                    return list(await pipe.execute(raise_on_error=False))
+                    values = list(await pipe.execute(raise_on_error=False))
+                    _still_cancelled()
+                    return values
         finally:
             self._slots.release()
 
@@ -286,7 +303,9 @@ class _StoreIO(_Health):
                     for key in keys:
                         # one key per command: routed by slot on a cluster
                         pipe.execute_command("UNLINK", key)
-                    return sum(int(n) for n in await pipe.execute())
+                    removed = sum(int(n) for n in await pipe.execute())
+                    _still_cancelled()
+                    return removed
         finally:
             self._slots.release()
 
@@ -295,4 +314,6 @@ class _StoreIO(_Health):
         # and purge() needs a slot for its UNLINK batches meanwhile (admin path).
         with _store_errors:
             async for key in self._redis.scan_iter(match=pattern, count=1000):
+                _still_cancelled()  # a cancellation swallowed during the SCAN call
                 yield key.decode() if isinstance(key, bytes) else str(key)
+            _still_cancelled()
