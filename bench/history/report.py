@@ -192,9 +192,10 @@ class _Group:
         if c is not None:
             cls, words = _verdict(self.metric, c.ratio)
             arrow = "▲" if c.ratio > 1 else "▼"
+            where = f" on {_e(c.machine)}" if len(self.series) > 1 else ""
             return cls, (
-                f"{arrow} ×{c.ratio:.3f} {_e(words)} at <code>{_e(_short(c.commit))}</code> "
-                f"(confidence {c.confidence:.2f})"
+                f"{arrow} ×{c.ratio:.3f} {_e(words)} at <code>{_e(_short(c.commit))}</code>"
+                f"{where} (confidence {c.confidence:.2f})"
             )
         n = self.commits
         if n < MIN_POINTS:
@@ -308,7 +309,13 @@ def _figure(history: History, group: _Group) -> Figure:
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.3), ncol=3, frameon=False)
+    ax.legend(
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(0.0, -0.3),
+        ncol=2 if several else 3,  # machine labels are long
+        frameon=False,
+    )
     fig.tight_layout()
     return fig
 
@@ -317,7 +324,7 @@ def _chart(history: History, group: _Group) -> bytes:
     fig = _figure(history, group)
     try:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
         return buf.getvalue()
     finally:
         plt.close(fig)
