@@ -28,7 +28,7 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
   streams cut after two text chunks or hit by a 429 after one: ``stream_interrupted``
   counted, ``other_errors`` (goal 0) held by the gate.
 * ``test_stream_processes[relay|no_relay]`` (live): 4 processes x 500 identical streams
-  (``tests/_stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
+  (``fixtures/stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
   ``chunk_fidelity`` across processes, the leader's TTFT and the others' from the common start.
 * ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
   through the layer and the same number read with plain aiohttp from the same emulator,
@@ -48,15 +48,10 @@ record them (top-level ``chunk_fidelity``, ``upstream_calls``, ``distinct_reques
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -76,6 +71,7 @@ from bench.suites.stream_engine import (
     timed_stream,
     wave,
 )
+from fixtures.stream_worker import run_workers, worker_command
 from samplemind_core import (
     CacheConfig,
     ChatRequest,
@@ -590,7 +586,6 @@ async def test_stream_goodput(
 PROCESSES: Final = 4
 PROC_STREAMS_QUICK: Final = 500
 PROC_STREAMS_SMOKE: Final = 20
-REPO: Final = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.live
@@ -603,41 +598,20 @@ def test_stream_processes(
     emulator_factory: Any,
     relay: bool,
 ) -> None:
-    """4 processes x N identical streams (``tests/_stream_worker.py``, default settings):
+    """4 processes x N identical streams (``fixtures/stream_worker.py``, default settings):
     upstream calls (goal: 1 with the Redis relay, <= 4 without), chunk fidelity across
     processes, and every stream's TTFT from the common start, the leader's apart."""
     emulator = emulator_factory(latency_scale=BURST_SCALE, seed=0)
     n = PROC_STREAMS_SMOKE if bench_opts.disabled else PROC_STREAMS_QUICK
-    start_at = time.time() + 3.0
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests._stream_worker",
-        "--redis",
+    cmd = worker_command(
         redis_server.url,
-        "--emulator",
         emulator.url,
-        "--n",
-        str(n),
-        "--namespace",
-        "sproc-" + uuid.uuid4().hex[:8],
-        "--start-at",
-        str(start_at),
-        *([] if relay else ["--no-relay"]),
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
-        for _ in range(PROCESSES)
-    ]
-    outs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        outs.append(json.loads(out))
+        n=n,
+        namespace="sproc-" + uuid.uuid4().hex[:8],
+        start_at=time.time() + 3.0,
+        relay=relay,
+    )
+    outs = run_workers(cmd, PROCESSES)
     calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
     fidelity = sum(o["identical"] and o["chunks"] == outs[0]["chunks"] for o in outs) / len(outs)
     roles: dict[str, int] = {}
