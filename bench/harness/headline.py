@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.results import read_manifest, require_complete
+from bench.harness.streams import goodput_line
 from bench.harness.streams import headline_lines as stream_headline_lines
 
 __all__ = ["added_latency_text", "headline", "main"]
@@ -258,6 +259,9 @@ def _load_lines(load: list[dict[str, Any]]) -> list[str]:
                 f"(cache faults {x['cache_fault_caller_errors']}); hits resumed "
                 f"{x['resume_hits_s']:.2f} s after the restart; {faults}"
             )
+        stream = goodput_line(x)
+        if stream is not None:
+            lines.append(stream)
         if "knee_per_s" in x:
             offered = [float(v) for v in x.get("curve_offered_per_s") or []]
             if offered and x["knee_per_s"] >= max(offered):  # never broke: not a knee
