@@ -51,7 +51,8 @@ _perf: Final = time.perf_counter
 
 
 _YIELD_EVERY: Final = 8
-"""A reader that never had to wait gives the event loop back once every this many chunks."""
+"""A reader that never had to wait gives the event loop back once every this many chunks,
+first right after its first chunk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,10 +354,12 @@ class ResponseStream:
             if gap > 0:
                 await asyncio.sleep(gap)
                 waited = True
-        if not waited and i % _YIELD_EVERY == 0:
+        if not waited and i % _YIELD_EVERY == 1:
             # Chunks already here (a replay, or a late joiner catching up) would otherwise be
             # handed over without ever giving the loop back: one reader draining a long replay
-            # would hold every other caller's first chunk until it ended.
+            # would hold every other caller's first chunk until it ended. The first chunk goes
+            # out at once and the loop is given back right after it (then every 8 chunks), so
+            # concurrent readers' first chunks do not queue behind this reader's next ones.
             await asyncio.sleep(0)
         self._next = i + 1
         if self.ttft_ms is None:
