@@ -622,9 +622,8 @@ async def _stream_target(
     faults = {name: (inject(spec), inject(None)) for name, spec in STREAM_FAULT_SPECS.items()}
     # One stream first (a request of its own, not measured): the manager's first connection
     # and the like are paid before the clock of the first offered rate starts.
-    await stream_engine.timed_stream(
-        world.manager, _stream_requests("warm-up-" + uuid.uuid4().hex[:8], 1)[0].request
-    )
+    warm = _stream_requests("warm-up-" + uuid.uuid4().hex[:8], 1)[0].request
+    await stream_engine.timed_stream(world.manager, replace(warm, max_tokens=2))
     return replace(world.target, complete_at=recorder.complete_at, faults=faults), recorder
 
 
