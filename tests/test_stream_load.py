@@ -137,3 +137,45 @@ def test_the_headline_says_no_knee_and_counts_interruptions() -> None:
     line = goodput_line(faults)
     assert line is not None and "6 StreamInterrupted, 0 other errors of 51" in line
     assert goodput_line({"knee_per_s": 10.0}) is None  # the load suite's own knee: not a stream
+
+
+class _Config:
+    """What ``BenchOptions.from_config`` reads of a pytest config (in-process stand-in)."""
+
+    def __init__(self, slo: str | None = None, ini: str | None = None) -> None:
+        self.options = {"stream_slo": slo, "quick": False, "live": False}
+        self.ini = ini
+        self.option = argparse.Namespace()
+        self.invocation_params = argparse.Namespace(args=())
+
+    def getoption(self, name: str, default: object = None) -> object:
+        return self.options.get(name, default)
+
+    def getini(self, name: str) -> object:
+        assert name == "stream_slo"
+        return self.ini
+
+
+@pytest.mark.parametrize(
+    ("slo", "ini", "expected", "source"),
+    [
+        (None, None, DEFAULT_STREAM_SLO, "default"),
+        (None, "tpot:40", "tpot:40", "ini"),
+        ("ttft:500", "tpot:40", "ttft:500", "command line"),
+    ],
+)
+def test_the_slo_comes_from_the_command_line_the_ini_or_the_default(
+    slo: str | None, ini: str | None, expected: str, source: str
+) -> None:
+    from bench.harness.options import BenchOptions
+
+    opts = BenchOptions.from_config(_Config(slo, ini))  # type: ignore[arg-type]
+    assert opts.stream_slo == expected and opts.sources["stream_slo"] == source
+    assert f"slo='{expected}' ({source})" in "\n".join(opts.header(None))
+
+
+def test_a_bad_ini_slo_is_a_usage_error() -> None:
+    from bench.harness.options import BenchOptions
+
+    with pytest.raises(pytest.UsageError, match="ini option stream_slo: bad SLO 'tpot:x'"):
+        BenchOptions.from_config(_Config(None, "tpot:x"))  # type: ignore[arg-type]
