@@ -17,11 +17,11 @@ import pandas as pd
 
 from bench.harness.streams import knee_text
 
+from . import provenance
 from .analysis import fmt_ms, fmt_ratio
 from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
 from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
 from .data import Run
-from .provenance import source_label
 
 __all__ = [
     "chart_stream_goodput",
@@ -287,7 +287,7 @@ def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Re
         with_chart_source(  # from the load suite's stream entries only (their own scale)
             chart_stream_goodput(run, profile),
             run,
-            source_label(
+            provenance.source_label(
                 run, [b for b in run.suite("load") if "stream_knee_per_s" in b.extra_info]
             ),
         ),
