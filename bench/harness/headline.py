@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.results import read_manifest, require_complete
-from bench.harness.streams import goodput_line
 from bench.harness.streams import headline_lines as stream_headline_lines
 
 __all__ = ["added_latency_text", "headline", "main"]
@@ -228,6 +227,8 @@ def finite(value: Any) -> bool:
 
 def _load_lines(load: list[dict[str, Any]]) -> list[str]:
     """Issue 10's figures: warm-burst hit rate vs truth, faults, knee, hits vs raw GETs, processes."""
+    from bench.harness.streams import goodput_line  # the open-loop streams' line (issue 20)
+
     lines: list[str] = []
     bursts = sorted(
         (b["extra_info"] for b in load if "burst_hit_rate" in b["extra_info"]),
