@@ -1,6 +1,7 @@
 """The stream suite in the report: TTFT before/after the cache, ITL, one request's chunks, claims.
 
-Reads the ``stream`` suite's entries (bench/suites/test_stream.py): ``extra_info["stream"]``
+Reads the ``stream`` suite's entries (and the load suite's open-loop streams for the
+goodput chart) (bench/suites/test_stream.py): ``extra_info["stream"]``
 (percentiles and raw ``samples_ms`` as defined in bench/harness/streams.py), the ratios of
 the replay entries and ``timeline_ms`` (one request's chunk arrivals). Each chart's caption
 is a headline line of ``summary.md``; a run without a stream suite omits them with a reason.
@@ -14,7 +15,10 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from .analysis import fmt_ms, fmt_ratio, knee_phrase
+from bench.harness.streams import knee_text
+
+from . import provenance
+from .analysis import fmt_ms, fmt_ratio
 from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
 from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
 from .data import Run
@@ -32,6 +36,10 @@ __all__ = [
 ]
 
 NO_STREAM: Final = "no stream suite in this run (samplemind-bench run --suite stream)"
+NO_STREAM_LOAD: Final = (
+    "no open-loop streams in this run (the load suite's stream mode: "
+    "samplemind-bench run --suite load)"
+)
 STATES: Final = ("upstream", "replay")
 LIMIT_MS: Final = 50.0
 _STATE: Final = {"cold": "upstream"}
@@ -216,33 +224,50 @@ def claim_local_ttft(run: Run) -> Claim:
 
 
 def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
+    """Goodput against offered rate of the load suite's open-loop streams, the knee starred."""
     name, title = "stream_goodput", "Stream goodput against offered rate (open loop, SLOs)"
     points = [
         b
-        for b in run.suite("stream")
-        if b.name.startswith("test_stream_goodput[")
-        and isinstance(b.extra_info.get("curve_offered_per_s"), list)
+        for b in run.suite("load")
+        if isinstance(b.extra_info.get("curve_goodput_rps"), list)
+        and "stream_knee_per_s" in b.extra_info
     ]
     if not points:
-        return Omitted(name, title, NO_STREAM)
+        return Omitted(name, title, NO_STREAM_LOAD)
     fig, axes = _fig(title, width=8, height=4.4)
     ax = axes[0]
     parts = []
     top = 0.0
     for b in sorted(points, key=lambda b: b.name):
         info = b.extra_info
-        offered = [float(v) for v in info["curve_offered_per_s"]]
-        good = [float(v or 0.0) for v in info.get("curve_goodput_rps", [])]
-        if len(good) != len(offered):
+        offered = [float(v) for v in info.get("curve_offered_per_s") or []]
+        good = [float(v or 0.0) for v in info["curve_goodput_rps"]]
+        if not offered or len(good) != len(offered):
             continue
-        label = str(b.param or b.name)
-        ax.plot(offered, good, "o-", label=label)
+        mode = str(info.get("mode", b.param or b.name))
+        ax.plot(offered, good, "o-", label=mode)
         top = max(top, *offered)
-        slo = f"TTFT ≤ {info.get('slo_ttft_ms', 0):.0f} ms, TPOT ≤ {info.get('slo_tpot_ms', 0):.0f} ms"
+        knee = float(info.get("stream_knee_per_s") or 0.0)
+        limit = info.get("generator_limit_per_s")
+        phrase = knee_text(knee, offered, float(limit) if limit is not None else None)
+        if phrase.startswith("knee "):  # a rate that met the criterion below one that did not
+            ax.plot(
+                [knee], [good[offered.index(knee)]], "*", ms=14, color="red", label=f"{mode}: knee"
+            )
+        if limit is not None and float(limit) in offered:
+            at = offered.index(float(limit))
+            ax.plot(
+                [offered[at]],
+                [good[at]],
+                "x",
+                ms=10,
+                color="black",
+                label=f"{mode}: generator limit",
+            )
         parts.append(
-            f"{label}: {knee_phrase(float(info.get('knee_per_s', 0.0)), offered)[0]} ({slo}), "
-            f"{int(info.get('stream_interrupted', 0))} interrupted, "
-            f"{int(info.get('other_errors', 0))} other errors"
+            f"{mode}: {phrase} (≥ {float(info.get('good_share_bound', 0.95)):.0%} of requests "
+            f"meeting '{info.get('slo', '')}'), {int(info.get('stream_interrupted', 0))} "
+            f"interrupted, {int(info.get('other_errors', 0))} other errors"
         )
     ax.plot([0, top], [0, top], ":", color="grey", label="goodput = offered")
     ax.set_xlabel("offered rate (streams/s)")
@@ -255,13 +280,17 @@ def chart_stream_goodput(run: Run, profile: Mapping[str, Any] | None) -> Result:
 def stream_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
     """The stream charts, in page order (after :func:`reports.charts.build_charts`'s)."""
     return [
-        with_chart_source(fn(run, profile), run, ("stream",))
-        for fn in (
-            chart_stream_ttft_cdf,
-            chart_stream_itl,
-            chart_stream_timeline,
-            chart_stream_goodput,
-        )
+        *(
+            with_chart_source(fn(run, profile), run, ("stream",))
+            for fn in (chart_stream_ttft_cdf, chart_stream_itl, chart_stream_timeline)
+        ),
+        with_chart_source(  # from the load suite's stream entries only (their own scale)
+            chart_stream_goodput(run, profile),
+            run,
+            provenance.source_label(
+                run, [b for b in run.suite("load") if "stream_knee_per_s" in b.extra_info]
+            ),
+        ),
     ]
 
 

@@ -5,7 +5,7 @@ Starts the emulator and a redis-server, then runs three cases and prints one JSO
 - ``in_process``: ``--n-total`` (2,000) identical ``AIManager.stream`` calls at once in
   this process (a ``ResponseCache`` on the redis-server);
 - ``processes_relay``: ``--procs`` (4) real processes x ``--n-per-proc`` (500) identical
-  streams started at the same wall-clock moment (``tests/_stream_worker.py``), with the
+  streams started at the same wall-clock moment (``fixtures/stream_worker.py``), with the
   cross-process relay (``CacheConfig.lease_s`` set);
 - ``processes_no_relay``: the same with ``lease_s=None`` (each process on its own).
 
@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from fixtures.redis import RedisServer  # noqa: E402
 from fixtures.servers import start_emulator  # noqa: E402
+from fixtures.stream_worker import run, run_workers, worker_command  # noqa: E402
 
 
 def processes(
@@ -42,32 +42,10 @@ def processes(
 ) -> dict[str, Any]:
     before = emulator.stats()["calls"].get("openai", 0)
     start_at = time.time() + 10.0  # start-up and warm-up of every process, under load
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests._stream_worker",
-        "--redis",
-        server.url,
-        "--emulator",
-        emulator.url,
-        "--n",
-        str(n),
-        "--namespace",
-        namespace,
-        "--start-at",
-        str(start_at),
-    ] + ([] if relay else ["--no-relay"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    running = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-        for _ in range(procs)
-    ]
-    outs = []
-    for proc in running:
-        out, err = proc.communicate(timeout=300)
-        if proc.returncode:
-            raise RuntimeError(err.decode()[-2000:])
-        outs.append(json.loads(out))
+    cmd = worker_command(
+        server.url, emulator.url, n=n, namespace=namespace, start_at=start_at, relay=relay
+    )
+    outs = run_workers(cmd, procs)
     # Each process's warm-up stream (a request of its own) is one upstream call: not counted.
     return summarise(outs, emulator.stats()["calls"].get("openai", 0) - before - procs)
 
@@ -100,8 +78,6 @@ def summarise(outs: list[dict[str, Any]], calls: int) -> dict[str, Any]:
 
 
 def in_process(emulator: Any, server: Any, n: int, namespace: str) -> dict[str, Any]:
-    from tests._stream_worker import run
-
     before = emulator.stats()["calls"].get("openai", 0)
     args = argparse.Namespace(
         redis=server.url,

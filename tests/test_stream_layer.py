@@ -334,6 +334,9 @@ async def test_a_replay_gives_the_loop_back_to_other_readers(cache: ResponseCach
     assert [i for n, i in events if n == "b"] == list(range(40))
     assert events.index(("b", 0)) < events.index(("a", 39))
     assert events.index(("a", 0)) < events.index(("b", 39))
+    # and each reader gives the loop back right after its first chunk: every first chunk goes
+    # out before any reader's second (concurrent replays' TTFT is not queued behind a drain)
+    assert events[:2] == [("a", 0), ("b", 0)]
 
 
 async def test_chunk_boundaries_travel_in_the_envelope_not_in_metadata() -> None:

@@ -9,10 +9,6 @@ processes against the emulator. Provider streams are scripted as in
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +17,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from fixtures.stream_worker import run_workers, worker_command
 from samplemind_core import (
     CacheConfig,
     ResponseCache,
@@ -160,30 +157,10 @@ def test_four_processes_share_one_upstream(
     emulator = emulator_factory(latency_scale=0.002)
     start_at = time.time() + 2.5
     namespace = "procs-" + uuid.uuid4().hex[:8]
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests._stream_worker",
-        "--redis",
-        redis_server.url,
-        "--emulator",
-        emulator.url,
-        "--n",
-        "50",
-        "--namespace",
-        namespace,
-        "--start-at",
-        str(start_at),
-    ] + ([] if relay else ["--no-relay"])
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
-        for _ in range(4)
-    ]
-    outs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        outs.append(json.loads(out))
+    cmd = worker_command(
+        redis_server.url, emulator.url, n=50, namespace=namespace, start_at=start_at, relay=relay
+    )
+    outs = run_workers(cmd, 4, timeout_s=120)
     calls = emulator.stats()["calls"].get("openai", 0) - 4  # each process's warm-up stream
     assert all(o["identical"] for o in outs)
     if relay:

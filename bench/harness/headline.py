@@ -227,6 +227,8 @@ def finite(value: Any) -> bool:
 
 def _load_lines(load: list[dict[str, Any]]) -> list[str]:
     """Issue 10's figures: warm-burst hit rate vs truth, faults, knee, hits vs raw GETs, processes."""
+    from bench.harness.streams import goodput_line  # the open-loop streams' line (issue 20)
+
     lines: list[str] = []
     bursts = sorted(
         (b["extra_info"] for b in load if "burst_hit_rate" in b["extra_info"]),
@@ -258,6 +260,9 @@ def _load_lines(load: list[dict[str, Any]]) -> list[str]:
                 f"(cache faults {x['cache_fault_caller_errors']}); hits resumed "
                 f"{x['resume_hits_s']:.2f} s after the restart; {faults}"
             )
+        stream = goodput_line(x)
+        if stream is not None:
+            lines.append(stream)
         if "knee_per_s" in x:
             offered = [float(v) for v in x.get("curve_offered_per_s") or []]
             if offered and x["knee_per_s"] >= max(offered):  # never broke: not a knee

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pytest is imported by the plugin, not by the CLI (`--help` 
     import pytest
 
 __all__ = [
+    "DEFAULT_STREAM_SLO",
     "QUICK_TIMING",
     "SUITES",
     "BenchOptions",
@@ -42,6 +43,32 @@ QUICK_TIMING: Final[dict[str, float | int]] = {
 }
 """pytest-benchmark settings ``--quick`` applies unless given on the command line."""
 
+DEFAULT_STREAM_SLO: Final = "ttft:1000 tpot:50"
+"""The stream SLOs of the load suite's open-loop stream mode (vLLM ``--goodput`` syntax, ms):
+TTFT p99 <= 1 s and TPOT <= 50 ms per request, a chat user's patience at real-world pacing."""
+
+_STREAM_SLO_HELP: Final = (
+    "SLOs of the load suite's open-loop streams, vLLM --goodput syntax in ms: "
+    "'ttft:MS tpot:MS e2el:MS' (any of them); a request is good when it meets every one; "
+    "goodput = good requests/s, the knee = the highest offered rate with >= 95 %% good "
+    f"(default: '{DEFAULT_STREAM_SLO}'; pytest ini: stream_slo)"
+)
+
+
+def check_stream_slo(spec: str) -> str:
+    """``spec`` when it parses as SLOs (:meth:`bench.harness.streams.SLO.parse`), else
+    ``argparse.ArgumentTypeError`` with the reason (an argparse ``type=``)."""
+    from bench.harness.streams import SLO  # numpy: not for every `--help`
+
+    try:
+        SLO.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not spec.split():
+        raise argparse.ArgumentTypeError("empty SLO: give at least one of ttft:MS tpot:MS e2el:MS")
+    return spec
+
+
 _FLAGS: Final = (
     (
         "--quick",
@@ -60,12 +87,19 @@ def add_pytest_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("samplemind-bench", "SampleMind benchmark harness")
     for flag, help_text in _FLAGS:
         group.addoption(flag, action="store_true", default=False, help=help_text)
+    group.addoption(
+        "--stream-slo", default=None, type=check_stream_slo, metavar="SPEC", help=_STREAM_SLO_HELP
+    )
+    parser.addini("stream_slo", _STREAM_SLO_HELP.replace("%%", "%"), default=None)
 
 
 def add_cli_options(parser: argparse.ArgumentParser) -> None:
     """Register the same ``--quick`` and ``--live`` with an argparse (sub)parser."""
     for flag, help_text in _FLAGS:
         parser.add_argument(flag, action="store_true", default=False, help=help_text)
+    parser.add_argument(
+        "--stream-slo", default=None, type=check_stream_slo, metavar="SPEC", help=_STREAM_SLO_HELP
+    )
 
 
 def benchmarks_disabled(config: pytest.Config) -> bool:
@@ -94,6 +128,14 @@ def redact_url(url: str | None) -> str | None:
     return f"{scheme}://{user}:***@{host}"
 
 
+def _has_ini(config: pytest.Config, name: str) -> bool:
+    try:
+        config.getini(name)
+    except ValueError:  # not registered (the plugin was not loaded)
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     """The effective harness settings of one pytest session."""
@@ -103,6 +145,8 @@ class BenchOptions:
     disabled: bool
     timing: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    stream_slo: str = DEFAULT_STREAM_SLO
+    """The open-loop streams' SLOs (``--stream-slo``, ini ``stream_slo``, or the default)."""
 
     @property
     def small_grid(self) -> bool:
@@ -139,12 +183,28 @@ class BenchOptions:
             else:
                 sources[dest] = "default"
             timing[dest] = value
+        slo = config.getoption("stream_slo", None)
+        if slo is not None:
+            sources["stream_slo"] = "command line"
+        else:
+            ini = config.getini("stream_slo") if _has_ini(config, "stream_slo") else None
+            if ini:
+                try:
+                    slo = check_stream_slo(str(ini))
+                except argparse.ArgumentTypeError as exc:
+                    import pytest
+
+                    raise pytest.UsageError(f"ini option stream_slo: {exc}") from None
+                sources["stream_slo"] = "ini"
+            else:
+                slo, sources["stream_slo"] = DEFAULT_STREAM_SLO, "default"
         return cls(
             quick=quick,
             live=live,
             disabled=benchmarks_disabled(config),
             timing=timing,
             sources=sources,
+            stream_slo=str(slo),
         )
 
     def header(self, redis_url: str | None) -> list[str]:
@@ -158,6 +218,7 @@ class BenchOptions:
                 f"{k.removeprefix('benchmark_')}={v} ({self.sources[k]})"
                 for k, v in self.timing.items()
             ),
+            f"samplemind-bench streams: slo='{self.stream_slo}' ({self.sources.get('stream_slo', 'default')})",
             f"samplemind-bench services: REDIS_URL={redact_url(redis_url) or '(unset: fixtures start redis-server)'}",
         ]
         return lines

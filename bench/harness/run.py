@@ -102,6 +102,8 @@ def _pytest_command(suite: str, out: Path, args: argparse.Namespace) -> list[str
         cmd.append("--quick")
     if args.live:
         cmd.append("--live")
+    if getattr(args, "stream_slo", None):
+        cmd.append(f"--stream-slo={args.stream_slo}")
     return cmd + list(args.pytest_args)
 
 

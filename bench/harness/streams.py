@@ -46,7 +46,9 @@ __all__ = [
     "SLO",
     "StreamStats",
     "Timeline",
+    "goodput_line",
     "headline_lines",
+    "knee_text",
     "percentiles",
     "summarize",
 ]
@@ -354,12 +356,6 @@ def headline_lines(benchmarks: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"read, added ITL p50 {ms(x.get('added_itl_p50_ms'))}, p99 "
                 f"{ms(x.get('added_itl_p99_ms'))} at {x.get('concurrent_streams')} streams"
             )
-        elif "knee_per_s" in x:
-            lines.append(
-                f"stream goodput {label}: knee {x['knee_per_s']:g} streams/s (TTFT <= "
-                f"{x.get('slo_ttft_ms')} ms, TPOT <= {x.get('slo_tpot_ms')} ms); "
-                f"{x.get('stream_interrupted')} interrupted, {x.get('other_errors')} other errors"
-            )
         elif "processes" in x:
             calls = x.get("upstream_calls", x.get("upstream_calls_unshared"))
             lines.append(
@@ -368,3 +364,60 @@ def headline_lines(benchmarks: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"{ms(x.get('follower_ttft_p50_ms'))} vs leader {ms(x.get('leader_ttft_ms'))}"
             )
     return lines
+
+
+def knee_text(knee: float, offered: Sequence[float], generator_limit: float | None = None) -> str:
+    """How to name the stream knee: the highest offered rate meeting the goodput criterion.
+
+    A knee at the highest rate offered is no knee ("no knee up to N"); where the load
+    generator could not keep its schedule, that rate is its own limit, not the layer's.
+
+    >>> knee_text(40, [10, 20, 40])
+    'no knee up to 40 streams/s (the highest rate offered)'
+    >>> knee_text(20, [10, 20, 40])
+    'knee 20 streams/s'
+    >>> knee_text(20, [10, 20, 40], generator_limit=40)
+    "no knee up to 20 streams/s: at 40 streams/s the load generator's own limit (arrivals launched late)"
+    """
+    top = max(offered) if offered else 0.0
+    if generator_limit is not None and (not math.isfinite(knee) or knee < generator_limit):
+        return (
+            f"no knee up to {knee:,.4g} streams/s: at {generator_limit:,.4g} streams/s the load "
+            "generator's own limit (arrivals launched late)"
+        )
+    if not math.isfinite(knee) or knee <= 0:
+        return "no offered rate met the goodput criterion (knee below the lowest rate)"
+    if knee >= top:
+        return f"no knee up to {top:,.4g} streams/s (the highest rate offered)"
+    return f"knee {knee:,.4g} streams/s"
+
+
+def goodput_line(x: Mapping[str, Any]) -> str | None:
+    """The headline line of an open-loop stream entry (the load suite's stream mode), or None."""
+    mode = x.get("mode", "")
+    slo = x.get("slo", "")
+    if "stream_knee_per_s" in x:
+        offered = [float(v) for v in x.get("curve_offered_per_s") or []]
+        good = x.get("curve_good_share") or []
+        limit = x.get("generator_limit_per_s")
+        shares = ", ".join(
+            f"{o:g}/s {float(g):.0%}" for o, g in zip(offered, good, strict=False) if g is not None
+        )
+        return (
+            f"load {mode} streams: {knee_text(float(x['stream_knee_per_s']), offered, limit)} "
+            f"({x.get('good_share_bound', 0.95):.0%} of requests meeting '{slo}'; good share "
+            f"{shares}); {x.get('stream_interrupted')} interrupted, "
+            f"{x.get('other_errors')} other errors"
+        )
+    if "stream_interrupted" in x and "faults" in x:
+        faults = ", ".join(
+            f"{f.get('name')} ({f.get('spec')}) {f.get('caller_errors')} interrupted"
+            for f in x.get("faults") or []
+        )
+        return (
+            f"load {mode} stream faults at {x.get('offered_per_s'):g}/s: "
+            f"{x.get('stream_interrupted')} StreamInterrupted, {x.get('other_errors')} other "
+            f"errors of {x.get('requests')} streams; good share {float(x.get('good_share', 0)):.0%} "
+            f"('{slo}'); {faults}"
+        )
+    return None

@@ -32,7 +32,7 @@ import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from bench.harness.aggregate import percentile
 from fixtures.workloads import WorkloadItem
@@ -107,7 +107,10 @@ class LoadTarget:
     ``complete(item)`` makes one call; ``reset()`` empties the cache store;
     ``provider_calls()`` counts API calls the providers received (faulted ones included);
     ``cache_counters()`` reads the cache's statistics; ``faults`` maps a fault name to
-    ``(start, stop)`` coroutine functions.
+    ``(start, stop)`` coroutine functions. ``complete_at(item, scheduled)``, when given, is
+    called instead of ``complete`` with the call's scheduled arrival (``time.perf_counter()``
+    time), so that a target timing its own figures (a stream's TTFT) measures them from the
+    arrival, not from when the loop got round to starting the call.
     """
 
     mode: str
@@ -118,6 +121,7 @@ class LoadTarget:
     faults: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = field(
         default_factory=dict
     )
+    complete_at: Callable[[WorkloadItem, float], Awaitable[Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -158,7 +162,10 @@ async def _one(
 ) -> CallRecord:
     rec = CallRecord(start_s=scheduled - origin, end_s=0.0, truth_hit=truth, key=key)
     try:
-        resp = await target.complete(item)
+        if target.complete_at is not None:
+            resp = await target.complete_at(item, scheduled)
+        else:
+            resp = await target.complete(item)
     except Exception as exc:  # every exception a caller sees is a figure, not a crash
         rec.error = type(exc).__name__
     except asyncio.CancelledError:
@@ -397,16 +404,20 @@ async def open_loop(
     return meter.point(calls, max(wall, duration_s), rate)
 
 
+P = TypeVar("P")
+
+
 @dataclass(slots=True)
-class KneeResult:
-    """The saturation knee: the highest rate whose p99 stayed under ``bound_ms``."""
+class KneeResult(Generic[P]):
+    """The saturation knee: the highest rate whose point was acceptable (p99 under ``bound_ms``
+    by default)."""
 
     knee_per_s: float
     bound_ms: float
-    points: list[tuple[float, Point]]
+    points: list[tuple[float, P]]
 
     @property
-    def knee_point(self) -> Point | None:
+    def knee_point(self) -> P | None:
         for rate, p in self.points:
             if rate == self.knee_per_s:
                 return p
@@ -420,23 +431,32 @@ def acceptable(p: Point, bound_ms: float) -> bool:
 
 
 async def find_knee(
-    measure: Callable[[float], Awaitable[Point]],
+    measure: Callable[[float], Awaitable[P]],
     *,
     start_per_s: float,
     bound_ms: float,
     max_doublings: int,
     bisections: int,
-) -> KneeResult:
-    """Double the rate until a point fails :func:`acceptable`, then bisect between the last good
-    and the first bad rate ``bisections`` times. ``knee_per_s`` is 0 when even ``start_per_s`` fails;
-    when no rate failed it is the last rate tried (a lower bound of the knee)."""
-    points: list[tuple[float, Point]] = []
+    accept: Callable[[P], bool] | None = None,
+) -> KneeResult[P]:
+    """Double the rate until a point fails ``accept`` (default: :func:`acceptable` with
+    ``bound_ms``), then bisect between the last good and the first bad rate ``bisections``
+    times. ``knee_per_s`` is 0 when even ``start_per_s`` fails; when no rate failed it is the
+    last rate tried (a lower bound of the knee)."""
+
+    def ok(p: P) -> bool:
+        if accept is not None:
+            return accept(p)
+        assert isinstance(p, Point), "find_knee without accept measures Points"
+        return acceptable(p, bound_ms)
+
+    points: list[tuple[float, P]] = []
     good, bad = 0.0, math.inf
     rate = start_per_s
     for _ in range(max_doublings + 1):
         p = await measure(rate)
         points.append((rate, p))
-        if acceptable(p, bound_ms):
+        if ok(p):
             good = rate
             rate *= 2
         else:
@@ -447,7 +467,7 @@ async def find_knee(
             rate = (good + bad) / 2
             p = await measure(rate)
             points.append((rate, p))
-            if acceptable(p, bound_ms):
+            if ok(p):
                 good = rate
             else:
                 bad = rate

@@ -7,6 +7,12 @@
   request the layer's OpenAI adapter builds, SSE lines parsed with orjson, no layer):
   the floor the layer's per-chunk cost is measured against.
 * :func:`wave`: N coroutines started together (``asyncio.gather``), each returning its result.
+* Open loop (the load suite's stream mode): :class:`StreamRecorder` turns the load engine's
+  calls (bench/suites/load_engine.py, Poisson arrivals, fault schedule) into streams timed
+  from their *scheduled* arrival, and :func:`goodput_point` measures one offered rate:
+  goodput under an :class:`~bench.harness.streams.SLO` (vLLM ``--goodput``), the share of
+  requests meeting it, ``StreamInterrupted`` apart from every other caller error, and how
+  late the generator launched arrivals (its own limit, :data:`GENERATOR_LAG_MS`).
 """
 
 from __future__ import annotations
@@ -14,18 +20,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import orjson
 
-from bench.harness.streams import Timeline
+from bench.harness.aggregate import percentile
+from bench.harness.streams import SLO, StreamStats, Timeline, summarize
+from bench.suites import load_engine
+from fixtures.workloads import WorkloadItem
 from samplemind_core import ChatRequest, ChatResponse
 from samplemind_core.manager import AIManager
 from samplemind_core.providers import Provider
 
-__all__ = ["StreamRead", "raw_openai_stream", "timed_stream", "wave"]
+__all__ = [
+    "GENERATOR_LAG_MS",
+    "GOOD_SHARE",
+    "GoodputPoint",
+    "StreamRead",
+    "StreamRecorder",
+    "goodput_point",
+    "raw_openai_stream",
+    "same_chunks",
+    "stream_items",
+    "timed_stream",
+    "wave",
+]
 
 T = TypeVar("T")
 LIVENESS_S = 120.0
@@ -39,22 +60,37 @@ class StreamRead:
     timeline: Timeline
     chunks: tuple[str, ...]
     response: ChatResponse | None
+    launch_lag_s: float = 0.0
+    """How late the read started after its scheduled arrival (0 unless ``start`` was given)."""
 
 
 async def timed_stream(
-    ai: AIManager, request: ChatRequest, *, clock: Callable[[], float] = time.perf_counter
+    ai: AIManager,
+    request: ChatRequest,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    start: float | None = None,
 ) -> StreamRead:
-    """Read ``request`` through ``ai.stream()``, timing every chunk's arrival."""
+    """Read ``request`` through ``ai.stream()``, timing every chunk's arrival.
+
+    ``start``: the request's scheduled arrival on ``clock`` (open loop): its TTFT and E2E are
+    measured from there, so a loop too busy to start the read on time shows as queueing
+    delay (no coordinated omission); the lateness itself is ``launch_lag_s``.
+    """
     arrivals: list[tuple[float, str]] = []
     async with asyncio.timeout(LIVENESS_S):
-        start = clock()
+        now = clock()
+        start = now if start is None or start > now else start
         async with ai.stream(request) as stream:
             async for chunk in stream:
                 arrivals.append((clock(), chunk.text))
             response = stream.response
     tokens = response.usage.output_tokens or None
     return StreamRead(
-        Timeline(start, tuple(arrivals), tokens), tuple(t for _, t in arrivals), response
+        Timeline(start, tuple(arrivals), tokens),
+        tuple(t for _, t in arrivals),
+        response,
+        launch_lag_s=now - start,
     )
 
 
@@ -99,3 +135,139 @@ def same_chunks(first: Sequence[StreamRead], second: Sequence[StreamRead]) -> fl
         return 0.0
     same = sum(a.chunks == b.chunks for a, b in zip(first, second, strict=True))
     return same / len(first)
+
+
+# --------------------------------------------------------------------------- open loop
+
+GOOD_SHARE: Final = 0.95
+"""The knee's criterion: at least this share of the offered requests met every SLO."""
+GENERATOR_LAG_MS: Final = 100.0
+"""The generator's own limit: when the median of how late arrivals were launched exceeds this,
+the one event loop that runs the generator and the layer could not keep the schedule, and the
+point says so instead of blaming the layer alone. The median, not a tail: a moment the loop
+was blocked (a connection's first TLS context, a GC pause) delays a few arrivals; a generator
+at its limit is late for most of them."""
+
+
+def stream_items(requests: Sequence[ChatRequest]) -> list[WorkloadItem]:
+    """The load engine's items for ``requests`` (task and priority are not used by streams)."""
+    return [WorkloadItem("chat", "quality", r) for r in requests]
+
+
+@dataclass(slots=True)
+class StreamRecorder:
+    """The load engine's ``complete_at`` for streams: one timed read per call, kept in ``reads``.
+
+    ``LoadTarget.complete_at`` gets the call's scheduled arrival; :func:`timed_stream` measures
+    TTFT from it. A stream that fails raises through (the engine counts the error by type:
+    ``StreamInterrupted`` when text had gone out) and leaves no read.
+    """
+
+    ai: AIManager
+    reads: list[StreamRead] = field(default_factory=list)
+
+    async def complete_at(self, item: WorkloadItem, scheduled: float) -> ChatResponse | None:
+        read = await timed_stream(self.ai, item.request, start=scheduled)
+        self.reads.append(read)
+        return read.response
+
+    def take(self) -> list[StreamRead]:
+        """The reads since the last call, and start afresh."""
+        reads, self.reads = self.reads, []
+        return reads
+
+
+@dataclass(frozen=True, slots=True)
+class GoodputPoint:
+    """One offered rate of open-loop streams: the engine's point, the reads, the SLO figures."""
+
+    offered_per_s: float
+    window_s: float
+    """The arrival window: goodput and the offered rate are per second of it (vLLM)."""
+    point: load_engine.Point
+    reads: list[StreamRead]
+    stats: StreamStats
+    slo: SLO
+
+    @property
+    def requests(self) -> int:
+        return len(self.point.calls)
+
+    @property
+    def error_types(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.point.calls:
+            if c.error is not None:
+                out[c.error] = out.get(c.error, 0) + 1
+        return out
+
+    @property
+    def stream_interrupted(self) -> int:
+        """Callers who got ``StreamInterrupted`` (text had gone out, then the stream failed)."""
+        return self.error_types.get("StreamInterrupted", 0)
+
+    @property
+    def other_errors(self) -> int:
+        """Every other error a caller saw (goal 0: the gate holds it)."""
+        return self.point.errors - self.stream_interrupted
+
+    @property
+    def good_share(self) -> float:
+        return (self.stats.good or 0) / self.requests if self.requests else 0.0
+
+    def launch_lag_ms(self, q: float) -> float:
+        """The ``q``-th percentile of how late the reads started after their arrivals (ms)."""
+        lags = [r.launch_lag_s for r in self.reads]
+        return percentile(lags, q) * 1e3 if lags else 0.0
+
+    @property
+    def generator_limited(self) -> bool:
+        """Most arrivals were launched too late to call the point a measure of the layer."""
+        return self.launch_lag_ms(50) > GENERATOR_LAG_MS
+
+    @property
+    def acceptable(self) -> bool:
+        """Under the knee: :data:`GOOD_SHARE` good, no other error, the generator on time."""
+        return (
+            self.requests > 0
+            and self.good_share >= GOOD_SHARE
+            and self.other_errors == 0
+            and not self.generator_limited
+        )
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "offered_per_s": self.offered_per_s,
+            "requests": self.requests,
+            "goodput_rps": self.stats.goodput_rps,
+            "good_share": self.good_share,
+            "ttft_p50_ms": self.stats.ttft_ms.get("p50"),
+            "ttft_p99_ms": self.stats.ttft_ms.get("p99"),
+            "tpot_p99_ms": self.stats.tpot_ms.get("p99"),
+            "stream_interrupted": self.stream_interrupted,
+            "other_errors": self.other_errors,
+            "launch_lag_p50_ms": self.launch_lag_ms(50),
+            "launch_lag_p99_ms": self.launch_lag_ms(99),
+            "loop_lag_p99_ms": self.point.lag.get("loop_lag_p99_ms", 0.0),
+        }
+
+
+async def goodput_point(
+    target: load_engine.LoadTarget,
+    recorder: StreamRecorder,
+    items: Sequence[WorkloadItem],
+    *,
+    rate: float,
+    seconds: float,
+    slo: SLO,
+    seed: int = 0,
+) -> GoodputPoint:
+    """Poisson arrivals of ``items`` at ``rate``/s for ``seconds`` through ``target`` (whose
+    ``complete_at`` is ``recorder``'s), every stream read to its end: one :class:`GoodputPoint`."""
+    recorder.take()
+    point = await load_engine.open_loop(
+        target, items, rate=rate, duration_s=seconds, seed=seed, truth=[False] * len(items)
+    )
+    reads = recorder.take()
+    stats = summarize([r.timeline for r in reads], duration_s=seconds, slo=slo)
+    return GoodputPoint(rate, seconds, point, reads, stats, slo)

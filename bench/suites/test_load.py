@@ -33,6 +33,19 @@ bench/suites/load_engine.py for their meaning):
   :data:`FAULTS` fire; ``caller_errors`` (every fault), ``cache_fault_caller_errors``,
   ``resume_hits_s`` (restart → first hit served by Redis), per-fault records
   under ``faults`` and the 100 ms timeline under ``timeline_*``.
+* ``test_load_stream_knee[<mode>]``: the open-loop stream mode. Poisson arrivals of fresh
+  OpenAI streams (cold cache, real-world pacing :data:`STREAM_SCALE`: TTFT median 0.45 s,
+  56 tokens/s, :data:`STREAM_MAX_TOKENS` tokens) at doubling, then bisected rates, each
+  stream read to its end and timed from its scheduled arrival. ``curve_goodput_rps``:
+  requests/s of the arrival window meeting every SLO (``--stream-slo``, default
+  ``ttft:1000 tpot:50``); ``stream_knee_per_s``: the highest offered rate with >= 95 %
+  good, no other error and the generator on time (``generator_limit_per_s``: the first
+  rate at which the median arrival was launched over 100 ms late, the one loop's own limit).
+  ``stats.data`` = the knee point's TTFTs; ``extra_info["stream"]`` its stream figures.
+* ``test_load_stream_faults[<mode>]``: the same streams at one rate while
+  :data:`STREAM_FAULTS` fire (a cut after two text chunks, a 429 after the first):
+  ``stream_interrupted`` counted (text had gone out: the only error a caller may see),
+  ``other_errors`` held at 0 by the gate, per-fault windows under ``faults``.
 * ``test_load_processes[live]``: the cold :data:`PROC_BURST`-burst split over 1 and
   over 4 processes (``Settings.from_env()`` each: default settings), and over 4 with
   the cache's cross-process lease turned off; provider calls paid as the emulator
@@ -65,9 +78,10 @@ import pytest
 from bench.harness.fixture import AsyncBenchmark
 from bench.harness.options import BenchOptions
 from bench.harness.run import timed_run_env
-from bench.suites import load_engine
+from bench.harness.streams import SLO, summarize
+from bench.suites import load_engine, stream_engine
 from fixtures.workloads import DATA_DIR, WorkloadItem, load
-from samplemind_core import CacheConfig, Secret, Settings
+from samplemind_core import CacheConfig, ChatRequest, Secret, Settings
 from samplemind_core.cache import ResponseCache
 from samplemind_core.manager import AIManager
 
@@ -167,6 +181,9 @@ class _World:
     manager: AIManager
     raw_get: Callable[[str], Awaitable[Any]]
     live: dict[str, Any]
+    configure: Callable[..., Awaitable[None]]
+    """Change the providers' world: ``latency_scale``, ``stream_faults``, ``stream_fault_rate``,
+    ``seed`` (the mock's or the emulator's ``configure``)."""
 
 
 def _target(
@@ -239,6 +256,9 @@ async def load_world(
     async def unspike() -> None:
         mock.configure(latency_scale=LATENCY_SCALE)
 
+    async def configure_mock(**changes: Any) -> None:
+        mock.configure(**changes)
+
     faults = {
         "redis_sigkill_restart": (kill, restart),
         "redis_client_pause_200ms": (pause, nothing),
@@ -249,7 +269,7 @@ async def load_world(
         target = _target("mocked", manager, reset, lambda: sum(mock.calls.values()), faults)
         raw = fakeredis.FakeAsyncRedis(server=server)
         try:
-            yield _World(target, manager, raw.get, {})
+            yield _World(target, manager, raw.get, {}, configure_mock)
         finally:
             await raw.aclose()
     await cache.aclose()
@@ -307,6 +327,7 @@ async def _live_world(request: pytest.FixtureRequest) -> AsyncIterator[_World]:
                 manager,
                 raw.get,
                 {"redis": redis, "emulator": emulator, "settings": settings},
+                lambda **changes: asyncio.to_thread(emulator.configure, **changes),
             )
     finally:
         await raw.aclose()
@@ -520,6 +541,247 @@ async def test_load_faults(
         assert len(outcomes) == len(FAULTS)
         assert cache_errors == 0, [o.as_dict() for o in outcomes]
     _record(abenchmark, "faults", target.mode, point.latencies_s, info)
+
+
+# --------------------------------------------------------------------------- streams
+
+STREAM_SCALE: Final = 1.0
+"""Real-world pacing: the world model's published TTFTs and token rates (fixtures/world.py)."""
+STREAM_MAX_TOKENS: Final = 64
+STREAM_FAULTS: Final = (
+    load_engine.Fault("stream_cut_after_2_chunks", "provider", at_s=1.0, hold_s=1.0),
+    load_engine.Fault("stream_429_after_1_chunk", "provider", at_s=2.5, hold_s=1.0),
+)
+"""Mid-stream faults of the stream schedule (the emulator's ``--stream-fault`` specs below)."""
+STREAM_FAULT_SPECS: Final = {
+    "stream_cut_after_2_chunks": "cut:2",
+    "stream_429_after_1_chunk": "429@1",
+}
+STREAM_FAULT_SECONDS: Final = 4.0
+
+
+@dataclass(frozen=True)
+class _StreamSizes:
+    start_per_s: float
+    seconds: float
+    doublings: int
+    bisections: int
+    fault_load_per_s: float
+    fault_rate: float
+    """Share of the streams started during a fault that the fault hits."""
+    time_scale: float
+
+
+def _stream_sizes(opts: BenchOptions) -> _StreamSizes:
+    if opts.disabled:  # every stream of a fault window faulted: the smoke run sees both kinds
+        return _StreamSizes(5.0, 1.0, 0, 0, 20.0, 1.0, 0.25)
+    if opts.quick:
+        return _StreamSizes(10.0, 2.0, 2, 0, 20.0, 0.5, 0.5)
+    return _StreamSizes(10.0, 4.0, 5, 2, 20.0, 0.5, 1.0)
+
+
+def _stream_requests(tag: str, n: int) -> list[WorkloadItem]:
+    """``n`` distinct OpenAI stream requests (each one a cache miss: an upstream stream)."""
+    return stream_engine.stream_items(
+        [
+            ChatRequest(
+                messages=[
+                    {"role": "system", "content": "You describe music samples for producers."},
+                    {"role": "user", "content": f"Describe 'load_{tag}_{i}.wav' in two sentences."},
+                ],
+                provider="openai",
+                max_tokens=STREAM_MAX_TOKENS,
+                temperature=0.0,
+            )
+            for i in range(n)
+        ]
+    )
+
+
+async def _stream_target(
+    world: _World, fault_rate: float = 0.0
+) -> tuple[load_engine.LoadTarget, stream_engine.StreamRecorder]:
+    """The world at real-world pacing without faults, and its target with every call a stream
+    (timed by the recorder) and the mid-stream faults of :data:`STREAM_FAULT_SPECS` hitting
+    ``fault_rate`` of the streams while on."""
+    await world.configure(
+        latency_scale=STREAM_SCALE, seed=0, stream_faults=[], stream_fault_rate=0.0
+    )
+    recorder = stream_engine.StreamRecorder(world.manager)
+
+    def inject(spec: str | None) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await world.configure(
+                stream_faults=[spec] if spec else [],
+                stream_fault_rate=fault_rate if spec else 0.0,
+                latency_scale=STREAM_SCALE,
+            )
+
+        return run
+
+    faults = {name: (inject(spec), inject(None)) for name, spec in STREAM_FAULT_SPECS.items()}
+    # One stream first (a request of its own, not measured): the manager's first connection
+    # and the like are paid before the clock of the first offered rate starts.
+    warm = _stream_requests("warm-up-" + uuid.uuid4().hex[:8], 1)[0].request
+    await stream_engine.timed_stream(world.manager, replace(warm, max_tokens=2))
+    return replace(world.target, complete_at=recorder.complete_at, faults=faults), recorder
+
+
+def _slo_info(slo: SLO, opts: BenchOptions) -> dict[str, Any]:
+    return {
+        "slo": opts.stream_slo,
+        "slo_ttft_ms": slo.ttft_ms,
+        "slo_tpot_ms": slo.tpot_ms,
+        "slo_e2e_ms": slo.e2e_ms,
+        "good_share_bound": stream_engine.GOOD_SHARE,
+        "latency_scale": STREAM_SCALE,
+        "max_tokens": STREAM_MAX_TOKENS,
+    }
+
+
+def _stream_record(
+    abenchmark: AsyncBenchmark,
+    what: str,
+    mode: str,
+    reads: list[stream_engine.StreamRead],
+    duration_s: float,
+    slo: SLO,
+    info: dict[str, Any],
+) -> None:
+    """Record one stream entry: ``stats.data`` the TTFTs, ``extra_info["stream"]`` the figures."""
+    stats = summarize([r.timeline for r in reads], duration_s=duration_s, slo=slo)
+    info = {
+        **info,
+        "stream": stats.as_dict(),
+        **{
+            k: v
+            for k, v in {
+                "ttft_p50_ms": stats.ttft_ms.get("p50"),
+                "ttft_p99_ms": stats.ttft_ms.get("p99"),
+                "tpot_p99_ms": stats.tpot_ms.get("p99"),
+                "itl_p99_ms": stats.itl_ms.get("p99"),
+            }.items()
+            if v is not None
+        },
+    }
+    ttfts = [r.timeline.ttft_s for r in reads if r.timeline.ttft_s is not None]
+    _record(abenchmark, what, mode, ttfts, info)
+
+
+async def test_load_stream_knee(
+    load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
+) -> None:
+    """Offered rate against goodput under the SLOs, the knee, and the generator's own limit."""
+    sizes, slo = _stream_sizes(bench_opts), SLO.parse(bench_opts.stream_slo)
+    mode = load_world.target.mode
+    target, recorder = await _stream_target(load_world)
+    tag = uuid.uuid4().hex[:8]
+
+    async def measure(rate: float) -> stream_engine.GoodputPoint:
+        items = _stream_requests(f"{tag}-{rate:g}", int(rate * sizes.seconds * 2) + 20)
+        return await stream_engine.goodput_point(
+            target, recorder, items, rate=rate, seconds=sizes.seconds, slo=slo, seed=int(rate)
+        )
+
+    knee = await load_engine.find_knee(
+        measure,
+        start_per_s=sizes.start_per_s,
+        bound_ms=slo.ttft_ms or 0.0,
+        max_doublings=sizes.doublings,
+        bisections=sizes.bisections,
+        accept=lambda p: p.acceptable,
+    )
+    points = [p for _, p in knee.points]
+    at_knee = knee.knee_point or points[0]
+    limited = [p.offered_per_s for p in points if p.generator_limited]
+    curve = [p.figures() for p in points]
+    info = _base_info(
+        "stream_knee",
+        mode,
+        variant="open-loop-poisson-streams-cold",
+        **_slo_info(slo, bench_opts),
+        stream_knee_per_s=knee.knee_per_s,
+        knee_found=any(not p.acceptable and not p.generator_limited for p in points),
+        generator_limit_per_s=min(limited) if limited else None,
+        generator_lag_bound_ms=stream_engine.GENERATOR_LAG_MS,
+        stream_interrupted=sum(p.stream_interrupted for p in points),
+        other_errors=sum(p.other_errors for p in points),
+        error_types=_merged(p.error_types for p in points),
+        **{f"curve_{k}": [c[k] for c in curve] for k in curve[0]},
+        knee_point=at_knee.figures(),
+    )
+    if not abenchmark.enabled:
+        assert info["other_errors"] == 0, info["error_types"]
+        assert info["stream_interrupted"] == 0, "no fault was injected: no stream may be cut"
+        assert all(p.requests == len(p.reads) for p in points)  # every stream read to its end
+    _stream_record(abenchmark, "stream_knee", mode, at_knee.reads, at_knee.window_s, slo, info)
+
+
+async def test_load_stream_faults(
+    load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
+) -> None:
+    """Streams under a cut and a 429 mid-stream: only ``StreamInterrupted``, counted."""
+    sizes, slo = _stream_sizes(bench_opts), SLO.parse(bench_opts.stream_slo)
+    mode = load_world.target.mode
+    target, recorder = await _stream_target(load_world, sizes.fault_rate)
+    faults = tuple(
+        replace(f, at_s=f.at_s * sizes.time_scale, hold_s=max(0.25, f.hold_s * sizes.time_scale))
+        for f in STREAM_FAULTS
+    )
+    seconds = STREAM_FAULT_SECONDS * sizes.time_scale
+    rate = sizes.fault_load_per_s
+    stretch = seconds * load_engine.MAX_STRETCH + load_engine.TAIL_S
+    items = _stream_requests(uuid.uuid4().hex[:8], int(rate * stretch * 2) + 20)
+    point, outcomes, bins = await load_engine.fault_schedule(
+        target, items, faults, rate=rate, duration_s=seconds, seed=2
+    )
+    reads = recorder.take()
+    window = max(seconds, max((c.start_s for c in point.calls), default=seconds))
+    errors = _merged([{c.error: 1} for c in point.calls if c.error is not None])
+    interrupted = errors.get("StreamInterrupted", 0)
+    stats = summarize([r.timeline for r in reads], duration_s=window, slo=slo)
+    info = _base_info(
+        "stream_faults",
+        mode,
+        variant="cut-and-429-mid-stream",
+        **_slo_info(slo, bench_opts),
+        offered_per_s=rate,
+        requests=len(point.calls),
+        goodput_rps=stats.goodput_rps,
+        good_share=(stats.good or 0) / len(point.calls) if point.calls else 0.0,
+        stream_interrupted=interrupted,
+        other_errors=point.errors - interrupted,
+        error_types=errors,
+        stream_fault_rate=sizes.fault_rate,
+        faults=[_stream_fault(o) for o in outcomes],
+        timeline_t_s=[b["t"] for b in bins],
+        timeline_calls=[b["calls"] for b in bins],
+        timeline_errors=[b["errors"] for b in bins],
+        loop_lag_p99_ms=point.lag.get("loop_lag_p99_ms", 0.0),
+    )
+    if not abenchmark.enabled:
+        assert info["other_errors"] == 0, (
+            f"a fault mid-stream must reach callers only as StreamInterrupted: {errors}"
+        )
+        assert interrupted > 0, "the schedule's faults cut no stream"
+        assert len(reads) + interrupted == len(point.calls)
+    _stream_record(abenchmark, "stream_faults", mode, reads, window, slo, info)
+
+
+def _stream_fault(outcome: load_engine.FaultOutcome) -> dict[str, Any]:
+    """A stream fault's record: its window's caller errors by type and its recovery (every
+    stream is a miss, so the engine's extra-provider-calls figure means nothing here)."""
+    out = outcome.as_dict()
+    out.pop("extra_provider_calls", None)
+    return {**out, "spec": STREAM_FAULT_SPECS[outcome.name]}
+
+
+def _merged(counts: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + int(v)
+    return out
 
 
 # --------------------------------------------------------------------------- processes

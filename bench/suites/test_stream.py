@@ -21,14 +21,11 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
   streams on a cold cache: ``upstream_calls`` (goal: = ``distinct_requests`` = 1),
   ``chunk_fidelity`` (share of readers whose chunks equal the leader's) and the
   followers' TTFT against the leader's.
-* ``test_stream_goodput[<world>-<transport>-<faults>]``: open-loop Poisson arrivals of
-  fresh OpenAI streams at real-world pacing, at rising offered rates: goodput (requests/s of
-  the arrival window meeting :data:`GOODPUT_SLO`, TTFT <= 1 s and TPOT <= 50 ms), the knee
-  (highest rate with >= 95 % good and no other error), and with ``cut_429`` a fifth of the
-  streams cut after two text chunks or hit by a 429 after one: ``stream_interrupted``
-  counted, ``other_errors`` (goal 0) held by the gate.
+* Open-loop streams (offered rate against goodput under SLOs, the knee, mid-stream faults)
+  are the load suite's stream mode: ``test_load_stream_knee`` and ``test_load_stream_faults``
+  in bench/suites/test_load.py.
 * ``test_stream_processes[relay|no_relay]`` (live): 4 processes x 500 identical streams
-  (``tests/_stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
+  (``fixtures/stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
   ``chunk_fidelity`` across processes, the leader's TTFT and the others' from the common start.
 * ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
   through the layer and the same number read with plain aiohttp from the same emulator,
@@ -48,15 +45,10 @@ record them (top-level ``chunk_fidelity``, ``upstream_calls``, ``distinct_reques
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -67,7 +59,7 @@ from redis.asyncio import Redis
 
 from bench.harness.fixture import AsyncBenchmark
 from bench.harness.options import BenchOptions
-from bench.harness.streams import SLO, summarize
+from bench.harness.streams import summarize
 from bench.suites.conftest import bench_options
 from bench.suites.stream_engine import (
     StreamRead,
@@ -76,13 +68,13 @@ from bench.suites.stream_engine import (
     timed_stream,
     wave,
 )
+from fixtures.stream_worker import run_workers, worker_command
 from samplemind_core import (
     CacheConfig,
     ChatRequest,
     HttpConfig,
     Secret,
     Settings,
-    StreamInterrupted,
 )
 from samplemind_core.cache import ResponseCache
 from samplemind_core.manager import AIManager
@@ -464,133 +456,11 @@ async def test_stream_layer_cost(
         print(f"\nlayer cost {base}: {figures}")
 
 
-# --------------------------------------------------------------------------- open loop
-
-GOODPUT_SLO: Final = SLO(ttft_ms=1000.0, tpot_ms=50.0)
-"""Default SLOs of the open-loop mode (issue 20): TTFT <= 1 s, TPOT <= 50 ms per request."""
-GOOD_SHARE: Final = 0.95
-"""The knee: the highest offered rate at which this share of requests met every SLO."""
-RATES_SMOKE: Final = (5.0,)
-RATES_QUICK: Final = (10.0, 20.0, 40.0)
-RATES_FULL: Final = (10.0, 20.0, 40.0, 80.0, 160.0)
-STREAM_FAULTS: Final = ["cut:2", "429@1"]
-"""Mid-stream faults of the fault run: a cut after two text chunks and a 429 after one."""
-STREAM_FAULT_RATE: Final = 0.2
-
-
-async def _open_loop(
-    ai: AIManager, rate: float, seconds: float, tag: str, rng: np.random.Generator
-) -> tuple[list[StreamRead], dict[str, int], float]:
-    """Poisson arrivals of fresh streams at ``rate``/s for ``seconds``: reads, errors, duration."""
-    errors: dict[str, int] = {"stream_interrupted": 0, "other_errors": 0}
-    reads: list[StreamRead] = []
-
-    async def one(i: int) -> None:
-        try:
-            reads.append(await timed_stream(ai, _request("openai", f"{tag}-{rate:g}-{i}")))
-        except StreamInterrupted:
-            errors["stream_interrupted"] += 1
-        except Exception:
-            errors["other_errors"] += 1
-
-    tasks: list[asyncio.Task[None]] = []
-    start = time.perf_counter()
-    at = 0.0
-    i = 0
-    while True:
-        at += float(rng.exponential(1.0 / rate))
-        if at >= seconds:
-            break
-        delay = start + at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-        i += 1
-    await asyncio.gather(*tasks)
-    return reads, errors, time.perf_counter() - start
-
-
-@pytest.mark.parametrize("faults", ["none", "cut_429"])
-async def test_stream_goodput(
-    abenchmark: AsyncBenchmark, bench_opts: BenchOptions, stream_world: StreamWorld, faults: str
-) -> None:
-    """Offered rate against goodput under :data:`GOODPUT_SLO` (OpenAI at real-world pacing)."""
-    ai = await stream_world.open(PACED_SCALE)
-    if faults != "none":
-        await stream_world.stream_faults(STREAM_FAULTS, STREAM_FAULT_RATE, PACED_SCALE)
-    opts = bench_opts
-    rates: tuple[float, ...] = (
-        RATES_SMOKE if opts.disabled else RATES_QUICK if opts.quick else RATES_FULL
-    )
-    if faults != "none":
-        rates = rates[len(rates) // 2 : len(rates) // 2 + 1]  # one rate: the middle one
-    seconds = 1.0 if opts.disabled else 2.0 if opts.quick else 4.0
-    rng = np.random.default_rng(0)
-    tag = uuid.uuid4().hex[:8]
-    curve: list[dict[str, Any]] = []
-    knee_reads: list[StreamRead] = []
-    knee = 0.0
-    errors_total = {"stream_interrupted": 0, "other_errors": 0}
-    for rate in rates:
-        reads, errors, _ = await _open_loop(ai, rate, seconds, tag, rng)
-        # rates over the arrival window, like the offered rate (the drain after it is not counted)
-        stats = summarize([r.timeline for r in reads], duration_s=seconds, slo=GOODPUT_SLO)
-        offered = len(reads) + sum(errors.values())
-        good = stats.good or 0
-        share = good / offered if offered else 0.0
-        curve.append(
-            {
-                "offered_per_s": rate,
-                "requests": offered,
-                "goodput_rps": stats.goodput_rps,
-                "good_share": share,
-                "ttft_p99_ms": stats.ttft_ms.get("p99"),
-                "tpot_p99_ms": stats.tpot_ms.get("p99"),
-                **errors,
-            }
-        )
-        for k, v in errors.items():
-            errors_total[k] += v
-        if share >= GOOD_SHARE and errors["other_errors"] == 0:
-            knee, knee_reads = rate, reads
-        if not knee_reads:
-            knee_reads = reads
-    if abenchmark.disabled:
-        assert errors_total["other_errors"] == 0, (
-            "a fault mid-stream must reach callers only as StreamInterrupted"
-        )
-        if faults == "none":
-            assert errors_total["stream_interrupted"] == 0
-    figures: dict[str, Any] = {
-        "knee_per_s": knee,
-        "slo_ttft_ms": GOODPUT_SLO.ttft_ms,
-        "slo_tpot_ms": GOODPUT_SLO.tpot_ms,
-        "good_share_bound": GOOD_SHARE,
-        "stream_interrupted": errors_total["stream_interrupted"],
-        "other_errors": errors_total["other_errors"],
-        "stream_faults": STREAM_FAULTS if faults != "none" else [],
-        "stream_fault_rate": STREAM_FAULT_RATE if faults != "none" else 0.0,
-        **{f"curve_{k}": [point[k] for point in curve] for k in curve[0]},
-    }
-    label = f"{stream_world.mode}-{stream_world.transport}-{faults}"
-    _record_stream(
-        abenchmark,
-        knee_reads,
-        label=label,
-        group=f"stream/goodput-{stream_world.mode}-{stream_world.transport}",
-        params={"world": stream_world.mode, "transport": stream_world.transport, "faults": faults},
-        **figures,
-    )
-    if not abenchmark.disabled:
-        print(f"\ngoodput {label}: {figures}")
-
-
 # --------------------------------------------------------------------------- processes
 
 PROCESSES: Final = 4
 PROC_STREAMS_QUICK: Final = 500
 PROC_STREAMS_SMOKE: Final = 20
-REPO: Final = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.live
@@ -603,41 +473,20 @@ def test_stream_processes(
     emulator_factory: Any,
     relay: bool,
 ) -> None:
-    """4 processes x N identical streams (``tests/_stream_worker.py``, default settings):
+    """4 processes x N identical streams (``fixtures/stream_worker.py``, default settings):
     upstream calls (goal: 1 with the Redis relay, <= 4 without), chunk fidelity across
     processes, and every stream's TTFT from the common start, the leader's apart."""
     emulator = emulator_factory(latency_scale=BURST_SCALE, seed=0)
     n = PROC_STREAMS_SMOKE if bench_opts.disabled else PROC_STREAMS_QUICK
-    start_at = time.time() + 3.0
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests._stream_worker",
-        "--redis",
+    cmd = worker_command(
         redis_server.url,
-        "--emulator",
         emulator.url,
-        "--n",
-        str(n),
-        "--namespace",
-        "sproc-" + uuid.uuid4().hex[:8],
-        "--start-at",
-        str(start_at),
-        *([] if relay else ["--no-relay"]),
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
-        for _ in range(PROCESSES)
-    ]
-    outs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        outs.append(json.loads(out))
+        n=n,
+        namespace="sproc-" + uuid.uuid4().hex[:8],
+        start_at=time.time() + 3.0,
+        relay=relay,
+    )
+    outs = run_workers(cmd, PROCESSES)
     calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
     fidelity = sum(o["identical"] and o["chunks"] == outs[0]["chunks"] for o in outs) / len(outs)
     roles: dict[str, int] = {}
