@@ -20,6 +20,7 @@ import respx
 from bench.cli import main as bench_main
 from bench.harness.local_server import (
     EMULATOR,
+    NO_KEY,
     NOT_NAMED,
     discover,
     display_model,
@@ -147,6 +148,20 @@ async def test_a_server_off_this_machine_is_not_called_local() -> None:
         server = await discover(settings, "openai")
     assert server is not None and not server.local and server.server == "vLLM"
     assert server.label("qwen").startswith("live model (not on this machine) qwen via vLLM")
+
+
+async def test_settings_call_the_server_for_its_model_without_a_key_of_the_users() -> None:
+    settings = _env(OPENAI_BASE_URL="http://127.0.0.1:8081/v1")
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get("http://127.0.0.1:8081/v1/models").respond(200, json=LLAMA_CPP_MODELS)
+        mock.get("http://127.0.0.1:8081/__emulator__/stats").respond(404)
+        server = await discover(settings, "openai")
+    assert server is not None
+    called = server.settings(settings).provider("openai")
+    assert called.default_model == GGUF and called.base_url == "http://127.0.0.1:8081/v1"
+    assert called.api_key is not None and called.api_key.get_secret_value() == NO_KEY
+    own = server.settings(_env(OPENAI_API_KEY="sk-mine")).provider("openai").api_key
+    assert own is not None and own.get_secret_value() == "sk-mine"
 
 
 def test_display_model() -> None:
@@ -302,7 +317,7 @@ def test_a_live_stream_run_against_a_named_server_records_which_model_answered(
     emulator (one pytest subprocess): both APIs measured, the model named in every entry,
     the claim and the headline say it was the emulator, not a model."""
     monkeypatch.setenv("OPENAI_BASE_URL", f"{emulator_server.url}/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")  # the emulator, like OpenAI, wants one
     monkeypatch.setenv("OLLAMA_HOST", emulator_server.url)
     monkeypatch.setenv("OLLAMA_MODEL", "llama3.2:3b-instruct-q8_0")
     out = tmp_path / "results"

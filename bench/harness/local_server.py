@@ -32,12 +32,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from samplemind_core import ConfigError, Settings
+from samplemind_core import ConfigError, Secret, Settings
 
 __all__ = [
     "EMULATOR",
     "LOCAL_PROVIDERS",
     "NOT_NAMED",
+    "NO_KEY",
     "LocalServer",
     "discover",
     "display_model",
@@ -54,6 +55,8 @@ NOT_NAMED: Final = (
     "OLLAMA_MODEL (README: 'Against a real local model')"
 )
 EMULATOR: Final = "the SampleMind emulator"
+NO_KEY: Final = "sk-local-server-needs-no-key"
+"""The placeholder API key :meth:`LocalServer.settings` gives an OpenAI-compatible local server."""
 DISCOVERY_TIMEOUT_S: Final = 5.0
 
 _DEFAULTS: Final = Settings()
@@ -141,6 +144,17 @@ class LocalServer:
             return f"{EMULATOR} standing in for a local model ({model}) at {self.address}"
         where = "live local model" if self.local else "live model (not on this machine)"
         return f"{where} {model} via {self.server} at {self.address}"
+
+    def settings(self, base: Settings) -> Settings:
+        """``base`` set up to call this server: its model as the provider's default, and for
+        the OpenAI API a placeholder key when none is set (a local server asks for none, the
+        layer's OpenAI adapter does not call without one; the server already answered
+        ``GET /v1/models`` without it)."""
+        cfg = base.provider(self.provider)
+        key = cfg.api_key
+        if self.provider == "openai" and not key:
+            key = Secret(NO_KEY)
+        return base.with_provider(self.provider, default_model=self.model, api_key=key)
 
     def info(self, served_model: str | None = None) -> dict[str, Any]:
         """What ``extra_info["local_model"]`` records: the report reads it back."""

@@ -89,6 +89,8 @@ class LocalRun:
     concurrent_errors: list[str] = field(default_factory=list)
     replay: list[StreamRead] = field(default_factory=list)
     served_models: set[str] = field(default_factory=set)
+    prompt_tokens: dict[str, int] = field(default_factory=dict)
+    """Prompt tokens of a short answer's request, ``new`` and ``cached_prefix`` (usage)."""
 
     def served(self) -> str | None:
         """The model name the replies carried (several joined with ``+``)."""
@@ -121,8 +123,13 @@ async def measure_local(
     tag = uuid.uuid4().hex[:8]
 
     def note(read: StreamRead) -> StreamRead:
-        if read.response is not None and not read.response.cached:
-            run.served_models.add(read.response.model)
+        resp = read.response
+        if resp is not None and not resp.cached:
+            if resp.provider != server.provider:  # the router fell back: not the local model
+                raise AssertionError(
+                    f"a reply came from {resp.provider}, not the local server ({server.provider})"
+                )
+            run.served_models.add(resp.model)
         return read
 
     new_requests = [
@@ -149,7 +156,13 @@ async def measure_local(
             start = clock()
             resp = await ai.complete(req)
             out.append(clock() - start)
+            if resp.provider != server.provider:
+                raise AssertionError(
+                    f"a reply came from {resp.provider}, not the local server ({server.provider})"
+                )
             run.served_models.add(resp.model)
+            if resp.usage.input_tokens:
+                run.prompt_tokens["cached_prefix" if shared else "new"] = resp.usage.input_tokens
 
     # 4. CONCURRENT fresh streams at once, `waves` times
     for w in range(waves):

@@ -715,7 +715,7 @@ async def test_stream_local(
     server = local_server
     n = 2 if bench_opts.disabled else 5 if bench_opts.quick else 10
     waves = 1 if bench_opts.disabled else 2 if bench_opts.quick else 3
-    env = Settings.from_env()
+    env = server.settings(Settings.from_env())
     client = Redis.from_url(redis_server.url)
     cache = ResponseCache(client, config=_namespace())
     try:
@@ -751,6 +751,7 @@ async def test_stream_local(
         "replay_speedup": _ms(new_ttft, 50) / _ms(rep_ttft, 50),
         "chunk_fidelity": same_chunks(run.new, run.replay),
         "max_tokens": LOCAL_MAX_TOKENS,
+        "prompt_tokens": run.prompt_tokens,
     }
     base = f"local-{env.http.effective_transport}-{server.provider}"
     group = f"stream/local-{server.provider}"
