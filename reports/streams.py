@@ -14,6 +14,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from bench.harness.local_server import display_model
+
 from .analysis import fmt_ms, fmt_ratio, knee_phrase
 from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
 from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
@@ -235,13 +237,20 @@ def _local_model_claim(text: str, entries: list[Benchmark]) -> Claim:
     prefix_only = False
     for label, group in sorted(by_label.items()):
         info = group[0].extra_info["local_model"]
-        new = _pick(group, prompt="new", cache="cold", concurrency=1)
-        prefix = _pick(group, prompt="cached_prefix", cache="cold")
+        ttft = {"cache": "cold", "concurrency": 1, "answer": None, "figure": None}  # no -itl twin
+        new = _pick(group, prompt="new", **ttft)
+        prefix = _pick(group, prompt="cached_prefix", **ttft)
         short_new = _pick(group, answer="short", prompt="new")
         short_prefix = _pick(group, answer="short", prompt="cached_prefix")
-        many = [b for b in group if int(b.params.get("concurrency") or 1) > 1]
+        many = [
+            b
+            for b in group
+            if int(b.params.get("concurrency") or 1) > 1 and b.params.get("figure") is None
+        ]
         model = (
-            label if info.get("emulator") else str(info.get("served_model") or info.get("model"))
+            label
+            if info.get("emulator")
+            else display_model(str(info.get("served_model") or info.get("model")))
         )
         part = (
             f"{model}: TTFT p50 {_p(new, 50)} (p99 {_p(new, 99)}) for new prompts, "
@@ -356,7 +365,8 @@ def _local_with_source(run: Run) -> Claim:
 
 def stream_claims(run: Run) -> list[Claim]:
     """The claims measured as TTFT (after :func:`reports.claims.evaluate_claims`'s)."""
+    cached = claim_cached_ttft(run)
     return [
-        with_source(claim_cached_ttft(run), run, ("stream",)),
+        with_source(cached, run, ("stream",)) if not _cache_rows(run).empty else cached,
         _local_with_source(run),
     ]

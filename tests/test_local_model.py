@@ -197,7 +197,8 @@ def _local_entry(
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"world": "local", "transport": "aiohttp", "provider": "openai"}
     if kind.startswith("short_"):
-        params |= {"cache": "cold", "prompt": kind.removeprefix("short_"), "answer": "short"}
+        prompt = "new" if kind == "short_new" else "cached_prefix"
+        params |= {"cache": "cold", "prompt": prompt, "answer": "short"}
         extra_info: dict[str, Any] = {"local_model": info}
     else:
         prompt = "cached_prefix" if kind == "prefix" else "new"
@@ -237,6 +238,14 @@ def _run(tmp_path: Path, new: list[float], prefix: list[float], **info_kw: Any) 
         _local_entry("short_new", [180.0, 260.0], info),
         _local_entry("short_prefix", [120.0, 140.0], info),
     ]
+    for kind in ("new", "prefix", "c4"):  # the -itl twins: inter-token gaps, never a TTFT
+        twin = _local_entry(kind, [900.0] * 6, info)
+        twin["params"]["figure"] = "itl"
+        twin["name"] = twin["name"].replace("]", "-itl]")
+        twin["fullname"] = twin["fullname"].replace("]", "-itl]")
+        twin["param"] += "-itl"
+        twin["extra_info"] = {"local_model": info}
+        benches.append(twin)
     root = tmp_path / "run"
     root.mkdir()
     (root / "stream.json").write_text(json.dumps({"benchmarks": benches}))
@@ -268,14 +277,16 @@ def test_claim_on_a_real_local_model_says_which_model_and_judges_new_prompts(
     claim = claim_local_ttft(run)
     assert claim.verdict == DOES_NOT_HOLD
     assert "only with a cached prompt prefix" in claim.measured
-    assert claim.measured.startswith(GGUF + ": TTFT p50 200") and "p50 31" in claim.measured
+    assert claim.measured.startswith("gemma-3-270m-q4_k_m: TTFT p50 200")
+    assert "p50 31" in claim.measured
+    assert "a short answer p50 220 ms new, 130 ms cached prefix" in claim.measured
     assert "3 of 4 cut short" in claim.measured and "a short answer p50" in claim.measured
     assert (
         "[from: live local model gemma-3-270m-q4_k_m via llama.cpp (llama-cpp-python) at 127.0.0.1:8081]"
         in claim.source
     )
     local = local_model_entries(run)
-    assert len(local) == 6
+    assert len(local) == 9
     assert benchmark_source(run, local[0]).startswith("live local model gemma-3-270m-q4_k_m")
     [_, listed] = stream_claims(run)
     assert listed == claim  # no second "[from: ...]" appended
@@ -345,7 +356,8 @@ def test_a_live_stream_run_against_a_named_server_records_which_model_answered(
             for b in local
             if b.params["provider"] == api
         }
-        assert kinds == {"new", "prefix", "c4", "replay", "short_new", "short_prefix"}
+        streams = {"new", "prefix", "c4", "replay"}
+        assert kinds == streams | {f"{k}-itl" for k in streams} | {"short_new", "short_prefix"}
     for b in local:
         info = b.extra_info["local_model"]
         assert info["emulator"] is True and info["served_model"]
@@ -356,6 +368,10 @@ def test_a_live_stream_run_against_a_named_server_records_which_model_answered(
     assert new.extra_info["chunk_fidelity"] == 1.0 and new.extra_info["cut_streams"] == 0
     claim = claim_local_ttft(run)
     assert claim.verdict == NOT_MEASURED and EMULATOR in claim.source
+    assert " ms cached prefix" in claim.measured and "-, " not in claim.measured
+    assert len(run.suite("stream")) == len(local) == 2 * 10  # nothing without its model
+    for b in local:  # every entry, the inter-token twins too, names its source
+        assert benchmark_source(run, b) == b.extra_info["local_model"]["label"]
     raw = json.loads((out / "stream.json").read_text())["benchmarks"]
     lines = [line for line in headline_lines(raw) if EMULATOR in line]
     assert len(lines) == 2 and all("cached prefix" in line for line in lines)

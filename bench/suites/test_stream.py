@@ -280,11 +280,16 @@ def _record_stream(
     info.update(figures)
     abenchmark.record(_ttfts(reads), label=label, params=params, extra_info=info, group=group)
     itl = [gap for r in reads for gap in r.timeline.itl_s]
+    twin: dict[str, Any] = (
+        {"itl_p99_ms": flat["itl_p99_ms"]} if flat["itl_p99_ms"] is not None else {}
+    )
+    if "local_model" in figures:  # the report names the model beside every figure
+        twin["local_model"] = figures["local_model"]
     abenchmark.record(  # the pooled inter-token gaps as samples: the gate's ITL time rule
         itl,
         label=f"{label}-itl",
         params={**params, "figure": "itl"},
-        extra_info={"itl_p99_ms": flat["itl_p99_ms"]} if flat["itl_p99_ms"] is not None else {},
+        extra_info=twin,
         group=group,
     )
 
@@ -788,7 +793,7 @@ async def test_stream_local(
             params={
                 **params,
                 "cache": "cold",
-                "prompt": label.removeprefix("short_"),
+                "prompt": "new" if label == "short_new" else "cached_prefix",
                 "answer": "short",
             },
             extra_info={
