@@ -14,8 +14,6 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from bench.harness.local_server import display_model
-
 from .analysis import fmt_ms, fmt_ratio, knee_phrase
 from .charts import Chart, Omitted, Result, _fig, _finish, with_chart_source
 from .claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, with_source
@@ -229,6 +227,10 @@ def _p(values: np.ndarray, q: float) -> str:
 
 def _local_model_claim(text: str, entries: list[Benchmark]) -> Claim:
     """The claim measured on real local models: TTFT of new prompts and of a cached prefix."""
+    from bench.harness.local_server import (
+        display_model,
+    )  # here: the imports merge beside streamload
+
     by_label: dict[str, list[Benchmark]] = {}
     for b in entries:
         by_label.setdefault(str(b.extra_info["local_model"].get("label", "?")), []).append(b)
