@@ -11,12 +11,15 @@ service. The label is read from the run itself, benchmark by benchmark:
 * ``extra_info["latency_scale"]`` for the emulator's / mock world's latency scale;
 * ``extra_info["live_providers"]`` (providers the environment pointed at real services)
   turns "the emulator" into "live services" for those providers;
-* hashing and fingerprint benchmarks are pure computation: "in-process, no service".
+* hashing and fingerprint benchmarks are pure computation: "in-process, no service";
+* ``extra_info["local_model"]`` (the stream suite against a model server the user named,
+  bench/harness/local_server.py) is the model that answered and where:
+  ``live local model gemma-3-270m-q4_k_m via llama.cpp (llama-cpp-python) at 127.0.0.1:8081``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from .data import Benchmark, Run
@@ -36,6 +39,9 @@ def benchmark_source(run: Run, b: Benchmark) -> str:
     """The source label of one benchmark (see the module docstring)."""
     if b.suite in _PURE_SUITES:
         return COMPUTE
+    local = b.extra_info.get("local_model")
+    if isinstance(local, Mapping) and isinstance(local.get("label"), str):
+        return str(local["label"])
     if b.suite == "cache":
         backend = str(b.params.get("backend") or b.extra_info.get("backend") or "").lower()
         if backend == "fakeredis":

@@ -21,11 +21,15 @@ Variables read by :meth:`Settings.from_env`:
 ``ANTHROPIC_BASE_URL``             default ``https://api.anthropic.com``
 ``GEMINI_BASE_URL``                default ``https://generativelanguage.googleapis.com``
 ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``
+``OLLAMA_MODEL``, ``OPENAI_MODEL``  a provider's default model (``ProviderConfig.default_model``),
+``ANTHROPIC_MODEL``                asked for by every call without its own ``model``: e.g. the
+``GEMINI_MODEL``                   one a local llama.cpp or Ollama serves (unset: the adapter's)
 ================================== ===========================================
 
 Every value read is checked: a flag is one of ``1/0/true/false/yes/no/on/off``,
 the TTL a finite number of seconds, a URL is printable ASCII with the expected
-scheme and a host (and a numeric port), a key printable ASCII without spaces. A bad value raises
+scheme and a host (and a numeric port), a key printable ASCII without spaces, a model
+name printable text without spaces (``gemma3:270m``, ``/models/gemma-3-270m.gguf``). A bad value raises
 :class:`~samplemind_core.ConfigError` naming the variable (never echoing a
 password or a key); an empty or blank value counts as unset.
 """
@@ -569,6 +573,14 @@ def check_redis_url(url: str, name: str = "REDIS_URL") -> str:
     return url
 
 
+def _model(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _text_ok(value) or any(c.isspace() for c in value):
+        raise ConfigError(f"{name} must be a model name without spaces, got {value!r}")
+    return value
+
+
 def _api_key(name: str, value: str | None) -> Secret | None:
     if value is None:
         return None
@@ -664,6 +676,7 @@ class Settings:
                 api_key=None
                 if name == "ollama"
                 else _api_key(f"{name.upper()}_API_KEY", get(f"{name.upper()}_API_KEY")),
+                default_model=_model(f"{name.upper()}_MODEL", get(f"{name.upper()}_MODEL")),
             )
             for name in PROVIDERS
         }

@@ -57,6 +57,22 @@ def test_from_env_reads_every_documented_variable() -> None:
     assert key is not None and key.get_secret_value() == "sk-openai"
 
 
+def test_model_variables_set_each_providers_default_model() -> None:
+    env = {
+        "OPENAI_MODEL": "/models/gemma-3-270m-q4_k_m.gguf",
+        "OLLAMA_MODEL": "gemma3:270m",
+        "ANTHROPIC_MODEL": "claude-3-5-haiku-latest",
+        "GEMINI_MODEL": " gemini-2.0-flash ",
+    }
+    s = Settings.from_env(env)
+    assert s.provider("openai").default_model == "/models/gemma-3-270m-q4_k_m.gguf"
+    assert s.provider("ollama").default_model == "gemma3:270m"
+    assert s.provider("anthropic").default_model == "claude-3-5-haiku-latest"
+    assert s.provider("gemini").default_model == "gemini-2.0-flash"
+    unset = Settings.from_env({"OPENAI_MODEL": "  "})
+    assert all(unset.provider(p).default_model is None for p in unset.providers)
+
+
 @pytest.mark.parametrize(
     ("env", "fragment"),
     [
@@ -81,6 +97,8 @@ def test_from_env_reads_every_documented_variable() -> None:
         ({"GEMINI_BASE_URL": "https://"}, "GEMINI_BASE_URL"),
         ({"OPENAI_API_KEY": "sk-has space"}, "OPENAI_API_KEY"),
         ({"GEMINI_API_KEY": "k\u00e9y"}, "GEMINI_API_KEY"),
+        ({"OPENAI_MODEL": "gemma 3"}, "OPENAI_MODEL"),
+        ({"OLLAMA_MODEL": "gemma\x073"}, "OLLAMA_MODEL"),
     ],
 )
 def test_bad_environment_gives_a_clear_error(env: dict[str, str], fragment: str) -> None:

@@ -331,7 +331,19 @@ def headline_lines(benchmarks: Sequence[Mapping[str, Any]]) -> list[str]:
         if not isinstance(x, Mapping):
             continue
         label = name[name.find("[") + 1 : -1] if "[" in name else name
-        if "ttft_speedup" in x:
+        local = x.get("local_model")
+        if isinstance(local, Mapping) and "ttft_new_p50_ms" in x:  # test_stream_local
+            lines.append(
+                f"stream {local.get('label')}: TTFT p50 {ms(x['ttft_new_p50_ms'])} for a new "
+                f"prompt, {ms(x.get('ttft_prefix_p50_ms'))} with a cached prefix; a short answer "
+                f"p50 {ms(x.get('short_new_p50_ms'))} ({ms(x.get('short_prefix_p50_ms'))} cached "
+                f"prefix); {x.get('concurrent_streams')} streams {x.get('concurrent_at_once')} at "
+                f"a time: TTFT p50 "
+                f"{ms(x.get('concurrent_ttft_p50_ms'))}, {x.get('cut_streams')} cut short; "
+                f"replayed from the cache {ms(x.get('replay_ttft_p50_ms'))} "
+                f"({ratio(x.get('replay_speedup'))} faster)"
+            )
+        elif "ttft_speedup" in x:
             lines.append(
                 f"stream {label}: TTFT p50 {ms(x.get('ttft_p50_ms'))} (p99 "
                 f"{ms(x.get('ttft_p99_ms'))}), {ratio(x['ttft_speedup'])} faster than upstream, "

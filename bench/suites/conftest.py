@@ -16,7 +16,8 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bench.harness.fixture import AsyncBenchmark
-from bench.harness.options import BenchOptions, add_pytest_options
+from bench.harness.local_server import named_providers
+from bench.harness.options import BenchOptions, add_pytest_options, redact_url
 from bench.instructions import plugin as instructions
 from samplemind_core import Settings
 
@@ -42,7 +43,20 @@ def bench_options(config: pytest.Config) -> BenchOptions:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return bench_options(config).header(Settings.from_env().redis_url)
+    env = Settings.from_env()
+    return [*bench_options(config).header(env.redis_url), local_server_line(env)]
+
+
+def local_server_line(env: Settings) -> str:
+    """The header line saying which local model server ``test_stream_local`` will ask."""
+    named = [
+        f"{name}={redact_url(env.provider(name).base_url)} (model: "
+        f"{env.provider(name).default_model or 'asked of the server'})"
+        for name in named_providers(env)
+    ]
+    return "samplemind-bench local model server: " + (
+        ", ".join(named) or "none named (Ollama's default address is tried)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -27,6 +27,13 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
 * ``test_stream_processes[relay|no_relay]`` (live): 4 processes x 500 identical streams
   (``fixtures/stream_worker.py``): ``upstream_calls`` (goal 1 with the relay, <= 4 without),
   ``chunk_fidelity`` across processes, the leader's TTFT and the others' from the common start.
+* ``test_stream_local[<api>]`` (live): a real local model server the user named
+  (``OPENAI_BASE_URL`` / ``OLLAMA_HOST``, model from ``OPENAI_MODEL`` / ``OLLAMA_MODEL`` or
+  asked of the server; bench/harness/local_server.py): TTFT of new prompts and with a cached
+  prompt prefix, a short answer's latency, tokens/s, 1 and :data:`~bench.suites.local_engine.CONCURRENT`
+  concurrent streams (``cut_streams``), and SampleMind's replay of the same answers
+  (bench/suites/local_engine.py); every entry names the model that answered
+  (``extra_info["local_model"]``). Skipped, with the reason, when no server is named.
 * ``test_stream_layer_cost[live-<transport>]``: :data:`COST_STREAMS` concurrent streams
   through the layer and the same number read with plain aiohttp from the same emulator,
   ``alternating`` (each side alone, order alternating per round) or ``together`` (both
@@ -58,9 +65,11 @@ import pytest
 from redis.asyncio import Redis
 
 from bench.harness.fixture import AsyncBenchmark
+from bench.harness.local_server import LOCAL_PROVIDERS, NOT_NAMED, LocalServer, discover
 from bench.harness.options import BenchOptions
 from bench.harness.streams import summarize
 from bench.suites.conftest import bench_options
+from bench.suites.local_engine import CONCURRENT, LOCAL_MAX_TOKENS, SHORT_TOKENS, measure_local
 from bench.suites.stream_engine import (
     StreamRead,
     raw_openai_stream,
@@ -263,11 +272,16 @@ def _record_stream(
     info.update(figures)
     abenchmark.record(_ttfts(reads), label=label, params=params, extra_info=info, group=group)
     itl = [gap for r in reads for gap in r.timeline.itl_s]
+    twin: dict[str, Any] = (
+        {"itl_p99_ms": flat["itl_p99_ms"]} if flat["itl_p99_ms"] is not None else {}
+    )
+    if "local_model" in figures:  # the report names the model beside every figure
+        twin["local_model"] = figures["local_model"]
     abenchmark.record(  # the pooled inter-token gaps as samples: the gate's ITL time rule
         itl,
         label=f"{label}-itl",
         params={**params, "figure": "itl"},
-        extra_info={"itl_p99_ms": flat["itl_p99_ms"]} if flat["itl_p99_ms"] is not None else {},
+        extra_info=twin,
         group=group,
     )
 
@@ -528,3 +542,115 @@ def test_stream_processes(
     )
     if not abenchmark.disabled:
         print(f"\nprocesses {label}: {figures}")
+
+
+# --------------------------------------------------------------------------- a local model
+
+
+@pytest.fixture(params=[pytest.param(api, id=api) for api in LOCAL_PROVIDERS])
+async def local_server(request: pytest.FixtureRequest) -> LocalServer:
+    """The local model server the user named for this API (skip, with how to name one, if none)."""
+    server = await discover(Settings.from_env(), request.param)
+    if server is None:
+        pytest.skip(f"{request.param}: {NOT_NAMED}")
+    return server
+
+
+@pytest.mark.live
+@pytest.mark.redis
+async def test_stream_local(
+    local_server: LocalServer,  # first: its skip must come before the benchmark fixture
+    abenchmark: AsyncBenchmark,
+    bench_opts: BenchOptions,
+    redis_server: Any,
+) -> None:
+    """A real local model through the layer (bench/suites/local_engine.py): new prompts and a
+    cached prefix, short answers, 1 and 4 concurrent streams, and the cached replay."""
+    server = local_server
+    n = 2 if bench_opts.disabled else 5 if bench_opts.quick else 10
+    waves = 1 if bench_opts.disabled else 2 if bench_opts.quick else 3
+    env = server.settings(Settings.from_env())
+    client = Redis.from_url(redis_server.url)
+    cache = ResponseCache(client, config=_namespace())
+    try:
+        async with AIManager(env, cache=cache) as ai:
+            run = await measure_local(ai, server, n=n, waves=waves)
+    finally:
+        await cache.aclose()
+        await client.aclose()
+    served = run.served()
+    info = server.info(served)
+    assert all(len(r.chunks) >= 1 for r in run.new + run.prefix), "every stream brought text"
+    assert all(r.response is not None and r.response.cached for r in run.replay)
+    if abenchmark.disabled:  # smoke run: check; a timed run records
+        assert served, "the replies named no model"
+        assert same_chunks(run.new, run.replay) == 1.0, "a replay differs from the model's stream"
+    new_ttft, prefix_ttft, rep_ttft = _ttfts(run.new), _ttfts(run.prefix), _ttfts(run.replay)
+    figures: dict[str, Any] = {
+        "local_model": info,
+        "ttft_new_p50_ms": _ms(new_ttft, 50),
+        "ttft_prefix_p50_ms": _ms(prefix_ttft, 50),
+        "prefix_speedup": _ms(new_ttft, 50) / _ms(prefix_ttft, 50),
+        "short_new_p50_ms": _ms(run.short_new, 50),
+        "short_prefix_p50_ms": _ms(run.short_prefix, 50),
+        "concurrent_ttft_p50_ms": _ms(_ttfts(run.concurrent), 50),
+        "concurrent_tokens_per_s": sum(r.timeline.tokens for r in run.concurrent) / run.concurrent_s
+        if run.concurrent_s
+        else None,
+        "cut_streams": run.cut(),
+        "concurrent_streams": CONCURRENT * waves,
+        "concurrent_at_once": CONCURRENT,
+        "concurrent_errors": run.concurrent_errors[:5],
+        "replay_ttft_p50_ms": _ms(rep_ttft, 50),
+        "replay_speedup": _ms(new_ttft, 50) / _ms(rep_ttft, 50),
+        "chunk_fidelity": same_chunks(run.new, run.replay),
+        "max_tokens": LOCAL_MAX_TOKENS,
+        "prompt_tokens": run.prompt_tokens,
+    }
+    base = f"local-{env.http.effective_transport}-{server.provider}"
+    group = f"stream/local-{server.provider}"
+    params = {
+        "world": "local",
+        "transport": env.http.effective_transport,
+        "provider": server.provider,
+    }
+    for label, reads, prompt in (
+        ("new", run.new, "new"),
+        ("prefix", run.prefix, "cached_prefix"),
+        (f"c{CONCURRENT}", run.concurrent, "new"),
+        ("replay", run.replay, "new"),
+    ):
+        cache_state = "replay" if label == "replay" else "cold"
+        _record_stream(
+            abenchmark,
+            reads,
+            label=f"{base}-{label}",
+            group=group,
+            params={
+                **params,
+                "cache": cache_state,
+                "prompt": prompt,
+                "concurrency": 1 if label != f"c{CONCURRENT}" else CONCURRENT,
+            },
+            local_model=info,
+            **({k: v for k, v in figures.items() if k != "local_model"} if label == "new" else {}),
+        )
+    for label, samples in (("short_new", run.short_new), ("short_prefix", run.short_prefix)):
+        abenchmark.record(
+            samples,
+            label=f"{base}-{label}",
+            params={
+                **params,
+                "cache": "cold",
+                "prompt": "new" if label == "short_new" else "cached_prefix",
+                "answer": "short",
+            },
+            extra_info={
+                "local_model": info,
+                "latency_ms": {"p50": _ms(samples, 50), "p99": _ms(samples, 99)},
+                "max_tokens": SHORT_TOKENS,
+            },
+            group=group,
+        )
+    if not abenchmark.disabled:
+        print(f"\n{info['label']}: {figures}")
