@@ -770,3 +770,23 @@ async def test_garbage_event_is_malformed_after_the_text_before_it(name: str) ->
             await provider_at(name, BASE).open_stream(http, request())
         )
     assert parts and isinstance(error, MalformedResponseError)
+
+
+async def test_openai_done_without_a_finish_reason_is_a_cut_reply() -> None:
+    """llama.cpp's server ends an interrupted request with ``[DONE]`` and no finish_reason:
+    the reply is cut, so it is malformed (the layer then falls back or interrupts, and never
+    stores it), after the text it had given."""
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        body = (
+            b'data: {"model":"gemma","choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
+            b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+            b"data: [DONE]\n\n"
+        )
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    async with HttpClient(transport=httpx.MockTransport(handler)) as http:
+        stream = await provider_at("openai", BASE).open_stream(http, request())
+        parts, error = await read_until_error(stream)
+    assert parts == ["hi"]
+    assert isinstance(error, MalformedResponseError) and "finish_reason" in str(error)

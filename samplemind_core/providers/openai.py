@@ -170,6 +170,11 @@ class _OpenAIStream(SSEDecoder):
 
     def event(self, name: str, data: str, out: deque[str]) -> None:
         if data == "[DONE]":
+            if self.finish_reason is None:
+                # OpenAI ends every finished choice with a finish_reason; a server that
+                # stops a reply early (llama.cpp's interrupted requests) sends [DONE]
+                # without one. That reply is cut, not complete: never a stored answer.
+                raise self.provider.malformed("the stream ended ([DONE]) without a finish_reason")
             self.done = True
             self.assemble()
             return
