@@ -175,6 +175,13 @@ def evaluate_runs(
             floor_file = tmp / f"floor{f}.json"
             doc = calibrate_runs(cal_dirs, safety)
             floor_file.write_text(json.dumps(doc))
+            # the alternative: each benchmark's floor from its own pairs only (not pooled)
+            own_file = tmp / f"floor{f}-own.json"
+            own_suites: dict[str, float] = {}
+            for k, v in doc["own"].items():
+                s = k.split("test_", 1)[-1].split(".py", 1)[0]
+                own_suites[s] = max(own_suites.get(s, 0.0), v)
+            own_file.write_text(json.dumps({**doc, "floors": doc["own"], "suites": own_suites}))
             log(
                 f"fold {f + 1}: floor from {cal_dirs[0].name}..{cal_dirs[-1].name} "
                 f"({doc['pairs']} pairs); judging pairs {[i + 1 for i in held_out]}"
@@ -184,6 +191,7 @@ def evaluate_runs(
                 if wait_s:
                     _wait_complete(b, wait_s, log)
                 code, rep = _gate([str(a), str(b), "--floor", str(floor_file)])
+                own_code, _ = _gate([str(a), str(b), "--floor", str(own_file)])
                 counts = rep.get("counts", {})
                 regressed = [
                     f"{v['name']} {v['metric']} {v.get('change') or 0:+.0%}"
@@ -194,6 +202,7 @@ def evaluate_runs(
                     "pair": f"{a.name},{b.name}",
                     "fold": f + 1,
                     "exit": code,
+                    "exit_own_floor": own_code,
                     "counts": counts,
                     "regressed": regressed,
                     "not_comparable_suites": sorted(
@@ -270,6 +279,9 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
     pairs_out, detections = res["aa_pairs"], res["detections"]
     res["pairs"] = len(pairs_out)
     res["aa_exit_counts"] = {c: sum(p["exit"] == c for p in pairs_out) for c in (0, 1, 2, 3)}
+    res["aa_exit_counts_own_floor"] = {
+        c: sum(p.get("exit_own_floor") == c for p in pairs_out) for c in (0, 1, 2, 3)
+    }
     per_bench: dict[str, dict[str, Any]] = {}
     for name in res["inject"]:
         rows = [d for d in detections if d["benchmark"] == name]
@@ -305,14 +317,16 @@ def _markdown(res: dict[str, Any]) -> str:
     lines = [
         f"A/A pairs: {res['pairs']}; exit 0: {aa[0]}, exit 1: {aa[1]}, exit 3: {aa[3]}, "
         f"exit 2: {aa[2]}",
+        "With each benchmark's own floor instead (not pooled over its suite): "
+        + ", ".join(f"exit {c}: {n}" for c, n in res["aa_exit_counts_own_floor"].items()),
         "",
-        "| pair | fold | exit | not comparable (suites) | regressed |",
-        "|---|---|---|---|---|",
+        "| pair | fold | exit | exit, own floors | not comparable (suites) | regressed |",
+        "|---|---|---|---|---|---|",
     ]
     for p in res["aa_pairs"]:
         lines.append(
-            f"| {p['pair']} | {p['fold']} | {p['exit']} | {', '.join(p['not_comparable_suites'])} "
-            f"| {'; '.join(p['regressed'][:3])} |"
+            f"| {p['pair']} | {p['fold']} | {p['exit']} | {p.get('exit_own_floor')} | "
+            f"{', '.join(p['not_comparable_suites'])} | {'; '.join(p['regressed'][:3])} |"
         )
     lines += [
         "",
