@@ -155,6 +155,7 @@ def evaluate_runs(
     safety: float = floors.DEFAULT_SAFETY,
     only_fold: int | None = None,
     wait_s: float = 0.0,
+    detect_only: bool = False,
     log: Any = print,
 ) -> dict[str, Any]:
     """The A/A and detection figures of the module docstring (two-fold cross-fitted floors)."""
@@ -190,8 +191,11 @@ def evaluate_runs(
                 a, b = dirs[i], dirs[i + 1]
                 if wait_s:
                     _wait_complete(b, wait_s, log)
-                code, rep = _gate([str(a), str(b), "--floor", str(floor_file)])
-                own_code, _ = _gate([str(a), str(b), "--floor", str(own_file)])
+                if detect_only:
+                    code, rep, own_code = -1, {}, -1
+                else:
+                    code, rep = _gate([str(a), str(b), "--floor", str(floor_file)])
+                    own_code, _ = _gate([str(a), str(b), "--floor", str(own_file)])
                 counts = rep.get("counts", {})
                 regressed = [
                     f"{v['name']} {v['metric']} {v.get('change') or 0:+.0%}"
@@ -361,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument(
         "--wait", type=float, default=0.0, metavar="S", help="wait for runs still being written"
     )
+    e.add_argument(
+        "--detect-only", action="store_true", help="skip the A/A gates (exit codes shown as -1)"
+    )
     e.add_argument("--detect-pairs", type=int, default=10, help="comparable pairs per benchmark")
     e.add_argument("--fold", type=int, choices=(1, 2), help="judge one fold's held-out pairs")
     r = sub.add_parser("table", help="merge evaluate outputs (e.g. of --fold 1 and 2)")
@@ -389,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         only_fold=args.fold,
         detect_pairs=args.detect_pairs,
         wait_s=args.wait,
+        detect_only=args.detect_only,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
