@@ -344,3 +344,9 @@ def test_console_script_says_not_comparable_with_exit_3(tmp_path: Path) -> None:
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
     assert "NOT COMPARABLE" in proc.stdout and "not comparable" in proc.stdout
     assert "regressed" not in proc.stdout.split("\n", 1)[0]
+
+
+def test_public_names_of_the_floor() -> None:
+    for name in ("BetweenRuns", "Floor", "load_floor", "EXIT_NOT_COMPARABLE"):
+        assert name in gate.__all__ and getattr(gate, name) is not None
+    assert all(hasattr(floors, n) for n in floors.__all__)
