@@ -290,7 +290,7 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
     for name in res["inject"]:
         rows = [d for d in detections if d["benchmark"] == name]
         comparable = [d for d in rows if d["status"] != "not comparable"][: res["detect_pairs"]]
-        floors_seen = [d["floor"] for d in comparable if d["floor"] is not None]
+        floors_seen = [d["floor"] for d in rows if d["floor"] is not None]
         per_bench[name] = {
             "comparable_pairs": len(comparable),
             "flagged": sum(d["status"] == "regressed" for d in comparable),
