@@ -301,6 +301,7 @@ STUDIES: dict[str, str] = {
     "emulator_throughput": "emulator_throughput",
     "gate_study": "gate_study",
     "gate_e2e": "gate_e2e",
+    "gate_between_runs": "gate_between_runs",  # calibrate | evaluate | table: the two-folder gate's floor
     "import_graph": "import_graph",
     "cache_storm": "cache_storm",  # cancellation storm, CLIENT PAUSE, a node down, a full Redis
     "httpx_burst": "httpx_burst",  # 1,000-5,000 concurrent calls per transport, faults

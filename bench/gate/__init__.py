@@ -5,7 +5,8 @@ One module per step: :mod:`~bench.gate.inputs` (results → samples), :mod:`~ben
 :mod:`~bench.stats`), :mod:`~bench.gate.render` (table, JSON, Markdown, exit code) and
 :mod:`~bench.gate.cli` (the command). ``--baseline-ref`` runs both sides interleaved in one job
 (:mod:`~bench.ab_runner`) and refuses to compare different machines
-(:mod:`~bench.environment`). :mod:`~studies.gate_study` and :mod:`~studies.gate_e2e` measure
+(:mod:`~bench.environment`); separate runs are judged against the between-run floor
+(:mod:`~bench.gate.floor`). :mod:`~studies.gate_study` and :mod:`~studies.gate_e2e` measure
 the gate itself. This package re-exports the public names of those modules.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from bench.gate.cli import main, run, same_input_warnings
 from bench.gate.evaluate import Verdict, evaluate, timer_differences, unused_rules
+from bench.gate.floor import BetweenRuns, Floor, load_floor
 from bench.gate.inputs import (
     BenchRecord,
     GateInputError,
@@ -46,6 +48,8 @@ __all__ = [
     "EXIT_PASS",
     "EXIT_REGRESSION",
     "BenchRecord",
+    "BetweenRuns",
+    "Floor",
     "GateConfig",
     "GateInputError",
     "GateReport",
@@ -56,6 +60,7 @@ __all__ = [
     "default_direction",
     "evaluate",
     "load_config",
+    "load_floor",
     "load_results",
     "main",
     "pool",

@@ -27,9 +27,17 @@ Rules come from ``bench/gate/default.toml`` (or ``--rules``); a rule's ``timer =
 ``--baseline-ref`` time that suite with the process's CPU time (``--benchmark-timer
 time.process_time``), which on a shared machine removes the time spent descheduled.
 
+Separate runs (two folders, or repeated ``--baseline``/``--candidate``) are judged with the
+between-run floor (:mod:`bench.gate.floor`): a wall-time change must also exceed how far the
+benchmark moves between back-to-back runs of one commit on this machine (``--floor FILE``,
+default ``bench/gate/between_run_spreads.json``; measured from the runs themselves when both
+sides have several), and a suite whose recorded run conditions differ beyond what the floor
+covers has its wall time reported "not comparable" (exit 3), never "regressed".
+
 Exit codes: 0 pass, 1 regression or insufficient data, 2 bad input (missing/empty/corrupt file,
 unknown format version, a bad rules file, a side without raw samples, nothing compared, failed
-baseline run), 3 not comparable (environments differ; ``--ignore-env``).
+baseline run), 3 not comparable (machines differ, ``--ignore-env``; or, with nothing else
+failing, separate runs whose load differed beyond the floor's coverage).
 
 "insufficient data" never passes on its own: a comparison that lacks data on a side (no raw
 samples, a figure missing, fewer than ``min_samples``, no A/A spread for an instruction count)
@@ -52,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ab_runner, environment
+from bench.gate import floor as floors
 from bench.gate.evaluate import Verdict, evaluate, timer_differences, unused_rules
 from bench.gate.inputs import GateInputError, ResultSet, load_side, require_samples
 from bench.gate.render import EXIT_BAD_INPUT, EXIT_PASS, GateReport
@@ -73,7 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="samplemind-bench gate",
         description="Compare benchmark results of a candidate against a baseline "
         "(exit 0 pass, 1 regression or insufficient data, 2 bad input, 3 not comparable).",
-        epilog="A benchmark metric without enough data on a side ('insufficient data': no raw "
+        epilog="Separate runs (BASELINE CANDIDATE, or repeated --baseline/--candidate): a "
+        "wall-time change beyond the rule's tolerance counts only beyond the between-run floor "
+        "(how far benchmarks move between back-to-back runs of one commit on this machine: "
+        "--floor, or measured from several runs per side). Within the floor, or when the runs' "
+        "recorded conditions (load, CPU/wall, steal) differ beyond what the floor covers, "
+        "wall time is NOT COMPARABLE (exit 3, naming what differed; never 'regressed', never "
+        "a silent pass): use --baseline-ref REF (interleaved in one job) or --instructions, "
+        "which load does not move. Exact figures (hit rates, calls, fidelity) are judged "
+        "either way and still exit 1. "
+        "A benchmark metric without enough data on a side ('insufficient data': no raw "
         "samples, a figure missing, fewer than min_samples) fails the gate unless a rule marks it "
         "skip = true; a gate that compares nothing at all, or a side without any raw samples, "
         "exits 2. Giving the same results as baseline and candidate passes with a warning.",
@@ -149,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="A/A spreads file for every instructions rule "
         "(default: the rule's, bench/instructions/aa_spreads.json)",
+    )
+    p.add_argument(
+        "--floor",
+        type=Path,
+        metavar="FILE",
+        help="between-run floor of wall time for separate runs (default: "
+        "bench/gate/between_run_spreads.json, measured by nox -s study -- gate_between_runs); "
+        "with several --baseline and --candidate runs the floor is measured from them",
     )
     p.add_argument(
         "--on-inconclusive",
@@ -270,6 +296,53 @@ def same_input_warnings(
                 "baseline and candidate hold identical raw samples: the same run compared with itself"
             )
     return out
+
+
+def _between_runs(
+    args: argparse.Namespace,
+    paired: bool,
+    baseline_paths: Sequence[Path],
+    candidate_paths: Sequence[Path],
+    base: ResultSet,
+) -> tuple[floors.BetweenRuns | None, str]:
+    """How separate runs' wall time is judged (None when paired) and the note saying so."""
+    if paired:
+        return None, ""
+    floor = floors.load_floor(args.floor or floors.DEFAULT_FLOOR)
+    b_runs, c_runs = floors.conditions_of(baseline_paths), floors.conditions_of(candidate_paths)
+    repeated = len(baseline_paths) >= 2 and len(candidate_paths) >= 2
+    limits = dict(floor.limits)
+    if repeated:  # the floor comes from these runs: so does the load they cover
+        for runs in (b_runs, c_runs):
+            for i, a in enumerate(runs):
+                for b in runs[i + 1 :]:
+                    for suite in set(a) & set(b):
+                        for k, gap in floors.condition_gaps(a[suite], b[suite]).items():
+                            limits[k] = max(limits.get(k, 0.0), gap)
+    b_side, c_side = floors.side_conditions(b_runs), floors.side_conditions(c_runs)
+    suites = sorted({floors.suite_of(r) for r in base.benches.values()})
+    differences = floors.condition_differences(b_side, c_side, limits, suites)
+    between = floors.BetweenRuns(
+        floor=floor, repeated=repeated, safety=floor.safety, differences=differences
+    )
+    source = (
+        f"measured from the {len(baseline_paths)}+{len(candidate_paths)} runs "
+        f"({floor.safety:g} x the largest change between two runs of a side)"
+        if repeated
+        else f"{floor.source} ({'--floor' if args.floor else 'default'}; {floor.pairs} A/A "
+        f"pairs, {floor.safety:g} x their largest change)"
+    )
+    note = (
+        f"separate runs: a wall-time change must exceed the between-run floor, {source}; "
+        "the change judged against it is the fastest sample's (the median's is shown)"
+    )
+    missing = floors.not_recorded(b_side, c_side, suites)
+    if missing:
+        note += (
+            f"; {floors.NOT_RECORDED} for suite(s) {', '.join(missing)} (a manifest from "
+            "before 2026-12-06 or a JSON file): whether the load was comparable is not checked"
+        )
+    return between, note
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], runner: ab_runner.Runner | None = None) -> int:
@@ -406,6 +479,9 @@ def _run(
         cand, c_diffs = load_side(candidate_paths)
         require_samples("baseline", base)
         require_samples("candidate", cand)
+        between, floor_note = _between_runs(args, paired, baseline_paths, candidate_paths, base)
+        if between is not None:
+            settings["floor"] = floor_note
         meter = Progress("gate: comparing benchmarks", 0, enabled=not args.quiet)
         verdicts = evaluate(
             base,
@@ -415,6 +491,7 @@ def _run(
             paired=paired,
             metrics=args.metric or (),
             progress=meter.update,
+            between=between,
         )
         meter.done()
         if args.select and not verdicts:
@@ -440,12 +517,9 @@ def _run(
         f"within candidate runs: {d}" for d in c_diffs
     ]
     settings["ignore_env"] = str(args.ignore_env)
-    if not note and (len(baseline_paths) < 2 or len(candidate_paths) < 2):
-        note = (
-            "one run per side: the statistics see the noise within a run, not between runs "
-            "(load drift on a shared machine); for a verdict you can trust, use --baseline-ref "
-            "(interleaved) or several runs per side"
-        )
+    if not note and between is not None:
+        note = floor_note
+
     if args.rules:  # the default rules cover every suite; a partial run leaves some unused
         for unused in unused_rules(config, base, cand):
             print(f"gate: warning: {config.source}: {unused}", file=err)

@@ -1,6 +1,9 @@
 """The gate's verdicts: each benchmark metric of two sides judged against its rule.
 
-:func:`evaluate` is pure (seeded, no I/O); the statistics are :mod:`bench.stats`.
+:func:`evaluate` is pure (seeded, no I/O); the statistics are :mod:`bench.stats`. Between
+separate runs (``between``, :mod:`bench.gate.floor`), a wall-time change must also exceed the
+between-run floor, and a suite whose recorded conditions differ beyond what the floor covers
+gets "not comparable" wall-time verdicts.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench import stats
+from bench.gate.floor import BetweenRuns, change, is_timing_metric
 from bench.gate.inputs import BenchRecord, ResultSet
 from bench.gate.rules import Direction, GateConfig, Rule
 from bench.stats import aa_spread, decide
@@ -27,7 +31,14 @@ __all__ = [
 ]
 
 Status = Literal[
-    "improved", "unchanged", "regressed", "inconclusive", "added", "removed", "insufficient data"
+    "improved",
+    "unchanged",
+    "regressed",
+    "inconclusive",
+    "added",
+    "removed",
+    "insufficient data",
+    "not comparable",
 ]
 
 
@@ -64,6 +75,11 @@ class Verdict:
     """Instructions: ``safety x noise``, the change a regression must also exceed."""
     blocking: bool = True
     """An ``inconclusive`` verdict fails the gate (the rule's ``on_inconclusive = "fail"``)."""
+    floor: float | None = None
+    """Between separate runs: the between-run floor of this wall-time metric (0.2: +-20 %)."""
+    between_change: float | None = None
+    """Between separate runs: the change judged against ``floor`` (of the fastest sample, or
+    of the run's figure; median over a side's runs)."""
 
     @property
     def change(self) -> float | None:
@@ -168,6 +184,68 @@ def _judge_counts(
         v.reason = f"{change} reaches {allowed} and is beyond {margin}"
 
 
+CANNOT_TELL = "cannot tell"
+"""The start of the reason of a "not comparable" verdict whose change is within the floor."""
+
+
+def _cannot_tell(v: Verdict, d: float, source: str) -> None:
+    """A change beyond ``allowed`` but within the between-run floor: not comparable."""
+    assert v.floor is not None
+    what = "fastest sample" if v.metric == "time" else "figure"
+    v.status = "not comparable"
+    v.reason = (
+        f"{CANNOT_TELL}: {what} {math.expm1(d):+.1%} is beyond allowed {v.allowed:.0%} but "
+        f"within the between-run floor +-{v.floor:.0%} ({source}) of separate runs on this "
+        "machine"
+    )
+
+
+def _apply_floor(v: Verdict, b: BenchRecord, c: BenchRecord, between: BetweenRuns) -> None:
+    """Between separate runs, after the test: a regression or improvement stands only beyond
+    the between-run floor; within it the verdict is "not comparable" (cannot tell)."""
+    found = between.floor_of(b, c, v.metric)
+    d = change(b, c, v.metric)
+    if found is None or d is None:
+        return
+    floor_log, source = found
+    v.floor, v.between_change = math.expm1(floor_log), math.expm1(d)
+    if v.status not in ("regressed", "improved"):
+        return
+    worse = v.status == "regressed"
+    sign = 1.0 if (v.direction == "lower") == worse else -1.0
+    if sign * d > floor_log and abs(d) > math.log1p(v.allowed):
+        v.reason += f"; beyond the between-run floor +-{v.floor:.0%} ({source})"
+    elif abs(d) <= math.log1p(v.allowed):
+        v.status = "unchanged"
+        v.reason += f"; but the {'fastest sample' if v.metric == 'time' else 'figure'} moved {math.expm1(d):+.1%}, within allowed"
+    else:
+        _cannot_tell(v, d, source)
+
+
+def _within_floor(v: Verdict, b: BenchRecord, c: BenchRecord, between: BetweenRuns) -> bool:
+    """Between separate runs, screen before the statistics (True: decided, not tested): a
+    change of the fastest sample within ``allowed`` is "unchanged"; beyond it but within the
+    floor, "not comparable" (cannot tell from these runs)."""
+    found = between.floor_of(b, c, v.metric)
+    d = change(b, c, v.metric)
+    if found is None or d is None:
+        return False
+    floor_log, source = found
+    if abs(d) > floor_log and abs(d) > math.log1p(v.allowed):
+        return False
+    v.floor, v.between_change = math.expm1(floor_log), math.expm1(d)
+    if abs(d) > math.log1p(v.allowed):
+        _cannot_tell(v, d, source)
+        return True
+    v.status = "unchanged"
+    median = f"{v.ratio - 1.0:+.1%}" if v.ratio is not None and math.isfinite(v.ratio) else "n/a"
+    v.reason = (
+        f"fastest sample {math.expm1(d):+.1%} within allowed {v.allowed:.0%} "
+        f"(median {median}; between-run floor +-{v.floor:.0%}); not tested"
+    )
+    return True
+
+
 MIN_PAIRED_ROUNDS = 3
 
 
@@ -187,6 +265,7 @@ def evaluate(
     paired: bool = False,
     metrics: Collection[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    between: BetweenRuns | None = None,
 ) -> list[Verdict]:
     """Verdicts for every benchmark and checked metric (pure: seeded, no I/O).
 
@@ -196,11 +275,18 @@ def evaluate(
     ``paired``: the sides' runs are interleaved rounds in the same order (``--baseline-ref``);
     the time metric of a benchmark with the same number (>= 3) of non-empty runs on both sides
     is then judged by the paired round test, other metrics and benchmarks by the unpaired one.
+
+    ``between`` (separate runs, not ``paired``): wall-time metrics (time, and ``*_ms`` /
+    ``*per_s`` figures) of a suite whose conditions differ beyond the floor's coverage are
+    "not comparable"; the others regress or improve only beyond the between-run floor.
     """
+    if paired:
+        between = None
     seed = config.seed if seed is None else seed
     keys = list(baseline.benches) + [k for k in candidate.benches if k not in baseline.benches]
     verdicts: list[Verdict] = []
     tested: list[Verdict] = []
+    floored: list[tuple[Verdict, BenchRecord, BenchRecord]] = []
     for done, key in enumerate(keys):
         if progress is not None:
             progress(done, len(keys))
@@ -253,6 +339,15 @@ def evaluate(
                 n_candidate=len(cv or []),
             )
             verdicts.append(v)
+            timing = (
+                between is not None
+                and (is_timing_metric(metric) or rule.wall_clock)
+                and rule.test != "spread"
+            )
+            if timing and between is not None and between.not_comparable(b):
+                v.status = "not comparable"
+                v.reason = "run conditions differ: " + "; ".join(between.not_comparable(b))
+                continue
             if not bv or not cv:
                 where = "baseline" if not bv else "candidate"
                 what = "raw samples (stats.data)" if metric == "time" else metric
@@ -276,10 +371,14 @@ def evaluate(
                     v.reason = "exact: no change"
                 elif v.status == "unchanged":
                     v.reason = f"exact: {v.ratio - 1.0:+.1%} within allowed {v.allowed:.0%}"
+                if timing and between is not None:
+                    _apply_floor(v, b, c, between)
                 continue
             if min(len(bv), len(cv)) < config.min_samples:
                 v.reason = f"fewer than {config.min_samples} samples ({len(bv)} vs {len(cv)})"
                 continue
+            if timing and between is not None and _within_floor(v, b, c, between):
+                continue  # cannot regress or improve: not tested (nor counted by the correction)
             if paired and metric == "time" and _pairable(b.runs, c.runs):
                 cmp = stats.compare_paired(
                     b.runs, c.runs, confidence=config.confidence, trim=config.trim
@@ -299,6 +398,8 @@ def evaluate(
             v.runs_baseline = len(b.runs) if metric == "time" else len(bv)
             v.runs_candidate = len(c.runs) if metric == "time" else len(cv)
             tested.append(v)
+            if timing:
+                floored.append((v, b, c))
     pvals = [v.p_value for v in tested if v.p_value is not None]
     if config.correction == "holm":
         adjusted = stats.holm(pvals)
@@ -311,6 +412,9 @@ def evaluate(
         _decide(v, significant=p < config.alpha)
         if v.paired:
             v.reason += f" (paired, {v.runs_baseline} rounds)"
+    if between is not None:
+        for v, b, c in floored:
+            _apply_floor(v, b, c, between)
     return verdicts
 
 

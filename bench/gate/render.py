@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.gate.evaluate import Verdict
+from bench.gate.evaluate import CANNOT_TELL, Verdict
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -25,11 +25,12 @@ EXIT_NOT_COMPARABLE = 3
 _ORDER: dict[str, int] = {
     "regressed": 0,
     "inconclusive": 1,
-    "improved": 2,
-    "insufficient data": 3,
-    "added": 4,
-    "removed": 5,
-    "unchanged": 6,
+    "not comparable": 2,
+    "improved": 3,
+    "insufficient data": 4,
+    "added": 5,
+    "removed": 6,
+    "unchanged": 7,
 }
 
 
@@ -64,13 +65,23 @@ class GateReport:
         return sum(v.status in judged for v in self.verdicts)
 
     @property
+    def not_comparable_verdicts(self) -> list[Verdict]:
+        """Wall-time verdicts of suites whose run conditions differ beyond the floor."""
+        return [v for v in self.verdicts if v.status == "not comparable"]
+
+    @property
     def exit_code(self) -> int:
+        """3 when the machines differ; else 2 when nothing was compared (and no wall time was
+        found not comparable); else 1 when a judged figure fails (exact figures are judged
+        whatever the load); else 3 when wall time was not comparable; else 0."""
         if not self.comparable:
             return EXIT_NOT_COMPARABLE
-        if not self.compared:
+        if not self.compared and not self.not_comparable_verdicts:
             return EXIT_BAD_INPUT
         if any(_fails(v) for v in self.verdicts):
             return EXIT_REGRESSION
+        if self.not_comparable_verdicts:
+            return EXIT_NOT_COMPARABLE
         return EXIT_PASS
 
     @property
@@ -133,6 +144,38 @@ class GateReport:
                 + "; ".join(self.env_differences)
                 + " (use --ignore-env to compare anyway)"
             )
+        if self.not_comparable_verdicts and self.comparable:
+            parts = []
+            by_reason: dict[str, list[str]] = {}
+            cannot_tell = []
+            for v in self.not_comparable_verdicts:
+                if v.reason.startswith(CANNOT_TELL):
+                    cannot_tell.append(v)
+                    continue
+                suite = v.group.split("/", 1)[0] or v.key
+                suites = by_reason.setdefault(v.reason.removeprefix("run conditions differ: "), [])
+                if suite not in suites:
+                    suites.append(suite)
+            if by_reason:
+                n = len(self.not_comparable_verdicts) - len(cannot_tell)
+                shown = "; ".join(f"{', '.join(s)}: {why}" for why, s in by_reason.items())
+                parts.append(
+                    f"the runs' conditions differ beyond what the between-run floor covers, "
+                    f"so the wall time of {n} benchmark metric(s) was not judged ({shown})"
+                )
+            if cannot_tell:
+                e = cannot_tell[0]
+                parts.append(
+                    f"{len(cannot_tell)} wall-time change(s) beyond the tolerance but within the "
+                    f"between-run floor of separate runs on this machine, e.g. {e.name} "
+                    f"{e.metric} {'' if e.between_change is None else f'{e.between_change:+.0%}'}"
+                    f" within +-{e.floor or 0:.0%}: one run a side cannot tell them from load"
+                )
+            return (
+                "; ".join(parts)
+                + ". Use --baseline-ref REF (both sides run interleaved in one job) or "
+                "--instructions (instruction counts, immune to load); exact figures were judged"
+            )
         return "no benchmark is present in both baseline and candidate"
 
     def sorted_verdicts(self) -> list[Verdict]:
@@ -145,6 +188,7 @@ class GateReport:
             "outcome": self.outcome,
             "exit_code": self.exit_code,
             "comparable": self.comparable,
+            "wall_time_comparable": not self.not_comparable_verdicts,
             "env_differences": self.env_differences,
             "ignore_env": self.ignore_env,
             "baseline": self.baseline_sources,
@@ -206,7 +250,7 @@ class GateReport:
             f"{n} {s}" for s, n in sorted(self.counts().items())
         )
         tail = [f"  {k}: {val}" for k, val in self.settings.items()]
-        if not self.comparable:
+        if not self.comparable or self.not_comparable_verdicts:
             head += "\n  NOT COMPARABLE: " + self._why_not_comparable()
         elif self.env_differences:
             head += "\n  environments differ (ignored): " + "; ".join(self.env_differences)
@@ -230,7 +274,7 @@ class GateReport:
             ", ".join(f"**{n}** {s}" for s, n in sorted(self.counts().items())) or "no benchmarks"
         )
         out.append("")
-        if not self.comparable:
+        if not self.comparable or self.not_comparable_verdicts:
             out += [f"**Not comparable:** {self._why_not_comparable()}", ""]
         elif self.env_differences:
             out += [

@@ -113,6 +113,10 @@ class Rule:
     on_inconclusive: Literal["fail", "pass"] = "fail"
     """Instructions rules: whether an ``inconclusive`` verdict (a change reaching ``allowed`` but
     within the noise margin) fails the gate; it is reported either way."""
+    wall_clock: bool = False
+    """The figure depends on the wall clock although it is not a time (a breaker cooldown in
+    seconds, time-bound rounds): between separate runs it is judged like wall time, against
+    the between-run floor, and is "not comparable" when the runs' load differed."""
 
     def matches(self, rec: BenchRecord) -> bool:
         name_ok = fnmatch.fnmatchcase(rec.name, self.name) or fnmatch.fnmatchcase(
@@ -179,7 +183,9 @@ class GateConfig:
         return {m: r for m, r in chosen.items() if not r.skip}
 
 
-_RULE_KEYS = frozenset({"name", "group", "metric", "direction", "allowed", "test", "skip", "timer"})
+_RULE_KEYS = frozenset(
+    {"name", "group", "metric", "direction", "allowed", "test", "skip", "timer", "wall_clock"}
+)
 _INSTRUCTION_KEYS = frozenset({"spreads", "safety", "on_inconclusive"})
 _GATE_KEYS = frozenset(
     {"alpha", "correction", "confidence", "n_boot", "seed", "min_samples", "default_allowed"}
@@ -331,6 +337,12 @@ def load_config(path: Path | None = None) -> GateConfig:
         skip = r.get("skip", False)
         if not isinstance(skip, bool):
             raise GateInputError(f"{where}: skip must be true or false, got {skip!r}")
+        wall_clock = r.get("wall_clock", False)
+        if not isinstance(wall_clock, bool) or (wall_clock and metric == INSTRUCTIONS):
+            raise GateInputError(
+                f"{where}: wall_clock must be true or false (not for instructions rules), "
+                f"got {wall_clock!r}"
+            )
         allowed = _fraction(r.get("allowed", "1%" if instruction else "10%"), where, "allowed")
         if instruction and allowed <= 0:
             raise GateInputError(f"{where}: allowed of an instructions rule must be > 0")
@@ -343,6 +355,7 @@ def load_config(path: Path | None = None) -> GateConfig:
                 allowed=allowed,
                 skip=skip,
                 timer=timer,
+                wall_clock=wall_clock,
                 **{"test": test, **instruction},
             )
         )

@@ -8,7 +8,8 @@ Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline`` and `
      "complete": bool,                                            # since 2026-12-06
      "environment": {"cpu", "cores", "python", "platform", "packages"},
      "commit": {"id", "dirty"},
-     "runs": [{"suite", "file", "exit_code", "elapsed_s", "status"}]}   # extension
+     "runs": [{"suite", "file", "exit_code", "elapsed_s", "status",
+               "conditions"}]}                                    # extension
 
 ``runs`` is an extension: per suite, pytest's exit code and the wall time, so
 a consumer can tell a failed or partial suite from a complete one. Since 2026-12-06 each
@@ -17,6 +18,10 @@ file, its tests passed or not; ``"interrupted"``: stopped by Ctrl-C or a signal;
 ``"crashed"``: pytest ended otherwise or wrote no file), and the manifest has
 ``"complete"``: ``false`` while the run is going (the manifest is rewritten after each suite)
 and after an interrupted run, ``true`` only once every suite of ``suites`` has run.
+Since 2026-12-06 (later the same day) a suite's entry may also carry ``"conditions"``: load
+average before and after, CPU time against wall time, steal, CPU frequency during the suite
+(:mod:`bench.conditions`, which also reads them back; older entries have none: "environment
+not recorded").
 
 Completeness is judged in ONE place, :func:`incomplete_suites` (and :func:`require_complete`,
 which every reader calls: ``report``, ``gate``, ``history add``, ``headline``). Folders written
@@ -215,6 +220,8 @@ class SuiteRun:
     elapsed_s: float
     status: str = ""
     """``"completed"``, ``"interrupted"`` or ``"crashed"`` (empty: from the exit code)."""
+    conditions: dict[str, Any] | None = None
+    """What the machine was doing during the suite (:mod:`bench.conditions`); None: not recorded."""
 
     @property
     def effective_status(self) -> str:
@@ -296,6 +303,7 @@ def write_manifest(
                 "exit_code": r.exit_code,
                 "elapsed_s": round(r.elapsed_s, 3),
                 "status": r.effective_status,
+                **({} if r.conditions is None else {"conditions": r.conditions}),
             }
             for r in runs
         ],

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from bench import conditions
 from bench.harness.options import SUITES
 from bench.harness.results import INTERRUPTED_EXIT, SuiteRun, write_manifest
 from bench.instructions import runner as instructions
@@ -133,6 +134,7 @@ def _run_suite(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     left = f"; then {', '.join(after)}" if after else "; the last suite"
     _progress(args, f"[{index}] {suite}: started{left}")
+    before = conditions.snapshot()
     start = time.monotonic()
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -164,13 +166,16 @@ def _run_suite(
             _stop_group(proc)
             raise
     elapsed = time.monotonic() - start
+    recorded = conditions.between(before, conditions.snapshot())
     written = target.name if target.exists() else None
     verdict = "ok" if code == 0 else f"FAILED (pytest exit {code}; see {log_path})"
     print(f"[{index}] {suite}: finished in {elapsed:.1f} s: {verdict}", flush=True)
     if code != 0 and not args.verbose:
         tail = log_path.read_text().splitlines()[-15:]
         print("\n".join("    " + line for line in tail), flush=True)
-    return SuiteRun(suite=suite, file=written, exit_code=code, elapsed_s=elapsed)
+    return SuiteRun(
+        suite=suite, file=written, exit_code=code, elapsed_s=elapsed, conditions=recorded
+    )
 
 
 def out_folder_problem(out: Path) -> str | None:

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.gate.helpers import git
+from bench.gate import floor
+from tests.gate.helpers import git, zero_floor
+
+
+@pytest.fixture(autouse=True)
+def _zero_between_run_floor(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate's tests build synthetic runs with within-run noise only: the default
+    between-run floor is 0 for them (the floor itself is tested with explicit ``--floor``
+    files in test_floor.py; the shipped file is this machine's, not theirs)."""
+    monkeypatch.setattr(floor, "DEFAULT_FLOOR", zero_floor(tmp_path_factory.mktemp("floor")))
 
 
 @pytest.fixture

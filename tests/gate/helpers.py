@@ -86,6 +86,26 @@ def write_results(
     return root
 
 
+def zero_floor(root: Path) -> Path:
+    """A between-run floor file of 0 for every benchmark: separate synthetic runs are then
+    judged on their within-run statistics alone (their samples have no between-run noise)."""
+    path = root / "zero_floor.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": "samplemind-between-run-spreads",
+                "version": 1,
+                "pairs": 0,
+                "limits": {},
+                "suites": {},
+                "default": 0.0,
+                "floors": {},
+            }
+        )
+    )
+    return path
+
+
 def pair(
     tmp_path: Path,
     base: Sequence[dict[str, Any]],
