@@ -307,8 +307,9 @@ class _StoreIO(_Health):
             return await send()
 
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
-        with _store_errors:
-            await self._bounded(self._redis.set, key, data, px=ttl_ms)
+        # (with the other queued commands when some are in flight: concurrent streams that
+        # end together store their answers in one pipeline)
+        await self._io_queued(key, (("SET", key, data, "PX", ttl_ms),))
 
     async def _io_set_nx(self, key: str, ttl_ms: int) -> bool:
         with _store_errors:
