@@ -144,7 +144,10 @@ class _StoreIO(_Health):
     def _io_queued_soon(self, key: str, commands: tuple[Command, ...]) -> asyncio.Future[Any]:
         """:meth:`_io_queued` queued in any case (sent at the end of this loop iteration,
         with whatever else is queued meanwhile, e.g. the caller's next lookup): a future
-        of the replies. Await it (or cancel it) before leaving."""
+        of the replies. Await it (or cancel it) before leaving. Without ``batch_gets``, a
+        task that sends them alone."""
+        if not self._batch_gets:
+            return asyncio.ensure_future(self._io_queued(key, commands))
         return self._enqueue(key, commands)
 
     def _enqueue(self, key: str, commands: tuple[Command, ...] | None) -> asyncio.Future[Any]:
