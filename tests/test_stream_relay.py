@@ -317,3 +317,34 @@ async def test_concurrent_misses_send_their_commands_in_few_pipelines(
     finally:
         await ai.aclose()
         await client.aclose()
+
+
+async def _calls(control: Any, command: str) -> int:
+    stats = await control.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_not_each_chunk(
+    pair: tuple[AIManager, AIManager, Scripts], redis_server: Any
+) -> None:
+    """Decision 0402: PEXPIRE of the lease and the relay stream with the first batch, the
+    terminal one and at most every lease_s / 4 between; the follower still reads it all."""
+    a, b, scripts = pair
+    steps: list[Any] = []
+    for i in range(30):
+        steps += [f"w{i} ", 0.003]  # one relay batch per chunk, or nearly
+    scripts.default["ollama"] = steps
+    control = Redis.from_url(redis_server.url)
+    try:
+        await control.config_resetstat()
+        lead = asyncio.create_task(read(a, req()))
+        await asyncio.sleep(0.02)
+        follow = await asyncio.wait_for(read(b, req()), 30)
+        chunks, _ = await asyncio.wait_for(lead, 30)
+        assert follow[0] == chunks and len(chunks) == 30 and scripts.opened["ollama"] == 1
+        xadds, pexpires = await _calls(control, "xadd"), await _calls(control, "pexpire")
+        assert xadds == 31  # 30 chunks and the end
+        # lease_s = 5 s: the stream lasts well under 1.25 s, so two refreshes of two keys
+        assert pexpires == 4, (xadds, pexpires)
+    finally:
+        await control.aclose()

@@ -4,13 +4,15 @@ Used by :meth:`AIManager.stream <samplemind_core.AIManager.stream>` when the cac
 Redis client and ``CacheConfig.lease_s`` is set. For one stream key ``{key}``:
 
 - ``{key}:slease`` -- the stream lease (``SET NX PX lease_s``): its holder reads the
-  provider. It is refreshed with every chunk (a stream may outlast ``lease_s``) and
+  provider. It is refreshed with the chunks, at least every quarter of ``lease_s``
+  (a stream may outlast ``lease_s``), and
   deleted at once when the holder ends, fails or is cancelled; a holder that dies
   leaves it for at most ``lease_s``.
 - ``{key}:chunks`` -- a Redis Stream: one ``XADD`` per chunk (field ``t``: the text),
   then a terminal entry (``end``: ``ok`` with ``r``, the stored envelope of the whole
-  response, or ``err`` with ``e``, why). It expires ``lease_s`` after its last entry
-  (refreshed with each one), and the holder deletes any old one before its first entry.
+  response, or ``err`` with ``e``, why). It expires at most ``lease_s`` after its last
+  entry (refreshed with the lease, and with the first and the terminal entry), and the
+  holder deletes any old one before its first entry.
 - Followers ``XREAD BLOCK`` from the first entry on, in slices of at most
   ``_READ_SLICE_S``; each empty slice checks that the lease still exists. At most a
   quarter of ``CacheConfig.max_connections`` blocking reads run at once (each holds a
@@ -106,10 +108,13 @@ class _StreamRelay(_SingleFlight):
             self._stats.leases += 1
         return bool(taken), found
 
-    def _relay_push_soon(self, key: str, entries: list[dict[bytes, bytes]]) -> asyncio.Future[Any]:
-        """Append entries (and refresh both expiries): queued with the other streams'
-        commands of this event-loop iteration (``_io_queued_soon``); a future of the
-        replies (a :class:`~samplemind_core.CacheError` when Redis failed)."""
+    def _relay_push_soon(
+        self, key: str, entries: list[dict[bytes, bytes]], refresh: bool = True
+    ) -> asyncio.Future[Any]:
+        """Append entries (and, with ``refresh``, reset both expiries to ``lease_s``):
+        queued with the other streams' commands of this event-loop iteration
+        (``_io_queued_soon``); a future of the replies (a
+        :class:`~samplemind_core.CacheError` when Redis failed)."""
         assert self._lease_s is not None
         lease_ms = max(1, int(self._lease_s * 1000))
         stream = key + RELAY_STREAM_SUFFIX
@@ -117,8 +122,9 @@ class _StreamRelay(_SingleFlight):
             ("XADD", stream, "*", *itertools.chain.from_iterable(fields.items()))
             for fields in entries
         ]
-        commands.append(("PEXPIRE", stream, lease_ms))
-        commands.append(("PEXPIRE", key + RELAY_LEASE_SUFFIX, lease_ms))
+        if refresh:
+            commands.append(("PEXPIRE", stream, lease_ms))
+            commands.append(("PEXPIRE", key + RELAY_LEASE_SUFFIX, lease_ms))
         return self._io_queued_soon(stream, tuple(commands))
 
     def _relay_writer(self, key: str) -> RelayWriter:
@@ -240,16 +246,20 @@ class RelayWriter:
     callback of the previous one. After a failure of Redis the writer drops
     everything (followers elsewhere then reach their idle deadline, or see the lease
     gone). :meth:`close` queues the terminal entry and waits for the last batch
-    (each bounded by ``op_timeout_s``).
+    (each bounded by ``op_timeout_s``). The lease's and the stream's expiries are
+    reset with the first batch, the terminal one, and otherwise at most every quarter
+    of ``lease_s`` (two commands saved per batch: decision 0402).
     """
 
-    __slots__ = ("_cache", "_key", "_pending", "_sending", "failed")
+    __slots__ = ("_cache", "_closing", "_key", "_pending", "_refresh_due", "_sending", "failed")
 
     def __init__(self, cache: _StreamRelay, key: str) -> None:
         self._cache = cache
         self._key = key
         self._pending: list[dict[bytes, bytes]] = []
         self._sending: asyncio.Future[Any] | None = None
+        self._refresh_due = -1.0  # loop time; the first batch refreshes
+        self._closing = False
         self.failed = False
 
     def put(self, fields: dict[bytes, bytes]) -> None:
@@ -261,7 +271,11 @@ class RelayWriter:
 
     def _send(self) -> None:
         batch, self._pending = self._pending, []
-        fut = self._cache._relay_push_soon(self._key, batch)
+        now = asyncio.get_running_loop().time()
+        refresh = self._closing or now >= self._refresh_due
+        if refresh:
+            self._refresh_due = now + (self._cache._lease_s or 0.0) / 4
+        fut = self._cache._relay_push_soon(self._key, batch, refresh)
         self._sending = fut
         fut.add_done_callback(self._sent)
 
@@ -283,6 +297,7 @@ class RelayWriter:
 
     async def close(self, fields: dict[bytes, bytes]) -> None:
         """Queue the terminal entry and wait until everything queued is written (or dropped)."""
+        self._closing = True
         self.put(fields)
         while (fut := self._sending) is not None:
             if fut.done():  # its callback (_sent) has not run yet: let it
