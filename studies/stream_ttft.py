@@ -18,7 +18,8 @@ Variants (``--variants``, comma-separated):
 - ``layer``: ``AIManager.stream`` without a cache;
 - ``layer+redis``: with a ``ResponseCache`` on the redis-server (default ``CacheConfig``,
   the relay on); ``layer+redis-norelay``: ``StreamConfig(relay=False)``;
-  ``layer+redis-mcN``: ``CacheConfig(max_connections=N)``.
+  ``layer+redis-mcN``: ``CacheConfig(max_connections=N)``; ``layer+redis-nobatch``:
+  ``CacheConfig(batch_gets=False)``.
 
 ``--base DIR``: DIR holds a copy of another tree's package renamed ``samplemind_base``
 (``git archive <ref> samplemind_core | tar -x -C DIR && mv DIR/samplemind_core
@@ -322,6 +323,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for opt in filter(None, opts.split("-")):
                 if opt == "norelay":
                     kw["relay"] = False
+                elif opt == "nobatch":
+                    kw["batch_gets"] = False
                 elif opt.startswith("mc"):
                     kw["max_connections"] = int(opt[2:])
                 else:
