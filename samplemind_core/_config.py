@@ -298,7 +298,11 @@ class CacheConfig:
     connection slot and runs under one ``op_timeout_s`` deadline, and its outcome
     is counted per key (a timed-out or failed batch is a counted miss and a backend
     error for every key in it; a caller's cancellation never cancels the others'
-    lookups). ``False`` sends one ``GET`` per lookup.
+    lookups). The stream path's small commands join the same pipelines (a relay
+    lease's ``SET NX`` and ``UNLINK``, the relay's ``XADD`` entries, a stored value's
+    ``SET``; decision 0400), so that many concurrent streams cost a few pipelines
+    instead of a few commands each. ``False`` sends one ``GET`` per lookup, and each
+    of those commands on its own.
     """
 
     namespace: str = "default"

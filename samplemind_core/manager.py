@@ -87,7 +87,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -640,18 +640,22 @@ class AIManager:
                 feed.replay(chunks, gaps, hit)
                 return
             if cache is not None and feed.key is not None and config.relay:
-                claim = await cache._relay_claim(feed.key)
+                box: list[Any] = []
+
+                def recheck() -> Awaitable[ChatResponse | None]:
+                    # Another process may have stored it and left since our lookup.
+                    box.clear()
+                    return cache._lookup(
+                        cache.key_for(request), time.perf_counter(), count_miss=False, extra=box
+                    )
+
+                claim, again = await cache._relay_claim(feed.key, recheck)
                 if claim is False and await self._follow_relay(feed, feed.key, config):
                     return
                 if claim is False:  # the other process failed or fell silent before any text
-                    claim = await cache._relay_claim(feed.key)
+                    claim, again = await cache._relay_claim(feed.key, recheck)
                 if claim:
                     relay = feed.key
-                    # Another process may have stored it and left since our lookup.
-                    box: list[Any] = []
-                    again = await cache._lookup(
-                        cache.key_for(request), time.perf_counter(), count_miss=False, extra=box
-                    )
                     if again is not None:
                         cache._stats.misses -= 1  # counted by the first lookup: a hit after all
                         chunks, gaps = stored_chunks(again, box[0])

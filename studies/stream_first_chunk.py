@@ -15,10 +15,12 @@ times, interleaved in one event loop, ``--rounds`` rounds of:
   upstream), and ``replay``: a cached stream's first chunk.
 
 Each round runs each variant once, in an order that rotates, with a fresh prompt
-per round (no cache hit for the miss variants). Prints the medians and the p90s,
+per round (no cache hit for the miss variants); ``--concurrency N`` runs each variant
+as N concurrent calls (distinct prompts) per round. Prints the medians and the p90s,
 the differences to ``raw`` and the ratios, as one JSON object::
 
     nice python studies/stream_first_chunk.py --rounds 300 --redis
+    nice python studies/stream_first_chunk.py --rounds 30 --redis --concurrency 100
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ async def layer_first_chunk(ai: AIManager, request: ChatRequest, variant: str = 
     raise RuntimeError("no chunk")
 
 
+async def _wave(make: Callable[[int], Awaitable[float]], n: int) -> list[float]:
+    """``n`` calls of ``make`` at once: their times to the first chunk."""
+    return list(await asyncio.gather(*(make(j) for j in range(n))))
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -128,33 +135,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for i in range(args.warmup + args.rounds):
 
-                def request(tag: str, n: int = i) -> ChatRequest:
+                def request(tag: str, n: int = i, j: int = 0) -> ChatRequest:
                     return ChatRequest(
-                        messages=[{"role": "user", "content": f"describe {tag} {n}"}],
+                        messages=[{"role": "user", "content": f"describe {tag} {n} {j}"}],
                         provider="openai",
                     )
 
-                _, url, headers, body = adapter.build_stream_request(request("raw"), "gpt-4o-mini")
-                variants: list[tuple[str, Callable[[], Awaitable[float]]]] = [
-                    ("raw", partial(raw_first_chunk, session, url, headers, body)),
-                    ("adapter", partial(adapter_first_chunk, plain, request("adapter"))),
-                    ("layer", partial(layer_first_chunk, plain, request("layer"), "layer")),
+                def raw_call(j: int) -> Awaitable[float]:
+                    _, url, headers, body = adapter.build_stream_request(
+                        request("raw", j=j), "gpt-4o-mini"
+                    )
+                    return raw_first_chunk(session, url, headers, body)
+
+                makers: list[tuple[str, Callable[[int], Awaitable[float]]]] = [
+                    ("raw", raw_call),
+                    ("adapter", lambda j: adapter_first_chunk(plain, request("adapter", j=j))),
+                    ("layer", lambda j: layer_first_chunk(plain, request("layer", j=j), "layer")),
                 ]
                 if cached_ai is not None:
-                    variants.append(
+                    ai_c = cached_ai
+                    makers.append(
                         (
                             "layer+redis",
-                            partial(layer_first_chunk, cached_ai, request("m"), "layer+redis"),
+                            lambda j, ai_c=ai_c: layer_first_chunk(
+                                ai_c, request("m", j=j), "layer+redis"
+                            ),
                         )
                     )
-                    variants.append(
-                        ("replay", partial(layer_first_chunk, cached_ai, stored, "replay"))
+                    makers.append(
+                        ("replay", lambda j, ai_c=ai_c: layer_first_chunk(ai_c, stored, "replay"))
                     )
+                variants: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = [
+                    (name, partial(_wave, make, args.concurrency)) for name, make in makers
+                ]
                 shift = i % len(variants)
                 for name, fn in variants[shift:] + variants[:shift]:
-                    ms = await fn()
+                    got = await fn()
                     if i >= args.warmup:
-                        samples[name].append(ms)
+                        samples[name].extend(got)
         finally:
             await session.close()
             await plain.aclose()
@@ -167,6 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             out[name]["minus_raw_ms"] = round(out[name]["median_ms"] - raw, 3)
             out[name]["ratio_to_raw"] = round(out[name]["median_ms"] / raw, 3)
         out["rounds"] = args.rounds
+        out["concurrency"] = args.concurrency
         out["roles"] = dict(ROLES)
         return out
     finally:
@@ -181,6 +200,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--latency-scale", type=float, default=0.0)
     parser.add_argument("--redis", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
     print(orjson.dumps(asyncio.run(run(args)), option=orjson.OPT_INDENT_2).decode())
     return 0

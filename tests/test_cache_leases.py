@@ -53,11 +53,16 @@ class Blocking:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
-        if name not in {"get", "set", "unlink", "hgetall", "hincrby"}:
+        ops = {"get", "set", "unlink", "hgetall", "hincrby"}
+        if name not in ops and name != "execute_command":
             return attr
 
         async def op(*args: Any, **kwargs: Any) -> Any:
-            self.ops.append(name)
+            # (the cache sends some commands as execute_command("SET", ...): same count)
+            kind = str(args[0]).lower() if name == "execute_command" and args else name
+            if kind not in ops:
+                return await attr(*args, **kwargs)
+            self.ops.append(kind)
             if len(self.ops) == self.block_at:
                 self.blocked.set()
                 try:

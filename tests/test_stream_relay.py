@@ -243,3 +243,85 @@ async def test_a_follower_polls_when_the_blocking_reads_are_all_taken(
     chunks, resp = await asyncio.wait_for(read(b, req()), 30)
     assert chunks == (await lead)[0] and scripts.opened["ollama"] == 1
     assert resp.metadata["stream"]["role"] == "relay"
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batched", "one-by-one"])
+async def test_concurrent_misses_send_their_commands_in_few_pipelines(
+    redis_server: Any, batch: bool
+) -> None:
+    """Decision 0400: 100 concurrent stream misses (lookup, relay lease, its UNLINK, the
+    re-check, the relay's entries, the stored value, the release) share pipelines instead
+    of sending several commands each; every guarantee holds either way."""
+    client = Redis.from_url(redis_server.url)
+    namespace = "batch-" + uuid.uuid4().hex[:8]
+    config = CacheConfig(namespace=namespace, lease_s=5.0, batch_gets=batch)
+    sent = {"single": 0, "pipelines": 0}
+    execute_command, pipeline = client.execute_command, client.pipeline
+
+    async def single(*args: Any, **kwargs: Any) -> Any:
+        sent["single"] += 1
+        return await execute_command(*args, **kwargs)
+
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        sent["pipelines"] += 1
+        return pipeline(*args, **kwargs)
+
+    client.execute_command = single  # type: ignore[method-assign]
+    client.pipeline = counted_pipeline  # type: ignore[method-assign]
+    scripts = Scripts()
+    scripts.default["ollama"] = ["a ", "b ", "c"]
+    ai = AIManager(settings(), cache=ResponseCache(client, config=config))
+    scripts.install(ai)
+    n = 100
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(read(ai, req(f"kick {i}")) for i in range(n))), 30
+        )
+        assert all(chunks == ["a ", "b ", "c"] for chunks, _ in results)
+        assert scripts.opened["ollama"] == n
+        stats = ai.cache.stats()  # type: ignore[union-attr]
+        assert (stats.leases, stats.misses, stats.sets, stats.backend_errors) == (n, n, n, 0)
+        assert [k async for k in client.scan_iter(match=f"*{namespace}*{RELAY_LEASE_SUFFIX}")] == []
+        # stored with their boundaries: a second read of each is a replay
+        again = await asyncio.wait_for(read(ai, req("kick 7")), 30)
+        assert again[0] == ["a ", "b ", "c"] and again[1].cached
+        round_trips = sent["single"] + sent["pipelines"]
+        if batch:
+            assert round_trips < n, sent  # fewer than one per stream (was > 5 per stream)
+            assert stats.pool_waits == 0
+        else:
+            assert sent["single"] >= 4 * n, sent  # SET NX, UNLINK x 2, SET: each on its own
+    finally:
+        await ai.aclose()
+        await client.aclose()
+
+
+async def _calls(control: Any, command: str) -> int:
+    stats = await control.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_not_each_chunk(
+    pair: tuple[AIManager, AIManager, Scripts], redis_server: Any
+) -> None:
+    """Decision 0402: PEXPIRE of the lease and the relay stream with the first batch, the
+    terminal one and at most every lease_s / 4 between; the follower still reads it all."""
+    a, b, scripts = pair
+    steps: list[Any] = []
+    for i in range(30):
+        steps += [f"w{i} ", 0.003]  # one relay batch per chunk, or nearly
+    scripts.default["ollama"] = steps
+    control = Redis.from_url(redis_server.url)
+    try:
+        await control.config_resetstat()
+        lead = asyncio.create_task(read(a, req()))
+        await asyncio.sleep(0.02)
+        follow = await asyncio.wait_for(read(b, req()), 30)
+        chunks, _ = await asyncio.wait_for(lead, 30)
+        assert follow[0] == chunks and len(chunks) == 30 and scripts.opened["ollama"] == 1
+        xadds, pexpires = await _calls(control, "xadd"), await _calls(control, "pexpire")
+        assert xadds == 31  # 30 chunks and the end
+        # lease_s = 5 s: the stream lasts well under 1.25 s, so two refreshes of two keys
+        assert pexpires == 4, (xadds, pexpires)
+    finally:
+        await control.aclose()

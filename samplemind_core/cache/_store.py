@@ -6,7 +6,10 @@ turn for up to ``pool_timeout_s``), each under ``op_timeout_s`` measured on
 the event loop's responsive clock (``samplemind_core._cache.deadlines``).
 Lookups started in one event-loop iteration while another is in flight go
 out together as one pipeline (``CacheConfig.batch_gets``), each caller on a
-future of its own, so one caller's cancellation touches nobody else's.
+future of its own, so one caller's cancellation touches nobody else's. The
+stream path's small writes (a relay lease's ``SET NX``, ``UNLINK``, a relay's
+``XADD`` entries: :meth:`_StoreIO._io_queued`) join the same queue, so that 100
+concurrent streams' misses cost a few pipelines, not hundreds of commands.
 Every error of the store is translated in one place (``_errors``).
 """
 
@@ -24,7 +27,14 @@ from .._exceptions import CacheBackendError
 from ._errors import _per_key, _PoolExhausted, _Skipped, _store_error, _store_errors
 from ._health import _Health
 
-__all__ = ["_StoreIO"]
+__all__ = ["Command", "_StoreIO"]
+
+Command = tuple[Any, ...]
+"""One Redis command for :meth:`_StoreIO._io_queued`, as ``execute_command`` takes it:
+``("SET", key, b"1", "NX", "PX", 10000)`` (one key per command: a cluster routes each)."""
+
+_Item = tuple[str, "tuple[Command, ...] | None", "asyncio.Future[Any]"]
+"""A queued operation: its (first) key, its commands (None: a GET of the key), its future."""
 
 
 def _still_cancelled() -> None:
@@ -58,7 +68,7 @@ class _StoreIO(_Health):
         # lookups started in one event-loop iteration go out together (CacheConfig.batch_gets)
         self._batch_gets = config.batch_gets
         self._batch_max = config.get_batch_max
-        self._get_queue: list[tuple[str, asyncio.Future[Any]]] = []
+        self._get_queue: list[_Item] = []
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self._gets_in_flight = 0  # GET operations sent and not answered yet (single or batch)
@@ -124,6 +134,37 @@ class _StoreIO(_Health):
                     return await self._bounded(self._get_one, key)  # type: ignore[no-any-return]
             finally:
                 self._gets_in_flight -= 1
+        return await self._enqueue(key, None)  # type: ignore[no-any-return]
+
+    async def _io_queued(self, key: str, commands: tuple[Command, ...]) -> list[Any]:
+        """Run ``commands`` (``key``: the first one's key) and return their replies in order.
+
+        Alone (nothing queued or in flight) they are sent at once (one command, or one
+        pipeline); otherwise they join the batch of the current event-loop iteration,
+        with the lookups (one pipeline for all, each caller on a future of its own).
+        Writes are never sent twice (no retry on a stale connection, unlike reads).
+        A reply that is an error raises that error (as ours); a failed batch raises
+        :class:`~samplemind_core.CacheBackendError` for every caller in it.
+        """
+        if not self._batch_gets or not (self._gets_in_flight or self._get_queue):
+            self._gets_in_flight += 1
+            try:
+                with _store_errors:
+                    return await self._bounded(self._run_alone, commands)  # type: ignore[no-any-return]
+            finally:
+                self._gets_in_flight -= 1
+        return await self._enqueue(key, commands)  # type: ignore[no-any-return]
+
+    def _io_queued_soon(self, key: str, commands: tuple[Command, ...]) -> asyncio.Future[Any]:
+        """:meth:`_io_queued` queued in any case (sent at the end of this loop iteration,
+        with whatever else is queued meanwhile, e.g. the caller's next lookup): a future
+        of the replies. Await it (or cancel it) before leaving. Without ``batch_gets``, a
+        task that sends them alone."""
+        if not self._batch_gets:
+            return asyncio.ensure_future(self._io_queued(key, commands))
+        return self._enqueue(key, commands)
+
+    def _enqueue(self, key: str, commands: tuple[Command, ...] | None) -> asyncio.Future[Any]:
         # Queue the key; one callback at the end of this loop iteration sends the queue.
         # Each caller awaits a future of its own: its cancellation touches nobody else's.
         loop = asyncio.get_running_loop()
@@ -133,10 +174,10 @@ class _StoreIO(_Health):
             queue = self._get_queue = []  # (a queue left on a closed loop is dropped)
             self._queue_loop = loop
             loop.call_soon(self._flush_gets, queue)
-        queue.append((key, fut))
-        return await fut  # type: ignore[no-any-return]
+        queue.append((key, commands, fut))
+        return fut
 
-    def _flush_gets(self, queue: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    def _flush_gets(self, queue: list[_Item]) -> None:
         if self._get_queue is queue:
             self._get_queue = []
         loop = asyncio.get_running_loop()
@@ -146,7 +187,7 @@ class _StoreIO(_Health):
         if where is not None and len(queue) > 1:
             # A cluster: one batch per node (the client splits a pipeline by node anyway),
             # so that a sick node's batch fails, and is backed off, alone.
-            groups: dict[str | None, list[tuple[str, asyncio.Future[Any]]]] = {}
+            groups: dict[str | None, list[_Item]] = {}
             for item in queue:
                 groups.setdefault(where(item[0]), []).append(item)
             parts = list(groups.values())
@@ -156,9 +197,9 @@ class _StoreIO(_Health):
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
 
-    async def _get_batch(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
-        """One store operation for the keys of ``batch``; every caller's future gets its outcome."""
-        live = [(key, fut) for key, fut in batch if not fut.done()]  # not cancelled meanwhile
+    async def _get_batch(self, batch: list[_Item]) -> None:
+        """One store operation for the items of ``batch``; every caller's future gets its outcome."""
+        live = [item for item in batch if not item[2].done()]  # not cancelled meanwhile
         if not live:
             return
         task = asyncio.current_task()
@@ -172,15 +213,18 @@ class _StoreIO(_Health):
                 if waiting == 0:
                     task.cancel()  # every caller left: stop, and give the slot back
 
-        for _, fut in live:
+        for _, _, fut in live:
             fut.add_done_callback(left)
         self._gets_in_flight += 1
         try:
             with _store_errors:
-                if len(live) == 1:
-                    results = [await self._bounded(self._get_one, live[0][0])]
+                if all(commands is None for _, commands, _ in live):
+                    if len(live) == 1:
+                        results = [await self._bounded(self._get_one, live[0][0])]
+                    else:
+                        results = await self._bounded(self._get_many, [key for key, _, _ in live])
                 else:
-                    results = await self._bounded(self._get_many, [key for key, _ in live])
+                    results = await self._bounded(self._run_many, live)
         except BaseException as exc:
             # Back off now, before a waiter handed our slot sends its batch (as an unbatched
             # lookup's own caller does); each caller then counts its key's miss and error.
@@ -191,10 +235,10 @@ class _StoreIO(_Health):
                 # a batch that failed as a whole backs off its keys' one node, or the store
                 # (a cluster's dead node may also fail its keys one by one: below)
                 where = self._where
-                nodes = {where(key) for key, _ in live} if where is not None else {None}
+                nodes = {where(key) for key, _, _ in live} if where is not None else {None}
                 self._back_off(exc, live[0][0] if len(nodes) == 1 else None)
                 backed_off = True
-            for _, fut in live:
+            for _, _, fut in live:
                 if not fut.done():
                     fut.set_exception(_per_key(exc, backed_off=backed_off))
             if not isinstance(exc, Exception):
@@ -202,12 +246,49 @@ class _StoreIO(_Health):
             return
         finally:
             self._gets_in_flight -= 1
-        for (_, fut), result in zip(live, results, strict=True):
+        for (_, _, fut), result in zip(live, results, strict=True):
             if not fut.done():
                 if isinstance(result, Exception):
                     fut.set_exception(_store_error(result))
                 else:
                     fut.set_result(result)
+
+    async def _run_alone(self, commands: tuple[Command, ...]) -> list[Any]:
+        redis = self._redis
+        if len(commands) == 1:
+            return [await redis.execute_command(*commands[0])]
+        pipe = redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _run_many(self, items: list[_Item]) -> list[Any]:
+        """One pipeline for lookups and queued commands: per item, its GET's reply, or the
+        list of its commands' replies (the first error among them instead, if any)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, commands, _ in items:
+            if commands is None:
+                pipe.get(key)
+            else:
+                for command in commands:
+                    pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        out: list[Any] = []
+        at = 0
+        for _, commands, _ in items:
+            if commands is None:
+                out.append(replies[at])
+                at += 1
+                continue
+            mine = replies[at : at + len(commands)]
+            at += len(commands)
+            error = next((r for r in mine if isinstance(r, Exception)), None)
+            out.append(error if error is not None else mine)
+        return out
 
     async def _get_one(self, key: str) -> Any:
         return await self._fresh_retry(lambda: self._redis.get(key))
@@ -243,16 +324,16 @@ class _StoreIO(_Health):
             return await send()
 
     async def _io_set(self, key: str, data: bytes, ttl_ms: int) -> None:
-        with _store_errors:
-            await self._bounded(self._redis.set, key, data, px=ttl_ms)
+        # (with the other queued commands when some are in flight: concurrent streams that
+        # end together store their answers in one pipeline)
+        await self._io_queued(key, (("SET", key, data, "PX", ttl_ms),))
 
     async def _io_set_nx(self, key: str, ttl_ms: int) -> bool:
         with _store_errors:
             return bool(await self._bounded(self._redis.set, key, b"1", nx=True, px=ttl_ms))
 
     async def _io_unlink(self, key: str) -> None:
-        with _store_errors:
-            await self._bounded(self._redis.unlink, key)
+        await self._io_queued(key, (("UNLINK", key),))
 
     async def _io_hgetall(self, key: str) -> dict[Any, Any]:
         with _store_errors:

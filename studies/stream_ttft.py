@@ -1,0 +1,429 @@
+"""Time to first chunk of many concurrent streams: the layer against raw aiohttp, side by side.
+
+Issue 20 §2 (the layer's cost to the first token). Starts the emulator (``latency_scale``
+0 by default: the first chunk leaves at once, so what is measured is the client side)
+and, for the ``+redis`` variants, a redis-server, then runs ``--rounds`` rounds; each
+round runs every variant once as a wave of ``--concurrency`` concurrent streams
+(distinct prompts, a miss each time), in an order that rotates per round. Each caller
+reads up to its first text chunk and leaves (as ``studies/stream_first_chunk.py``).
+
+Variants (``--variants``, comma-separated):
+
+- ``raw``: ``aiohttp.ClientSession.post`` (its own session, no connection limit),
+  bytes split on blank lines, ``orjson`` per ``data:`` line, up to the first text delta;
+- ``hxaio``: the same read through ``httpx.AsyncClient`` on httpx-aiohttp's
+  ``AiohttpTransport`` (the layer's default wire, without the layer): the floor of
+  the layer on that transport;
+- ``adapter``: ``Provider.open_stream`` on the manager's ``HttpClient``;
+- ``layer``: ``AIManager.stream`` without a cache;
+- ``layer+redis``: with a ``ResponseCache`` on the redis-server (default ``CacheConfig``,
+  the relay on); ``layer+redis-norelay``: ``StreamConfig(relay=False)``;
+  ``layer+redis-mcN``: ``CacheConfig(max_connections=N)``; ``layer+redis-nobatch``:
+  ``CacheConfig(batch_gets=False)``.
+
+``--base DIR``: DIR holds a copy of another tree's package renamed ``samplemind_base``
+(``git archive <ref> samplemind_core | tar -x -C DIR && mv DIR/samplemind_core
+DIR/samplemind_base``); every ``base:<variant>`` then runs that code in the same
+process and the same waves: before/after side by side.
+
+Prints one JSON object: per variant the TTFT median and p90 over all callers, the ratio
+of medians to ``raw``, and the process CPU time per stream (a wave's ``process_time``
+over its streams; the emulator and redis-server are other processes). ``--profile N``
+then runs N more waves of each variant under cProfile (timer: process CPU time, so
+waits count nothing) and prints, per stream, the cumulative CPU time of the parts of
+the path (nested: a part includes the parts under it; profiler overhead included)::
+
+    nice python studies/stream_ttft.py --rounds 15 --concurrency 100 \\
+        --variants raw,hxaio,layer,layer+redis --profile 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import importlib
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fixtures.redis import RedisServer
+from fixtures.servers import start_emulator
+
+
+def _first_text(buffer: bytes) -> tuple[bool, bytes]:
+    while b"\n\n" in buffer:
+        event, buffer = buffer.split(b"\n\n", 1)
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
+                continue
+            choices = orjson.loads(line[5:]).get("choices") or []
+            if choices and choices[0].get("delta", {}).get("content"):
+                return True, buffer
+    return False, buffer
+
+
+READ_ALL = False
+"""``--read all``: every caller reads its stream to the end (as the bench suite does);
+otherwise it leaves after its first text chunk."""
+
+
+async def _drain_raw(chunks: Any, buffer: bytes) -> None:
+    async for data in chunks:
+        found = True
+        while found:  # parse every event (the same work per chunk as before the first)
+            found, buffer = _first_text(buffer + data)
+            data = b""
+
+
+async def raw_first(session: Any, url: str, headers: dict[str, str], body: bytes) -> float:
+    t0 = time.perf_counter()
+    async with session.post(url, data=body, headers=headers) as resp:
+        buffer = b""
+        chunks = resp.content.iter_any().__aiter__()
+        async for data in chunks:
+            found, buffer = _first_text(buffer + data)
+            if found:
+                ms = (time.perf_counter() - t0) * 1000.0
+                if READ_ALL:
+                    await _drain_raw(chunks, buffer)
+                return ms
+    raise RuntimeError("no text in the stream")
+
+
+async def hxaio_first(client: Any, url: str, headers: dict[str, str], body: bytes) -> float:
+    t0 = time.perf_counter()
+    async with client.stream("POST", url, content=body, headers=headers) as resp:
+        buffer = b""
+        chunks = resp.aiter_raw().__aiter__()
+        async for data in chunks:
+            found, buffer = _first_text(buffer + data)
+            if found:
+                ms = (time.perf_counter() - t0) * 1000.0
+                if READ_ALL:
+                    await _drain_raw(chunks, buffer)
+                return ms
+    raise RuntimeError("no text in the stream")
+
+
+async def adapter_first(ai: Any, request: Any) -> float:
+    t0 = time.perf_counter()
+    stream = await ai.provider("openai").open_stream(ai.http, request, "gpt-4o-mini")
+    async with stream:
+        async for _ in stream:
+            ms = (time.perf_counter() - t0) * 1000.0
+            if READ_ALL:
+                async for _ in stream:
+                    pass
+            return ms
+    raise RuntimeError("no chunk")
+
+
+async def layer_first(ai: Any, request: Any) -> float:
+    t0 = time.perf_counter()
+    async with ai.stream(request) as stream:
+        async for _ in stream:
+            ms = (time.perf_counter() - t0) * 1000.0
+            if READ_ALL:
+                async for _ in stream:
+                    pass
+            return ms
+    raise RuntimeError("no chunk")
+
+
+# The parts of the path, by (file fragment, function name): cumulative time per stream.
+PARTS: tuple[tuple[str, str, str], ...] = (
+    ("AIManager.stream (validate, route check)", "samplemind_core/manager.py", "stream"),
+    ("  _open_feed (key: fingerprint; feed; task)", "samplemind_core/manager.py", "_open_feed"),
+    ("    key_for (fingerprint)", "samplemind_core/cache/_entries.py", "key_for"),
+    ("  _produce (the producer task)", "samplemind_core/manager.py", "_produce"),
+    ("    _get_with_extra (lookup)", "samplemind_core/cache/_entries.py", "_get_with_extra"),
+    ("      _get_batch (batched GETs, own task)", "samplemind_core/cache/_store.py", "_get_batch"),
+    ("    _relay_claim (SET NX, UNLINK)", "samplemind_core/cache/_relay.py", "_relay_claim"),
+    ("    _lookup (incl. the re-check)", "samplemind_core/cache/_entries.py", "_lookup"),
+    ("    _bounded (every Redis op)", "samplemind_core/cache/_store.py", "_bounded"),
+    ("    _read_chain", "samplemind_core/manager.py", "_read_chain"),
+    ("      _choices (router plan)", "samplemind_core/manager.py", "_choices"),
+    ("      open_stream (build + send)", "samplemind_core/providers/base.py", "open_stream"),
+    ("        build_stream_request", "samplemind_core/providers/openai.py", "build_stream_request"),
+    ("        HttpClient._send", "samplemind_core/http.py", "_send"),
+    ("          httpx.Request()", "httpx/_models.py", "__init__"),
+    (
+        "          AiohttpTransport.handle_async_request",
+        "httpx_aiohttp/transport.py",
+        "handle_async_request",
+    ),
+    ("            aiohttp ClientSession._request", "aiohttp/client.py", "_request"),
+    (
+        "      ProviderStream.__anext__ (read + SSE)",
+        "samplemind_core/providers/_stream.py",
+        "__anext__",
+    ),
+    ("        SSEDecoder.feed", "samplemind_core/providers/_stream.py", "feed"),
+    ("        iter_body", "samplemind_core/http.py", "iter_body"),
+    ("      ProviderStream.aclose", "samplemind_core/providers/_stream.py", "aclose"),
+    ("    _relay_release (UNLINK lease)", "samplemind_core/cache/_relay.py", "_relay_release"),
+    ("    RelayWriter.close", "samplemind_core/cache/_relay.py", "close"),
+    ("ResponseStream.__aenter__", "samplemind_core/_streaming.py", "__aenter__"),
+    ("ResponseStream.__anext__", "samplemind_core/_streaming.py", "__anext__"),
+    ("ResponseStream.aclose", "samplemind_core/_streaming.py", "aclose"),
+    ("raw: aiohttp ClientSession._request", "aiohttp/client.py", "_request"),
+    ("redis-py execute_command", "redis/asyncio/client.py", "execute_command"),
+    ("redis-py Pipeline.execute", "redis/asyncio/client.py", "execute"),
+    ("asyncio Task.__step (all tasks)", "asyncio", "__step"),
+)
+
+AREAS = (
+    ("samplemind", ("samplemind_core", "samplemind_base")),
+    ("aiohttp", ("aiohttp", "multidict", "yarl")),
+    ("httpx", ("httpx", "httpcore")),
+    ("redis-py", ("redis/",)),
+    ("asyncio", ("asyncio",)),
+)
+
+
+def _area(filename: str, name: str) -> str:
+    if filename == "~":
+        return "builtins/kernel"
+    for label, needles in AREAS:
+        if any(n in filename for n in needles):
+            return label
+    return "other"
+
+
+def attribution(profile: cProfile.Profile, streams: int, base: bool) -> dict[str, Any]:
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    parts: dict[str, float] = {}
+    for label, fragment, name in PARTS:
+        if base:
+            fragment = fragment.replace("samplemind_core", "samplemind_base")
+        total = 0.0
+        for (filename, _, fn), (_, _, _, cumtime, _) in stats.items():
+            if fn == name and fragment in filename.replace("\\", "/"):
+                total += cumtime
+        if total:
+            parts[label] = round(total / streams * 1e6, 1)
+    areas: dict[str, float] = {}
+    calls = 0
+    for (filename, _, fn), (_, ncalls, tottime, _, _) in stats.items():
+        label = _area(filename, fn)
+        areas[label] = areas.get(label, 0.0) + tottime
+        calls += ncalls
+    return {
+        "cumtime_us_per_stream": parts,
+        "tottime_us_per_stream_by_area": {
+            k: round(v / streams * 1e6, 1) for k, v in sorted(areas.items(), key=lambda kv: -kv[1])
+        },
+        "function_calls_per_stream": round(calls / streams, 1),
+    }
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median_ms": round(statistics.median(ordered), 3),
+        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 3),
+    }
+
+
+class Package:
+    """One copy of the package (this tree's, or ``samplemind_base``) and its managers."""
+
+    def __init__(self, name: str, settings_of: Callable[[Any], Any]) -> None:
+        self.name = name
+        self.m = importlib.import_module(name)
+        self.settings = settings_of(self.m)
+        self.managers: list[Any] = []
+
+    def manager(self, redis_client: Any = None, **cache_kw: Any) -> Any:
+        m = self.m
+        settings = self.settings
+        cache = None
+        if redis_client is not None:
+            relay = cache_kw.pop("relay", True)
+            if not relay:
+                settings = replace(settings, stream=m.StreamConfig(relay=False))
+            namespace = f"ttft-{len(self.managers)}-{time.time_ns() % 10**9}"
+            cache = m.ResponseCache(
+                redis_client, config=m.CacheConfig(namespace=namespace, **cache_kw)
+            )
+        ai = m.AIManager(settings, cache=cache)
+        self.managers.append(ai)
+        return ai
+
+    def request(self, text: str) -> Any:
+        return self.m.ChatRequest(messages=[{"role": "user", "content": text}], provider="openai")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import aiohttp
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    global READ_ALL
+    READ_ALL = args.read == "all"
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    emulator = start_emulator(latency_scale=args.latency_scale)
+    need_redis = any("redis" in v for v in names)
+    server = RedisServer().start() if need_redis else None
+    redis_client: Any = None
+    if server is not None:
+        from redis.asyncio import Redis
+
+        redis_client = Redis.from_url(server.url)
+
+    def settings_of(m: Any) -> Any:
+        return emulator.settings(m.Settings(http=m.HttpConfig(transport=args.transport)))
+
+    packages = {"": Package("samplemind_core", settings_of)}
+    if args.base:
+        sys.path.insert(0, args.base)
+        packages["base:"] = Package("samplemind_base", settings_of)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    hx = httpx.AsyncClient(
+        transport=AiohttpTransport(limits=httpx.Limits(max_connections=None)), timeout=30.0
+    )
+    new = packages[""]
+    adapter = new.manager().provider("openai")
+
+    makers: dict[str, Callable[[str], Awaitable[float]]] = {}
+    for name in names:
+        prefix = "base:" if name.startswith("base:") else ""
+        kind = name[len(prefix) :]
+        pkg = packages[prefix]
+        if kind in ("raw", "hxaio"):
+
+            def wire(text: str, kind: str = kind) -> Awaitable[float]:
+                _, url, headers, body = adapter.build_stream_request(
+                    new.request(text), "gpt-4o-mini"
+                )
+                if kind == "raw":
+                    return raw_first(session, url, headers, orjson.dumps(body))
+                return hxaio_first(hx, url, headers, orjson.dumps(body))
+
+            makers[name] = wire
+        elif kind == "adapter":
+            ai = pkg.manager()
+            makers[name] = lambda text, ai=ai, pkg=pkg: adapter_first(ai, pkg.request(text))
+        elif kind == "layer":
+            ai = pkg.manager()
+            makers[name] = lambda text, ai=ai, pkg=pkg: layer_first(ai, pkg.request(text))
+        elif kind.startswith("layer+redis"):
+            opts = kind[len("layer+redis") :]
+            kw: dict[str, Any] = {}
+            for opt in filter(None, opts.split("-")):
+                if opt == "norelay":
+                    kw["relay"] = False
+                elif opt == "nobatch":
+                    kw["batch_gets"] = False
+                elif opt.startswith("mc"):
+                    kw["max_connections"] = int(opt[2:])
+                else:
+                    raise SystemExit(f"unknown option {opt!r} in {name!r}")
+            ai = pkg.manager(redis_client, **kw)
+            makers[name] = lambda text, ai=ai, pkg=pkg: layer_first(ai, pkg.request(text))
+        else:
+            raise SystemExit(f"unknown variant {name!r}")
+
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    n = args.concurrency
+
+    async def wave(name: str, i: int) -> tuple[list[float], float]:
+        make = makers[name]
+        c0 = time.process_time()
+        got = await asyncio.gather(*(make(f"describe {name} {i} {j}") for j in range(n)))
+        return list(got), time.process_time() - c0
+
+    out: dict[str, Any] = {}
+    try:
+        for i in range(args.warmup + args.rounds):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                got, spent = await wave(name, i)
+                if i >= args.warmup:
+                    samples[name].extend(got)
+                    cpu[name].append(spent / n)
+        raw_median = statistics.median(samples[names[0]])
+        for name in names:
+            s = summary(samples[name])
+            s["ratio_to_" + names[0]] = round(s["median_ms"] / raw_median, 3)
+            s["cpu_us_per_stream"] = round(statistics.median(cpu[name]) * 1e6, 1)
+            out[name] = s
+        if args.profile:
+            prof: dict[str, Any] = {}
+            for name in names:
+                profile = cProfile.Profile(time.process_time)  # CPU time, not waits
+                c0 = time.process_time()
+                for k in range(args.profile):
+                    profile.enable()
+                    await wave(name, 10**6 + k)
+                    profile.disable()
+                spent = time.process_time() - c0
+                streams = args.profile * n
+                prof[name] = {
+                    "cpu_us_per_stream_profiled": round(spent / streams * 1e6, 1),
+                    **attribution(profile, streams, name.startswith("base:")),
+                }
+                if args.dump:
+                    profile.dump_stats(f"{args.dump}.{name.replace(':', '_')}.prof")
+            out["profile"] = prof
+        stats = {}
+        for pkg in packages.values():
+            for ai in pkg.managers:
+                if ai.cache is not None:
+                    st = ai.cache.stats()
+                    stats[ai.cache.namespace] = {
+                        k: getattr(st, k)
+                        for k in ("pool_waits", "pool_timeouts", "leases", "misses")
+                    }
+        out["cache_stats"] = stats
+        out["rounds"] = args.rounds
+        out["concurrency"] = n
+        out["transport"] = args.transport
+        out["latency_scale"] = args.latency_scale
+        out["read"] = args.read
+        return out
+    finally:
+        await session.close()
+        await hx.aclose()
+        for pkg in packages.values():
+            for ai in pkg.managers:
+                await ai.aclose()
+        if redis_client is not None:
+            await redis_client.aclose()
+        emulator.stop()
+        if server is not None:
+            server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--latency-scale", type=float, default=0.0)
+    parser.add_argument("--transport", default="aiohttp", choices=["aiohttp", "httpx"])
+    parser.add_argument("--variants", default="raw,hxaio,adapter,layer,layer+redis")
+    parser.add_argument("--read", default="first", choices=["first", "all"])
+    parser.add_argument("--base", default="")
+    parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument(
+        "--dump", default="", help="write each variant's profile to DUMP.<variant>.prof"
+    )
+    args = parser.parse_args()
+    print(orjson.dumps(asyncio.run(run(args)), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
