@@ -140,6 +140,7 @@ def test_gate_empty_benchmarks_and_unmatched_select_are_bad_input(tmp_path: Path
 # --------------------------------------------------------------------------- gate: same input
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_gate_given_the_same_folder_twice_passes_with_a_warning(tmp_path: Path) -> None:
     run = results(tmp_path, "run")
     proc = cli("gate", run, run, "--json", tmp_path / "v.json")
@@ -330,6 +331,7 @@ def test_run_out_an_existing_file_or_foreign_folder_is_refused(tmp_path: Path) -
 # --------------------------------------------------------------------------- profile, help
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_profile_finds_py_spy_beside_the_interpreter_without_activation(tmp_path: Path) -> None:
     if not (BIN / "py-spy").is_file():
         pytest.skip("py-spy is not installed in this environment")
@@ -389,6 +391,7 @@ def test_gate_warns_of_rules_that_apply_to_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command", ["run", "report", "profile", "gate", "headline", "history", "bisect"]
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_console_script_smoke(command: str, tmp_path: Path) -> None:
     """One real subprocess of the installed script per command: its ``--help`` answers with the
     command's usage, and bad input exits 2 naming what is wrong, as the in-process cases show."""

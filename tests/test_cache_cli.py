@@ -208,6 +208,7 @@ def with_changes(i: int, request: dict[str, Any] | None = None, **response: Any)
     ],
     ids=["hot", "1e30", "req-provider", "many", "cost-5", "resp-provider", "10MB"],
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_bad_line_is_named_and_the_rest_is_written(
     tmp_path: Path, redis_server: RedisServer | ExternalRedis, ns: str, bad: str, reason: str
 ) -> None:
@@ -257,6 +258,7 @@ async def test_warmed_values_are_served_sane(
 
 
 @pytest.mark.parametrize("ttl", ["0", "-1", "nan", "inf", "soon"])
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_bad_ttl_is_a_usage_error(tmp_path: Path, ttl: str) -> None:
     f = tmp_path / "ok.jsonl"
     f.write_text(json.dumps(entry(1)) + "\n")
@@ -299,6 +301,7 @@ def test_clear_unknown_provider_is_a_usage_error() -> None:
     assert "argument --provider: invalid choice: 'bogus'" in proc.stderr
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_help_is_plain_text() -> None:
     for argv in ([], ["warm"], ["stats"], ["clear"]):
         proc = cli(*argv, "--help")

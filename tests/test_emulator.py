@@ -450,6 +450,7 @@ EMULATOR_CLI = str(Path(sys.executable).with_name("samplemind-emulator"))
         (["--keep-alive-max-requests", "0"], "argument --keep-alive-max-requests"),
     ],
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_console_script_refuses_bad_options_before_listening(
     argv: list[str], fragment: str
 ) -> None:
@@ -564,6 +565,7 @@ def test_ready_line_and_port_zero() -> None:
 # --------------------------------------------------------------------------- official SDKs
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_openai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=emulator_server.url + "/v1", api_key="sk-test", max_retries=0)
@@ -584,6 +586,7 @@ def test_openai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
         )
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_anthropic_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     anthropic = pytest.importorskip("anthropic")
     client = anthropic.Anthropic(base_url=emulator_server.url, api_key="sk-ant-test", max_retries=0)
@@ -603,6 +606,7 @@ def test_anthropic_sdk_unchanged(emulator_server: EmulatorServer) -> None:
         )
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_google_genai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     genai = pytest.importorskip("google.genai")
     types = pytest.importorskip("google.genai.types")

@@ -262,6 +262,7 @@ def _shuffled(value: Any, data: st.DataObject) -> Any:
 
 @settings(max_examples=150, deadline=None)
 @given(request=requests, data=st.data())
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_property_key_order_and_whitespace_never_matter(
     request: dict[str, Any], data: st.DataObject
 ) -> None:
@@ -286,6 +287,7 @@ def test_property_integral_floats_equal_ints(request: dict[str, Any], t: int) ->
 
 @settings(max_examples=150, deadline=None)
 @given(a=requests, b=requests)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_property_different_requests_different_keys(a: dict[str, Any], b: dict[str, Any]) -> None:
     if canonical_bytes(a) != canonical_bytes(b):
         assert fingerprint(a) != fingerprint(b)

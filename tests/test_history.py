@@ -371,6 +371,7 @@ def test_one_series_per_machine(tmp_path: Path) -> None:
     assert found and all("cpu-B" in c["machine"] and c["commit"] == commits[5] for c in found)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     repo, commits, folders = stepped_history(tmp_path)
     db = str(tmp_path / "h.sqlite")
@@ -448,6 +449,7 @@ def test_postgres_store_add_changes_and_writers(postgres_url: str, tmp_path: Pat
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_two_writers_postgres_lose_no_row(postgres_url: str, tmp_path: Path) -> None:
     _concurrent_writers(postgres_url, tmp_path)
 

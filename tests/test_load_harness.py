@@ -318,6 +318,7 @@ def _report(tmp_path: Path, *folders: Path) -> str:
     return (out / "summary.md").read_text()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_charts_a_load_run(tmp_path: Path) -> None:
     summary = _report(tmp_path, _load_results(tmp_path / "load"))
     assert "Capacity curve" in summary and "knee 1,000 req/s" in summary
@@ -330,6 +331,7 @@ def test_report_charts_a_load_run(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "charts" / "load_faults.svg").is_file()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_builds_from_an_older_run_without_the_load_suite(tmp_path: Path) -> None:
     summary = _report(tmp_path, RESULTS / "run_b")
     assert "no load suite in this run" in summary
@@ -367,6 +369,7 @@ async def _echo(i: int) -> int:
     return i
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_hits_vs_raw_script_measures_every_side_and_refuses_bad_input() -> None:
     run = [sys.executable, "-m", "studies.hits_vs_raw"]
     args = ["--rounds", "2", "--repeats", "1", "--concurrency", "20"]
