@@ -17,6 +17,7 @@ import pytest
 
 from fixtures.servers import EmulatorServer, start_emulator
 from fixtures.wire_parse import answer, parse_json_array_stream, parse_ndjson, parse_sse
+from tests._helpers import run_main
 
 pytestmark = pytest.mark.live
 
@@ -450,16 +451,23 @@ EMULATOR_CLI = str(Path(sys.executable).with_name("samplemind-emulator"))
         (["--keep-alive-max-requests", "0"], "argument --keep-alive-max-requests"),
     ],
 )
-@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_console_script_refuses_bad_options_before_listening(
-    argv: list[str], fragment: str
+    argv: list[str], fragment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proc = subprocess.run(
-        [EMULATOR_CLI, "--port", "0", *argv], capture_output=True, text=True, timeout=60
-    )
+    """Through the script's ``main()`` in this process (the installed script runs for real in
+    ``test_help_shows_every_option_with_its_default``); ``serve`` must never be reached."""
+    from fixtures import emulator
+
+    served: list[object] = []
+
+    async def serve(*args: object, **kwargs: object) -> None:
+        served.append(args)
+
+    monkeypatch.setattr(emulator, "serve", serve)
+    proc = run_main(emulator.main, ["--port", "0", *argv], prog=EMULATOR_CLI)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
-    assert "listening" not in proc.stdout
+    assert "listening" not in proc.stdout and not served
 
 
 def test_log_level_is_case_insensitive() -> None:
