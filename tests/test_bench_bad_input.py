@@ -86,6 +86,7 @@ def test_gate_candidate_without_raw_samples_is_bad_input_naming_the_files(tmp_pa
     assert proc.returncode == 2 and "baseline" in proc.stderr
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_gate_where_some_benchmarks_lack_samples_fails_unless_a_rule_skips_them(
     tmp_path: Path,
 ) -> None:

@@ -293,6 +293,7 @@ def rules_docs(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(rules_docs() | raw_text)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_rules_loader_returns_a_valid_config_or_names_the_file(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rules.toml"

@@ -631,6 +631,7 @@ def test_google_genai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     assert streamed == reply.text
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_ollama_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     ollama = pytest.importorskip("ollama")
     client = ollama.Client(host=emulator_server.url)

@@ -225,6 +225,7 @@ env_values = st.text(max_size=30) | st.sampled_from(
 
 @FUZZ
 @given(env=st.dictionaries(st.sampled_from(ENV_VARS), env_values, max_size=6))
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_settings_from_env_is_valid_or_a_config_error(env: dict[str, str]) -> None:
     try:
         s = Settings.from_env(env)

@@ -147,6 +147,7 @@ async def test_faults_with_healthy_fallbacks_answer_and_leave_a_clean_pool(
 
 
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_callers_cancelled_at_random_leave_a_clean_pool(emulator_server: Any) -> None:
     import random
 

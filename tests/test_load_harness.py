@@ -282,6 +282,7 @@ def _gate(
         "cache-fault-errors",
     ],
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_gate_fails_when_the_bug_comes_back(
     tmp_path: Path, change: dict[str, Any], metric: str, bench: str, console: bool
 ) -> None:
@@ -338,6 +339,7 @@ def test_report_builds_from_an_older_run_without_the_load_suite(tmp_path: Path) 
     assert not (tmp_path / "report" / "charts" / "load_capacity.png").exists()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_headline_prints_the_load_figures(tmp_path: Path) -> None:
     folder = _load_results(tmp_path / "load")
     out = subprocess.run(

@@ -318,6 +318,7 @@ def _fault_bench(rate: float, added: float, lo: float | None, hi: float | None) 
     }
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_failure_chart_draws_a_negative_added_latency_as_within_noise(tmp_path: Path) -> None:
     from reports.charts import Chart, chart_router_faults
 
