@@ -416,6 +416,7 @@ def test_stop_leaves_no_process_behind() -> None:
     assert "samplemind-emulator stopped" in server.output()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_sigint_stops_cleanly() -> None:
     server = start_emulator()
     server.process.send_signal(signal.SIGINT)
@@ -535,6 +536,7 @@ def test_configure_refuses_bad_values_with_400(
     assert emulator_server.stats()["world"] == before
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_ready_line_and_port_zero() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "fixtures.emulator", "--port", "0"],
