@@ -13,6 +13,7 @@ commands that made them are in ``docs/measurements/`` and ``docs/decisions/``.
 * :mod:`studies.hits_vs_raw`: cache hits through ``AIManager`` vs raw ``redis.asyncio`` GETs.
 * :mod:`studies.emulator_throughput`: the emulator's rough throughput.
 * :mod:`studies.import_graph`: the import graph between ``bench/`` subpackages.
+* :mod:`studies.xdist_schedule`: pytest-xdist's schedulers simulated on a run's durations.
 * :mod:`studies._inject`: the one code-injection helper (work put into one function of a
   throw-away checkout).
 """

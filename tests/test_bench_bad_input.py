@@ -86,6 +86,7 @@ def test_gate_candidate_without_raw_samples_is_bad_input_naming_the_files(tmp_pa
     assert proc.returncode == 2 and "baseline" in proc.stderr
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_gate_where_some_benchmarks_lack_samples_fails_unless_a_rule_skips_them(
     tmp_path: Path,
 ) -> None:
@@ -140,6 +141,7 @@ def test_gate_empty_benchmarks_and_unmatched_select_are_bad_input(tmp_path: Path
 # --------------------------------------------------------------------------- gate: same input
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_gate_given_the_same_folder_twice_passes_with_a_warning(tmp_path: Path) -> None:
     run = results(tmp_path, "run")
     proc = cli("gate", run, run, "--json", tmp_path / "v.json")
@@ -260,9 +262,24 @@ def test_gate_bad_options_are_bad_input(tmp_path: Path, args: list[str], needle:
 # --------------------------------------------------------------------------- report
 
 
-@pytest.mark.slow  # several seconds: outside the fast tier
+def only_suite(run: Path, suite: str) -> Path:
+    """Keep one suite of a results folder (its file and the manifest's entries): a smaller run
+    whose report draws fewer charts."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    for name in manifest["files"]:
+        if name != f"{suite}.json":
+            (run / name).unlink()
+    manifest["suites"], manifest["files"] = [suite], [f"{suite}.json"]
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return run
+
+
+@pytest.mark.slow  # two report builds: outside the fast tier
 def test_report_into_the_results_folder_keeps_its_profile(tmp_path: Path) -> None:
-    run = results(tmp_path, "run")
+    # one suite: the report's own charts are not what this test is about (a build of the
+    # hashing suite alone takes about a third of the CPU of run_a's six suites)
+    run = only_suite(results(tmp_path, "run"), "hashing")
+    inputs = {name: (run / name).read_bytes() for name in ("manifest.json", "hashing.json")}
     prof = run / "profile"
     prof.mkdir()
     (prof / "memray.bin").write_bytes(b"\x00capture")
@@ -290,8 +307,8 @@ def test_report_into_the_results_folder_keeps_its_profile(tmp_path: Path) -> Non
     assert cli("report", run, "--out", run).returncode == 0
     assert not stale.exists() and (run / "charts" / "user.txt").read_text() == "mine"
     assert {p.name: p.read_bytes() for p in prof.iterdir()} == before
-    for name in ("manifest.json", "hashing.json"):  # the inputs are intact
-        assert (run / name).read_bytes() == (RUN_A / name).read_bytes()
+    for name, content in inputs.items():  # the inputs are intact
+        assert (run / name).read_bytes() == content
 
 
 def test_report_bad_out_and_empty_input_are_bad_input(tmp_path: Path) -> None:
@@ -330,6 +347,7 @@ def test_run_out_an_existing_file_or_foreign_folder_is_refused(tmp_path: Path) -
 # --------------------------------------------------------------------------- profile, help
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_profile_finds_py_spy_beside_the_interpreter_without_activation(tmp_path: Path) -> None:
     if not (BIN / "py-spy").is_file():
         pytest.skip("py-spy is not installed in this environment")
@@ -389,6 +407,7 @@ def test_gate_warns_of_rules_that_apply_to_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command", ["run", "report", "profile", "gate", "headline", "history", "bisect"]
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_console_script_smoke(command: str, tmp_path: Path) -> None:
     """One real subprocess of the installed script per command: its ``--help`` answers with the
     command's usage, and bad input exits 2 naming what is wrong, as the in-process cases show."""

@@ -174,6 +174,7 @@ def test_results_loader_and_gate_survive_malformed_folders(a: Any, b: Any) -> No
 
 @FUZZ
 @given(bench_doc | raw_text)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_single_benchmark_file_loader(doc: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "bench.json"
@@ -186,6 +187,7 @@ def test_single_benchmark_file_loader(doc: Any) -> None:
 
 @FUZZ
 @given(folders)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_loader_survives_malformed_folders(spec: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_folder(Path(tmp) / "r", *spec)
@@ -291,6 +293,7 @@ def rules_docs(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(rules_docs() | raw_text)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_rules_loader_returns_a_valid_config_or_names_the_file(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rules.toml"

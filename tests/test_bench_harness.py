@@ -81,6 +81,7 @@ def _run_pytest(tmp_path: Path, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_abenchmark_stores_samples_in_pytest_benchmark_json(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     code, output = _run_pytest(
@@ -107,6 +108,7 @@ def test_abenchmark_stores_samples_in_pytest_benchmark_json(tmp_path: Path) -> N
     assert batch["stats"]["rounds"] >= 3
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_disabled_runs_the_body_once_and_quick_shortens_timings(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     code, output = _run_pytest(

@@ -16,6 +16,7 @@ import pytest
 from fixtures.ports import free_port
 from fixtures.redis import ExternalRedis, RedisServer
 from samplemind_core._cli import LineError, main, parse_line
+from tests._helpers import run_main
 
 pytestmark = pytest.mark.redis
 
@@ -167,24 +168,34 @@ def test_console_script_entry_point(
     assert "warmed 1 of 1" in proc.stdout
 
 
-# -- bad input through the real console script (issue 11) ----------------------
+# -- bad input through the console script's main() (issue 11) -------------------
 
 CACHE_CLI = str(Path(sys.executable).with_name("samplemind-cache"))
 
 
+def _env(env: dict[str, str] | None) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        # the checkout under test, not whichever one is installed editable
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+        **(env or {}),
+    }
+
+
 def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``samplemind-cache ARGV`` in a subprocess; no traceback may reach stderr."""
+    """``samplemind-cache ARGV`` through its ``main()`` in this process, with exactly the
+    environment a subprocess of :func:`real_cli` would get; no traceback may reach stderr."""
+    proc = run_main(main, argv, env=_env(env), prog=CACHE_CLI)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def real_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``samplemind-cache ARGV`` in a subprocess (the installed console script); no traceback
+    may reach stderr. For the smoke tests of the script itself, and callers inside an event
+    loop (``main()`` runs its own)."""
     proc = subprocess.run(
-        [CACHE_CLI, *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            "PATH": "/usr/bin:/bin",
-            # the checkout under test, not whichever one is installed editable
-            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
-            **(env or {}),
-        },
+        [CACHE_CLI, *argv], capture_output=True, text=True, timeout=120, env=_env(env)
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
@@ -250,7 +261,9 @@ async def test_warmed_values_are_served_sane(
 
     f = tmp_path / "ok.jsonl"
     f.write_text(json.dumps(entry(1)) + "\n")
-    assert cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns).returncode == 0
+    # the installed script, in a subprocess: main() runs its own event loop
+    proc = real_cli("warm", str(f), "--redis-url", redis_server.url, "--namespace", ns)
+    assert proc.returncode == 0, proc.stderr
     async with redis_server.client() as client:
         cache = ResponseCache(client, config=CacheConfig(namespace=ns, op_timeout_s=2.0))
         hit = await cache.get(parse_line(json.dumps(entry(1)))[0])
@@ -302,12 +315,15 @@ def test_clear_unknown_provider_is_a_usage_error() -> None:
 
 
 def test_help_is_plain_text() -> None:
-    for argv in ([], ["warm"], ["stats"], ["clear"]):
+    for argv in (["warm"], ["stats"], ["clear"]):
         proc = cli(*argv, "--help")
         assert proc.returncode == 0
         assert "``" not in proc.stdout and ":meth:" not in proc.stdout
-    top = cli("--help").stdout
-    assert "warm" in top and "stats" in top and "clear" in top and "Exit status" in top
+    top = real_cli("--help")  # the installed script itself, once
+    assert top.returncode == 0
+    assert "``" not in top.stdout and ":meth:" not in top.stdout
+    assert "warm" in top.stdout and "stats" in top.stdout and "clear" in top.stdout
+    assert "Exit status" in top.stdout
 
 
 def test_warm_help_gives_the_line_format_and_its_example_parses(

@@ -104,6 +104,7 @@ async def test_one_master_down_keeps_the_healthy_masters_hits(
 
 
 @pytest.mark.redis
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_a_full_redis_refuses_writes_but_every_stored_entry_still_hits(
     redis_server_factory: Callable[..., RedisServer],
 ) -> None:

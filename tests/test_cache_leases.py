@@ -463,12 +463,14 @@ async def _storm(cache: ResponseCache, client: Any, seed: int) -> None:
     assert answered <= stored <= set(completed)  # stored whenever it was still awaited
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_a_storm_of_callers_cancelled_at_random_calls_each_request_once() -> None:
     client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     await _storm(ResponseCache(client, config=LEASE), client, seed=19)
 
 
 @pytest.mark.redis
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_a_storm_of_callers_cancelled_at_random_against_a_real_redis(
     redis_server_isolated: RedisServer,
 ) -> None:

@@ -345,6 +345,7 @@ async def _wave(ai: AIManager, reqs: list[ChatRequest], n: int) -> list[Any]:
 
 @pytest.mark.redis
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_a_2000_burst_with_default_settings_hits_every_warm_wave(
     redis_server_isolated: RedisServer, emulator_server: EmulatorServer
 ) -> None:
@@ -373,6 +374,7 @@ async def test_a_2000_burst_with_default_settings_hits_every_warm_wave(
 @pytest.mark.redis
 @pytest.mark.live
 @pytest.mark.parametrize("fault", ["kill-restart", "client-pause"])
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_a_fault_in_the_middle_of_a_burst_reaches_no_caller(
     fault: str, redis_server_isolated: RedisServer, emulator_server: EmulatorServer
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from fixtures.servers import EmulatorServer, start_emulator
 from fixtures.wire_parse import answer, parse_json_array_stream, parse_ndjson, parse_sse
+from tests._helpers import run_main
 
 pytestmark = pytest.mark.live
 
@@ -415,6 +416,7 @@ def test_stop_leaves_no_process_behind() -> None:
     assert "samplemind-emulator stopped" in server.output()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_sigint_stops_cleanly() -> None:
     server = start_emulator()
     server.process.send_signal(signal.SIGINT)
@@ -451,14 +453,22 @@ EMULATOR_CLI = str(Path(sys.executable).with_name("samplemind-emulator"))
     ],
 )
 def test_console_script_refuses_bad_options_before_listening(
-    argv: list[str], fragment: str
+    argv: list[str], fragment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proc = subprocess.run(
-        [EMULATOR_CLI, "--port", "0", *argv], capture_output=True, text=True, timeout=60
-    )
+    """Through the script's ``main()`` in this process (the installed script runs for real in
+    ``test_help_shows_every_option_with_its_default``); ``serve`` must never be reached."""
+    from fixtures import emulator
+
+    served: list[object] = []
+
+    async def serve(*args: object, **kwargs: object) -> None:
+        served.append(args)
+
+    monkeypatch.setattr(emulator, "serve", serve)
+    proc = run_main(emulator.main, ["--port", "0", *argv], prog=EMULATOR_CLI)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
-    assert "listening" not in proc.stdout
+    assert "listening" not in proc.stdout and not served
 
 
 def test_log_level_is_case_insensitive() -> None:
@@ -526,6 +536,7 @@ def test_configure_refuses_bad_values_with_400(
     assert emulator_server.stats()["world"] == before
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_ready_line_and_port_zero() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "fixtures.emulator", "--port", "0"],
@@ -564,6 +575,7 @@ def test_ready_line_and_port_zero() -> None:
 # --------------------------------------------------------------------------- official SDKs
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_openai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=emulator_server.url + "/v1", api_key="sk-test", max_retries=0)
@@ -584,6 +596,7 @@ def test_openai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
         )
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_anthropic_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     anthropic = pytest.importorskip("anthropic")
     client = anthropic.Anthropic(base_url=emulator_server.url, api_key="sk-ant-test", max_retries=0)
@@ -603,6 +616,7 @@ def test_anthropic_sdk_unchanged(emulator_server: EmulatorServer) -> None:
         )
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_google_genai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     genai = pytest.importorskip("google.genai")
     types = pytest.importorskip("google.genai.types")
@@ -619,6 +633,7 @@ def test_google_genai_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     assert streamed == reply.text
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_ollama_sdk_unchanged(emulator_server: EmulatorServer) -> None:
     ollama = pytest.importorskip("ollama")
     client = ollama.Client(host=emulator_server.url)

@@ -262,6 +262,7 @@ def _shuffled(value: Any, data: st.DataObject) -> Any:
 
 @settings(max_examples=150, deadline=None)
 @given(request=requests, data=st.data())
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_property_key_order_and_whitespace_never_matter(
     request: dict[str, Any], data: st.DataObject
 ) -> None:
@@ -273,6 +274,7 @@ def test_property_key_order_and_whitespace_never_matter(
 
 @settings(max_examples=150, deadline=None)
 @given(request=requests, t=st.integers(0, 2))
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_property_integral_floats_equal_ints(request: dict[str, Any], t: int) -> None:
     assert fingerprint({**request, "temperature": t}) == fingerprint(
         {**request, "temperature": float(t)}
@@ -286,6 +288,7 @@ def test_property_integral_floats_equal_ints(request: dict[str, Any], t: int) ->
 
 @settings(max_examples=150, deadline=None)
 @given(a=requests, b=requests)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_property_different_requests_different_keys(a: dict[str, Any], b: dict[str, Any]) -> None:
     if canonical_bytes(a) != canonical_bytes(b):
         assert fingerprint(a) != fingerprint(b)
@@ -297,6 +300,7 @@ def test_property_different_requests_different_keys(a: dict[str, Any], b: dict[s
 @given(
     request=requests, ns=st.text(min_size=1, max_size=12), other=st.text(min_size=1, max_size=12)
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_property_namespaces_never_share(request: dict[str, Any], ns: str, other: str) -> None:
     if ns != other:
         assert fingerprint(request, namespace=ns) != fingerprint(request, namespace=other)

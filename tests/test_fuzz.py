@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -105,6 +106,7 @@ def usable_request(req: ChatRequest) -> None:
 @example(kwargs={"messages": [{"role": [], "content": ""}]})  # found: TypeError (unhashable)
 @example(kwargs={"messages": [{"role": "assistant", "content": "", "tool_calls": [None]}]})
 @example(kwargs={"messages": [{"role": "assistant", "content": "", "tool_calls": True}]})
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_chat_request_is_valid_or_a_config_error(kwargs: dict[str, Any]) -> None:
     try:
         req = ChatRequest(**kwargs)
@@ -170,6 +172,7 @@ def _entry_lines() -> st.SearchStrategy[str]:
 
 @FUZZ
 @given(line=_entry_lines())
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_parse_line_is_valid_or_a_line_error(line: str) -> None:
     try:
         request, response = parse_line(line)
@@ -222,6 +225,7 @@ env_values = st.text(max_size=30) | st.sampled_from(
 
 @FUZZ
 @given(env=st.dictionaries(st.sampled_from(ENV_VARS), env_values, max_size=6))
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_settings_from_env_is_valid_or_a_config_error(env: dict[str, str]) -> None:
     try:
         s = Settings.from_env(env)

@@ -285,10 +285,12 @@ def _concurrent_writers(db: str, tmp: Path) -> None:
     assert n["machines"] == 1
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_two_writers_sqlite_lose_no_row(tmp_path: Path) -> None:
     _concurrent_writers(str(tmp_path / "h.sqlite"), tmp_path)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_first_writers_race_on_the_migration(tmp_path: Path) -> None:
     db = str(tmp_path / "fresh.sqlite")
     a = make_folder(tmp_path / "a", "a" * 40, created=T0)
@@ -317,6 +319,7 @@ def test_order_follows_ancestry_then_time(tmp_path: Path) -> None:
     assert order_commits(seen, None) == [c0, c2, c1, "f" * 40, c3]  # no repository: time alone
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_changes_find_the_step_commit_and_ratio(tmp_path: Path) -> None:
     repo, commits, folders = stepped_history(tmp_path)
     db = str(tmp_path / "h.sqlite")
@@ -371,6 +374,7 @@ def test_one_series_per_machine(tmp_path: Path) -> None:
     assert found and all("cpu-B" in c["machine"] and c["commit"] == commits[5] for c in found)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_is_self_contained_with_marked_changes(tmp_path: Path) -> None:
     repo, commits, folders = stepped_history(tmp_path)
     db = str(tmp_path / "h.sqlite")
@@ -450,6 +454,7 @@ def test_postgres_store_add_changes_and_writers(postgres_url: str, tmp_path: Pat
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_two_writers_postgres_lose_no_row(postgres_url: str, tmp_path: Path) -> None:
     _concurrent_writers(postgres_url, tmp_path)
 

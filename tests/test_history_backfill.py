@@ -169,6 +169,7 @@ def test_backfill_records_missing_and_failed_suites_and_resumes(tmp_path: Path) 
     assert len(json.loads((out / "backfill.json").read_text())["runs"]) == 12
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_without_suites_each_commit_runs_what_its_harness_has(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     fake_repo(repo)

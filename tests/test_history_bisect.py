@@ -138,6 +138,7 @@ def synthetic_repo(repo: Path, *, timed: bool = True) -> list[str]:
     return commits
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_bisect_names_the_slow_commit(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     commits = synthetic_repo(repo)

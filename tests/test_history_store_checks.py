@@ -190,6 +190,7 @@ def test_healthy_store_still_adds_and_reads(
     assert code == 0 and "change point(s) over 2 commits" in out, err
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_damaged_store_through_the_console_script(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     _healthy_store(db)
@@ -209,6 +210,7 @@ def test_damaged_store_through_the_console_script(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_postgres_wrong_schema_is_refused(
     postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

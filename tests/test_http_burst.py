@@ -80,6 +80,7 @@ def blackhole() -> Iterator[str]:
 
 @pytest.mark.live
 @pytest.mark.parametrize("kind", TRANSPORTS)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_a_burst_of_1000_calls_is_answered_and_leaves_nothing_behind(
     kind: str, emulator_server: Any
 ) -> None:
@@ -115,6 +116,7 @@ async def test_a_burst_of_1000_calls_is_answered_and_leaves_nothing_behind(
 
 @pytest.mark.live
 @pytest.mark.parametrize("kind", TRANSPORTS)
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_faults_with_healthy_fallbacks_answer_and_leave_a_clean_pool(
     kind: str, emulator_server: Any, emulator_factory: Any
 ) -> None:
@@ -145,6 +147,7 @@ async def test_faults_with_healthy_fallbacks_answer_and_leave_a_clean_pool(
 
 
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_callers_cancelled_at_random_leave_a_clean_pool(emulator_server: Any) -> None:
     import random
 

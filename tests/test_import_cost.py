@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 FORBIDDEN = ("aiohttp", "httpx_aiohttp", "redis.asyncio.cluster", "pandas", "matplotlib")
 # redis >= 5's package __init__ imports redis.asyncio, which imports its cluster module:
 # once anything imports redis, redis.asyncio.cluster is loaded. So the cluster rule can
@@ -36,6 +38,7 @@ def test_import_package_loads_no_optional_modules() -> None:
     assert _loaded("import samplemind_core", (*FORBIDDEN, "redis", "httpx")) == []
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_import_public_names_loads_no_optional_modules() -> None:
     stmt = "from samplemind_core import AIManager, ResponseCache, Router, fingerprint"
     assert _loaded(stmt, OPTIONAL) == []
@@ -46,6 +49,7 @@ def test_import_router_and_manager_loads_no_redis_or_optional_modules() -> None:
     assert _loaded(stmt, (*FORBIDDEN, "redis", "aiolimiter")) == []
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_building_a_manager_loads_no_optional_modules() -> None:
     stmt = (
         "from samplemind_core import AIManager, Settings\n"

@@ -795,6 +795,7 @@ def test_report_shows_counts_beside_time_from_a_real_run(
     assert "not counted" not in md
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_without_counts_has_no_instructions_section(tmp_path: Path) -> None:
     from reports.build import build_report
 

@@ -282,6 +282,7 @@ def _gate(
         "cache-fault-errors",
     ],
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_gate_fails_when_the_bug_comes_back(
     tmp_path: Path, change: dict[str, Any], metric: str, bench: str, console: bool
 ) -> None:
@@ -318,6 +319,7 @@ def _report(tmp_path: Path, *folders: Path) -> str:
     return (out / "summary.md").read_text()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_charts_a_load_run(tmp_path: Path) -> None:
     summary = _report(tmp_path, _load_results(tmp_path / "load"))
     assert "Capacity curve" in summary and "knee 1,000 req/s" in summary
@@ -330,12 +332,14 @@ def test_report_charts_a_load_run(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "charts" / "load_faults.svg").is_file()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_builds_from_an_older_run_without_the_load_suite(tmp_path: Path) -> None:
     summary = _report(tmp_path, RESULTS / "run_b")
     assert "no load suite in this run" in summary
     assert not (tmp_path / "report" / "charts" / "load_capacity.png").exists()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_headline_prints_the_load_figures(tmp_path: Path) -> None:
     folder = _load_results(tmp_path / "load")
     out = subprocess.run(
@@ -367,6 +371,7 @@ async def _echo(i: int) -> int:
     return i
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_hits_vs_raw_script_measures_every_side_and_refuses_bad_input() -> None:
     run = [sys.executable, "-m", "studies.hits_vs_raw"]
     args = ["--rounds", "2", "--repeats", "1", "--concurrency", "20"]

@@ -70,6 +70,7 @@ def emulator_results(emulator_factory: Callable[..., EmulatorServer]) -> list[An
 
 
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_world_transport_matches_emulator(emulator_results: list[Any]) -> None:
     world = WorldModel(seed=SEED, latency_scale=0.0, fault_rate=RATE, faults=FAULTS)
     async with httpx.AsyncClient(transport=world_transport(world), base_url="http://mock") as c:
@@ -80,6 +81,7 @@ async def test_world_transport_matches_emulator(emulator_results: list[Any]) -> 
 
 
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_respx_mock_matches_emulator(
     emulator_results: list[Any], mock_providers: MockProviders
 ) -> None:
@@ -99,6 +101,7 @@ async def test_respx_mock_matches_emulator(
 
 
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_different_seed_differs(emulator_results: list[Any]) -> None:
     world = WorldModel(seed=SEED + 1, latency_scale=0.0, fault_rate=RATE, faults=FAULTS)
     async with httpx.AsyncClient(transport=world_transport(world), base_url="http://m") as c:

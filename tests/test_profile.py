@@ -77,6 +77,7 @@ def fake_py_spy(tmp_path: Path) -> Path:
 
 
 @pytest.mark.profile
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_profile_without_ptrace_says_how_to_grant_it(
     tmp_path: Path, fake_py_spy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -96,6 +97,7 @@ def test_profile_without_ptrace_says_how_to_grant_it(
 
 
 @pytest.mark.profile
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_tiny_profile_writes_figures_and_artefacts(tmp_path: Path) -> None:
     _pipeline_ready()
     out = tmp_path / "prof"

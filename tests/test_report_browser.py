@@ -197,6 +197,7 @@ async def check_page(html_file: Path, tmp: Path) -> PageCheck:
             proc.stderr.close()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_report_page_renders_without_broken_images_or_errors(tmp_path: Path) -> None:
     out = tmp_path / "report"
     build_report([RESULTS / "run_a", RESULTS / "run_b"], out)

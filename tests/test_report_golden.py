@@ -57,14 +57,17 @@ def test_claims_verdicts_follow_the_figures() -> None:
     assert verdicts["Local Ollama answers in under 50 ms"] == NOT_MEASURED
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_summary_markdown_golden(report: Path) -> None:
     check_golden("summary.md", (report / "summary.md").read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_data_csv_golden(report: Path) -> None:
     check_golden("data.csv", (report / "data.csv").read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_output_is_deterministic(report: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     build_report([RESULTS / "run_a", RESULTS / "run_b"], again)
@@ -74,6 +77,7 @@ def test_output_is_deterministic(report: Path, tmp_path: Path) -> None:
         assert (again / "charts" / chart.name).read_bytes() == chart.read_bytes(), chart.name
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_every_chart_has_png_svg_and_caption_with_numbers(report: Path) -> None:
     html = (report / "index.html").read_text(encoding="utf-8")
     pngs = sorted(p.stem for p in (report / "charts").glob("*.png"))

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reports.claims import DOES_NOT_HOLD, HOLDS, MACHINE_LIMITED, claim_cache_hit
 from reports.data import Run, load_run
 
@@ -316,6 +318,7 @@ def _fault_bench(rate: float, added: float, lo: float | None, hi: float | None) 
     }
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_failure_chart_draws_a_negative_added_latency_as_within_noise(tmp_path: Path) -> None:
     from reports.charts import Chart, chart_router_faults
 
@@ -364,6 +367,7 @@ def test_failure_caption_gives_a_significant_added_latency_with_its_interval(
     assert isinstance(chart, Chart) and "added latency within noise." in chart.caption
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_client_p99_panel_is_linear_for_a_narrow_spread_with_plain_ticks(tmp_path: Path) -> None:
     from reports.charts import Chart, chart_client
 

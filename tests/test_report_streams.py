@@ -115,6 +115,7 @@ def _goodput(
     }
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_charts_are_drawn_with_captions_from_the_figures(run_dir: Path) -> None:
     charts = stream_charts(load_run(run_dir))
     assert [type(c) for c in charts] == [Chart, Chart, Chart, Chart]

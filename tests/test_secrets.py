@@ -192,6 +192,7 @@ def _objects_of(ai: AIManager) -> list[object]:
 @pytest.mark.parametrize(
     ("form", "transport"), [("password", "aiohttp"), ("user:password", "httpx")]
 )
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_manager_on_real_servers_leaks_nothing(
     redis_server_factory: Callable[..., RedisServer],
     emulator_server: EmulatorServer,

@@ -651,6 +651,7 @@ async def test_live_abandoned_streams_free_their_connections(
 
 
 @pytest.mark.live
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_emulator_stream_fault_flags_and_configure(emulator_factory: Any) -> None:
     server = emulator_factory(stream_faults=["cut:2", "429@1"], stream_fault_rate=1.0)
     assert server.stats()["world"]["stream_faults"] == ["cut:2", "429@1"]

@@ -38,6 +38,7 @@ def _independent_repeat_fraction(items: list) -> float:  # type: ignore[type-arg
 
 
 @pytest.mark.parametrize("repeat", [0.0, 0.6, 0.7, 0.8])
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_measured_repeat_fraction_matches_setting(repeat: float) -> None:
     items = generate(5000, repeat=repeat, seed=17)
     assert len(items) == 5000

@@ -80,6 +80,7 @@ def test_providers_draw_from_independent_streams() -> None:
     assert solo == together
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_latency_medians_and_ratios_in_simulated_seconds() -> None:
     world = WorldModel(seed=0, latency_scale=1.0)
     ratios: dict[str, list[float]] = {p: [] for p in PROVIDERS}
@@ -104,6 +105,7 @@ def test_latency_medians_and_ratios_in_simulated_seconds() -> None:
     assert DEFAULT_PROFILES["ollama"].overhead_s == pytest.approx(0.04)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_ttft_and_token_rate_are_separate_distributions_with_the_profiles_medians() -> None:
     world = WorldModel(seed=9)
     for provider in PROVIDERS:

@@ -70,12 +70,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cases += [
             pytest.param("mock", v, c, id=f"mock-{v}-c{c}") for v in MOCK_VARIANTS for c in levels
         ]
+    # a new client per request costs ~0.1 s of TLS-context set-up each: one batch of 50
+    # takes seconds, so quick runs keep that variant at c=1, and the smoke run marks it
+    # slow (outside the tests' fast tier, docs/decisions/0421)
+    costly = [*live, pytest.mark.slow]
     cases += [
-        pytest.param("emulator", v, c, id=f"emulator-{v}-c{c}", marks=live)
+        pytest.param(
+            "emulator",
+            v,
+            c,
+            id=f"emulator-{v}-c{c}",
+            marks=costly if v == "new_client" and c > 1 else live,
+        )
         for v in LIVE_VARIANTS
         for c in levels
-        # a new client per request costs ~0.1 s of TLS-context set-up each: one batch
-        # of 50 takes seconds, so quick runs keep that variant at c=1
         if not (v == "new_client" and opts.quick and c > 1)
     ]
     metafunc.parametrize(("target", "variant", "concurrency"), cases)

@@ -363,6 +363,7 @@ def _record(
     )
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_load_burst(
     load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
 ) -> None:
@@ -504,6 +505,7 @@ async def test_load_hits_vs_raw(
     _record(abenchmark, "hits-vs-raw", target.mode, hit_lat, info)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_load_faults(
     load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
 ) -> None:

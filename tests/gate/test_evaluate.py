@@ -129,6 +129,7 @@ skip = true
     assert got2["hit_rate"] == "improved"
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_single_value_metric_pools_across_runs(tmp_path: Path) -> None:
     rules = tmp_path / "r.toml"
     rules.write_text("[[rule]]\nmetric = 'req_per_s'\nallowed = '10%'\n")
@@ -161,6 +162,7 @@ def test_single_value_metric_pools_across_runs(tmp_path: Path) -> None:
     assert gate.main(argv) == gate.EXIT_REGRESSION
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_correction_for_many_comparisons_changes_the_verdict(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     base_one = list(1e-6 * (1.0 + 0.05 * rng.standard_normal(60)))

@@ -115,6 +115,7 @@ def test_paired_test_cancels_round_phases_the_unpaired_one_cannot() -> None:
     assert stats.compare_paired(base, cand) == paired  # deterministic
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_paired_test_false_alarm_rate_is_at_most_alpha_under_heavy_tails() -> None:
     """A/A with t(3)-distributed per-round noise: rejections at 1 % stay near 1 % (seeded)."""
     rng = np.random.default_rng(11)
