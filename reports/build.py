@@ -130,7 +130,7 @@ def build_report(
 ) -> dict[str, Path]:
     """Build the whole report; returns the main output files by name."""
     # pandas, matplotlib and scipy load here, not at import: `report --help` stays fast.
-    from bench.instructions.summary import instruction_rows
+    from bench.harness.figures import instruction_rows
 
     from .charts import Chart, Omitted, build_charts, save_chart
     from .claims import evaluate_claims
@@ -181,7 +181,7 @@ def build_report(
         comparison=compare_runs(runs) if len(runs) > 1 else None,
         profile=profile,
         profile_links=links,
-        instructions=instruction_rows(run.path),
+        instructions=instruction_rows(run.records),
     )
     files = {
         "index.html": out / "index.html",
