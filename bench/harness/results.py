@@ -1,9 +1,12 @@
 """The results formats, defined once: every writer and reader of them goes through this module.
 
-Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline`` and ``reports`` read it):
-``manifest.json`` plus one pytest-benchmark JSON file per suite::
+Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline``, ``report``,
+``history add`` and the instruction summary read it): ``manifest.json`` plus one
+pytest-benchmark JSON file per suite, gzip-compressed since version 2 (``<suite>.json.gz``,
+compact JSON, every raw sample kept; :func:`compress_suite_file`), plain ``<suite>.json`` in
+version 1 folders, which are still read::
 
-    {"format": "samplemind-bench-results", "version": 1, "created": ISO-8601,
+    {"format": "samplemind-bench-results", "version": 2, "created": ISO-8601,
      "mode": "mocked" | "live", "quick": bool, "suites": [...], "files": [...],
      "complete": bool,                                            # since 2026-12-06
      "environment": {"cpu", "cores", "python", "platform", "packages"},
@@ -32,6 +35,17 @@ Profile (``samplemind-bench profile`` writes ``DIR/profile.json``; ``reports`` r
 
 :func:`benchmark_key` is a benchmark's identity across runs (its pytest node id, with the suite
 file named as in every results folder written so far: ``bench/test_<suite>.py``).
+
+**The one reader** (since 2026-12-06): :func:`read_folder` reads a folder (manifest checks,
+completeness, every listed suite file) and :func:`read_suite_file` one pytest-benchmark file,
+plain or gzip (told apart by content), into typed records: :class:`ResultsFolder`,
+:class:`SuiteFile`, :class:`Benchmark` (suite, name, key, group, params, raw samples, timer,
+``extra_info``, pytest-benchmark's summary). One set of checks, one error: anything missing,
+unreadable, empty, truncated or corrupt (gzip or JSON), foreign, of an unsupported version, a
+benchmark without a name, ``stats`` or raw samples, a sample that is not a finite number >= 0,
+``extra_info``/``params`` that is not an object, one benchmark twice, raises
+:class:`ResultsFormatError` ``"{file}: {what is wrong}"``; every command prints that message and
+exits 2. The headline figures computed from these records live in :mod:`bench.harness.figures`.
 """
 
 from __future__ import annotations
