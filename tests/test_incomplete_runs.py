@@ -286,4 +286,4 @@ def test_sigint_mid_suite_stops_children_keeps_what_completed_and_exits_130(
         ("cache", "interrupted"),
     ]
     assert incomplete_suites(manifest) == {"cache": "interrupted"}
-    assert (out / "fingerprint.json").is_file()
+    assert (out / "fingerprint.json.gz").is_file()
