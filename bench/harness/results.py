@@ -59,7 +59,6 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
@@ -275,6 +274,8 @@ def _cpu_name() -> str:
 
 def environment() -> dict[str, Any]:
     """CPU, cores, Python, platform and the versions of the packages that shape the figures."""
+    from importlib import metadata  # here, not at import: every reader imports this module
+
     packages: dict[str, str] = {}
     for name in PACKAGES:
         try:
