@@ -144,12 +144,14 @@ def test_merge_counts(tmp_path: Path) -> None:
         json.dumps(
             {
                 "benchmarks": [
-                    {
+                    {  # as pytest-benchmark writes them (the reader checks name and samples)
+                        "name": "test_route[a]",
                         "fullname": "bench/test_router.py::test_route[a]",
                         "stats": stats,
                         "extra_info": {"suite": "router"},
                     },
                     {
+                        "name": "test_fallback[b]",
                         "fullname": "bench/test_router.py::test_fallback[b]",
                         "stats": stats,
                         "extra_info": {},
