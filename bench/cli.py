@@ -26,10 +26,12 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bench.harness.options import SUITES, add_cli_options
-from bench.harness.run import out_folder_problem, run, timed_run_env
+
+if TYPE_CHECKING:
+    from bench.harness.run import out_folder_problem, timed_run_env
 
 __all__ = ["main", "out_folder_problem", "timed_run_env"]
 
@@ -132,7 +134,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _DELEGATES:  # hand everything after the command over untouched
         return _delegate(argv[0], argv[1:])
     args = _parser().parse_args(argv)
+    from bench.harness.run import run  # here, not at import: `--help` stays fast
+
     return run(args)
+
+
+def __getattr__(name: str) -> Any:
+    """``out_folder_problem`` and ``timed_run_env`` of :mod:`bench.harness.run`, imported when
+    first asked for (the results module it imports costs ~0.1 s that ``--help`` need not pay)."""
+    if name in ("out_folder_problem", "timed_run_env"):
+        from bench.harness import run as _run
+
+        return getattr(_run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

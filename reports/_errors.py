@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from bench.harness.results import ResultsFormatError
 
 __all__ = ["ReportInputError"]
 
-
-class ReportInputError(ValueError):
-    """A results file is missing, corrupt, or of a format this builder does not read.
-
-    The message always starts with the path of the offending file.
-    """
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+ReportInputError = ResultsFormatError
+"""A results file is missing, corrupt, or of a format this builder does not read: the results
+reader's own error (one type for every command), ``path`` the offending file, ``problem`` what
+is wrong; the message always starts with the path."""

@@ -31,12 +31,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from bench.harness.results import PROFILE_FORMAT, ResultsFormatError, check_profile
-
-from ._errors import ReportInputError
-
 if TYPE_CHECKING:
+    from bench.harness.results import PROFILE_FORMAT
+
     from .data import Run
+
+
+def __getattr__(name: str) -> Any:
+    """``PROFILE_FORMAT`` of :mod:`bench.harness.results`, imported when first asked for."""
+    if name == "PROFILE_FORMAT":
+        from bench.harness.results import PROFILE_FORMAT
+
+        return PROFILE_FORMAT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_OUT",
@@ -55,6 +63,10 @@ WRITTEN_LIST: Final = ".samplemind-report"
 
 def load_profile(path: Path) -> dict[str, Any]:
     """Read ``profile.json`` (a file or the folder holding it), refusing unknown formats."""
+    from bench.harness.results import ResultsFormatError, check_profile
+
+    from ._errors import ReportInputError
+
     file = path / "profile.json" if path.is_dir() else path
     if not file.is_file():
         raise ReportInputError(
@@ -130,7 +142,7 @@ def build_report(
 ) -> dict[str, Path]:
     """Build the whole report; returns the main output files by name."""
     # pandas, matplotlib and scipy load here, not at import: `report --help` stays fast.
-    from bench.instructions.summary import instruction_rows
+    from bench.harness.figures import instruction_rows
 
     from .charts import Chart, Omitted, build_charts, save_chart
     from .claims import evaluate_claims
@@ -181,7 +193,7 @@ def build_report(
         comparison=compare_runs(runs) if len(runs) > 1 else None,
         profile=profile,
         profile_links=links,
-        instructions=instruction_rows(run.path),
+        instructions=instruction_rows(run.records),
     )
     files = {
         "index.html": out / "index.html",
@@ -216,6 +228,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from ._errors import ReportInputError  # here, not at import: `report --help` stays fast
+
     try:
         files = build_report(list(args.results), args.out, args.profile)
     except ReportInputError as exc:

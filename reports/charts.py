@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench.instructions.summary import headline_figures, instruction_rows
+from bench.harness.figures import headline_figures, instruction_rows
 
 from .analysis import (
     HASH_ORDER,
@@ -197,7 +197,7 @@ def instruction_headlines(rows: list[dict[str, Any]]) -> str:
 
 def chart_instructions(run: Run, profile: Mapping[str, Any] | None) -> Result:
     name, title = "instructions", "Instructions per call (callgrind) beside wall time"
-    rows = instruction_rows(run.path)
+    rows = instruction_rows(run.records)
     if not rows:
         return Omitted(
             name, title, "no instruction counts in this run (samplemind-bench run --instructions)"

@@ -11,9 +11,11 @@ samples (median, mean, p95, p99, min, max), never copied from the summary that
 pytest-benchmark wrote, so every figure in a report comes from the same data.
 Every numeric ``extra_info`` figure becomes a metric too.
 
-Anything unexpected (a missing manifest, corrupt JSON, a foreign or future
-format, a benchmark without raw samples) raises :class:`ReportInputError`
-whose message names the offending file.
+The folder is read and checked by the one results reader
+(:func:`bench.harness.results.read_folder`, plain or ``.json.gz`` suite files): anything
+unexpected (a missing manifest, corrupt JSON or gzip, a foreign or future format, a benchmark
+without raw samples) raises its :class:`ReportInputError` (the reader's
+``ResultsFormatError``) whose message names the offending file.
 
 >>> metric_unit("p99_ms"), metric_unit("gbps"), metric_unit("hit_rate")
 ('ms', 'GB/s', 'fraction')
@@ -22,23 +24,16 @@ whose message names the offending file.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from bench.harness.results import (
-    FORMAT,
-    SUPPORTED_VERSIONS,
-    ResultsFormatError,
-    benchmark_key,
-    check_manifest,
-    require_complete,
-)
+from bench.harness import results
+from bench.harness.results import FORMAT, SUPPORTED_VERSIONS
 from reports._errors import ReportInputError
 
 __all__ = [
@@ -145,10 +140,9 @@ class Benchmark:
         """Every finite numeric ``extra_info`` figure (booleans and lists excluded)."""
         out: dict[str, float] = {}
         for k, v in self.extra_info.items():
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                continue
-            if math.isfinite(float(v)):
-                out[k] = float(v)
+            n = results.finite_number(v)
+            if n is not None:
+                out[k] = n
         return out
 
 
@@ -160,6 +154,9 @@ class Run:
     label: str
     manifest: Mapping[str, Any]
     benchmarks: tuple[Benchmark, ...] = field(default=())
+    records: tuple[results.Benchmark, ...] = field(default=(), repr=False)
+    """The benchmarks as the results reader gave them, in file order (for
+    :mod:`bench.harness.figures`, the figures the headline computes the same way)."""
 
     @property
     def environment(self) -> Mapping[str, Any]:
@@ -203,98 +200,39 @@ def metric_unit(metric: str) -> str:
     return ""
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportInputError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportInputError(path, f"cannot be read ({exc})") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(
-            path, f"corrupt JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from exc
-    except RecursionError as exc:  # "[[[[..." nested beyond the parser's recursion limit
-        raise ReportInputError(path, "corrupt JSON (nested too deeply)") from exc
-
-
-def _check_manifest(path: Path, manifest: Any) -> Mapping[str, Any]:
-    try:
-        return require_complete(check_manifest(manifest, path), path)
-    except ResultsFormatError as exc:
-        raise ReportInputError(path, exc.problem) from None
-
-
-def _parse_benchmark(path: Path, suite: str, i: int, raw: Any) -> Benchmark:
-    if not isinstance(raw, dict):
-        raise ReportInputError(path, f"benchmark #{i} is not a JSON object")
-    name = raw.get("name")
-    if not isinstance(name, str):
-        raise ReportInputError(path, f"benchmark #{i} has no name")
-    stats = raw.get("stats")
-    data = stats.get("data") if isinstance(stats, dict) else None
-    if not isinstance(data, list) or not data:
-        raise ReportInputError(
-            path,
-            f"benchmark {name!r} has no raw samples in stats.data "
-            "(results must be written by samplemind-bench run / --benchmark-json)",
-        )
-    try:
-        samples = np.asarray(data, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ReportInputError(path, f"benchmark {name!r}: stats.data is not numeric") from exc
-    if not np.all(np.isfinite(samples)) or np.any(samples < 0):
-        raise ReportInputError(
-            path, f"benchmark {name!r}: stats.data holds negative or non-finite samples"
-        )
-    params = raw.get("params")
-    extra = raw.get("extra_info")
+def _benchmark(b: results.Benchmark) -> Benchmark:
+    """The report's view of a benchmark read (and checked) by :mod:`bench.harness.results`."""
+    suite_name = b.extra_info.get("suite")
     return Benchmark(
-        suite=suite,
-        file=path.name,
-        name=name,
-        fullname=benchmark_key(str(raw.get("fullname") or name)),
-        group=str(raw.get("group") or suite),
-        params=params if isinstance(params, dict) else {},
-        param=str(raw.get("param") or ""),
-        data=samples,
-        extra_info=extra if isinstance(extra, dict) else {},
+        suite=suite_name if isinstance(suite_name, str) and suite_name else b.suite,
+        file=b.path.name,
+        name=b.name,
+        fullname=b.fullname,
+        group=b.group or b.suite,
+        params=b.params,
+        param=b.param,
+        data=np.asarray(b.samples, dtype=float),
+        extra_info=b.extra_info,
     )
 
 
 def load_run(path: Path | str, label: str | None = None) -> Run:
-    """Read and validate one results folder (or its ``manifest.json``)."""
-    folder = Path(path)
-    if folder.name == "manifest.json" and folder.is_file():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ReportInputError(folder, "not a results folder (no such directory)")
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        raise ReportInputError(
-            manifest_path,
-            "missing: not a samplemind-bench results folder (run samplemind-bench run --out DIR)",
-        )
-    manifest = _check_manifest(manifest_path, _read_json(manifest_path))
-    benchmarks: list[Benchmark] = []
-    for fname in sorted(manifest["files"]):
-        fpath = folder / fname
-        doc = _read_json(fpath)
-        if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-            raise ReportInputError(fpath, 'not a pytest-benchmark JSON file (no "benchmarks" list)')
-        suite = Path(fname).stem
-        for i, raw in enumerate(doc["benchmarks"]):
-            b = _parse_benchmark(fpath, suite, i, raw)
-            suite_name = b.extra_info.get("suite")
-            if isinstance(suite_name, str) and suite_name:
-                b = replace(b, suite=suite_name)
-            benchmarks.append(b)
+    """Read one results folder (or its ``manifest.json``) through the one reader,
+    :func:`bench.harness.results.read_folder`; its :class:`ReportInputError` names the file."""
+    folder = results.read_folder(Path(path))
+    benchmarks = [_benchmark(b) for f in sorted(folder.files, key=_file_name) for b in f.benchmarks]
     benchmarks.sort(key=lambda b: (b.suite, b.fullname))
     return Run(
-        path=folder, label=label or folder.name, manifest=manifest, benchmarks=tuple(benchmarks)
+        path=folder.path,
+        label=label or folder.path.name,
+        manifest=folder.manifest,
+        benchmarks=tuple(benchmarks),
+        records=tuple(folder.benchmarks),
     )
+
+
+def _file_name(f: results.SuiteFile) -> str:
+    return f.path.name
 
 
 def load_runs(paths: Sequence[Path | str]) -> list[Run]:

@@ -45,6 +45,7 @@ from typing import Any
 
 from bench import gate
 from bench.gate import floor as floors
+from bench.harness import results
 
 __all__ = ["calibrate_runs", "evaluate_runs", "main"]
 
@@ -116,7 +117,8 @@ def _suite_file(src: Path, bench_name: str) -> str | None:
     """The suite file of ``src`` that holds ``bench_name`` (None: none)."""
     manifest = json.loads((src / "manifest.json").read_text())
     for name in manifest["files"]:
-        if f'"name": "{bench_name}"' in (src / name).read_text():
+        doc = results.read_suite_document(src / name)  # plain or .json.gz
+        if any(b.get("name") == bench_name for b in doc.get("benchmarks", [])):
             return str(name)
     return None
 
@@ -127,15 +129,19 @@ def _one_suite(src: Path, dest: Path, file: str, bench_name: str, factor: float)
     scaled by ``factor`` (1.0: a link to the original file)."""
     dest.mkdir(parents=True)
     manifest = json.loads((src / "manifest.json").read_text())
-    suite = file.removesuffix(".json")
+    suite = results.suite_name(file)
+    out = file if factor == 1.0 else f"{suite}.json"  # a scaled copy is written plain
     manifest["suites"] = [suite]
-    manifest["files"] = [file]
+    manifest["files"] = [out]
     manifest["runs"] = [r for r in manifest.get("runs", []) if r.get("suite") == suite]
+    for run in manifest["runs"]:
+        if "file" in run:
+            run["file"] = out
     (dest / "manifest.json").write_text(json.dumps(manifest))
     if factor == 1.0:
         (dest / file).symlink_to(src / file)
         return
-    doc = json.loads((src / file).read_text())
+    doc = results.read_suite_document(src / file)
     for b in doc["benchmarks"]:
         if b["name"] == bench_name:
             st = b["stats"]
@@ -143,7 +149,7 @@ def _one_suite(src: Path, dest: Path, file: str, bench_name: str, factor: float)
             for k in ("min", "max", "mean", "median", "q1", "q3", "stddev", "iqr", "total"):
                 if isinstance(st.get(k), int | float):
                     st[k] = st[k] * factor
-    (dest / file).write_text(json.dumps(doc))
+    (dest / out).write_text(json.dumps(doc))
 
 
 def evaluate_runs(

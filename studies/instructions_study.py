@@ -335,13 +335,11 @@ def _gate_verdicts(
 
 def _instructions(results: Path, name: str) -> float:
     """Instructions per call of benchmark ``name`` in the results folder ``results``."""
-    from bench.harness.results import benchmark_key
+    from bench.harness.results import benchmark_key, read_folder
 
-    suite = name.split("::", 1)[0].rsplit("/", 1)[-1].removeprefix("test_").removesuffix(".py")
-    data = json.loads((results / f"{suite}.json").read_text())
-    for bench in data["benchmarks"]:
-        if benchmark_key(bench.get("fullname", "")) == benchmark_key(name):
-            return float(bench["extra_info"]["instructions"])
+    for bench in read_folder(results).benchmarks:  # the one reader (plain or .json.gz files)
+        if bench.fullname == benchmark_key(name):
+            return float(bench.extra_info["instructions"])
     raise SystemExit(f"{results}: no count of {name}")
 
 

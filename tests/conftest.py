@@ -61,6 +61,11 @@ def counted_run(out: Path, suites: list[str], select: str, cwd: Path, env: dict[
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [r["suite"] for r in manifest["runs"]] == suites
+    # each suite file compressed once counted (the counts are read back from it by the gate
+    # tests), and the summary line gives the folder's size
+    assert manifest["files"] == [f"{s}.json.gz" for s in suites] and manifest["version"] == 2
+    assert [p.name for p in out.glob("*.json")] == ["manifest.json"]  # no plain suite file left
+    assert f"results in {out} (" in proc.stdout and " MB)" in proc.stdout, proc.stdout[-500:]
     return out
 
 

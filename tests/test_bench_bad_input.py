@@ -87,33 +87,20 @@ def test_gate_candidate_without_raw_samples_is_bad_input_naming_the_files(tmp_pa
 
 
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
-def test_gate_where_some_benchmarks_lack_samples_fails_unless_a_rule_skips_them(
+def test_gate_where_some_benchmarks_lack_samples_is_bad_input_like_every_command(
     tmp_path: Path,
 ) -> None:
+    """A benchmark without raw samples is a damaged file for every reader (the one results
+    reader refuses it: decision 0320); before 2026-12-06 the gate judged it "insufficient
+    data" while report, headline and history refused it."""
     base, cand = results(tmp_path, "base"), results(tmp_path, "cand", drop_samples("hashing.json"))
     proc = cli("gate", base, cand)
-    assert proc.returncode == 1, proc.stdout
-    first = proc.stdout.splitlines()[0]
-    assert first.startswith("gate: INSUFFICIENT DATA") and "20 insufficient data" in first
-    assert "no raw samples (stats.data) in candidate" in proc.stdout
-    assert "skip = true" in proc.stdout  # says how to accept it
-    # a rule that skips the time metric of those benchmarks makes it pass
-    rules = tmp_path / "rules.toml"
-    rules.write_text(
-        _rules()
-        .read_text()
-        .replace(
-            "# --- time per call",
-            '[[rule]]\ngroup = "hashing/*"\nskip = true\n\n# --- time per call',
-        )
-    )
-    proc = cli("gate", base, cand, "-q", "--rules", rules)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "insufficient" not in proc.stdout
-
-
-def _rules() -> Path:
-    return Path(__file__).resolve().parents[1] / "bench" / "gate" / "default.toml"
+    assert proc.returncode == 2, proc.stdout
+    assert f"candidate {cand / 'hashing.json'}: benchmark" in proc.stderr
+    assert "has no raw samples (stats.data)" in proc.stderr and "PASS" not in proc.stdout
+    for command in (["headline", cand], ["report", cand, "--out", tmp_path / "r"]):
+        other = cli(*command)
+        assert other.returncode == 2 and f"{cand / 'hashing.json'}: benchmark" in other.stderr
 
 
 def test_gate_that_compares_nothing_exits_2(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from bench import environment, gate
 from bench.harness import results
+from bench.harness.results import ResultsFormatError
 from reports.data import ReportInputError, load_run
 
 FUZZ = settings(
@@ -126,7 +127,7 @@ folders = st.tuples(
 def load_or_error(path: Path) -> gate.ResultSet | None:
     try:
         rs = gate.load_results(path)
-    except gate.GateInputError as exc:
+    except (gate.GateInputError, ResultsFormatError) as exc:  # the results reader's own error
         assert str(path) in str(exc), exc
         return None
     # what loads is well-formed

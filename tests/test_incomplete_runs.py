@@ -280,10 +280,10 @@ def test_sigint_mid_suite_stops_children_keeps_what_completed_and_exits_130(
     assert not [m for pid in children for m in _group_members(pid)]  # nor what they started
     manifest = read_manifest(out)
     assert manifest["complete"] is False
-    assert manifest["files"] == ["fingerprint.json"]
+    assert manifest["files"] == ["fingerprint.json.gz"]  # compressed once done
     assert [(r["suite"], r["status"]) for r in manifest["runs"]] == [
         ("fingerprint", "completed"),
         ("cache", "interrupted"),
     ]
     assert incomplete_suites(manifest) == {"cache": "interrupted"}
-    assert (out / "fingerprint.json").is_file()
+    assert (out / "fingerprint.json.gz").is_file()

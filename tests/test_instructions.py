@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench import cli
+from bench.harness.results import read_suite_document
 from bench.instructions import _select, _tools, runner
 from bench.instructions._counter import Count, DumpError, read_dump_total, warmup_calls
 from bench.instructions._tools import APT_HINT, ToolMissing, Tools, build_shim, find_tools
@@ -144,12 +145,14 @@ def test_merge_counts(tmp_path: Path) -> None:
         json.dumps(
             {
                 "benchmarks": [
-                    {
+                    {  # as pytest-benchmark writes them (the reader checks name and samples)
+                        "name": "test_route[a]",
                         "fullname": "bench/test_router.py::test_route[a]",
                         "stats": stats,
                         "extra_info": {"suite": "router"},
                     },
                     {
+                        "name": "test_fallback[b]",
                         "fullname": "bench/test_router.py::test_fallback[b]",
                         "stats": stats,
                         "extra_info": {},
@@ -616,7 +619,7 @@ def test_run_instructions_end_to_end(tools: Tools, counted_headlines: Path) -> N
     """``samplemind-bench run --instructions``: counts land beside the wall-time stats
     (the session's shared counted run: ``tests/conftest.py``)."""
     out = counted_headlines
-    data = json.loads((out / "router.json").read_text())
+    data = read_suite_document(out / "router.json.gz")  # compressed once counted
     by_name = {b["name"]: b for b in data["benchmarks"]}
     healthy = by_name["test_route[chat-speed-healthy]"]
     open_ = by_name["test_route[chat-speed-one_open]"]
@@ -644,7 +647,7 @@ def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, counted_pair: C
     are the session's shared A/A pair (``tests/conftest.py``)."""
     counts = []
     for tree, out in zip(counted_pair.trees, (counted_pair.a, counted_pair.b), strict=True):
-        data = json.loads((out / "router.json").read_text())
+        data = read_suite_document(out / "router.json.gz")
         log = (out / "logs" / "router-instructions.txt").read_text()
         assert f"(a copy of {tree})" in log  # this checkout's harness counted
         (bench,) = [b for b in data["benchmarks"] if b["name"] == "test_route[chat-speed-healthy]"]
@@ -770,7 +773,7 @@ def test_report_shows_counts_beside_time_from_a_real_run(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = {}
     for suite in ("cache", "router", "pipeline"):
-        for b in json.loads((results / f"{suite}.json").read_text())["benchmarks"]:
+        for b in read_suite_document(results / f"{suite}.json.gz")["benchmarks"]:
             if b["name"] == "test_fallback[mock-fail0]":
                 continue  # in the shared run for the end-to-end test: I/O-bound, not counted
             counts[b["name"]] = b["extra_info"]["instructions"]

@@ -231,12 +231,16 @@ def test_capacity_chart_marks_a_real_knee(tmp_path: Path) -> None:
 
 def test_headline_says_no_knee_when_the_top_rate_still_met_the_bound() -> None:
     from bench.harness.headline import _load_lines
+    from bench.harness.results import check_benchmark
+
+    def _load_lines_of(doc: dict[str, Any]) -> list[str]:  # as the results reader gives it
+        return _load_lines([check_benchmark(doc, Path("load.json"))])
 
     no_knee = _knee_bench(4000.0, [1000.0, 2000.0, 4000.0], [5.0, 9.0, 20.0])
-    (line,) = _load_lines([no_knee])
+    (line,) = _load_lines_of(no_knee)
     assert line.startswith("load mocked knee: none up to 4000 req/s (the highest rate offered")
     knee = _knee_bench(2000.0, [1000.0, 2000.0, 4000.0], [5.0, 40.0, 900.0])
-    assert _load_lines([knee]) == [
+    assert _load_lines_of(knee) == [
         "load mocked knee: 2000 req/s offered with p99 <= 100 ms (p99 there 900.0 ms)"
     ]
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
+from bench.harness.results import Benchmark
 from bench.harness.streams import SLO, Timeline, percentiles, summarize
 
 
@@ -104,6 +108,22 @@ def test_summary_dict_carries_percentiles_and_raw_samples() -> None:
     assert "samples_ms" not in summarize([_openai_like()]).as_dict(raw=False)
 
 
+def _benchmark(d: dict[str, Any]) -> Benchmark:
+    """A stream benchmark as the results reader gives it (name and extra_info are what count)."""
+    return Benchmark(
+        path=Path("stream.json"),
+        suite="stream",
+        name=d["name"],
+        fullname=d["name"],
+        group="",
+        params={},
+        param="",
+        samples=(1.0,),
+        extra_info=d["extra_info"],
+        timer="",
+    )
+
+
 def test_headline_lines_name_ttft_itl_and_the_exact_figures() -> None:
     from bench.harness.streams import headline_lines
 
@@ -130,7 +150,8 @@ def test_headline_lines_name_ttft_itl_and_the_exact_figures() -> None:
             "leader_ttft_ms": 151.0,
         },
     }
-    lines = headline_lines([replay, burst, {"name": "other", "extra_info": {}}])
+    other = {"name": "other", "extra_info": {}}
+    lines = headline_lines([_benchmark(d) for d in (replay, burst, other)])
     assert lines == [
         "stream mocked-httpx-openai-c10-replay: TTFT p50 1.43 ms (p99 6.06 ms), 395.1x faster "
         "than upstream, 2.7x a plain cache hit; ITL p99 2.5 µs; chunk fidelity 1.0; upstream "

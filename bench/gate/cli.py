@@ -73,6 +73,7 @@ from bench.gate.rules import (
     with_spreads,
 )
 from bench.harness.progress import Progress
+from bench.harness.results import ResultsFormatError
 
 __all__ = ["main", "run", "same_input_warnings"]
 
@@ -475,8 +476,8 @@ def _run(
                 )
             if not baseline_paths or not candidate_paths:
                 raise GateInputError("missing baseline or candidate (see --help)")
-        base, b_diffs = load_side(baseline_paths)
-        cand, c_diffs = load_side(candidate_paths)
+        base, b_diffs = load_side(baseline_paths, "baseline")
+        cand, c_diffs = load_side(candidate_paths, "candidate")
         require_samples("baseline", base)
         require_samples("candidate", cand)
         between, floor_note = _between_runs(args, paired, baseline_paths, candidate_paths, base)
@@ -500,7 +501,7 @@ def _run(
             verdicts = [v for v in verdicts if v.metric in args.metric]
         if args.instructions:
             _require_counts(verdicts, base, cand)
-    except GateInputError as exc:
+    except (GateInputError, ResultsFormatError) as exc:  # a results file: the reader's error
         print(f"gate: bad input: {exc}", file=err)
         return EXIT_BAD_INPUT
     except ab_runner.ABRunError as exc:

@@ -6,7 +6,6 @@ itself (manifest checks, benchmark identity) is :mod:`bench.harness.results`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,10 @@ __all__ = [
 
 
 class GateInputError(Exception):
-    """Bad gate input; the message names the offending file."""
+    """Bad gate input other than a results file (arguments, rules); the message names it.
+
+    A results file that cannot be read raises the results reader's own
+    :class:`~bench.harness.results.ResultsFormatError` (the same message in every command)."""
 
 
 @dataclass(slots=True)
@@ -57,116 +59,49 @@ class ResultSet:
     """The benchmark JSON files read."""
 
 
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise GateInputError(f"{path}: file not found")
-    if not path.is_file():
-        raise GateInputError(f"{path}: not a file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise GateInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    if not raw.strip():
-        raise GateInputError(f"{path}: file is empty")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise GateInputError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _parse_benchmarks(doc: Any, path: Path) -> dict[str, BenchRecord]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-        raise GateInputError(
-            f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list); "
-            "write it with --benchmark-json"
-        )
+def _records(benchmarks: Sequence[results.Benchmark]) -> dict[str, BenchRecord]:
+    """The gate's view of benchmarks read (and checked) by :mod:`bench.harness.results`."""
     out: dict[str, BenchRecord] = {}
-    for i, bench in enumerate(doc["benchmarks"]):
-        if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
-            raise GateInputError(f"{path}: benchmark #{i} has no name")
-        stats = bench.get("stats")
-        if not isinstance(stats, dict):
-            raise GateInputError(f"{path}: benchmark {bench['name']!r} has no 'stats' object")
-        data = stats.get("data")
-        if data is not None and not isinstance(data, list):
-            raise GateInputError(f"{path}: benchmark {bench['name']!r}: stats.data is not a list")
-        samples: list[float] = []
-        if isinstance(data, list):
-            for v in data:
-                n = results.finite_number(v)
-                if n is None:
-                    raise GateInputError(
-                        f"{path}: benchmark {bench['name']!r} has a non-numeric sample {v!r}"
-                    )
-                samples.append(n)
-        extra_info = bench.get("extra_info") or {}
-        if not isinstance(extra_info, dict):
-            raise GateInputError(
-                f"{path}: benchmark {bench['name']!r}: extra_info is not an object"
-            )
-        extra: dict[str, list[float]] = {}
-        for k, v in extra_info.items():
-            n = results.finite_number(v)
-            if n is not None:
-                extra[str(k)] = [n]
-        key = results.benchmark_key(str(bench.get("fullname") or bench["name"]))
-        options = bench.get("options")
-        timer = options.get("timer") if isinstance(options, dict) else None
-        if key in out:
-            raise GateInputError(f"{path}: benchmark {key!r} appears twice")
-        out[key] = BenchRecord(
-            key=key,
-            name=bench["name"],
-            group=str(bench.get("group") or ""),
+    for b in benchmarks:
+        samples = list(b.samples)
+        out[b.fullname] = BenchRecord(
+            key=b.fullname,
+            name=b.name,
+            group=b.group,
             samples=samples,
-            extra=extra,
+            extra={k: [v] for k, v in b.numeric_extra().items()},
             runs=[list(samples)],
-            timer=str(timer) if timer else "",
+            timer=b.timer,
         )
     return out
 
 
 def load_results(path: Path) -> ResultSet:
-    """Load a results folder (or its ``manifest.json``) or a single pytest-benchmark JSON file."""
+    """Load a results folder (or its ``manifest.json``) or a single pytest-benchmark JSON file
+    (plain or ``.json.gz``) through the one reader, :mod:`bench.harness.results`; anything
+    wrong with them raises its :class:`~bench.harness.results.ResultsFormatError`."""
     if path.is_file() and path.name == "manifest.json":
         path = path.parent
     if path.is_dir():
-        manifest_path = path / "manifest.json"
-        try:
-            manifest = results.check_manifest(_read_json(manifest_path), manifest_path)
-            results.require_complete(manifest, manifest_path)  # an incomplete suite never passes
-        except results.ResultsFormatError as exc:
-            raise GateInputError(str(exc)) from None
-        files = manifest["files"]
-        if not files:
-            raise GateInputError(f"{manifest_path}: 'files' is missing or empty")
-        benches: dict[str, BenchRecord] = {}
-        for name in files:
-            file_path = path / name
-            for key, rec in _parse_benchmarks(_read_json(file_path), file_path).items():
-                if key in benches:
-                    raise GateInputError(f"{file_path}: benchmark {key!r} is also in another file")
-                benches[key] = rec
-        commit = manifest.get("commit")
+        folder = results.read_folder(path)  # an incomplete suite never passes
+        commit = folder.manifest.get("commit")
         return ResultSet(
             sources=[str(path)],
-            environment=dict(manifest.get("environment") or {}),
-            benches=benches,
+            environment=dict(folder.manifest.get("environment") or {}),
+            benches=_records(list(folder.benchmarks)),
             commit=dict(commit) if isinstance(commit, dict) else {},
-            files=[str(path / n) for n in files],
+            files=[str(f.path) for f in folder.files],
         )
     if not path.exists():
         raise GateInputError(f"{path}: no such results folder or file")
-    doc = _read_json(path)
-    benches = _parse_benchmarks(doc, path)
-    machine = doc.get("machine_info")
-    env = environment.from_machine_info(machine) if isinstance(machine, dict) else {}
-    commit = doc.get("commit_info")
+    sf = results.read_suite_file(path)
+    machine = sf.machine_info
+    env = environment.from_machine_info(dict(machine)) if machine else {}
     return ResultSet(
         sources=[str(path)],
         environment=env,
-        benches=benches,
-        commit=dict(commit) if isinstance(commit, dict) else {},
+        benches=_records(sf.benchmarks),
+        commit=dict(sf.commit_info),
         files=[str(path)],
     )
 
@@ -221,6 +156,12 @@ def pool(sets: Sequence[ResultSet]) -> tuple[ResultSet, list[str]]:
     return ResultSet(sources, dict(first.environment), benches, dict(first.commit), files), diffs
 
 
-def load_side(paths: Sequence[Path]) -> tuple[ResultSet, list[str]]:
-    """Load and :func:`pool` the runs of one side."""
-    return pool([load_results(p) for p in paths])
+def load_side(paths: Sequence[Path], side: str = "") -> tuple[ResultSet, list[str]]:
+    """Load and :func:`pool` the runs of one side; a results file the reader refuses is bad
+    input naming ``side`` ("baseline", "candidate") before the reader's own message."""
+    try:
+        return pool([load_results(p) for p in paths])
+    except results.ResultsFormatError as exc:
+        if not side:
+            raise
+        raise GateInputError(f"{side} {exc}") from exc

@@ -10,55 +10,44 @@ before/after. Medians of the raw samples; ratios > 1 mean "faster".
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.harness.results import read_manifest, require_complete
 from bench.harness.streams import headline_lines as stream_headline_lines
+
+if TYPE_CHECKING:
+    from bench.harness.results import Benchmark
 
 __all__ = ["added_latency_text", "headline", "main"]
 
 
-def _load(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    manifest = require_complete(read_manifest(folder), folder / "manifest.json")
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name in manifest.get("files") or []:
-        path = folder / str(name)
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not readable pytest-benchmark JSON ({exc})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-            raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
-        out[str(name).removesuffix(".json")] = doc["benchmarks"]
+def _load(folder: Path) -> dict[str, list[Benchmark]]:
+    """The benchmarks of ``folder`` by suite, read by the one results reader."""
+    out: dict[str, list[Benchmark]] = {}
+    from bench.harness.results import read_folder  # here, not at import: `--help` stays fast
+
+    for f in read_folder(folder).files:
+        out.setdefault(f.suite, []).extend(f.benchmarks)
     return out
 
 
-def _med(b: dict[str, Any]) -> float:
-    stats = b.get("stats")
-    data = stats.get("data") if isinstance(stats, dict) else None
-    try:
-        return float(statistics.median(data))  # type: ignore[arg-type]
-    except (TypeError, ValueError, statistics.StatisticsError):
-        raise ValueError(
-            f"benchmark {b.get('name')!r} has no raw samples (stats.data); re-run samplemind-bench run"
-        ) from None
+def _med(b: Benchmark) -> float:
+    from bench.harness import figures
+
+    return figures.median(b)
 
 
-def _by(benchmarks: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+def _by(benchmarks: list[Benchmark], **match: Any) -> Benchmark | None:
     for b in benchmarks:
-        info = b.get("extra_info") or {}
-        if all(
-            info.get(k, b["params"].get(k) if b["params"] else None) == v for k, v in match.items()
-        ):
+        info = b.extra_info
+        if all(info.get(k, b.params.get(k) if b.params else None) == v for k, v in match.items()):
             return b
     return None
 
 
-def added_latency_text(info: dict[str, Any]) -> str:
+def added_latency_text(info: Mapping[str, Any]) -> str:
     """The added latency of a fallback benchmark with its 95 % interval; "within noise" when
     the interval holds 0 (a figure such as -0.08 ms is then no finding).
 
@@ -83,21 +72,23 @@ def added_latency_text(info: dict[str, Any]) -> str:
 
 def headline(folder: Path) -> list[str]:
     """The headline lines of ``folder``."""
+    from bench.harness import figures
+
     suites = _load(folder)
     lines: list[str] = []
     hashing = suites.get("hashing", [])
-    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in hashing):
+    for subject in dict.fromkeys(b.extra_info["subject"] for b in hashing):
         sha = _by(hashing, subject=subject, variant="sha256")
         b3 = _by(hashing, subject=subject, variant="blake3")
         auto = _by(hashing, subject=subject, variant="blake3_auto")
         if sha and b3:
-            text = f"hashing {subject:>6}: BLAKE3 is {_med(sha) / _med(b3):.2f}x as fast as SHA-256"
+            text = f"hashing {subject:>6}: BLAKE3 is {figures.speedup(sha, b3):.2f}x as fast as SHA-256"
             if auto:
-                text += f", BLAKE3 AUTO {_med(sha) / _med(auto):.2f}x as fast"
-            text += f" (BLAKE3 {b3['extra_info'].get('gbps', 0):.2f} GB/s)"
+                text += f", BLAKE3 AUTO {figures.speedup(sha, auto):.2f}x as fast"
+            text += f" (BLAKE3 {b3.extra_info.get('gbps', 0):.2f} GB/s)"
             lines.append(text)
     fp = suites.get("fingerprint", [])
-    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in fp):
+    for subject in dict.fromkeys(b.extra_info["subject"] for b in fp):
         ours, naive = (
             _by(fp, subject=subject, variant="blake3"),
             _by(fp, subject=subject, variant="naive"),
@@ -105,18 +96,18 @@ def headline(folder: Path) -> list[str]:
         if ours and naive:
             lines.append(
                 f"fingerprint {subject:>5}: blake3 {_med(ours) * 1e6:.2f} us, naive "
-                f"{_med(naive) * 1e6:.2f} us -> {_med(naive) / _med(ours):.2f}x faster"
+                f"{_med(naive) * 1e6:.2f} us -> {figures.speedup(naive, ours):.2f}x faster"
             )
     cache = suites.get("cache", [])
     for b in cache:
-        info = b.get("extra_info") or {}
+        info = b.extra_info
         if info.get("variant") == "hit_paired-msgpack-l1_off" and "ratio_to_raw_get" in info:
             lines.append(
                 f"cache {info['subject']}: hit {_med(b) * 1e6:.1f} us vs raw GET "
                 f"{info['raw_get_median_us']:.1f} us, interleaved = {info['ratio_to_raw_get']:.2f}x"
             )
     for b in cache:
-        info = b.get("extra_info") or {}
+        info = b.extra_info
         if info.get("variant") != "raw_get":
             continue
         hit = _by(cache, subject=info["subject"], variant="hit-msgpack-l1_off")
@@ -131,44 +122,44 @@ def headline(folder: Path) -> list[str]:
             lines.append(text)
     client = suites.get("client", [])
     for b in client:
-        info = b.get("extra_info") or {}
+        info = b.extra_info
         if "ratio_to_raw_aiohttp" in info:
             lines.append(
                 f"client {info['subject']} interleaved: {info['variant']} "
                 f"{info['req_per_s']:.0f}/s = {info['ratio_to_raw_aiohttp']:.2f}x raw aiohttp"
             )
-    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in client):
+    for subject in dict.fromkeys(b.extra_info["subject"] for b in client):
         group = [
             b
             for b in client
-            if b["extra_info"]["subject"] == subject
-            and not str(b["extra_info"].get("variant", "")).endswith("_paired")
+            if b.extra_info["subject"] == subject
+            and not str(b.extra_info.get("variant", "")).endswith("_paired")
         ]
         floor = _by(group, variant="raw_aiohttp") or _by(group, variant="bare_httpx")
         if not floor:
             continue
-        rps0 = floor["extra_info"]["req_per_s"]
+        rps0 = floor.extra_info["req_per_s"]
         parts = [
-            f"{b['extra_info']['variant']} {b['extra_info']['req_per_s']:.0f}/s ({b['extra_info']['req_per_s'] / rps0:.2f}x)"
+            f"{b.extra_info['variant']} {b.extra_info['req_per_s']:.0f}/s ({b.extra_info['req_per_s'] / rps0:.2f}x)"
             for b in group
         ]
         lines.append(f"client {subject}: " + ", ".join(parts))
         pooled = _by(group, variant="pooled_http1") or _by(group, variant="pooled")
         new = _by(group, variant="new_client")
         if pooled and new:
-            ratio = pooled["extra_info"]["req_per_s"] / new["extra_info"]["req_per_s"]
+            ratio = pooled.extra_info["req_per_s"] / new.extra_info["req_per_s"]
             lines.append(f"client {subject}: pooled / new client = {ratio:.1f}x req/s")
     router = suites.get("router", [])
-    route = [b for b in router if b["extra_info"].get("subject") == "route"]
+    route = [b for b in router if b.extra_info.get("subject") == "route"]
     if route:
-        meds = sorted(_med(b) * 1e6 for b in route if "healthy" in b["extra_info"]["variant"])
-        opened = [_med(b) * 1e6 for b in route if "one_open" in b["extra_info"]["variant"]]
+        meds = sorted(_med(b) * 1e6 for b in route if "healthy" in b.extra_info["variant"])
+        opened = [_med(b) * 1e6 for b in route if "one_open" in b.extra_info["variant"]]
         lines.append(
             f"router route(): healthy median {statistics.median(meds):.2f} us (worst {meds[-1]:.2f} us)"
             + (f"; one breaker open up to {max(opened):.2f} us" if opened else "")
         )
     for b in router:
-        info = b.get("extra_info") or {}
+        info = b.extra_info
         if "success_rate" in info:
             lines.append(
                 f"router {info['subject']} {info['variant']}: success {info['success_rate']:.0%}, "
@@ -177,11 +168,11 @@ def headline(folder: Path) -> list[str]:
                 f"{info.get('calls_per_request', 0.0):.2f} calls/request; scale {info.get('latency_scale')})"
             )
     pipe = suites.get("pipeline", [])
-    for subject in dict.fromkeys(b["extra_info"]["subject"] for b in pipe):
+    for subject in dict.fromkeys(b.extra_info["subject"] for b in pipe):
         before = _by(pipe, subject=subject, stack="before")
         after = _by(pipe, subject=subject, stack="after")
         if before and after:
-            a, bi = after["extra_info"], before["extra_info"]
+            a, bi = after.extra_info, before.extra_info
             saved = 1 - a["cost_usd"] / a["baseline_cost_usd"] if a["baseline_cost_usd"] else 0.0
             lines.append(
                 f"pipeline {subject}: p50 before {bi['p50_ms']:.1f} ms / after {a['p50_ms']:.1f} ms "
@@ -197,23 +188,20 @@ def headline(folder: Path) -> list[str]:
     return lines
 
 
-def _instruction_lines(suites: dict[str, list[dict[str, Any]]], folder: Path) -> list[str]:
-    """The instruction counts of an ``--instructions`` run (headline benchmarks, and how many)."""
-    from bench.instructions.summary import HEADLINES
+def _instruction_lines(suites: dict[str, list[Benchmark]], folder: Path) -> list[str]:
+    """The instruction counts of an ``--instructions`` run (headline benchmarks, and how many):
+    the figures of :func:`bench.harness.figures.headline_figures`, as in the report."""
+    from bench.harness import figures
 
-    counted = [
-        (suite, b)
-        for suite, benches in suites.items()
-        for b in benches
-        if finite(b.get("extra_info", {}).get("instructions"))
-    ]
+    rows = figures.instruction_rows(b for benches in suites.values() for b in benches)
+    counted = [r for r in rows if finite(r["instructions"])]
     if not counted:
         return []
-    parts = []
-    for label, suite, variant in HEADLINES:
-        match = [b for s, b in counted if s == suite and b["extra_info"].get("variant") == variant]
-        if match:
-            parts.append(f"{label} {match[0]['extra_info']['instructions']:,.0f}")
+    parts = [
+        f"{label} {value:,.0f}"
+        for label, value in figures.headline_figures(counted).items()
+        if value is not None
+    ]
     return [
         "instructions per call (callgrind): "
         + ("; ".join(parts) if parts else "none of the headline benchmarks counted")
@@ -225,13 +213,13 @@ def finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
-def _load_lines(load: list[dict[str, Any]]) -> list[str]:
+def _load_lines(load: list[Benchmark]) -> list[str]:
     """Issue 10's figures: warm-burst hit rate vs truth, faults, knee, hits vs raw GETs, processes."""
     from bench.harness.streams import goodput_line  # the open-loop streams' line (issue 20)
 
     lines: list[str] = []
     bursts = sorted(
-        (b["extra_info"] for b in load if "burst_hit_rate" in b["extra_info"]),
+        (b.extra_info for b in load if "burst_hit_rate" in b.extra_info),
         key=lambda x: (x.get("mode", ""), x.get("burst_size", 0)),
     )
     for mode in dict.fromkeys(x.get("mode", "") for x in bursts):
@@ -244,7 +232,7 @@ def _load_lines(load: list[dict[str, Any]]) -> list[str]:
         ]
         lines.append(f"load {mode} warm-burst hit rate by burst size: " + "; ".join(parts))
     for b in load:
-        x = b["extra_info"]
+        x = b.extra_info
         if "cache_fault_caller_errors" in x:
             faults = ", ".join(
                 f"{f['name']} {f['caller_errors']} errors/{f['extra_provider_calls']:+d} calls/"
@@ -301,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         lines = headline(args.results)
-    except ValueError as exc:
+    except ValueError as exc:  # the results reader's ResultsFormatError names the file
         parser.error(str(exc))
     except (KeyError, TypeError, AttributeError) as exc:  # a field the headline reads is missing
         parser.error(f"{args.results}: a benchmark lacks a figure the headline reads ({exc!r})")

@@ -1,9 +1,12 @@
 """The results formats, defined once: every writer and reader of them goes through this module.
 
-Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline`` and ``reports`` read it):
-``manifest.json`` plus one pytest-benchmark JSON file per suite::
+Results folder (``samplemind-bench run`` writes it; ``gate``, ``headline``, ``report``,
+``history add`` and the instruction summary read it): ``manifest.json`` plus one
+pytest-benchmark JSON file per suite, gzip-compressed since version 2 (``<suite>.json.gz``,
+compact JSON, every raw sample kept; :func:`compress_suite_file`), plain ``<suite>.json`` in
+version 1 folders, which are still read::
 
-    {"format": "samplemind-bench-results", "version": 1, "created": ISO-8601,
+    {"format": "samplemind-bench-results", "version": 2, "created": ISO-8601,
      "mode": "mocked" | "live", "quick": bool, "suites": [...], "files": [...],
      "complete": bool,                                            # since 2026-12-06
      "environment": {"cpu", "cores", "python", "platform", "packages"},
@@ -37,50 +40,81 @@ Profile (``samplemind-bench profile`` writes ``DIR/profile.json``; ``reports`` r
 
 :func:`benchmark_key` is a benchmark's identity across runs (its pytest node id, with the suite
 file named as in every results folder written so far: ``bench/test_<suite>.py``).
+
+**The one reader** (since 2026-12-06): :func:`read_folder` reads a folder (manifest checks,
+completeness, every listed suite file) and :func:`read_suite_file` one pytest-benchmark file,
+plain or gzip (told apart by content), into typed records: :class:`ResultsFolder`,
+:class:`SuiteFile`, :class:`Benchmark` (suite, name, key, group, params, raw samples, timer,
+``extra_info``, pytest-benchmark's summary). One set of checks, one error: anything missing,
+unreadable, empty, truncated or corrupt (gzip or JSON), foreign, of an unsupported version, a
+benchmark without a name, ``stats`` or raw samples, a sample that is not a finite number >= 0,
+``extra_info``/``params`` that is not an object, one benchmark twice, raises
+:class:`ResultsFormatError` ``"{file}: {what is wrong}"``; every command prints that message and
+exits 2. The headline figures computed from these records live in :mod:`bench.harness.figures`.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
 import platform
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 from bench import vcs
+from samplemind_core import SampleMindError
 
 __all__ = [
+    "COMPRESSED_SUFFIX",
     "FORMAT",
     "INTERRUPTED_EXIT",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
     "SUPPORTED_VERSIONS",
     "VERSION",
+    "Benchmark",
     "IncompleteResultsError",
+    "ResultsFolder",
     "ResultsFormatError",
+    "SuiteFile",
     "SuiteRun",
     "benchmark_key",
+    "check_benchmark",
     "check_manifest",
     "check_profile",
     "commit_info",
+    "compress_suite_file",
     "environment",
     "finite_number",
+    "folder_size",
     "incomplete_suites",
+    "read_folder",
     "read_manifest",
+    "read_suite_document",
+    "read_suite_file",
     "require_complete",
+    "suite_name",
     "suite_status",
     "write_manifest",
 ]
 
 FORMAT: Final = "samplemind-bench-results"
-VERSION: Final = 1
-"""The version :func:`write_manifest` writes."""
-SUPPORTED_VERSIONS: Final = frozenset({1})
+VERSION: Final = 2
+"""The version :func:`write_manifest` writes: 2 since 2026-12-06 (suite files gzip-compressed,
+``<suite>.json.gz``); version 1 folders (plain ``<suite>.json``) are read as before."""
+SUPPORTED_VERSIONS: Final = frozenset({1, 2})
 """The versions every reader accepts."""
+
+COMPRESSED_SUFFIX: Final = ".json.gz"
+"""A suite file written by ``samplemind-bench run`` since version 2: compact pytest-benchmark
+JSON, gzip-compressed (``zcat FILE`` shows it). Every reader reads both kinds by content."""
+_GZIP_MAGIC: Final = b"\x1f\x8b"
 
 PROFILE_FORMAT: Final = "samplemind-profile"
 PROFILE_VERSION: Final = 1
@@ -89,8 +123,15 @@ _SUITE_DIR: Final = "bench/suites/"
 _KEY_DIR: Final = "bench/"
 
 
-class ResultsFormatError(ValueError):
-    """A results folder or profile that is not of a supported format; names the file."""
+class ResultsFormatError(SampleMindError, ValueError):
+    """A results folder, suite file or profile that cannot be read: missing, corrupt, truncated,
+    foreign or of an unsupported version. ``path`` is the offending file (or folder) and
+    ``problem`` what is wrong with it; ``str()`` is ``"{path}: {problem}"``.
+
+    The one error of every reader of results (``report``, ``gate``, ``headline``, ``history
+    add``, the instruction summary); part of the project's exception tree (a
+    :class:`~samplemind_core.SampleMindError`) and a :class:`ValueError`.
+    """
 
     def __init__(self, path: Path | str, problem: str) -> None:
         self.path = Path(path)
@@ -240,6 +281,8 @@ def _cpu_name() -> str:
 
 def environment() -> dict[str, Any]:
     """CPU, cores, Python, platform and the versions of the packages that shape the figures."""
+    from importlib import metadata  # here, not at import: every reader imports this module
+
     packages: dict[str, str] = {}
     for name in PACKAGES:
         try:
@@ -362,15 +405,311 @@ def check_manifest(doc: Any, path: Path) -> dict[str, Any]:
 def read_manifest(folder: Path) -> dict[str, Any]:
     """Load and check ``folder/manifest.json`` (:func:`check_manifest`)."""
     path = folder / "manifest.json"
+    return check_manifest(_load_json(path, what="manifest.json", missing=_NO_MANIFEST)[0], path)
+
+
+_NO_MANIFEST: Final = (
+    "missing: no manifest.json, so not a samplemind-bench results folder (write one with "
+    "samplemind-bench run --out DIR)"
+)
+
+
+def _load_json(
+    path: Path, *, what: str = "file", missing: str = "file not found"
+) -> tuple[Any, bytes]:
+    """The JSON document of ``path`` (plain or gzip-compressed, told apart by content) and its
+    JSON text, or :class:`ResultsFormatError` naming ``path``: the one set of file checks of
+    every reader."""
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
+        raise ResultsFormatError(path, missing) from None
+    except IsADirectoryError:
+        raise ResultsFormatError(path, f"is a folder, not a {what}") from None
+    except OSError as exc:
+        raise ResultsFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; EOF: cut
+            raise ResultsFormatError(path, f"corrupt or truncated gzip data ({exc})") from None
+    if not raw.strip():
+        raise ResultsFormatError(path, "file is empty")
+    try:
+        return json.loads(raw), raw
+    except json.JSONDecodeError as exc:
         raise ResultsFormatError(
-            path, f"{folder} is not a results folder: no manifest.json"
+            path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ResultsFormatError(path, f"not valid JSON: {exc}") from None
-    return check_manifest(data, path)
+    except UnicodeDecodeError as exc:
+        raise ResultsFormatError(path, f"not valid JSON (not UTF-8 text: {exc.reason})") from None
+    except RecursionError:  # "[[[[..." nested beyond the parser's recursion limit
+        raise ResultsFormatError(path, "not valid JSON (nested too deeply)") from None
+
+
+def suite_name(file_name: str) -> str:
+    """The suite a suite file holds, from its name.
+
+    >>> suite_name("router.json.gz"), suite_name("router.json"), suite_name("x/cache.json")
+    ('router', 'router', 'cache')
+    """
+    name = Path(file_name).name
+    for suffix in (COMPRESSED_SUFFIX, ".json"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return Path(name).stem
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    """One benchmark of a suite file, checked (:func:`read_suite_file`).
+
+    ``samples`` are pytest-benchmark's raw samples (``stats.data``): seconds per call, one per
+    round, finite and >= 0, never empty (a benchmark without them is refused when read).
+    """
+
+    path: Path
+    """The suite file it was read from."""
+    suite: str
+    """The suite of that file (:func:`suite_name`)."""
+    name: str
+    fullname: str
+    """Its identity across runs (:func:`benchmark_key` of pytest's node id)."""
+    group: str
+    """pytest-benchmark's group ("" when it has none)."""
+    params: Mapping[str, Any]
+    param: str
+    samples: tuple[float, ...]
+    extra_info: Mapping[str, Any]
+    """The suite's own figures (``benchmark.extra_info``), as written."""
+    timer: str
+    """pytest-benchmark's timer (``options.timer``), e.g. ``perf_counter``; "" if unknown."""
+    stats: Mapping[str, Any] = field(default_factory=dict)
+    """pytest-benchmark's summary of the samples (min, median, rounds, ...; without ``data``)."""
+
+    @property
+    def key(self) -> str:
+        """Same as :attr:`fullname`: the benchmark across runs."""
+        return self.fullname
+
+    def numeric_extra(self) -> dict[str, float]:
+        """Every finite numeric ``extra_info`` figure (booleans, strings and lists excluded)."""
+        out: dict[str, float] = {}
+        for k, v in self.extra_info.items():
+            n = finite_number(v)
+            if n is not None:
+                out[str(k)] = n
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteFile:
+    """One checked pytest-benchmark JSON file (``<suite>.json`` or ``<suite>.json.gz``)."""
+
+    path: Path
+    suite: str
+    benchmarks: tuple[Benchmark, ...]
+    machine_info: Mapping[str, Any]
+    commit_info: Mapping[str, Any]
+    content: bytes = field(repr=False, default=b"")
+    """The JSON text (decompressed): what :mod:`bench.history` hashes into a run's identity,
+    so a version-1 folder keeps the identity it had."""
+
+
+def check_benchmark(doc: Any, path: Path, *, index: int = 0) -> Benchmark:
+    """One entry of a pytest-benchmark file's ``benchmarks`` list, checked (the checks of
+    :func:`read_suite_file`), as a :class:`Benchmark` of the suite named by ``path``; ``index``
+    names an entry without a name. Else :class:`ResultsFormatError` naming ``path``."""
+    path = Path(path)
+    suite = suite_name(path.name)
+    i = index
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or not doc["name"]:
+        raise ResultsFormatError(path, f"benchmark #{i} has no name")
+    name: str = doc["name"]
+    stats = doc.get("stats")
+    if not isinstance(stats, dict):
+        raise ResultsFormatError(path, f"benchmark {name!r} has no 'stats' object")
+    data = stats.get("data")
+    if data is None or data == []:
+        raise ResultsFormatError(
+            path,
+            f"benchmark {name!r} has no raw samples (stats.data); write results with "
+            "samplemind-bench run (or pytest --benchmark-json, which includes them)",
+        )
+    if not isinstance(data, list):
+        raise ResultsFormatError(path, f"benchmark {name!r}: stats.data is not a list")
+    samples: list[float] = []
+    for v in data:
+        n = finite_number(v)
+        if n is None or n < 0:
+            raise ResultsFormatError(
+                path,
+                f"benchmark {name!r}: stats.data holds {v!r} (samples are finite seconds >= 0)",
+            )
+        samples.append(n)
+    extra = doc.get("extra_info")
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise ResultsFormatError(path, f"benchmark {name!r}: extra_info is not an object")
+    params = doc.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ResultsFormatError(path, f"benchmark {name!r}: params is not an object")
+    options = doc.get("options")
+    timer = options.get("timer") if isinstance(options, dict) else None
+    return Benchmark(
+        path=path,
+        suite=suite,
+        name=name,
+        fullname=benchmark_key(str(doc.get("fullname") or name)),
+        group=str(doc.get("group") or ""),
+        params=params,
+        param=str(doc.get("param") or ""),
+        samples=tuple(samples),
+        extra_info=extra,
+        timer=str(timer) if timer else "",
+        stats={k: v for k, v in stats.items() if k != "data"},
+    )
+
+
+def read_suite_document(path: Path) -> dict[str, Any]:
+    """The whole pytest-benchmark JSON document of ``path`` (plain or gzip-compressed), for a
+    writer that changes it (the instruction counts merged into ``extra_info``); checked like
+    :func:`read_suite_file` (which it returns the document of), so a bad file is refused
+    with the same :class:`ResultsFormatError` before anything is written."""
+    doc, _ = _load_json(Path(path), what="pytest-benchmark JSON file")
+    _check_suite(doc, Path(path))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _check_suite(doc: Any, path: Path) -> tuple[Benchmark, ...]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise ResultsFormatError(
+            path,
+            "not a pytest-benchmark JSON file (no 'benchmarks' list); write it with "
+            "samplemind-bench run or pytest --benchmark-json",
+        )
+    benches: list[Benchmark] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(doc["benchmarks"]):
+        b = check_benchmark(raw, path, index=i)
+        if b.fullname in seen:
+            raise ResultsFormatError(path, f"benchmark {b.fullname!r} appears twice")
+        seen.add(b.fullname)
+        benches.append(b)
+    return tuple(benches)
+
+
+def read_suite_file(path: Path) -> SuiteFile:
+    """Read and check one pytest-benchmark JSON file, plain or gzip-compressed.
+
+    Refused with :class:`ResultsFormatError` naming the file: missing, unreadable, empty,
+    corrupt or truncated gzip or JSON, no ``benchmarks`` list, a benchmark without a name, a
+    ``stats`` object or raw samples, a sample that is not a finite number >= 0, ``extra_info``
+    or ``params`` that is not an object, one benchmark twice.
+    """
+    path = Path(path)
+    doc, content = _load_json(path, what="pytest-benchmark JSON file")
+    benches = _check_suite(doc, path)
+    machine, commit = doc.get("machine_info"), doc.get("commit_info")
+    return SuiteFile(
+        path=path,
+        suite=suite_name(path.name),
+        benchmarks=benches,
+        machine_info=machine if isinstance(machine, dict) else {},
+        commit_info=commit if isinstance(commit, dict) else {},
+        content=content,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsFolder:
+    """A checked results folder: its manifest and every suite file it lists."""
+
+    path: Path
+    manifest: dict[str, Any]
+    files: tuple[SuiteFile, ...]
+    not_read: dict[str, str] = field(default_factory=dict)
+    """Suites of a finished run that crashed (suite -> why), when ``allow_crashed`` let the
+    folder through; their files (if any) are not read."""
+
+    @property
+    def benchmarks(self) -> Iterator[Benchmark]:
+        """Every benchmark, file by file in the manifest's order."""
+        return (b for f in self.files for b in f.benchmarks)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+
+def read_folder(path: Path, *, allow_crashed: bool = False) -> ResultsFolder:
+    """Read and check a results folder (or its ``manifest.json``) and every suite file it lists.
+
+    The one reader of results folders: :func:`read_manifest`, :func:`require_complete` (an
+    incomplete run is refused), then :func:`read_suite_file` for each file of ``files``; a
+    benchmark in two files is refused. ``allow_crashed`` (``history add``): a run that finished
+    but whose suite crashed is read without that suite (``not_read``); one that was stopped is
+    still refused. Anything wrong raises :class:`ResultsFormatError` naming the file.
+    """
+    folder = Path(path)
+    if folder.name == "manifest.json" and folder.is_file():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ResultsFormatError(folder, "not a results folder (no such directory)")
+    manifest_path = folder / "manifest.json"
+    manifest = read_manifest(folder)
+    not_read: dict[str, str] = {}
+    if allow_crashed:
+        not_read = incomplete_suites(manifest)
+        if manifest.get("complete") is False or any(w != "crashed" for w in not_read.values()):
+            require_complete(manifest, manifest_path)
+    else:
+        require_complete(manifest, manifest_path)
+    if not manifest["files"]:
+        raise ResultsFormatError(manifest_path, "'files' is empty: no suite file to read")
+    files: list[SuiteFile] = []
+    where: dict[str, Path] = {}
+    for name in manifest["files"]:
+        sf = read_suite_file(folder / name)
+        for b in sf.benchmarks:
+            if b.fullname in where:
+                raise ResultsFormatError(
+                    sf.path, f"benchmark {b.fullname!r} is also in {where[b.fullname].name}"
+                )
+            where[b.fullname] = sf.path
+        files.append(sf)
+    return ResultsFolder(folder, manifest, tuple(files), not_read)
+
+
+def compress_suite_file(path: Path) -> Path:
+    """Rewrite the pytest-benchmark JSON ``path`` (``<suite>.json``) as ``<suite>.json.gz``:
+    the same document, compact (no indentation) and gzip-compressed, checked by reading it
+    back; the plain file is removed. Returns the new path.
+
+    Lossless: every sample and figure is kept bit for bit (floats written with Python's
+    shortest round-trip repr), so every verdict and figure read from it is the one the plain
+    file gives. Deterministic (gzip header without time or name).
+    """
+    doc = json.loads(path.read_bytes())
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    target = path.with_name(suite_name(path.name) + COMPRESSED_SUFFIX)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(gzip.compress(text, compresslevel=9, mtime=0))
+    if gzip.decompress(tmp.read_bytes()) != text:  # never lose a figure
+        tmp.unlink()
+        raise ResultsFormatError(path, "compressed copy does not read back equal; kept as is")
+    tmp.replace(target)
+    path.unlink()
+    return target
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (the run's size on disk, logs included)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 def check_profile(doc: Any, path: Path) -> dict[str, Any]:

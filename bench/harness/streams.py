@@ -37,9 +37,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bench.harness.results import Benchmark
 
 __all__ = [
     "PERCENTILES",
@@ -310,10 +313,11 @@ def summarize(
     )
 
 
-def headline_lines(benchmarks: Sequence[Mapping[str, Any]]) -> list[str]:
+def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
     """The stream suite's headline lines (``samplemind-bench headline``): TTFT and ITL first.
 
-    ``benchmarks`` are the entries of a ``stream.json`` (pytest-benchmark JSON dicts).
+    ``benchmarks`` are the stream suite's benchmarks as the results reader gives them
+    (:class:`bench.harness.results.Benchmark`).
     """
     lines: list[str] = []
 
@@ -326,10 +330,7 @@ def headline_lines(benchmarks: Sequence[Mapping[str, Any]]) -> list[str]:
         return f"{value:.1f}x" if isinstance(value, int | float) else "-"
 
     for b in benchmarks:
-        name = str(b.get("name", ""))
-        x = b.get("extra_info") or {}
-        if not isinstance(x, Mapping):
-            continue
+        name, x = b.name, b.extra_info
         label = name[name.find("[") + 1 : -1] if "[" in name else name
         local = x.get("local_model")
         if isinstance(local, Mapping) and "ttft_new_p50_ms" in x:  # test_stream_local

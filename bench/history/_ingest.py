@@ -1,8 +1,8 @@
 """Results folder → rows for the history store.
 
-This is the one place where :mod:`bench.history` reads results folders; the manifest goes through
-the harness's own loader (:func:`bench.harness.results.read_manifest`), so a format change there is a
-change here only.
+This is the one place where :mod:`bench.history` reads results folders, through the harness's one
+reader (:func:`bench.harness.results.read_folder`: manifest and suite files, plain or ``.json.gz``),
+so a format change there is a change here only.
 
 A folder becomes one :class:`RunRecord`: its identity (``run_key``, a SHA-256 over the manifest
 and every suite file, so the same folder added twice is the same run), its commit, dirty flag,
@@ -135,67 +135,44 @@ def _created(raw: Any, where: Path) -> datetime:
     return created if created.tzinfo else created.replace(tzinfo=UTC)
 
 
-def _points(doc: Any, path: Path, suite: str) -> list[Point]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-        raise HistoryInputError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+def _points(benchmarks: tuple[results_format.Benchmark, ...], suite: str) -> list[Point]:
     out: list[Point] = []
-    for i, bench in enumerate(doc["benchmarks"]):
-        if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
-            raise HistoryInputError(f"{path}: benchmark #{i} has no name")
-        name = results_format.benchmark_key(str(bench.get("fullname") or bench["name"]))
-        params = json.dumps(bench.get("params") or {}, sort_keys=True, default=str)
-        stats = bench.get("stats")
-        data = stats.get("data") if isinstance(stats, dict) else None
-        if not isinstance(data, list) or not data:
-            raise HistoryInputError(f"{path}: benchmark {name!r} has no raw samples (stats.data)")
-        samples = [_number(v) for v in data]
-        if any(s is None for s in samples):
-            raise HistoryInputError(f"{path}: benchmark {name!r} has a non-numeric sample")
-        clean = [s for s in samples if s is not None]
+    for b in benchmarks:
+        params = json.dumps(dict(b.params), sort_keys=True, default=str)
+        clean = list(b.samples)
         lo, hi = median_ci(clean)
         med = float(statistics.median(clean))
-        out.append(Point(suite, name, params, "time", med, lo, hi, len(clean)))
-        for key, value in dict(bench.get("extra_info") or {}).items():
+        out.append(Point(suite, b.fullname, params, "time", med, lo, hi, len(clean)))
+        for key, value in b.extra_info.items():
             v = _number(value)
             if v is not None:
-                out.append(Point(suite, name, params, str(key), v))
+                out.append(Point(suite, b.fullname, params, str(key), v))
     return out
 
 
 def read_run(folder: Path) -> RunRecord:
     """Read one results folder completely (or raise :class:`HistoryInputError` naming it).
 
-    A run that did not finish (stopped, a suite interrupted or not run) is refused; a
-    finished run whose suite crashed is read without that suite, named in ``not_stored``
-    (the history keeps what was measured; the gate, by contrast, never passes it).
+    Read through the one results reader (:func:`bench.harness.results.read_folder`, plain or
+    ``.json.gz`` suite files, the same checks and messages as every command). A run that did
+    not finish (stopped, a suite interrupted or not run) is refused; a finished run whose suite
+    crashed is read without that suite, named in ``not_stored`` (the history keeps what was
+    measured; the gate, by contrast, never passes it).
     """
     folder = folder.resolve()
     if not folder.is_dir():
         raise HistoryInputError(f"{folder}: no such results folder")
     try:
-        manifest = results_format.read_manifest(folder)
-        crashed = results_format.incomplete_suites(manifest)
-        if manifest.get("complete") is False or any(w != "crashed" for w in crashed.values()):
-            # a run that did not finish (stopped, interrupted, suites not run) is refused
-            results_format.require_complete(manifest, folder / "manifest.json")
-    except ValueError as exc:  # the message names the folder or its manifest
-        raise HistoryInputError(str(exc)) from None
-    files = manifest.get("files")
-    if not isinstance(files, list) or not files:
-        raise HistoryInputError(f"{folder}/manifest.json: 'files' is missing or empty")
+        read = results_format.read_folder(folder, allow_crashed=True)
+    except results_format.ResultsFormatError as exc:  # the message names the folder or file
+        raise HistoryInputError(str(exc)) from exc
+    manifest = read.manifest
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
     points: list[Point] = []
-    for name in files:
-        path = folder / str(name)
-        try:
-            raw = path.read_bytes()
-            doc = json.loads(raw)
-        except FileNotFoundError:
-            raise HistoryInputError(f"{path}: listed in the manifest but missing") from None
-        except (OSError, ValueError) as exc:
-            raise HistoryInputError(f"{path}: not valid JSON ({exc})") from None
-        digest.update(str(name).encode() + b"\0" + raw)
-        points += _points(doc, path, Path(str(name)).stem)
+    for sf, name in zip(read.files, manifest["files"], strict=True):
+        # the JSON text (decompressed): a version-1 folder keeps the run key it always had
+        digest.update(str(name).encode() + b"\0" + sf.content)
+        points += _points(sf.benchmarks, sf.suite)
     env = manifest.get("environment")
     environment = dict(env) if isinstance(env, dict) else {}
     machine, label = machine_fingerprint(environment)
@@ -215,5 +192,5 @@ def read_run(folder: Path) -> RunRecord:
         mode=str(manifest.get("mode") or ""),
         quick=bool(manifest.get("quick")),
         points=points,
-        not_stored=crashed,
+        not_stored=read.not_read,
     )

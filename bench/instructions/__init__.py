@@ -10,6 +10,7 @@ Valgrind's callgrind counts the instructions of each CPU-bound benchmark body
 * :mod:`bench.instructions.runner`: the command-line side (a suite process under
   callgrind, counts merged into the suite's results file as ``extra_info["instructions"]``);
 * :mod:`bench.stats`: the gate's decision from a measured A/A spread;
-* :mod:`bench.instructions.summary`: instructions beside wall time, headline figures (report);
+* :mod:`bench.instructions.summary`: the command printing instructions beside wall time (the
+  figures themselves: :mod:`bench.harness.figures`, shared with the report and the headline);
 * :mod:`studies.instructions_study`: the determinism and injected-work studies.
 """

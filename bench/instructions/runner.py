@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Final
 
-from bench.harness.results import SuiteRun
+from bench.harness.results import SuiteRun, read_suite_document
 from bench.instructions._format import COUNTS_FILE, COUNTS_FORMAT
 from bench.instructions._select import counted_suites
 from bench.instructions._tools import ToolMissing, Tools, find_tools
@@ -309,7 +309,7 @@ def merge_counts(
     results: Path, counts: Mapping[str, Mapping[str, Any]], tool: str
 ) -> tuple[int, list[str]]:
     """Write each count into the matching benchmark's ``extra_info`` → (merged, unmatched names)."""
-    data = json.loads(results.read_text())
+    data = read_suite_document(results)  # the one reader's checks, before anything is written
     merged = 0
     seen: set[str] = set()
     for bench in data.get("benchmarks", []):

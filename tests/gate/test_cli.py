@@ -57,7 +57,7 @@ def test_improvement_passes_and_is_reported(tmp_path: Path) -> None:
         ("missing-suite-file", "file not found"),
         ("empty", "file is empty"),
         ("corrupt", "not valid JSON"),
-        ("unknown-version", "unknown format version 2"),
+        ("unknown-version", "unknown format version 3"),
         ("not-benchmark-json", "no 'benchmarks' list"),
         ("not-a-manifest", "not a samplemind-bench-results manifest"),
     ],
@@ -69,7 +69,7 @@ def test_bad_input_exits_2_and_names_the_file(
     bad = tmp_path / "bad"
     if case != "missing-dir":
         write_results(
-            bad, [bench("a", samples(1e-6))], version=2 if case == "unknown-version" else 1
+            bad, [bench("a", samples(1e-6))], version=3 if case == "unknown-version" else 1
         )
     culprit = {
         "missing-dir": bad,

@@ -9,6 +9,7 @@ skip with the apt hint, unless ``CI`` is set. The others use synthetic results f
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bench import ab_runner, cli
+from bench.harness.results import read_suite_document
 from bench.instructions._tools import ToolMissing, find_tools
 from tests._helpers import run_main
 from tests.gate.helpers import bench, samples, write_results
@@ -47,12 +49,13 @@ def need_valgrind() -> None:
 
 
 def edit_counts(folder: Path, suite: str, change: Any) -> None:
-    """Apply ``change(benchmark dict)`` to every benchmark of ``folder/<suite>.json``."""
-    path = folder / f"{suite}.json"
-    data = json.loads(path.read_text())
+    """Apply ``change(benchmark dict)`` to every benchmark of ``folder/<suite>.json[.gz]``."""
+    path = next(p for p in (folder / f"{suite}.json.gz", folder / f"{suite}.json") if p.exists())
+    data = read_suite_document(path)
     for b in data["benchmarks"]:
         change(b)
-    path.write_text(json.dumps(data))
+    text = json.dumps(data).encode()
+    path.write_bytes(gzip.compress(text) if path.name.endswith(".gz") else text)
 
 
 # -- real counts --------------------------------------------------------------------------------
