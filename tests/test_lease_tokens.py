@@ -154,7 +154,7 @@ async def test_a_caller_cancelled_while_its_lease_set_is_out(
     """Free: Redis set our lease; it is removed at once in the background, and a
     follower in another process pays without waiting ``lease_s``. Held elsewhere: our
     SET failed; the other holder's lease is left alone."""
-    config = _config()
+    config = _config(op_timeout_s=0.2)  # (a lost claim's second look comes 2 x 0.2 s later)
     raw = Redis.from_url(redis_server.url)
     proxy = LostReply(Redis.from_url(redis_server.url))
     a = ResponseCache(proxy, config=config)
@@ -190,7 +190,7 @@ async def test_a_relay_claim_cancelled_while_its_set_is_out(
 ) -> None:
     raw = Redis.from_url(redis_server.url)
     proxy = LostReply(Redis.from_url(redis_server.url))
-    a = ResponseCache(proxy, config=_config())
+    a = ResponseCache(proxy, config=_config(op_timeout_s=0.2))
     key = a.key_for(req()) + "|s"
     lease = key + RELAY_LEASE_SUFFIX
     try:
@@ -261,6 +261,7 @@ async def _cancel_all_at_random(
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_is_served(
     redis_server_isolated: RedisServer,
 ) -> None:
@@ -317,6 +318,7 @@ async def until_no_leases(client: Any, namespace: str) -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 async def test_hundreds_of_cancelled_streams_leave_no_stream_lease(
     redis_server_isolated: RedisServer,
 ) -> None:
