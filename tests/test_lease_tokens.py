@@ -370,3 +370,50 @@ async def test_hundreds_of_cancelled_streams_leave_no_stream_lease(
             await ai.aclose()
         for c in clients:
             await c.aclose()
+
+
+# ------------------------------------------------- the script: NOSCRIPT, batches, a cluster
+
+
+@pytest.mark.redis
+async def test_a_server_that_forgot_the_script_still_releases(redis_server: RedisServer) -> None:
+    raw = Redis.from_url(redis_server.url)
+    cache = ResponseCache(Redis.from_url(redis_server.url), config=_config())
+    try:
+        for flush in (True, False, True):
+            if flush:
+                await raw.script_flush()  # (a restart does the same)
+            key = cache.key_for(req(f"flush {flush}"))
+            assert await cache._take_lease(key) is True
+            await cache._release_lease(key)
+            assert not await raw.exists(key + LEASE_SUFFIX)
+        assert await raw.script_exists(_cad_sha()) == [True]  # loaded by the EVAL fallback
+        assert cache._scripting  # a real server keeps the atomic path
+    finally:
+        await cache.aclose()
+        await raw.aclose()
+        await cache._redis.aclose()
+
+
+def _cad_sha() -> str:
+    from samplemind_core.cache._store import _CAD_SHA
+
+    return _CAD_SHA
+
+
+async def test_many_concurrent_releases_in_one_batch(
+    two_caches: tuple[ResponseCache, ResponseCache, Any],
+) -> None:
+    """100 leases taken by A, 50 of them expired and retaken by B; A releases all 100 at
+    once (one pipeline per node): exactly A's 50 are gone, B's 50 stay."""
+    a, b, raw = two_caches
+    keys = [a.key_for(req(f"batch {i}")) for i in range(100)]
+    assert all(await asyncio.gather(*(a._take_lease(k) for k in keys)))
+    for k in keys[:50]:
+        await raw.delete(k + LEASE_SUFFIX)
+    assert all(await asyncio.gather(*(b._take_lease(k) for k in keys[:50])))
+    await asyncio.gather(*(a._release_lease(k) for k in keys))
+    left = [bool(await raw.exists(k + LEASE_SUFFIX)) for k in keys]
+    assert left == [True] * 50 + [False] * 50
+    await asyncio.gather(*(b._release_lease(k) for k in keys[:50]))
+    assert not any([await raw.exists(k + LEASE_SUFFIX) for k in keys])
