@@ -631,6 +631,7 @@ class AIManager:
         stream through the cache's relay, or from the chain's providers."""
         cache = self._cache
         relay: str | None = None
+        relay_token = b""
         writer: RelayWriter | None = None
         try:
             if cache is not None and (found := await cache._get_with_extra(request)) is not None:
@@ -656,6 +657,7 @@ class AIManager:
                     claim, again = await cache._relay_claim(feed.key, recheck)
                 if claim:
                     relay = feed.key
+                    relay_token = claim if isinstance(claim, bytes) else b""
                     if again is not None:
                         cache._stats.misses -= 1  # counted by the first lookup: a hit after all
                         chunks, gaps = stored_chunks(again, box[0])
@@ -678,7 +680,7 @@ class AIManager:
                 if writer is not None and (not feed.done or feed.error is not None):
                     reason = "abandoned" if feed.error is None else type(feed.error).__name__
                     await writer.close(cache._relay_end_fields(None, reason))
-                await cache._relay_release(relay)
+                await cache._relay_release(relay, relay_token)
 
     async def _follow_relay(self, feed: UpstreamFeed, key: str, config: StreamConfig) -> bool:
         """Read another process's stream of ``key`` into ``feed``; False when nothing was

@@ -14,21 +14,26 @@ during the first lookup (no provider call yet) does the first caller's
 cancellation hand the key over: a waiter looks it up again.
 
 Across processes (``CacheConfig.lease_s`` set, a Redis client given), a
-lease is a key ``{key}:lease`` written with ``SET NX PX lease_s``. The API,
+lease is a key ``{key}:lease`` written with ``SET NX PX lease_s``; its value is a
+token of this claim (a random prefix per cache, and a counter), and it is given back by
+compare-and-delete (a one-key Lua script, ``_io_cad``): only the holder of the token
+deletes it. The API,
 also for other paths of the cache (the stream path), on a ``ResponseCache``:
 
 ``await cache._take_lease(key) -> bool | None``
     True: this process now holds ``key``'s lease: it pays for the value and
     must call ``_release_lease(key)`` on every way out (``try``/``finally``).
     False: another holder has it: follow it (``_follow_lease``). None: Redis
-    is failing or in back-off: go on without a lease. The key is registered
-    as held *before* the command is sent, so a ``SET`` whose reply was lost
-    (a timeout, the caller cancelled) is released like one that succeeded.
+    is failing or in back-off: go on without a lease. A ``SET`` whose reply
+    was lost (a timeout, an error, the caller cancelled while it was out) may
+    have set the key: a background compare-and-delete of this claim's token
+    removes it if so (and nothing of another holder's); a cancellation is
+    then re-raised.
 
 ``await cache._release_lease(key)``
     Idempotent, never raises a cache error, never holds a cancelled caller
-    back: a caller whose task is being cancelled (or whose inline ``UNLINK``
-    failed or was cancelled) leaves the release to a background task that
+    back: a caller whose task is being cancelled (or whose inline
+    compare-and-delete failed or was cancelled) leaves the release to a background task that
     retries until it succeeds or the lease has expired by itself
     (``lease_s``). ``aclose()`` waits for those tasks (for up to 2 s).
 
@@ -41,17 +46,19 @@ also for other paths of the cache (the stream path), on a ``ResponseCache``:
     ``lease_s`` (the longest a lease can be honoured). The caller's own
     cancellation propagates at once (no await here absorbs it).
 
-A holder never keeps a lease after it leaves: return, error, cancellation,
-or Redis failing mid-call. A holder that dies (the process killed) leaves its
-lease for at most ``lease_s``. The release is an unconditional ``UNLINK``:
-a holder whose call outlived ``lease_s`` may remove a successor's lease,
-which costs one more provider call, never a wrong answer.
+A holder never keeps a lease after it leaves: return, error, cancellation
+(also while its ``SET NX`` is in flight), or Redis failing mid-call. A holder
+that dies (the process killed) leaves its lease for at most ``lease_s``. A
+holder whose call outlived ``lease_s`` never removes a successor's lease (the
+token differs: decision 0440).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -99,7 +106,10 @@ class _SingleFlight(_Entries):
     def _init_single_flight(self, config: CacheConfig) -> None:
         self._inflight: dict[str, _Flight] = {}
         self._lease_s = config.lease_s
-        self._leased: set[str] = set()  # keys whose lease this cache holds (or may hold)
+        # keys whose lease this cache holds (or may hold): the token of that claim
+        self._leased: dict[str, bytes] = {}
+        self._token_prefix = secrets.token_bytes(8)  # this cache's claims, in every process
+        self._token_count = itertools.count()
         self._releases: set[asyncio.Task[None]] = set()  # background releases in flight
         self._flying: set[asyncio.Task[None]] = set()  # get_or_call's calls after a miss
 
@@ -246,24 +256,38 @@ class _SingleFlight(_Entries):
 
     # ------------------------------------------------------------ leases
 
+    def _new_token(self) -> bytes:
+        """A value no other claim of any process holds (a lease's or a relay's)."""
+        return self._token_prefix + next(self._token_count).to_bytes(8, "big")
+
     async def _take_lease(self, key: str) -> bool | None:
         """True: held by this process (release it); False: held elsewhere; None: no Redis."""
         if self._lease_s is None or self._redis is None or self._skipped(key):
             return None
-        self._leased.add(key)  # before sending: a lost reply may still have set it
+        token = self._new_token()
+        self._leased[key] = token
+        lease_key = key + LEASE_SUFFIX
         try:
-            taken = await self._io_set_nx(key + LEASE_SUFFIX, max(1, int(self._lease_s * 1000)))
+            taken = await self._io_set_nx(lease_key, token, max(1, int(self._lease_s * 1000)))
         except CacheError as exc:
             self._backend_failed(exc, key)
-            self._leased.discard(key)
+            self._forget_token(key, token)
             if not isinstance(exc, _WriteRefused):  # (refused: Redis is full, nothing was set)
-                self._release_later(key)  # it may have been set: do not leave it
+                self._release_later(lease_key, token, lost=True)  # it may be set: do not leave it
             return None
+        except BaseException:  # the caller cancelled while the SET was out: it may be set
+            self._forget_token(key, token)
+            self._release_later(lease_key, token, lost=True)
+            raise
         if not taken:
-            self._leased.discard(key)
+            self._forget_token(key, token)
             return False
         self._stats.leases += 1
         return True
+
+    def _forget_token(self, key: str, token: bytes) -> None:
+        if self._leased.get(key) == token:
+            del self._leased[key]
 
     async def _follow_lease(
         self, key: str, lookup: Callable[[], Awaitable[_T | None]]
@@ -289,37 +313,54 @@ class _SingleFlight(_Entries):
 
     async def _release_lease(self, key: str) -> None:
         """Release ``key``'s lease if this process holds it (see the module docstring)."""
-        if key not in self._leased:
-            return
-        self._leased.discard(key)
+        token = self._leased.pop(key, None)
+        if token is not None:
+            await self._give_back(key + LEASE_SUFFIX, token)
+
+    async def _give_back(self, lease_key: str, token: bytes) -> None:
+        """Compare-and-delete ``lease_key`` if it holds ``token``: at once, or in the
+        background when this task is being cancelled or Redis failed (never raises a
+        cache error; a cancellation while it is out is re-raised)."""
         if not _cancelling():
             try:
-                await self._io_unlink(key + LEASE_SUFFIX)
+                await self._io_cad(lease_key, token)
                 return
             except CacheError as exc:
                 logger.debug(
-                    "lease release of %s failed (%s): retrying in the background", key, exc
+                    "lease release of %s failed (%s): retrying in the background", lease_key, exc
                 )
             except asyncio.CancelledError:
-                self._release_later(key)
+                self._release_later(lease_key, token)
                 raise
-        self._release_later(key)
+        self._release_later(lease_key, token)
 
-    def _release_later(self, key: str) -> None:
+    def _release_later(self, lease_key: str, token: bytes, *, lost: bool = False) -> None:
+        """A background compare-and-delete of ``lease_key``'s ``token`` (``aclose`` waits).
+
+        ``lost``: the claim's ``SET NX`` was left without its reply (cancelled, failed): it
+        may still land after a first compare-and-delete (e.g. sent on another connection,
+        or still queued in a batch), so when that one deleted nothing, one more follows
+        ``2 x op_timeout_s`` later (the longest our deadline lets the ``SET`` be out).
+        """
         assert self._lease_s is not None
         task = asyncio.get_running_loop().create_task(
-            self._release_until(key + LEASE_SUFFIX, self._clock() + self._lease_s)
+            self._release_until(lease_key, token, self._clock() + self._lease_s, lost)
         )
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
-    async def _release_until(self, lease_key: str, expires: float) -> None:
-        """``UNLINK lease_key``, retried until it succeeds or the lease expired by itself."""
+    async def _release_until(
+        self, lease_key: str, token: bytes, expires: float, lost: bool = False
+    ) -> None:
+        """Compare-and-delete, retried until it is answered or the lease expired by itself."""
         delay = _LEASE_POLL_MIN_S
         while True:
             try:
-                await self._io_unlink(lease_key)
-                return
+                if await self._io_cad(lease_key, token) or not lost:
+                    return
+                lost = False  # nothing deleted: the SET may still land; one more look
+                await asyncio.sleep(2 * self._timeouts.timeout)
+                continue
             except CacheError:
                 if self._clock() + delay >= expires:
                     return  # it is gone by itself by then

@@ -3,11 +3,13 @@
 Used by :meth:`AIManager.stream <samplemind_core.AIManager.stream>` when the cache has a
 Redis client and ``CacheConfig.lease_s`` is set. For one stream key ``{key}``:
 
-- ``{key}:slease`` -- the stream lease (``SET NX PX lease_s``): its holder reads the
-  provider. It is refreshed with the chunks, at least every quarter of ``lease_s``
+- ``{key}:slease`` -- the stream lease (``SET NX PX lease_s``, the value a token of
+  this claim, given back by compare-and-delete: never by another holder): its holder
+  reads the provider. It is refreshed with the chunks, at least every quarter of ``lease_s``
   (a stream may outlast ``lease_s``), and
-  deleted at once when the holder ends, fails or is cancelled; a holder that dies
-  leaves it for at most ``lease_s``.
+  deleted at once when the holder ends, fails or is cancelled (also while its
+  ``SET NX`` is out: then in the background); a holder that dies leaves it for at
+  most ``lease_s``.
 - ``{key}:chunks`` -- a Redis Stream: one ``XADD`` per chunk (field ``t``: the text),
   then a terminal entry (``end``: ``ok`` with ``r``, the stored envelope of the whole
   response, or ``err`` with ``e``, why). It expires at most ``lease_s`` after its last
@@ -36,7 +38,7 @@ from .._cache.envelope import decode
 from .._cache.keys import RELAY_SUFFIXES
 from .._exceptions import CacheBackendError, CacheError
 from .._models import ChatResponse
-from ._errors import _store_errors
+from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
 from ._store import Command
 
@@ -70,9 +72,10 @@ class _StreamRelay(_SingleFlight):
 
     async def _relay_claim(
         self, key: str, recheck: Callable[[], Awaitable[T]] | None = None
-    ) -> tuple[bool | None, T | None]:
-        """``(claim, found)``. ``claim``: True: this process leads ``key``'s stream (old relay
-        entries removed); False: another process does; None: no relay (no Redis, no
+    ) -> tuple[bytes | bool | None, T | None]:
+        """``(claim, found)``. ``claim``: a token (bytes, true): this process leads ``key``'s
+        stream (old relay entries removed) and gives the lease back with
+        ``_relay_release(key, token)``; False: another process does; None: no relay (no Redis, no
         ``lease_s``, or Redis failing). ``found``: when the lease was taken, what ``recheck``
         returned (a look at the entry: another process may have stored it and given the
         lease back since our lookup); its commands go out with the ``UNLINK`` of the old
@@ -86,8 +89,19 @@ class _StreamRelay(_SingleFlight):
         lease_ms = max(1, int(self._lease_s * 1000))
         lease = key + RELAY_LEASE_SUFFIX
         found: T | None = None
+        token = self._new_token()
         try:
-            (taken,) = await self._io_queued(lease, (("SET", lease, b"1", "NX", "PX", lease_ms),))
+            try:
+                (taken,) = await self._io_queued(
+                    lease, (("SET", lease, token, "NX", "PX", lease_ms),)
+                )
+            except CacheError as exc:
+                if not isinstance(exc, _WriteRefused):  # it may have been set: do not leave it
+                    self._release_later(lease, token, lost=True)
+                raise
+            except BaseException:  # cancelled while the SET was out: it may be set
+                self._release_later(lease, token, lost=True)
+                raise
             if taken:
                 stream = key + RELAY_STREAM_SUFFIX
                 unlink = self._io_queued_soon(stream, (("UNLINK", stream),))
@@ -98,7 +112,7 @@ class _StreamRelay(_SingleFlight):
                 except BaseException:
                     if not unlink.done():
                         unlink.cancel()
-                    await self._relay_release(key)  # the lease is ours: give it back
+                    await self._relay_release(key, token)  # the lease is ours: give it back
                     raise
         except CacheError as exc:
             self._backend_failed(exc)
@@ -106,7 +120,8 @@ class _StreamRelay(_SingleFlight):
         self._backend_ok()
         if taken:
             self._stats.leases += 1
-        return bool(taken), found
+            return token, found
+        return False, found
 
     def _relay_push_soon(
         self, key: str, entries: list[dict[bytes, bytes]], refresh: bool = True
@@ -142,12 +157,10 @@ class _StreamRelay(_SingleFlight):
                 return {b"end": b"err", b"e": b"the response cannot be stored"}
         return {b"end": b"err", b"e": reason.encode(errors="replace")[:500]}
 
-    async def _relay_release(self, key: str) -> None:
-        """Give the stream lease back (never raises)."""
-        try:
-            await self._io_unlink(key + RELAY_LEASE_SUFFIX)
-        except CacheError as exc:
-            self._backend_failed(exc)
+    async def _relay_release(self, key: str, token: bytes) -> None:
+        """Give the stream lease back if it still holds ``token`` (compare-and-delete; in the
+        background when cancelled or Redis failed; never raises a cache error)."""
+        await self._give_back(key + RELAY_LEASE_SUFFIX, token)
 
     async def _relay_read(
         self, key: str, last_id: bytes, deadline: float

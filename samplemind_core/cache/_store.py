@@ -16,14 +16,16 @@ Every error of the store is translated in one place (``_errors``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import redis.exceptions
 
 from .._cache.deadlines import _OpTimeouts, _Slots
 from .._config import CacheConfig
-from .._exceptions import CacheBackendError
+from .._exceptions import CacheBackendError, CacheError
 from ._errors import _per_key, _PoolExhausted, _Skipped, _store_error, _store_errors
 from ._health import _Health
 
@@ -32,6 +34,26 @@ __all__ = ["Command", "_StoreIO"]
 Command = tuple[Any, ...]
 """One Redis command for :meth:`_StoreIO._io_queued`, as ``execute_command`` takes it:
 ``("SET", key, b"1", "NX", "PX", 10000)`` (one key per command: a cluster routes each)."""
+
+_CAD_SCRIPT: Final = (
+    b"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+    b"else return 0 end"
+)
+"""Compare-and-delete of one key (a lease given back only by the holder of its token)."""
+_CAD_SHA: Final = hashlib.sha1(_CAD_SCRIPT).hexdigest()
+
+logger = logging.getLogger("samplemind_core.cache")
+
+
+def _no_scripting(exc: BaseException | None) -> bool:
+    """``exc`` says the server has no Lua scripting (e.g. fakeredis without ``lupa``)."""
+    if not isinstance(exc, redis.exceptions.ResponseError) or isinstance(
+        exc, redis.exceptions.NoScriptError
+    ):
+        return False
+    text = str(exc).lower()
+    return "unknown command" in text and ("eval" in text or "script" in text)
+
 
 _Item = tuple[str, "tuple[Command, ...] | None", "asyncio.Future[Any]"]
 """A queued operation: its (first) key, its commands (None: a GET of the key), its future."""
@@ -72,6 +94,7 @@ class _StoreIO(_Health):
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self._gets_in_flight = 0  # GET operations sent and not answered yet (single or batch)
+        self._scripting = True  # False once the server said it has no EVAL (see _io_cad)
 
     async def _wait_slot(self) -> None:
         """Wait for a connection slot (counted); :class:`_PoolExhausted` when none comes in time."""
@@ -328,12 +351,45 @@ class _StoreIO(_Health):
         # end together store their answers in one pipeline)
         await self._io_queued(key, (("SET", key, data, "PX", ttl_ms),))
 
-    async def _io_set_nx(self, key: str, ttl_ms: int) -> bool:
+    async def _io_set_nx(self, key: str, token: bytes, ttl_ms: int) -> bool:
         with _store_errors:
-            return bool(await self._bounded(self._redis.set, key, b"1", nx=True, px=ttl_ms))
+            return bool(await self._bounded(self._redis.set, key, token, nx=True, px=ttl_ms))
 
     async def _io_unlink(self, key: str) -> None:
         await self._io_queued(key, (("UNLINK", key),))
+
+    async def _io_cad(self, key: str, token: bytes) -> bool:
+        """Delete ``key`` only if its value is ``token`` (compare-and-delete); True if deleted.
+
+        One ``EVALSHA`` of a one-key script (so a cluster routes it like any command),
+        queued with the other commands of this event-loop iteration; ``EVAL`` once the
+        server answered ``NOSCRIPT`` (a restart or ``SCRIPT FLUSH`` forgot it). A server
+        without scripting (fakeredis without ``lupa``) gets ``GET`` then ``UNLINK`` of a
+        matching value instead, from then on: not atomic (a successor that takes the key
+        between the two commands loses it), so for tests, not for production.
+        """
+        if self._scripting:
+            try:
+                (deleted,) = await self._io_queued(key, (("EVALSHA", _CAD_SHA, 1, key, token),))
+                return bool(deleted)
+            except CacheError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, redis.exceptions.NoScriptError):
+                    (deleted,) = await self._io_queued(key, (("EVAL", _CAD_SCRIPT, 1, key, token),))
+                    return bool(deleted)
+                if not _no_scripting(cause):
+                    raise
+                if self._scripting:
+                    self._scripting = False
+                    logger.warning(
+                        "the redis server has no Lua scripting: leases are given back "
+                        "with GET and UNLINK (not atomic)"
+                    )
+        (value,) = await self._io_queued(key, (("GET", key),))
+        if value != token:
+            return False
+        await self._io_unlink(key)
+        return True
 
     async def _io_hgetall(self, key: str) -> dict[Any, Any]:
         with _store_errors:
