@@ -435,7 +435,7 @@ def _run_baseline_ref(
         runner=runner
         or ab_runner.make_bench_cli_runner(args.pytest_arg, suite_args, count_rounds=count_rounds),
         base_env=env,
-        log=lambda m: print(f"gate: {m}", file=sys.stderr),
+        log=_log_line,
         schedule_kind=kind,
     )
     note = (
@@ -567,6 +567,12 @@ def _write_outputs(args: argparse.Namespace, report: GateReport, env: Mapping[st
             print(f"gate: cannot write {out_path}: {exc.strerror or exc}", file=err)
             return False
     return True
+
+
+def _log_line(message: str) -> None:
+    """One write per line: the interleaved pairs' threads log at once (``print`` writes the
+    newline apart, so two threads' lines ran together)."""
+    sys.stderr.write(f"gate: {message}\n")
 
 
 def main(argv: list[str] | None = None, *, runner: ab_runner.Runner | None = None) -> int:
