@@ -44,6 +44,7 @@ def log_count(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(text in r.getMessage() for r in caplog.records if r.name == "samplemind_core.cache")
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_unreachable_at_start_answers_misses_and_logs_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -122,6 +123,7 @@ async def test_killed_mid_run_then_restarted(
         await client.aclose()
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_slow_redis_hits_the_per_operation_timeout(
     redis_server_isolated: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

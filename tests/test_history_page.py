@@ -275,6 +275,7 @@ def _set(field: str, value: str) -> str:
     )
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 @pytest.mark.browser
 async def test_index_and_filter_work_in_chromium(
     store: tuple[HistoryStore, str, Path], tmp_path: Path

@@ -216,6 +216,7 @@ async def test_report_page_renders_without_broken_images_or_errors(tmp_path: Pat
     assert check.screenshot.startswith(b"\x89PNG")
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_checker_detects_broken_image_and_console_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text(

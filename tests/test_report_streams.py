@@ -173,6 +173,7 @@ def test_the_goodput_chart_never_calls_the_top_rate_or_the_generator_limit_a_kne
     assert isinstance(goodput, Chart) and phrase in goodput.caption, goodput.caption
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_the_built_report_and_the_headline_carry_the_stream_figures(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

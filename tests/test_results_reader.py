@@ -158,6 +158,7 @@ def test_compression_is_deterministic_and_keeps_nothing_behind(tmp_path: Path) -
     assert not (a / "router.json").exists() and not list(a.glob("*.tmp"))
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_version_1_and_version_2_folders_are_both_read_by_every_command(tmp_path: Path) -> None:
     plain, packed = _copy(tmp_path, "plain"), _compress(_copy(tmp_path, "packed"))
     seen = []

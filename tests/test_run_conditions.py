@@ -77,6 +77,7 @@ json.dump({"benchmarks": [], "machine_info": {}, "commit_info": {}}, open(out, "
 """
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_run_records_conditions_per_suite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

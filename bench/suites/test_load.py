@@ -670,6 +670,7 @@ def _stream_record(
     _record(abenchmark, what, mode, ttfts, info)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_load_stream_knee(
     load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
 ) -> None:
@@ -719,6 +720,7 @@ async def test_load_stream_knee(
     _stream_record(abenchmark, "stream_knee", mode, at_knee.reads, at_knee.window_s, slo, info)
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 async def test_load_stream_faults(
     load_world: _World, abenchmark: AsyncBenchmark, bench_opts: BenchOptions
 ) -> None:

@@ -477,6 +477,7 @@ PROC_STREAMS_QUICK: Final = 500
 PROC_STREAMS_SMOKE: Final = 20
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 @pytest.mark.live
 @pytest.mark.redis
 @pytest.mark.parametrize("relay", [True, False], ids=["relay", "no_relay"])
@@ -556,6 +557,7 @@ async def local_server(request: pytest.FixtureRequest) -> LocalServer:
     return server
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 @pytest.mark.live
 @pytest.mark.redis
 async def test_stream_local(
