@@ -180,9 +180,13 @@ def test_a_broken_count_is_not_judged(tmp_path: Path) -> None:
 def test_default_rules_gate_instructions_at_one_percent() -> None:
     config = load_config()
     (rule,) = [r for r in config.rules if r.metric == INSTRUCTIONS and r.name == "*"]
-    # the one exception: 64 B of xxh3 at its noise floor (test below)
+    # the two exceptions: 64 B of xxh3 at its noise floor (test below) and the 8 KB canonical
+    # fingerprint, whose count is bimodal between fresh processes (+1.26 % seen in a CI A/A)
     others = [r for r in config.rules if r.metric == INSTRUCTIONS and r.name != "*"]
-    assert [(r.name, r.allowed) for r in others] == [("test_hash[[]64B-xxh3_128]", 0.03)]
+    assert [(r.name, r.allowed) for r in others] == [
+        ("test_hash[[]64B-xxh3_128]", 0.03),
+        ("test_fingerprint[[]8KB-canonical]", 0.02),
+    ]
     assert rule.allowed == 0.01 and rule.test == "spread" and rule.on_inconclusive == "fail"
     assert rule.spreads == str(DEFAULT_SPREADS) and rule.safety == 2.0
     assert config.spreads[rule.spreads]  # the committed A/A spreads, keyed like the gate's
