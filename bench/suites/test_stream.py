@@ -151,8 +151,6 @@ class StreamWorld:
     """A fresh manager (own cache namespace) with the world at a ``latency_scale``."""
     calls: Callable[[], Awaitable[int]]
     """Upstream calls the providers counted so far."""
-    stream_faults: Callable[[list[str], float, float], Awaitable[None]]
-    """Give streamed replies mid-stream faults: ``(specs, rate, latency_scale)``."""
     emulator: Any = None
 
 
@@ -190,10 +188,7 @@ async def stream_world(
         async def mocked_calls() -> int:
             return int(sum(mock.calls.values()))
 
-        async def mocked_faults(specs: list[str], rate: float, scale: float) -> None:
-            mock.configure(stream_faults=specs, stream_fault_rate=rate, latency_scale=scale)
-
-        world = StreamWorld(mode, transport, open_mocked, mocked_calls, mocked_faults)
+        world = StreamWorld(mode, transport, open_mocked, mocked_calls)
     else:
         redis = request.getfixturevalue("redis_server")
         emulator = request.getfixturevalue("emulator_factory")(latency_scale=PACED_SCALE, seed=0)
@@ -211,12 +206,7 @@ async def stream_world(
         async def live_calls() -> int:
             return int(sum(emulator.stats()["calls"].values()))
 
-        async def live_faults(specs: list[str], rate: float, scale: float) -> None:
-            emulator.configure(
-                stream_faults=specs, stream_fault_rate=rate, latency_scale=scale, seed=0
-            )
-
-        world = StreamWorld(mode, transport, open_live, live_calls, live_faults, emulator)
+        world = StreamWorld(mode, transport, open_live, live_calls, emulator)
     try:
         yield world
     finally:
