@@ -28,10 +28,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from bench.harness.options import SUITES, add_cli_options
+from bench.harness.options import add_cli_options
+from bench.suite_list import SUITES
 
 if TYPE_CHECKING:
     from bench.harness.run import out_folder_problem, timed_run_env
+    from bench.results import SuiteRun
 
 __all__ = ["main", "out_folder_problem", "timed_run_env"]
 
@@ -134,9 +136,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _DELEGATES:  # hand everything after the command over untouched
         return _delegate(argv[0], argv[1:])
     args = _parser().parse_args(argv)
-    from bench.harness.run import run  # here, not at import: `--help` stays fast
+    from bench.harness.run import SuiteStage, run  # here, not at import: `--help` stays fast
 
-    return run(args)
+    stage: SuiteStage | None = None
+    if args.instructions:  # the counting stage after each suite: composed here, above both
+        from bench.instructions import runner as instructions
+
+        tools = instructions.preflight()
+        if isinstance(tools, str):
+            print(tools, file=sys.stderr)
+            return 2
+
+        def count(suite_run: SuiteRun, out: Path, index: str) -> SuiteRun:
+            return instructions.count_into(suite_run, out, tools, args, index)
+
+        stage = count
+
+    return run(args, after_suite=stage)
 
 
 def __getattr__(name: str) -> Any:

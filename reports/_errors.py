@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.harness.results import ResultsFormatError
+from bench.results import ResultsFormatError
 
 __all__ = ["ReportInputError"]
 

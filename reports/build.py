@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from bench.harness.results import PROFILE_FORMAT
+    from bench.results import PROFILE_FORMAT
 
     from .data import Run
 
 
 def __getattr__(name: str) -> Any:
-    """``PROFILE_FORMAT`` of :mod:`bench.harness.results`, imported when first asked for."""
+    """``PROFILE_FORMAT`` of :mod:`bench.results`, imported when first asked for."""
     if name == "PROFILE_FORMAT":
-        from bench.harness.results import PROFILE_FORMAT
+        from bench.results import PROFILE_FORMAT
 
         return PROFILE_FORMAT
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -63,7 +63,7 @@ WRITTEN_LIST: Final = ".samplemind-report"
 
 def load_profile(path: Path) -> dict[str, Any]:
     """Read ``profile.json`` (a file or the folder holding it), refusing unknown formats."""
-    from bench.harness.results import ResultsFormatError, check_profile
+    from bench.results import ResultsFormatError, check_profile
 
     from ._errors import ReportInputError
 
@@ -142,7 +142,7 @@ def build_report(
 ) -> dict[str, Path]:
     """Build the whole report; returns the main output files by name."""
     # pandas, matplotlib and scipy load here, not at import: `report --help` stays fast.
-    from bench.harness.figures import instruction_rows
+    from bench.figures import instruction_rows
 
     from .charts import Chart, Omitted, build_charts, save_chart
     from .claims import evaluate_claims

@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench.harness.figures import headline_figures, instruction_rows
+from bench.figures import headline_figures, instruction_rows
 
 from .analysis import (
     HASH_ORDER,

@@ -12,7 +12,7 @@ pytest-benchmark wrote, so every figure in a report comes from the same data.
 Every numeric ``extra_info`` figure becomes a metric too.
 
 The folder is read and checked by the one results reader
-(:func:`bench.harness.results.read_folder`, plain or ``.json.gz`` suite files): anything
+(:func:`bench.results.read_folder`, plain or ``.json.gz`` suite files): anything
 unexpected (a missing manifest, corrupt JSON or gzip, a foreign or future format, a benchmark
 without raw samples) raises its :class:`ReportInputError` (the reader's
 ``ResultsFormatError``) whose message names the offending file.
@@ -32,8 +32,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from bench.harness import results
-from bench.harness.results import FORMAT, SUPPORTED_VERSIONS
+from bench import results
+from bench.results import FORMAT, SUPPORTED_VERSIONS
 from reports._errors import ReportInputError
 
 __all__ = [
@@ -156,7 +156,7 @@ class Run:
     benchmarks: tuple[Benchmark, ...] = field(default=())
     records: tuple[results.Benchmark, ...] = field(default=(), repr=False)
     """The benchmarks as the results reader gave them, in file order (for
-    :mod:`bench.harness.figures`, the figures the headline computes the same way)."""
+    :mod:`bench.figures`, the figures the headline computes the same way)."""
 
     @property
     def environment(self) -> Mapping[str, Any]:
@@ -201,7 +201,7 @@ def metric_unit(metric: str) -> str:
 
 
 def _benchmark(b: results.Benchmark) -> Benchmark:
-    """The report's view of a benchmark read (and checked) by :mod:`bench.harness.results`."""
+    """The report's view of a benchmark read (and checked) by :mod:`bench.results`."""
     suite_name = b.extra_info.get("suite")
     return Benchmark(
         suite=suite_name if isinstance(suite_name, str) and suite_name else b.suite,
@@ -218,7 +218,7 @@ def _benchmark(b: results.Benchmark) -> Benchmark:
 
 def load_run(path: Path | str, label: str | None = None) -> Run:
     """Read one results folder (or its ``manifest.json``) through the one reader,
-    :func:`bench.harness.results.read_folder`; its :class:`ReportInputError` names the file."""
+    :func:`bench.results.read_folder`; its :class:`ReportInputError` names the file."""
     folder = results.read_folder(Path(path))
     benchmarks = [_benchmark(b) for f in sorted(folder.files, key=_file_name) for b in f.benchmarks]
     benchmarks.sort(key=lambda b: (b.suite, b.fullname))

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from bench.harness import figures as summary
+from bench import figures as summary
 
 from .claims import DOES_NOT_HOLD, HOLDS, MACHINE_LIMITED, Claim
 from .data import Run
@@ -56,7 +56,7 @@ class ReportContent:
     profile: Mapping[str, Any] | None = None
     profile_links: Sequence[tuple[str, str]] = field(default=())  # (label, href)
     instructions: Sequence[dict[str, Any]] = ()
-    """Counted benchmarks (:func:`bench.harness.figures.instruction_rows`); empty when the
+    """Counted benchmarks (:func:`bench.figures.instruction_rows`); empty when the
     run has no instruction counts."""
 
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from bench.harness.streams import knee_text
+from bench.figures import display_model, knee_text
 
 from . import provenance
 from .analysis import fmt_ms, fmt_ratio
@@ -235,10 +235,6 @@ def _p(values: np.ndarray, q: float) -> str:
 
 def _local_model_claim(text: str, entries: list[Benchmark]) -> Claim:
     """The claim measured on real local models: TTFT of new prompts and of a cached prefix."""
-    from bench.harness.local_server import (
-        display_model,
-    )  # here: the imports merge beside streamload
-
     by_label: dict[str, list[Benchmark]] = {}
     for b in entries:
         by_label.setdefault(str(b.extra_info["local_model"].get("label", "?")), []).append(b)

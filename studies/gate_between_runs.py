@@ -43,9 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import gate
+from bench import gate, results
 from bench.gate import floor as floors
-from bench.harness import results
 
 __all__ = ["calibrate_runs", "evaluate_runs", "main"]
 

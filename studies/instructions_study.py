@@ -62,9 +62,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from bench.harness.results import commit_info, environment
 from bench.instructions._select import counted_suites
 from bench.instructions.runner import REPO, preflight, read_counts, run_counting
+from bench.results import commit_info, environment
 from bench.stats import DEFAULT_TOLERANCE, aa_spread, decide, load_spreads
 from studies._inject import MAX_ITERATIONS, inject_work
 
@@ -335,7 +335,7 @@ def _gate_verdicts(
 
 def _instructions(results: Path, name: str) -> float:
     """Instructions per call of benchmark ``name`` in the results folder ``results``."""
-    from bench.harness.results import benchmark_key, read_folder
+    from bench.results import benchmark_key, read_folder
 
     for bench in read_folder(results).benchmarks:  # the one reader (plain or .json.gz files)
         if bench.fullname == benchmark_key(name):
@@ -450,7 +450,7 @@ def _detection(
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     from bench.ab_runner import worktree
-    from bench.harness.results import benchmark_key
+    from bench.results import benchmark_key
 
     suites = list(dict.fromkeys(t.suite for t in targets))
     select = " or ".join(f"({t.select})" for t in targets)

@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import environment, gate
-from bench.harness import results
-from bench.harness.results import ResultsFormatError
+from bench import environment, gate, results
+from bench.results import ResultsFormatError
 from reports.data import ReportInputError, load_run
 
 FUZZ = settings(

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from bench import cli
-from bench.harness.results import FORMAT, VERSION, SuiteRun, read_manifest, write_manifest
 from bench.harness.run import timed_run_env
+from bench.results import FORMAT, VERSION, SuiteRun, read_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 

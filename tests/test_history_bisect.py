@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
 
 from bench import cli as bench_cli
-from bench.harness import results as results_format
+from bench import results as results_format
 from tests._helpers import run_main
 
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench import cli as bench_cli
-from bench.harness.results import (
+from bench.results import (
     INTERRUPTED_EXIT,
     IncompleteResultsError,
     SuiteRun,

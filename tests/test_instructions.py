@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench import cli
-from bench.harness.results import read_suite_document
 from bench.instructions import _select, _tools, runner
 from bench.instructions._counter import Count, DumpError, read_dump_total, warmup_calls
 from bench.instructions._tools import APT_HINT, ToolMissing, Tools, build_shim, find_tools
+from bench.results import read_suite_document
 from bench.stats import aa_spread, decide, load_spreads
 from tests._helpers import run_main
 
@@ -659,8 +659,8 @@ def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, counted_pair: C
 
 
 def test_summary_rows_headlines_and_markdown(tmp_path: Path) -> None:
-    from bench.harness.results import SuiteRun, write_manifest
     from bench.instructions import summary
+    from bench.results import SuiteRun, write_manifest
 
     def bench(name: str, suite: str, variant: str, instructions: float | None) -> dict[str, object]:
         info: dict[str, object] = {"suite": suite, "variant": variant}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bench import gate
-from bench.harness.options import SUITES
+from bench.suite_list import SUITES
 from bench.suites import load_engine
 from fixtures.workloads import generate
 

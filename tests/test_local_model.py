@@ -18,16 +18,16 @@ import pytest
 import respx
 
 from bench.cli import main as bench_main
+from bench.figures import display_model
 from bench.harness.local_server import (
     EMULATOR,
     NO_KEY,
     NOT_NAMED,
     discover,
-    display_model,
     named_providers,
 )
-from bench.harness.results import read_folder
 from bench.harness.streams import headline_lines
+from bench.results import read_folder
 from fixtures.ports import free_port
 from reports.claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED
 from reports.data import load_run

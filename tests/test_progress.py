@@ -14,7 +14,7 @@ from bench.gate.evaluate import evaluate
 from bench.gate.inputs import load_results
 from bench.gate.rules import load_config
 from bench.harness import run as run_module
-from bench.harness.progress import Progress
+from bench.progress import Progress
 
 DATA = Path(__file__).parent / "data" / "results"
 

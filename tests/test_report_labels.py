@@ -231,7 +231,7 @@ def test_capacity_chart_marks_a_real_knee(tmp_path: Path) -> None:
 
 def test_headline_says_no_knee_when_the_top_rate_still_met_the_bound() -> None:
     from bench.harness.headline import _load_lines
-    from bench.harness.results import check_benchmark
+    from bench.results import check_benchmark
 
     def _load_lines_of(doc: dict[str, Any]) -> list[str]:  # as the results reader gives it
         return _load_lines([check_benchmark(doc, Path("load.json"))])

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from bench import cli as bench_cli
-from bench.harness import results
-from bench.harness.results import ResultsFormatError, compress_suite_file, read_folder
+from bench import results
 from bench.instructions import summary
+from bench.results import ResultsFormatError, compress_suite_file, read_folder
 from samplemind_core import SampleMindError
 from tests._helpers import run_main
 

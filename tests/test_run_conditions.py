@@ -16,7 +16,7 @@ import pytest
 
 from bench import conditions
 from bench.harness import run as run_mod
-from bench.harness.results import read_manifest
+from bench.results import read_manifest
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 

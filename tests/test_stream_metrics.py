@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.harness.results import Benchmark
 from bench.harness.streams import SLO, Timeline, percentiles, summarize
+from bench.results import Benchmark
 
 
 def _openai_like() -> Timeline:

@@ -1,7 +1,7 @@
 """``samplemind-bench gate``: compare a candidate's benchmark results with a baseline's.
 
 Inputs are results folders (``manifest.json`` + pytest-benchmark JSON per suite,
-:mod:`bench.harness.results`), single pytest-benchmark JSON files, or ``--baseline-ref REF``: a
+:mod:`bench.results`), single pytest-benchmark JSON files, or ``--baseline-ref REF``: a
 git worktree of REF run interleaved with the working tree in this job (:mod:`bench.ab_runner`).
 
 A metric of a benchmark *regresses* only when the change is statistically significant on the raw
@@ -72,8 +72,8 @@ from bench.gate.rules import (
     load_config,
     with_spreads,
 )
-from bench.harness.progress import Progress
-from bench.harness.results import ResultsFormatError
+from bench.progress import Progress
+from bench.results import ResultsFormatError
 
 __all__ = ["main", "run", "same_input_warnings"]
 

@@ -429,8 +429,8 @@ def calibrate(
 def conditions_of(paths: Sequence[Path]) -> list[SuiteConditions]:
     """The recorded conditions of each results folder (``{}`` for a pytest-benchmark JSON file
     or a manifest written before conditions were recorded)."""
+    from bench import results
     from bench.conditions import from_manifest
-    from bench.harness import results
 
     out: list[SuiteConditions] = []
     for path in paths:

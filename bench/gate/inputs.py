@@ -1,7 +1,7 @@
 """The gate's inputs: results folders or pytest-benchmark JSON files, loaded into samples.
 
 A side is one or more runs (:func:`load_results` each, :func:`pool` them); the results format
-itself (manifest checks, benchmark identity) is :mod:`bench.harness.results`.
+itself (manifest checks, benchmark identity) is :mod:`bench.results`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import environment
-from bench.harness import results
+from bench import environment, results
 
 __all__ = [
     "BenchRecord",
@@ -29,7 +28,7 @@ class GateInputError(Exception):
     """Bad gate input other than a results file (arguments, rules); the message names it.
 
     A results file that cannot be read raises the results reader's own
-    :class:`~bench.harness.results.ResultsFormatError` (the same message in every command)."""
+    :class:`~bench.results.ResultsFormatError` (the same message in every command)."""
 
 
 @dataclass(slots=True)
@@ -60,7 +59,7 @@ class ResultSet:
 
 
 def _records(benchmarks: Sequence[results.Benchmark]) -> dict[str, BenchRecord]:
-    """The gate's view of benchmarks read (and checked) by :mod:`bench.harness.results`."""
+    """The gate's view of benchmarks read (and checked) by :mod:`bench.results`."""
     out: dict[str, BenchRecord] = {}
     for b in benchmarks:
         samples = list(b.samples)
@@ -78,8 +77,8 @@ def _records(benchmarks: Sequence[results.Benchmark]) -> dict[str, BenchRecord]:
 
 def load_results(path: Path) -> ResultSet:
     """Load a results folder (or its ``manifest.json``) or a single pytest-benchmark JSON file
-    (plain or ``.json.gz``) through the one reader, :mod:`bench.harness.results`; anything
-    wrong with them raises its :class:`~bench.harness.results.ResultsFormatError`."""
+    (plain or ``.json.gz``) through the one reader, :mod:`bench.results`; anything
+    wrong with them raises its :class:`~bench.results.ResultsFormatError`."""
     if path.is_file() and path.name == "manifest.json":
         path = path.parent
     if path.is_dir():

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from bench import environment
+from bench import environment, results
 from bench.gate.inputs import BenchRecord, GateInputError
-from bench.harness import results
 from bench.stats import DEFAULT_SAFETY, load_spreads
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bench.harness.streams import headline_lines as stream_headline_lines
 
 if TYPE_CHECKING:
-    from bench.harness.results import Benchmark
+    from bench.results import Benchmark
 
 __all__ = ["added_latency_text", "headline", "main"]
 
@@ -26,7 +26,7 @@ __all__ = ["added_latency_text", "headline", "main"]
 def _load(folder: Path) -> dict[str, list[Benchmark]]:
     """The benchmarks of ``folder`` by suite, read by the one results reader."""
     out: dict[str, list[Benchmark]] = {}
-    from bench.harness.results import read_folder  # here, not at import: `--help` stays fast
+    from bench.results import read_folder  # here, not at import: `--help` stays fast
 
     for f in read_folder(folder).files:
         out.setdefault(f.suite, []).extend(f.benchmarks)
@@ -34,7 +34,7 @@ def _load(folder: Path) -> dict[str, list[Benchmark]]:
 
 
 def _med(b: Benchmark) -> float:
-    from bench.harness import figures
+    from bench import figures
 
     return figures.median(b)
 
@@ -72,7 +72,7 @@ def added_latency_text(info: Mapping[str, Any]) -> str:
 
 def headline(folder: Path) -> list[str]:
     """The headline lines of ``folder``."""
-    from bench.harness import figures
+    from bench import figures
 
     suites = _load(folder)
     lines: list[str] = []
@@ -190,8 +190,8 @@ def headline(folder: Path) -> list[str]:
 
 def _instruction_lines(suites: dict[str, list[Benchmark]], folder: Path) -> list[str]:
     """The instruction counts of an ``--instructions`` run (headline benchmarks, and how many):
-    the figures of :func:`bench.harness.figures.headline_figures`, as in the report."""
-    from bench.harness import figures
+    the figures of :func:`bench.figures.headline_figures`, as in the report."""
+    from bench import figures
 
     rows = figures.instruction_rows(b for benches in suites.values() for b in benches)
     counted = [r for r in rows if finite(r["instructions"])]

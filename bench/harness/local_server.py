@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bench.figures import display_model
 from samplemind_core import ConfigError, Secret, Settings
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "NO_KEY",
     "LocalServer",
     "discover",
-    "display_model",
     "is_loopback",
     "named_providers",
 ]
@@ -92,16 +92,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def display_model(name: str) -> str:
-    """A model name as the report shows it: a file path's base name without ``.gguf``.
-
-    >>> display_model("/tmp/gguf/gemma-3-270m-q4_k_m.gguf"), display_model("gemma3:270m")
-    ('gemma-3-270m-q4_k_m', 'gemma3:270m')
-    """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    return base[: -len(".gguf")] if base.lower().endswith(".gguf") else base
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,25 +17,12 @@ if TYPE_CHECKING:  # pytest is imported by the plugin, not by the CLI (`--help` 
 __all__ = [
     "DEFAULT_STREAM_SLO",
     "QUICK_TIMING",
-    "SUITES",
     "BenchOptions",
     "add_cli_options",
     "add_pytest_options",
     "benchmarks_disabled",
     "redact_url",
 ]
-
-SUITES: Final = (
-    "hashing",
-    "fingerprint",
-    "cache",
-    "client",
-    "router",
-    "pipeline",
-    "load",
-    "stream",
-)
-"""Every suite, in the order ``samplemind-bench run`` runs them (``bench/suites/test_<suite>.py``)."""
 
 QUICK_TIMING: Final[dict[str, float | int]] = {
     "benchmark_max_time": 0.1,

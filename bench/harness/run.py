@@ -6,7 +6,7 @@ other and a crash in one does not lose the others. Once a suite (and its countin
 done, its file is rewritten as ``DIR/<suite>.json.gz``: the same document, compact and
 gzip-compressed, every sample kept (a quick run: about 3.4 MB instead of 28 MB; the summary line
 says the folder's size). The manifest
-(:func:`bench.harness.results.write_manifest`) is rewritten after each suite, so an interrupted
+(:func:`bench.results.write_manifest`) is rewritten after each suite, so an interrupted
 run still leaves a readable folder, marked ``"complete": false`` until the last suite is done.
 
 Ctrl-C (SIGINT) or SIGTERM stops the run: the running suite's pytest (started in a process
@@ -32,23 +32,28 @@ from types import FrameType
 from typing import Final
 
 from bench import conditions
-from bench.harness.options import SUITES
-from bench.harness.results import (
+from bench.results import (
     INTERRUPTED_EXIT,
     SuiteRun,
     compress_suite_file,
     folder_size,
     write_manifest,
 )
-from bench.instructions import runner as instructions
+from bench.suite_list import SUITES
 
-__all__ = ["REPO", "SUITES_DIR", "out_folder_problem", "run", "timed_run_env"]
+__all__ = ["REPO", "SUITES_DIR", "SuiteStage", "out_folder_problem", "run", "timed_run_env"]
 
 SUITES_DIR: Final = Path(__file__).resolve().parents[1] / "suites"
 REPO: Final = SUITES_DIR.parents[1]
 HEARTBEAT_S: Final = 10.0
 STOP_GRACE_S: Final = 5.0
 """How long a suite's pytest is given to stop on SIGINT (its fixtures' teardown) before SIGTERM."""
+
+
+SuiteStage = Callable[[SuiteRun, Path, str], SuiteRun]
+"""A stage run after each suite's wall-time run: ``stage(suite_run, out, "i/n")`` returns the
+suite's record, updated (``run --instructions``: the counting stage of :mod:`bench.instructions`,
+which :mod:`bench.cli` composes with :func:`run`; this module imports no feature)."""
 
 
 class Stopped(Exception):
@@ -191,7 +196,7 @@ def _run_suite(
 
 def _compressed(run: SuiteRun, out: Path) -> SuiteRun:
     """``run`` with its suite file rewritten as ``<suite>.json.gz`` (lossless: compact JSON,
-    gzip; :func:`~bench.harness.results.compress_suite_file`), once pytest (and the counting
+    gzip; :func:`~bench.results.compress_suite_file`), once pytest (and the counting
     stage) are done with it; a run that wrote no file is returned as is."""
     if run.file is None or not (out / run.file).is_file():
         return run
@@ -253,13 +258,16 @@ def _interrupted(
     return INTERRUPTED_EXIT if signum == signal.SIGINT else 128 + signum
 
 
-def run(args: argparse.Namespace) -> int:
-    """The ``run`` command: every chosen suite in its own pytest process, then the manifest."""
+def run(args: argparse.Namespace, *, after_suite: SuiteStage | None = None) -> int:
+    """The ``run`` command: every chosen suite in its own pytest process, then the manifest.
+
+    ``after_suite`` runs after each suite's wall-time run, before its file is compressed and
+    the manifest rewritten (``--instructions``: the counting stage, whose tools the caller has
+    checked already); ``args.instructions`` without it raises ``ValueError`` (a run that would
+    silently count nothing)."""
+    if getattr(args, "instructions", False) and after_suite is None:
+        raise ValueError("run --instructions needs its counting stage: call bench.cli.main")
     suites = [s for s in SUITES if s in (args.suites or SUITES)]
-    tools = instructions.preflight() if args.instructions else None
-    if isinstance(tools, str):
-        print(tools, file=sys.stderr)
-        return 2
     out: Path = args.out.resolve()
     problem = out_folder_problem(out)
     if problem is None:
@@ -290,10 +298,8 @@ def run(args: argparse.Namespace) -> int:
             for i, suite in enumerate(suites, 1):
                 current, suite_start = suite, time.monotonic()
                 runs.append(_run_suite(suite, out, args, f"{i}/{len(suites)}", suites[i:]))
-                if tools is not None:
-                    runs[-1] = instructions.count_into(
-                        runs[-1], out, tools, args, f"{i}/{len(suites)}"
-                    )
+                if after_suite is not None:
+                    runs[-1] = after_suite(runs[-1], out, f"{i}/{len(suites)}")
                 runs[-1] = _compressed(runs[-1], out)
                 current = ""
                 # keep the manifest current, so an interrupted run still leaves a readable folder

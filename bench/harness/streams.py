@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from bench.figures import knee_text
+
 if TYPE_CHECKING:
-    from bench.harness.results import Benchmark
+    from bench.results import Benchmark
 
 __all__ = [
     "PERCENTILES",
@@ -51,7 +53,6 @@ __all__ = [
     "Timeline",
     "goodput_line",
     "headline_lines",
-    "knee_text",
     "percentiles",
     "summarize",
 ]
@@ -317,7 +318,7 @@ def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
     """The stream suite's headline lines (``samplemind-bench headline``): TTFT and ITL first.
 
     ``benchmarks`` are the stream suite's benchmarks as the results reader gives them
-    (:class:`bench.harness.results.Benchmark`).
+    (:class:`bench.results.Benchmark`).
     """
     lines: list[str] = []
 
@@ -377,32 +378,6 @@ def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
                 f"{ms(x.get('follower_ttft_p50_ms'))} vs leader {ms(x.get('leader_ttft_ms'))}"
             )
     return lines
-
-
-def knee_text(knee: float, offered: Sequence[float], generator_limit: float | None = None) -> str:
-    """How to name the stream knee: the highest offered rate meeting the goodput criterion.
-
-    A knee at the highest rate offered is no knee ("no knee up to N"); where the load
-    generator could not keep its schedule, that rate is its own limit, not the layer's.
-
-    >>> knee_text(40, [10, 20, 40])
-    'no knee up to 40 streams/s (the highest rate offered)'
-    >>> knee_text(20, [10, 20, 40])
-    'knee 20 streams/s'
-    >>> knee_text(20, [10, 20, 40], generator_limit=40)
-    "no knee up to 20 streams/s: at 40 streams/s the load generator's own limit (arrivals launched late)"
-    """
-    top = max(offered) if offered else 0.0
-    if generator_limit is not None and (not math.isfinite(knee) or knee < generator_limit):
-        return (
-            f"no knee up to {knee:,.4g} streams/s: at {generator_limit:,.4g} streams/s the load "
-            "generator's own limit (arrivals launched late)"
-        )
-    if not math.isfinite(knee) or knee <= 0:
-        return "no offered rate met the goodput criterion (knee below the lowest rate)"
-    if knee >= top:
-        return f"no knee up to {top:,.4g} streams/s (the highest rate offered)"
-    return f"knee {knee:,.4g} streams/s"
 
 
 def goodput_line(x: Mapping[str, Any]) -> str | None:

@@ -1,7 +1,7 @@
 """Results folder → rows for the history store.
 
 This is the one place where :mod:`bench.history` reads results folders, through the harness's one
-reader (:func:`bench.harness.results.read_folder`: manifest and suite files, plain or ``.json.gz``),
+reader (:func:`bench.results.read_folder`: manifest and suite files, plain or ``.json.gz``),
 so a format change there is a change here only.
 
 A folder becomes one :class:`RunRecord`: its identity (``run_key``, a SHA-256 over the manifest
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment as env_fingerprint
-from bench.harness import results as results_format
+from bench import results as results_format
 
 __all__ = [
     "HistoryError",
@@ -153,7 +153,7 @@ def _points(benchmarks: tuple[results_format.Benchmark, ...], suite: str) -> lis
 def read_run(folder: Path) -> RunRecord:
     """Read one results folder completely (or raise :class:`HistoryInputError` naming it).
 
-    Read through the one results reader (:func:`bench.harness.results.read_folder`, plain or
+    Read through the one results reader (:func:`bench.results.read_folder`, plain or
     ``.json.gz`` suite files, the same checks and messages as every command). A run that did
     not finish (stopped, a suite interrupted or not run) is refused; a finished run whose suite
     crashed is read without that suite, named in ``not_stored`` (the history keeps what was

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ab_runner
-from bench.harness.options import SUITES
+from bench.suite_list import SUITES
 
 __all__ = ["Job", "main", "plan", "suites_of"]
 

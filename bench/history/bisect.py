@@ -198,7 +198,7 @@ example: samplemind-bench bisect --good v1 --bad HEAD --suite fingerprint -k 1KB
 
 
 def _bisect_parser() -> argparse.ArgumentParser:
-    from bench.harness.options import SUITES
+    from bench.suite_list import SUITES
 
     p = argparse.ArgumentParser(
         prog="samplemind-bench bisect",

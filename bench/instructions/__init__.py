@@ -11,6 +11,6 @@ Valgrind's callgrind counts the instructions of each CPU-bound benchmark body
   callgrind, counts merged into the suite's results file as ``extra_info["instructions"]``);
 * :mod:`bench.stats`: the gate's decision from a measured A/A spread;
 * :mod:`bench.instructions.summary`: the command printing instructions beside wall time (the
-  figures themselves: :mod:`bench.harness.figures`, shared with the report and the headline);
+  figures themselves: :mod:`bench.figures`, shared with the report and the headline);
 * :mod:`studies.instructions_study`: the determinism and injected-work studies.
 """

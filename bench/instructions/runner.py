@@ -37,10 +37,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Final
 
-from bench.harness.results import SuiteRun, read_suite_document
 from bench.instructions._format import COUNTS_FILE, COUNTS_FORMAT
 from bench.instructions._select import counted_suites
 from bench.instructions._tools import ToolMissing, Tools, find_tools
+from bench.results import SuiteRun, read_suite_document
 
 __all__ = [
     "CALLGRIND_ARGS",

@@ -3,7 +3,7 @@
     python -m bench.instructions.summary DIR            # Markdown: headline figures + table
 
 The figures themselves (:func:`instruction_rows`, :func:`headline_figures`, :data:`HEADLINES`,
-:func:`markdown`) are computed once, in :mod:`bench.harness.figures`, which the report and
+:func:`markdown`) are computed once, in :mod:`bench.figures`, which the report and
 ``samplemind-bench headline`` use too; this module is the command and re-exports them.
 """
 
@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness.figures import HEADLINES, headline_figures, instruction_rows, markdown
+from bench.figures import HEADLINES, headline_figures, instruction_rows, markdown
 
 __all__ = ["HEADLINES", "headline_figures", "instruction_rows", "main", "markdown"]
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from bench.harness.results import PROFILE_FORMAT, PROFILE_VERSION
+from bench.results import PROFILE_FORMAT, PROFILE_VERSION
 
 __all__ = ["PTRACE_HELP", "find_py_spy", "leak_verdict", "main", "speedscope_top"]
 

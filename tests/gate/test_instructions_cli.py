@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bench import ab_runner, cli
-from bench.harness.results import read_suite_document
 from bench.instructions._tools import ToolMissing, find_tools
+from bench.results import read_suite_document
 from tests._helpers import run_main
 from tests.gate.helpers import bench, samples, write_results
 

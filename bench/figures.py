@@ -1,7 +1,7 @@
 """The headline figures, computed once: ``samplemind-bench headline`` and the report both use them.
 
 Every figure here is computed from the benchmarks the one results reader gives
-(:func:`bench.harness.results.read_folder`), never from a file read again:
+(:func:`bench.results.read_folder`), never from a file read again:
 
 * :func:`median`: a benchmark's median seconds per call (of its raw samples);
 * :func:`speedup`: how many times as fast one benchmark is as another (ratio of medians);
@@ -10,9 +10,14 @@ Every figure here is computed from the benchmarks the one results reader gives
   headline lead with (per cache hit over fakeredis with L1 off, per L1 hit, per routing
   decision, per pipeline request); :func:`markdown` renders them.
 
-It imports the results reader only (no pandas, no feature package): the report (``reports/``),
-the headline (:mod:`bench.harness.headline`) and ``python -m bench.instructions.summary``
-import it.
+It also holds the words the report and the headline share for two stream figures:
+
+* :func:`knee_text`: how to name the stream knee (the highest offered rate meeting goodput);
+* :func:`display_model`: a local model's name as the report shows it.
+
+It imports the results reader only (no pandas, no feature package), and no feature owns it:
+the report (``reports/``), the headline (:mod:`bench.harness.headline`, the stream lines of
+:mod:`bench.harness.streams`) and ``python -m bench.instructions.summary`` import it.
 
 >>> rows = [{"suite": "cache", "variant": "hit-msgpack-l1_on", "instructions": 9000.0}]
 >>> headline_figures(rows)["instructions per L1 cache hit (msgpack)"]
@@ -21,17 +26,20 @@ import it.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from bench.harness.results import Benchmark, read_folder
+from bench.results import Benchmark, read_folder
 
 __all__ = [
     "HEADLINES",
+    "display_model",
     "headline_figures",
     "instruction_rows",
+    "knee_text",
     "markdown",
     "median",
     "speedup",
@@ -58,7 +66,7 @@ def speedup(slow: Benchmark, fast: Benchmark) -> float:
 
 def instruction_rows(source: Path | Iterable[Benchmark]) -> list[dict[str, Any]]:
     """Every counted benchmark (``extra_info["instructions"]``) of a results folder (a path,
-    read by :func:`~bench.harness.results.read_folder`) or of benchmarks already read, in
+    read by :func:`~bench.results.read_folder`) or of benchmarks already read, in
     file order: suite, group, name, variant, instructions per call, median seconds per call."""
     benchmarks = read_folder(source).benchmarks if isinstance(source, Path) else source
     rows: list[dict[str, Any]] = []
@@ -104,3 +112,39 @@ def markdown(rows: Sequence[dict[str, Any]], *, heading: str = "##") -> str:
         time_text = f"{t * 1e6:,.2f} µs" if t else "n/a"
         lines.append(f"| {r['name']} | {r['instructions']:,.1f} | {time_text} | {per_ns} |")
     return "\n".join(lines) + "\n"
+
+
+def display_model(name: str) -> str:
+    """A model name as the report shows it: a file path's base name without ``.gguf``.
+
+    >>> display_model("/tmp/gguf/gemma-3-270m-q4_k_m.gguf"), display_model("gemma3:270m")
+    ('gemma-3-270m-q4_k_m', 'gemma3:270m')
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base[: -len(".gguf")] if base.lower().endswith(".gguf") else base
+
+
+def knee_text(knee: float, offered: Sequence[float], generator_limit: float | None = None) -> str:
+    """How to name the stream knee: the highest offered rate meeting the goodput criterion.
+
+    A knee at the highest rate offered is no knee ("no knee up to N"); where the load
+    generator could not keep its schedule, that rate is its own limit, not the layer's.
+
+    >>> knee_text(40, [10, 20, 40])
+    'no knee up to 40 streams/s (the highest rate offered)'
+    >>> knee_text(20, [10, 20, 40])
+    'knee 20 streams/s'
+    >>> knee_text(20, [10, 20, 40], generator_limit=40)
+    "no knee up to 20 streams/s: at 40 streams/s the load generator's own limit (arrivals launched late)"
+    """
+    top = max(offered) if offered else 0.0
+    if generator_limit is not None and (not math.isfinite(knee) or knee < generator_limit):
+        return (
+            f"no knee up to {knee:,.4g} streams/s: at {generator_limit:,.4g} streams/s the load "
+            "generator's own limit (arrivals launched late)"
+        )
+    if not math.isfinite(knee) or knee <= 0:
+        return "no offered rate met the goodput criterion (knee below the lowest rate)"
+    if knee >= top:
+        return f"no knee up to {top:,.4g} streams/s (the highest rate offered)"
+    return f"knee {knee:,.4g} streams/s"

@@ -50,7 +50,7 @@ unreadable, empty, truncated or corrupt (gzip or JSON), foreign, of an unsupport
 benchmark without a name, ``stats`` or raw samples, a sample that is not a finite number >= 0,
 ``extra_info``/``params`` that is not an object, one benchmark twice, raises
 :class:`ResultsFormatError` ``"{file}: {what is wrong}"``; every command prints that message and
-exits 2. The headline figures computed from these records live in :mod:`bench.harness.figures`.
+exits 2. The headline figures computed from these records live in :mod:`bench.figures`.
 """
 
 from __future__ import annotations
