@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats  # type: ignore[import-untyped]
 
+from bench import figures
+
 from .data import Benchmark, Run, requests_frame
 
 __all__ = [
@@ -147,13 +149,14 @@ def row_at(df: pd.DataFrame, column: str, *, largest: bool = True) -> pd.Series:
 
 
 def hashing_table(run: Run) -> pd.DataFrame:
-    """label, size (bytes), median_s, gbps (from the raw median), sorted."""
+    """label, size (bytes), median_s (:func:`bench.figures.median`), gbps (from that median),
+    sorted."""
     rows = []
     for b in run.suite("hashing"):
         size = _size(b)
         if size is None:
             continue
-        med = float(np.median(b.data))
+        med = figures.median(b.record)
         rows.append(
             {"label": hash_label(b), "size": size, "median_s": med, "gbps": size / med / 1e9}
         )
@@ -161,12 +164,19 @@ def hashing_table(run: Run) -> pd.DataFrame:
     return df.sort_values(["label", "size"]).reset_index(drop=True)
 
 
-def hash_speedup(table: pd.DataFrame, fast: str, slow: str = "sha256") -> pd.DataFrame:
-    """size, ratio = slow median / fast median (above 1: ``fast`` is faster)."""
-    a = table[table.label == fast].set_index("size").median_s
-    b = table[table.label == slow].set_index("size").median_s
-    common = sorted(set(a.index) & set(b.index))
-    return pd.DataFrame({"size": common, "ratio": [float(b[s] / a[s]) for s in common]})
+def hash_speedup(run: Run, fast: str, slow: str = "sha256") -> pd.DataFrame:
+    """size, ratio: how many times as fast ``fast`` is as ``slow`` at each size both were
+    measured at (above 1: ``fast`` is faster), sizes ascending. The ratio is
+    :func:`bench.figures.speedup`, the one computation the headline uses too; this function
+    only pairs the hashing benchmarks of ``run`` by :func:`hash_label` and size."""
+    by_size: dict[str, dict[float, Benchmark]] = {fast: {}, slow: {}}
+    for b in run.suite("hashing"):
+        size, label = _size(b), hash_label(b)
+        if size is not None and label in by_size:
+            by_size[label].setdefault(size, b)
+    common = sorted(set(by_size[fast]) & set(by_size[slow]))
+    ratios = [figures.speedup(by_size[slow][s].record, by_size[fast][s].record) for s in common]
+    return pd.DataFrame({"size": common, "ratio": ratios})
 
 
 def fingerprint_table(run: Run) -> pd.DataFrame:

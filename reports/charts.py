@@ -372,7 +372,7 @@ def chart_hashing(run: Run, profile: Mapping[str, Any] | None) -> Result:
     ax.set_ylabel("throughput (GB/s, log, from median time)")
     ax.legend(fontsize=8)
     _finish(fig)
-    sp = hash_speedup(t, "blake3 1 thread")
+    sp = hash_speedup(run, "blake3 1 thread")
     if sp.empty:
         best = row_at(t, "gbps")
         caption = (

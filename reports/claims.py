@@ -28,7 +28,6 @@ from .analysis import (
     fmt_ratio,
     fmt_size,
     hash_speedup,
-    hashing_table,
     pipeline_requests,
     row_at,
 )
@@ -69,8 +68,7 @@ def _verdict(ok: bool) -> str:
 
 def claim_blake3(run: Run) -> Claim:
     text = "BLAKE3 is 10x faster than SHA-256"
-    table = hashing_table(run)
-    sp = hash_speedup(table, "blake3 1 thread")
+    sp = hash_speedup(run, "blake3 1 thread")
     if sp.empty:
         return Claim(
             text, "no BLAKE3 and SHA-256 hashing benchmarks in this run", NOT_MEASURED, "hashing"
@@ -87,7 +85,7 @@ def claim_blake3(run: Run) -> Claim:
         f"{fmt_ratio(float(worst.ratio))} at {fmt_size(float(worst['size']))} to "
         f"{fmt_ratio(float(best.ratio))} at {fmt_size(float(best['size']))} (1 thread)"
     )
-    auto = hash_speedup(table, "blake3 AUTO")
+    auto = hash_speedup(run, "blake3 AUTO")
     if not auto.empty:
         a = row_at(auto, "ratio")
         parts.append(f"AUTO best {fmt_ratio(float(a.ratio))} at {fmt_size(float(a['size']))}")

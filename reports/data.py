@@ -105,6 +105,9 @@ class Benchmark:
     param: str
     data: np.ndarray
     extra_info: Mapping[str, Any]
+    record: results.Benchmark = field(repr=False, compare=False)
+    """The benchmark as the results reader gave it (for :mod:`bench.figures`, whose
+    computations the report shares with the headline)."""
 
     @property
     def key(self) -> str:
@@ -213,6 +216,7 @@ def _benchmark(b: results.Benchmark) -> Benchmark:
         param=b.param,
         data=np.asarray(b.samples, dtype=float),
         extra_info=b.extra_info,
+        record=b,
     )
 
 

@@ -134,3 +134,28 @@ def test_cli_reports_input_errors_with_exit_2(
     err = capsys.readouterr().err
     assert str(run_dir / "hashing.json") in err and "not valid JSON" in err
     assert not (tmp_path / "out" / "index.html").exists()
+
+
+def test_blake3_ratio_is_the_headline_computation() -> None:
+    """The report's BLAKE3 vs SHA-256 ratios are :func:`bench.figures.speedup` of the benchmarks
+    the reader gives, the computation the headline uses (one computation: decision 0601)."""
+    from bench import figures
+    from bench.results import read_folder
+    from reports.analysis import fmt_ratio, hash_speedup
+    from reports.claims import claim_blake3
+
+    folder = RESULTS / "run_a"
+    sp = hash_speedup(load_run(folder), "blake3 1 thread")
+    by = {
+        (b.extra_info["variant"], b.extra_info["subject"]): b
+        for b in read_folder(folder).benchmarks
+        if b.suite == "hashing"
+    }
+    sizes = [64.0, 1024.0, 16384.0, 1048576.0]
+    expected = [
+        figures.speedup(by["sha256", f"{s:.0f}B"], by["blake3", f"{s:.0f}B"]) for s in sizes
+    ]
+    assert list(sp["size"]) == sizes
+    assert list(sp["ratio"]) == expected  # the same floats, not merely close
+    at_1k = expected[1]
+    assert f"{fmt_ratio(at_1k)} at 1 KiB" in claim_blake3(load_run(folder)).measured
