@@ -1,4 +1,5 @@
-"""Headless Chromium driven over the DevTools protocol, for page tests that need to click and read.
+"""Headless Chromium driven over the DevTools protocol: the one driver of the browser tests (the
+report page, `test_report_browser.py`; the trend page, `test_history_page.py`).
 
 :func:`open_page` starts ``chromium --headless`` on a free DevTools port (its own profile folder),
 opens one page and yields a :class:`Page` whose ``evaluate`` runs JavaScript in it and returns
