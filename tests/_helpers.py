@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import inspect
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["run_main", "until"]
+__all__ = ["run_args", "run_main", "until"]
 
 
 async def until(
@@ -89,3 +90,18 @@ def run_main(
         err.write(f"{code}\n")
         returncode = 1
     return subprocess.CompletedProcess([prog, *argv], returncode, out.getvalue(), err.getvalue())
+
+
+def run_args(out: Path, suites: Sequence[str], *, instructions: bool = False) -> argparse.Namespace:
+    """The parsed arguments of ``samplemind-bench run --quick -q --suite SUITES --out OUT``, for
+    calling :func:`bench.harness.run.run` in-process."""
+    return argparse.Namespace(
+        suites=list(suites),
+        instructions=instructions,
+        out=out,
+        live=False,
+        quick=True,
+        verbose=False,
+        quiet=True,
+        pytest_args=[],
+    )

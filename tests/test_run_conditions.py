@@ -17,6 +17,7 @@ import pytest
 from bench import conditions
 from bench.harness import run as run_mod
 from bench.results import read_manifest
+from tests._helpers import run_args
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 
@@ -89,17 +90,7 @@ def test_run_records_conditions_per_suite(
 
     monkeypatch.setattr(run_mod, "_pytest_command", command)
     out = tmp_path / "results"
-    args = argparse.Namespace(
-        suites=["hashing", "router"],
-        instructions=False,
-        out=out,
-        live=False,
-        quick=True,
-        verbose=False,
-        quiet=True,
-        pytest_args=[],
-    )
-    assert run_mod.run(args) == 0
+    assert run_mod.run(run_args(out, ["hashing", "router"])) == 0
     manifest = read_manifest(out)
     recorded = conditions.from_manifest(manifest)
     assert sorted(recorded) == ["hashing", "router"]

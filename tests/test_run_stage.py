@@ -20,6 +20,7 @@ from bench import cli
 from bench.harness import run as run_mod
 from bench.instructions import runner as instructions
 from bench.results import SuiteRun, read_manifest
+from tests._helpers import run_args
 
 WRITE_SUITE = """
 import json, sys
@@ -38,22 +39,9 @@ def fake_suites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_mod, "_pytest_command", command)
 
 
-def _args(out: Path, *, instructions: bool) -> argparse.Namespace:
-    return argparse.Namespace(
-        suites=["hashing", "router"],
-        instructions=instructions,
-        out=out,
-        live=False,
-        quick=True,
-        verbose=False,
-        quiet=True,
-        pytest_args=[],
-    )
-
-
 def test_run_refuses_instructions_without_a_stage(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="counting stage"):
-        run_mod.run(_args(tmp_path / "r", instructions=True))
+        run_mod.run(run_args(tmp_path / "r", ["hashing", "router"], instructions=True))
     assert not (tmp_path / "r").exists()
 
 
@@ -68,7 +56,9 @@ def test_the_stage_runs_after_each_suite_and_its_record_is_kept(tmp_path: Path) 
         return dataclasses.replace(suite_run, exit_code=5 if failed else suite_run.exit_code)
 
     out = tmp_path / "r"
-    assert run_mod.run(_args(out, instructions=True), after_suite=stage) == 1
+    assert (
+        run_mod.run(run_args(out, ["hashing", "router"], instructions=True), after_suite=stage) == 1
+    )
     # before compression: the stage reads the plain file the suite wrote
     assert seen == [("hashing", "1/2", True, False), ("router", "2/2", True, False)]
     runs = {r["suite"]: r for r in read_manifest(out)["runs"]}
