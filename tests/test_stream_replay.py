@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from samplemind_core import ChatResponse
-from samplemind_core._streaming import split_text, stored_chunks
+from samplemind_core._streaming import CHUNKS_KEY, UpstreamFeed, split_text, stored_chunks
 
 TEXT = "Deep kick, short tail."
 GOOD = {"lengths": [5, 6, 11], "gaps_ms": [0.0, 2.5, 3]}
@@ -55,3 +55,49 @@ def test_bad_gaps_are_dropped_and_the_chunks_kept(gaps: Any) -> None:
         ["Deep ", "kick, ", "short tail."],
         None,
     )
+
+
+STORED: list[tuple[str, Any]] = [
+    (TEXT, GOOD),
+    (TEXT, {"lengths": [len(TEXT)]}),
+    ("", {"lengths": []}),
+    ("", None),
+    ("   ", None),
+    ("Hello  big\nworld ", None),
+    (TEXT, {**GOOD, "lengths": [5, 6, 10]}),
+    (TEXT, {**GOOD, "lengths": [True, 4, 6, 11]}),
+    (TEXT, {**GOOD, "gaps_ms": [0.0, math.nan, 3.0]}),
+    (TEXT, {**GOOD, "gaps_ms": [1.0, 2.0]}),
+    (TEXT, "not a dict"),
+    (" a" * 300, None),
+    ("ab" * 50, {"lengths": [1] * 100, "gaps_ms": [0.5] * 100}),
+]
+
+
+@pytest.mark.parametrize("text, extra", STORED)
+@pytest.mark.parametrize("paced", [False, True])
+def test_a_lazy_replay_cuts_what_stored_chunks_cuts(text: str, extra: Any, paced: bool) -> None:
+    """UpstreamFeed.replay_stored cuts the first chunk at once and the rest when read
+    (decision 0500): the same chunks and gaps as stored_chunks, in every case above."""
+    chunks, gaps = stored_chunks(_resp(text), extra)
+    feed = UpstreamFeed(source="cache")
+    feed.replay_stored(_resp(text), extra)
+    assert feed.done and feed.chunks == chunks[:1]
+    if paced:  # a paced reader cuts everything before its first chunk (it needs the gaps)
+        feed.cut_rest()
+    else:  # an instant reader asks for chunk 1 once chunk 0 is out
+        assert len(feed.chunks) <= 1
+        feed.cut_rest()
+    feed.cut_rest()  # idempotent
+    assert feed.chunks == chunks and "".join(feed.chunks) == text
+    assert feed.gaps_ms == (gaps if gaps is not None else [0.0] * len(chunks))
+
+
+def test_an_old_entrys_metadata_boundaries_are_read_and_popped_lazily_too() -> None:
+    old = _resp()
+    old.metadata[CHUNKS_KEY] = dict(GOOD)
+    feed = UpstreamFeed(source="cache")
+    feed.replay_stored(old, None)
+    assert CHUNKS_KEY not in old.metadata
+    feed.cut_rest()
+    assert feed.chunks == ["Deep ", "kick, ", "short tail."] and feed.gaps_ms == [0.0, 2.5, 3]
