@@ -387,7 +387,12 @@ class ResponseStream:
         waited = False
         while i >= len(feed.chunks):
             if feed._rest is not None:  # a stored answer's chunks after the first
-                feed.cut_rest()
+                if not waited:
+                    # The loop is given back before the cut, not after it (below): other
+                    # readers' first chunks do not wait for this reader's cut either.
+                    await asyncio.sleep(0)
+                    waited = True
+                feed.cut_rest()  # (idempotent: another reader may have cut it meanwhile)
                 continue
             if feed.done:
                 self._end(feed)
