@@ -209,22 +209,30 @@ class UpstreamFeed:
         self.finish(response)
 
     def replay_stored(self, response: ChatResponse, extra: Any = None) -> None:
-        """Fill the feed with a stored answer and end it (a cache hit), as
-        :func:`stored_chunks` would cut it, but lazily: only the first chunk is cut here,
-        the others when a reader first asks for more (:meth:`cut_rest`), so a replay's
-        first chunk does not wait for the whole answer to be cut."""
+        """Fill the feed with a stored answer and end it (a cache hit), cut as
+        :func:`stored_chunks` cuts it, but lazily: only the first chunk is cut (and only
+        its stored length checked) here, the others when a reader first asks for more
+        (:meth:`cut_rest`), so a replay's first chunk waits neither for the whole answer
+        to be cut nor for every stored length to be checked. Where the stored lengths
+        turn out not to add up after a first length that did fit, the text after the
+        first chunk is cut into words (:func:`stored_chunks` would cut the whole text
+        into words): the chunks joined are the stored text in every case."""
         text = response.text
         meta = _boundaries(response, extra)
-        lengths = _valid_lengths(meta, len(text))
-        self._rest = (text, lengths, meta)
-        if lengths is not None:
-            self.chunks = [text[: lengths[0]]] if lengths else []
+        lengths = meta.get("lengths") if isinstance(meta, dict) else None
+        if (
+            isinstance(lengths, list)
+            and lengths
+            and type(n := lengths[0]) is int
+            and 0 < n <= len(text)
+        ):
+            self.chunks = [text[:n]]
         else:
+            lengths = None
             first = _WORDS.match(text)
             self.chunks = [first.group()] if first is not None else []
         self.gaps_ms = []
-        if not self.chunks:
-            self._rest = None
+        self._rest = (text, lengths, meta) if self.chunks else None
         self.finish(response)
 
     def cut_rest(self) -> None:
@@ -236,13 +244,13 @@ class UpstreamFeed:
         self._rest = None
         text, lengths, meta = rest
         chunks = self.chunks
-        if lengths is not None:
+        gaps = None
+        if lengths is not None and _valid_lengths(meta, len(text)) is not None:
             ends = list(accumulate(lengths))
             chunks += map(text.__getitem__, map(slice, ends, islice(ends, 1, None)))
             gaps = _valid_gaps(meta, len(chunks))
         else:
             chunks += _WORDS.findall(text, len(chunks[0]))
-            gaps = None
         self.gaps_ms = gaps if gaps is not None else [0.0] * len(chunks)
 
     def restart(self) -> None:
@@ -538,11 +546,11 @@ def _valid_lengths(meta: Any, size: int) -> list[int] | None:
     if not isinstance(meta, dict):
         return None
     lengths = meta.get("lengths")
-    # The checks run before a replay's first chunk: C-level loops (set(map(type, ...)),
-    # min, sum) instead of a generator of isinstance() calls.
+    # C-level loops (issuperset(map(type, ...)), min, sum) instead of a generator of
+    # isinstance() calls: these checks once ran before a replay's first chunk (now after it).
     if (
         isinstance(lengths, list)
-        and set(map(type, lengths)) <= _INT
+        and _INT.issuperset(map(type, lengths))
         and (not lengths or min(lengths) > 0)
         and sum(lengths) == size
     ):

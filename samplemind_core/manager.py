@@ -560,16 +560,16 @@ class AIManager:
         request.validate()
         self._router.chain(task, priority)  # validate before any lookup
         config = self.settings.stream
-        overrides = {
-            name: value
-            for name, value in (
-                ("idle_timeout_s", idle_timeout_s),
-                ("on_interrupt", on_interrupt),
-                ("replay", replay),
-            )
-            if value is not None
-        }
-        if overrides:
+        if idle_timeout_s is not None or on_interrupt is not None or replay is not None:
+            overrides = {
+                name: value
+                for name, value in (
+                    ("idle_timeout_s", idle_timeout_s),
+                    ("on_interrupt", on_interrupt),
+                    ("replay", replay),
+                )
+                if value is not None
+            }
             config = replace(config, **overrides)  # type: ignore[arg-type]
 
         return ResponseStream(

@@ -64,8 +64,10 @@ STORED: list[tuple[str, Any]] = [
     ("", None),
     ("   ", None),
     ("Hello  big\nworld ", None),
-    (TEXT, {**GOOD, "lengths": [5, 6, 10]}),
     (TEXT, {**GOOD, "lengths": [True, 4, 6, 11]}),
+    (TEXT, {**GOOD, "lengths": [0, 5, 6, 11]}),
+    (TEXT, {**GOOD, "lengths": [len(TEXT) + 1]}),
+    (TEXT, {**GOOD, "lengths": [5.0, 6, 11]}),
     (TEXT, {**GOOD, "gaps_ms": [0.0, math.nan, 3.0]}),
     (TEXT, {**GOOD, "gaps_ms": [1.0, 2.0]}),
     (TEXT, "not a dict"),
@@ -101,3 +103,17 @@ def test_an_old_entrys_metadata_boundaries_are_read_and_popped_lazily_too() -> N
     assert CHUNKS_KEY not in old.metadata
     feed.cut_rest()
     assert feed.chunks == ["Deep ", "kick, ", "short tail."] and feed.gaps_ms == [0.0, 2.5, 3]
+
+
+@pytest.mark.parametrize(
+    "lengths", [[5, 6, 10], [5, 6, 12], [5, 6.0, 11], [5, True, 6, 10], [5, 0, 6, 11], [5, -1, 18]]
+)
+def test_a_lazy_replay_with_a_good_first_length_cuts_the_rest_into_words(lengths: Any) -> None:
+    """Only the first stored length is checked before the first chunk (decision 0500): when
+    the others do not add up, the text after that chunk is cut into words, still exactly."""
+    feed = UpstreamFeed(source="cache")
+    feed.replay_stored(_resp(), {**GOOD, "lengths": lengths})
+    assert feed.chunks == ["Deep "]
+    feed.cut_rest()
+    assert feed.chunks == ["Deep ", *split_text(TEXT[5:])] and "".join(feed.chunks) == TEXT
+    assert feed.gaps_ms == [0.0] * len(feed.chunks)
