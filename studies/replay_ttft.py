@@ -80,22 +80,29 @@ DRAIN = True
 the first chunk (what a replay's own draining adds to the others' TTFT)."""
 
 
+LIVENESS: tuple[str, ...] = ()
+"""Which side runs under ``asyncio.timeout`` (``--liveness``): the stream suite's
+``timed_stream`` bounds every stream so; its non-streamed hits have no such bound."""
+
+
 async def replay_ttft(ai: AIManager, req: ChatRequest) -> float:
-    start = time.perf_counter()
-    first = None
-    async with ai.stream(req) as stream:
-        async for _ in stream:
-            if first is None:
-                first = time.perf_counter() - start
-                if not DRAIN:
-                    break
+    async with asyncio.timeout(120 if "replay" in LIVENESS else None):
+        start = time.perf_counter()
+        first = None
+        async with ai.stream(req) as stream:
+            async for _ in stream:
+                if first is None:
+                    first = time.perf_counter() - start
+                    if not DRAIN:
+                        break
     assert first is not None and (not DRAIN or stream.response.cached)
     return first
 
 
 async def hit_latency(ai: AIManager, req: ChatRequest) -> float:
-    start = time.perf_counter()
-    resp = await ai.complete(req)
+    async with asyncio.timeout(120 if "hit" in LIVENESS else None):
+        start = time.perf_counter()
+        resp = await ai.complete(req)
     assert resp.cached
     return time.perf_counter() - start
 
@@ -198,9 +205,16 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=44)
     parser.add_argument("--cpu-loops", type=int, default=2000)
     parser.add_argument("--first-only", action="store_true")
+    parser.add_argument(
+        "--liveness",
+        choices=("none", "replay", "both"),
+        default="none",
+        help="run replays (as the stream suite does), or both sides, under asyncio.timeout",
+    )
     args = parser.parse_args()
-    global DRAIN
+    global DRAIN, LIVENESS
     DRAIN = not args.first_only
+    LIVENESS = {"none": (), "replay": ("replay",), "both": ("replay", "hit")}[args.liveness]
     print(json.dumps(asyncio.run(run(args)), indent=1))
     return 0
 
