@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from itertools import accumulate, islice
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -143,6 +144,7 @@ class UpstreamFeed:
 
     __slots__ = (
         "_last",
+        "_rest",
         "_waiters",
         "chunks",
         "done",
@@ -177,6 +179,9 @@ class UpstreamFeed:
         # asyncio.Event would remove each waiter from a deque: O(readers) per reader).
         self._waiters: list[asyncio.Future[None]] = []
         self._last = _perf()
+        # A stored answer's chunks after the first, not cut yet (replay_stored): the text,
+        # the chunk lengths (None: split into words) and the recorded gaps.
+        self._rest: tuple[str, list[int] | None, Any] | None = None
 
     # -- the producer's side ---------------------------------------------------
 
@@ -202,6 +207,51 @@ class UpstreamFeed:
         self.chunks = chunks
         self.gaps_ms = gaps_ms if gaps_ms is not None else [0.0] * len(chunks)
         self.finish(response)
+
+    def replay_stored(self, response: ChatResponse, extra: Any = None) -> None:
+        """Fill the feed with a stored answer and end it (a cache hit), cut as
+        :func:`stored_chunks` cuts it, but lazily: only the first chunk is cut (and only
+        its stored length checked) here, the others when a reader first asks for more
+        (:meth:`cut_rest`), so a replay's first chunk waits neither for the whole answer
+        to be cut nor for every stored length to be checked. Where the stored lengths
+        turn out not to add up after a first length that did fit, the text after the
+        first chunk is cut into words (:func:`stored_chunks` would cut the whole text
+        into words): the chunks joined are the stored text in every case."""
+        text = response.text
+        meta = _boundaries(response, extra)
+        lengths = meta.get("lengths") if isinstance(meta, dict) else None
+        if (
+            isinstance(lengths, list)
+            and lengths
+            and type(n := lengths[0]) is int
+            and 0 < n <= len(text)
+        ):
+            self.chunks = [text[:n]]
+        else:
+            lengths = None
+            first = _WORDS.match(text)
+            self.chunks = [first.group()] if first is not None else []
+        self.gaps_ms = []
+        self._rest = (text, lengths, meta) if self.chunks else None
+        self.finish(response)
+
+    def cut_rest(self) -> None:
+        """Cut the rest of a stored answer given to :meth:`replay_stored` (idempotent),
+        with the recorded gaps (zeros when none were stored or they are not valid)."""
+        rest = self._rest
+        if rest is None:
+            return
+        self._rest = None
+        text, lengths, meta = rest
+        chunks = self.chunks
+        gaps = None
+        if lengths is not None and _valid_lengths(meta, len(text)) is not None:
+            ends = list(accumulate(lengths))
+            chunks += map(text.__getitem__, map(slice, ends, islice(ends, 1, None)))
+            gaps = _valid_gaps(meta, len(chunks))
+        else:
+            chunks += _WORDS.findall(text, len(chunks[0]))
+        self.gaps_ms = gaps if gaps is not None else [0.0] * len(chunks)
 
     def restart(self) -> None:
         """The next chunk starts a replacement stream."""
@@ -261,7 +311,7 @@ class ResponseStream:
 
     def __init__(
         self,
-        opener: Callable[[ResponseStream], Awaitable[tuple[UpstreamFeed, str]]],
+        opener: Callable[[], Awaitable[tuple[UpstreamFeed, str]]],
         *,
         start: float,
         replay: Literal["instant", "paced"] = "instant",
@@ -288,7 +338,7 @@ class ResponseStream:
     async def __aenter__(self) -> ResponseStream:
         if self._state != "new":
             raise ClientStateError("a ResponseStream can be entered once")
-        feed, role = await self._opener(self)  # attached before it returns
+        feed, role = await self._opener()  # attached before it returns
         self._feed = feed
         self._role = role
         self._attached = True
@@ -344,12 +394,21 @@ class ResponseStream:
         i = self._next
         waited = False
         while i >= len(feed.chunks):
+            if feed._rest is not None:  # a stored answer's chunks after the first
+                if not waited:
+                    # The loop is given back before the cut, not after it (below): other
+                    # readers' first chunks do not wait for this reader's cut either.
+                    await asyncio.sleep(0)
+                    waited = True
+                feed.cut_rest()  # (idempotent: another reader may have cut it meanwhile)
+                continue
             if feed.done:
                 self._end(feed)
                 raise StopAsyncIteration
             await feed.wait()
             waited = True
         if self._replay == "paced" and feed.source == "cache":
+            feed.cut_rest()  # the recorded gaps, from the first chunk's
             gap = min(feed.gaps_ms[i] / 1000.0, self._max_gap_s)
             if gap > 0:
                 await asyncio.sleep(gap)
@@ -459,36 +518,58 @@ def stored_chunks(
     when ``extra`` has none, and always popped from ``response.metadata``. A stored
     stream gives back its own chunk texts in order; a stored answer that was not
     streamed (or whose boundaries do not add up) is split by :func:`split_text`
-    (no gaps recorded).
+    (no gaps recorded). :meth:`UpstreamFeed.replay_stored` cuts the same chunks lazily.
     """
     text = response.text
+    meta = _boundaries(response, extra)
+    lengths = _valid_lengths(meta, len(text))
+    if lengths is None:
+        return split_text(text), None
+    chunks: list[str] = []
+    at = 0
+    for n in lengths:
+        chunks.append(text[at : at + n])
+        at += n
+    return chunks, _valid_gaps(meta, len(chunks))
+
+
+def _boundaries(response: ChatResponse, extra: Any) -> Any:
+    """The stored boundaries: ``extra`` when it is a dict, else an old entry's
+    ``metadata[CHUNKS_KEY]`` (popped from the response in every case)."""
     old = response.metadata.pop(CHUNKS_KEY, None)
-    meta = extra if isinstance(extra, dict) else old
-    if isinstance(meta, dict):
-        lengths = meta.get("lengths")
-        gaps = meta.get("gaps_ms")
-        # The checks run before a replay's first chunk: C-level loops (set(map(type, ...)),
-        # all(map(...))) instead of a generator of isinstance() calls, 5 µs less a replay.
-        if (
-            isinstance(lengths, list)
-            and set(map(type, lengths)) <= _INT
-            and all(map(_ZERO.__lt__, lengths))
-            and sum(lengths) == len(text)
-        ):
-            chunks: list[str] = []
-            at = 0
-            for n in lengths:
-                chunks.append(text[at : at + n])
-                at += n
-            if not (
-                isinstance(gaps, list)
-                and len(gaps) == len(chunks)
-                and set(map(type, gaps)) <= _NUMBER
-                and all(map(_ZERO.__le__, gaps))
-            ):
-                gaps = None
-            return chunks, gaps
-    return split_text(text), None
+    return extra if isinstance(extra, dict) else old
+
+
+def _valid_lengths(meta: Any, size: int) -> list[int] | None:
+    """The chunk lengths in the stored boundaries ``meta`` when they are positive ints
+    adding up to ``size`` (the text's length), else None (the text is split into words)."""
+    if not isinstance(meta, dict):
+        return None
+    lengths = meta.get("lengths")
+    # C-level loops (issuperset(map(type, ...)), min, sum) instead of a generator of
+    # isinstance() calls: these checks once ran before a replay's first chunk (now after it).
+    if (
+        isinstance(lengths, list)
+        and _INT.issuperset(map(type, lengths))
+        and (not lengths or min(lengths) > 0)
+        and sum(lengths) == size
+    ):
+        return lengths
+    return None
+
+
+def _valid_gaps(meta: Any, n: int) -> list[float] | None:
+    """The recorded gaps in the stored boundaries ``meta`` when they are ``n`` numbers
+    >= 0, else None."""
+    gaps = meta.get("gaps_ms") if isinstance(meta, dict) else None
+    if (
+        isinstance(gaps, list)
+        and len(gaps) == n
+        and set(map(type, gaps)) <= _NUMBER
+        and all(map(_ZERO.__le__, gaps))
+    ):
+        return gaps
+    return None
 
 
 def finalize_stream(stream: ResponseStream, response: ChatResponse) -> ChatResponse:

@@ -89,6 +89,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -559,23 +560,20 @@ class AIManager:
         request.validate()
         self._router.chain(task, priority)  # validate before any lookup
         config = self.settings.stream
-        overrides = {
-            name: value
-            for name, value in (
-                ("idle_timeout_s", idle_timeout_s),
-                ("on_interrupt", on_interrupt),
-                ("replay", replay),
-            )
-            if value is not None
-        }
-        if overrides:
+        if idle_timeout_s is not None or on_interrupt is not None or replay is not None:
+            overrides = {
+                name: value
+                for name, value in (
+                    ("idle_timeout_s", idle_timeout_s),
+                    ("on_interrupt", on_interrupt),
+                    ("replay", replay),
+                )
+                if value is not None
+            }
             config = replace(config, **overrides)  # type: ignore[arg-type]
 
-        async def opener(stream: ResponseStream) -> tuple[UpstreamFeed, str]:
-            return await self._open_feed(request, task, priority, config)
-
         return ResponseStream(
-            opener,
+            partial(self._open_feed, request, task, priority, config),  # no coroutine of its own
             start=start,
             replay=config.replay,
             max_replay_gap_s=config.max_replay_gap_s,
@@ -589,31 +587,78 @@ class AIManager:
         priority: Priority | str,
         config: StreamConfig,
     ) -> tuple[UpstreamFeed, str]:
-        """The feed a new stream reads and its role: a stored answer, a shared upstream, or a new one."""
+        """The feed a new stream reads and its role: a stored answer, a shared upstream, or a new one.
+
+        With a cache, the request's fingerprint is computed once, here: the cache key
+        serves the lookup, the feed (``|restart`` appended for ``on_interrupt="restart"``)
+        and the relay. Identical streams share one feed from the start, so the lookup too
+        is made once (2,000 callers -> one GET, not 2,000), and in the first caller's own
+        task, like a ``complete()`` hit: a stored answer is ready when this returns (no
+        producer task, no loop hop before the first chunk). On a miss a producer task reads
+        the providers. When the first caller is cancelled during its lookup, the callers
+        that joined meanwhile get a producer task that looks up again; nobody waits on a
+        feed that no one fills.
+        """
         if self._closed:
             raise ClientStateError("AIManager is closed: create a new one")
         cache = self._cache
-        key: str | None = None
-        if cache is not None:
-            # Identical streams share one feed from the start: the cache lookup, too, is
-            # made once, by the feed's producer (2,000 callers -> one GET, not 2,000).
-            key = cache.key_for(request) + ("" if config.on_interrupt == "raise" else "|restart")
-            if (feed := self._feeds.get(key)) is not None:
-                cache._stats.coalesced += 1
-                feed.attach()
-                return feed, "follower"
+        if cache is None:
+            feed = UpstreamFeed()
+            feed.attach()
+            self._start_producer(feed, request, task, priority, config, None, looked_up=True)
+            return feed, "leader"
+        # The key under fresh generations, and the lookup without a helper coroutine between
+        # (each await level is re-entered at every suspension of the lookup): as a hit does.
+        if cache._clock() >= cache._gens_expiry:
+            await cache._fresh_gens()  # the key below is under fresh generations
+        cache_key = cache.key_for(request)
+        key = cache_key if config.on_interrupt == "raise" else cache_key + "|restart"
+        if (shared := self._feeds.get(key)) is not None:
+            cache._stats.coalesced += 1
+            shared.attach()
+            return shared, "follower"
         feed = UpstreamFeed(key)
         feed.attach()
-        if key is not None:
-            self._feeds[key] = feed
-            feed.on_idle = self._forget_feed
+        self._feeds[key] = feed
+        feed.on_idle = self._forget_feed
+        box: list[Any] = []
+        try:
+            hit = await cache._lookup(cache_key, time.perf_counter(), extra=box)
+        except BaseException:  # our caller's cancellation (a lookup raises no cache error)
+            feed.detach()  # the last reader: the feed is forgotten
+            if feed.readers > 0 and not feed.done:  # others joined meanwhile: serve them
+                self._start_producer(feed, request, task, priority, config, cache_key)
+            raise
+        if hit is not None:
+            self._forget_feed(feed)  # done: a later caller looks up for itself
+            feed.source = "cache"
+            feed.replay_stored(hit, box[0])  # the first chunk cut, the rest when read
+            return feed, "leader"
+        if self._closed:  # closed during the lookup: no new upstream
+            self._forget_feed(feed)
+            feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
+            raise ClientStateError("AIManager is closed: create a new one")
+        self._start_producer(feed, request, task, priority, config, cache_key, looked_up=True)
+        return feed, "leader"
+
+    def _start_producer(
+        self,
+        feed: UpstreamFeed,
+        request: ChatRequest,
+        task: Task | str,
+        priority: Priority | str,
+        config: StreamConfig,
+        cache_key: str | None,
+        *,
+        looked_up: bool = False,
+    ) -> None:
+        """Fill ``feed`` from a task of its own (:meth:`_produce`), held until it ends."""
         task_ = asyncio.get_running_loop().create_task(
-            self._produce(feed, request, task, priority, config)
+            self._produce(feed, request, task, priority, config, cache_key, looked_up)
         )
         feed.task = task_
         self._stream_tasks.add(task_)
         task_.add_done_callback(self._stream_tasks.discard)
-        return feed, "leader"
 
     def _forget_feed(self, feed: UpstreamFeed) -> None:
         if feed.key is not None and self._feeds.get(feed.key) is feed:
@@ -626,19 +671,27 @@ class AIManager:
         task: Task | str,
         priority: Priority | str,
         config: StreamConfig,
+        cache_key: str | None,
+        looked_up: bool,
     ) -> None:
         """Fill ``feed`` (a task of its own; see :meth:`stream`): from another process's
-        stream through the cache's relay, or from the chain's providers."""
+        stream through the cache's relay, or from the chain's providers. ``cache_key``:
+        the request's cache key (None without a cache); ``looked_up``: the stream's caller
+        already missed it (see :meth:`_open_feed`), otherwise a stored answer is looked
+        up first."""
         cache = self._cache
         relay: str | None = None
         relay_token = b""
         writer: RelayWriter | None = None
         try:
-            if cache is not None and (found := await cache._get_with_extra(request)) is not None:
-                hit, extra = found
-                chunks, gaps = stored_chunks(hit, extra)
+            if (
+                cache is not None
+                and cache_key is not None
+                and not looked_up
+                and (found := await cache._lookup_with_extra(cache_key)) is not None
+            ):
                 feed.source = "cache"
-                feed.replay(chunks, gaps, hit)
+                feed.replay_stored(*found)
                 return
             if cache is not None and feed.key is not None and config.relay:
                 box: list[Any] = []
@@ -646,8 +699,9 @@ class AIManager:
                 def recheck() -> Awaitable[ChatResponse | None]:
                     # Another process may have stored it and left since our lookup.
                     box.clear()
+                    assert cache_key is not None  # (with a cache, the feed's key is one)
                     return cache._lookup(
-                        cache.key_for(request), time.perf_counter(), count_miss=False, extra=box
+                        cache_key, time.perf_counter(), count_miss=False, extra=box
                     )
 
                 claim, again = await cache._relay_claim(feed.key, recheck)

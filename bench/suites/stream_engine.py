@@ -37,6 +37,7 @@ from samplemind_core.providers import Provider
 __all__ = [
     "GENERATOR_LAG_MS",
     "GOOD_SHARE",
+    "LIVENESS_S",
     "GoodputPoint",
     "StreamRead",
     "StreamRecorder",

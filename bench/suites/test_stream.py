@@ -71,6 +71,7 @@ from bench.harness.streams import summarize
 from bench.suites.conftest import bench_options
 from bench.suites.local_engine import CONCURRENT, LOCAL_MAX_TOKENS, SHORT_TOKENS, measure_local
 from bench.suites.stream_engine import (
+    LIVENESS_S,
     StreamRead,
     raw_openai_stream,
     same_chunks,
@@ -295,10 +296,14 @@ async def test_stream_cache(
     hits: list[float] = []
 
     async def hit(i: int) -> float:
-        start = time.perf_counter()
-        resp = await ai.complete(requests[i])
+        # Under the same liveness bound as timed_stream's replays (an asyncio.timeout per
+        # call: a timer armed and cancelled), so that the two sides carry the same harness.
+        async with asyncio.timeout(LIVENESS_S):
+            start = time.perf_counter()
+            resp = await ai.complete(requests[i])
+            elapsed = time.perf_counter() - start
         assert resp.cached
-        return time.perf_counter() - start
+        return elapsed
 
     for _ in range(_rounds(bench_opts)):  # replay and plain hit side by side, interleaved
         replays.extend(await wave(concurrency, lambda i: timed_stream(ai, requests[i])))

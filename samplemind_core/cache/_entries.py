@@ -249,11 +249,17 @@ class _Entries(_StoreIO):
     async def _get_with_extra(self, request: ChatRequest) -> tuple[ChatResponse, Any] | None:
         """:meth:`get` with the envelope's trailing field: ``(hit, extra)`` (``extra`` None
         when the value has none), or None. For the stream path (chunk boundaries)."""
-        start = _perf()
         if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
+        return await self._lookup_with_extra(self.key_for(request))
+
+    async def _lookup_with_extra(self, key: str) -> tuple[ChatResponse, Any] | None:
+        """``key``'s hit with the envelope's trailing field, ``(hit, extra)`` (``extra`` None
+        when the value has none), or None; counted like :meth:`get` (the L1 first). ``key``
+        is :meth:`key_for`'s under fresh generations (no fingerprint is computed here)."""
+        start = _perf()
         box: list[Any] = []
-        hit = await self._lookup(self.key_for(request), start, extra=box)
+        hit = await self._lookup(key, start, extra=box)
         return None if hit is None else (hit, box[0])
 
     async def _set_with_extra(
