@@ -71,6 +71,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import functools
 import logging
 import random
 import time
@@ -93,6 +94,8 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     from tenacity import RetryCallState
 
 __all__ = [
@@ -270,6 +273,19 @@ def _map_error(
     return err
 
 
+@functools.cache
+def _tls_context(kind: str) -> ssl.SSLContext:
+    """The TLS context of one kind of transport (``"aiohttp"``, ``"h1"``, ``"h2"``), made once
+    per process: what httpx builds for ``verify=True`` without the environment (certifi's CA
+    bundle, hostname checks, ``CERT_REQUIRED``), as each transport built before.
+
+    Loading the CA bundle costs about 40 ms of CPU, which every client paid again. httpcore
+    sets the ALPN list on the context before each handshake (``h2`` offered only with
+    ``http2``) and aiohttp sets none, so the kinds never share a context.
+    """
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBaseTransport:
     """The transport ``config`` describes, with its pool limits (used by :class:`HttpClient`).
 
@@ -297,7 +313,9 @@ def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBas
                 "transport='aiohttp' needs aiohttp and httpx-aiohttp: "
                 "pip install aiohttp httpx-aiohttp (core dependencies of samplemind-core)"
             ) from exc
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(
+            verify=_tls_context("aiohttp"), limits=limits, trust_env=False
+        )
         return transport
     if not http1 and not config.http2:
         raise ConfigError("http1=False needs HttpConfig(http2=True)")
@@ -306,6 +324,7 @@ def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBas
     try:
         return GuardedHTTPTransport(
             gate_size=config.max_connections,
+            verify=_tls_context("h2" if config.http2 else "h1"),
             http1=http1,
             http2=config.http2,
             limits=limits,

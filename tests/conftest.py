@@ -22,6 +22,14 @@ from pathlib import Path
 
 import pytest
 
+# Keep compiled bytecode between test sessions, even under PYTHONDONTWRITEBYTECODE: pytest then
+# reads its assertion-rewritten test modules (and Python the project's modules) from
+# ``__pycache__`` (git-ignored) instead of rewriting and compiling all of them again in every
+# xdist worker, which was half of a worker's collection (decision 0560). Set here, before any
+# test module is imported; counting processes do not load this file (their stage copies no
+# ``tests/``) and keep their own PYTHONDONTWRITEBYTECODE=1.
+sys.dont_write_bytecode = False
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
 

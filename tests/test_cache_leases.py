@@ -11,6 +11,7 @@ with ``CLIENT PAUSE`` and random cancellations; every assertion is on counts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import uuid
 from collections.abc import Callable
@@ -91,7 +92,11 @@ async def test_a_caller_cancelled_at_any_store_operation_leaves_at_once_and_no_l
 ) -> None:
     server = fakeredis.FakeServer()
     client = Blocking(server, block_at, mode)
-    cache = ResponseCache(client, config=LEASE)
+    # A claim left without its reply (block_at 3) is looked at again 2 x op_timeout_s after
+    # the first compare-and-delete: 0.5 s here, so that second look runs inside aclose()'s
+    # 2 s (with LEASE's 5 s, aclose waited its whole 2 s and cancelled it). fakeredis answers
+    # in-process, and the deadline counts only time the loop was responsive.
+    cache = ResponseCache(client, config=dataclasses.replace(LEASE, op_timeout_s=0.25))
     calls = 0
 
     async def call() -> ChatResponse:

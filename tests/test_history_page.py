@@ -242,6 +242,7 @@ def test_list_help_names_defaults() -> None:
     assert "(default: the current directory)" in text and "Exit 0" in text
 
 
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 @pytest.mark.postgres
 def test_list_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     res = cli("list", "--db", postgres_url)

@@ -54,7 +54,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -78,6 +78,7 @@ from bench.suites.stream_engine import (
     timed_stream,
     wave,
 )
+from fixtures.servers import EmulatorServer, start_emulator
 from fixtures.stream_worker import run_workers, worker_command
 from samplemind_core import (
     CacheConfig,
@@ -166,6 +167,19 @@ def _namespace() -> CacheConfig:
     return CacheConfig(namespace="stream-" + uuid.uuid4().hex[:8])
 
 
+@pytest.fixture(scope="module")
+def smoke_emulator() -> Iterator[EmulatorServer]:
+    """The live world's emulator in a smoke run (benchmarks disabled), shared by the module's
+    live cases: each case's ``open`` reconfigures it (latency scale, seed: a new world, RNGs
+    restarted) and reads its upstream calls as differences, so a shared process answers as a
+    fresh one does; 14 process starts fewer in the test suite (decision 0562)."""
+    server = start_emulator(latency_scale=PACED_SCALE, seed=0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=WORLDS)
 async def stream_world(
     request: pytest.FixtureRequest, bench_opts: BenchOptions
@@ -192,7 +206,12 @@ async def stream_world(
         world = StreamWorld(mode, transport, open_mocked, mocked_calls)
     else:
         redis = request.getfixturevalue("redis_server")
-        emulator = request.getfixturevalue("emulator_factory")(latency_scale=PACED_SCALE, seed=0)
+        if bench_opts.disabled:  # a smoke run: one emulator for the module's live cases
+            emulator = request.getfixturevalue("smoke_emulator")
+        else:  # a timed run: a fresh emulator per benchmark, as always
+            emulator = request.getfixturevalue("emulator_factory")(
+                latency_scale=PACED_SCALE, seed=0
+            )
 
         async def open_live(scale: float) -> AIManager:
             emulator.configure(latency_scale=scale, seed=0)
