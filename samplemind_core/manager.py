@@ -633,6 +633,7 @@ class AIManager:
         relay: str | None = None
         relay_token = b""
         writer: RelayWriter | None = None
+        left = False  # cancelled: every reader left (or the manager closed)
         try:
             if cache is not None and (found := await cache._get_with_extra(request)) is not None:
                 hit, extra = found
@@ -642,31 +643,32 @@ class AIManager:
                 return
             if cache is not None and feed.key is not None and config.relay:
                 box: list[Any] = []
+                entry = cache.key_for(request)
 
                 def recheck() -> Awaitable[ChatResponse | None]:
                     # Another process may have stored it and left since our lookup.
                     box.clear()
-                    return cache._lookup(
-                        cache.key_for(request), time.perf_counter(), count_miss=False, extra=box
-                    )
+                    return cache._lookup(entry, time.perf_counter(), count_miss=False, extra=box)
 
-                claim, again = await cache._relay_claim(feed.key, recheck)
-                if claim is False and await self._follow_relay(feed, feed.key, config):
-                    return
-                if claim is False:  # the other process failed or fell silent before any text
-                    claim, again = await cache._relay_claim(feed.key, recheck)
+                claim, again = await cache._relay_claim(feed.key, recheck, entry)
+                if claim is False and again is None:
+                    if await self._follow_relay(feed, feed.key, config):
+                        return
+                    # the other process failed or fell silent before any text
+                    claim, again = await cache._relay_claim(feed.key, recheck, entry)
                 if claim:
                     relay = feed.key
                     relay_token = claim if isinstance(claim, bytes) else b""
-                    if again is not None:
-                        cache._stats.misses -= 1  # counted by the first lookup: a hit after all
-                        chunks, gaps = stored_chunks(again, box[0])
-                        feed.source = "cache"
-                        feed.replay(chunks, gaps, again)
-                        return
-            writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
+                if again is not None:  # stored meanwhile: a hit after all (lease or not)
+                    cache._stats.misses -= 1  # counted by the first lookup
+                    chunks, gaps = stored_chunks(again, box[0])
+                    feed.source = "cache"
+                    feed.replay(chunks, gaps, again)
+                    return
+            writer = None if relay is None else cache._relay_writer(relay, relay_token)  # type: ignore[union-attr]
             await self._read_chain(feed, request, task, priority, config, writer)
         except asyncio.CancelledError:
+            left = True
             if not feed.done:  # the manager closed under its readers: they must not hang
                 feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
             raise
@@ -678,7 +680,9 @@ class AIManager:
             if relay is not None and cache is not None:
                 # At once, also when cancelled: followers elsewhere must not wait for us.
                 if writer is not None and (not feed.done or feed.error is not None):
-                    reason = "abandoned" if feed.error is None else type(feed.error).__name__
+                    reason = (
+                        "abandoned" if left or feed.error is None else type(feed.error).__name__
+                    )
                     await writer.close(cache._relay_end_fields(None, reason))
                 await cache._relay_release(relay, relay_token)
 
