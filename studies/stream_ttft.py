@@ -19,7 +19,9 @@ Variants (``--variants``, comma-separated):
 - ``layer+redis``: with a ``ResponseCache`` on the redis-server (default ``CacheConfig``,
   the relay on); ``layer+redis-norelay``: ``StreamConfig(relay=False)``;
   ``layer+redis-mcN``: ``CacheConfig(max_connections=N)``; ``layer+redis-nobatch``:
-  ``CacheConfig(batch_gets=False)``.
+  ``CacheConfig(batch_gets=False)``; ``layer+redis-nowrite``: the relay's lease and claim
+  kept but no relay entry written (what a relay written only for followed streams would
+  save on streams nobody follows; a measurement, not a mode of the package).
 
 ``--base DIR``: DIR holds a copy of another tree's package renamed ``samplemind_base``
 (``git archive <ref> samplemind_core | tar -x -C DIR && mv DIR/samplemind_core
@@ -235,6 +237,18 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+class _NoWriter:
+    """A relay writer that writes nothing (the ``-nowrite`` variants)."""
+
+    failed = lost = False
+
+    def put(self, fields: Any) -> None:
+        pass
+
+    async def close(self, fields: Any) -> None:
+        pass
+
+
 class Package:
     """One copy of the package (this tree's, or ``samplemind_base``) and its managers."""
 
@@ -250,12 +264,17 @@ class Package:
         cache = None
         if redis_client is not None:
             relay = cache_kw.pop("relay", True)
+            nowrite = cache_kw.pop("nowrite", False)
             if not relay:
                 settings = replace(settings, stream=m.StreamConfig(relay=False))
             namespace = f"ttft-{len(self.managers)}-{time.time_ns() % 10**9}"
             cache = m.ResponseCache(
                 redis_client, config=m.CacheConfig(namespace=namespace, **cache_kw)
             )
+        if cache is not None and nowrite:
+            # The lease and claim kept, no relay entry written: what writing the relay only
+            # for streams another process follows would save on streams nobody follows.
+            cache._relay_writer = lambda *a, **k: _NoWriter()
         ai = m.AIManager(settings, cache=cache)
         self.managers.append(ai)
         return ai
@@ -325,6 +344,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     kw["relay"] = False
                 elif opt == "nobatch":
                     kw["batch_gets"] = False
+                elif opt == "nowrite":
+                    kw["nowrite"] = True
                 elif opt.startswith("mc"):
                     kw["max_connections"] = int(opt[2:])
                 else:

@@ -385,3 +385,50 @@ async def test_redis_paused_mid_stream_neither_leader_nor_follower_hangs(
             await ai.aclose()
         for c in clients:
             await c.aclose()
+
+
+# ---------------------------------------------- the first chunk before the relay's write
+
+
+@pytest.mark.redis
+async def test_the_reader_has_its_first_chunk_before_the_relay_writes_it(
+    redis_server: RedisServer,
+) -> None:
+    """The leader hands each chunk to its readers first; the relay's ``XADD`` of it is
+    queued for the end of that event-loop iteration (decision 0541, item 1): no Redis
+    work stands between the provider's first chunk and the caller's."""
+    client = Redis.from_url(redis_server.url)
+    xadds: list[int] = []
+    pipeline = client.pipeline
+
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def wrapped(*a: Any, **kw: Any) -> Any:
+            xadds.extend(1 for command, _ in pipe.command_stack if command[0] == "XADD")
+            return await execute(*a, **kw)
+
+        pipe.execute = wrapped
+        return pipe
+
+    client.pipeline = counted_pipeline  # type: ignore[method-assign]
+    scripts = Scripts()
+    scripts.default["ollama"] = ["first ", 0.05, "second"]
+    ai = AIManager(
+        settings(),
+        cache=ResponseCache(
+            client, config=CacheConfig(namespace="fc" + uuid.uuid4().hex[:6], lease_s=5.0)
+        ),
+    )
+    scripts.install(ai)
+    try:
+        seen: list[int] = []
+        async with ai.stream(req("first chunk first")) as stream:
+            async for _ in stream:
+                seen.append(len(xadds))
+        assert stream.response.text == "first second" and seen[0] == 0
+        assert len(xadds) == 3  # both chunks and the end were relayed after all
+    finally:
+        await ai.aclose()
+        await client.aclose()
