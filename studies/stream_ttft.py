@@ -23,6 +23,12 @@ Variants (``--variants``, comma-separated):
   kept but no relay entry written (what a relay written only for followed streams would
   save on streams nobody follows; a measurement, not a mode of the package).
 
+Order matters: with ``--settle 0`` a wave starts while the previous one's leftovers (its
+producers' relay ends and lease releases, its abandoned streams in the emulator) still
+run, and the variants keep their cyclic predecessor in the rotation; at 100 streams that
+moved a variant's TTFT ratio by up to 1.7x (docs/measurements/2026-12-06-stream-miss-path.md).
+Compare TTFT with ``--settle 0.5`` or in both orders; CPU per stream is not affected.
+
 ``--base DIR``: DIR holds a copy of another tree's package renamed ``samplemind_base``
 (``git archive <ref> samplemind_core | tar -x -C DIR && mv DIR/samplemind_core
 DIR/samplemind_base``); every ``base:<variant>`` then runs that code in the same
@@ -359,8 +365,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu: dict[str, list[float]] = {n: [] for n in names}
     n = args.concurrency
 
+    async def settle() -> None:
+        # Let the previous wave's leftovers end before the next wave starts (its producers'
+        # relay ends and lease releases here, the abandoned streams in the emulator): else
+        # each variant's TTFT carries a share of its predecessor's work (``--settle``).
+        if args.settle <= 0:
+            return
+        for pkg in packages.values():
+            for ai in pkg.managers:
+                for _ in range(1000):
+                    releases = getattr(ai.cache, "_releases", None) if ai.cache else None
+                    if not ai._stream_tasks and not releases:
+                        break
+                    await asyncio.sleep(0.01)
+        await asyncio.sleep(args.settle)
+
     async def wave(name: str, i: int) -> tuple[list[float], float]:
         make = makers[name]
+        await settle()
         c0 = time.process_time()
         got = await asyncio.gather(*(make(f"describe {name} {i} {j}") for j in range(n)))
         return list(got), time.process_time() - c0
@@ -438,6 +460,13 @@ def main() -> int:
     parser.add_argument("--read", default="first", choices=["first", "all"])
     parser.add_argument("--base", default="")
     parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="before each wave, wait for the previous wave's producers and lease releases "
+        "to end, then this many seconds (0: start at once, as before)",
+    )
     parser.add_argument(
         "--dump", default="", help="write each variant's profile to DUMP.<variant>.prof"
     )
