@@ -177,6 +177,7 @@ async def test_a_miss_opens_its_upstream_one_round_trip_after_its_lookup(
     )
     scripts.install(ai)
     await asyncio.wait_for(read(ai, req("warm-up")), 30)  # (the generations' first read)
+    await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)  # (and its release)
     adapter = ai.provider("ollama")
     opened = adapter.open_stream
     before_open: list[int] = []
