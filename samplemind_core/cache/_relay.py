@@ -92,8 +92,8 @@ class _StreamRelay(_SingleFlight):
         holder that left before our ``SET`` is seen. ``recheck`` then runs only when the
         entry exists (for a follower too: a hit is a hit, whoever holds the lease), and the
         old relay stream is unlinked only when there is one. On a cluster (the keys live
-        on several nodes: no order between them) and without ``batch_gets``, the re-check
-        and the ``UNLINK`` follow the ``SET``'s reply as before (decision 0400).
+        on several nodes: a pipeline keeps no order between them) the re-check follows the
+        ``SET``'s reply, for the leader only, as before (decision 0400).
 
         The commands join the other streams' of the same event-loop iteration (one
         pipeline for many concurrent misses: ``_io_queued``)."""
