@@ -74,6 +74,15 @@ async def test_a_server_that_forgot_the_script_still_extends(redis_server: Redis
         assert await cache._io_cap(key + RELAY_LEASE_SUFFIX, claim, 30_000) is True
         assert await raw.pttl(key + RELAY_LEASE_SUFFIX) > 1_000
         assert cache._scripting  # the atomic path is kept
+        # the writer's refresh (EVALSHA queued with its batch) after another SCRIPT FLUSH
+        await raw.script_flush()
+        await raw.pexpire(key + RELAY_LEASE_SUFFIX, 1_000)
+        writer = cache._relay_writer(key, claim)
+        writer._lease_due = 0.0  # due
+        writer.put({b"t": b"one"})
+        await asyncio.wait_for(until(lambda: writer._refreshing is None), 30)
+        assert not writer.lost and await raw.pttl(key + RELAY_LEASE_SUFFIX) > 1_000
+        await writer.close(cache._relay_end_fields(None, "abandoned"))
         await cache._relay_release(key, claim)
     finally:
         await cache.aclose()

@@ -35,13 +35,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import redis.exceptions
+
 from .._cache.envelope import decode
 from .._cache.keys import RELAY_SUFFIXES
 from .._exceptions import CacheBackendError, CacheError
 from .._models import ChatResponse
 from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
-from ._store import Command
+from ._store import _CAP_SHA, Command, _no_scripting
 
 __all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
 
@@ -294,8 +296,8 @@ class RelayWriter:
     (the ``XADD`` that creates it), the terminal one, and otherwise at most every quarter
     of ``lease_s``; the lease's (set by the claim's ``SET NX PX``, given back right after
     the terminal entry) at most every quarter of ``lease_s`` from the claim, by
-    compare-and-pexpire of the claim's token (``_io_cap``, a background operation per
-    refresh): an old leader never extends a successor's lease, and a writer that finds its
+    compare-and-pexpire of the claim's token (one ``EVALSHA`` queued with the entries'
+    batch, no task; ``_io_cap`` on ``NOSCRIPT`` or without scripting): an old leader never extends a successor's lease, and a writer that finds its
     lease gone or taken over stops writing (``lost``; the successor's followers read the
     same stream key).
     """
@@ -323,7 +325,7 @@ class RelayWriter:
         self._refresh_due = -1.0  # loop time; the first batch refreshes the stream's expiry
         # the claim set the lease's expiry just now: its first refresh is a quarter later
         self._lease_due = asyncio.get_running_loop().time() + (cache._lease_s or 0.0) / 4
-        self._refreshing: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Future[Any] | None = None
         self._closing = False
         self.failed = False
         self.lost = False
@@ -342,27 +344,58 @@ class RelayWriter:
         refresh = self._closing or now >= self._refresh_due
         if refresh:
             self._refresh_due = now + quarter
-        if not self._closing and now >= self._lease_due and self._token:
+        if (
+            not self._closing
+            and now >= self._lease_due
+            and self._token
+            and self._refreshing is None
+        ):
             self._lease_due = now + quarter
-            if self._refreshing is None:
-                self._refreshing = asyncio.get_running_loop().create_task(self._refresh_lease())
+            self._refresh_lease()
         fut = self._cache._relay_push_soon(self._key, batch, refresh)
         self._sending = fut
         fut.add_done_callback(self._sent)
 
-    async def _refresh_lease(self) -> None:
-        """Extend the lease if it still holds our token; stop writing when it does not."""
+    def _refresh_lease(self) -> None:
+        """Extend the lease if it still holds our token (compare-and-pexpire, queued with
+        this iteration's batch: no task); :meth:`_lease_checked` stops the writer when it
+        does not. Without scripting, or after ``NOSCRIPT``, a task runs ``_io_cap`` (its
+        fallbacks)."""
         cache = self._cache
         assert cache._lease_s is not None
-        try:
-            mine = await cache._io_cap(
-                self._key + RELAY_LEASE_SUFFIX, self._token, max(1, int(cache._lease_s * 1000))
-            )
-        except CacheError:
-            return  # the entries' batch fails on the same store: counted there
-        finally:
-            self._refreshing = None
-        if not mine and not self._closing:
+        lease = self._key + RELAY_LEASE_SUFFIX
+        ttl_ms = max(1, int(cache._lease_s * 1000))
+        refreshing: asyncio.Future[Any]
+        if cache._scripting:
+            command = ("EVALSHA", _CAP_SHA, 1, lease, self._token, ttl_ms)
+            refreshing = cache._io_queued_soon(lease, (command,))
+        else:
+            refreshing = asyncio.ensure_future(cache._io_cap(lease, self._token, ttl_ms))
+        self._refreshing = refreshing
+        refreshing.add_done_callback(self._lease_checked)
+
+    def _lease_checked(self, fut: asyncio.Future[Any]) -> None:
+        self._refreshing = None
+        if fut.cancelled() or self._closing:
+            return
+        exc = fut.exception()
+        if exc is not None:
+            cause = exc.__cause__
+            if isinstance(cause, redis.exceptions.NoScriptError) or _no_scripting(cause):
+                # (the server forgot the script, or has none: _io_cap's own fallbacks)
+                assert self._cache._lease_s is not None
+                self._refreshing = retry = asyncio.ensure_future(
+                    self._cache._io_cap(
+                        self._key + RELAY_LEASE_SUFFIX,
+                        self._token,
+                        max(1, int(self._cache._lease_s * 1000)),
+                    )
+                )
+                retry.add_done_callback(self._lease_checked)
+            return  # another error of the store: the entries' batch counts it
+        result = fut.result()
+        mine = result[0] if isinstance(result, list) else result
+        if not mine:
             self.lost = self.failed = True
             self._pending = []
             logger.warning(
