@@ -111,7 +111,6 @@ from ._streaming import (
     ResponseStream,
     UpstreamFeed,
     chunk_boundaries,
-    stored_chunks,
 )
 from ._streaming import finalize_stream as _finalize_stream
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
@@ -683,6 +682,7 @@ class AIManager:
         relay: str | None = None
         relay_token = b""
         writer: RelayWriter | None = None
+        left = False  # cancelled: every reader left (or the manager closed)
         try:
             if (
                 cache is not None
@@ -695,32 +695,32 @@ class AIManager:
                 return
             if cache is not None and feed.key is not None and config.relay:
                 box: list[Any] = []
+                entry = cache_key
+                assert entry is not None  # (with a cache, the feed's key is one)
 
                 def recheck() -> Awaitable[ChatResponse | None]:
                     # Another process may have stored it and left since our lookup.
                     box.clear()
-                    assert cache_key is not None  # (with a cache, the feed's key is one)
-                    return cache._lookup(
-                        cache_key, time.perf_counter(), count_miss=False, extra=box
-                    )
+                    return cache._lookup(entry, time.perf_counter(), count_miss=False, extra=box)
 
-                claim, again = await cache._relay_claim(feed.key, recheck)
-                if claim is False and await self._follow_relay(feed, feed.key, config):
-                    return
-                if claim is False:  # the other process failed or fell silent before any text
-                    claim, again = await cache._relay_claim(feed.key, recheck)
+                claim, again = await cache._relay_claim(feed.key, recheck, entry)
+                if claim is False and again is None:
+                    if await self._follow_relay(feed, feed.key, config):
+                        return
+                    # the other process failed or fell silent before any text
+                    claim, again = await cache._relay_claim(feed.key, recheck, entry)
                 if claim:
                     relay = feed.key
                     relay_token = claim if isinstance(claim, bytes) else b""
-                    if again is not None:
-                        cache._stats.misses -= 1  # counted by the first lookup: a hit after all
-                        chunks, gaps = stored_chunks(again, box[0])
-                        feed.source = "cache"
-                        feed.replay(chunks, gaps, again)
-                        return
-            writer = None if relay is None else cache._relay_writer(relay)  # type: ignore[union-attr]
+                if again is not None:  # stored meanwhile: a hit after all (lease or not)
+                    cache._stats.misses -= 1  # counted by the first lookup
+                    feed.source = "cache"
+                    feed.replay_stored(again, box[0])
+                    return
+            writer = None if relay is None else cache._relay_writer(relay, relay_token)  # type: ignore[union-attr]
             await self._read_chain(feed, request, task, priority, config, writer)
         except asyncio.CancelledError:
+            left = True
             if not feed.done:  # the manager closed under its readers: they must not hang
                 feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
             raise
@@ -732,7 +732,9 @@ class AIManager:
             if relay is not None and cache is not None:
                 # At once, also when cancelled: followers elsewhere must not wait for us.
                 if writer is not None and (not feed.done or feed.error is not None):
-                    reason = "abandoned" if feed.error is None else type(feed.error).__name__
+                    reason = (
+                        "abandoned" if left or feed.error is None else type(feed.error).__name__
+                    )
                     await writer.close(cache._relay_end_fields(None, reason))
                 await cache._relay_release(relay, relay_token)
 

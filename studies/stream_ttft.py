@@ -19,7 +19,15 @@ Variants (``--variants``, comma-separated):
 - ``layer+redis``: with a ``ResponseCache`` on the redis-server (default ``CacheConfig``,
   the relay on); ``layer+redis-norelay``: ``StreamConfig(relay=False)``;
   ``layer+redis-mcN``: ``CacheConfig(max_connections=N)``; ``layer+redis-nobatch``:
-  ``CacheConfig(batch_gets=False)``.
+  ``CacheConfig(batch_gets=False)``; ``layer+redis-nowrite``: the relay's lease and claim
+  kept but no relay entry written (what a relay written only for followed streams would
+  save on streams nobody follows; a measurement, not a mode of the package).
+
+Order matters: with ``--settle 0`` a wave starts while the previous one's leftovers (its
+producers' relay ends and lease releases, its abandoned streams in the emulator) still
+run, and the variants keep their cyclic predecessor in the rotation; at 100 streams that
+moved a variant's TTFT ratio by up to 1.7x (docs/measurements/2026-12-06-stream-miss-path.md).
+Compare TTFT with ``--settle 0.5`` or in both orders; CPU per stream is not affected.
 
 ``--base DIR``: DIR holds a copy of another tree's package renamed ``samplemind_base``
 (``git archive <ref> samplemind_core | tar -x -C DIR && mv DIR/samplemind_core
@@ -235,6 +243,18 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+class _NoWriter:
+    """A relay writer that writes nothing (the ``-nowrite`` variants)."""
+
+    failed = lost = False
+
+    def put(self, fields: Any) -> None:
+        pass
+
+    async def close(self, fields: Any) -> None:
+        pass
+
+
 class Package:
     """One copy of the package (this tree's, or ``samplemind_base``) and its managers."""
 
@@ -250,12 +270,17 @@ class Package:
         cache = None
         if redis_client is not None:
             relay = cache_kw.pop("relay", True)
+            nowrite = cache_kw.pop("nowrite", False)
             if not relay:
                 settings = replace(settings, stream=m.StreamConfig(relay=False))
             namespace = f"ttft-{len(self.managers)}-{time.time_ns() % 10**9}"
             cache = m.ResponseCache(
                 redis_client, config=m.CacheConfig(namespace=namespace, **cache_kw)
             )
+        if cache is not None and nowrite:
+            # The lease and claim kept, no relay entry written: what writing the relay only
+            # for streams another process follows would save on streams nobody follows.
+            cache._relay_writer = lambda *a, **k: _NoWriter()
         ai = m.AIManager(settings, cache=cache)
         self.managers.append(ai)
         return ai
@@ -325,6 +350,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     kw["relay"] = False
                 elif opt == "nobatch":
                     kw["batch_gets"] = False
+                elif opt == "nowrite":
+                    kw["nowrite"] = True
                 elif opt.startswith("mc"):
                     kw["max_connections"] = int(opt[2:])
                 else:
@@ -338,8 +365,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu: dict[str, list[float]] = {n: [] for n in names}
     n = args.concurrency
 
+    async def settle() -> None:
+        # Let the previous wave's leftovers end before the next wave starts (its producers'
+        # relay ends and lease releases here, the abandoned streams in the emulator): else
+        # each variant's TTFT carries a share of its predecessor's work (``--settle``).
+        if args.settle <= 0:
+            return
+        for pkg in packages.values():
+            for ai in pkg.managers:
+                for _ in range(1000):
+                    releases = getattr(ai.cache, "_releases", None) if ai.cache else None
+                    if not ai._stream_tasks and not releases:
+                        break
+                    await asyncio.sleep(0.01)
+        await asyncio.sleep(args.settle)
+
     async def wave(name: str, i: int) -> tuple[list[float], float]:
         make = makers[name]
+        await settle()
         c0 = time.process_time()
         got = await asyncio.gather(*(make(f"describe {name} {i} {j}") for j in range(n)))
         return list(got), time.process_time() - c0
@@ -417,6 +460,13 @@ def main() -> int:
     parser.add_argument("--read", default="first", choices=["first", "all"])
     parser.add_argument("--base", default="")
     parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="before each wave, wait for the previous wave's producers and lease releases "
+        "to end, then this many seconds (0: start at once, as before)",
+    )
     parser.add_argument(
         "--dump", default="", help="write each variant's profile to DUMP.<variant>.prof"
     )

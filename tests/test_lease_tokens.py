@@ -131,19 +131,40 @@ class LostReply:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
+        if name == "pipeline":  # (a relay claim: SET NX with EXISTS, one pipeline)
+            return lambda *a, **kw: _after_nx(attr(*a, **kw), self._lose)
         if name not in {"set", "execute_command"}:
             return attr
 
         async def op(*args: Any, **kwargs: Any) -> Any:
             is_nx = kwargs.get("nx") or (name == "execute_command" and "NX" in args)
             reply = await attr(*args, **kwargs)
-            if is_nx and self.armed:
-                self.armed = False
-                self.blocked.set()
-                await asyncio.Event().wait()  # the reply is lost: until cancelled
+            if is_nx:
+                await self._lose()
             return reply
 
         return op
+
+    async def _lose(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.blocked.set()
+            await asyncio.Event().wait()  # the reply is lost: until cancelled
+
+
+def _after_nx(pipe: Any, then: Callable[[], Awaitable[None]]) -> Any:
+    """``pipe`` whose ``execute`` awaits ``then()`` after Redis ran it, when it held a ``SET NX``."""
+    execute = pipe.execute
+
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        has_nx = any("NX" in command for command, _ in pipe.command_stack)
+        reply = await execute(*args, **kwargs)
+        if has_nx:
+            await then()
+        return reply
+
+    pipe.execute = wrapped
+    return pipe
 
 
 @pytest.mark.redis
@@ -224,16 +245,21 @@ class SlowReplies:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
+        if name == "pipeline":  # (a relay claim: SET NX with EXISTS, one pipeline)
+            return lambda *a, **kw: _after_nx(attr(*a, **kw), self._late)
         if name not in {"set", "execute_command"}:
             return attr
 
         async def op(*args: Any, **kwargs: Any) -> Any:
             reply = await attr(*args, **kwargs)
             if kwargs.get("nx") or (name == "execute_command" and "NX" in args):
-                await asyncio.sleep(self.rng.uniform(0.05, 0.25))
+                await self._late()
             return reply
 
         return op
+
+    async def _late(self) -> None:
+        await asyncio.sleep(self.rng.uniform(0.05, 0.25))
 
 
 # ----------------------------------------- hundreds of identical callers cancelled at random

@@ -25,6 +25,7 @@ from samplemind_core import (
 )
 from samplemind_core.cache._relay import RELAY_LEASE_SUFFIX
 from samplemind_core.manager import AIManager
+from tests._helpers import until
 
 from .test_stream_layer import Scripts, read, req, settings
 
@@ -281,6 +282,8 @@ async def test_concurrent_misses_send_their_commands_in_few_pipelines(
         assert scripts.opened["ollama"] == n
         stats = ai.cache.stats()  # type: ignore[union-attr]
         assert (stats.leases, stats.misses, stats.sets, stats.backend_errors) == (n, n, n, 0)
+        # (a producer gives its lease back after its readers saw the end)
+        await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
         assert [k async for k in client.scan_iter(match=f"*{namespace}*{RELAY_LEASE_SUFFIX}")] == []
         # stored with their boundaries: a second read of each is a replay
         again = await asyncio.wait_for(read(ai, req("kick 7")), 30)
@@ -290,7 +293,9 @@ async def test_concurrent_misses_send_their_commands_in_few_pipelines(
             assert round_trips < n, sent  # fewer than one per stream (was > 5 per stream)
             assert stats.pool_waits == 0
         else:
-            assert sent["single"] >= 4 * n, sent  # SET NX, UNLINK x 2, SET: each on its own
+            # lookup, claim (SET NX + EXISTS x 2, decision 0541), relay entries, SET, release:
+            # each stream's on its own
+            assert round_trips >= 5 * n, sent
     finally:
         await ai.aclose()
         await client.aclose()
@@ -304,8 +309,9 @@ async def _calls(control: Any, command: str) -> int:
 async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_not_each_chunk(
     pair: tuple[AIManager, AIManager, Scripts], redis_server: Any
 ) -> None:
-    """Decision 0402: PEXPIRE of the lease and the relay stream with the first batch, the
-    terminal one and at most every lease_s / 4 between; the follower still reads it all."""
+    """Decisions 0402, 0540: PEXPIRE of the relay stream with the first batch, the terminal
+    one and at most every lease_s / 4 between (the lease's only every lease_s / 4, by
+    compare); the follower still reads it all."""
     a, b, scripts = pair
     steps: list[Any] = []
     for i in range(30):
@@ -321,7 +327,10 @@ async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_no
         assert follow[0] == chunks and len(chunks) == 30 and scripts.opened["ollama"] == 1
         xadds, pexpires = await _calls(control, "xadd"), await _calls(control, "pexpire")
         assert xadds == 31  # 30 chunks and the end
-        # lease_s = 5 s: the stream lasts well under 1.25 s, so two refreshes of two keys
-        assert pexpires == 4, (xadds, pexpires)
+        # lease_s = 5 s: the stream lasts well under 1.25 s, so the relay stream's expiry is
+        # set with its first and its last batch, and the lease's never (set by the claim's
+        # SET NX PX, given back after the end: decision 0540)
+        assert pexpires == 2, (xadds, pexpires)
+        assert await _calls(control, "evalsha") == 1  # the release; no compare-and-pexpire
     finally:
         await control.aclose()

@@ -4,17 +4,17 @@ Used by :meth:`AIManager.stream <samplemind_core.AIManager.stream>` when the cac
 Redis client and ``CacheConfig.lease_s`` is set. For one stream key ``{key}``:
 
 - ``{key}:slease`` -- the stream lease (``SET NX PX lease_s``, the value a token of
-  this claim, given back by compare-and-delete: never by another holder): its holder
-  reads the provider. It is refreshed with the chunks, at least every quarter of ``lease_s``
-  (a stream may outlast ``lease_s``), and
+  this claim, given back by compare-and-delete and extended by compare-and-pexpire:
+  never by another holder): its holder reads the provider. It is refreshed with the
+  chunks, every quarter of ``lease_s`` (a stream may outlast ``lease_s``), and
   deleted at once when the holder ends, fails or is cancelled (also while its
   ``SET NX`` is out: then in the background); a holder that dies leaves it for at
   most ``lease_s``.
 - ``{key}:chunks`` -- a Redis Stream: one ``XADD`` per chunk (field ``t``: the text),
   then a terminal entry (``end``: ``ok`` with ``r``, the stored envelope of the whole
   response, or ``err`` with ``e``, why). It expires at most ``lease_s`` after its last
-  entry (refreshed with the lease, and with the first and the terminal entry), and the
-  holder deletes any old one before its first entry.
+  entry (refreshed with the first and the terminal entry, and every quarter of
+  ``lease_s`` between), and the holder deletes any old one before it opens its upstream.
 - Followers ``XREAD BLOCK`` from the first entry on, in slices of at most
   ``_READ_SLICE_S``; each empty slice checks that the lease still exists. At most a
   quarter of ``CacheConfig.max_connections`` blocking reads run at once (each holds a
@@ -31,8 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
+
+import redis.exceptions
 
 from .._cache.envelope import decode
 from .._cache.keys import RELAY_SUFFIXES
@@ -40,7 +43,7 @@ from .._exceptions import CacheBackendError, CacheError
 from .._models import ChatResponse
 from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
-from ._store import Command
+from ._store import _CAP_SHA, Command, _no_scripting
 
 __all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
 
@@ -51,6 +54,7 @@ _READ_COUNT: Final = 256
 _POLL_S: Final = 0.01
 
 T = TypeVar("T")
+logger = logging.getLogger("samplemind_core.cache")
 
 RelayEntry = tuple[str, str | ChatResponse | None]
 """``("t", text)`` a chunk, ``("who", "provider/model")`` who streams the chunks that follow,
@@ -71,15 +75,27 @@ class _StreamRelay(_SingleFlight):
         )
 
     async def _relay_claim(
-        self, key: str, recheck: Callable[[], Awaitable[T]] | None = None
+        self,
+        key: str,
+        recheck: Callable[[], Awaitable[T]] | None = None,
+        entry: str | None = None,
     ) -> tuple[bytes | bool | None, T | None]:
         """``(claim, found)``. ``claim``: a token (bytes, true): this process leads ``key``'s
         stream (old relay entries removed) and gives the lease back with
         ``_relay_release(key, token)``; False: another process does; None: no relay (no Redis, no
-        ``lease_s``, or Redis failing). ``found``: when the lease was taken, what ``recheck``
-        returned (a look at the entry: another process may have stored it and given the
-        lease back since our lookup); its commands go out with the ``UNLINK`` of the old
-        relay stream, in the same pipeline, after the ``SET NX``.
+        ``lease_s``, or Redis failing). ``found``: what ``recheck`` returned (a look at the
+        entry: another process may have stored it and given the lease back since our
+        lookup), or None when it was not called.
+
+        One round trip before the caller may open its upstream (decision 0541): the
+        ``SET NX`` of the lease goes in one queued item with ``EXISTS`` of the relay
+        stream and, when ``entry`` (the cache key ``recheck`` reads) is given, ``EXISTS``
+        of the entry; on one connection they run in that order, so an entry stored by a
+        holder that left before our ``SET`` is seen. ``recheck`` then runs only when the
+        entry exists (for a follower too: a hit is a hit, whoever holds the lease), and the
+        old relay stream is unlinked only when there is one. On a cluster (the keys live
+        on several nodes: a pipeline keeps no order between them) the re-check follows the
+        ``SET``'s reply, for the leader only, as before (decision 0400).
 
         The commands join the other streams' of the same event-loop iteration (one
         pipeline for many concurrent misses: ``_io_queued``)."""
@@ -88,13 +104,20 @@ class _StreamRelay(_SingleFlight):
         assert self._lease_s is not None
         lease_ms = max(1, int(self._lease_s * 1000))
         lease = key + RELAY_LEASE_SUFFIX
+        stream = key + RELAY_STREAM_SUFFIX
         found: T | None = None
         token = self._new_token()
+        ordered = entry is not None and recheck is not None and self._where is None
+        commands: tuple[Command, ...] = (
+            ("SET", lease, token, "NX", "PX", lease_ms),
+            ("EXISTS", stream),
+        )
+        if ordered:
+            assert entry is not None
+            commands += (("EXISTS", entry),)
         try:
             try:
-                (taken,) = await self._io_queued(
-                    lease, (("SET", lease, token, "NX", "PX", lease_ms),)
-                )
+                replies = await self._io_queued(lease, commands)
             except CacheError as exc:
                 if not isinstance(exc, _WriteRefused):  # it may have been set: do not leave it
                     self._release_later(lease, token, lost=True)
@@ -102,17 +125,24 @@ class _StreamRelay(_SingleFlight):
             except BaseException:  # cancelled while the SET was out: it may be set
                 self._release_later(lease, token, lost=True)
                 raise
-            if taken:
-                stream = key + RELAY_STREAM_SUFFIX
-                unlink = self._io_queued_soon(stream, (("UNLINK", stream),))
+            taken, old_stream = replies[0], replies[1]
+            stored = bool(replies[2]) if ordered else taken and recheck is not None
+            if taken or stored:
+                unlink = (
+                    self._io_queued_soon(stream, (("UNLINK", stream),))
+                    if taken and old_stream
+                    else None
+                )
                 try:
-                    if recheck is not None:
-                        found = await recheck()  # queued behind the UNLINK: one round trip
-                    await unlink
+                    if stored and recheck is not None:
+                        found = await recheck()  # (queued behind the UNLINK: one round trip)
+                    if unlink is not None:
+                        await unlink
                 except BaseException:
-                    if not unlink.done():
+                    if unlink is not None and not unlink.done():
                         unlink.cancel()
-                    await self._relay_release(key, token)  # the lease is ours: give it back
+                    if taken:
+                        await self._relay_release(key, token)  # the lease is ours: give it back
                     raise
         except CacheError as exc:
             self._backend_failed(exc)
@@ -126,7 +156,8 @@ class _StreamRelay(_SingleFlight):
     def _relay_push_soon(
         self, key: str, entries: list[dict[bytes, bytes]], refresh: bool = True
     ) -> asyncio.Future[Any]:
-        """Append entries (and, with ``refresh``, reset both expiries to ``lease_s``):
+        """Append entries (and, with ``refresh``, reset the relay stream's expiry to
+        ``lease_s``; the lease's own is reset by compare, :meth:`RelayWriter._refresh_lease`):
         queued with the other streams' commands of this event-loop iteration
         (``_io_queued_soon``); a future of the replies (a
         :class:`~samplemind_core.CacheError` when Redis failed)."""
@@ -139,12 +170,12 @@ class _StreamRelay(_SingleFlight):
         ]
         if refresh:
             commands.append(("PEXPIRE", stream, lease_ms))
-            commands.append(("PEXPIRE", key + RELAY_LEASE_SUFFIX, lease_ms))
         return self._io_queued_soon(stream, tuple(commands))
 
-    def _relay_writer(self, key: str) -> RelayWriter:
-        """A writer of ``key``'s relay entries that never holds its producer up."""
-        return RelayWriter(self, key)
+    def _relay_writer(self, key: str, token: bytes = b"") -> RelayWriter:
+        """A writer of ``key``'s relay entries that never holds its producer up; ``token``:
+        the claim's (its lease is extended only while it still holds that token)."""
+        return RelayWriter(self, key, token)
 
     def _relay_end_fields(
         self, response: ChatResponse | None, reason: str = ""
@@ -259,21 +290,45 @@ class RelayWriter:
     callback of the previous one. After a failure of Redis the writer drops
     everything (followers elsewhere then reach their idle deadline, or see the lease
     gone). :meth:`close` queues the terminal entry and waits for the last batch
-    (each bounded by ``op_timeout_s``). The lease's and the stream's expiries are
-    reset with the first batch, the terminal one, and otherwise at most every quarter
-    of ``lease_s`` (two commands saved per batch: decision 0402).
+    (each bounded by ``op_timeout_s``).
+
+    Expiries (decisions 0402, 0540): the relay stream's is reset with the first batch
+    (the ``XADD`` that creates it), the terminal one, and otherwise at most every quarter
+    of ``lease_s``; the lease's (set by the claim's ``SET NX PX``, given back right after
+    the terminal entry) at most every quarter of ``lease_s`` from the claim, by
+    compare-and-pexpire of the claim's token (one ``EVALSHA`` queued with the entries'
+    batch, no task; ``_io_cap`` on ``NOSCRIPT`` or without scripting): an old leader never extends a successor's lease, and a writer that finds its
+    lease gone or taken over stops writing (``lost``; the successor's followers read the
+    same stream key).
     """
 
-    __slots__ = ("_cache", "_closing", "_key", "_pending", "_refresh_due", "_sending", "failed")
+    __slots__ = (
+        "_cache",
+        "_closing",
+        "_key",
+        "_lease_due",
+        "_pending",
+        "_refresh_due",
+        "_refreshing",
+        "_sending",
+        "_token",
+        "failed",
+        "lost",
+    )
 
-    def __init__(self, cache: _StreamRelay, key: str) -> None:
+    def __init__(self, cache: _StreamRelay, key: str, token: bytes = b"") -> None:
         self._cache = cache
         self._key = key
+        self._token = token
         self._pending: list[dict[bytes, bytes]] = []
         self._sending: asyncio.Future[Any] | None = None
-        self._refresh_due = -1.0  # loop time; the first batch refreshes
+        self._refresh_due = -1.0  # loop time; the first batch refreshes the stream's expiry
+        # the claim set the lease's expiry just now: its first refresh is a quarter later
+        self._lease_due = asyncio.get_running_loop().time() + (cache._lease_s or 0.0) / 4
+        self._refreshing: asyncio.Future[Any] | None = None
         self._closing = False
         self.failed = False
+        self.lost = False
 
     def put(self, fields: dict[bytes, bytes]) -> None:
         if self.failed:
@@ -285,12 +340,68 @@ class RelayWriter:
     def _send(self) -> None:
         batch, self._pending = self._pending, []
         now = asyncio.get_running_loop().time()
+        quarter = (self._cache._lease_s or 0.0) / 4
         refresh = self._closing or now >= self._refresh_due
         if refresh:
-            self._refresh_due = now + (self._cache._lease_s or 0.0) / 4
+            self._refresh_due = now + quarter
+        if (
+            not self._closing
+            and now >= self._lease_due
+            and self._token
+            and self._refreshing is None
+        ):
+            self._lease_due = now + quarter
+            self._refresh_lease()
         fut = self._cache._relay_push_soon(self._key, batch, refresh)
         self._sending = fut
         fut.add_done_callback(self._sent)
+
+    def _refresh_lease(self) -> None:
+        """Extend the lease if it still holds our token (compare-and-pexpire, queued with
+        this iteration's batch: no task); :meth:`_lease_checked` stops the writer when it
+        does not. Without scripting, or after ``NOSCRIPT``, a task runs ``_io_cap`` (its
+        fallbacks)."""
+        cache = self._cache
+        assert cache._lease_s is not None
+        lease = self._key + RELAY_LEASE_SUFFIX
+        ttl_ms = max(1, int(cache._lease_s * 1000))
+        refreshing: asyncio.Future[Any]
+        if cache._scripting:
+            command = ("EVALSHA", _CAP_SHA, 1, lease, self._token, ttl_ms)
+            refreshing = cache._io_queued_soon(lease, (command,))
+        else:
+            refreshing = asyncio.ensure_future(cache._io_cap(lease, self._token, ttl_ms))
+        self._refreshing = refreshing
+        refreshing.add_done_callback(self._lease_checked)
+
+    def _lease_checked(self, fut: asyncio.Future[Any]) -> None:
+        self._refreshing = None
+        if fut.cancelled() or self._closing:
+            return
+        exc = fut.exception()
+        if exc is not None:
+            cause = exc.__cause__
+            if isinstance(cause, redis.exceptions.NoScriptError) or _no_scripting(cause):
+                # (the server forgot the script, or has none: _io_cap's own fallbacks)
+                assert self._cache._lease_s is not None
+                self._refreshing = retry = asyncio.ensure_future(
+                    self._cache._io_cap(
+                        self._key + RELAY_LEASE_SUFFIX,
+                        self._token,
+                        max(1, int(self._cache._lease_s * 1000)),
+                    )
+                )
+                retry.add_done_callback(self._lease_checked)
+            return  # another error of the store: the entries' batch counts it
+        result = fut.result()
+        mine = result[0] if isinstance(result, list) else result
+        if not mine:
+            self.lost = self.failed = True
+            self._pending = []
+            logger.warning(
+                "a stream's relay lease expired or was taken over while its leader was "
+                "still streaming: this leader stops relaying (its own readers are served)"
+            )
 
     def _sent(self, fut: asyncio.Future[Any]) -> None:
         self._sending = None
@@ -311,6 +422,9 @@ class RelayWriter:
     async def close(self, fields: dict[bytes, bytes]) -> None:
         """Queue the terminal entry and wait until everything queued is written (or dropped)."""
         self._closing = True
+        refreshing = self._refreshing
+        if refreshing is not None:
+            refreshing.cancel()  # the lease is given back next (a late PEXPIRE finds no key)
         self.put(fields)
         while (fut := self._sending) is not None:
             if fut.done():  # its callback (_sent) has not run yet: let it

@@ -41,6 +41,12 @@ _CAD_SCRIPT: Final = (
 )
 """Compare-and-delete of one key (a lease given back only by the holder of its token)."""
 _CAD_SHA: Final = hashlib.sha1(_CAD_SCRIPT).hexdigest()
+_CAP_SCRIPT: Final = (
+    b"if redis.call('get', KEYS[1]) == ARGV[1] then "
+    b"return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+"""Compare-and-pexpire of one key (a lease extended only by the holder of its token)."""
+_CAP_SHA: Final = hashlib.sha1(_CAP_SCRIPT).hexdigest()
 
 logger = logging.getLogger("samplemind_core.cache")
 
@@ -369,27 +375,51 @@ class _StoreIO(_Health):
         between the two commands loses it), so for tests, not for production.
         """
         if self._scripting:
-            try:
-                (deleted,) = await self._io_queued(key, (("EVALSHA", _CAD_SHA, 1, key, token),))
-                return bool(deleted)
-            except CacheError as exc:
-                cause = exc.__cause__
-                if isinstance(cause, redis.exceptions.NoScriptError):
-                    (deleted,) = await self._io_queued(key, (("EVAL", _CAD_SCRIPT, 1, key, token),))
-                    return bool(deleted)
-                if not _no_scripting(cause):
-                    raise
-                if self._scripting:
-                    self._scripting = False
-                    logger.warning(
-                        "the redis server has no Lua scripting: leases are given back "
-                        "with GET and UNLINK (not atomic)"
-                    )
+            done = await self._io_script(_CAD_SHA, _CAD_SCRIPT, key, token)
+            if done is not None:
+                return bool(done)
         (value,) = await self._io_queued(key, (("GET", key),))
         if value != token:
             return False
         await self._io_unlink(key)
         return True
+
+    async def _io_cap(self, key: str, token: bytes, ttl_ms: int) -> bool:
+        """Reset ``key``'s expiry to ``ttl_ms`` only if its value is ``token``
+        (compare-and-pexpire); True if reset, False when the key is gone or another
+        holder's (decision 0540). The same script path and fallbacks as :meth:`_io_cad`
+        (``EVALSHA``, ``EVAL`` after ``NOSCRIPT``, ``GET`` then ``PEXPIRE`` without
+        scripting: not atomic, for tests)."""
+        if self._scripting:
+            done = await self._io_script(_CAP_SHA, _CAP_SCRIPT, key, token, ttl_ms)
+            if done is not None:
+                return bool(done)
+        (value,) = await self._io_queued(key, (("GET", key),))
+        if value != token:
+            return False
+        (reset,) = await self._io_queued(key, (("PEXPIRE", key, ttl_ms),))
+        return bool(reset)
+
+    async def _io_script(self, sha: str, script: bytes, key: str, *args: Any) -> Any:
+        """A one-key script's reply (``EVALSHA``, then ``EVAL`` after ``NOSCRIPT``);
+        None when the server has no scripting (from then on ``_scripting`` is False)."""
+        try:
+            (reply,) = await self._io_queued(key, (("EVALSHA", sha, 1, key, *args),))
+            return reply
+        except CacheError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, redis.exceptions.NoScriptError):
+                (reply,) = await self._io_queued(key, (("EVAL", script, 1, key, *args),))
+                return reply
+            if not _no_scripting(cause):
+                raise
+            if self._scripting:
+                self._scripting = False
+                logger.warning(
+                    "the redis server has no Lua scripting: leases are given back and "
+                    "extended with GET then UNLINK / PEXPIRE (not atomic)"
+                )
+            return None
 
     async def _io_hgetall(self, key: str) -> dict[Any, Any]:
         with _store_errors:
