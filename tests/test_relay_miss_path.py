@@ -266,18 +266,24 @@ async def _stored_meanwhile(
     assert a.cache is not None and b.cache is not None
     r = req("stored meanwhile")
     stored = ChatResponse(text="stored by b", provider="ollama", model="m")
-    lookup = a.cache._get_with_extra
+    lookup = a.cache._lookup
     lease = a.cache.key_for(r) + RELAY_LEASE_SUFFIX
+    calls = 0
 
-    async def late_miss(request_: Any) -> Any:
-        found = await lookup(request_)
+    async def late_miss(key: str, start: float, **kw: Any) -> Any:
+        # The stream's own lookup misses; b stores the answer before our claim.
+        nonlocal calls
+        calls += 1
+        found = await lookup(key, start, **kw)
+        if calls > 1:  # the claim's re-check
+            return found
         assert found is None
         assert await b.cache._set_with_extra(r, stored, [0, 6])  # type: ignore[union-attr]
         if held_elsewhere:
             await raw.set(lease, b"b's token", px=5_000)
         return None
 
-    a.cache._get_with_extra = late_miss  # type: ignore[method-assign]
+    a.cache._lookup = late_miss  # type: ignore[method-assign]
     chunks, resp = await asyncio.wait_for(read(a, r), 30)
     assert "".join(chunks) == "stored by b" and resp.cached
     assert scripts.opened["ollama"] == 0
