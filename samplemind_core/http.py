@@ -655,6 +655,9 @@ class HttpClient:
         :class:`~samplemind_core.ConfigError` when the block is entered,
         before anything is sent. ``response.extensions["samplemind"]`` holds
         ``attempts`` and ``retry_wait_s`` as for :meth:`request`.
+
+        On the aiohttp transport this goes through httpx-aiohttp; :meth:`open_stream`
+        (a :class:`StreamResponse`, no httpx objects) is the cheaper way to stream.
         """
         return self._stream(method, url, json, content, headers, timeout)
 

@@ -44,6 +44,7 @@ from samplemind_core import (
 from samplemind_core.http import HttpClient, StreamResponse
 from samplemind_core.manager import AIManager
 from samplemind_core.providers import Provider, ProviderStream, get_provider
+from samplemind_core.providers._parse import SSEParser, StreamLimitError, StreamSyntaxError
 
 KEY = "sk-rawpath-canary-0123456789"
 PASSWORD = "hunter2-rawpath"
@@ -373,6 +374,44 @@ async def test_a_stall_past_the_read_timeout_is_a_request_timeout(emulator_serve
         with pytest.raises(ClientStateError):
             await stream.__anext__()
         assert await collect(await provider.open_stream(http, request()))
+
+
+# --------------------------------------------------------------------------- SSE, LF only
+
+
+def test_sse_with_lf_line_ends_splits_like_the_general_parser_at_every_byte() -> None:
+    """The parser's split path (no CR in the buffer: what providers send) gives the events
+    of the general one, however the body is cut, and keeps its limits and errors."""
+    body = (
+        b': keep-alive\n\nevent: message_start\ndata: {"a": 1}\n\n'
+        b"data: line one\ndata: line two\n\nid: 7\nretry: 10\ndata:no-space\n\n"
+        b"data:  two spaces\nevent: named\n\ndata: \xc3\xa9t\xc3\xa9\n\n"
+    )
+    expected = [
+        ("message_start", '{"a": 1}'),
+        ("", "line one\nline two"),
+        ("", "no-space"),
+        ("named", " two spaces"),
+        ("", "\u00e9t\u00e9"),
+    ]
+    assert SSEParser(1024).feed(body) == expected
+    assert SSEParser(1024).feed(body.replace(b"\n", b"\r\n")) == expected  # general path
+    for cut in range(len(body) + 1):
+        p = SSEParser(1024)
+        assert p.feed(body[:cut]) + p.feed(body[cut:]) == expected, cut
+        assert not p.pending
+    p = SSEParser(1024)
+    assert [e for i in range(len(body)) for e in p.feed(body[i : i + 1])] == expected
+    events, error = SSEParser(32).parse(b"data: ok\n\ndata: " + b"x" * 40 + b"\n\n")
+    assert events == [("", "ok")] and isinstance(error, StreamLimitError)
+    events, error = SSEParser(64).parse(b"data: ok\n\ndata: \xff\n\n")
+    assert events == [("", "ok")] and isinstance(error, StreamSyntaxError)
+    events, error = SSEParser(16).parse(b"data: ok\n\n" + b"y" * 17)  # an unended line
+    assert events == [("", "ok")] and isinstance(error, StreamLimitError)
+    p = SSEParser(20)
+    assert p.feed(b"data: 0123456789\n") == []
+    with pytest.raises(StreamLimitError, match="event's data"):  # two lines of one event
+        p.feed(b"data: 0123456789\n\n")
 
 
 # --------------------------------------------------------------------------- secrets

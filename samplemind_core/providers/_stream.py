@@ -109,10 +109,13 @@ class SSEDecoder(StreamDecoder):
     def feed(self, chunk: bytes, out: deque[str]) -> None:
         if self.done:
             return  # bytes after the terminal event are ignored
-        for name, data in self.parser.events(chunk):
+        events, error = self.parser.parse(chunk)
+        for name, data in events:
             self.event(name, data, out)
             if self.done:
                 return
+        if error is not None:
+            raise error
 
     def at_eof(self) -> None:
         if not self.done:
