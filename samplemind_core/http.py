@@ -40,6 +40,19 @@ Transports
     respx's mocker only intercepts httpx's own transport: tests that rely on it
     pin ``transport="httpx"`` or inject a transport.
 
+Streams
+    :meth:`HttpClient.stream` yields an ``httpx.Response`` on every transport.
+    :meth:`HttpClient.open_stream` (what the providers use) returns a
+    :class:`StreamResponse`; on the aiohttp transport built from the config (no
+    injected transport) it sends straight on the client's ``aiohttp.ClientSession``,
+    the same session and connection limit the aiohttp transport sends
+    :meth:`HttpClient.request` with: each URL parsed once into a ``yarl.URL``, one
+    ``aiohttp.ClientTimeout`` per headers bound, no httpx ``Request``/``Response``/
+    ``Headers`` objects (decision 0520). Retries, ``Retry-After``, the error
+    mapping and the timeouts are those of the httpx path; aiohttp decodes gzip,
+    deflate (and brotli when installed). Otherwise ``open_stream`` wraps the
+    :meth:`stream` path.
+
 Hot path
     Requests go straight to the transport (``transport.handle_async_request``)
     rather than through ``httpx.AsyncClient.send``: no cookie jar, auth flow,
@@ -78,7 +91,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -96,11 +109,14 @@ from ._exceptions import (
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
+    import yarl
     from tenacity import RetryCallState
 
 __all__ = [
     "RETRY_STATUSES",
     "HttpClient",
+    "StreamResponse",
     "backoff_wait",
     "build_transport",
     "iter_body",
@@ -118,6 +134,19 @@ _INF: Final = float("inf")
 
 Sleep = Callable[[float], Awaitable[None]]
 
+
+class _Reply(Protocol):
+    """What the retry loop reads of a reply: ``httpx.Response`` and :class:`StreamResponse`."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+_R = TypeVar("_R", bound=_Reply)
+
 _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HttpClient] = (
     weakref.WeakKeyDictionary()
 )
@@ -133,11 +162,13 @@ def _accept_encoding() -> str:
     return "gzip, deflate"
 
 
-def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds the server asked us to wait, or ``None``.
 
     Reads ``retry-after-ms`` (OpenAI) first, then ``Retry-After`` as delta
     seconds or an HTTP-date. Negative or unparsable values give ``None``/0.
+    ``headers``: ``httpx.Headers``, aiohttp's headers, or any mapping whose
+    ``get`` ignores case (a plain dict needs lower-case names).
 
     >>> parse_retry_after(httpx.Headers({"Retry-After": "7"}))
     7.0
@@ -286,6 +317,105 @@ def _tls_context(kind: str) -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=True, trust_env=False)
 
 
+def _map_raw_error(
+    exc: BaseException, method: str, where: str, attempt: int, *, reading: bool = False
+) -> TransportError:
+    """Translate an error of the raw aiohttp path into our tree, as :func:`_map_error` does
+    for the same error met through httpx-aiohttp (``where``: the URL without its query)."""
+    cls = _map_aiohttp_error(exc)
+    retryable = cls is not None
+    when = "while reading the streamed body" if reading else f"on attempt {attempt}"
+    err = (cls or TransportError)(
+        f"{method} {where} failed {when}: {type(exc).__name__}: {mask_urls_in(str(exc))}"
+    )
+    if not retryable:  # an invalid or non-HTTP URL, a refused header: retrying cannot help
+        err.retryable = False
+    return err
+
+
+def _aiohttp_pool(config: HttpConfig) -> tuple[httpx.AsyncBaseTransport, aiohttp.ClientSession]:
+    """The aiohttp transport of ``config`` and the ``ClientSession`` it sends with.
+
+    One session, one connector, one connection limit (``max_connections``) for
+    :meth:`HttpClient.request` (through httpx-aiohttp) and the raw stream path of
+    :meth:`HttpClient.open_stream`; closing the transport closes the session. No
+    cookie jar (as on httpx's own transport, which the client drives without one)
+    and no environment proxies (``trust_env=False``).
+    """
+    transport = build_transport(config)
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(
+        limit=config.max_connections,
+        keepalive_timeout=config.keepalive_expiry_s,
+        ssl=getattr(transport, "ssl_context", True),
+    )
+    session = aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
+    transport.client = session  # type: ignore[attr-defined]
+    return transport, session
+
+
+async def _send_raw(
+    session: aiohttp.ClientSession,
+    method: str,
+    target: tuple[yarl.URL, str],
+    content: bytes | None,
+    headers: dict[str, str],
+    timeouts: aiohttp.ClientTimeout,
+    seconds: float | None,
+    attempt: int,
+) -> StreamResponse:
+    """One attempt of the raw stream path: the headers, then (not 2xx) the error body."""
+    url, where = target
+    try:
+        if seconds is None:
+            raw = await session.request(
+                method, url, data=content, headers=headers, timeout=timeouts, allow_redirects=False
+            )
+        else:
+            scope = asyncio.timeout(seconds)
+            try:
+                async with scope:
+                    raw = await session.request(
+                        method,
+                        url,
+                        data=content,
+                        headers=headers,
+                        timeout=timeouts,
+                        allow_redirects=False,
+                    )
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise
+                raise RequestTimeout(
+                    f"{method} {where} failed on attempt {attempt}: ReadTimeout: "
+                    f"no response headers within {seconds:g} s"
+                ) from exc
+    except (TransportError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        # aiohttp's own errors, its timeouts, and the ValueError of a header it refuses
+        # (a newline in a value: not retryable, as httpx's LocalProtocolError)
+        if isinstance(exc, TimeoutError | ValueError) or type(exc).__module__.startswith("aiohttp"):
+            raise _map_raw_error(exc, method, where, attempt) from exc
+        raise
+    response = _AiohttpStreamResponse(raw, method, where)
+    status = raw.status
+    if 200 <= status < 300:
+        return response
+    try:  # an error reply: read its body (for the error's message), free the connection
+        response.content = await raw.read()
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or type(exc).__module__.startswith("aiohttp"):
+            raise _map_raw_error(exc, method, where, attempt, reading=True) from exc
+        raise
+    finally:
+        raw.release()
+    return response
+
+
 def build_transport(config: HttpConfig, *, http1: bool = True) -> httpx.AsyncBaseTransport:
     """The transport ``config`` describes, with its pool limits (used by :class:`HttpClient`).
 
@@ -381,6 +511,10 @@ class HttpClient:
         }
         self._headers: dict[str, str] = {}
         self._urls: dict[str, httpx.URL] = {}
+        # The raw aiohttp path of open_stream: only on the real aiohttp transport.
+        self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, tuple[yarl.URL, str]] = {}
+        self._aio_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -431,7 +565,10 @@ class HttpClient:
                 "loop, or create one HttpClient per loop (a client is never shared across loops)"
             )
         if self._transport is None:
-            self._transport = self._injected or build_transport(self.config)
+            if self._injected is None and self.config.effective_transport == "aiohttp":
+                self._transport, self._session = _aiohttp_pool(self.config)
+            else:
+                self._transport = self._injected or build_transport(self.config)
             self._headers = {
                 "accept": "application/json",
                 "accept-encoding": _accept_encoding(),
@@ -467,6 +604,7 @@ class HttpClient:
             )
         transport = self._transport or self._injected
         self._transport = None
+        self._session = None  # closed with the transport that owns it
         self._closed = True
         if bound is not None and _SHARED.get(bound) is self:
             del _SHARED[bound]
@@ -536,6 +674,9 @@ class HttpClient:
         :class:`~samplemind_core.ConfigError` when the block is entered,
         before anything is sent. ``response.extensions["samplemind"]`` holds
         ``attempts`` and ``retry_wait_s`` as for :meth:`request`.
+
+        On the aiohttp transport this goes through httpx-aiohttp; :meth:`open_stream`
+        (a :class:`StreamResponse`, no httpx objects) is the cheaper way to stream.
         """
         return self._stream(method, url, json, content, headers, timeout)
 
@@ -552,6 +693,22 @@ class HttpClient:
         transport, content, hdrs = self._prepare(json, content, headers, timeout)
         if "@" in url:
             url = _credentials_to_header(method, url, hdrs)
+        response = await self._open_httpx_stream(transport, method, url, content, hdrs, timeout)
+        try:
+            yield response
+        finally:
+            await _close_quietly(response)
+
+    async def _open_httpx_stream(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        method: str,
+        url: str,
+        content: bytes | None,
+        hdrs: dict[str, str],
+        timeout: float | None,  # noqa: ASYNC109 - the headers' bound (contract)
+    ) -> httpx.Response:
+        """Send through the httpx transport with retries; the 2xx body is left unread."""
         ext = self._timeout
         if timeout is not None:
             ext = {
@@ -561,21 +718,131 @@ class HttpClient:
                 "pool": timeout,
             }
         wrapped = _StreamTransport(transport, timeout)
+        attempts = self.config.retry.attempts
         try:
             response = await self._send(wrapped, method, url, content, hdrs, ext, 1)
         except TransportError as exc:
-            if not exc.retryable or self.config.retry.attempts <= 1:
+            if not exc.retryable or attempts <= 1:
                 raise
-            response = await self._retry(wrapped, method, url, content, hdrs, ext, exc)
+            first: httpx.Response | TransportError = exc
         else:
-            if response.status_code in RETRY_STATUSES and self.config.retry.attempts > 1:
-                response = await self._retry(wrapped, method, url, content, hdrs, ext, response)
-            else:
+            if response.status_code not in RETRY_STATUSES or attempts <= 1:
                 response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
+                return response
+            first = response
+
+        def send(attempt: int) -> Awaitable[httpx.Response]:
+            return self._send(wrapped, method, url, content, hdrs, ext, attempt)
+
+        response, tries, waited = await self._retry(send, method, url, first)
+        response.extensions["samplemind"] = {"attempts": tries, "retry_wait_s": waited}
+        return response
+
+    async def open_stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the headers' bound (contract)
+    ) -> StreamResponse:
+        """Send a streamed request; return a :class:`StreamResponse` once its headers are in.
+
+        The same contract as :meth:`stream` (retries before the headers only, with
+        the same policy and ``Retry-After``; a 2xx body left to read, any other
+        status with its error body read into ``response.content``; ``timeout``
+        bounds the wait for the headers of each attempt; the same errors of our
+        tree), but the reply is a small :class:`StreamResponse` rather than an
+        ``httpx.Response``, and the caller owns it: read it with
+        :meth:`StreamResponse.read_chunk` (or ``async for``) and close it
+        (``async with``, or :meth:`StreamResponse.aclose`) on every way out.
+
+        On the real aiohttp transport (``HttpConfig`` resolving to ``"aiohttp"``
+        and no injected transport) the request goes straight to the client's
+        own ``aiohttp.ClientSession``, the one its aiohttp transport sends
+        :meth:`request` with (one pool, one connection limit): no httpx
+        ``Request``/``Response`` objects on the way (decision 0520). With an
+        injected transport (``httpx.MockTransport``, the fixtures' world
+        transport) or httpx's own, the request takes the :meth:`stream` path,
+        so respx and mock transports see every streamed request.
+        """
+        transport, content, hdrs = self._prepare(json, content, headers, timeout)
+        if "@" in url:
+            url = _credentials_to_header(method, url, hdrs)
+        session = self._session
+        if session is None:
+            response = await self._open_httpx_stream(transport, method, url, content, hdrs, timeout)
+            return _HttpxStreamResponse(response)
+        return await self._open_raw(session, method, url, content, hdrs, timeout)
+
+    def _target(self, method: str, url: str) -> tuple[yarl.URL, str]:
+        """``url`` parsed once (the same checks as the httpx path), and its masked form."""
+        import yarl
+
         try:
-            yield response
-        finally:
-            await _close_quietly(response)
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"invalid URL for {method}: {exc}") from exc
+        netloc = parsed.netloc.decode("ascii", "replace")
+        target = (yarl.URL(str(parsed), encoded=True), f"{parsed.scheme}://{netloc}{parsed.path}")
+        if len(self._targets) >= _URL_CACHE_SIZE:
+            self._targets.clear()
+        self._targets[url] = target
+        return target
+
+    def _aio_timeout(self, timeout: float | None) -> aiohttp.ClientTimeout:
+        """The aiohttp timeouts of a stream whose headers are bounded by ``timeout``
+        (as the httpx path's: connect capped by it, read at least it, pool wait it)."""
+        import aiohttp
+
+        cfg = self._timeout
+        if timeout is None:
+            connect, read, pool = cfg["connect"], cfg["read"], cfg["pool"]
+        else:
+            connect, read, pool = min(cfg["connect"], timeout), max(cfg["read"], timeout), timeout
+        # aiohttp's ``connect`` is the pool wait plus the connection's set-up,
+        # ``sock_connect`` the set-up alone (httpx-aiohttp maps them the same way).
+        made = aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+        if len(self._aio_timeouts) >= _URL_CACHE_SIZE:
+            self._aio_timeouts.clear()
+        self._aio_timeouts[timeout] = made
+        return made
+
+    async def _open_raw(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        content: bytes | None,
+        hdrs: dict[str, str],
+        timeout: float | None,  # noqa: ASYNC109 - the headers' bound (contract)
+    ) -> StreamResponse:
+        """The raw aiohttp path of :meth:`open_stream`: first attempt, then the retry loop."""
+        target = self._targets.get(url) or self._target(method, url)
+        aio_timeout = self._aio_timeouts.get(timeout) or self._aio_timeout(timeout)
+        attempts = self.config.retry.attempts
+        try:
+            response = await _send_raw(
+                session, method, target, content, hdrs, aio_timeout, timeout, 1
+            )
+        except TransportError as exc:
+            if not exc.retryable or attempts <= 1:
+                raise
+            first: StreamResponse | TransportError = exc
+        else:
+            if response.status_code not in RETRY_STATUSES or attempts <= 1:
+                return response
+            first = response
+
+        def send(attempt: int) -> Awaitable[StreamResponse]:
+            return _send_raw(session, method, target, content, hdrs, aio_timeout, timeout, attempt)
+
+        response, tries, waited = await self._retry(send, method, url, first)
+        response.attempts = tries
+        response.retry_wait_s = waited
+        return response
 
     async def request(
         self,
@@ -652,15 +919,24 @@ class HttpClient:
         deadline: float | None,
     ) -> httpx.Response:
         """The first attempt, then the retry loop when its outcome is retryable."""
+        attempts = self.config.retry.attempts
         try:
             response = await self._send(transport, method, url, content, hdrs, ext, 1)
         except TransportError as exc:
-            if not exc.retryable or self.config.retry.attempts <= 1:
+            if not exc.retryable or attempts <= 1:
                 raise
-            return await self._retry(transport, method, url, content, hdrs, ext, exc, deadline)
-        if response.status_code in RETRY_STATUSES and self.config.retry.attempts > 1:
-            return await self._retry(transport, method, url, content, hdrs, ext, response, deadline)
-        response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
+            first: httpx.Response | TransportError = exc
+        else:
+            if response.status_code not in RETRY_STATUSES or attempts <= 1:
+                response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
+                return response
+            first = response
+
+        def send(attempt: int) -> Awaitable[httpx.Response]:
+            return self._send(transport, method, url, content, hdrs, ext, attempt)
+
+        response, tries, waited = await self._retry(send, method, url, first, deadline)
+        response.extensions["samplemind"] = {"attempts": tries, "retry_wait_s": waited}
         return response
 
     async def _send(
@@ -712,16 +988,14 @@ class HttpClient:
 
     async def _retry(
         self,
-        transport: httpx.AsyncBaseTransport,
+        send: Callable[[int], Awaitable[_R]],
         method: str,
         url: str,
-        content: bytes | None,
-        headers: dict[str, str],
-        ext: dict[str, float],
-        first: httpx.Response | TransportError,
+        first: _R | TransportError,
         deadline: float | None = None,
-    ) -> httpx.Response:
-        """The slow path: tenacity drives attempts 2..n after a retryable first outcome."""
+    ) -> tuple[_R, int, float]:
+        """The slow path: tenacity drives attempts 2..n (``send(n)``) after a retryable
+        first outcome. Returns the last reply, the attempts made and the seconds waited."""
         from tenacity import (
             AsyncRetrying,
             retry_if_exception,
@@ -732,23 +1006,23 @@ class HttpClient:
 
         retry = self.config.retry
         loop = asyncio.get_running_loop()
-        pending: list[httpx.Response | TransportError] = [first]
+        pending: list[_R | TransportError] = [first]
         state = {"attempt": 0}
 
-        async def attempt() -> httpx.Response:
+        async def attempt() -> _R:
             state["attempt"] += 1
             if pending:  # replay the first outcome, already observed on the fast path
                 outcome = pending.pop()
                 if isinstance(outcome, TransportError):
                     raise outcome
                 return outcome
-            return await self._send(transport, method, url, content, headers, ext, state["attempt"])
+            return await send(state["attempt"])
 
         def wait(rs: RetryCallState) -> float:
             outcome = rs.outcome
             delay: float | None = None
             if outcome is not None and not outcome.failed:
-                response: httpx.Response = outcome.result()
+                response: _R = outcome.result()
                 after = parse_retry_after(response.headers)
                 if after is not None:
                     delay = min(after, retry.retry_after_cap_s)
@@ -765,9 +1039,9 @@ class HttpClient:
                     return True  # the wait would use up the call's deadline
                 return rs.idle_for + upcoming > retry.budget_s
 
-        def give_up(rs: RetryCallState) -> httpx.Response:
+        def give_up(rs: RetryCallState) -> _R:
             assert rs.outcome is not None
-            result: httpx.Response = rs.outcome.result()  # re-raises a TransportError
+            result: _R = rs.outcome.result()  # re-raises a TransportError
             return result
 
         def before_sleep(rs: RetryCallState) -> None:
@@ -801,18 +1075,14 @@ class HttpClient:
             reraise=True,
         )
         try:
-            response: httpx.Response = await retrying(attempt)
+            response: _R = await retrying(attempt)
         except TransportError as exc:
             exc.add_note(
                 f"samplemind: {state['attempt']} attempt(s), "
                 f"{retrying.statistics.get('idle_for', 0.0):.3f} s waited"
             )
             raise
-        response.extensions["samplemind"] = {
-            "attempts": state["attempt"],
-            "retry_wait_s": float(retrying.statistics.get("idle_for", 0.0)),
-        }
-        return response
+        return response, state["attempt"], float(retrying.statistics.get("idle_for", 0.0))
 
 
 _CLOSING: set[asyncio.Task[None]] = set()
@@ -982,3 +1252,228 @@ async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
         close = getattr(raw, "aclose", None)
         if close is not None:
             await close()
+
+
+class StreamResponse:
+    """A streamed reply as :meth:`HttpClient.open_stream` returns it.
+
+    ``status_code``, ``reason_phrase``, ``http_version`` (``"HTTP/1.1"``,
+    ``"HTTP/2"``), ``headers`` (a read-only mapping whose ``get`` ignores case:
+    aiohttp's headers on the raw path, ``httpx.Headers`` on the httpx path),
+    ``method`` and ``url`` (without its query string or credentials),
+    ``attempts`` and ``retry_wait_s`` (as ``extensions["samplemind"]``, which
+    also holds them). ``content`` is the (decoded) body of a reply that is not
+    2xx, already read; ``b""`` for a 2xx, whose body is read with
+    :meth:`read_chunk` or ``async for chunk in response``.
+
+    The caller owns the response: :meth:`aclose` (idempotent; ``async with``
+    calls it) frees its connection on every way out, and a cancellation cannot
+    cut it short. Read errors are our :class:`~samplemind_core.TransportError`
+    subclasses (``RemoteProtocolError`` for a cut connection, ``RequestTimeout``
+    when ``HttpConfig.read_timeout_s`` passes without a byte), ``from`` the
+    original.
+    """
+
+    __slots__ = (
+        "_reason",
+        "attempts",
+        "content",
+        "headers",
+        "http_version",
+        "method",
+        "retry_wait_s",
+        "status_code",
+        "url",
+    )
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str],
+        *,
+        method: str,
+        url: str,
+        reason_phrase: str = "",
+        http_version: str = "HTTP/1.1",
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self._reason = reason_phrase
+        self.http_version = http_version
+        self.method = method
+        self.url = url
+        self.content = b""
+        self.attempts = 1
+        self.retry_wait_s = 0.0
+
+    def __repr__(self) -> str:
+        return f"<StreamResponse [{self.status_code}] {self.method} {self.url}>"
+
+    @property
+    def reason_phrase(self) -> str:
+        """The server's reason phrase, or the standard one when it sent none (as httpx)."""
+        return self._reason or httpx.codes.get_reason_phrase(self.status_code)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """``{"samplemind": {"attempts": n, "retry_wait_s": s}}``, as on ``httpx.Response``."""
+        return {"samplemind": {"attempts": self.attempts, "retry_wait_s": self.retry_wait_s}}
+
+    @property
+    def text(self) -> str:
+        """:attr:`content` decoded (the charset of the content type, else UTF-8; bad bytes replaced)."""
+        charset = "utf-8"
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return self.content.decode(charset, "replace")
+        except LookupError:
+            return self.content.decode("utf-8", "replace")
+
+    @property
+    def closed(self) -> bool:
+        """True once the response is closed (its connection freed)."""
+        raise NotImplementedError
+
+    async def read_chunk(self) -> bytes:
+        """The next chunk of the (decoded) body as it arrives; ``b""`` at its end."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Free the connection (back to the pool when the body was read to its end). Idempotent."""
+        raise NotImplementedError
+
+    def as_httpx(self) -> httpx.Response:
+        """An ``httpx.Response`` with this reply's status, headers, version and extensions,
+        without a body (the body belongs to whoever reads this response)."""
+        version = self.http_version.encode("ascii")
+        return httpx.Response(
+            self.status_code,
+            headers=list(self.headers.items()),
+            request=httpx.Request(self.method, self.url),
+            extensions={
+                "http_version": version,
+                "reason_phrase": self.reason_phrase.encode("ascii", "replace"),
+                **self.extensions,
+            },
+        )
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while chunk := await self.read_chunk():
+            yield chunk
+
+    async def __aenter__(self) -> StreamResponse:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _AiohttpStreamResponse(StreamResponse):
+    """The raw path: an ``aiohttp.ClientResponse`` read with ``readany``."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: aiohttp.ClientResponse, method: str, where: str) -> None:
+        version = raw.version
+        super().__init__(
+            raw.status,
+            raw.headers,
+            method=method,
+            url=where,
+            reason_phrase=raw.reason or "",
+            http_version=(
+                "HTTP/1.1"
+                if version is None or version == (1, 1)
+                else f"HTTP/{version.major}.{version.minor}"
+            ),
+        )
+        self._raw = raw
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+    async def read_chunk(self) -> bytes:
+        try:
+            return await self._raw.content.readany()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) or type(exc).__module__.startswith("aiohttp"):
+                raise _map_raw_error(
+                    exc, self.method, self.url, self.attempts, reading=True
+                ) from exc
+            raise
+
+    async def aclose(self) -> None:
+        # release() is synchronous: nothing to cut short. An unread body closes the
+        # connection; a body read to its end returns it to the pool.
+        raw = self._raw
+        if not raw.closed:
+            raw.release()
+
+
+class _HttpxStreamResponse(StreamResponse):
+    """The httpx path: an ``httpx.Response`` from :meth:`HttpClient.stream`'s sending,
+    read with :func:`iter_body`."""
+
+    __slots__ = ("_done", "_reader", "_response")
+
+    def __init__(self, response: httpx.Response) -> None:
+        url = response.request.url
+        meta = response.extensions.get("samplemind", {})
+        super().__init__(
+            response.status_code,
+            response.headers,
+            method=response.request.method,
+            url=f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}",
+            reason_phrase=response.reason_phrase,
+            http_version=response.http_version,
+        )
+        self.attempts = int(meta.get("attempts", 1))
+        self.retry_wait_s = float(meta.get("retry_wait_s", 0.0))
+        if not 200 <= response.status_code < 300:
+            self.content = response.content
+        self._response = response
+        self._reader: AsyncIterator[bytes] | None = None
+        self._done = False
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    async def read_chunk(self) -> bytes:
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = iter_body(self._response)
+        try:
+            return await reader.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        reader = self._reader
+        close: Callable[[], Any] | None = getattr(reader, "aclose", None)
+        try:
+            if close is not None:
+                with contextlib.suppress(RuntimeError):  # a read still running elsewhere
+                    await close()
+        finally:
+            await _close_quietly(self._response)
+
+    def as_httpx(self) -> httpx.Response:
+        return self._response

@@ -109,3 +109,25 @@ def test_providers_surface() -> None:
     for name in providers.__all__:
         assert hasattr(providers, name), name
     assert providers.ProviderStream.__module__.startswith("samplemind_core.providers")
+
+
+def test_http_surface() -> None:
+    """``samplemind_core.http``'s names are deliberate: ``StreamResponse`` is what
+    ``HttpClient.open_stream`` returns (decision 0520); ``ProviderStream.upstream`` holds one."""
+    import samplemind_core.http as http
+
+    assert set(http.__all__) == {
+        "RETRY_STATUSES",
+        "HttpClient",
+        "StreamResponse",
+        "backoff_wait",
+        "build_transport",
+        "iter_body",
+        "parse_retry_after",
+    }
+    assert http.StreamResponse.__module__ == "samplemind_core.http"
+    assert callable(http.HttpClient.open_stream)
+    from samplemind_core.providers import ProviderStream
+
+    assert isinstance(ProviderStream.upstream, property)
+    assert isinstance(ProviderStream.http_response, property)

@@ -50,7 +50,9 @@ class SSEParser:
     """Server-sent events, fed chunk by chunk; ``feed`` returns ``(event, data)`` pairs.
 
     ``event`` is ``""`` when the event named none. Fields other than ``event``
-    and ``data`` (``id``, ``retry``, unknown ones) are ignored.
+    and ``data`` (``id``, ``retry``, unknown ones) are ignored. A buffer without
+    CR (every provider ends lines with LF) is split on LF without the regex:
+    about 3x cheaper per event, the same events (decision 0520).
     """
 
     __slots__ = ("_buf", "_data", "_data_size", "_event", "max_line_bytes")
@@ -74,6 +76,62 @@ class SSEParser:
     def events(self, chunk: bytes) -> Iterator[tuple[str, str]]:
         """The events that ``chunk`` completes, each as soon as it is parsed: an error
         further in the chunk is raised only after the events before it were taken."""
+        events, error = self.parse(chunk)
+        yield from events
+        if error is not None:
+            raise error
+
+    def parse(self, chunk: bytes) -> tuple[list[tuple[str, str]], ValueError | None]:
+        """The events that ``chunk`` completes, and the error met after them (a
+        :class:`StreamLimitError` or :class:`StreamSyntaxError`), if any: the caller
+        handles the events, then raises it (what :meth:`events` does)."""
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            events: list[tuple[str, str]] = []
+            try:
+                for event in self._events_any_eol(chunk):
+                    events.append(event)
+            except (StreamLimitError, StreamSyntaxError) as exc:
+                return events, exc
+            return events, None
+        # LF line ends only (what every provider sends): split, no regex
+        events = []
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        limit = self.max_line_bytes
+        data = self._data
+        try:
+            for line in lines:
+                if not line:  # a blank line dispatches the event
+                    if data:
+                        events.append((self._event, data[0] if len(data) == 1 else "\n".join(data)))
+                        data = self._data = []
+                        self._data_size = 0
+                    self._event = ""
+                elif len(line) > limit:
+                    raise StreamLimitError(f"an event-stream line exceeds {limit} bytes")
+                elif line[:6] == b"data: ":
+                    try:
+                        value = line[6:].decode()
+                    except UnicodeDecodeError as exc:
+                        raise StreamSyntaxError("an event-stream line is not UTF-8") from exc
+                    self._data_size += len(value) + 1
+                    if self._data_size > limit:
+                        raise StreamLimitError(f"an event's data exceeds {limit} bytes")
+                    data.append(value)
+                else:
+                    self._line(line, events)
+                    data = self._data
+            if len(rest) > limit:
+                raise StreamLimitError(f"an event-stream line exceeds {limit} bytes")
+        except (StreamLimitError, StreamSyntaxError) as exc:
+            self._buf = b""
+            return events, exc
+        self._buf = rest
+        return events, None
+
+    def _events_any_eol(self, chunk: bytes) -> Iterator[tuple[str, str]]:
+        """:meth:`events` for a buffer with CR (CRLF or lone CR line ends)."""
         old = len(self._buf)
         buf = self._buf + chunk if old else chunk
         events: list[tuple[str, str]] = []

@@ -1,21 +1,20 @@
 """A provider's streamed reply: :class:`ProviderStream` and the decoder base classes.
 
 An adapter's :meth:`~samplemind_core.providers.Provider.open_stream` sends the
-native streaming request on the shared client, checks the status, and hands
-the open response to a :class:`ProviderStream` with the adapter's
-:class:`StreamDecoder`. The stream reads the body chunk by chunk
-(:func:`samplemind_core.http.iter_body`), feeds the decoder and yields each
-text delta as soon as the bytes that carry it have been parsed.
+native streaming request on the shared client
+(:meth:`~samplemind_core.http.HttpClient.open_stream`), checks the status, and
+hands the open :class:`~samplemind_core.http.StreamResponse` to a
+:class:`ProviderStream` with the adapter's :class:`StreamDecoder`. The stream
+reads the body chunk by chunk (:meth:`StreamResponse.read_chunk
+<samplemind_core.http.StreamResponse.read_chunk>`), feeds the decoder and yields
+each text delta as soon as the bytes that carry it have been parsed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from .._models import ChatResponse, ToolCall, Usage
 from ._parse import NDJSONParser, SSEParser, StreamLimitError, StreamSyntaxError
 
 if TYPE_CHECKING:
+    from ..http import StreamResponse
     from .base import Provider
 
 __all__ = ["JSONLinesDecoder", "ProviderStream", "SSEDecoder", "StreamDecoder"]
@@ -109,10 +109,13 @@ class SSEDecoder(StreamDecoder):
     def feed(self, chunk: bytes, out: deque[str]) -> None:
         if self.done:
             return  # bytes after the terminal event are ignored
-        for name, data in self.parser.events(chunk):
+        events, error = self.parser.parse(chunk)
+        for name, data in events:
             self.event(name, data, out)
             if self.done:
                 return
+        if error is not None:
+            raise error
 
     def at_eof(self) -> None:
         if not self.done:
@@ -183,11 +186,14 @@ class ProviderStream:
 
     :meth:`aclose` (idempotent) closes the upstream response and frees its
     connection, also after a cancelled ``__anext__``; ``async with`` calls it.
+
+    :attr:`upstream` is the open :class:`~samplemind_core.http.StreamResponse`
+    (status, headers, attempts); :attr:`http_response` the same head as an
+    ``httpx.Response`` (see there).
     """
 
     __slots__ = (
         "_closed",
-        "_cm",
         "_decoder",
         "_error",
         "_failed",
@@ -195,9 +201,9 @@ class ProviderStream:
         "_http_response",
         "_pending",
         "_provider",
-        "_reader",
         "_response",
         "_started",
+        "_upstream",
         "model",
         "provider",
     )
@@ -206,21 +212,17 @@ class ProviderStream:
         self,
         provider: Provider,
         model: str,
-        cm: AbstractAsyncContextManager[httpx.Response],
-        response: httpx.Response,
+        upstream: StreamResponse,
         decoder: StreamDecoder,
         started: float,
     ) -> None:
-        from ..http import iter_body
-
         self.provider: str = provider.name
         self.model: str = model
         self._provider = provider
-        self._cm: AbstractAsyncContextManager[httpx.Response] | None = cm
-        self._http_response = response
+        self._upstream = upstream
+        self._http_response: httpx.Response | None = None
         self._decoder = decoder
         self._started = started
-        self._reader: AsyncIterator[bytes] = iter_body(response)
         self._pending: deque[str] = deque()
         self._error: BaseException | None = None
         self._failed = False
@@ -233,8 +235,21 @@ class ProviderStream:
         return f"<ProviderStream {self.provider}/{self.model} {state}>"
 
     @property
+    def upstream(self) -> StreamResponse:
+        """The upstream reply (status, headers, attempts; its body belongs to the stream)."""
+        return self._upstream
+
+    @property
     def http_response(self) -> httpx.Response:
-        """The upstream ``httpx.Response`` (status, headers; its body belongs to the stream)."""
+        """The upstream reply's head as an ``httpx.Response``: status, headers, HTTP
+        version and ``extensions["samplemind"]``; its body belongs to the stream.
+
+        On httpx's transport (or an injected one) the response itself; on the raw
+        aiohttp path (the default transport) one built from :attr:`upstream` on
+        first access, whose ``content`` is empty (decision 0520).
+        """
+        if self._http_response is None:
+            self._http_response = self._upstream.as_httpx()
         return self._http_response
 
     @property
@@ -268,11 +283,7 @@ class ProviderStream:
                     + ": open a new stream"
                 )
             try:
-                chunk = await self._reader.__anext__()
-            except StopAsyncIteration:
-                self._at_eof()
-                await self.aclose()  # the body is read: the connection is back in the pool
-                continue
+                chunk = await self._upstream.read_chunk()
             except TransportError:
                 self._failed = True
                 await self.aclose()
@@ -280,6 +291,10 @@ class ProviderStream:
             except BaseException:  # a cancelled read: the caller closes the stream
                 self._failed = True
                 raise
+            if not chunk:  # the end of the body
+                self._at_eof()
+                await self.aclose()  # the body is read: the connection is back in the pool
+                continue
             try:
                 self._decoder.feed(chunk, pending)
             except ProviderError as exc:
@@ -310,27 +325,19 @@ class ProviderStream:
             return
         provider = self._provider
         reply.cost_usd = provider.cost(reply.model or self.model, reply.usage)
-        meta = self._http_response.extensions.get("samplemind", {})
-        reply.attempts = int(meta.get("attempts", 1))
-        reply.metadata["retry_wait_s"] = float(meta.get("retry_wait_s", 0.0))
+        upstream = self._upstream
+        reply.attempts = upstream.attempts
+        reply.metadata["retry_wait_s"] = upstream.retry_wait_s
         reply.latency_ms = (time.perf_counter() - self._started) * 1000.0
         self._response = reply
         self._finished = True
 
     async def aclose(self) -> None:
         """Close the upstream response and free its connection. Idempotent."""
-        cm, self._cm = self._cm, None
-        self._closed = True
-        if cm is None:
+        if self._closed:
             return
-        reader = self._reader
-        close: Callable[[], Any] | None = getattr(reader, "aclose", None)
-        try:
-            if close is not None:
-                with contextlib.suppress(RuntimeError):  # a read still running elsewhere
-                    await close()
-        finally:
-            await cm.__aexit__(None, None, None)
+        self._closed = True
+        await self._upstream.aclose()
 
     async def __aenter__(self) -> ProviderStream:
         return self

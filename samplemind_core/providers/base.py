@@ -16,7 +16,7 @@ provider error bodies can echo the API key.
 
 Streaming (:meth:`Provider.open_stream`): the adapter sends its native
 streaming request (:meth:`Provider.build_stream_request`) on
-:meth:`HttpClient.stream <samplemind_core.http.HttpClient.stream>` and returns a
+:meth:`HttpClient.open_stream <samplemind_core.http.HttpClient.open_stream>` and returns a
 :class:`ProviderStream` reading the body with the adapter's decoder
 (:meth:`Provider.stream_decoder`). An error event inside the stream is mapped
 like an error reply (:meth:`Provider.stream_error`).
@@ -52,7 +52,7 @@ from .._pricing import DEFAULT_OUTPUT_TOKENS, cost_usd, estimate_tokens, lookup
 from ._stream import ProviderStream, StreamDecoder
 
 if TYPE_CHECKING:
-    from ..http import HttpClient
+    from ..http import HttpClient, StreamResponse
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -211,7 +211,7 @@ class Provider(ABC):
         parsed.cost_usd = self.cost(parsed.model or model, parsed.usage)
         return parsed
 
-    def error_for(self, response: httpx.Response) -> ProviderError:
+    def error_for(self, response: httpx.Response | StreamResponse) -> ProviderError:
         """The exception for an error reply (status and error body)."""
         status = response.status_code
         kind, message = "", ""
@@ -301,8 +301,9 @@ class Provider(ABC):
         method, url, headers, body = self.build_stream_request(req, model)
         decoder = self.stream_decoder(model, http.config.stream_max_line_bytes)
         start = time.perf_counter()
-        cm = http.stream(method, url, json=body, headers=headers, timeout=req.timeout)
-        response = await cm.__aenter__()
+        response = await http.open_stream(
+            method, url, json=body, headers=headers, timeout=req.timeout
+        )
         try:
             status = response.status_code
             if status >= 400 or status < 200:
@@ -316,9 +317,9 @@ class Provider(ABC):
                     status=status,
                 )
         except BaseException:
-            await cm.__aexit__(None, None, None)
+            await response.aclose()
             raise
-        return ProviderStream(self, model, cm, response, decoder, start)
+        return ProviderStream(self, model, response, decoder, start)
 
     # -- prices and sizes ----------------------------------------------------
 
