@@ -268,8 +268,9 @@ async def test_a_miss_with_the_relay_shares_one_fingerprint_up_to_the_store(
     cache._lookup = spy_lookup  # type: ignore[method-assign]
     chunks, resp = await read(ai, req())
     assert chunks == CHUNKS and not resp.cached and at_store == [1]
-    # the lookup and the relay's re-check (after its lease was taken), under the one key
-    assert len(lookups) == 2 and lookups[0] == lookups[1] == cache.key_for(req())
+    # one lookup under the one key: the relay's claim re-checks the entry in its own
+    # pipeline (EXISTS) and looks it up again only when it exists (decision 0541)
+    assert lookups == [cache.key_for(req())]
     calls[0] = 0
     assert (await read(ai, req()))[0] == CHUNKS and calls == [1]
 
