@@ -6,6 +6,11 @@ So each run below is made once per test session and shared: by every test that r
 across pytest-xdist workers (the first worker to need it makes it under a file lock in the
 session's shared temporary folder; the others wait for it and read the same files). Tests
 that change a counted folder change a copy.
+
+Under ``pytest -n N`` the files of the tests marked ``valgrind`` also run in one worker, one
+test after another, started first (:func:`pytest_xdist_make_scheduler`): a test that reads a
+shared counted run would otherwise wait, idle, for the other worker to make it, and two
+counts would queue on the one lock while a core stays idle (docs/decisions/0580).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +39,61 @@ REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"
 
 END_TO_END_K = "chat-speed or fallback and mock-fail0"
 """Router benchmarks counted (chat-speed) beside one that is not (an I/O-bound fallback)."""
+
+
+VALGRIND_FILES = ("tests/test_instructions.py", "tests/gate/test_instructions_cli.py")
+"""The test files of every test marked ``valgrind``: under ``pytest -n N`` one worker runs
+them, one test after another (:func:`pytest_xdist_make_scheduler`)."""
+
+_IMPLICIT_DIST = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Note whether ``-n N`` came without ``--dist`` (before xdist's own hook makes that
+    ``load``): only then does :func:`pytest_xdist_make_scheduler` choose the schedule."""
+    option = config.option
+    implicit = bool(getattr(option, "numprocesses", None)) and getattr(option, "dist", "") == "no"
+    config.stash[_IMPLICIT_DIST] = implicit
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` without ``--dist``: every test is sent on its own to the worker that needs
+    work (xdist's ``loadscope`` with one test per scope), except the tests of
+    :data:`VALGRIND_FILES`: one unit, sent first (the largest), so that the counting chain
+    starts at once in one worker while the other runs the rest (docs/decisions/0580).
+    An explicit ``--dist`` is kept (None: xdist's own scheduler).
+
+    ``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 groups
+    by renaming items, which pytest 9.2 items ignore (the group is silently lost).
+    """
+    if not config.stash.get(_IMPLICIT_DIST, False):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ValgrindFilesTogether(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return VALGRIND_GROUP if nodeid.split("::", 1)[0] in VALGRIND_FILES else nodeid
+
+    return ValgrindFilesTogether(config, log)
+
+
+VALGRIND_GROUP = "valgrind"
+"""The scope name of :data:`VALGRIND_FILES` in the schedule."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every ``valgrind`` test lives in one of :data:`VALGRIND_FILES`: one elsewhere would be
+    scheduled beside the others and wait, idle, for their counting lock."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if item.get_closest_marker("valgrind") is not None and path not in VALGRIND_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked valgrind but its file is not in VALGRIND_FILES "
+                "(tests/conftest.py): add it there, so that pytest -n N runs it in the "
+                "valgrind tests' worker"
+            )
 
 
 def need_valgrind() -> None:
