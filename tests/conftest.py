@@ -45,6 +45,14 @@ VALGRIND_FILES = ("tests/test_instructions.py", "tests/gate/test_instructions_cl
 """The test files of every test marked ``valgrind``: under ``pytest -n N`` one worker runs
 them, one test after another (:func:`pytest_xdist_make_scheduler`)."""
 
+VALGRIND_GROUP = "valgrind"
+"""The unit of :data:`VALGRIND_FILES` in the schedule."""
+
+MODULE_FIXTURE_FILES = ("tests/test_report_golden.py", "tests/test_history_page.py")
+"""Test files whose tests share a costly module-scoped fixture (a report build, a history
+store and its page): under ``pytest -n N`` each runs in one worker, so the fixture is built
+once, not once per worker."""
+
 _IMPLICIT_DIST = pytest.StashKey[bool]()
 
 
@@ -62,8 +70,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``-n N`` without ``--dist``: every test is sent on its own to the worker that needs
     work (xdist's ``loadscope`` with one test per scope), except the tests of
     :data:`VALGRIND_FILES`: one unit, sent first (the largest), so that the counting chain
-    starts at once in one worker while the other runs the rest (docs/decisions/0580).
-    An explicit ``--dist`` is kept (None: xdist's own scheduler).
+    starts at once in one worker while the other runs the rest; and each file of
+    :data:`MODULE_FIXTURE_FILES`: one unit each (docs/decisions/0580). An explicit ``--dist``
+    is kept (None: xdist's own scheduler).
 
     ``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 groups
     by renaming items, which pytest 9.2 items ignore (the group is silently lost).
@@ -72,15 +81,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class ValgrindFilesTogether(LoadScopeScheduling):  # type: ignore[misc]
+    class TogetherScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return VALGRIND_GROUP if nodeid.split("::", 1)[0] in VALGRIND_FILES else nodeid
+            return schedule_unit(nodeid)
 
-    return ValgrindFilesTogether(config, log)
+    return TogetherScheduling(config, log)
 
 
-VALGRIND_GROUP = "valgrind"
-"""The scope name of :data:`VALGRIND_FILES` in the schedule."""
+def schedule_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under ``pytest -n N``: :data:`VALGRIND_GROUP` for
+    the tests of :data:`VALGRIND_FILES`, the file for :data:`MODULE_FIXTURE_FILES`, else the
+    test itself."""
+    path = nodeid.split("::", 1)[0]
+    if path in VALGRIND_FILES:
+        return VALGRIND_GROUP
+    return path if path in MODULE_FIXTURE_FILES else nodeid
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
