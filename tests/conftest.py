@@ -48,10 +48,17 @@ them, one test after another (:func:`pytest_xdist_make_scheduler`)."""
 VALGRIND_GROUP = "valgrind"
 """The unit of :data:`VALGRIND_FILES` in the schedule."""
 
-MODULE_FIXTURE_FILES = ("tests/test_report_golden.py", "tests/test_history_page.py")
-"""Test files whose tests share a costly module-scoped fixture (a report build, a history
-store and its page): under ``pytest -n N`` each runs in one worker, so the fixture is built
-once, not once per worker."""
+REPORT_FILES = ("tests/test_report_golden.py", "tests/test_report_browser.py")
+"""The test files that read :func:`report_of_run_a_and_b`: under ``pytest -n N`` one worker
+runs them, so the report is built once, not once per worker."""
+
+REPORT_GROUP = "report-of-run-a-and-b"
+"""The unit of :data:`REPORT_FILES` in the schedule."""
+
+MODULE_FIXTURE_FILES = ("tests/test_history_page.py",)
+"""Test files whose tests share a costly module-scoped fixture (a history store and its
+page): under ``pytest -n N`` each runs in one worker, so the fixture is built once, not once
+per worker."""
 
 _IMPLICIT_DIST = pytest.StashKey[bool]()
 
@@ -70,8 +77,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``-n N`` without ``--dist``: every test is sent on its own to the worker that needs
     work (xdist's ``loadscope`` with one test per scope), except the tests of
     :data:`VALGRIND_FILES`: one unit, sent first (the largest), so that the counting chain
-    starts at once in one worker while the other runs the rest; and each file of
-    :data:`MODULE_FIXTURE_FILES`: one unit each (docs/decisions/0580). An explicit ``--dist``
+    starts at once in one worker while the other runs the rest; :data:`REPORT_FILES`, one
+    unit; each file of :data:`MODULE_FIXTURE_FILES`, one unit each (docs/decisions/0580). An explicit ``--dist``
     is kept (None: xdist's own scheduler).
 
     ``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 groups
@@ -90,11 +97,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def schedule_unit(nodeid: str) -> str:
     """The unit of work a test belongs to under ``pytest -n N``: :data:`VALGRIND_GROUP` for
-    the tests of :data:`VALGRIND_FILES`, the file for :data:`MODULE_FIXTURE_FILES`, else the
-    test itself."""
+    the tests of :data:`VALGRIND_FILES`, :data:`REPORT_GROUP` for :data:`REPORT_FILES`, the
+    file for :data:`MODULE_FIXTURE_FILES`, else the test itself."""
     path = nodeid.split("::", 1)[0]
     if path in VALGRIND_FILES:
         return VALGRIND_GROUP
+    if path in REPORT_FILES:
+        return REPORT_GROUP
     return path if path in MODULE_FIXTURE_FILES else nodeid
 
 
@@ -205,3 +214,15 @@ def counted_headlines(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
 
     return _once(tmp_path_factory, "counted-headlines", make) / "results"
+
+
+@pytest.fixture(scope="session")
+def report_of_run_a_and_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the committed ``tests/data/results/run_a`` and ``run_b``, built once per
+    session (per xdist worker: :data:`REPORT_FILES` run in one). Read it; never change it."""
+    from reports.build import build_report
+
+    results = REPO / "tests" / "data" / "results"
+    out = tmp_path_factory.mktemp("report-of-run-a-and-b")
+    build_report([results / "run_a", results / "run_b"], out)
+    return out

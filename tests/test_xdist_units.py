@@ -39,7 +39,8 @@ def test_valgrind_files_are_one_unit_module_fixture_files_one_each_the_rest_alon
         "valgrind"
     )
     golden = "tests/test_report_golden.py::test_data_csv_golden"
-    assert unit(golden) == "tests/test_report_golden.py"
+    browser = "tests/test_report_browser.py::test_report_page_renders_without_broken_images"
+    assert unit(golden) == unit(browser) == "report-of-run-a-and-b"
     page = "tests/test_history_page.py::test_page_is_one_self_contained_file"
     assert unit(page) == "tests/test_history_page.py"
     for alone in (
