@@ -6,6 +6,11 @@ So each run below is made once per test session and shared: by every test that r
 across pytest-xdist workers (the first worker to need it makes it under a file lock in the
 session's shared temporary folder; the others wait for it and read the same files). Tests
 that change a counted folder change a copy.
+
+Under ``pytest -n N`` the files of the tests marked ``valgrind`` also run in one worker, one
+test after another, started first (:func:`pytest_xdist_make_scheduler`): a test that reads a
+shared counted run would otherwise wait, idle, for the other worker to make it, and two
+counts would queue on the one lock while a core stays idle (docs/decisions/0580).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +47,85 @@ REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"
 
 END_TO_END_K = "chat-speed or fallback and mock-fail0"
 """Router benchmarks counted (chat-speed) beside one that is not (an I/O-bound fallback)."""
+
+
+VALGRIND_FILES = ("tests/test_instructions.py", "tests/gate/test_instructions_cli.py")
+"""The test files of every test marked ``valgrind``: under ``pytest -n N`` one worker runs
+them, one test after another (:func:`pytest_xdist_make_scheduler`)."""
+
+VALGRIND_GROUP = "valgrind"
+"""The unit of :data:`VALGRIND_FILES` in the schedule."""
+
+REPORT_FILES = ("tests/test_report_golden.py", "tests/test_report_browser.py")
+"""The test files that read :func:`report_of_run_a_and_b`: under ``pytest -n N`` one worker
+runs them, so the report is built once, not once per worker."""
+
+REPORT_GROUP = "report-of-run-a-and-b"
+"""The unit of :data:`REPORT_FILES` in the schedule."""
+
+MODULE_FIXTURE_FILES = ("tests/test_history_page.py",)
+"""Test files whose tests share a costly module-scoped fixture (a history store and its
+page): under ``pytest -n N`` each runs in one worker, so the fixture is built once, not once
+per worker."""
+
+_IMPLICIT_DIST = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Note whether ``-n N`` came without ``--dist`` (before xdist's own hook makes that
+    ``load``): only then does :func:`pytest_xdist_make_scheduler` choose the schedule."""
+    option = config.option
+    implicit = bool(getattr(option, "numprocesses", None)) and getattr(option, "dist", "") == "no"
+    config.stash[_IMPLICIT_DIST] = implicit
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` without ``--dist``: every test is sent on its own to the worker that needs
+    work (xdist's ``loadscope`` with one test per scope), except the tests of
+    :data:`VALGRIND_FILES`: one unit, sent first (the largest), so that the counting chain
+    starts at once in one worker while the other runs the rest; :data:`REPORT_FILES`, one
+    unit; each file of :data:`MODULE_FIXTURE_FILES`, one unit each (docs/decisions/0580). An explicit ``--dist``
+    is kept (None: xdist's own scheduler).
+
+    ``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 groups
+    by renaming items, which pytest 9.2 items ignore (the group is silently lost).
+    """
+    if not config.stash.get(_IMPLICIT_DIST, False):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TogetherScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return schedule_unit(nodeid)
+
+    return TogetherScheduling(config, log)
+
+
+def schedule_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under ``pytest -n N``: :data:`VALGRIND_GROUP` for
+    the tests of :data:`VALGRIND_FILES`, :data:`REPORT_GROUP` for :data:`REPORT_FILES`, the
+    file for :data:`MODULE_FIXTURE_FILES`, else the test itself."""
+    path = nodeid.split("::", 1)[0]
+    if path in VALGRIND_FILES:
+        return VALGRIND_GROUP
+    if path in REPORT_FILES:
+        return REPORT_GROUP
+    return path if path in MODULE_FIXTURE_FILES else nodeid
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every ``valgrind`` test lives in one of :data:`VALGRIND_FILES`: one elsewhere would be
+    scheduled beside the others and wait, idle, for their counting lock."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if item.get_closest_marker("valgrind") is not None and path not in VALGRIND_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked valgrind but its file is not in VALGRIND_FILES "
+                "(tests/conftest.py): add it there, so that pytest -n N runs it in the "
+                "valgrind tests' worker"
+            )
 
 
 def need_valgrind() -> None:
@@ -137,3 +222,15 @@ def counted_headlines(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
 
     return _once(tmp_path_factory, "counted-headlines", make) / "results"
+
+
+@pytest.fixture(scope="session")
+def report_of_run_a_and_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the committed ``tests/data/results/run_a`` and ``run_b``, built once per
+    session (per xdist worker: :data:`REPORT_FILES` run in one). Read it; never change it."""
+    from reports.build import build_report
+
+    results = REPO / "tests" / "data" / "results"
+    out = tmp_path_factory.mktemp("report-of-run-a-and-b")
+    build_report([results / "run_a", results / "run_b"], out)
+    return out

@@ -19,13 +19,11 @@ from typing import Any
 
 import pytest
 
-from reports.build import build_report
 from tests._browser import open_page
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "tests" / "data" / "results"
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -54,9 +52,10 @@ async def check_page(html_file: Path, tmp: Path) -> PageCheck:
 
 
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
-async def test_report_page_renders_without_broken_images_or_errors(tmp_path: Path) -> None:
-    out = tmp_path / "report"
-    build_report([RESULTS / "run_a", RESULTS / "run_b"], out)
+async def test_report_page_renders_without_broken_images_or_errors(
+    report_of_run_a_and_b: Path, tmp_path: Path
+) -> None:
+    out = report_of_run_a_and_b  # built once per session (tests/conftest.py); read only here
     html = (out / "index.html").read_text(encoding="utf-8")
     # self-contained: no external resource, no script
     assert not re.search(r'(src|href)="(https?:)?//', html)

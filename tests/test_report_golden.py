@@ -31,11 +31,10 @@ def check_golden(name: str, actual: str) -> None:
     assert actual == path.read_text(encoding="utf-8"), f"{name} differs from {path}"
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report")
-    build_report([RESULTS / "run_a", RESULTS / "run_b"], out)
-    return out
+@pytest.fixture
+def report(report_of_run_a_and_b: Path) -> Path:
+    """The report of run_a and run_b, built once per session (``tests/conftest.py``)."""
+    return report_of_run_a_and_b
 
 
 def test_claims_table_golden() -> None:
