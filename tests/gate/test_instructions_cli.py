@@ -118,7 +118,8 @@ def test_wall_time_stays_the_looser_guard(counted_runs: tuple[Path, Path]) -> No
     """Without --metric both tiers are judged: instructions at 1 %, wall time at 5 %."""
     a, b = counted_runs
     proc = gate_cli(str(a), str(b), "--ignore-env")
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # wall time may be noisy here
+    # wall time may be noisy here: a change, or "not comparable" (exit 3) beyond the floor
+    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
     rows = proc.stdout.splitlines()
     assert any(" instructions " in r and "allowed 1.0%" in r for r in rows)
     assert sum(" time " in r for r in rows) == 2
