@@ -24,6 +24,7 @@ Exit status: 0 on success, 2 when an input is missing, corrupt or of an unknown 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -161,7 +162,11 @@ def build_report(
 
     entries: list[ChartEntry] = []
     omitted: list[tuple[str, str]] = []
-    for res in [*build_charts(run, profile), *stream_charts(run, profile)]:
+    # one figure open at a time: each chart is drawn when the loop asks for it, and saved
+    # (and closed) before the next
+    for res in itertools.chain.from_iterable(
+        f(run, profile) for f in (build_charts, stream_charts)
+    ):
         if isinstance(res, Omitted):
             omitted.append((res.title, res.reason))
             continue

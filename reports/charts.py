@@ -9,7 +9,7 @@ PNG and SVG with no timestamps in them, so the same input gives the same files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -174,12 +174,15 @@ def _hbars(
 
 
 def save_chart(chart: Chart, out: Path) -> tuple[Path, Path]:
-    """Write ``out/NAME.png`` and ``out/NAME.svg`` (deterministic: no dates), close the figure."""
-    out.mkdir(parents=True, exist_ok=True)
-    png, svg = out / f"{chart.name}.png", out / f"{chart.name}.svg"
-    chart.figure.savefig(png, format="png", dpi=100, metadata={"Software": None})
-    chart.figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(chart.figure)
+    """Write ``out/NAME.png`` and ``out/NAME.svg`` (deterministic: no dates), close the figure
+    (also when writing fails)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        png, svg = out / f"{chart.name}.png", out / f"{chart.name}.svg"
+        chart.figure.savefig(png, format="png", dpi=100, metadata={"Software": None})
+        chart.figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    finally:
+        plt.close(chart.figure)
     return png, svg
 
 
@@ -800,15 +803,15 @@ def with_chart_source(res: Result, run: Run, suites: tuple[str, ...] | str) -> R
     return replace(res, caption=f"{res.caption.rstrip()} From: {label}.")
 
 
-def build_charts(run: Run, profile: Mapping[str, Any] | None = None) -> list[Result]:
+def build_charts(run: Run, profile: Mapping[str, Any] | None = None) -> Iterator[Result]:
     """Every chart of the report, in page order (omitted ones as :class:`Omitted`); each
-    caption ends with where its figures came from (mocks / the emulator / live services)."""
-    out = []
+    caption ends with where its figures came from (mocks / the emulator / live services).
+    Drawn one at a time, as the caller asks for the next (so that a caller who saves each
+    with :func:`save_chart` before the next holds one open figure, not twenty)."""
     for fn in CHARTS:
         res = fn(run, profile)
         if fn.__name__ in CHART_SUITES:
             res = with_chart_source(res, run, CHART_SUITES[fn.__name__])
         elif fn in (chart_memory, chart_cpu):
             res = with_chart_source(res, run, PROFILE_SOURCE)
-        out.append(res)
-    return out
+        yield res

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,9 +68,26 @@ def test_data_csv_golden(report: Path) -> None:
 
 
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
-def test_output_is_deterministic(report: Path, tmp_path: Path) -> None:
+def test_output_is_deterministic(
+    report: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    import reports.charts
+
+    open_at_save: list[int] = []
+    save = reports.charts.save_chart
+
+    def counting_save(chart: Any, out: Path) -> Any:
+        open_at_save.append(len(plt.get_fignums()))
+        return save(chart, out)
+
+    monkeypatch.setattr(reports.charts, "save_chart", counting_save)
     again = tmp_path / "again"
     build_report([RESULTS / "run_a", RESULTS / "run_b"], again)
+    # each chart is saved and closed before the next is drawn (the four stream charts are
+    # drawn together): no figure is left open, never twenty at once
+    assert open_at_save and max(open_at_save) <= 4 and plt.get_fignums() == []
     for name in ("index.html", "summary.md", "data.csv", "charts/hashing_throughput.svg"):
         assert (again / name).read_bytes() == (report / name).read_bytes(), name
     for chart in sorted((report / "charts").glob("*.png")):
