@@ -718,7 +718,7 @@ class AIManager:
                     feed.replay_stored(again, box[0])
                     return
             writer = None if relay is None else cache._relay_writer(relay, relay_token)  # type: ignore[union-attr]
-            await self._read_chain(feed, request, task, priority, config, writer)
+            await self._read_chain(feed, request, task, priority, config, writer, cache_key)
         except asyncio.CancelledError:
             left = True
             if not feed.done:  # the manager closed under its readers: they must not hang
@@ -792,8 +792,10 @@ class AIManager:
         priority: Priority | str,
         config: StreamConfig,
         relay: RelayWriter | None,
+        cache_key: str | None = None,
     ) -> None:
-        """Read the chain's streams into ``feed`` (and, through ``relay``, into Redis)."""
+        """Read the chain's streams into ``feed`` (and, through ``relay``, into Redis);
+        ``cache_key``: the request's cache key, as :meth:`_open_feed` computed it."""
         start = time.perf_counter()
         router = self._router
         cache = self._cache
@@ -901,7 +903,7 @@ class AIManager:
                 # Stored before the readers see the end: a stream that a caller saw
                 # complete is a hit for the next one (a SET, bounded by op_timeout_s).
                 # Its chunk boundaries go in the envelope's trailing field.
-                await cache._set_with_extra(request, response, chunk_boundaries(feed))
+                await cache._set_with_extra(request, response, chunk_boundaries(feed), cache_key)
                 if relay is not None:
                     await relay.close(cache._relay_end_fields(response))
             feed.finish(response)

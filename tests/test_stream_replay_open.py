@@ -13,6 +13,7 @@ connection slot or queued lookup).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -114,13 +115,16 @@ async def test_a_replay_computes_the_fingerprint_once_and_starts_no_task(
         at_store: list[int] = []
         inner_set = cache._set_with_extra
 
-        async def spy_set(request: ChatRequest, response: ChatResponse, extra: Any) -> bool:
+        async def spy_set(
+            request: ChatRequest, response: ChatResponse, extra: Any, key: str | None = None
+        ) -> bool:
             at_store.append(calls[0])
-            return await inner_set(request, response, extra)
+            return await inner_set(request, response, extra, key)
 
         cache._set_with_extra = spy_set  # type: ignore[method-assign]
         await read(ai, req())  # a miss: upstream, then stored
         assert at_store == [1], "the feed's key and the lookup share one fingerprint"
+        assert calls == [1], "the store reuses it too"
 
         calls[0] = 0
         async with ai.stream(req()) as stream:
@@ -253,9 +257,11 @@ async def test_a_miss_with_the_relay_shares_one_fingerprint_up_to_the_store(
     at_store: list[int] = []
     inner_set = cache._set_with_extra
 
-    async def spy_set(request: ChatRequest, response: ChatResponse, extra: Any) -> bool:
+    async def spy_set(
+        request: ChatRequest, response: ChatResponse, extra: Any, key: str | None = None
+    ) -> bool:
         at_store.append(calls[0])
-        return await inner_set(request, response, extra)
+        return await inner_set(request, response, extra, key)
 
     cache._set_with_extra = spy_set  # type: ignore[method-assign]
     lookups: list[str] = []
@@ -267,7 +273,7 @@ async def test_a_miss_with_the_relay_shares_one_fingerprint_up_to_the_store(
 
     cache._lookup = spy_lookup  # type: ignore[method-assign]
     chunks, resp = await read(ai, req())
-    assert chunks == CHUNKS and not resp.cached and at_store == [1]
+    assert chunks == CHUNKS and not resp.cached and at_store == [1] and calls == [1]
     # one lookup under the one key: the relay's claim re-checks the entry in its own
     # pipeline (EXISTS) and looks it up again only when it exists (decision 0541)
     assert lookups == [cache.key_for(req())]
@@ -302,3 +308,31 @@ async def test_thousands_of_replays_cancelled_at_random_on_a_real_redis(
     # the store is still usable: a fresh wave of every request replays in full
     again = await asyncio.gather(*(read(ai, r) for r in requests))
     assert [chunks for chunks, _ in again] == [stored[id(r)] for r in requests]
+
+
+async def test_a_store_after_a_clear_mid_stream_goes_under_the_new_generation(
+    cache: ResponseCache,
+) -> None:
+    # The store reuses the stream's fingerprint, not its key: a provider cleared while the
+    # stream ran stores the answer under the generation of now, where the next reader looks.
+    scripts = Scripts()
+    scripts.default["ollama"] = list(CHUNKS)
+    async with AIManager(settings(), cache=cache) as ai:
+        scripts.install(ai)
+        r = dataclasses.replace(req("cleared mid-stream"), provider="ollama")
+        before = cache.key_for(r)
+        inner_set = cache._set_with_extra
+
+        async def cleared_then_set(*args: Any) -> bool:  # the clear lands just before the store
+            await cache.clear(provider="ollama")
+            return await inner_set(*args)
+
+        cache._set_with_extra = cleared_then_set  # type: ignore[method-assign]
+        chunks, resp = await read(ai, r)
+        assert chunks == CHUNKS and not resp.cached
+        after = cache.key_for(r)
+        assert after != before and after.rsplit(":", 1)[1] == before.rsplit(":", 1)[1]
+        assert await cache._redis.exists(after) and not await cache._redis.exists(before)
+        cache._set_with_extra = inner_set  # type: ignore[method-assign]
+        chunks, resp = await read(ai, r)
+        assert chunks == CHUNKS and resp.cached

@@ -263,13 +263,20 @@ class _Entries(_StoreIO):
         return None if hit is None else (hit, box[0])
 
     async def _set_with_extra(
-        self, request: ChatRequest, response: ChatResponse, extra: Any
+        self, request: ChatRequest, response: ChatResponse, extra: Any, key: str | None = None
     ) -> bool:
         """:meth:`set` with the envelope's trailing field ``extra`` (any serialisable value;
-        it counts towards ``max_value_bytes``)."""
+        it counts towards ``max_value_bytes``). ``key``: :meth:`key_for`'s of ``request``
+        from earlier (its fingerprint is reused under the generations known now)."""
         if self._clock() >= self._gens_expiry:
             await self._fresh_gens()
-        return await self._store(self.key_for(request), response, None, extra)
+        if key is None:
+            key = self.key_for(request)
+        else:  # the fingerprint is the key's last segment; the generations may have moved
+            keys = self._keys
+            seg = keys.segments.get(request.provider) or keys.segment(request.provider)
+            key = seg + key[key.rindex(":") + 1 :]
+        return await self._store(key, response, None, extra)
 
     async def _store(
         self, key: str, response: ChatResponse, ttl_s: float | None, extra: Any = None
