@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from bench import environment, gate, results
 from bench.results import ResultsFormatError
-from reports.data import ReportInputError, load_run
 
 FUZZ = settings(
     max_examples=int(os.environ.get("SAMPLEMIND_FUZZ_EXAMPLES", "150")),  # more for a long fuzz
@@ -189,6 +188,8 @@ def test_single_benchmark_file_loader(doc: Any) -> None:
 @given(folders)
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_report_loader_survives_malformed_folders(spec: Any) -> None:
+    from reports.data import ReportInputError, load_run
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_folder(Path(tmp) / "r", *spec)
         try:

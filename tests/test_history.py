@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
-
 from bench import cli as bench_cli
 from bench.history._ingest import read_run
 from bench.history.order import order_commits
-from bench.history.store import SCHEMA_VERSION, open_store
 from fixtures.ports import free_port
-from tests._helpers import run_main
+from tests._helpers import require_module, run_main
+
+require_module("sqlalchemy", "pip install 'samplemind-core[history]'")
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
@@ -129,6 +128,8 @@ def stepped_history(
 
 
 def counts(db: str) -> dict[str, int]:
+    from bench.history.store import open_store
+
     st = open_store(db)
     try:
         return st.counts()
@@ -173,6 +174,8 @@ def test_time_metric_has_median_ci_and_extra_info_metrics() -> None:
 
 
 def test_dirty_run_is_stored_flagged_and_kept_out_of_changes(tmp_path: Path) -> None:
+    from bench.history.store import open_store
+
     repo, commits, folders = stepped_history(tmp_path, n=12, step_at=100)  # flat
     # a dirty run of the last commit, 3x slower: stored, flagged, not a change point
     dirty = make_folder(tmp_path / "dirty", commits[-1], created=T0, step_scale=3.0, dirty=True)
@@ -227,6 +230,8 @@ def test_bad_folder_exits_2_naming_it_and_stores_nothing(
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    from bench.history.store import SCHEMA_VERSION, open_store
+
     db = str(tmp_path / "h.sqlite")
     st = open_store(db)
     import sqlalchemy as sa
@@ -251,6 +256,8 @@ def test_unreachable_postgres_exits_2_with_the_password_hidden() -> None:
 
 def _concurrent_writers(db: str, tmp: Path) -> None:
     """Two processes add 8 folders each to ``db`` at the same time; no row may be lost."""
+    from bench.history.store import open_store
+
     sides = []
     for w in range(2):
         folders = [

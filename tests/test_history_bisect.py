@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
-
 from bench import cli as bench_cli
 from bench import results as results_format
-from tests._helpers import run_main
+from tests._helpers import require_module, run_main
+
+require_module("sqlalchemy", "pip install 'samplemind-core[history]'")
 
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
 

@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("sqlalchemy", reason="pip install 'samplemind-core[history]'")
-
 from bench import cli as bench_cli
 from bench.history.changes import MIN_POINTS
-from bench.history.store import open_store
-from tests._helpers import run_main
+from tests._helpers import require_module, run_main
 from tests._history_store import STEP_VARIANT, HistoryStore, build_history_store
+
+require_module("sqlalchemy", "pip install 'samplemind-core[history]'")
 
 N, STEP_AT, SHORT = 12, 8, 4
 SHORT_SUITE = "pipeline"  # 2 benchmarks: few charts to draw, the module's setup stays short
@@ -133,6 +132,7 @@ def test_runs_on_one_commit_are_drawn_as_their_spread(
 
     from bench.history.report import _figure, _Group
     from bench.history.series import build_history
+    from bench.history.store import open_store
 
     h, db, _page = store
     st = open_store(db)
@@ -212,6 +212,8 @@ def test_list_shows_runs_commits_machines_suites(store: tuple[HistoryStore, str,
 
 
 def test_list_empty_missing_and_corrupt_stores(tmp_path: Path) -> None:
+    from bench.history.store import open_store
+
     missing = tmp_path / "nope.sqlite"
     for action in ("list", "changes"):
         res = cli(action, "--db", missing)

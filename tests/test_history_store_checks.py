@@ -18,7 +18,6 @@ import pytest
 
 from bench.history import cli as history_cli
 from bench.history._ingest import read_run
-from bench.history.store import SCHEMA_VERSION, open_store
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 BENCH = str(Path(sys.executable).with_name("samplemind-bench"))
@@ -42,6 +41,8 @@ def _second_run(tmp_path: Path) -> Path:
 
 
 def _healthy_store(path: Path) -> None:
+    from bench.history.store import open_store
+
     st = open_store(path)
     try:
         st.add(read_run(RUN_A))
@@ -125,6 +126,8 @@ def test_a_file_that_is_not_a_store_is_refused(
 def test_foreign_and_wrong_schema_sqlite_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from bench.history.store import SCHEMA_VERSION
+
     foreign = tmp_path / "app.sqlite"
     conn = sqlite3.connect(foreign)
     conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
@@ -159,6 +162,8 @@ def test_stored_is_said_only_of_rows_read_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A store that loses rows inside the transaction (a trigger here) never reports "stored"."""
+    from bench.history.store import open_store
+
     db = tmp_path / "h.sqlite"
     _healthy_store(db)
     conn = sqlite3.connect(db)
@@ -215,6 +220,8 @@ def test_postgres_wrong_schema_is_refused(
     postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import sqlalchemy as sa
+
+    from bench.history.store import SCHEMA_VERSION, open_store
 
     st = open_store(postgres_url)
     try:

@@ -29,10 +29,6 @@ from bench.harness.local_server import (
 from bench.harness.streams import headline_lines
 from bench.results import read_folder
 from fixtures.ports import free_port
-from reports.claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED
-from reports.data import load_run
-from reports.provenance import benchmark_source
-from reports.streams import claim_local_ttft, local_model_entries, stream_claims
 from samplemind_core import ConfigError, Settings
 from tests.test_report_streams import _entry, _folder
 
@@ -223,6 +219,8 @@ def _local_entry(
 
 
 def _run(tmp_path: Path, new: list[float], prefix: list[float], **info_kw: Any) -> Any:
+    from reports.data import load_run
+
     info = _local_info(**info_kw)
     benches = [
         _local_entry(
@@ -274,6 +272,10 @@ def _run(tmp_path: Path, new: list[float], prefix: list[float], **info_kw: Any) 
 def test_claim_on_a_real_local_model_says_which_model_and_judges_new_prompts(
     tmp_path: Path,
 ) -> None:
+    from reports.claims import DOES_NOT_HOLD
+    from reports.provenance import benchmark_source
+    from reports.streams import claim_local_ttft, local_model_entries, stream_claims
+
     run = _run(tmp_path, new=[143.0, 200.0, 422.0], prefix=[29.0, 31.0, 33.0])
     claim = claim_local_ttft(run)
     assert claim.verdict == DOES_NOT_HOLD
@@ -294,6 +296,9 @@ def test_claim_on_a_real_local_model_says_which_model_and_judges_new_prompts(
 
 
 def test_claim_holds_only_when_every_prompt_kind_is_under_50_ms(tmp_path: Path) -> None:
+    from reports.claims import HOLDS
+    from reports.streams import claim_local_ttft
+
     run = _run(tmp_path, new=[20.0, 30.0, 40.0], prefix=[10.0, 12.0, 14.0])
     assert claim_local_ttft(run).verdict == HOLDS
 
@@ -305,11 +310,18 @@ def test_claim_holds_only_when_every_prompt_kind_is_under_50_ms(tmp_path: Path) 
 def test_no_verdict_from_the_emulator_or_a_remote_server(
     tmp_path: Path, kw: dict[str, bool], why: str
 ) -> None:
+    from reports.claims import NOT_MEASURED
+    from reports.streams import claim_local_ttft
+
     claim = claim_local_ttft(_run(tmp_path, new=[20.0, 30.0], prefix=[10.0, 12.0], **kw))
     assert claim.verdict == NOT_MEASURED and why in claim.measured
 
 
 def test_without_a_local_model_the_claim_says_how_to_measure_it(tmp_path: Path) -> None:
+    from reports.claims import NOT_MEASURED
+    from reports.data import load_run
+    from reports.streams import claim_local_ttft
+
     run = load_run(_folder(tmp_path / "run", [_entry("ollama", "upstream", [30.0, 40.0], [4.0])]))
     claim = claim_local_ttft(run)
     assert claim.verdict == NOT_MEASURED and "world-model input" in claim.measured
@@ -328,6 +340,11 @@ def test_a_live_stream_run_against_a_named_server_records_which_model_answered(
     """``samplemind-bench run --live --suite stream`` with OPENAI_BASE_URL / OLLAMA_HOST naming the
     emulator (one pytest subprocess): both APIs measured, the model named in every entry,
     the claim and the headline say it was the emulator, not a model."""
+    from reports.claims import NOT_MEASURED
+    from reports.data import load_run
+    from reports.provenance import benchmark_source
+    from reports.streams import claim_local_ttft, local_model_entries
+
     monkeypatch.setenv("OPENAI_BASE_URL", f"{emulator_server.url}/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")  # the emulator, like OpenAI, wants one
     monkeypatch.setenv("OLLAMA_HOST", emulator_server.url)

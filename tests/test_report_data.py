@@ -9,9 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.build import main as report_main
-from reports.data import ReportInputError, compare_runs, load_run, load_runs, requests_frame, tidy
-
 RESULTS = Path(__file__).parent / "data" / "results"
 
 
@@ -31,6 +28,8 @@ def _write_manifest(d: Path, m: dict[str, object]) -> None:
 
 
 def test_tidy_has_one_row_per_benchmark_and_metric() -> None:
+    from reports.data import load_run, tidy
+
     run = load_run(RESULTS / "run_a")
     df = tidy([run])
     assert not df.duplicated(["run", "suite", "fullname", "metric"]).any()
@@ -45,12 +44,16 @@ def test_tidy_has_one_row_per_benchmark_and_metric() -> None:
 
 
 def test_requests_frame_reads_per_request_records() -> None:
+    from reports.data import load_run, requests_frame
+
     req = requests_frame([load_run(RESULTS / "run_a")])
     assert set(req["stack"]) == {"before", "after"}
     assert len(req) == 80 and not req[req["stack"] == "before"].cached.any()
 
 
 def test_added_and_removed_benchmarks_are_detected() -> None:
+    from reports.data import compare_runs, load_runs
+
     comp = compare_runs(load_runs([RESULTS / "run_a", RESULTS / "run_b"]))
     added = comp[comp.status == "added"].key.tolist()
     removed = comp[comp.status == "removed"].key.tolist()
@@ -61,11 +64,15 @@ def test_added_and_removed_benchmarks_are_detected() -> None:
 
 
 def test_same_folder_twice_gets_unique_labels() -> None:
+    from reports.data import load_runs
+
     runs = load_runs([RESULTS / "run_a", RESULTS / "run_a"])
     assert [r.label for r in runs] == ["run_a", "run_a#2"]
 
 
 def test_missing_manifest_names_the_file(run_dir: Path) -> None:
+    from reports.data import ReportInputError, load_run
+
     (run_dir / "manifest.json").unlink()
     with pytest.raises(ReportInputError, match=r"manifest\.json: missing") as exc:
         load_run(run_dir)
@@ -73,6 +80,8 @@ def test_missing_manifest_names_the_file(run_dir: Path) -> None:
 
 
 def test_corrupt_suite_json_names_the_file(run_dir: Path) -> None:
+    from reports.data import ReportInputError, load_run
+
     (run_dir / "cache.json").write_text('{"benchmarks": [')
     with pytest.raises(ReportInputError) as exc:
         load_run(run_dir)
@@ -83,6 +92,8 @@ def test_corrupt_suite_json_names_the_file(run_dir: Path) -> None:
 
 
 def test_corrupt_manifest_names_the_file(run_dir: Path) -> None:
+    from reports.data import ReportInputError, load_run
+
     (run_dir / "manifest.json").write_text("not json")
     with pytest.raises(ReportInputError, match=r"manifest\.json: not valid JSON"):
         load_run(run_dir)
@@ -101,6 +112,8 @@ def test_corrupt_manifest_names_the_file(run_dir: Path) -> None:
 def test_unknown_format_or_version_is_refused(
     run_dir: Path, change: dict[str, object], message: str
 ) -> None:
+    from reports.data import ReportInputError, load_run
+
     _write_manifest(run_dir, {**_manifest(run_dir), **change})
     with pytest.raises(ReportInputError, match=message) as exc:
         load_run(run_dir)
@@ -108,6 +121,8 @@ def test_unknown_format_or_version_is_refused(
 
 
 def test_listed_file_missing_names_it(run_dir: Path) -> None:
+    from reports.data import ReportInputError, load_run
+
     (run_dir / "router.json").unlink()
     with pytest.raises(ReportInputError, match="file not found") as exc:
         load_run(run_dir)
@@ -115,6 +130,8 @@ def test_listed_file_missing_names_it(run_dir: Path) -> None:
 
 
 def test_foreign_json_and_missing_samples_are_refused(run_dir: Path) -> None:
+    from reports.data import ReportInputError, load_run
+
     (run_dir / "router.json").write_text('{"hello": 1}')
     with pytest.raises(ReportInputError, match="not a pytest-benchmark JSON file") as exc:
         load_run(run_dir)
@@ -129,6 +146,8 @@ def test_foreign_json_and_missing_samples_are_refused(run_dir: Path) -> None:
 def test_cli_reports_input_errors_with_exit_2(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from reports.build import main as report_main
+
     (run_dir / "hashing.json").write_text("{")
     assert report_main([str(run_dir), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -143,6 +162,7 @@ def test_blake3_ratio_is_the_headline_computation() -> None:
     from bench.results import read_folder
     from reports.analysis import fmt_ratio, hash_speedup
     from reports.claims import claim_blake3
+    from reports.data import load_run
 
     folder = RESULTS / "run_a"
     sp = hash_speedup(load_run(folder), "blake3 1 thread")

@@ -15,10 +15,6 @@ from typing import Any
 
 import pytest
 
-from reports.build import build_report
-from reports.claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, evaluate_claims
-from reports.data import load_run
-
 RESULTS = Path(__file__).parent / "data" / "results"
 GOLDEN = RESULTS / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -39,6 +35,9 @@ def report(report_of_run_a_and_b: Path) -> Path:
 
 
 def test_claims_table_golden() -> None:
+    from reports.claims import evaluate_claims
+    from reports.data import load_run
+
     claims = evaluate_claims(load_run(RESULTS / "run_b"))
     text = json.dumps([c.__dict__ for c in claims], indent=1, ensure_ascii=False) + "\n"
     check_golden("claims.json", text)
@@ -46,6 +45,9 @@ def test_claims_table_golden() -> None:
 
 def test_claims_verdicts_follow_the_figures() -> None:
     """The verdicts of the fixture run, stated independently of the golden file."""
+    from reports.claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, evaluate_claims
+    from reports.data import load_run
+
     verdicts = {c.claim: c.verdict for c in evaluate_claims(load_run(RESULTS / "run_b"))}
     assert verdicts["BLAKE3 is 10x faster than SHA-256"] == DOES_NOT_HOLD  # 0.66x-3.7x
     assert (
@@ -74,6 +76,7 @@ def test_output_is_deterministic(
     import matplotlib.pyplot as plt
 
     import reports.charts
+    from reports.build import build_report
 
     open_at_save: list[int] = []
     save = reports.charts.save_chart

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reports.claims import DOES_NOT_HOLD, HOLDS, MACHINE_LIMITED, claim_cache_hit
-from reports.data import Run, load_run
+if TYPE_CHECKING:
+    from reports.data import Run
 
 ENV = {"cpu": "synthetic", "cores": 2, "python": "3.11.9", "platform": "Linux", "packages": {}}
 
@@ -28,6 +28,8 @@ def _cache_bench(op: str, backend: str, samples_ms: list[float]) -> dict[str, An
 
 
 def _folder(root: Path, files: dict[str, list[dict[str, Any]]], **manifest_extra: Any) -> Run:
+    from reports.data import load_run
+
     root.mkdir(parents=True)
     for suite, benches in files.items():
         (root / f"{suite}.json").write_text(json.dumps({"benchmarks": benches}))
@@ -53,6 +55,8 @@ def _tail(p50: float, p99: float) -> list[float]:
 
 
 def test_cache_hit_is_machine_limited_when_the_raw_floor_fails_the_bound(tmp_path: Path) -> None:
+    from reports.claims import MACHINE_LIMITED, claim_cache_hit
+
     run = _folder(
         tmp_path / "r",
         {
@@ -69,6 +73,8 @@ def test_cache_hit_is_machine_limited_when_the_raw_floor_fails_the_bound(tmp_pat
 
 
 def test_cache_hit_does_not_hold_when_the_floor_meets_the_bound(tmp_path: Path) -> None:
+    from reports.claims import DOES_NOT_HOLD, claim_cache_hit
+
     run = _folder(
         tmp_path / "r",
         {
@@ -84,6 +90,8 @@ def test_cache_hit_does_not_hold_when_the_floor_meets_the_bound(tmp_path: Path) 
 
 
 def test_cache_hit_holds_under_the_bound_even_with_a_slow_floor(tmp_path: Path) -> None:
+    from reports.claims import HOLDS, claim_cache_hit
+
     run = _folder(
         tmp_path / "r",
         {
@@ -97,6 +105,8 @@ def test_cache_hit_holds_under_the_bound_even_with_a_slow_floor(tmp_path: Path) 
 
 
 def test_cache_hit_without_a_floor_cannot_be_machine_limited(tmp_path: Path) -> None:
+    from reports.claims import DOES_NOT_HOLD, claim_cache_hit
+
     run = _folder(tmp_path / "r", {"cache": [_cache_bench("hit", "redis", _tail(0.3, 4.0))]})
     assert claim_cache_hit(run).verdict == DOES_NOT_HOLD
 

@@ -9,11 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reports.charts import Chart, Omitted
-from reports.claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED
-from reports.data import load_run
-from reports.streams import stream_charts, stream_claims
-
 ENV = {"cpu": "synthetic", "cores": 2, "python": "3.11.9", "platform": "Linux", "packages": {}}
 
 
@@ -117,6 +112,10 @@ def _goodput(
 
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_charts_are_drawn_with_captions_from_the_figures(run_dir: Path) -> None:
+    from reports.charts import Chart
+    from reports.data import load_run
+    from reports.streams import stream_charts
+
     charts = stream_charts(load_run(run_dir))
     assert [type(c) for c in charts] == [Chart, Chart, Chart, Chart]
     cdf, itl, timeline, goodput = charts
@@ -131,6 +130,10 @@ def test_charts_are_drawn_with_captions_from_the_figures(run_dir: Path) -> None:
 
 
 def test_claims_are_measured_as_ttft(run_dir: Path) -> None:
+    from reports.claims import DOES_NOT_HOLD, NOT_MEASURED
+    from reports.data import load_run
+    from reports.streams import stream_claims
+
     cached, local = stream_claims(load_run(run_dir))
     # replay TTFT p99 over both providers' 8 replays: about 56 ms (the 60 ms outlier)
     assert cached.verdict == DOES_NOT_HOLD and "p99" in cached.measured
@@ -138,6 +141,10 @@ def test_claims_are_measured_as_ttft(run_dir: Path) -> None:
 
 
 def test_cached_claim_holds_when_every_replay_is_fast(tmp_path: Path) -> None:
+    from reports.claims import HOLDS
+    from reports.data import load_run
+    from reports.streams import stream_claims
+
     run = load_run(
         _folder(
             tmp_path / "fast",
@@ -151,6 +158,11 @@ def test_cached_claim_holds_when_every_replay_is_fast(tmp_path: Path) -> None:
 
 
 def test_a_run_without_streams_omits_the_charts(tmp_path: Path) -> None:
+    from reports.charts import Omitted
+    from reports.claims import NOT_MEASURED
+    from reports.data import load_run
+    from reports.streams import stream_charts, stream_claims
+
     run = load_run(_folder(tmp_path / "empty", []))
     assert all(isinstance(c, Omitted) for c in stream_charts(run))
     assert [c.verdict for c in stream_claims(run)] == [NOT_MEASURED, NOT_MEASURED]
@@ -168,6 +180,10 @@ def test_a_run_without_streams_omits_the_charts(tmp_path: Path) -> None:
 def test_the_goodput_chart_never_calls_the_top_rate_or_the_generator_limit_a_knee(
     tmp_path: Path, knee: float, limit: float | None, phrase: str
 ) -> None:
+    from reports.charts import Chart
+    from reports.data import load_run
+    from reports.streams import stream_charts
+
     run = load_run(_folder(tmp_path / "g", [_goodput(knee=knee, limit=limit)]))
     goodput = stream_charts(run)[-1]
     assert isinstance(goodput, Chart) and phrase in goodput.caption, goodput.caption

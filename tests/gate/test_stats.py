@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as sps  # type: ignore[import-untyped]
 
 from bench import stats
 from tests.gate.helpers import phased_rounds, samples
 
 
 def test_holm_and_bh_by_hand_and_against_scipy() -> None:
+    from scipy import stats as sps
+
     p = [0.01, 0.02, 0.03, 0.04, 0.05]
     assert stats.holm(p) == pytest.approx([0.05, 0.08, 0.09, 0.09, 0.09])
     assert stats.benjamini_hochberg(p) == pytest.approx([0.05] * 5)
@@ -71,6 +72,8 @@ def test_bootstrap_p_has_resolution_below_one_over_n_boot() -> None:
 
 
 def test_yuen_without_trimming_is_the_one_sample_t_test() -> None:
+    from scipy import stats as sps
+
     x = np.random.default_rng(5).normal(0.02, 0.05, 17)
     tm, se, df, p = stats.yuen_one_sample(x, trim=0.0)
     ref = sps.ttest_1samp(x, 0.0)
