@@ -62,7 +62,9 @@ async def test_a_follower_process_reads_the_leaders_chunks_as_they_arrive(
     a, b, scripts = pair
     scripts.default["ollama"] = ["one ", 0.05, "two ", 0.05, "three"]
     lead = asyncio.create_task(read(a, req()))
-    await asyncio.sleep(0.02)  # the leader holds the lease and has sent its first chunk
+    await asyncio.wait_for(
+        scripts.first_open.wait(), 30
+    )  # the leader holds the lease (it claims before it opens)
     async with b.stream(req()) as stream:
         got = []
         async for chunk in stream:
@@ -82,7 +84,9 @@ async def test_a_cancelled_leaseholder_releases_at_once_and_a_follower_takes_ove
     a, b, scripts = pair
     scripts.scripts["ollama"] = [[5.0, "never"], ["fresh"]]  # silent leader, then a good one
     lead = asyncio.create_task(read(a, req()))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(
+        scripts.first_open.wait(), 30
+    )  # the leader holds the lease (it claims before it opens)
     assert a.cache is not None
     key = a.cache.key_for(req()) + RELAY_LEASE_SUFFIX
     assert await a.cache._redis.exists(key)
@@ -108,7 +112,9 @@ async def test_a_cancelled_leaseholder_leaves_no_lease_behind(
     assert a.cache is not None
     key = a.cache.key_for(req()) + RELAY_LEASE_SUFFIX
     lead = asyncio.create_task(read(a, req()))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(
+        scripts.first_open.wait(), 30
+    )  # the leader holds the lease (it claims before it opens)
     assert await a.cache._redis.exists(key)
     lead.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -125,7 +131,9 @@ async def test_a_leader_failing_after_text_interrupts_the_followers_elsewhere(
     cut = ProviderServerError("ollama: overloaded", provider="ollama", status=529)
     scripts.scripts["ollama"] = [["Half ", 0.05, "an", 0.05, cut]]
     lead = asyncio.create_task(read(a, req()))
-    await asyncio.sleep(0.02)
+    await asyncio.wait_for(
+        scripts.first_open.wait(), 30
+    )  # the leader holds the lease (it claims before it opens)
     with pytest.raises(StreamInterrupted) as info:
         await asyncio.wait_for(read(b, req()), 30)
     assert info.value.partial_text == "Half an" and info.value.provider == "ollama"
@@ -141,7 +149,9 @@ async def test_a_silent_relay_never_holds_a_follower_past_its_idle_deadline(
     a, b, scripts = pair
     scripts.scripts["ollama"] = [["first", 10.0, "late"], ["own"]]
     lead = asyncio.create_task(read(a, req()))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(
+        scripts.first_open.wait(), 30
+    )  # the leader holds the lease (it claims before it opens)
     with pytest.raises(StreamInterrupted, match="idle_timeout_s"):
         await asyncio.wait_for(read(b, req(), idle_timeout_s=0.2), 30)
     lead.cancel()
@@ -210,7 +220,9 @@ async def test_redis_killed_mid_stream_neither_leader_nor_follower_hangs(
         scripts.install(ai)
     try:
         lead = asyncio.create_task(read(a, req()))
-        await asyncio.sleep(0.03)
+        await asyncio.wait_for(
+            scripts.first_open.wait(), 30
+        )  # the leader holds the lease (it claims before it opens)
         follow = asyncio.create_task(read(b, req()))
         await asyncio.sleep(0.03)
         server.kill()
@@ -240,7 +252,9 @@ async def test_a_follower_polls_when_the_blocking_reads_are_all_taken(
     assert b.cache is not None
     b.cache._relay_blocking = 10**6  # as if every connection allowed for blocking reads held one
     lead = asyncio.create_task(read(a, req()))
-    await asyncio.sleep(0.02)
+    await asyncio.wait_for(
+        scripts.first_open.wait(), 30
+    )  # the leader holds the lease (it claims before it opens)
     chunks, resp = await asyncio.wait_for(read(b, req()), 30)
     assert chunks == (await lead)[0] and scripts.opened["ollama"] == 1
     assert resp.metadata["stream"]["role"] == "relay"
@@ -324,7 +338,9 @@ async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_no
     try:
         await control.config_resetstat()
         lead = asyncio.create_task(read(a, req()))
-        await asyncio.sleep(0.02)
+        await asyncio.wait_for(
+            scripts.first_open.wait(), 30
+        )  # the leader holds the lease (it claims before it opens)
         follow = await asyncio.wait_for(read(b, req()), 30)
         chunks, _ = await asyncio.wait_for(lead, 30)
         assert follow[0] == chunks and len(chunks) == 30 and scripts.opened["ollama"] == 1

@@ -233,8 +233,12 @@ async def test_cancelled_followers_and_a_cancelled_replay_reader_leave_nothing_b
 @pytest.fixture
 async def real(redis_server: Any) -> AsyncIterator[tuple[AIManager, ResponseCache, Scripts]]:
     client = Redis.from_url(redis_server.url)
+    # op_timeout_s: these tests are about keys, tasks and cancellation; at the default 50 ms
+    # a loaded machine's loop can time a lookup out, and its ~100 coalesced readers then go
+    # upstream (there is no script for them here: 111 AllProvidersFailedError seen at load 6)
     cache = ResponseCache(
-        client, config=CacheConfig(namespace="open-" + uuid.uuid4().hex[:8], lease_s=5.0)
+        client,
+        config=CacheConfig(namespace="open-" + uuid.uuid4().hex[:8], lease_s=5.0, op_timeout_s=5.0),
     )
     scripts = Scripts()
     ai = AIManager(settings(), cache=cache)
