@@ -82,6 +82,10 @@ EXTRA_PYTEST_ARGS: Final = (
     # hypothesis's plugin is most of pytest's start-up under valgrind; no benchmark uses it
     "-p",
     "no:hypothesispytest",
+    # pytest-benchmark's commit lookup without git/hg subprocesses: a failing exec's error
+    # pipe, read in a scheduling-dependent number of parts, made counts bimodal (decision 0620)
+    "-p",
+    "bench.instructions._no_vcs",
 )
 
 
@@ -144,7 +148,7 @@ def counting_env(
     tools: Tools, base: Mapping[str, str] | None = None, *, tree: Path | None = None
 ) -> dict[str, str]:
     """The counting process's environment: :data:`KEPT_ENV` of ``base``, a fixed hash seed,
-    jemalloc, no bytecode writing; with ``tree`` (the stage's code), ``tree`` first on
+    jemalloc, no bytecode writing, one BLAS thread; with ``tree`` (the stage's code), ``tree`` first on
     ``PYTHONPATH`` instead of the caller's checkout and ``PWD=tree``.
     """
     source = os.environ if base is None else base
@@ -153,6 +157,10 @@ def counting_env(
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # every count compiles the same sources the same way
     env["LD_PRELOAD"] = tools.allocator  # alone: another preloaded library would count too
     env["MALLOC_CONF"] = JEMALLOC_CONF
+    # numpy (imported by fakeredis) starts an OpenBLAS worker thread per extra CPU; its
+    # spinning after start-up, interleaved by valgrind's scheduler, made counts vary within
+    # a mode (decision 0620). No counted body uses BLAS.
+    env["OPENBLAS_NUM_THREADS"] = "1"
     if tree is not None:
         rest = [
             p
