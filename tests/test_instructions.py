@@ -232,8 +232,12 @@ def test_counting_command_and_env(tmp_path: Path) -> None:
         "MALLOC_CONF": runner.JEMALLOC_CONF,
         "OPENBLAS_NUM_THREADS": "1",
     }
+    other = tmp_path / "other-checkout"  # e.g. the candidate's, on the baseline side's path
+    (other / "bench" / "instructions").mkdir(parents=True)
+    (other / "bench" / "instructions" / "runner.py").touch()
+    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(other), "/extra"])
     stage_env = runner.counting_env(tools, base, tree=tmp_path)
-    # the stage replaces the caller's checkout on PYTHONPATH; other entries stay
+    # the stage replaces every checkout of the project on PYTHONPATH; other entries stay
     assert stage_env["PYTHONPATH"] == os.pathsep.join([str(tmp_path), "/extra"])
     assert stage_env["PWD"] == str(tmp_path)
 

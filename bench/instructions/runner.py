@@ -144,12 +144,18 @@ is dropped: the interpreter copies its environment into ``os.environ`` at start-
 variables that differ between two shells would change the heap a count runs on."""
 
 
+def _is_checkout(path: Path) -> bool:
+    """Whether ``path`` is this repository or another checkout of it (it has this runner)."""
+    return path.resolve() == REPO or (path / "bench" / "instructions" / "runner.py").is_file()
+
+
 def counting_env(
     tools: Tools, base: Mapping[str, str] | None = None, *, tree: Path | None = None
 ) -> dict[str, str]:
     """The counting process's environment: :data:`KEPT_ENV` of ``base``, a fixed hash seed,
     jemalloc, no bytecode writing, one BLAS thread; with ``tree`` (the stage's code), ``tree`` first on
-    ``PYTHONPATH`` instead of the caller's checkout and ``PWD=tree``.
+    ``PYTHONPATH`` instead of any checkout of this project (the caller's, or another side's) and
+    ``PWD=tree``.
     """
     source = os.environ if base is None else base
     env = {k: v for k, v in source.items() if k in KEPT_ENV or k.startswith(("LC_", "SAMPLEMIND_"))}
@@ -162,10 +168,13 @@ def counting_env(
     # a mode (decision 0620). No counted body uses BLAS.
     env["OPENBLAS_NUM_THREADS"] = "1"
     if tree is not None:
+        # no checkout of this project besides the stage: with PYTHONPATH=CANDIDATE exported,
+        # the baseline side of `gate --baseline-ref` kept the candidate's checkout on its path
+        # and counted 64B-xxh3_128 at 961.6 against the candidate's 942.5, same code (decision 0620)
         rest = [
             p
             for p in source.get("PYTHONPATH", "").split(os.pathsep)
-            if p and Path(p).resolve() != REPO
+            if p and not _is_checkout(Path(p))
         ]
         env["PYTHONPATH"] = os.pathsep.join([str(tree), *rest])
         env["PWD"] = str(tree)
