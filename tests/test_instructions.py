@@ -199,6 +199,9 @@ def test_counting_command_and_env(tmp_path: Path) -> None:
     assert f"--instructions={tmp_path}" in cmd and "--quick" in cmd and "--live" not in cmd
     assert str(REPO / "bench" / "suites" / "test_router.py") in cmd
     assert cmd[-2:] == ["-k", "x"]
+    # pytest-benchmark's commit lookup is answered without git/hg (decision 0620)
+    at = cmd.index("bench.instructions._no_vcs")
+    assert cmd[at - 1] == "-p"
     staged = runner.counting_command(
         tools, "router", tmp_path, quick=False, live=True, tree=tmp_path, basetemp=tmp_path / "t"
     )
@@ -227,11 +230,80 @@ def test_counting_command_and_env(tmp_path: Path) -> None:
         "SAMPLEMIND_REDIS_URL": "redis://x",
         "LD_PRELOAD": "/j.so",
         "MALLOC_CONF": runner.JEMALLOC_CONF,
+        "OPENBLAS_NUM_THREADS": "1",
     }
+    other = tmp_path / "other-checkout"  # e.g. the candidate's, on the baseline side's path
+    (other / "bench" / "instructions").mkdir(parents=True)
+    (other / "bench" / "instructions" / "runner.py").touch()
+    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(other), "/extra"])
     stage_env = runner.counting_env(tools, base, tree=tmp_path)
-    # the stage replaces the caller's checkout on PYTHONPATH; other entries stay
+    # the stage replaces every checkout of the project on PYTHONPATH; other entries stay
     assert stage_env["PYTHONPATH"] == os.pathsep.join([str(tmp_path), "/extra"])
     assert stage_env["PWD"] == str(tmp_path)
+
+
+def test_no_vcs_answers_the_commit_lookup_without_a_subprocess(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pytest_benchmark.utils as utils
+
+    from bench.instructions import _no_vcs
+
+    monkeypatch.setattr(utils, "get_commit_info", utils.get_commit_info)  # restored afterwards
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a subprocess was started: {args}")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_subprocess)
+    _no_vcs.answer_without_vcs(utils)
+    tag = utils.get_tag()  # what pytest-benchmark's pytest_addoption calls
+    assert tag.startswith("unversioned_") and len(tag) == len("unversioned_20261206_231500")
+    assert utils.get_commit_info("p") == {
+        "id": "unversioned",
+        "time": None,
+        "author_time": None,
+        "dirty": False,
+        "project": "p",
+        "branch": "(unknown)",
+    }
+
+
+AUDIT_PLUGIN = textwrap.dedent(
+    """
+    import os, sys
+
+    def _audit(event, args):
+        if event == "subprocess.Popen":
+            with open(os.environ["POPEN_LOG"], "a") as fh:
+                fh.write(str(args[0]) + "\\n")
+
+    sys.addaudithook(_audit)
+    """
+)
+
+
+@pytest.mark.slow
+def test_counting_pytest_starts_no_vcs_subprocess(tmp_path: Path) -> None:
+    """The counting process's pytest, with the counting command's plugins, asks neither git nor
+    hg (a failing exec's error pipe is read in a scheduling-dependent number of parts: decision
+    0620); without ``-p bench.instructions._no_vcs`` it asks both (the check can fail)."""
+    (tmp_path / "popen_audit.py").write_text(AUDIT_PLUGIN)
+    suite = str(REPO / "bench" / "suites" / "test_hashing.py")
+    logs = {}
+    for name, args in (("counting", runner.EXTRA_PYTEST_ARGS), ("without", ("-p", "no:xdist"))):
+        log = tmp_path / f"{name}.txt"
+        log.touch()
+        env = dict(os.environ, POPEN_LOG=str(log))
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
+        cmd = [sys.executable, "-m", "pytest", suite, *args, "-p", "popen_audit"]
+        cmd += ["-p", "no:cacheprovider", "-q", "-k", "64B-xxh3", f"--basetemp={tmp_path / name}"]
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        logs[name] = log.read_text().split()
+    assert not {"git", "hg"} & set(logs["counting"]), logs
+    assert "git" in logs["without"], logs
 
 
 def test_counting_stage_is_one_path_for_every_checkout(tmp_path: Path) -> None:

@@ -82,6 +82,10 @@ EXTRA_PYTEST_ARGS: Final = (
     # hypothesis's plugin is most of pytest's start-up under valgrind; no benchmark uses it
     "-p",
     "no:hypothesispytest",
+    # pytest-benchmark's commit lookup without git/hg subprocesses: a failing exec's error
+    # pipe, read in a scheduling-dependent number of parts, made counts bimodal (decision 0620)
+    "-p",
+    "bench.instructions._no_vcs",
 )
 
 
@@ -140,12 +144,18 @@ is dropped: the interpreter copies its environment into ``os.environ`` at start-
 variables that differ between two shells would change the heap a count runs on."""
 
 
+def _is_checkout(path: Path) -> bool:
+    """Whether ``path`` is this repository or another checkout of it (it has this runner)."""
+    return path.resolve() == REPO or (path / "bench" / "instructions" / "runner.py").is_file()
+
+
 def counting_env(
     tools: Tools, base: Mapping[str, str] | None = None, *, tree: Path | None = None
 ) -> dict[str, str]:
     """The counting process's environment: :data:`KEPT_ENV` of ``base``, a fixed hash seed,
-    jemalloc, no bytecode writing; with ``tree`` (the stage's code), ``tree`` first on
-    ``PYTHONPATH`` instead of the caller's checkout and ``PWD=tree``.
+    jemalloc, no bytecode writing, one BLAS thread; with ``tree`` (the stage's code), ``tree`` first on
+    ``PYTHONPATH`` instead of any checkout of this project (the caller's, or another side's) and
+    ``PWD=tree``.
     """
     source = os.environ if base is None else base
     env = {k: v for k, v in source.items() if k in KEPT_ENV or k.startswith(("LC_", "SAMPLEMIND_"))}
@@ -153,11 +163,18 @@ def counting_env(
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # every count compiles the same sources the same way
     env["LD_PRELOAD"] = tools.allocator  # alone: another preloaded library would count too
     env["MALLOC_CONF"] = JEMALLOC_CONF
+    # numpy (imported by fakeredis) starts an OpenBLAS worker thread per extra CPU; its
+    # spinning after start-up, interleaved by valgrind's scheduler, made counts vary within
+    # a mode (decision 0620). No counted body uses BLAS.
+    env["OPENBLAS_NUM_THREADS"] = "1"
     if tree is not None:
+        # no checkout of this project besides the stage: with PYTHONPATH=CANDIDATE exported,
+        # the baseline side of `gate --baseline-ref` kept the candidate's checkout on its path
+        # and counted 64B-xxh3_128 at 961.6 against the candidate's 942.5, same code (decision 0620)
         rest = [
             p
             for p in source.get("PYTHONPATH", "").split(os.pathsep)
-            if p and Path(p).resolve() != REPO
+            if p and not _is_checkout(Path(p))
         ]
         env["PYTHONPATH"] = os.pathsep.join([str(tree), *rest])
         env["PWD"] = str(tree)
