@@ -718,25 +718,7 @@ class HttpClient:
                 "pool": timeout,
             }
         wrapped = _StreamTransport(transport, timeout)
-        attempts = self.config.retry.attempts
-        try:
-            response = await self._send(wrapped, method, url, content, hdrs, ext, 1)
-        except TransportError as exc:
-            if not exc.retryable or attempts <= 1:
-                raise
-            first: httpx.Response | TransportError = exc
-        else:
-            if response.status_code not in RETRY_STATUSES or attempts <= 1:
-                response.extensions["samplemind"] = {"attempts": 1, "retry_wait_s": 0.0}
-                return response
-            first = response
-
-        def send(attempt: int) -> Awaitable[httpx.Response]:
-            return self._send(wrapped, method, url, content, hdrs, ext, attempt)
-
-        response, tries, waited = await self._retry(send, method, url, first)
-        response.extensions["samplemind"] = {"attempts": tries, "retry_wait_s": waited}
-        return response
+        return await self._attempts(wrapped, method, url, content, hdrs, ext, None)
 
     async def open_stream(
         self,
