@@ -712,19 +712,36 @@ def test_run_instructions_end_to_end(tools: Tools, counted_headlines: Path) -> N
 
 @pytest.mark.valgrind
 @pytest.mark.slow
-def test_counts_do_not_depend_on_the_checkout_path(tools: Tools, counted_pair: CountedPair) -> None:
+def test_counts_do_not_depend_on_the_checkout_path(
+    tools: Tools, counted_pair: CountedPair, tmp_path: Path
+) -> None:
     """The same code in two checkouts at paths of other lengths counts the same, to the
     instruction, through ``samplemind-bench run --instructions`` (a count once moved by
     a few instructions per call with the length of the checkout's path). The checkouts
     are the session's shared A/A pair (``tests/conftest.py``)."""
-    counts = []
-    for tree, out in zip(counted_pair.trees, (counted_pair.a, counted_pair.b), strict=True):
+    from bench.harness.run import timed_run_env
+    from tests.conftest import PAIR_K, counted_run
+
+    def count(tree: Path, out: Path) -> int:
         data = read_suite_document(out / "router.json.gz")
         log = (out / "logs" / "router-instructions.txt").read_text()
         assert f"(a copy of {tree})" in log  # this checkout's harness counted
         (bench,) = [b for b in data["benchmarks"] if b["name"] == "test_route[chat-speed-healthy]"]
-        counts.append(bench["extra_info"]["instructions_total"])
-    assert counts[0] == counts[1]
+        return int(bench["extra_info"]["instructions_total"])
+
+    trees = counted_pair.trees
+    counts = [{count(trees[0], counted_pair.a)}, {count(trees[1], counted_pair.b)}]
+    if not counts[0] & counts[1]:
+        # Fresh processes of one checkout can still differ by a few hundred instructions
+        # in a million (record 0620's residual spread: 1,291,112 vs 1,291,912 seen once in
+        # CI). A count that depends on the checkout's path differs in every pair, so each
+        # checkout counts once more and one count of each must then agree exactly.
+        for i, tree in enumerate(trees):
+            env = {**timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
+            again = tmp_path / f"again-{i}"
+            counted_run(again, ["router"], PAIR_K, tree, env)
+            counts[i].add(count(tree, again))
+    assert counts[0] & counts[1], counts
 
 
 # -- the report's pieces ------------------------------------------------------------------------
