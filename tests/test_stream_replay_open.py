@@ -44,6 +44,21 @@ def count_fingerprints(cache: ResponseCache) -> list[int]:
     return calls
 
 
+def fingerprints_at_store(cache: ResponseCache, calls: list[int]) -> list[int]:
+    """``calls[0]`` (see :func:`count_fingerprints`) at each store of a stream, in order."""
+    at_store: list[int] = []
+    inner_set = cache._set_with_extra
+
+    async def spy_set(
+        request: ChatRequest, response: ChatResponse, extra: Any, key: str | None = None
+    ) -> bool:
+        at_store.append(calls[0])
+        return await inner_set(request, response, extra, key)
+
+    cache._set_with_extra = spy_set  # type: ignore[method-assign]
+    return at_store
+
+
 async def store(cache: ResponseCache, request: ChatRequest, chunks: list[str] = CHUNKS) -> None:
     """Store an answer as a completed stream stores it (its chunk boundaries in the envelope)."""
     text = "".join(chunks)
@@ -112,16 +127,7 @@ async def test_a_replay_computes_the_fingerprint_once_and_starts_no_task(
     async with AIManager(settings(), cache=cache) as ai:
         scripts.install(ai)
         calls = count_fingerprints(cache)
-        at_store: list[int] = []
-        inner_set = cache._set_with_extra
-
-        async def spy_set(
-            request: ChatRequest, response: ChatResponse, extra: Any, key: str | None = None
-        ) -> bool:
-            at_store.append(calls[0])
-            return await inner_set(request, response, extra, key)
-
-        cache._set_with_extra = spy_set  # type: ignore[method-assign]
+        at_store = fingerprints_at_store(cache, calls)
         await read(ai, req())  # a miss: upstream, then stored
         assert at_store == [1], "the feed's key and the lookup share one fingerprint"
         assert calls == [1], "the store reuses it too"
@@ -258,16 +264,7 @@ async def test_a_miss_with_the_relay_shares_one_fingerprint_up_to_the_store(
     ai, cache, scripts = real
     scripts.default["ollama"] = list(CHUNKS)
     calls = count_fingerprints(cache)
-    at_store: list[int] = []
-    inner_set = cache._set_with_extra
-
-    async def spy_set(
-        request: ChatRequest, response: ChatResponse, extra: Any, key: str | None = None
-    ) -> bool:
-        at_store.append(calls[0])
-        return await inner_set(request, response, extra, key)
-
-    cache._set_with_extra = spy_set  # type: ignore[method-assign]
+    at_store = fingerprints_at_store(cache, calls)
     lookups: list[str] = []
     inner_lookup = cache._lookup
 
