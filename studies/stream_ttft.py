@@ -151,10 +151,9 @@ async def layer_first(ai: Any, request: Any) -> float:
 # The parts of the path, by (file fragment, function name): cumulative time per stream.
 PARTS: tuple[tuple[str, str, str], ...] = (
     ("AIManager.stream (validate, route check)", "samplemind_core/manager.py", "stream"),
-    ("  _open_feed (key: fingerprint; feed; task)", "samplemind_core/manager.py", "_open_feed"),
+    ("  _open_feed (key: fingerprint; lookup; feed)", "samplemind_core/manager.py", "_open_feed"),
     ("    key_for (fingerprint)", "samplemind_core/cache/_entries.py", "key_for"),
-    ("  _produce (the producer task)", "samplemind_core/manager.py", "_produce"),
-    ("    _get_with_extra (lookup)", "samplemind_core/cache/_entries.py", "_get_with_extra"),
+    ("  _produce (the producer task, on a miss)", "samplemind_core/manager.py", "_produce"),
     ("      _get_batch (batched GETs, own task)", "samplemind_core/cache/_store.py", "_get_batch"),
     ("    _relay_claim (SET NX, UNLINK)", "samplemind_core/cache/_relay.py", "_relay_claim"),
     ("    _lookup (incl. the re-check)", "samplemind_core/cache/_entries.py", "_lookup"),

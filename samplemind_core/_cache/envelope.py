@@ -13,7 +13,7 @@ one optional trailing field of any serialisable type, stored and returned
 as is (``None`` when absent). ``complete()``'s path does not write it; the
 stream path stores a completed stream's chunk boundaries there
 (``{"lengths": [...], "gaps_ms": [...]}``, decision 0221), carried by the
-cache's ``_set_with_extra``/``_get_with_extra`` and its L1; ``get()`` and
+cache's ``_set_with_extra``/``_lookup_with_extra`` and its L1; ``get()`` and
 the relay's terminal entry ignore it. Every field read is checked for
 its type like input: anything else raises
 :class:`~samplemind_core.CacheValueError`. Values of version ``smc/1`` (no

@@ -246,13 +246,6 @@ class _Entries(_StoreIO):
             raise ConfigError(f"ttl_s must be a finite number of seconds > 0, got {ttl_s!r}")
         return float(ttl_s)
 
-    async def _get_with_extra(self, request: ChatRequest) -> tuple[ChatResponse, Any] | None:
-        """:meth:`get` with the envelope's trailing field: ``(hit, extra)`` (``extra`` None
-        when the value has none), or None. For the stream path (chunk boundaries)."""
-        if self._clock() >= self._gens_expiry:
-            await self._fresh_gens()
-        return await self._lookup_with_extra(self.key_for(request))
-
     async def _lookup_with_extra(self, key: str) -> tuple[ChatResponse, Any] | None:
         """``key``'s hit with the envelope's trailing field, ``(hit, extra)`` (``extra`` None
         when the value has none), or None; counted like :meth:`get` (the L1 first). ``key``
