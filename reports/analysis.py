@@ -502,7 +502,7 @@ def load_faults(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "name": str(f.get("name", "?")),
                         "kind": str(f.get("kind", "")),
                         "start_s": float(f["start_s"]),
-                        "end_s": float(f.get("end_s", f["start_s"])),
+                        "end_s": float(f["end_s"] if "end_s" in f else f["start_s"]),
                         "caller_errors": float(f.get("caller_errors", 0)),
                         "extra_provider_calls": float(f.get("extra_provider_calls", 0)),
                         "recover_s": float("nan")

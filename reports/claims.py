@@ -149,7 +149,7 @@ def claim_cache_hit(run: Run) -> Claim:
         not floor.empty
     ):  # the store alone, without our layer: tail noise of the machine shows here too
         # the floor on the same backend as the worst hit when there is one, else the lowest
-        worst_backend = str(hits.loc[hits.p99_ms.idxmax(), "backend"])
+        worst_backend = str(hits["backend"].iloc[int(hits["p99_ms"].to_numpy().argmax())])
         same = floor[floor.backend == worst_backend]
         f = same if not same.empty else floor
         f_p50, f_p99 = float(f.median_ms.min()), float(f.p99_ms.min())

@@ -199,7 +199,7 @@ async def pause_storm(
 
             async def pause() -> float:
                 await asyncio.sleep(0)  # the burst has started
-                await control.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+                await control.execute_command("CLIENT", "PAUSE", "2000", "ALL")  # type: ignore[no-untyped-call]
                 return time.perf_counter() + 2.0
 
             async def burst() -> list[Any]:
@@ -307,8 +307,8 @@ async def node_down(
             leases = 0
             for node in cluster.nodes:
                 if node is not dead:
-                    async with node.client() as c:
-                        leases += (await lease_keys(c))[0]
+                    async with node.client() as node_client:
+                        leases += (await lease_keys(node_client))[0]
         return {
             "scenario": "node-down",
             "callers": callers,

@@ -197,7 +197,8 @@ def evaluate_runs(
                 if wait_s:
                     _wait_complete(b, wait_s, log)
                 if detect_only:
-                    code, rep, own_code = -1, {}, -1
+                    code, own_code = -1, -1
+                    rep: dict[str, Any] = {}
                 else:
                     code, rep = _gate([str(a), str(b), "--floor", str(floor_file)])
                     own_code, _ = _gate([str(a), str(b), "--floor", str(own_file)])

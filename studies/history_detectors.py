@@ -85,7 +85,7 @@ class Truth:
 def make_series(
     rng: np.random.Generator, kind: str, n: int, noise: np.ndarray[Any, Any], sd: float
 ) -> tuple[np.ndarray[Any, Any], Truth | None]:
-    log_level = np.zeros(n)
+    log_level: np.ndarray[Any, Any] = np.zeros(n)
     truth: Truth | None = None
     if kind in KINDS:
         at = int(rng.integers(40, 160))

@@ -140,7 +140,7 @@ def _aa(args: argparse.Namespace) -> int:
         pytest_args=args.pytest_args,
         tag="aa",
     )
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         name: {
             "counts": values,
             "median": statistics.median(values),

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import statistics
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
+
+from redis.asyncio import Redis
 
 from fixtures.redis import RedisServer
 from samplemind_core import CacheConfig
@@ -44,12 +47,14 @@ async def _stream(server: RedisServer, rounds: int) -> dict[str, Any]:
     ns = "lt" + uuid.uuid4().hex[:6]
     rng = random.Random(1)
     config = CacheConfig(namespace=ns, lease_s=10.0, op_timeout_s=0.5)
-    ai = AIManager(settings(), cache=ResponseCache(SlowReplies(client, rng), config=config))
+    ai = AIManager(
+        settings(), cache=ResponseCache(cast(Redis, SlowReplies(client, rng)), config=config)
+    )
     scripts = Scripts()
     scripts.install(ai)
     scripts.default["ollama"] = [30.0, "never"]
     for i in range(rounds):
-        await _cancel_all_at_random(lambda i=i: read(ai, req(f"s{i}")), 200, rng, 0.15)
+        await _cancel_all_at_random(functools.partial(read, ai, req(f"s{i}")), 200, rng, 0.15)
     await ai.aclose()
     assert ai.cache is not None
     claims = ai.cache.stats().leases
@@ -64,7 +69,8 @@ async def _complete(server: RedisServer, rounds: int) -> dict[str, Any]:
     ns = "lt" + uuid.uuid4().hex[:6]
     rng = random.Random(2)
     cache = ResponseCache(
-        SlowReplies(client, rng), config=CacheConfig(namespace=ns, lease_s=10.0, op_timeout_s=0.5)
+        cast(Redis, SlowReplies(client, rng)),
+        config=CacheConfig(namespace=ns, lease_s=10.0, op_timeout_s=0.5),
     )
 
     async def slow() -> Any:
@@ -72,7 +78,7 @@ async def _complete(server: RedisServer, rounds: int) -> dict[str, Any]:
 
     for i in range(rounds):
         await _cancel_all_at_random(
-            lambda i=i: cache.get_or_call(req(f"c{i}"), slow), 300, rng, 0.15
+            functools.partial(cache.get_or_call, req(f"c{i}"), slow), 300, rng, 0.15
         )
     await cache.aclose()
     left = len(await _leases_left(control, ns))

@@ -81,6 +81,17 @@ async def adapter_first_chunk(ai: AIManager, request: ChatRequest) -> float:
 ROLES: Counter[str] = Counter()
 
 
+def _first_chunk_of(
+    ai: AIManager, variant: str, request: Callable[[int], ChatRequest]
+) -> Callable[[int], Awaitable[float]]:
+    """``j -> layer_first_chunk(ai, request(j), variant)``: one wave's maker."""
+
+    def make(j: int) -> Awaitable[float]:
+        return layer_first_chunk(ai, request(j), variant)
+
+    return make
+
+
 async def layer_first_chunk(ai: AIManager, request: ChatRequest, variant: str = "") -> float:
     t0 = time.perf_counter()
     async with ai.stream(request) as stream:
@@ -157,14 +168,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     makers.append(
                         (
                             "layer+redis",
-                            lambda j, ai_c=ai_c: layer_first_chunk(
-                                ai_c, request("m", j=j), "layer+redis"
-                            ),
+                            _first_chunk_of(ai_c, "layer+redis", lambda j: request("m", j=j)),
                         )
                     )
-                    makers.append(
-                        ("replay", lambda j, ai_c=ai_c: layer_first_chunk(ai_c, stored, "replay"))
-                    )
+                    makers.append(("replay", _first_chunk_of(ai_c, "replay", lambda _j: stored)))
                 variants: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = [
                     (name, partial(_wave, make, args.concurrency)) for name, make in makers
                 ]

@@ -18,6 +18,7 @@ import re
 import statistics
 import time
 from collections import deque
+from typing import Any
 
 import aiohttp
 
@@ -45,7 +46,9 @@ def provider(url: str, fault: str | None = None):  # type: ignore[no-untyped-def
     return p
 
 
-async def raw_read(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[float, float]:
+async def raw_read(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any]
+) -> tuple[float, float]:
     t0 = time.perf_counter()
     ttft = 0.0
     headers = {"authorization": f"Bearer {EMULATOR_API_KEY}"}

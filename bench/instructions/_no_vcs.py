@@ -45,7 +45,7 @@ def commit_info(project_name: str | None = None) -> dict[str, Any]:
 
 def answer_without_vcs(utils: ModuleType) -> None:
     """Make ``utils`` (``pytest_benchmark.utils``) answer commit lookups with :func:`commit_info`."""
-    utils.get_commit_info = commit_info
+    utils.get_commit_info = commit_info  # type: ignore[attr-defined]  # a module's own name
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -237,7 +237,8 @@ class InstructionsPlugin:
         if rule is None:
             return
         funcargs: dict[str, Any] = getattr(item, "funcargs", {})
-        params = dict(getattr(item, "callspec", None).params) if hasattr(item, "callspec") else {}
+        callspec = getattr(item, "callspec", None)
+        params = dict(callspec.params) if callspec is not None else {}
         calls = rule.calls(params)
         if "abenchmark" in funcargs:
             self._install_async(item, funcargs["abenchmark"], calls)

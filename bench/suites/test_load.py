@@ -172,7 +172,7 @@ class _FaultyFakeRedis(fakeredis.FakeAsyncRedis):
         wait = self.paused_until - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)
-        return await super().execute_command(*args, **options)
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
 @dataclass

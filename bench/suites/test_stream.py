@@ -138,7 +138,7 @@ WORLDS = [
     ),
     pytest.param(("live", "httpx"), id="live-httpx", marks=[pytest.mark.live, pytest.mark.redis]),
 ]
-LIVE_WORLDS = [w for w in WORLDS if w.values[0][0] == "live"]
+LIVE_WORLDS = [w for w in WORLDS if isinstance(w.id, str) and w.id.startswith("live-")]
 """The worlds of a benchmark that needs the real emulator server (deselected, not skipped,
 in a mocked run: they carry the ``live`` marker)."""
 
