@@ -1,0 +1,127 @@
+"""What the start order of the layer-cost test's ``together`` schedule does to its figures.
+
+Issue 20 section 2, the layer's cost per chunk (``bench/suites/test_stream.py::
+test_stream_layer_cost``). Until 2026-12-07 ``together`` started the raw wave's 100 reads
+before the layer's 100 (``asyncio.gather(raw_wave(), layer_wave())``: every raw task was
+created, so started, first); now pair ``i``'s two reads start next to each other, which side
+first alternating by ``i``. This study runs both orders side by side in one process, one
+emulator (keyed latency: a pair's two reads get the same TTFT and token gaps) and one
+redis-server, the orders alternating per round (``together`` first in even rounds), each
+round with fresh requests (every layer read a cache miss), through the layer's default
+settings with a real redis-server cache, as the suite does::
+
+    nice python studies/layer_cost_order.py --rounds 6 --scale 1.0 --transport aiohttp
+    nice python studies/layer_cost_order.py --rounds 6 --scale 0.05 --transport httpx
+
+Prints one JSON object: per schedule the issue's figures (ratio of TTFT p50s, difference of
+ITL p99s) and the paired ones (:func:`bench.harness.streams.paired_cost`) over all its rounds,
+and the raw side's own TTFT p50 against the model's (how much the raw read itself queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bench.harness.streams import paired_cost, summarize
+from bench.suites.stream_engine import SCHEDULES, StreamRead, paired_rounds
+from fixtures.redis import RedisServer
+from fixtures.servers import start_emulator
+from samplemind_core import CacheConfig, ChatRequest, HttpConfig, Settings
+from samplemind_core.cache import ResponseCache
+from samplemind_core.manager import AIManager
+
+
+def _request(tag: str) -> ChatRequest:
+    return ChatRequest(
+        messages=[
+            {"role": "system", "content": "You describe music samples for producers."},
+            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
+        ],
+        provider="openai",
+        max_tokens=64,
+        temperature=0.0,
+    )
+
+
+def _figures(raw: list[StreamRead], layer: list[StreamRead]) -> dict[str, Any]:
+    rs = summarize([x.timeline for x in raw])
+    ls = summarize([x.timeline for x in layer])
+    return {
+        "streams": len(raw),
+        "ttft_ratio_p50": ls.ttft_ms["p50"] / rs.ttft_ms["p50"],
+        "added_itl_p99_ms": ls.itl_ms["p99"] - rs.itl_ms["p99"],
+        "raw_ttft_p50_ms": rs.ttft_ms["p50"],
+        "layer_ttft_p50_ms": ls.ttft_ms["p50"],
+        **paired_cost([x.timeline for x in raw], [x.timeline for x in layer]).as_dict(),
+    }
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    schedules = [s for s in args.schedules.split(",") if s]
+    for s in schedules:
+        if s not in SCHEDULES:
+            raise SystemExit(f"unknown schedule {s!r}; expected some of {', '.join(SCHEDULES)}")
+    emulator = start_emulator(latency_scale=args.scale, keyed_latency=True)
+    server = RedisServer().start()
+    client = Redis.from_url(server.url)
+    cache = ResponseCache(client, config=CacheConfig(namespace="order-" + uuid.uuid4().hex[:8]))
+    reads: dict[str, tuple[list[StreamRead], list[StreamRead]]] = {s: ([], []) for s in schedules}
+    try:
+        settings = emulator.settings(Settings(http=HttpConfig(transport=args.transport)))
+        async with (
+            AIManager(settings, cache=cache) as ai,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+        ):
+            provider = ai.provider("openai")
+            for r in range(args.rounds):
+                order = schedules if r % 2 == 0 else schedules[::-1]
+                for schedule in order:
+                    tag = uuid.uuid4().hex[:8]
+                    batch = [_request(f"{tag}-{i}") for i in range(args.streams)]
+
+                    def requests(_: int, batch: list[ChatRequest] = batch) -> list[ChatRequest]:
+                        return batch
+
+                    raw, layer = await paired_rounds(
+                        ai, session, provider, requests, rounds=1, schedule=schedule
+                    )
+                    reads[schedule][0].extend(raw)
+                    reads[schedule][1].extend(layer)
+    finally:
+        await cache.aclose()
+        await client.aclose()
+        server.stop()
+        emulator.stop()
+    return {
+        "scale": args.scale,
+        "transport": args.transport,
+        "rounds": args.rounds,
+        "model_ttft_p50_ms": 450.0 * args.scale,
+        "schedules": {s: _figures(*reads[s]) for s in schedules},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--streams", type=int, default=100, help="pairs per round")
+    p.add_argument("--scale", type=float, default=1.0, help="the emulator's latency_scale")
+    p.add_argument("--transport", choices=("aiohttp", "httpx"), default="aiohttp")
+    p.add_argument("--schedules", default="together,together_waves")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.streams < 1:
+        p.error("--rounds and --streams must be >= 1")
+    print(json.dumps(asyncio.run(_run(args)), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
