@@ -6,7 +6,8 @@ before the layer's 100 (``asyncio.gather(raw_wave(), layer_wave())``: every raw 
 created, so started, first); now pair ``i``'s two reads start next to each other, which side
 first alternating by ``i``. This study runs both orders side by side in one process, one
 emulator (keyed latency: a pair's two reads get the same TTFT and token gaps) and one
-redis-server, the orders alternating per round (``together`` first in even rounds), each
+redis-server, the orders alternating per round (``together`` first in even rounds; after
+``--warmup`` rounds that open the connections and are not recorded), each
 round with fresh requests (every layer read a cache miss), through the layer's default
 settings with a real redis-server cache, as the suite does::
 
@@ -16,6 +17,12 @@ settings with a real redis-server cache, as the suite does::
 Prints one JSON object: per schedule the issue's figures (ratio of TTFT p50s, difference of
 ITL p99s) and the paired ones (:func:`bench.harness.streams.paired_cost`) over all its rounds,
 and the raw side's own TTFT p50 against the model's (how much the raw read itself queued).
+``--aa`` makes the second read of each pair another raw read: the figures' floor (what two
+identical reads of the same draws differ by under the same schedule and load)::
+
+    nice python studies/layer_cost_order.py --rounds 4 --scale 1.0 --schedules together,alternating --aa
+
+``--no-cache``: the layer without a cache (how much of its cost is the cache's miss path).
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
 
 from bench.harness.streams import paired_cost, summarize
-from bench.suites.stream_engine import SCHEDULES, StreamRead, paired_rounds
+from bench.suites.stream_engine import SCHEDULES, StreamRead, paired_rounds, raw_openai_stream
 from fixtures.redis import RedisServer
 from fixtures.servers import start_emulator
 from samplemind_core import CacheConfig, ChatRequest, HttpConfig, Settings
@@ -73,15 +81,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     server = RedisServer().start()
     client = Redis.from_url(server.url)
     cache = ResponseCache(client, config=CacheConfig(namespace="order-" + uuid.uuid4().hex[:8]))
+    layer_cache = None if args.no_cache else cache
     reads: dict[str, tuple[list[StreamRead], list[StreamRead]]] = {s: ([], []) for s in schedules}
     try:
         settings = emulator.settings(Settings(http=HttpConfig(transport=args.transport)))
         async with (
-            AIManager(settings, cache=cache) as ai,
+            AIManager(settings, cache=layer_cache) as ai,
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
         ):
             provider = ai.provider("openai")
-            for r in range(args.rounds):
+
+            def raw_again(request: ChatRequest) -> Awaitable[StreamRead]:
+                return raw_openai_stream(session, provider, request)
+
+            second = raw_again if args.aa else None
+            for r in range(-args.warmup, args.rounds):  # r < 0: warm-up, not recorded
                 order = schedules if r % 2 == 0 else schedules[::-1]
                 for schedule in order:
                     tag = uuid.uuid4().hex[:8]
@@ -91,10 +105,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                         return batch
 
                     raw, layer = await paired_rounds(
-                        ai, session, provider, requests, rounds=1, schedule=schedule
+                        ai, session, provider, requests, rounds=1, schedule=schedule, second=second
                     )
-                    reads[schedule][0].extend(raw)
-                    reads[schedule][1].extend(layer)
+                    if r >= 0:
+                        reads[schedule][0].extend(raw)
+                        reads[schedule][1].extend(layer)
     finally:
         await cache.aclose()
         await client.aclose()
@@ -104,6 +119,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "scale": args.scale,
         "transport": args.transport,
         "rounds": args.rounds,
+        "aa": args.aa,
+        "cache": not args.no_cache,
         "model_ttft_p50_ms": 450.0 * args.scale,
         "schedules": {s: _figures(*reads[s]) for s in schedules},
     }
@@ -112,13 +129,25 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--warmup", type=int, default=1, help="rounds run first, not recorded")
     p.add_argument("--streams", type=int, default=100, help="pairs per round")
     p.add_argument("--scale", type=float, default=1.0, help="the emulator's latency_scale")
     p.add_argument("--transport", choices=("aiohttp", "httpx"), default="aiohttp")
     p.add_argument("--schedules", default="together,together_waves")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="the layer without a cache (default: a ResponseCache on the redis-server)",
+    )
+    p.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A: the second read of each pair is another raw read (the layer is not used): "
+        "the figures' floor under the same schedule and load",
+    )
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.streams < 1:
-        p.error("--rounds and --streams must be >= 1")
+    if args.rounds < 1 or args.streams < 1 or args.warmup < 0:
+        p.error("--rounds and --streams must be >= 1, --warmup >= 0")
     print(json.dumps(asyncio.run(_run(args)), indent=1))
     return 0
 

@@ -81,3 +81,21 @@ async def test_together_waves_starts_every_raw_read_first(started: list[tuple[st
 async def test_unknown_schedule_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown schedule 'zigzag'"):
         await _run("zigzag")
+
+
+async def test_second_replaces_the_layer_read(started: list[tuple[str, str]]) -> None:
+    async def again(request: ChatRequest) -> StreamRead:
+        tag = str(request.messages[0]["content"])
+        return StreamRead(Timeline(0.0, ((0.1, tag),)), (f"again:{tag}",), None)
+
+    _raw, second = await paired_rounds(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        lambda r: [_req(f"r{r}-{i}") for i in range(2)],
+        rounds=1,
+        schedule="together",
+        second=again,
+    )
+    assert [x.chunks[0] for x in second] == ["again:r0-0", "again:r0-1"]
+    assert [side for side, _ in started] == ["raw", "raw"]  # no layer read started

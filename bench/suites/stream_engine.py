@@ -147,8 +147,12 @@ async def paired_rounds(
     *,
     rounds: int,
     schedule: str,
+    second: Callable[[ChatRequest], Awaitable[StreamRead]] | None = None,
 ) -> tuple[list[StreamRead], list[StreamRead]]:
     """Read each request of ``requests(r)`` (r = 0 .. rounds - 1) raw and through ``ai``.
+
+    ``second`` replaces the read through ``ai`` (e.g. a second raw read: an A/A pair, the
+    schedule's own noise floor).
 
     Returns (raw reads, layer reads), both in pair order: ``raw[k]`` and ``layer[k]`` read the
     same request (with an emulator started with keyed latency, the same TTFT and token gaps).
@@ -173,7 +177,7 @@ async def paired_rounds(
             return raw_openai_stream(session, provider, batch[i])
 
         def layer_read(i: int, batch: list[ChatRequest] = batch) -> Awaitable[StreamRead]:
-            return timed_stream(ai, batch[i])
+            return timed_stream(ai, batch[i]) if second is None else second(batch[i])
 
         if schedule == "together":
             reads: list[Awaitable[StreamRead]] = []
