@@ -436,7 +436,7 @@ on them, so it times the CPU queue). A quick timed run costs about 20 s (alterna
 
 
 def _cost_cell(cell: str) -> Any:
-    marks = [pytest.mark.slow] if cell == "paced" else []  # a paced smoke case sleeps ~10 s
+    marks = [pytest.mark.slow] if cell == "paced" else []  # a paced smoke case sleeps 5-11 s
     return pytest.param(cell, id=cell, marks=marks)
 
 
