@@ -16,7 +16,9 @@ settings with a real redis-server cache, as the suite does::
 
 Prints one JSON object: per schedule the issue's figures (ratio of TTFT p50s, difference of
 ITL p99s) and the paired ones (:func:`bench.harness.streams.paired_cost`) over all its rounds,
-and the raw side's own TTFT p50 against the model's (how much the raw read itself queued).
+and the raw side's own TTFT p50 against the model's (how much the raw read itself queued),
+and the per-gap differences split by gap index (``added_itl_by_gap_index``: whether the
+layer's late or early gaps are the first ones, after a late first token, or any).
 ``--aa`` makes the second read of each pair another raw read: the figures' floor (what two
 identical reads of the same draws differ by under the same schedule and load)::
 
@@ -36,6 +38,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
+import numpy as np
 from redis.asyncio import Redis
 
 from bench.harness.streams import paired_cost, summarize
@@ -59,6 +62,26 @@ def _request(tag: str) -> ChatRequest:
     )
 
 
+def _by_gap(raw: list[StreamRead], layer: list[StreamRead]) -> dict[str, dict[str, float]]:
+    """Per gap index (0 = first to second token, ..., "5+"): p1/p99 of the pairs' per-gap
+    differences (ms) and the share more than 5 ms off (pairs with as many gaps each)."""
+    diffs: dict[str, list[float]] = {}
+    for a, b in zip(raw, layer, strict=True):
+        ga, gb = a.timeline.itl_s, b.timeline.itl_s
+        if len(ga) != len(gb):
+            continue
+        for k, (x, y) in enumerate(zip(ga, gb, strict=True)):
+            diffs.setdefault(str(k) if k < 5 else "5+", []).append((y - x) * 1e3)
+    return {
+        k: {
+            "p1_ms": float(np.percentile(v, 1)),
+            "p99_ms": float(np.percentile(v, 99)),
+            "share_over_5ms": float(np.mean(np.abs(v) > 5.0)),
+        }
+        for k, v in diffs.items()
+    }
+
+
 def _figures(raw: list[StreamRead], layer: list[StreamRead]) -> dict[str, Any]:
     rs = summarize([x.timeline for x in raw])
     ls = summarize([x.timeline for x in layer])
@@ -69,6 +92,7 @@ def _figures(raw: list[StreamRead], layer: list[StreamRead]) -> dict[str, Any]:
         "raw_ttft_p50_ms": rs.ttft_ms["p50"],
         "layer_ttft_p50_ms": ls.ttft_ms["p50"],
         **paired_cost([x.timeline for x in raw], [x.timeline for x in layer]).as_dict(),
+        "added_itl_by_gap_index": _by_gap(raw, layer),
     }
 
 

@@ -100,7 +100,7 @@ PACED_SCALE: Final = 1.0
 BURST_SCALE: Final = 0.1
 """Single-flight bursts: a tenth of real time (the burst shares one upstream anyway)."""
 COST_SCALE: Final = 0.05
-"""Layer-cost test's stress cell: OpenAI's TTFT about 22 ms and token gaps about 1 ms (the goal
+"""Layer-cost test's stress cell: OpenAI's TTFT about 22 ms and token gaps about 1.5 ms (the goal
 cell runs at :data:`PACED_SCALE`; see :data:`COST_CELLS`)."""
 COST_STREAMS: Final = 100
 MAX_TOKENS: Final = 64
