@@ -311,6 +311,7 @@ STUDIES: dict[str, str] = {
     "stream_profile": "stream_profile",  # where a chunk's time goes
     "stream_fault_cpu": "stream_fault_cpu",  # CPU of a 429 mid-stream
     "stream_wire_cost": "stream_wire_cost",  # open_stream vs raw aiohttp
+    "layer_cost_order": "layer_cost_order",  # paired raw/layer reads: start order, A/A, no cache
 }
 """``nox -s study -- NAME ARGS`` → ``python -m studies.<module> ARGS`` (studies/ is not installed)."""
 

@@ -395,6 +395,31 @@ def test_fault_rate_and_stats(emulator_factory: Callable[..., EmulatorServer]) -
     assert server.stats()["calls"] == {"ollama": 1}
 
 
+def test_keyed_latency_flag_and_configure_round_trip(
+    emulator_factory: Callable[..., EmulatorServer],
+) -> None:
+    """``--keyed-latency``: the same body gets the same TTFT and generation time (the Ollama
+    reply reports both: ``prompt_eval_duration``, ``eval_duration``), whatever came between;
+    ``configure`` turns it off and on, and a setting left out keeps its value."""
+    server = emulator_factory(latency_scale=0.001, seed=1, keyed_latency=True)
+    assert server.stats()["world"]["keyed_latency"] is True
+    path, _, body = call_spec("ollama")
+    other = {**body, "messages": [{"role": "user", "content": "Tag Kick_Hard_01.wav"}]}
+
+    def delays(b: dict[str, Any]) -> tuple[int, int]:
+        with httpx.Client(verify=_tls(), base_url=server.url) as c:
+            reply = c.post(path, json=b).json()
+        return reply["prompt_eval_duration"], reply["eval_duration"]
+
+    first, between, again = delays(body), delays(other), delays(body)
+    assert first == again and first != between
+    assert server.configure(keyed_latency=False)["world"]["keyed_latency"] is False
+    assert delays(body) != delays(body)  # call order: two calls, two draws
+    assert server.configure(seed=1)["world"]["keyed_latency"] is False  # kept when not named
+    assert server.configure(keyed_latency=True)["world"]["keyed_latency"] is True
+    assert delays(body) == first  # the key is (seed, provider, body): the same draw as before
+
+
 def test_http1_only_mode_refuses_h2(emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = emulator_factory(http1=True)
     with httpx.Client(verify=_tls(), base_url=server.url, http1=False, http2=True) as c:
@@ -499,6 +524,7 @@ def test_help_shows_every_option_with_its_default() -> None:
         "--fault-rate",
         "--faults",
         "--stall",
+        "--keyed-latency",
         "--keep-alive-max-requests",
         "--access-log",
         "--log-level",
@@ -531,6 +557,8 @@ def test_help_shows_every_option_with_its_default() -> None:
         {"faults": 5},
         {"faults": {"500": "lots"}},
         {"stall_s": -1},
+        {"keyed_latency": "yes"},
+        {"keyed_latency": 1},
         {"colour": "red"},
     ],
 )

@@ -123,6 +123,25 @@ async def test_mock_providers_configure_faults(mock_providers: MockProviders) ->
     assert mock_providers.history[-1].status == 429
 
 
+async def test_mock_providers_keyed_latency_sleeps_the_same_for_the_same_body(
+    mock_providers: MockProviders,
+) -> None:
+    sleep = FakeSleep()
+    world = mock_providers.configure(latency_scale=0.01, seed=2, keyed_latency=True, sleep=sleep)
+    assert world.keyed_latency
+    other = {**OPENAI_BODY, "messages": [{"role": "user", "content": "Tag b.wav"}]}
+    async with httpx.AsyncClient() as client:
+        for body in (OPENAI_BODY, other, OPENAI_BODY):
+            r = await client.post(
+                "https://api.openai.com/v1/chat/completions", json=body, headers=AUTH
+            )
+            assert r.status_code == 200
+    first, second, third = sleep.slept
+    assert first == third != second
+    assert mock_providers.configure(seed=3).keyed_latency  # kept when not named
+    assert not mock_providers.configure(keyed_latency=False).keyed_latency
+
+
 async def test_mock_providers_force_script(mock_providers: MockProviders) -> None:
     mock_providers.force("anthropic", "503", None)
     headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}

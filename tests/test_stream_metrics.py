@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.harness.streams import SLO, Timeline, percentiles, summarize
+from bench.harness.streams import SLO, Timeline, paired_cost, percentiles, summarize
 from bench.results import Benchmark
 
 
@@ -158,4 +158,105 @@ def test_headline_lines_name_ttft_itl_and_the_exact_figures() -> None:
         "calls 10 for 10 requests",
         "stream single-flight 1: 1 upstream call(s), chunk fidelity 1.0, followers' TTFT p50 - "
         "vs leader 151.00 ms",
+    ]
+
+
+# --------------------------------------------------------------------------- paired cost
+
+
+def _read(start: float, ttft: float, gaps: list[float]) -> Timeline:
+    """A stream sent at ``start``: the role chunk at once, text at ``ttft``, then ``gaps``."""
+    at = start + ttft
+    chunks = [(start, ""), (at, "t0")]
+    for k, gap in enumerate(gaps, 1):
+        at += gap
+        chunks.append((at, f"t{k}"))
+    return Timeline(start, tuple(chunks))
+
+
+def test_paired_cost_takes_ratios_and_gap_differences_pair_by_pair() -> None:
+    # Three pairs with the same upstream draw per pair (TTFT 100, 200, 400 ms; gaps 10 ms);
+    # the second read adds 10, 20, 80 ms to TTFT and one gap of +3 ms (a late chunk).
+    raw = [_read(0.0, 0.1, [0.01] * 4), _read(1.0, 0.2, [0.01] * 4), _read(2.0, 0.4, [0.01] * 4)]
+    layer = [
+        _read(10.0, 0.11, [0.01] * 4),
+        _read(11.0, 0.22, [0.01, 0.013, 0.007, 0.01]),
+        _read(12.0, 0.48, [0.01] * 4),
+    ]
+    cost = paired_cost(raw, layer)
+    assert cost.pairs == 3 and cost.unmatched == 0 and cost.gaps == 12
+    assert cost.ttft_ratio_p50 == pytest.approx(1.1)  # ratios 1.1, 1.1, 1.2: the median
+    assert cost.ttft_ratio_p99 == pytest.approx(np.percentile([1.1, 1.1, 1.2], 99))
+    assert cost.added_ttft_p50_ms == pytest.approx(20.0)
+    assert cost.added_ttft_p99_ms == pytest.approx(np.percentile([10.0, 20.0, 80.0], 99))
+    diffs = [0.0] * 5 + [3.0, -3.0] + [0.0] * 5  # gap k of layer minus gap k of raw, in ms
+    assert cost.added_itl_p50_ms == pytest.approx(0.0, abs=1e-9)
+    assert cost.added_itl_p99_ms == pytest.approx(np.percentile(diffs, 99))
+    assert cost.added_itl_p1_ms == pytest.approx(np.percentile(diffs, 1))
+    # The issue's unpaired figures of the same reads: the ratio of the two TTFT medians.
+    s_raw, s_layer = summarize(raw), summarize(layer)
+    assert s_layer.ttft_ms["p50"] / s_raw.ttft_ms["p50"] == pytest.approx(220 / 200)
+    flat = cost.as_dict()
+    assert flat["paired_ttft_ratio_p50"] == cost.ttft_ratio_p50 and flat["paired_gaps"] == 12
+
+
+def test_paired_cost_pairs_by_position_not_by_sorted_values() -> None:
+    # Unpaired, the two sides have the same TTFT distribution (ratio of medians 1.0); paired,
+    # each layer read took twice its own raw read's TTFT or half of it.
+    raw = [_read(0.0, 0.1, [0.01]), _read(0.0, 0.2, [0.01]), _read(0.0, 0.4, [0.01])]
+    layer = [_read(0.0, 0.2, [0.01]), _read(0.0, 0.4, [0.01]), _read(0.0, 0.1, [0.01])]
+    assert summarize(layer).ttft_ms["p50"] == summarize(raw).ttft_ms["p50"]
+    cost = paired_cost(raw, layer)
+    assert cost.ttft_ratio_p50 == pytest.approx(2.0)  # ratios 2, 2, 0.25
+    assert cost.added_ttft_p50_ms == pytest.approx(100.0)  # +100, +200, -300 ms
+
+
+def test_paired_cost_leaves_out_reads_without_text_and_gaps_of_unequal_reads() -> None:
+    empty = Timeline(0.0, ((0.1, ""),))
+    raw = [_read(0.0, 0.1, [0.01, 0.01]), _read(0.0, 0.1, [0.01, 0.01]), empty]
+    layer = [_read(0.0, 0.1, [0.01, 0.02]), _read(0.0, 0.1, [0.01]), _read(0.0, 0.1, [0.01])]
+    cost = paired_cost(raw, layer)
+    assert cost.pairs == 2 and cost.unmatched == 1 and cost.gaps == 2
+    assert cost.added_itl_p50_ms == pytest.approx(5.0)  # diffs 0 and +10 ms
+    nothing = paired_cost([], [])
+    assert (
+        nothing.pairs == 0
+        and np.isnan(nothing.ttft_ratio_p50)
+        and np.isnan(nothing.added_itl_p99_ms)
+    )
+    with pytest.raises(ValueError, match="as many first as second"):
+        paired_cost(raw, layer[:2])
+
+
+def test_headline_line_of_the_layer_cost_names_the_cell_and_the_paired_figures() -> None:
+    from bench.harness.streams import headline_lines
+
+    paced = {
+        "name": "test_stream_layer_cost[live-aiohttp-paced-together-layer]",
+        "extra_info": {
+            "ttft_ratio_p50": 1.043,
+            "added_itl_p50_ms": 0.1,
+            "added_itl_p99_ms": 1.25,
+            "paired_ttft_ratio_p50": 1.036,
+            "paired_added_itl_p99_ms": 19.5,
+            "concurrent_streams": 100,
+            "cell": "paced",
+            "goal_cell": True,
+            "latency_scale": 1.0,
+        },
+    }
+    old = {  # a results file from before the cells: no paired figures, no cell
+        "name": "test_stream_layer_cost[live-httpx-together-layer]",
+        "extra_info": {
+            "ttft_ratio_p50": 1.86,
+            "added_itl_p99_ms": -10.1,
+            "concurrent_streams": 100,
+        },
+    }
+    assert headline_lines([_benchmark(d) for d in (paced, old)]) == [
+        "stream layer cost live-aiohttp-paced-together-layer: TTFT p50 1.04x the raw aiohttp "
+        "read, added ITL p50 0.10 ms, p99 1.25 ms at 100 streams; paired reads: TTFT ratio p50 "
+        "1.04x, added ITL p99 19.50 ms (the goal cell, latency scale 1.0)",
+        "stream layer cost live-httpx-together-layer: TTFT p50 1.86x the raw aiohttp read, "
+        "added ITL p50 -, p99 -10.10 ms at 100 streams",
     ]

@@ -111,3 +111,66 @@ async def test_the_mock_sleeps_ttft_then_one_gap_per_later_token() -> None:
     assert len(slept) == len(texts)
     assert slept[0] > 0 and slept[0] != pytest.approx(slept[1])
     assert slept[1:] == pytest.approx([slept[1]] * (len(texts) - 1))
+
+
+# --------------------------------------------------------------------------- keyed latency
+
+
+def test_default_latency_draws_keep_the_call_order_sequence() -> None:
+    """Without ``keyed_latency`` the draws are the provider's RNG in call order, as before the
+    option existed (figures computed with the world of 5403b91)."""
+    world = WorldModel(seed=0, latency_scale=1.0, fault_rate=0.3)
+    outcomes = [world.draw("openai", b'{"n": %d}' % i) for i in range(4)]
+    assert [(o.ttft_s, o.generation_s, o.fault) for o in outcomes] == [
+        (0.5751671676042016, 2.180561218192237, "disconnect"),
+        (0.47632093040370993, 3.4400803720395143, None),
+        (0.477982812013266, 1.5031451250022851, "malformed"),
+        (0.6318161364899416, 2.521334434586218, "malformed"),
+    ]
+    assert not world.keyed_latency and world.config()["keyed_latency"] is False
+
+
+def _delays(reply: WireReply) -> tuple[float, list[float]]:
+    return reply.delay_s, [reply.delay_before(i) for i in range(len(reply.chunks))]
+
+
+def test_keyed_latency_gives_the_same_body_the_same_ttft_and_gaps_in_any_order() -> None:
+    keyed = WorldModel(seed=3, latency_scale=1.0, keyed_latency=True)
+    a1 = _wire("openai", keyed, "describe kick_01.wav")
+    b = _wire("openai", keyed, "describe snare_02.wav")
+    a2 = _wire("openai", keyed, "describe kick_01.wav")
+    assert _delays(a1) == _delays(a2)  # the same body: the same TTFT and every token gap
+    assert a1.delay_s != b.delay_s  # another body: another draw
+    assert a1.delay_before(a1.content_frames[1]) != b.delay_before(b.content_frames[1])
+    # Order-free: a fresh world asked B first, then A, gives A the same delays.
+    fresh = WorldModel(seed=3, latency_scale=1.0, keyed_latency=True)
+    _wire("openai", fresh, "describe snare_02.wav")
+    assert _delays(_wire("openai", fresh, "describe kick_01.wav")) == _delays(a1)
+    # The default world draws in call order: the same body twice gets two draws.
+    plain = WorldModel(seed=3, latency_scale=1.0)
+    assert _wire("openai", plain, "describe kick_01.wav").delay_s != pytest.approx(
+        _wire("openai", plain, "describe kick_01.wav").delay_s
+    )
+    # The seed and the provider are part of the key.
+    other_seed = WorldModel(seed=4, latency_scale=1.0, keyed_latency=True)
+    assert _wire("openai", other_seed, "describe kick_01.wav").delay_s != a1.delay_s
+    assert _wire("anthropic", keyed, "describe kick_01.wav").outcome != a1.outcome
+
+
+def test_keyed_latency_leaves_the_fault_sequence_in_call_order() -> None:
+    bodies = [b'{"n": %d}' % (i % 3) for i in range(40)]
+    plain = WorldModel(seed=9, latency_scale=1.0, fault_rate=0.4)
+    keyed = WorldModel(seed=9, latency_scale=1.0, fault_rate=0.4, keyed_latency=True)
+    faults = [plain.draw("gemini", body).fault for body in bodies]
+    assert [keyed.draw("gemini", body).fault for body in bodies] == faults
+    assert len(set(faults)) > 2  # faults vary, also for a repeated body (a retry can succeed)
+    assert keyed.calls("gemini") == 40
+
+
+def test_keyed_latency_setting_is_checked_kept_and_reported() -> None:
+    with pytest.raises(ValueError, match="keyed_latency must be true or false"):
+        WorldModel(keyed_latency="yes")  # type: ignore[arg-type]
+    world = WorldModel(keyed_latency=True)
+    assert "keyed_latency=True" in repr(world)
+    assert world.with_changes(latency_scale=0.5).keyed_latency is True  # kept when not named
+    assert world.with_changes(keyed_latency=False).config()["keyed_latency"] is False

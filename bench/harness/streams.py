@@ -23,6 +23,12 @@ definitions, so that ours can be set beside theirs (see
   aggregate (all output tokens / wall duration), vLLM's "output token throughput".
 * **Goodput** = requests per second (of the wall duration) that meet every SLO given
   (vLLM ``--goodput ttft:ms tpot:ms e2el:ms``).
+* **Paired cost** (:func:`paired_cost`; ours, no serving benchmark has it): for streams sent
+  in pairs (the same request read twice, e.g. raw and through the layer, from an emulator
+  whose delays are keyed by the request, so both reads get the same TTFT and token gaps),
+  the median and p99 over pairs of the TTFT ratio (second / first) and of the TTFT
+  difference, and the percentiles of the per-gap differences (gap ``k`` of the second read
+  minus gap ``k`` of the first): the added ITL with the upstream's draw taken out.
 
 Percentiles use :func:`numpy.percentile` (linear interpolation, as vLLM does).
 
@@ -49,10 +55,12 @@ if TYPE_CHECKING:
 __all__ = [
     "PERCENTILES",
     "SLO",
+    "PairedCost",
     "StreamStats",
     "Timeline",
     "goodput_line",
     "headline_lines",
+    "paired_cost",
     "percentiles",
     "summarize",
 ]
@@ -314,6 +322,87 @@ def summarize(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PairedCost:
+    """What the second read of each pair added over the first (:func:`paired_cost`; ms)."""
+
+    pairs: int
+    """Pairs in which both reads produced text (the others are left out of every figure)."""
+    ttft_ratio_p50: float
+    """Median over pairs of (second TTFT / first TTFT)."""
+    ttft_ratio_p99: float
+    added_ttft_p50_ms: float
+    """Median over pairs of (second TTFT - first TTFT)."""
+    added_ttft_p99_ms: float
+    added_itl_p1_ms: float
+    """Percentiles of the per-gap differences, pooled over the matched pairs (each gap weighs
+    the same, as ITL does): ``p1`` and ``p99`` show the spread both ways, ``p50`` the centre."""
+    added_itl_p50_ms: float
+    added_itl_p99_ms: float
+    gaps: int
+    """Paired gaps (from the pairs whose reads have the same number of tokens)."""
+    unmatched: int
+    """Pairs with text whose reads have different numbers of tokens (no gap of theirs counts)."""
+
+    def as_dict(self, prefix: str = "paired_") -> dict[str, float | int]:
+        """The figures as a flat dict (for ``extra_info``), each name with ``prefix``."""
+        return {f"{prefix}{name}": getattr(self, name) for name in self.__slots__}
+
+
+def paired_cost(first: Sequence[Timeline], second: Sequence[Timeline]) -> PairedCost:
+    """The cost of ``second[i]`` over ``first[i]``, pair by pair (the same request read twice).
+
+    TTFT: the ratio and the difference per pair, then their median and p99 over pairs. ITL:
+    the difference of gap ``k`` per pair, for pairs whose reads have the same number of
+    non-empty chunks, pooled over those pairs. Percentiles as :func:`percentiles`
+    (:func:`numpy.percentile`, linear); ``nan`` where no pair or gap is there.
+
+    >>> raw = [Timeline(0.0, ((0.100, "a"), (0.110, "b"), (0.120, "c")))]
+    >>> layer = [Timeline(5.0, ((5.110, "a"), (5.121, "b"), (5.130, "c")))]
+    >>> cost = paired_cost(raw, layer)
+    >>> round(cost.ttft_ratio_p50, 6), round(cost.added_ttft_p50_ms, 6)
+    (1.1, 10.0)
+    >>> round(cost.added_itl_p1_ms, 2), round(cost.added_itl_p99_ms, 2), cost.gaps, cost.unmatched
+    (-0.98, 0.98, 2, 0)
+    """
+    if len(first) != len(second):
+        raise ValueError(
+            f"paired reads need as many first as second: {len(first)} != {len(second)}"
+        )
+    ratios: list[float] = []
+    added: list[float] = []
+    diffs: list[float] = []
+    unmatched = 0
+    for a, b in zip(first, second, strict=True):
+        ta, tb = a.ttft_s, b.ttft_s
+        if ta is None or tb is None:
+            continue
+        if ta > 0:
+            ratios.append(tb / ta)
+        added.append(tb - ta)
+        ga, gb = a.itl_s, b.itl_s
+        if len(ga) != len(gb):
+            unmatched += 1
+            continue
+        diffs.extend(y - x for x, y in zip(ga, gb, strict=True))
+
+    def q(values: list[float], p: float, scale: float = 1e3) -> float:
+        return float(np.percentile(values, p)) * scale if values else math.nan
+
+    return PairedCost(
+        pairs=len(added),
+        ttft_ratio_p50=q(ratios, 50, 1.0),
+        ttft_ratio_p99=q(ratios, 99, 1.0),
+        added_ttft_p50_ms=q(added, 50),
+        added_ttft_p99_ms=q(added, 99),
+        added_itl_p1_ms=q(diffs, 1),
+        added_itl_p50_ms=q(diffs, 50),
+        added_itl_p99_ms=q(diffs, 99),
+        gaps=len(diffs),
+        unmatched=unmatched,
+    )
+
+
 def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
     """The stream suite's headline lines (``samplemind-bench headline``): TTFT and ITL first.
 
@@ -329,6 +418,9 @@ def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
 
     def ratio(value: Any) -> str:
         return f"{value:.1f}x" if isinstance(value, int | float) else "-"
+
+    def ratio2(value: Any) -> str:  # the layer cost's goal is 1.1x: two decimals
+        return f"{value:.2f}x" if isinstance(value, int | float) else "-"
 
     for b in benchmarks:
         name, x = b.name, b.extra_info
@@ -365,10 +457,24 @@ def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
                 f"{ms(x.get('follower_ttft_p50_ms'))} vs leader {ms(x.get('leader_ttft_ms'))}"
             )
         elif "ttft_ratio_p50" in x:
+            paired = x.get("paired_ttft_ratio_p50")
+            cell = x.get("cell")
             lines.append(
-                f"stream layer cost {label}: TTFT p50 {ratio(x['ttft_ratio_p50'])} the raw aiohttp "
+                f"stream layer cost {label}: TTFT p50 {ratio2(x['ttft_ratio_p50'])} the raw aiohttp "
                 f"read, added ITL p50 {ms(x.get('added_itl_p50_ms'))}, p99 "
                 f"{ms(x.get('added_itl_p99_ms'))} at {x.get('concurrent_streams')} streams"
+                + (
+                    f"; paired reads: TTFT ratio p50 {ratio2(paired)}, added ITL p99 "
+                    f"{ms(x.get('paired_added_itl_p99_ms'))}"
+                    if paired is not None
+                    else ""
+                )
+                + (
+                    f" ({'the goal cell' if x.get('goal_cell') else 'stress cell'}, "
+                    f"latency scale {x.get('latency_scale')})"
+                    if cell is not None
+                    else ""
+                )
             )
         elif "processes" in x:
             calls = x.get("upstream_calls", x.get("upstream_calls_unshared"))

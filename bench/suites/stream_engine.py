@@ -7,6 +7,9 @@
   request the layer's OpenAI adapter builds, SSE lines parsed with orjson, no layer):
   the floor the layer's per-chunk cost is measured against.
 * :func:`wave`: N coroutines started together (``asyncio.gather``), each returning its result.
+* :func:`paired_rounds`: the layer-cost test's schedule: each request read once raw and once
+  through the layer (pair ``i``), per round either each side alone (``alternating``) or both
+  at once with pair ``i``'s two reads started next to each other (``together``).
 * Open loop (the load suite's stream mode): :class:`StreamRecorder` turns the load engine's
   calls (bench/suites/load_engine.py, Poisson arrivals, fault schedule) into streams timed
   from their *scheduled* arrival, and :func:`goodput_point` measures one offered rate:
@@ -38,10 +41,12 @@ __all__ = [
     "GENERATOR_LAG_MS",
     "GOOD_SHARE",
     "LIVENESS_S",
+    "SCHEDULES",
     "GoodputPoint",
     "StreamRead",
     "StreamRecorder",
     "goodput_point",
+    "paired_rounds",
     "raw_openai_stream",
     "same_chunks",
     "stream_items",
@@ -128,6 +133,74 @@ async def raw_openai_stream(
 async def wave(n: int, make: Callable[[int], Awaitable[T]]) -> list[T]:
     """``make(0)`` ... ``make(n - 1)`` started together; their results in order."""
     return list(await asyncio.gather(*(make(i) for i in range(n))))
+
+
+SCHEDULES: Final = ("alternating", "together", "together_waves")
+"""The schedules of :func:`paired_rounds` (the layer-cost test runs the first two)."""
+
+
+async def paired_rounds(
+    ai: AIManager,
+    session: aiohttp.ClientSession,
+    provider: Provider,
+    requests: Callable[[int], Sequence[ChatRequest]],
+    *,
+    rounds: int,
+    schedule: str,
+    second: Callable[[ChatRequest], Awaitable[StreamRead]] | None = None,
+) -> tuple[list[StreamRead], list[StreamRead]]:
+    """Read each request of ``requests(r)`` (r = 0 .. rounds - 1) raw and through ``ai``.
+
+    ``second`` replaces the read through ``ai`` (e.g. a second raw read: an A/A pair, the
+    schedule's own noise floor).
+
+    Returns (raw reads, layer reads), both in pair order: ``raw[k]`` and ``layer[k]`` read the
+    same request (with an emulator started with keyed latency, the same TTFT and token gaps).
+
+    * ``alternating``: per round one wave of every raw read, then one of every layer read, the
+      side that goes first alternating by round (even rounds raw first): each side alone.
+    * ``together``: per round all reads at once, pair ``i``'s two reads started next to each
+      other, which side first alternating by ``i`` (even ``i`` raw first): the same load on
+      both sides, and no side started ahead of the other.
+    * ``together_waves``: all reads at once, the raw wave's 100 started before the layer's
+      (the test's order before 2026-12-07, kept to measure what that order did).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    raw: list[StreamRead] = []
+    layer: list[StreamRead] = []
+    for r in range(rounds):
+        batch = list(requests(r))
+        n = len(batch)
+
+        def raw_read(i: int, batch: list[ChatRequest] = batch) -> Awaitable[StreamRead]:
+            return raw_openai_stream(session, provider, batch[i])
+
+        def layer_read(i: int, batch: list[ChatRequest] = batch) -> Awaitable[StreamRead]:
+            return timed_stream(ai, batch[i]) if second is None else second(batch[i])
+
+        if schedule == "together":
+            reads: list[Awaitable[StreamRead]] = []
+            for i in range(n):
+                pair = [raw_read(i), layer_read(i)]
+                reads.extend(pair if i % 2 == 0 else pair[::-1])
+            done = await asyncio.gather(*reads)
+            for i in range(n):
+                a, b = done[2 * i], done[2 * i + 1]
+                raw_i, layer_i = (a, b) if i % 2 == 0 else (b, a)
+                raw.append(raw_i)
+                layer.append(layer_i)
+        elif schedule == "together_waves":
+            raw_wave, layer_wave = await asyncio.gather(wave(n, raw_read), wave(n, layer_read))
+            raw.extend(raw_wave)
+            layer.extend(layer_wave)
+        elif r % 2 == 0:
+            raw.extend(await wave(n, raw_read))
+            layer.extend(await wave(n, layer_read))
+        else:
+            layer.extend(await wave(n, layer_read))
+            raw.extend(await wave(n, raw_read))
+    return raw, layer
 
 
 def same_chunks(first: Sequence[StreamRead], second: Sequence[StreamRead]) -> float:
