@@ -295,9 +295,9 @@ def counted_pair(tmp_path_factory: pytest.TempPathFactory) -> CountedPair:
             proc = run_main(cli.main, args, cwd=REPO, env=cli.timed_run_env())
         finally:
             tempfile.tempdir, tempfile.mkdtemp = tempdir, mkdtemp
-        (worktree,) = [
-            Path(p).resolve() / "baseline" for p in made if "samplemind-gate-runs-" not in p
-        ]
+        worktrees = [Path(p).resolve() / "baseline" for p in made if "-runs-" not in p]
+        assert len(worktrees) == 1, (made, proc.stdout[-3000:], proc.stderr[-3000:])
+        (worktree,) = worktrees
         assert len(str(worktree)) != len(str(REPO)), (worktree, REPO)
         record = {
             "returncode": proc.returncode,
