@@ -11,7 +11,8 @@ The model: each test takes its measured wall time. A shared counted run (``count
 ``counted_headlines``) is made by whichever of its readers starts first, holding the user's
 one counting lock; it costs what its maker took in the measured run beyond the cheapest of its
 other readers. A reader that starts while the other worker is still making it waits, idle.
-``test_baseline_ref_counts_both_sides`` holds the counting lock for its whole duration.
+Since record 0740 ``test_baseline_ref_counts_both_sides`` reads ``counted_pair`` (one
+``gate --baseline-ref`` run makes it); :data:`LOCKED` lists tests that count on their own.
 ``load`` is xdist's ``LoadScheduling`` as in :mod:`studies.xdist_schedule`; ``units`` is
 ``loadscope`` over :func:`tests.conftest.schedule_unit` (units by size, largest first; a
 worker gets the next unit when it has two tests or fewer left).
@@ -35,13 +36,15 @@ SHARED: dict[str, tuple[str, ...]] = {
         GATE + "test_missing_spread_is_not_a_pass",
         GATE + "test_counts_on_one_side_only_get_a_clear_message",
         INSTR + "test_counts_do_not_depend_on_the_checkout_path",
+        GATE + "test_baseline_ref_counts_both_sides",
     ),
     "counted_headlines": (
         INSTR + "test_run_instructions_end_to_end",
         INSTR + "test_report_shows_counts_beside_time_from_a_real_run",
     ),
 }
-LOCKED = (GATE + "test_baseline_ref_counts_both_sides",)
+LOCKED: tuple[str, ...] = ()
+"""Tests that hold the counting lock for their whole duration (their own counts, no shared run)."""
 
 
 def read_durations(paths: list[Path]) -> dict[str, float]:

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,11 +140,14 @@ def need_valgrind() -> None:
         pytest.skip(str(exc))
 
 
-def counted_run(out: Path, suites: list[str], select: str, cwd: Path, env: dict[str, str]) -> Path:
-    """``samplemind-bench run --instructions --quick --suite SUITES -k SELECT --out OUT``."""
+def counted_run(
+    out: Path, suites: list[str], pytest_args: Sequence[str], cwd: Path, env: dict[str, str]
+) -> Path:
+    """``samplemind-bench run --instructions --quick --suite SUITES --out OUT`` with
+    ``--pytest-arg=A`` for each of ``pytest_args``."""
     cmd = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", *suites]
     proc = subprocess.run(
-        [*cmd, "--out", str(out), "--pytest-arg=-k", f"--pytest-arg={select}"],
+        [*cmd, "--out", str(out), *(f"--pytest-arg={a}" for a in pytest_args)],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -178,34 +181,139 @@ def _once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Non
     return folder
 
 
+PAIR_PYTEST_ARGS = ("-k", PAIR_K, "-pno:hypothesispytest")
+"""The pytest arguments of both sides of the pair (and of a recount in one of its checkouts)."""
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """What ``samplemind-bench gate --baseline-ref ... --json REPORT`` returned, printed and wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: Path
+
+
 @dataclass(frozen=True)
 class CountedPair:
-    """Two fresh counted processes of the same code, in two checkouts at paths of other lengths."""
+    """Two fresh counted processes of the same code, in two checkouts at paths of other
+    lengths (``trees``: the baseline's git worktree, then this checkout), made by one
+    ``gate --baseline-ref REF --instructions`` (``gate``; ``ref``: HEAD, or a commit of the
+    working tree when it differs from HEAD's)."""
 
     a: Path
     b: Path
     trees: tuple[Path, Path]
+    ref: str
+    gate: GateRun
+
+
+def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def working_tree_ref(repo: Path, scratch: Path) -> str:
+    """``HEAD`` when ``repo``'s working tree (tracked files and untracked ones git does not
+    ignore) is HEAD's tree, else a commit of the working tree on top of HEAD, made through a
+    scratch index (``git commit-tree``: no ref moves, the index is untouched), so that a
+    baseline checked out from it is the code under test while you edit."""
+    env = {
+        **os.environ,
+        "GIT_INDEX_FILE": str(scratch / "index"),
+        "GIT_AUTHOR_NAME": "samplemind tests",
+        "GIT_AUTHOR_EMAIL": "tests@samplemind.local",
+        "GIT_COMMITTER_NAME": "samplemind tests",
+        "GIT_COMMITTER_EMAIL": "tests@samplemind.local",
+    }
+    _git(repo, "read-tree", "HEAD", env=env)
+    _git(repo, "add", "-A", env=env)
+    tree = _git(repo, "write-tree", env=env)
+    (scratch / "index").unlink()
+    if tree == _git(repo, "rev-parse", "HEAD^{tree}"):
+        return "HEAD"
+    return _git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "working tree (tests)", env=env)
 
 
 @pytest.fixture(scope="session")
 def counted_pair(tmp_path_factory: pytest.TempPathFactory) -> CountedPair:
-    """``run --instructions --quick --suite router -k chat-speed``, once in each of two copies
-    of this checkout (``a`` and ``bbb…``, 48 characters): an A/A pair for the gate, and the
-    same code counted from two checkout paths."""
+    """``gate --baseline-ref REF --instructions --rounds 1 --suite router --metric
+    instructions -k chat-speed --out ...``, once per session: the interleaved runner counts
+    REF in a git worktree and this checkout, two fresh processes of the same code (REF:
+    :func:`working_tree_ref`). One counted pair serves the ``--baseline-ref`` test (its
+    exit code, output and verdicts), the A/A gate tests (its two results folders) and the
+    checkout-path test (the worktree lies in a folder named by 48 b's, 49 where that would
+    make its path as long as this checkout's). A failed gate still leaves its folders;
+    only a missing folder fails every reader here.
+    """
     need_valgrind()
-    from bench.harness.run import timed_run_env
-    from bench.instructions import runner
+    import tempfile
+
+    from bench import cli
+    from tests._helpers import run_main
 
     def make(root: Path) -> None:
-        for name in ("a", "b" * 48):
-            tree = root / name
-            runner.copy_code(REPO, tree)  # a second checkout of the same code
-            env = {**timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
-            counted_run(tree / "results", ["router"], PAIR_K, tree, env)
+        ref = working_tree_ref(REPO, root)
+        # the baseline's worktree goes to <root>/bbb.../samplemind-gate-XXXXXXXX/baseline (a path
+        # of another length than this checkout's); only this process's temporary folder moves:
+        # the runs keep the environment, so every count still takes its turns at one stage
+        made: list[str] = []
+        mkdtemp, tempdir = tempfile.mkdtemp, tempfile.tempdir
+        tail = len("/samplemind-gate-XXXXXXXX/baseline")
+        pad = 48 if len(str(root)) + 1 + 48 + tail != len(str(REPO)) else 49
+        (root / ("b" * pad)).mkdir()
+
+        def recording(*args: Any, **kwargs: Any) -> str:
+            path = mkdtemp(*args, **kwargs)
+            made.append(path)
+            return path
+
+        out, report = root / "runs", root / "verdicts.json"
+        args = [
+            "gate",
+            "--baseline-ref",
+            ref,
+            "--instructions",
+            "--rounds",
+            "1",
+            "--suite",
+            "router",
+            "--metric",
+            "instructions",
+            *(f"--pytest-arg={a}" for a in PAIR_PYTEST_ARGS),
+            "--json",
+            str(report),
+            "--out",
+            str(out),
+        ]
+        tempfile.tempdir, tempfile.mkdtemp = str(root / ("b" * pad)), recording
+        try:
+            proc = run_main(cli.main, args, cwd=REPO, env=cli.timed_run_env())
+        finally:
+            tempfile.tempdir, tempfile.mkdtemp = tempdir, mkdtemp
+        worktrees = [Path(p).resolve() / "baseline" for p in made if "-runs-" not in p]
+        assert len(worktrees) == 1, (made, proc.stdout[-3000:], proc.stderr[-3000:])
+        (worktree,) = worktrees
+        assert len(str(worktree)) != len(str(REPO)), (worktree, REPO)
+        record = {
+            "returncode": proc.returncode,
+            "stdout": proc.stdout,
+            "stderr": proc.stderr,
+            "ref": ref,
+            "baseline_tree": str(worktree),
+        }
+        (root / "gate.json").write_text(json.dumps(record))
 
     root = _once(tmp_path_factory, "counted-pair", make)
-    trees = (root / "a", root / ("b" * 48))
-    return CountedPair(trees[0] / "results", trees[1] / "results", trees)
+    record = json.loads((root / "gate.json").read_text())
+    gate = GateRun(record["returncode"], record["stdout"], record["stderr"], root / "verdicts.json")
+    a, b = root / "runs" / "baseline" / "r00-router", root / "runs" / "candidate" / "r00-router"
+    assert a.is_dir() and b.is_dir(), gate.stdout[-3000:] + gate.stderr[-3000:]
+    return CountedPair(a, b, (Path(record["baseline_tree"]), REPO), record["ref"], gate)
 
 
 @pytest.fixture(scope="session")
@@ -217,9 +325,8 @@ def counted_headlines(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def make(root: Path) -> None:
         select = f"{REPORT_K} or {END_TO_END_K}"
-        counted_run(
-            root / "results", ["cache", "router", "pipeline"], select, REPO, timed_run_env()
-        )
+        suites = ["cache", "router", "pipeline"]
+        counted_run(root / "results", suites, ["-k", select], REPO, timed_run_env())
 
     return _once(tmp_path_factory, "counted-headlines", make) / "results"
 

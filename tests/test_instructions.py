@@ -7,6 +7,7 @@ unless ``CI`` is set: then they fail.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -14,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -718,9 +720,10 @@ def test_counts_do_not_depend_on_the_checkout_path(
     """The same code in two checkouts at paths of other lengths counts the same, to the
     instruction, through ``samplemind-bench run --instructions`` (a count once moved by
     a few instructions per call with the length of the checkout's path). The checkouts
-    are the session's shared A/A pair (``tests/conftest.py``)."""
+    are the session's shared A/A pair (``tests/conftest.py``): the baseline's git worktree
+    of ``gate --baseline-ref`` and this checkout."""
     from bench.harness.run import timed_run_env
-    from tests.conftest import PAIR_K, counted_run
+    from tests.conftest import PAIR_PYTEST_ARGS, counted_run
 
     def count(tree: Path, out: Path) -> int:
         data = read_suite_document(out / "router.json.gz")
@@ -730,18 +733,37 @@ def test_counts_do_not_depend_on_the_checkout_path(
         return int(bench["extra_info"]["instructions_total"])
 
     trees = counted_pair.trees
+    assert len(str(trees[0])) != len(str(trees[1])), trees
     counts = [{count(trees[0], counted_pair.a)}, {count(trees[1], counted_pair.b)}]
     if not counts[0] & counts[1]:
         # Fresh processes of one checkout can still differ by a few hundred instructions
         # in a million (record 0620's residual spread: 1,291,112 vs 1,291,912 seen once in
         # CI). A count that depends on the checkout's path differs in every pair, so each
-        # checkout counts once more and one count of each must then agree exactly.
+        # checkout counts once more (the gate's worktree, gone by now, is checked out again
+        # at its path) and one count of each must then agree exactly.
         for i, tree in enumerate(trees):
             env = {**timed_run_env(), "PYTHONPATH": str(tree), "PWD": str(tree)}
             again = tmp_path / f"again-{i}"
-            counted_run(again, ["router"], PAIR_K, tree, env)
+            with _checked_out(tree, counted_pair.ref):
+                counted_run(again, ["router"], PAIR_PYTEST_ARGS, tree, env)
             counts[i].add(count(tree, again))
     assert counts[0] & counts[1], counts
+
+
+@contextlib.contextmanager
+def _checked_out(tree: Path, ref: str) -> Iterator[None]:
+    """``tree`` as it is when it exists (this checkout); else a detached git worktree of
+    ``ref`` at ``tree`` for the duration."""
+    if tree.exists():
+        yield
+        return
+    git = ["git", "-C", str(REPO), "worktree"]
+    subprocess.run([*git, "add", "--detach", str(tree), ref], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run([*git, "remove", "--force", str(tree)], check=False, capture_output=True)
+        subprocess.run([*git, "prune"], check=False, capture_output=True)
 
 
 # -- the report's pieces ------------------------------------------------------------------------

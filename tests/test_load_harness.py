@@ -1,7 +1,9 @@
 """The load suite's harness: knee search, fault analysis, gate rules and report, on synthetic data.
 
-No timing here: points and results folders are synthetic; the gate and the report run
-through the real console script in a subprocess.
+No timing here: points and results folders are synthetic; the gate runs through the real
+console script in a subprocess (and ``gate.main`` in-process), the report and the headline
+through ``samplemind-bench``'s ``main()`` in-process (the installed script's own subprocess is
+``tests/test_bench_bad_input.py::test_console_script_smoke``'s).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from bench import gate
+from bench import cli, gate
 from bench.suite_list import SUITES
 from bench.suites import load_engine
 from fixtures.workloads import generate
+from tests._helpers import run_main
 
 SCRIPT = str(Path(sys.executable).with_name("samplemind-bench"))
 REPO = Path(__file__).resolve().parent.parent
@@ -307,14 +310,9 @@ def test_gate_passes_equal_figures_and_ignores_load_latency_noise(tmp_path: Path
 
 
 def _report(tmp_path: Path, *folders: Path) -> str:
+    """``samplemind-bench report FOLDERS --out TMP/report`` in-process → summary.md."""
     out = tmp_path / "report"
-    proc = subprocess.run(
-        [SCRIPT, "report", *map(str, folders), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    proc = run_main(cli.main, ["report", *map(str, folders), "--out", str(out)], cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     return (out / "summary.md").read_text()
 
@@ -342,9 +340,9 @@ def test_report_builds_from_an_older_run_without_the_load_suite(tmp_path: Path) 
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
 def test_headline_prints_the_load_figures(tmp_path: Path) -> None:
     folder = _load_results(tmp_path / "load")
-    out = subprocess.run(
-        [SCRIPT, "headline", str(folder)], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
+    proc = run_main(cli.main, ["headline", str(folder)], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     assert "load mocked warm-burst hit rate by burst size: 5000: 100.0% (truth 100%" in out
     assert "load mocked faults: caller errors 0 (cache faults 0)" in out
     assert "load mocked knee: 1000 req/s" in out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bench import ab_runner, cli
-from bench.instructions._tools import ToolMissing, find_tools
 from bench.results import read_suite_document
 from tests._helpers import run_main
 from tests.gate.helpers import bench, samples, write_results
@@ -36,16 +34,6 @@ def gate_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """``samplemind-bench gate ARGS`` in-process (the ``--baseline-ref`` runner's own
     processes are bounded by its timeouts)."""
     return run_main(cli.main, ["gate", *args], cwd=cwd, env=cli.timed_run_env())
-
-
-def need_valgrind() -> None:
-    """Skip without valgrind (the apt hint), unless ``CI`` is set: then fail."""
-    try:
-        find_tools()
-    except ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (CI is set, so valgrind tests must run)", pytrace=False)
-        pytest.skip(str(exc))
 
 
 def edit_counts(folder: Path, suite: str, change: Any) -> None:
@@ -120,9 +108,22 @@ def test_wall_time_stays_the_looser_guard(counted_runs: tuple[Path, Path]) -> No
     proc = gate_cli(str(a), str(b), "--ignore-env")
     # wall time may be noisy here: a change, or "not comparable" (exit 3) beyond the floor
     assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
-    rows = proc.stdout.splitlines()
-    assert any(" instructions " in r and "allowed 1.0%" in r for r in rows)
-    assert sum(" time " in r for r in rows) == 2
+    rows = table_rows(proc.stdout)
+    assert any(r[2] == "instructions" and "allowed 1.0%" in r[-1] for r in rows)
+    assert [r[2] for r in rows].count("instructions") == 2
+    # one wall-time row per benchmark (the header's NOT COMPARABLE note may name "time" too)
+    assert [r[2] for r in rows].count("time") == 2
+    if proc.returncode == 3:
+        assert "NOT COMPARABLE" in proc.stdout.splitlines()[0]
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """The verdict rows of the gate's table (status, benchmark, metric, ..., why): the lines
+    between the header's dashes and ``settings:``, split at runs of two or more spaces."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"-+  -+  -+", line))
+    end = lines.index("settings:")
+    return [re.split(r"\s{2,}", line) for line in lines[start + 1 : end]]
 
 
 @pytest.mark.valgrind
@@ -180,32 +181,22 @@ def test_counts_on_one_side_only_get_a_clear_message(
 
 @pytest.mark.valgrind
 @pytest.mark.slow
-def test_baseline_ref_counts_both_sides(tmp_path: Path) -> None:
-    """``gate --baseline-ref HEAD --instructions``: the interleaved runner counts both sides."""
-    need_valgrind()
-    out = tmp_path / "v.json"
-    proc = gate_cli(
-        "--baseline-ref",
-        "HEAD",
-        "--instructions",
-        "--rounds",
-        "1",
-        "--suite",
-        "router",
-        "--metric",
-        "instructions",
-        "--pytest-arg=-k",
-        "--pytest-arg=chat-speed-healthy",
-        "--pytest-arg=-pno:hypothesispytest",
-        "--json",
-        str(out),
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(out.read_text())
-    (v,) = report["verdicts"]
-    assert v["name"] == "test_route[chat-speed-healthy]" and v["status"] == "unchanged"
-    assert v["runs_baseline"] == v["runs_candidate"] == 1
+def test_baseline_ref_counts_both_sides(counted_pair: CountedPair) -> None:
+    """``gate --baseline-ref REF --instructions``: the interleaved runner counts both sides.
+
+    The session's shared run (``tests/conftest.py``: ``--rounds 1 --suite router --metric
+    instructions -k chat-speed``; REF is HEAD on a clean tree), whose two results folders are
+    also the A/A pair of the tests above."""
+    gate = counted_pair.gate
+    assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-3000:]
+    report = json.loads(gate.report.read_text())
+    verdicts = {v["name"]: v for v in report["verdicts"]}
+    assert sorted(verdicts) == ["test_route[chat-speed-healthy]", "test_route[chat-speed-one_open]"]
+    for v in verdicts.values():
+        assert v["metric"] == "instructions" and v["status"] == "unchanged", v
+        assert v["runs_baseline"] == v["runs_candidate"] == 1
     assert report["settings"]["instructions"] == "counted in the first 1 round(s), both sides"
+    assert report["settings"]["baseline_ref"] == counted_pair.ref
 
 
 # -- synthetic results --------------------------------------------------------------------------
