@@ -43,7 +43,9 @@ Prints one JSON object: per variant the TTFT median and p90 over all callers, th
 of medians to ``raw``, and the process CPU time per stream (a wave's ``process_time``
 over its streams; the emulator and redis-server are other processes), and of that CPU
 the part spent in the garbage collector (``gc_us_per_stream``, timed by ``gc.callbacks``;
-``gc_collections``: collections per wave by generation). ``--profile N``
+``gc_collections``: collections per wave by generation); with ``--count-commands``, the Redis
+commands and packets (round trips, pipelines included) sent per stream, leftovers included
+(``redis_commands_per_stream``, ``redis_sends_per_stream``). ``--profile N``
 then runs N more waves of each variant under cProfile (timer: process CPU time, so
 waits count nothing) and prints, per stream, the cumulative CPU time of the parts of
 the path (nested: a part includes the parts under it; profiler overhead included)::
@@ -307,6 +309,34 @@ def _base_dir(base: str) -> str:
     return tmp
 
 
+class RedisCounter:
+    """Commands packed and packets sent by every ``redis.asyncio`` connection of this process
+    (``--count-commands``: redis-py's ``pack_command`` and ``send_packed_command`` wrapped;
+    a script counts as one command, whatever it calls inside)."""
+
+    def __init__(self) -> None:
+        from redis.asyncio.connection import AbstractConnection
+
+        self.commands = 0
+        self.sends = 0
+        pack, send = AbstractConnection.pack_command, AbstractConnection.send_packed_command
+        counter = self
+
+        def pack_command(conn: Any, *args: Any) -> Any:
+            counter.commands += 1
+            return pack(conn, *args)
+
+        async def send_packed_command(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.sends += 1
+            return await send(conn, *args, **kwargs)
+
+        AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
+        AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+
+    def mark(self) -> tuple[int, int]:
+        return self.commands, self.sends
+
+
 class _NoWriter:
     """A relay writer that writes nothing (the ``-nowrite`` variants)."""
 
@@ -436,6 +466,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     gc_cpu: dict[str, list[float]] = {n: [] for n in names}
     gc_counts: dict[str, list[list[int]]] = {n: [] for n in names}
     gc_timer = GcTimer()
+    counter = RedisCounter() if args.count_commands else None
+    redis_counts: dict[str, list[tuple[int, int]]] = {n: [] for n in names}
     n = args.concurrency
 
     async def settle() -> None:
@@ -457,13 +489,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         make = makers[name]
         await settle()
         g0, k0 = gc_timer.mark()
+        r0 = counter.mark() if counter is not None else (0, 0)
         c0 = time.process_time()
         got = await asyncio.gather(*(make(f"describe {name} {i} {j}") for j in range(n)))
         spent = time.process_time() - c0
         g1, k1 = gc_timer.mark()
+        if counter is not None:
+            # the wave's leftovers (relay ends, lease releases) count too: wait for them
+            for pkg in packages.values():
+                for ai in pkg.managers:
+                    for _ in range(1000):
+                        releases = getattr(ai.cache, "_releases", None) if ai.cache else None
+                        if not ai._stream_tasks and not releases:
+                            break
+                        await asyncio.sleep(0.01)
+            r1 = counter.mark()
         if i < 10**6:  # (not the profiled waves)
             gc_cpu[name].append(g1 - g0)
             gc_counts[name].append([b - a for a, b in zip(k0, k1, strict=True)])
+            if counter is not None:
+                redis_counts[name].append((r1[0] - r0[0], r1[1] - r0[1]))
         return list(got), spent
 
     out: dict[str, Any] = {}
@@ -478,12 +523,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     gc_cpu[name].pop()
                     gc_counts[name].pop()
+                    if counter is not None:
+                        redis_counts[name].pop()
         raw_median = statistics.median(samples[names[0]])
         for name in names:
             s = summary(samples[name])
             s["ratio_to_" + names[0]] = round(s["median_ms"] / raw_median, 3)
             s["cpu_us_per_stream"] = round(statistics.median(cpu[name]) * 1e6, 1)
             s["gc_us_per_stream"] = round(statistics.median(gc_cpu[name]) / n * 1e6, 1)
+            if counter is not None:
+                s["redis_commands_per_stream"] = round(
+                    statistics.median(c for c, _ in redis_counts[name]) / n, 2
+                )
+                s["redis_sends_per_stream"] = round(
+                    statistics.median(k for _, k in redis_counts[name]) / n, 3
+                )
             s["gc_collections_per_wave"] = [
                 round(statistics.mean(c[g] for c in gc_counts[name]), 1) for g in range(3)
             ]
@@ -558,6 +612,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--dump", default="", help="write each variant's profile to DUMP.<variant>.prof"
+    )
+    parser.add_argument(
+        "--count-commands",
+        action="store_true",
+        help="count the Redis commands and packets sent per stream (each wave's leftovers "
+        "awaited before the next one starts)",
     )
     args = parser.parse_args()
     print(orjson.dumps(asyncio.run(run(args)), option=orjson.OPT_INDENT_2).decode())
