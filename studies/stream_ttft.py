@@ -21,7 +21,10 @@ Variants (``--variants``, comma-separated):
   ``layer+redis-mcN``: ``CacheConfig(max_connections=N)``; ``layer+redis-nobatch``:
   ``CacheConfig(batch_gets=False)``; ``layer+redis-nowrite``: the relay's lease and claim
   kept but no relay entry written (what a relay written only for followed streams would
-  save on streams nobody follows; a measurement, not a mode of the package).
+  save on streams nobody follows; a measurement, not a mode of the package);
+  ``layer+redis-pyparser``: a client of its own whose connections use redis-py's pure-Python
+  reply parser and command packer even when ``hiredis`` is installed (with hiredis importable,
+  ``layer+redis`` and ``layer+redis-pyparser`` side by side show what hiredis saves).
 
 Order matters: with ``--settle 0`` a wave starts while the previous one's leftovers (its
 producers' relay ends and lease releases, its abandoned streams in the emulator) still
@@ -31,12 +34,18 @@ Compare TTFT with ``--settle 0.5`` or in both orders; CPU per stream is not affe
 
 ``--base DIR``: DIR holds a copy of another tree's package renamed ``samplemind_base``
 (``git archive <ref> samplemind_core | tar -x -C DIR && mv DIR/samplemind_core
-DIR/samplemind_base``); every ``base:<variant>`` then runs that code in the same
-process and the same waves: before/after side by side.
+DIR/samplemind_base``), or is a checkout of another tree (``git worktree add --detach DIR
+main``: its ``samplemind_core`` is copied to a temporary directory as ``samplemind_base``);
+every ``base:<variant>`` then runs that code in the same process and the same waves:
+before/after side by side.
 
 Prints one JSON object: per variant the TTFT median and p90 over all callers, the ratio
 of medians to ``raw``, and the process CPU time per stream (a wave's ``process_time``
-over its streams; the emulator and redis-server are other processes). ``--profile N``
+over its streams; the emulator and redis-server are other processes), and of that CPU
+the part spent in the garbage collector (``gc_us_per_stream``, timed by ``gc.callbacks``;
+``gc_collections``: collections per wave by generation); with ``--count-commands``, the Redis
+commands and packets (round trips, pipelines included) sent per stream, leftovers included
+(``redis_commands_per_stream``, ``redis_sends_per_stream``). ``--profile N``
 then runs N more waves of each variant under cProfile (timer: process CPU time, so
 waits count nothing) and prints, per stream, the cumulative CPU time of the parts of
 the path (nested: a part includes the parts under it; profiler overhead included)::
@@ -50,10 +59,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import importlib
 import pstats
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -242,6 +254,89 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+class GcTimer:
+    """CPU time spent in the garbage collector (``gc.callbacks``) and collections by generation."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self.counts = [0, 0, 0]
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.process_time()
+        else:
+            self.spent += time.process_time() - self._t0
+            self.counts[info["generation"]] += 1
+
+    def mark(self) -> tuple[float, list[int]]:
+        return self.spent, list(self.counts)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def _python_parser_client(url: str) -> Any:
+    """A redis.asyncio client whose connections parse replies and pack commands in Python
+    (what redis-py does without ``hiredis``), whether or not ``hiredis`` is importable."""
+    from redis.asyncio import ConnectionPool, Redis
+    from redis.asyncio.connection import Connection, _AsyncRESP3Parser
+
+    class PythonParserConnection(Connection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parser_class"] = _AsyncRESP3Parser  # (RESP2 when protocol 2: redis-py)
+            super().__init__(*args, **kwargs)
+            self._command_packer = None  # redis-py's Python packer
+
+    return Redis(
+        connection_pool=ConnectionPool.from_url(url, connection_class=PythonParserConnection)
+    )
+
+
+def _base_dir(base: str) -> str:
+    """The directory to put on ``sys.path`` for ``samplemind_base``: ``base`` itself, or, for
+    a checkout (``base/samplemind_core``), a temporary copy of its package under that name."""
+    root = Path(base)
+    if (root / "samplemind_base").is_dir() or not (root / "samplemind_core").is_dir():
+        return base
+    tmp = tempfile.mkdtemp(prefix="stream_ttft_base_")
+    shutil.copytree(
+        root / "samplemind_core",
+        Path(tmp) / "samplemind_base",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return tmp
+
+
+class RedisCounter:
+    """Commands packed and packets sent by every ``redis.asyncio`` connection of this process
+    (``--count-commands``: redis-py's ``pack_command`` and ``send_packed_command`` wrapped;
+    a script counts as one command, whatever it calls inside)."""
+
+    def __init__(self) -> None:
+        from redis.asyncio.connection import AbstractConnection
+
+        self.commands = 0
+        self.sends = 0
+        pack, send = AbstractConnection.pack_command, AbstractConnection.send_packed_command
+        counter = self
+
+        def pack_command(conn: Any, *args: Any) -> Any:
+            counter.commands += 1
+            return pack(conn, *args)
+
+        async def send_packed_command(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.sends += 1
+            return await send(conn, *args, **kwargs)
+
+        AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
+        AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+
+    def mark(self) -> tuple[int, int]:
+        return self.commands, self.sends
+
+
 class _NoWriter:
     """A relay writer that writes nothing (the ``-nowrite`` variants)."""
 
@@ -300,17 +395,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     need_redis = any("redis" in v for v in names)
     server = RedisServer().start() if need_redis else None
     redis_client: Any = None
+    python_parser: Any = None
     if server is not None:
         from redis.asyncio import Redis
 
         redis_client = Redis.from_url(server.url)
+        if any("pyparser" in v for v in names):
+            python_parser = _python_parser_client(server.url)
 
     def settings_of(m: Any) -> Any:
         return emulator.settings(m.Settings(http=m.HttpConfig(transport=args.transport)))
 
     packages = {"": Package("samplemind_core", settings_of)}
     if args.base:
-        sys.path.insert(0, args.base)
+        sys.path.insert(0, _base_dir(args.base))
         packages["base:"] = Package("samplemind_base", settings_of)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     hx = httpx.AsyncClient(
@@ -344,8 +442,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         elif kind.startswith("layer+redis"):
             opts = kind[len("layer+redis") :]
             kw: dict[str, Any] = {}
+            client = redis_client
             for opt in filter(None, opts.split("-")):
-                if opt == "norelay":
+                if opt == "pyparser":
+                    client = python_parser
+                elif opt == "norelay":
                     kw["relay"] = False
                 elif opt == "nobatch":
                     kw["batch_gets"] = False
@@ -355,13 +456,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     kw["max_connections"] = int(opt[2:])
                 else:
                     raise SystemExit(f"unknown option {opt!r} in {name!r}")
-            ai = pkg.manager(redis_client, **kw)
+            ai = pkg.manager(client, **kw)
             makers[name] = lambda text, ai=ai, pkg=pkg: layer_first(ai, pkg.request(text))
         else:
             raise SystemExit(f"unknown variant {name!r}")
 
     samples: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
+    gc_cpu: dict[str, list[float]] = {n: [] for n in names}
+    gc_counts: dict[str, list[list[int]]] = {n: [] for n in names}
+    gc_timer = GcTimer()
+    counter = RedisCounter() if args.count_commands else None
+    redis_counts: dict[str, list[tuple[int, int]]] = {n: [] for n in names}
     n = args.concurrency
 
     async def settle() -> None:
@@ -382,9 +488,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def wave(name: str, i: int) -> tuple[list[float], float]:
         make = makers[name]
         await settle()
+        g0, k0 = gc_timer.mark()
+        r0 = counter.mark() if counter is not None else (0, 0)
         c0 = time.process_time()
-        got = await asyncio.gather(*(make(f"describe {name} {i} {j}") for j in range(n)))
-        return list(got), time.process_time() - c0
+        # The same prompts for every variant of a round (each variant's cache has a namespace
+        # of its own, so none hits another's entries): whole streams (``--read all``) of all
+        # variants then carry the same texts (the emulator's answer depends on the prompt).
+        got = await asyncio.gather(*(make(f"describe {i} {j}") for j in range(n)))
+        spent = time.process_time() - c0
+        g1, k1 = gc_timer.mark()
+        if counter is not None:
+            # the wave's leftovers (relay ends, lease releases) count too: wait for them
+            for pkg in packages.values():
+                for ai in pkg.managers:
+                    for _ in range(1000):
+                        releases = getattr(ai.cache, "_releases", None) if ai.cache else None
+                        if not ai._stream_tasks and not releases:
+                            break
+                        await asyncio.sleep(0.01)
+            r1 = counter.mark()
+        if i < 10**6:  # (not the profiled waves)
+            gc_cpu[name].append(g1 - g0)
+            gc_counts[name].append([b - a for a, b in zip(k0, k1, strict=True)])
+            if counter is not None:
+                redis_counts[name].append((r1[0] - r0[0], r1[1] - r0[1]))
+        return list(got), spent
 
     out: dict[str, Any] = {}
     try:
@@ -395,11 +523,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if i >= args.warmup:
                     samples[name].extend(got)
                     cpu[name].append(spent / n)
+                else:
+                    gc_cpu[name].pop()
+                    gc_counts[name].pop()
+                    if counter is not None:
+                        redis_counts[name].pop()
         raw_median = statistics.median(samples[names[0]])
         for name in names:
             s = summary(samples[name])
             s["ratio_to_" + names[0]] = round(s["median_ms"] / raw_median, 3)
             s["cpu_us_per_stream"] = round(statistics.median(cpu[name]) * 1e6, 1)
+            s["gc_us_per_stream"] = round(statistics.median(gc_cpu[name]) / n * 1e6, 1)
+            if counter is not None:
+                s["redis_commands_per_stream"] = round(
+                    statistics.median(c for c, _ in redis_counts[name]) / n, 2
+                )
+                s["redis_sends_per_stream"] = round(
+                    statistics.median(k for _, k in redis_counts[name]) / n, 3
+                )
+            s["gc_collections_per_wave"] = [
+                round(statistics.mean(c[g] for c in gc_counts[name]), 1) for g in range(3)
+            ]
             out[name] = s
         if args.profile:
             prof: dict[str, Any] = {}
@@ -436,6 +580,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out["read"] = args.read
         return out
     finally:
+        gc_timer.close()
         await session.close()
         await hx.aclose()
         for pkg in packages.values():
@@ -443,6 +588,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await ai.aclose()
         if redis_client is not None:
             await redis_client.aclose()
+        if python_parser is not None:
+            await python_parser.aclose()
         emulator.stop()
         if server is not None:
             server.stop()
@@ -468,6 +615,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--dump", default="", help="write each variant's profile to DUMP.<variant>.prof"
+    )
+    parser.add_argument(
+        "--count-commands",
+        action="store_true",
+        help="count the Redis commands and packets sent per stream (each wave's leftovers "
+        "awaited before the next one starts)",
     )
     args = parser.parse_args()
     print(orjson.dumps(asyncio.run(run(args)), option=orjson.OPT_INDENT_2).decode())

@@ -24,6 +24,7 @@ from fixtures.redis import LocalRedisCluster, RedisServer
 from samplemind_core import CacheConfig, ChatResponse, StreamInterrupted
 from samplemind_core.cache import ResponseCache
 from samplemind_core.cache._relay import RELAY_LEASE_SUFFIX, RELAY_STREAM_SUFFIX
+from samplemind_core.cache._store import _CLAIM_SCRIPT
 from samplemind_core.manager import AIManager
 from tests._helpers import until
 
@@ -87,6 +88,47 @@ async def test_a_server_that_forgot_the_script_still_extends(redis_server: Redis
     finally:
         await cache.aclose()
         await cache._redis.aclose()
+        await raw.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("chunks", [1, 3])
+async def test_entries_put_before_their_batch_is_sent_go_in_it(
+    redis_server: RedisServer, chunks: int
+) -> None:
+    """Decision 0720: a batch's commands are built when its pipeline is, so the chunks put
+    in one loop iteration and a terminal entry put before the batch went out (a reader
+    that left after its first chunk) take one round trip, with one PEXPIRE of the stream."""
+    raw = Redis.from_url(redis_server.url)
+    client = Redis.from_url(redis_server.url)
+    counted = Counted(client)
+    cache = ResponseCache(
+        client, config=CacheConfig(lease_s=10.0, namespace="batch" + uuid.uuid4().hex[:6])
+    )
+    try:
+        key = cache.key_for(req(f"one batch {chunks}"))
+        claim, _ = await cache._relay_claim(key)
+        assert isinstance(claim, bytes)
+        writer = cache._relay_writer(key, claim)
+        await raw.config_resetstat()
+        start = counted.trips
+        for i in range(chunks):
+            writer.put({b"p": b"ollama/m", b"t": b"first "} if i == 0 else {b"t": b"%d " % i})
+        await writer.close(cache._relay_end_fields(None, "abandoned"))
+        assert counted.trips == start + 1 and not writer.failed
+        stats = await raw.info("commandstats")
+        assert stats["cmdstat_xadd"]["calls"] == chunks + 1
+        assert stats["cmdstat_pexpire"]["calls"] == 1
+        rows = await raw.xrange(key + RELAY_STREAM_SUFFIX)
+        assert [fields for _, fields in rows][-1] == {b"end": b"err", b"e": b"abandoned"}
+        assert [fields.get(b"t") for _, fields in rows[:-1]] == [b"first "] + [
+            b"%d " % i for i in range(1, chunks)
+        ]
+        assert 9_000 < await raw.pttl(key + RELAY_STREAM_SUFFIX) <= 10_000
+        await cache._relay_release(key, claim)
+    finally:
+        await cache.aclose()
+        await client.aclose()
         await raw.aclose()
 
 
@@ -172,8 +214,8 @@ class Counted:
 async def test_a_miss_opens_its_upstream_one_round_trip_after_its_lookup(
     redis_server: RedisServer,
 ) -> None:
-    """Lookup, then one pipeline (SET NX, EXISTS of the relay stream and of the entry):
-    nothing else before the upstream opens when no old relay stream is left."""
+    """Lookup, then the claim (one script on one server: SET NX, UNLINK of an old relay
+    stream, EXISTS of the entry; decision 0721): nothing else before the upstream opens."""
     client = Redis.from_url(redis_server.url)
     counted = Counted(client)
     scripts = Scripts()
@@ -200,10 +242,68 @@ async def test_a_miss_opens_its_upstream_one_round_trip_after_its_lookup(
         start = counted.trips
         chunks, resp = await asyncio.wait_for(read(ai, req("one trip")), 30)
         assert chunks == ["a ", "b"] and not resp.cached
-        assert before_open == [start + 2]  # the lookup's GET and the claim's pipeline
+        assert before_open == [start + 2]  # the lookup's GET and the claim's EVALSHA
     finally:
         await ai.aclose()
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_the_claim_is_one_script_on_one_server_and_survives_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    """Decision 0721: on one server the claim is one EVALSHA (the lease's SET NX PX, the old
+    relay stream's UNLINK when the lease was taken, EXISTS of the entry); after a SCRIPT
+    FLUSH (a restart) the same by EVAL; a second claimant gets False and no UNLINK."""
+    raw = Redis.from_url(redis_server.url)
+    clients = [Redis.from_url(redis_server.url) for _ in range(2)]
+    namespace = "claim" + uuid.uuid4().hex[:6]
+    a, b = (
+        ResponseCache(c, config=CacheConfig(lease_s=10.0, namespace=namespace)) for c in clients
+    )
+    sent: list[str] = []
+    execute_command = clients[0].execute_command
+
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return await execute_command(*args, **kwargs)
+
+    clients[0].execute_command = recorded  # type: ignore[method-assign]
+    rechecks: list[str] = []
+
+    async def recheck() -> str:
+        rechecks.append("looked")
+        return "stored"
+
+    try:
+        await raw.script_load(_CLAIM_SCRIPT)  # (whichever test ran first on this server)
+        key = a.key_for(req("claimed"))
+        lease, stream = key + RELAY_LEASE_SUFFIX, key + RELAY_STREAM_SUFFIX
+        for flushed in (False, True):
+            if flushed:
+                await raw.script_flush()
+            await raw.xadd(stream, {b"t": b"stale "})
+            sent.clear()
+            claim, found = await a._relay_claim(key, recheck, key)
+            assert isinstance(claim, bytes) and found is None and not rechecks
+            assert sent == (["EVALSHA", "EVAL"] if flushed else ["EVALSHA"])
+            assert not await raw.exists(stream)  # the old stream went with the claim
+            assert await raw.get(lease) == claim and 9_000 < await raw.pttl(lease) <= 10_000
+            await raw.xadd(stream, {b"t": b"ours "})  # (the holder's first entry)
+            other, found = await b._relay_claim(key, recheck, key)
+            assert other is False and found is None and not rechecks
+            assert await raw.xlen(stream) == 1  # not unlinked by the one that did not take it
+            await a._relay_release(key, claim)
+            assert not await raw.exists(lease)
+        await raw.set(key, b"an entry stored meanwhile")
+        claim, found = await a._relay_claim(key, recheck, key)
+        assert isinstance(claim, bytes) and found == "stored" and rechecks == ["looked"]
+        await a._relay_release(key, claim)
+    finally:
+        for cache in (a, b):
+            await cache.aclose()
+        for c in (*clients, raw):
+            await c.aclose()
 
 
 async def test_an_old_relay_stream_is_removed_before_the_upstream_opens(

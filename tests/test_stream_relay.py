@@ -323,12 +323,13 @@ async def _calls(control: Any, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
-async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_not_each_chunk(
+async def test_the_relay_refreshes_its_expiries_once_per_quarter_lease_not_each_chunk(
     pair: tuple[AIManager, AIManager, Scripts], redis_server: Any
 ) -> None:
-    """Decisions 0402, 0540: PEXPIRE of the relay stream with the first batch, the terminal
-    one and at most every lease_s / 4 between (the lease's only every lease_s / 4, by
-    compare); the follower still reads it all."""
+    """Decisions 0402, 0540, 0720: PEXPIRE of the relay stream with the first batch and then
+    at most every lease_s / 4 (the terminal batch only when one is due: the stream then
+    outlives its end by at least 3/4 lease_s); the lease's only every lease_s / 4, by
+    compare; the follower still reads it all."""
     a, b, scripts = pair
     steps: list[Any] = []
     for i in range(30):
@@ -347,9 +348,17 @@ async def test_the_relay_refreshes_its_expiries_with_the_first_and_last_batch_no
         xadds, pexpires = await _calls(control, "xadd"), await _calls(control, "pexpire")
         assert xadds == 31  # 30 chunks and the end
         # lease_s = 5 s: the stream lasts well under 1.25 s, so the relay stream's expiry is
-        # set with its first and its last batch, and the lease's never (set by the claim's
-        # SET NX PX, given back after the end: decision 0540)
-        assert pexpires == 2, (xadds, pexpires)
-        assert await _calls(control, "evalsha") == 1  # the release; no compare-and-pexpire
+        # set with its first batch only, and the lease's never (set by the claim's SET NX PX,
+        # given back after the end: decision 0540)
+        assert pexpires == 1, (xadds, pexpires)
+        # the two claims (one script each on one server: decision 0721) and the release; a
+        # compare-and-pexpire would be a fourth (and its PEXPIRE, counted inside, a second)
+        assert await _calls(control, "evalsha") == 3
+        # ... and the stream, ended, is still there for late readers: 3/4 lease_s at least
+        namespace = a.cache.namespace if a.cache is not None else ""
+        streams = [k async for k in control.scan_iter(match=f"*{namespace}*:chunks")]
+        assert len(streams) == 1, streams
+        ttl_ms = await control.pttl(streams[0])
+        assert 2_500 < ttl_ms <= 5_000, ttl_ms  # (3,750 less the time since the end)
     finally:
         await control.aclose()

@@ -12,9 +12,10 @@ Redis client and ``CacheConfig.lease_s`` is set. For one stream key ``{key}``:
   most ``lease_s``.
 - ``{key}:chunks`` -- a Redis Stream: one ``XADD`` per chunk (field ``t``: the text),
   then a terminal entry (``end``: ``ok`` with ``r``, the stored envelope of the whole
-  response, or ``err`` with ``e``, why). It expires at most ``lease_s`` after its last
-  entry (refreshed with the first and the terminal entry, and every quarter of
-  ``lease_s`` between), and the holder deletes any old one before it opens its upstream.
+  response, or ``err`` with ``e``, why). It expires between three quarters of
+  ``lease_s`` and ``lease_s`` after its last entry (its expiry set with the first entry,
+  then reset by the first batch of entries after each quarter of ``lease_s``, the terminal
+  one included), and the holder deletes any old one before it opens its upstream.
 - Followers ``XREAD BLOCK`` from the first entry on, in slices of at most
   ``_READ_SLICE_S``; each empty slice checks that the lease still exists. At most a
   quarter of ``CacheConfig.max_connections`` blocking reads run at once (each holds a
@@ -43,7 +44,7 @@ from .._exceptions import CacheBackendError, CacheError
 from .._models import ChatResponse
 from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
-from ._store import _CAP_SHA, Command, _no_scripting
+from ._store import _CAP_SHA, _CLAIM_SCRIPT, _CLAIM_SHA, Command, _no_scripting
 
 __all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
 
@@ -93,7 +94,9 @@ class _StreamRelay(_SingleFlight):
         of the entry; on one connection they run in that order, so an entry stored by a
         holder that left before our ``SET`` is seen. ``recheck`` then runs only when the
         entry exists (for a follower too: a hit is a hit, whoever holds the lease), and the
-        old relay stream is unlinked only when there is one. On a cluster (the keys live
+        old relay stream is unlinked only when there is one. On one server with scripting
+        the three are one ``EVALSHA`` (``_CLAIM_SCRIPT``, decision 0721), which also unlinks
+        the old stream when the lease was taken. On a cluster (the keys live
         on several nodes: a pipeline keeps no order between them) the re-check follows the
         ``SET``'s reply, for the leader only, as before (decision 0400).
 
@@ -112,12 +115,23 @@ class _StreamRelay(_SingleFlight):
             ("SET", lease, token, "NX", "PX", lease_ms),
             ("EXISTS", stream),
         )
+        commands_keys: tuple[str, ...] = ()
         if ordered:
             assert entry is not None
             commands += (("EXISTS", entry),)
+            commands_keys = (stream, entry)
         try:
             try:
-                replies = await self._io_queued(lease, commands)
+                replies = None
+                if ordered and self._scripting:
+                    # One command instead of three, the old stream unlinked in it (0721).
+                    replies = await self._io_script(
+                        _CLAIM_SHA, _CLAIM_SCRIPT, lease, token, lease_ms, more_keys=commands_keys
+                    )
+                    if replies is not None:
+                        replies = [bool(replies[0]), False, replies[2]]  # (unlinked already)
+                if replies is None:
+                    replies = await self._io_queued(lease, commands)
             except CacheError as exc:
                 if not isinstance(exc, _WriteRefused):  # it may have been set: do not leave it
                     self._release_later(lease, token, lost=True)
@@ -153,24 +167,20 @@ class _StreamRelay(_SingleFlight):
             return token, found
         return False, found
 
-    def _relay_push_soon(
-        self, key: str, entries: list[dict[bytes, bytes]], refresh: bool = True
-    ) -> asyncio.Future[Any]:
-        """Append entries (and, with ``refresh``, reset the relay stream's expiry to
-        ``lease_s``; the lease's own is reset by compare, :meth:`RelayWriter._refresh_lease`):
-        queued with the other streams' commands of this event-loop iteration
-        (``_io_queued_soon``); a future of the replies (a
-        :class:`~samplemind_core.CacheError` when Redis failed)."""
-        assert self._lease_s is not None
-        lease_ms = max(1, int(self._lease_s * 1000))
+    def _relay_commands(
+        self, key: str, entries: list[dict[bytes, bytes]], refresh: bool
+    ) -> tuple[Command, ...]:
+        """One ``XADD`` per entry of ``key``'s relay stream, then, with ``refresh``, the
+        ``PEXPIRE`` that resets its expiry to ``lease_s`` (after them: it needs the key)."""
         stream = key + RELAY_STREAM_SUFFIX
         commands: list[Command] = [
             ("XADD", stream, "*", *itertools.chain.from_iterable(fields.items()))
             for fields in entries
         ]
         if refresh:
-            commands.append(("PEXPIRE", stream, lease_ms))
-        return self._io_queued_soon(stream, tuple(commands))
+            assert self._lease_s is not None
+            commands.append(("PEXPIRE", stream, max(1, int(self._lease_s * 1000))))
+        return tuple(commands)
 
     def _relay_writer(self, key: str, token: bytes = b"") -> RelayWriter:
         """A writer of ``key``'s relay entries that never holds its producer up; ``token``:
@@ -286,15 +296,19 @@ class RelayWriter:
     a time and carries every entry queued while the previous one was out (one entry
     per batch at a provider's pace, many when chunks come faster than Redis
     answers); each batch joins the other streams' in one pipeline
-    (``_io_queued_soon``). No task per stream: the next batch is sent from the done
-    callback of the previous one. After a failure of Redis the writer drops
-    everything (followers elsewhere then reach their idle deadline, or see the lease
-    gone). :meth:`close` queues the terminal entry and waits for the last batch
-    (each bounded by ``op_timeout_s``).
+    (``_io_queued_soon``), and its commands are built when that pipeline is built, so
+    the entries put until then go with it (a reader that leaves after the first chunk:
+    the first chunk and the terminal entry in one round trip). No task per stream: the
+    next batch is sent from the done callback of the previous one. After a failure of
+    Redis the writer drops everything (followers elsewhere then reach their idle
+    deadline, or see the lease gone). :meth:`close` queues the terminal entry and waits
+    for the last batch (each bounded by ``op_timeout_s``).
 
-    Expiries (decisions 0402, 0540): the relay stream's is reset with the first batch
-    (the ``XADD`` that creates it), the terminal one, and otherwise at most every quarter
-    of ``lease_s``; the lease's (set by the claim's ``SET NX PX``, given back right after
+    Expiries (decisions 0402, 0540, 0720): the relay stream's is reset with the first
+    batch (the ``XADD`` that creates it) and then at most every quarter of ``lease_s``
+    (a batch due for it, the terminal one included, carries the ``PEXPIRE``): the stream
+    outlives its last entry by three quarters of ``lease_s`` at least, ``lease_s`` at
+    most; the lease's (set by the claim's ``SET NX PX``, given back right after
     the terminal entry) at most every quarter of ``lease_s`` from the claim, by
     compare-and-pexpire of the claim's token (one ``EVALSHA`` queued with the entries'
     batch, no task; ``_io_cap`` on ``NOSCRIPT`` or without scripting): an old leader never extends a successor's lease, and a writer that finds its
@@ -338,23 +352,30 @@ class RelayWriter:
             self._send()
 
     def _send(self) -> None:
-        batch, self._pending = self._pending, []
         now = asyncio.get_running_loop().time()
-        quarter = (self._cache._lease_s or 0.0) / 4
-        refresh = self._closing or now >= self._refresh_due
-        if refresh:
-            self._refresh_due = now + quarter
         if (
             not self._closing
             and now >= self._lease_due
             and self._token
             and self._refreshing is None
         ):
-            self._lease_due = now + quarter
+            self._lease_due = now + (self._cache._lease_s or 0.0) / 4
             self._refresh_lease()
-        fut = self._cache._relay_push_soon(self._key, batch, refresh)
+        fut = self._cache._io_queued_soon(self._key + RELAY_STREAM_SUFFIX, self._batch)
         self._sending = fut
         fut.add_done_callback(self._sent)
+
+    def _batch(self) -> tuple[Command, ...]:
+        """The commands of the batch in flight, built when its pipeline is built: every
+        entry put until then (nothing once the writer failed or lost its lease)."""
+        batch, self._pending = self._pending, []
+        if self.failed or not batch:
+            return ()
+        now = asyncio.get_running_loop().time()
+        refresh = now >= self._refresh_due
+        if refresh:
+            self._refresh_due = now + (self._cache._lease_s or 0.0) / 4
+        return self._cache._relay_commands(self._key, batch, refresh)
 
     def _refresh_lease(self) -> None:
         """Extend the lease if it still holds our token (compare-and-pexpire, queued with

@@ -29,7 +29,7 @@ from .._exceptions import CacheBackendError, CacheError
 from ._errors import _per_key, _PoolExhausted, _Skipped, _store_error, _store_errors
 from ._health import _Health
 
-__all__ = ["Command", "_StoreIO"]
+__all__ = ["Command", "Commands", "_StoreIO"]
 
 Command = tuple[Any, ...]
 """One Redis command for :meth:`_StoreIO._io_queued`, as ``execute_command`` takes it:
@@ -47,6 +47,17 @@ _CAP_SCRIPT: Final = (
 )
 """Compare-and-pexpire of one key (a lease extended only by the holder of its token)."""
 _CAP_SHA: Final = hashlib.sha1(_CAP_SCRIPT).hexdigest()
+_CLAIM_SCRIPT: Final = (
+    b"local taken = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
+    b"local old = 0 "
+    b"if taken then old = redis.call('unlink', KEYS[2]) end "
+    b"return {taken and 1 or 0, old, redis.call('exists', KEYS[3])}"
+)
+"""A stream relay's claim on one server (decision 0721): the lease ``KEYS[1]`` taken with
+``SET NX PX`` (value ``ARGV[1]``, ``ARGV[2]`` ms), the old relay stream ``KEYS[2]``
+unlinked when it was, and whether the entry ``KEYS[3]`` exists: ``{taken, unlinked,
+stored}``, what ``SET NX``, ``EXISTS``, ``EXISTS`` and a later ``UNLINK`` told before."""
+_CLAIM_SHA: Final = hashlib.sha1(_CLAIM_SCRIPT).hexdigest()
 
 logger = logging.getLogger("samplemind_core.cache")
 
@@ -61,8 +72,14 @@ def _no_scripting(exc: BaseException | None) -> bool:
     return "unknown command" in text and ("eval" in text or "script" in text)
 
 
-_Item = tuple[str, "tuple[Command, ...] | None", "asyncio.Future[Any]"]
-"""A queued operation: its (first) key, its commands (None: a GET of the key), its future."""
+Commands = tuple[Command, ...] | Callable[[], tuple[Command, ...]]
+"""What :meth:`_StoreIO._io_queued_soon` takes: the commands, or a function that returns
+them, called when the pipeline that carries them is built (so that what its caller adds
+until then rides in the same round trip: the relay's entries, :class:`RelayWriter`)."""
+
+_Item = tuple[str, "Commands | None", "asyncio.Future[Any]"]
+"""A queued operation: its (first) key, its commands (None: a GET of the key; a function:
+built when sent), its future."""
 
 
 def _still_cancelled() -> None:
@@ -184,16 +201,19 @@ class _StoreIO(_Health):
                 self._gets_in_flight -= 1
         return await self._enqueue(key, commands)  # type: ignore[no-any-return]
 
-    def _io_queued_soon(self, key: str, commands: tuple[Command, ...]) -> asyncio.Future[Any]:
+    def _io_queued_soon(self, key: str, commands: Commands) -> asyncio.Future[Any]:
         """:meth:`_io_queued` queued in any case (sent at the end of this loop iteration,
         with whatever else is queued meanwhile, e.g. the caller's next lookup): a future
         of the replies. Await it (or cancel it) before leaving. Without ``batch_gets``, a
-        task that sends them alone."""
+        task that sends them alone. ``commands`` may be a function returning them: it is
+        called when the pipeline is built (at once without ``batch_gets``), never twice."""
         if not self._batch_gets:
+            if callable(commands):
+                commands = commands()
             return asyncio.ensure_future(self._io_queued(key, commands))
         return self._enqueue(key, commands)
 
-    def _enqueue(self, key: str, commands: tuple[Command, ...] | None) -> asyncio.Future[Any]:
+    def _enqueue(self, key: str, commands: Commands | None) -> asyncio.Future[Any]:
         # Queue the key; one callback at the end of this loop iteration sends the queue.
         # Each caller awaits a future of its own: its cancellation touches nobody else's.
         loop = asyncio.get_running_loop()
@@ -299,16 +319,20 @@ class _StoreIO(_Health):
         """One pipeline for lookups and queued commands: per item, its GET's reply, or the
         list of its commands' replies (the first error among them instead, if any)."""
         pipe = self._redis.pipeline(transaction=False)
+        sent: list[tuple[Command, ...] | None] = []
         for key, commands, _ in items:
             if commands is None:
                 pipe.get(key)
             else:
+                if callable(commands):
+                    commands = commands()  # built now: what was added until now goes too
                 for command in commands:
                     pipe.execute_command(*command)
+            sent.append(commands)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         out: list[Any] = []
         at = 0
-        for _, commands, _ in items:
+        for commands in sent:
             if commands is None:
                 out.append(replies[at])
                 at += 1
@@ -400,16 +424,21 @@ class _StoreIO(_Health):
         (reset,) = await self._io_queued(key, (("PEXPIRE", key, ttl_ms),))
         return bool(reset)
 
-    async def _io_script(self, sha: str, script: bytes, key: str, *args: Any) -> Any:
-        """A one-key script's reply (``EVALSHA``, then ``EVAL`` after ``NOSCRIPT``);
-        None when the server has no scripting (from then on ``_scripting`` is False)."""
+    async def _io_script(
+        self, sha: str, script: bytes, key: str, *args: Any, more_keys: tuple[str, ...] = ()
+    ) -> Any:
+        """A script's reply (``EVALSHA``, then ``EVAL`` after ``NOSCRIPT``); its keys are
+        ``key`` and ``more_keys`` (more than one only where they live on one server: not on
+        a cluster); None when the server has no scripting (from then on ``_scripting`` is
+        False)."""
+        keys = (1 + len(more_keys), key, *more_keys)
         try:
-            (reply,) = await self._io_queued(key, (("EVALSHA", sha, 1, key, *args),))
+            (reply,) = await self._io_queued(key, (("EVALSHA", sha, *keys, *args),))
             return reply
         except CacheError as exc:
             cause = exc.__cause__
             if isinstance(cause, redis.exceptions.NoScriptError):
-                (reply,) = await self._io_queued(key, (("EVAL", script, 1, key, *args),))
+                (reply,) = await self._io_queued(key, (("EVAL", script, *keys, *args),))
                 return reply
             if not _no_scripting(cause):
                 raise
