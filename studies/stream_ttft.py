@@ -246,6 +246,17 @@ def attribution(profile: cProfile.Profile, streams: int, base: bool) -> dict[str
     }
 
 
+def _maker(
+    first: Callable[[Any, Any], Awaitable[float]], ai: Any, pkg: Any
+) -> Callable[[str], Awaitable[float]]:
+    """``text -> first(ai, pkg.request(text))``: one variant's stream starter."""
+
+    def make(text: str) -> Awaitable[float]:
+        return first(ai, pkg.request(text))
+
+    return make
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -281,7 +292,10 @@ def _python_parser_client(url: str) -> Any:
     """A redis.asyncio client whose connections parse replies and pack commands in Python
     (what redis-py does without ``hiredis``), whether or not ``hiredis`` is importable."""
     from redis.asyncio import ConnectionPool, Redis
-    from redis.asyncio.connection import Connection, _AsyncRESP3Parser
+    from redis.asyncio.connection import (  # type: ignore[attr-defined]
+        Connection,
+        _AsyncRESP3Parser,
+    )
 
     class PythonParserConnection(Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -330,8 +344,8 @@ class RedisCounter:
             counter.sends += 1
             return await send(conn, *args, **kwargs)
 
-        AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
-        AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+        AbstractConnection.pack_command = pack_command  # type: ignore[method-assign,assignment]
+        AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign,assignment]
 
     def mark(self) -> tuple[int, int]:
         return self.commands, self.sends
@@ -435,10 +449,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             makers[name] = wire
         elif kind == "adapter":
             ai = pkg.manager()
-            makers[name] = lambda text, ai=ai, pkg=pkg: adapter_first(ai, pkg.request(text))
+            makers[name] = _maker(adapter_first, ai, pkg)
         elif kind == "layer":
             ai = pkg.manager()
-            makers[name] = lambda text, ai=ai, pkg=pkg: layer_first(ai, pkg.request(text))
+            makers[name] = _maker(layer_first, ai, pkg)
         elif kind.startswith("layer+redis"):
             opts = kind[len("layer+redis") :]
             kw: dict[str, Any] = {}
@@ -457,7 +471,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     raise SystemExit(f"unknown option {opt!r} in {name!r}")
             ai = pkg.manager(client, **kw)
-            makers[name] = lambda text, ai=ai, pkg=pkg: layer_first(ai, pkg.request(text))
+            makers[name] = _maker(layer_first, ai, pkg)
         else:
             raise SystemExit(f"unknown variant {name!r}")
 
@@ -530,7 +544,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         redis_counts[name].pop()
         raw_median = statistics.median(samples[names[0]])
         for name in names:
-            s = summary(samples[name])
+            s: dict[str, Any] = dict(summary(samples[name]))
             s["ratio_to_" + names[0]] = round(s["median_ms"] / raw_median, 3)
             s["cpu_us_per_stream"] = round(statistics.median(cpu[name]) * 1e6, 1)
             s["gc_us_per_stream"] = round(statistics.median(gc_cpu[name]) / n * 1e6, 1)
