@@ -128,8 +128,6 @@ def test_page_is_one_self_contained_file(store: tuple[HistoryStore, str, Path]) 
 def test_runs_on_one_commit_are_drawn_as_their_spread(
     store: tuple[HistoryStore, str, Path],
 ) -> None:
-    import matplotlib.pyplot as plt
-
     from bench.history.report import _figure, _Group
     from bench.history.series import build_history
     from bench.history.store import open_store
@@ -146,31 +144,29 @@ def test_runs_on_one_commit_are_drawn_as_their_spread(
     assert s.runs[last] == REPEATS[N - 1] and s.runs[0] == 1
     assert s.run_low[last] < s.run_q1[last] <= s.value[last] <= s.run_q3[last] < s.run_high[last]
     assert s.run_low[0] == s.value[0] == s.run_high[0]
+    # a figure outside pyplot's registry: nothing to close (bench.history.report._figure)
     fig = _figure(history, _Group(s.suite, s.benchmark, s.params, s.metric, [s]))
-    try:
-        (ax,) = fig.axes
-        factor = 1e9 if max(s.run_high) < 1e-6 else 1e6  # the axis unit the chart chose
-        segments = [
-            (round(float(seg[0][0])), float(seg[0][1]), float(seg[1][1]))
-            for coll in ax.collections
-            if hasattr(coll, "get_segments")
-            for seg in coll.get_segments()
-        ]
-        whisker = (N - 1, s.run_low[last] * factor, s.run_high[last] * factor)
-        iqr = (N - 1, s.run_q1[last] * factor, s.run_q3[last] * factor)
-        for want in (whisker, iqr):
-            assert any(
-                x == want[0] and lo == pytest.approx(want[1]) and hi == pytest.approx(want[2])
-                for x, lo, hi in segments
-            ), (want, segments)
-        # the 3-run commit has a whisker, no interquartile bar (4+ runs)
-        five = s.index.index(5)
-        assert sum(1 for x, _lo, _hi in segments if x == 5) == 1 and s.runs[five] == 3
-        labels = ax.get_legend_handles_labels()[1]
-        assert "min–max of the runs on one commit" in labels
-        assert "interquartile range (4+ runs)" in labels
-    finally:
-        plt.close(fig)
+    (ax,) = fig.axes
+    factor = 1e9 if max(s.run_high) < 1e-6 else 1e6  # the axis unit the chart chose
+    segments = [
+        (round(float(seg[0][0])), float(seg[0][1]), float(seg[1][1]))
+        for coll in ax.collections
+        if hasattr(coll, "get_segments")
+        for seg in coll.get_segments()
+    ]
+    whisker = (N - 1, s.run_low[last] * factor, s.run_high[last] * factor)
+    iqr = (N - 1, s.run_q1[last] * factor, s.run_q3[last] * factor)
+    for want in (whisker, iqr):
+        assert any(
+            x == want[0] and lo == pytest.approx(want[1]) and hi == pytest.approx(want[2])
+            for x, lo, hi in segments
+        ), (want, segments)
+    # the 3-run commit has a whisker, no interquartile bar (4+ runs)
+    five = s.index.index(5)
+    assert sum(1 for x, _lo, _hi in segments if x == 5) == 1 and s.runs[five] == 3
+    labels = ax.get_legend_handles_labels()[1]
+    assert "min–max of the runs on one commit" in labels
+    assert "interquartile range (4+ runs)" in labels
 
 
 # --------------------------------------------------------------------------- history list

@@ -35,16 +35,13 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from bench.history.changes import MIN_POINTS, Change
 from bench.history.series import History, Series
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["ALWAYS_SHOWN", "render"]
 
@@ -204,8 +201,14 @@ class _Group:
 
 
 def _figure(history: History, group: _Group) -> Figure:
-    """The chart of ``group`` (see the module docstring); the caller closes it."""
-    fig, ax = plt.subplots(figsize=(11, 3.9))
+    """The chart of ``group`` (see the module docstring): a figure of its own, outside pyplot's
+    registry: nothing to close, the garbage collector frees it."""
+    # matplotlib here, not at import: a page without a chart (one commit, `history add`'s
+    # imports) does not pay for it; no pyplot: its backend machinery is not needed to draw a PNG
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.9))
+    ax = fig.subplots()
     metric = group.metric
     several = len(group.series) > 1
     allv = [v for s in group.series for v in s.run_high + s.run_low + s.dirty_value]
@@ -322,12 +325,9 @@ def _figure(history: History, group: _Group) -> Figure:
 
 def _chart(history: History, group: _Group) -> bytes:
     fig = _figure(history, group)
-    try:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
 
 
 def _changes_table(changes: list[Change], anchors: dict[tuple[str, str], str]) -> str:

@@ -44,8 +44,6 @@ from bench.history._ingest import HistoryError, RunRecord
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy.dialects import postgresql as _pg
-    from sqlalchemy.dialects import sqlite as _sqlite
     from sqlalchemy.engine import URL, Connection, Engine, make_url
 except ModuleNotFoundError as _exc:  # pragma: no cover - exercised via MissingDependency
     raise ModuleNotFoundError(
@@ -232,7 +230,12 @@ class Store:
             ) from None
 
     def _insert_ignore(self, table: sa.Table, index: Sequence[str]) -> Any:
-        dialect = _sqlite if self.is_sqlite else _pg
+        # the dialect here, not at import: an SQLite user's command never loads PostgreSQL's
+        # (sqlalchemy.dialects.postgresql with its asyncpg/psycopg modules: ~40 ms a process)
+        if self.is_sqlite:
+            from sqlalchemy.dialects import sqlite as dialect
+        else:
+            from sqlalchemy.dialects import postgresql as dialect  # type: ignore[no-redef]
         return dialect.insert(table).on_conflict_do_nothing(index_elements=list(index))
 
     def migrate(self, *, create: bool = True) -> int:
