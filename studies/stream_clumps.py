@@ -365,7 +365,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 if offset > 0:
                     await asyncio.sleep(offset)
                 if kind == "raw^":  # when the layer's request of the group goes out
-                    await sending.wait()
+                    async with asyncio.timeout(LIVENESS_S):
+                        await sending.wait()
                 if kind in ("raw", "raw^"):
                     return await raw_read(session, provider, req, Probe(name))
                 return await layer_read(ai, req, Probe(name, sending=sending))
@@ -459,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     names = args.reads.split(",")
     if len(set(names)) != len(names):
         p.error("--reads: every read once (raw,raw@0 to compare two raw reads)")
+    kinds = {n.partition("@")[0] for n in names}
+    if "raw^" in kinds and "layer" not in kinds:
+        p.error("--reads: raw^ starts when the layer's request goes out: it needs a layer read")
     print(json.dumps(asyncio.run(_run(args)), indent=1))
     return 0
 

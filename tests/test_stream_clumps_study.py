@@ -98,3 +98,5 @@ def test_bad_reads_are_refused() -> None:
         asyncio.run(stream_clumps._run(argparse.Namespace(reads="raw,remote")))
     with pytest.raises(SystemExit):
         stream_clumps.main(["--reads", "raw,raw"])
+    with pytest.raises(SystemExit):  # raw^ waits for a layer read's request
+        stream_clumps.main(["--reads", "raw,raw^"])
