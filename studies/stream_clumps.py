@@ -19,17 +19,20 @@ every garbage collection (``gc.callbacks``). The pairs are split into: the part 
 difference already in the bytes' arrival (``sock`` gaps, layer minus raw), and the part added
 between arrival and the caller (each side's ``recv - sock`` delay, layer minus raw).
 
-``--second raw`` makes the second read of each pair another raw read (the A/A floor);
-``--offset-ms X`` starts it X ms after its twin (the twins then read the same gaps at times X
-ms apart, as the layer's later first chunk makes them: is a later start alone enough to make
-the gaps differ?). The instrumentation is in this study, not in the product (it wraps
-``StreamReader.feed_data``, ``UpstreamFeed.push`` and the raw path's response for the
-duration of the run)::
+``--reads`` names the reads of each request, started side by side (the first rotating), every
+pair of them compared: ``raw`` (the suite's raw aiohttp read), ``layer`` (``AIManager.stream``),
+``raw^`` (a raw read started when the layer read's request begins to go out: aligned with the
+layer in time, no layer on its path), ``direct`` (the layer's provider stream read in the
+caller's own task: what the layer would deliver per chunk without its producer-to-caller
+hand-off), each optionally ``@MS`` (started MS later: is a later start alone enough to make
+the gaps differ?). ``raw,raw@0`` is the A/A floor. The instrumentation is in this study, not
+in the product (it wraps ``StreamReader.feed_data``, ``UpstreamFeed.push``,
+``ClientRequest.send`` and the raw path's response for the duration of the run)::
 
-    nice python studies/stream_clumps.py --rounds 2 --no-cache
-    nice python studies/stream_clumps.py --rounds 2
-    nice python studies/stream_clumps.py --rounds 2 --second raw
-    nice python studies/stream_clumps.py --rounds 2 --second raw --offset-ms 100
+    nice python studies/stream_clumps.py --rounds 2 --no-cache --reads raw,raw^,layer
+    nice python studies/stream_clumps.py --rounds 2 --reads raw,raw^,layer
+    nice python studies/stream_clumps.py --rounds 2 --no-cache --reads raw,raw@130
+    nice python studies/stream_clumps.py --rounds 2 --no-cache --reads raw,direct,layer
 
 Prints one JSON object. Only the aiohttp transport (the probe is aiohttp's StreamReader).
 """
@@ -200,6 +203,23 @@ async def layer_read(ai: AIManager, request: ChatRequest, probe: Probe) -> Probe
     return probe
 
 
+async def direct_read(ai: AIManager, request: ChatRequest, probe: Probe) -> Probe:
+    """The layer's own stream reading (HTTP client, ``StreamResponse.read_chunk``, the OpenAI
+    SSE decoder, ``ProviderStream``) in the caller's task: no feed, no producer task, no hop;
+    what a caller that reads the upstream itself would get per chunk (a prototype: no router,
+    no cache, no sharing)."""
+    PROBE.set(probe)
+    adapter = ai.provider("openai")
+    async with asyncio.timeout(LIVENESS_S):
+        probe.start = _perf()
+        upstream = await adapter.open_stream(ai._http, request)
+        async with upstream:
+            async for text in upstream:
+                probe.recv.append(_perf())
+                probe.texts.append(text)
+    return probe
+
+
 @dataclass(slots=True)
 class LoopWatch:
     """A ticker's lateness (ms) and the GC pauses (ms, per generation) during a run."""
@@ -325,8 +345,10 @@ def _cpu_s(pid: int) -> float:
 
 def _spec(text: str) -> tuple[str, float]:
     kind, _, offset = text.partition("@")
-    if kind not in ("raw", "layer", "raw^"):
-        raise SystemExit(f"a read is raw, layer or raw^, optionally @OFFSET_MS: got {text!r}")
+    if kind not in ("raw", "layer", "raw^", "direct"):
+        raise SystemExit(
+            f"a read is raw, layer, raw^ or direct, optionally @OFFSET_MS: got {text!r}"
+        )
     return kind, float(offset or 0.0) / 1e3
 
 
@@ -350,7 +372,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         settings = emulator.settings(
             Settings(
-                http=HttpConfig(transport="aiohttp"), stream=StreamConfig(relay=not args.no_relay)
+                http=HttpConfig(transport="aiohttp", max_connections=args.max_connections),
+                stream=StreamConfig(relay=not args.no_relay),
             )
         )
         async with (
@@ -369,6 +392,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                         await sending.wait()
                 if kind in ("raw", "raw^"):
                     return await raw_read(session, provider, req, Probe(name))
+                if kind == "direct":
+                    return await direct_read(ai, req, Probe(name))
                 return await layer_read(ai, req, Probe(name, sending=sending))
 
             pids = {"emulator": emulator.pid}
@@ -422,6 +447,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "reads": names,
         "cache": not args.no_cache,
         "relay": not args.no_relay,
+        "max_connections": args.max_connections,
         "seconds": seconds,
         "text_chunks": chunks,
         "cpu_s": cpu,
@@ -444,11 +470,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--reads",
         default="raw,layer",
-        help="the reads of each request, side by side: raw, layer or raw^ (a raw read started "
-        "when the layer's request goes out: aligned with it in time), optionally @MS (started "
+        help="the reads of each request, side by side: raw, layer, raw^ (a raw read started "
+        "when the layer's request goes out: aligned with it in time) or direct (the layer's "
+        "provider stream read in the caller's task: no hand-off), optionally @MS (started "
         "MS later), distinct, e.g. raw,layer,raw@130 (every pair of them is compared)",
     )
     p.add_argument("--no-cache", action="store_true", help="the layer without a cache")
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=HttpConfig().max_connections,
+        help="the layer's HttpConfig.max_connections (direct reads share the layer's pool: "
+        "give layer + direct streams room, e.g. 200 for 100 of each)",
+    )
     p.add_argument(
         "--no-relay",
         action="store_true",
