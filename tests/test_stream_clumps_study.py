@@ -94,7 +94,7 @@ def test_probes_are_installed_and_removed() -> None:
 
 
 def test_bad_reads_are_refused() -> None:
-    with pytest.raises(SystemExit, match="raw, layer or raw"):
+    with pytest.raises(SystemExit, match="raw, layer, raw\\^ or direct"):
         asyncio.run(stream_clumps._run(argparse.Namespace(reads="raw,remote")))
     with pytest.raises(SystemExit):
         stream_clumps.main(["--reads", "raw,raw"])
