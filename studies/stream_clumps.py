@@ -364,6 +364,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if client is None
         else ResponseCache(client, config=CacheConfig(namespace="clump-" + uuid.uuid4().hex[:8]))
     )
+    FEEDS.clear()
     undo = _install()
     watch = LoopWatch()
     groups: list[list[Probe]] = []

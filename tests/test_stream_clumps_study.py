@@ -100,3 +100,26 @@ def test_bad_reads_are_refused() -> None:
         stream_clumps.main(["--reads", "raw,raw"])
     with pytest.raises(SystemExit):  # raw^ waits for a layer read's request
         stream_clumps.main(["--reads", "raw,raw^"])
+
+
+@pytest.mark.live
+@pytest.mark.redis
+def test_the_study_times_every_chunk_of_real_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    """One short round against the real emulator and a redis-server: every read of every kind
+    is timed at each probe point, in order (bytes fed, then parsed, then at the caller)."""
+    argv = ["--rounds", "1", "--warmup", "0", "--streams", "3", "--scale", "0.02"]
+    argv += ["--reads", "raw,raw^,layer,direct", "--max-connections", "20"]
+    assert stream_clumps.main(argv) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    assert out["text_chunks"] > 0 and out["loop"]["ticks"] > 0
+    for name, c in out["comparisons"].items():
+        assert c["pairs"] == 3 and c["pairs_skipped"] == 0, name
+        assert c["first_read_sock_to_recv_ms"]["p1"] >= 0, name  # fed before it was read
+        assert c["second_read_sock_to_recv_ms"]["p1"] >= 0, name
+    layer = out["comparisons"]["layer vs raw"]
+    assert layer["second_read_sock_to_push_ms"]["p1"] >= 0
+    assert layer["second_read_push_to_recv_ms"]["p1"] >= 0
+    assert out["comparisons"]["layer vs raw^"]["start_offset_ms"]["p50"] < 0  # raw^ waits for it
+    assert set(out["cpu_s"]) == {"client", "emulator", "redis"}
+    assert FEEDS  # the probes saw the bytes (the next run starts afresh)
+    FEEDS.clear()
