@@ -85,6 +85,9 @@ class Probe:
     start: float = 0.0
     sent: float = 0.0  # when aiohttp began writing the request (ClientRequest.send)
     sending: asyncio.Event | None = None  # set when this read's request starts going out
+    opened: float = 0.0  # layer: AIManager._open_feed returned (key, lookup; the feed's there)
+    produce: float = 0.0  # layer: the producer task's first step (AIManager._produce)
+    claimed: float = 0.0  # layer + Redis: the relay claim returned (ResponseCache._relay_claim)
     reader: Any = None  # the response's aiohttp StreamReader
     pushes: list[float] = field(default_factory=list)
     recv: list[float] = field(default_factory=list)
@@ -111,8 +114,42 @@ PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("probe", de
 FEEDS: dict[Any, list[tuple[float, bytes]]] = {}
 
 
+PAUSES: list[float] = []
+"""When aiohttp paused a response's transport (its StreamReader over the high-water mark)."""
+
+
 def _install() -> Callable[[], None]:
-    """Wrap the three probe points; returns the function that unwraps them."""
+    """Wrap the probe points; returns the function that unwraps them."""
+    from aiohttp.client_proto import ResponseHandler
+
+    from samplemind_core.cache import ResponseCache
+
+    pause = ResponseHandler.pause_reading
+    open_feed = AIManager._open_feed
+    produce = AIManager._produce
+    claim = ResponseCache._relay_claim
+
+    def pause_probe(self: Any) -> None:
+        PAUSES.append(_perf())
+        pause(self)
+
+    async def open_probe(self: Any, *args: Any) -> Any:
+        got = await open_feed(self, *args)
+        if (probe := PROBE.get()) is not None:
+            probe.opened = _perf()
+        return got
+
+    async def produce_probe(self: Any, *args: Any) -> None:
+        if (probe := PROBE.get()) is not None:
+            probe.produce = _perf()
+        await produce(self, *args)
+
+    async def claim_probe(self: Any, *args: Any, **kwargs: Any) -> Any:
+        got = await claim(self, *args, **kwargs)
+        if (probe := PROBE.get()) is not None and not probe.claimed:
+            probe.claimed = _perf()
+        return got
+
     reader_cls = aiohttp.streams.StreamReader
     feed_data = reader_cls.feed_data
     push = _streaming.UpstreamFeed.push
@@ -145,12 +182,20 @@ def _install() -> Callable[[], None]:
                 probe.sending.set()
         return await send(self, conn)
 
+    ResponseHandler.pause_reading = pause_probe  # type: ignore[method-assign]
+    AIManager._open_feed = open_probe  # type: ignore[method-assign,assignment]
+    AIManager._produce = produce_probe  # type: ignore[method-assign,assignment]
+    ResponseCache._relay_claim = claim_probe  # type: ignore[method-assign]
     aiohttp.ClientRequest.send = send_probe  # type: ignore[method-assign]
     reader_cls.feed_data = feed_probe  # type: ignore[method-assign,assignment]
     _streaming.UpstreamFeed.push = push_probe  # type: ignore[method-assign]
     http._AiohttpStreamResponse.__init__ = init_probe  # type: ignore[method-assign,assignment]
 
     def undo() -> None:
+        ResponseHandler.pause_reading = pause  # type: ignore[method-assign]
+        AIManager._open_feed = open_feed  # type: ignore[method-assign]
+        AIManager._produce = produce  # type: ignore[method-assign]
+        ResponseCache._relay_claim = claim  # type: ignore[method-assign]
         aiohttp.ClientRequest.send = send  # type: ignore[method-assign]
         reader_cls.feed_data = feed_data  # type: ignore[method-assign]
         _streaming.UpstreamFeed.push = push  # type: ignore[method-assign]
@@ -298,6 +343,7 @@ def _analyse(pairs: list[tuple[Probe, Probe]]) -> dict[str, Any]:
     start_offset: list[float] = []
     send_diff: list[float] = []
     sock_ttft_diff: list[float] = []
+    stages: dict[str, list[float]] = {}
     skipped = 0
     for a, b in pairs:
         sa, sb = a.sock(), b.sock()
@@ -318,6 +364,16 @@ def _analyse(pairs: list[tuple[Probe, Probe]]) -> dict[str, Any]:
         send_diff.append(((b.sent - b.start) - (a.sent - a.start)) * 1e3)
         if sa and sb:
             sock_ttft_diff.append(((sb[0] - b.start) - (sa[0] - a.start)) * 1e3)
+        if b.opened and b.produce:  # the second read is the layer: where its time to send goes
+            marks = [("start_to_opened", b.start, b.opened)]
+            marks.append(("opened_to_producer", b.opened, b.produce))
+            if b.claimed:
+                marks.append(("producer_to_claimed", b.produce, b.claimed))
+                marks.append(("claimed_to_sent", b.claimed, b.sent))
+            else:
+                marks.append(("producer_to_sent", b.produce, b.sent))
+            for name, t0, t1 in marks:
+                stages.setdefault(name, []).append((t1 - t0) * 1e3)
     return {
         "pairs": len(pairs) - skipped,
         "pairs_skipped": skipped,
@@ -331,6 +387,7 @@ def _analyse(pairs: list[tuple[Probe, Probe]]) -> dict[str, Any]:
         "start_offset_ms": _pct(start_offset),
         "added_time_to_send_ms": _pct(send_diff),
         "added_ttft_at_sock_ms": _pct(sock_ttft_diff),
+        "second_read_time_to_send_ms": {k: _pct(v) for k, v in stages.items()} or None,
     }
 
 
@@ -365,6 +422,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         else ResponseCache(client, config=CacheConfig(namespace="clump-" + uuid.uuid4().hex[:8]))
     )
     FEEDS.clear()
+    PAUSES.clear()
     undo = _install()
     watch = LoopWatch()
     groups: list[list[Probe]] = []
@@ -459,6 +517,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             for j in range(i + 1, len(names))
         },
         "loop": watch.figures(seconds),
+        "transport_pauses": len(PAUSES),
     }
 
 
