@@ -120,6 +120,16 @@ def test_the_study_times_every_chunk_of_real_reads(capsys: pytest.CaptureFixture
     assert layer["second_read_sock_to_push_ms"]["p1"] >= 0
     assert layer["second_read_push_to_recv_ms"]["p1"] >= 0
     assert out["comparisons"]["layer vs raw^"]["start_offset_ms"]["p50"] < 0  # raw^ waits for it
+    stages = layer["second_read_time_to_send_ms"]  # with Redis: lookup, producer, claim, send
+    assert set(stages) == {
+        "start_to_opened",
+        "opened_to_producer",
+        "producer_to_claimed",
+        "claimed_to_sent",
+    }
+    assert all(v["p1"] >= 0 for v in stages.values())
+    assert out["comparisons"]["direct vs raw"]["second_read_time_to_send_ms"] is None
+    assert out["transport_pauses"] == 0  # a few small SSE events never fill a reader
     assert set(out["cpu_s"]) == {"client", "emulator", "redis"}
     assert FEEDS  # the probes saw the bytes (the next run starts afresh)
     FEEDS.clear()
