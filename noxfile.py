@@ -312,6 +312,7 @@ STUDIES: dict[str, str] = {
     "stream_fault_cpu": "stream_fault_cpu",  # CPU of a 429 mid-stream
     "stream_wire_cost": "stream_wire_cost",  # open_stream vs raw aiohttp
     "layer_cost_order": "layer_cost_order",  # paired raw/layer reads: start order, A/A, no cache
+    "stream_clumps": "stream_clumps",  # per-chunk probes: socket, producer, caller; loop lag, GC
 }
 """``nox -s study -- NAME ARGS`` → ``python -m studies.<module> ARGS`` (studies/ is not installed)."""
 
