@@ -241,14 +241,14 @@ async def stream_world(
             await closer.aclose()
 
 
-def _request(provider: str, tag: str) -> ChatRequest:
+def _request(provider: str, tag: str, max_tokens: int | None = None) -> ChatRequest:
     return ChatRequest(
         messages=[
             {"role": "system", "content": "You describe music samples for producers."},
             {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
         ],
         provider=provider,
-        max_tokens=MAX_TOKENS,
+        max_tokens=MAX_TOKENS if max_tokens is None else max_tokens,
         temperature=0.0,
     )
 
@@ -427,6 +427,9 @@ async def test_stream_single_flight(
 
 
 COST_CELLS: Final = {"paced": PACED_SCALE, "stress": COST_SCALE}
+SMOKE_COST_TOKENS: Final = 16
+"""``max_tokens`` of the layer-cost test's smoke run (benchmarks disabled; timed runs use
+:data:`MAX_TOKENS`): the same pairing and checks on replies a quarter as long."""
 """The layer-cost test's cells: ``paced`` is the goal cell (the world's real-world pacing:
 OpenAI's median TTFT 0.45 s and token gaps about 30 ms at ``max_tokens`` 64, so 100 streams a
 side ask about 3,500 chunks/s a side), ``stress`` the named stress cell (20x faster: about
@@ -465,7 +468,7 @@ async def test_stream_layer_cost(
     an emulator with keyed latency (``keyed_latency``: the same body gets the same TTFT and
     token gaps), so the world's draw cancels pair by pair. One warm-up round first (the
     connections' opening: ``warmup_*`` figures), then 2 (quick) or 4 recorded rounds, layer
-    first and raw first alike (a smoke run: 10 streams a side, one recorded round). The layer side is a cache miss (the
+    first and raw first alike (a smoke run: 10 streams a side of :data:`SMOKE_COST_TOKENS`-token replies, one recorded round). The layer side is a cache miss (the
     raw side never touches the cache; checked, as is one upstream call per read). Recorded:
     the issue's ``ttft_ratio_p50``/``_p99`` (ratio of the two sides' percentiles) and
     ``added_itl_p50_ms``/``_p99_ms`` (difference of the pooled ITL percentiles), and the
@@ -476,6 +479,8 @@ async def test_stream_layer_cost(
     ai = await stream_world.open(scale, keyed=True)
     provider = ai.provider("openai")
     n = 10 if bench_opts.disabled else COST_STREAMS
+    # A smoke run checks the machinery, not the figures: shorter replies (a paced wave ~1 s)
+    tokens = SMOKE_COST_TOKENS if bench_opts.disabled else MAX_TOKENS
     # Recorded rounds: even in a timed run (layer first and raw first alike); a smoke run
     # records one (after the warm-up: both orders still run).
     rounds = 1 if bench_opts.disabled else 2 if bench_opts.quick else 4
@@ -489,7 +494,7 @@ async def test_stream_layer_cost(
             ai,
             session,
             provider,
-            lambda r: [_request("openai", f"{tag}-{r}-{i}") for i in range(n)],
+            lambda r: [_request("openai", f"{tag}-{r}-{i}", tokens) for i in range(n)],
             rounds=rounds + 1,
             schedule=schedule,
         )
