@@ -42,24 +42,18 @@ import numpy as np
 from redis.asyncio import Redis
 
 from bench.harness.streams import paired_cost, summarize
-from bench.suites.stream_engine import SCHEDULES, StreamRead, paired_rounds, raw_openai_stream
+from bench.suites.stream_engine import (
+    SCHEDULES,
+    StreamRead,
+    paired_rounds,
+    raw_openai_stream,
+    stream_request,
+)
 from fixtures.redis import RedisServer
 from fixtures.servers import start_emulator
 from samplemind_core import CacheConfig, ChatRequest, HttpConfig, Settings
 from samplemind_core.cache import ResponseCache
 from samplemind_core.manager import AIManager
-
-
-def _request(tag: str) -> ChatRequest:
-    return ChatRequest(
-        messages=[
-            {"role": "system", "content": "You describe music samples for producers."},
-            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
-        ],
-        provider="openai",
-        max_tokens=64,
-        temperature=0.0,
-    )
 
 
 def _by_gap(raw: list[StreamRead], layer: list[StreamRead]) -> dict[str, dict[str, float]]:
@@ -123,7 +117,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 order = schedules if r % 2 == 0 else schedules[::-1]
                 for schedule in order:
                     tag = uuid.uuid4().hex[:8]
-                    batch = [_request(f"{tag}-{i}") for i in range(args.streams)]
+                    batch = [stream_request("openai", f"{tag}-{i}") for i in range(args.streams)]
 
                     def requests(_: int, batch: list[ChatRequest] = batch) -> list[ChatRequest]:
                         return batch

@@ -58,7 +58,7 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
-from bench.suites.stream_engine import LIVENESS_S
+from bench.suites.stream_engine import LIVENESS_S, stream_request
 from fixtures.redis import RedisServer
 from fixtures.servers import start_emulator
 from samplemind_core import (
@@ -305,18 +305,6 @@ class LoopWatch:
         }
 
 
-def _request(tag: str) -> ChatRequest:
-    return ChatRequest(
-        messages=[
-            {"role": "system", "content": "You describe music samples for producers."},
-            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
-        ],
-        provider="openai",
-        max_tokens=64,
-        temperature=0.0,
-    )
-
-
 def _pct(values: list[float]) -> dict[str, float]:
     v = np.array(values or [0.0])
     return {
@@ -460,7 +448,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 pids["redis"] = server.proc.pid
             for r in range(-args.warmup, args.rounds):
                 tag = uuid.uuid4().hex[:8]
-                batch = [_request(f"{tag}-{i}") for i in range(args.streams)]
+                batch = [stream_request("openai", f"{tag}-{i}") for i in range(args.streams)]
                 reads: list[Awaitable[Probe]] = []
                 for i, req in enumerate(batch):  # request i's reads side by side, rotating
                     k = i % len(specs)

@@ -484,12 +484,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_counts: dict[str, list[tuple[int, int]]] = {n: [] for n in names}
     n = args.concurrency
 
-    async def settle() -> None:
-        # Let the previous wave's leftovers end before the next wave starts (its producers'
-        # relay ends and lease releases here, the abandoned streams in the emulator): else
-        # each variant's TTFT carries a share of its predecessor's work (``--settle``).
-        if args.settle <= 0:
-            return
+    async def leftovers_done() -> None:
+        """Wait (10 s at most) until every manager's producers and lease releases have ended."""
         for pkg in packages.values():
             for ai in pkg.managers:
                 for _ in range(1000):
@@ -497,6 +493,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if not ai._stream_tasks and not releases:
                         break
                     await asyncio.sleep(0.01)
+
+    async def settle() -> None:
+        # Let the previous wave's leftovers end before the next wave starts (its producers'
+        # relay ends and lease releases here, the abandoned streams in the emulator): else
+        # each variant's TTFT carries a share of its predecessor's work (``--settle``).
+        if args.settle <= 0:
+            return
+        await leftovers_done()
         await asyncio.sleep(args.settle)
 
     async def wave(name: str, i: int) -> tuple[list[float], float]:
@@ -513,13 +517,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         g1, k1 = gc_timer.mark()
         if counter is not None:
             # the wave's leftovers (relay ends, lease releases) count too: wait for them
-            for pkg in packages.values():
-                for ai in pkg.managers:
-                    for _ in range(1000):
-                        releases = getattr(ai.cache, "_releases", None) if ai.cache else None
-                        if not ai._stream_tasks and not releases:
-                            break
-                        await asyncio.sleep(0.01)
+            await leftovers_done()
             r1 = counter.mark()
         if i < 10**6:  # (not the profiled waves)
             gc_cpu[name].append(g1 - g0)

@@ -70,6 +70,24 @@ class StreamRead:
     """How late the read started after its scheduled arrival (0 unless ``start`` was given)."""
 
 
+STREAM_MAX_TOKENS: Final = 64
+"""``max_tokens`` of the stream suite's requests (:func:`stream_request`)."""
+
+
+def stream_request(provider: str, tag: str, max_tokens: int = STREAM_MAX_TOKENS) -> ChatRequest:
+    """The stream suite's request ``tag`` to ``provider`` (a distinct prompt per tag; the
+    emulator's reply, and with keyed latency its pacing, depend on it)."""
+    return ChatRequest(
+        messages=[
+            {"role": "system", "content": "You describe music samples for producers."},
+            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
+        ],
+        provider=provider,
+        max_tokens=max_tokens,
+        temperature=0.0,
+    )
+
+
 async def timed_stream(
     ai: AIManager,
     request: ChatRequest,

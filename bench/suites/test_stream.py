@@ -75,9 +75,11 @@ from bench.suites.conftest import bench_options
 from bench.suites.local_engine import CONCURRENT, LOCAL_MAX_TOKENS, SHORT_TOKENS, measure_local
 from bench.suites.stream_engine import (
     LIVENESS_S,
+    STREAM_MAX_TOKENS,
     StreamRead,
     paired_rounds,
     same_chunks,
+    stream_request,
     timed_stream,
     wave,
 )
@@ -103,7 +105,7 @@ COST_SCALE: Final = 0.05
 """Layer-cost test's stress cell: OpenAI's TTFT about 22 ms and token gaps about 1.5 ms (the goal
 cell runs at :data:`PACED_SCALE`; see :data:`COST_CELLS`)."""
 COST_STREAMS: Final = 100
-MAX_TOKENS: Final = 64
+MAX_TOKENS: Final = STREAM_MAX_TOKENS
 """A short description: keeps one upstream wave at real pacing to a few seconds."""
 PROVIDERS_QUICK: Final = ("ollama", "openai")
 PROVIDERS_FULL: Final = ("anthropic", "gemini", "ollama", "openai")
@@ -241,16 +243,8 @@ async def stream_world(
             await closer.aclose()
 
 
-def _request(provider: str, tag: str, max_tokens: int | None = None) -> ChatRequest:
-    return ChatRequest(
-        messages=[
-            {"role": "system", "content": "You describe music samples for producers."},
-            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
-        ],
-        provider=provider,
-        max_tokens=MAX_TOKENS if max_tokens is None else max_tokens,
-        temperature=0.0,
-    )
+def _request(provider: str, tag: str, max_tokens: int = MAX_TOKENS) -> ChatRequest:
+    return stream_request(provider, tag, max_tokens)
 
 
 def _ms(values: list[float], q: float) -> float:
