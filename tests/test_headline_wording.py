@@ -89,3 +89,16 @@ def test_headline_shows_instruction_counts(tmp_path: Path) -> None:
     assert "instructions per routing decision (chat/speed, healthy) 4,321" in text
     assert "1 benchmarks counted" in text
     assert "instructions per call" not in "\n".join(headline(_folder(tmp_path / "b", ROUTER)))
+
+
+def test_a_missing_field_is_named_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A benchmark without a field the headline reads (the reader's test folder run_a has
+    no ``variant`` where the headline looks): exit 2, the folder and the field named."""
+    from bench.harness.headline import main
+
+    folder = Path(__file__).parent / "data" / "results" / "run_a"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(folder)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{folder}: a benchmark lacks the field 'variant' the headline reads" in err

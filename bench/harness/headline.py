@@ -291,7 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = headline(args.results)
     except ValueError as exc:  # the results reader's ResultsFormatError names the file
         parser.error(str(exc))
-    except (KeyError, TypeError, AttributeError) as exc:  # a field the headline reads is missing
-        parser.error(f"{args.results}: a benchmark lacks a figure the headline reads ({exc!r})")
+    except KeyError as exc:  # a field the headline reads is missing
+        parser.error(
+            f"{args.results}: a benchmark lacks the field {exc.args[0]!r} the headline reads"
+        )
+    except (TypeError, AttributeError) as exc:  # a field of the wrong type
+        parser.error(
+            f"{args.results}: a benchmark's field has the wrong type for the headline ({exc})"
+        )
     print("\n".join(lines))
     return 0
