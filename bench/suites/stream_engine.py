@@ -71,16 +71,20 @@ class StreamRead:
 
 
 STREAM_MAX_TOKENS: Final = 64
-"""``max_tokens`` of the stream suite's requests (:func:`stream_request`)."""
+"""``max_tokens`` of the stream and load suites' streamed requests (:func:`stream_request`):
+a short description, which keeps one upstream wave at real pacing to a few seconds."""
 
 
-def stream_request(provider: str, tag: str, max_tokens: int = STREAM_MAX_TOKENS) -> ChatRequest:
-    """The stream suite's request ``tag`` to ``provider`` (a distinct prompt per tag; the
-    emulator's reply, and with keyed latency its pacing, depend on it)."""
+def stream_request(
+    provider: str, tag: str, max_tokens: int = STREAM_MAX_TOKENS, *, sample: str = "stream"
+) -> ChatRequest:
+    """A streamed request ``tag`` to ``provider``, describing the sample ``<sample>_<tag>.wav``
+    (a distinct prompt per tag; the emulator's reply, and with keyed latency its pacing,
+    depend on it)."""
     return ChatRequest(
         messages=[
             {"role": "system", "content": "You describe music samples for producers."},
-            {"role": "user", "content": f"Describe 'stream_{tag}.wav' in two sentences."},
+            {"role": "user", "content": f"Describe '{sample}_{tag}.wav' in two sentences."},
         ],
         provider=provider,
         max_tokens=max_tokens,

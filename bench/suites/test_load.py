@@ -35,8 +35,8 @@ bench/suites/load_engine.py for their meaning):
   under ``faults`` and the 100 ms timeline under ``timeline_*``.
 * ``test_load_stream_knee[<mode>]``: the open-loop stream mode. Poisson arrivals of fresh
   OpenAI streams (cold cache, real-world pacing :data:`STREAM_SCALE`: TTFT median 0.45 s,
-  56 tokens/s, :data:`STREAM_MAX_TOKENS` tokens) at doubling, then bisected rates, each
-  stream read to its end and timed from its scheduled arrival. ``curve_goodput_rps``:
+  56 tokens/s, :data:`~bench.suites.stream_engine.STREAM_MAX_TOKENS` tokens) at doubling,
+  then bisected rates, each stream read to its end and timed from its scheduled arrival. ``curve_goodput_rps``:
   requests/s of the arrival window meeting every SLO (``--stream-slo``, default
   ``ttft:1000 tpot:50``); ``stream_knee_per_s``: the highest offered rate with >= 95 %
   good, no other error and the generator on time (``generator_limit_per_s``: the first
@@ -81,7 +81,7 @@ from bench.harness.run import timed_run_env
 from bench.harness.streams import SLO, summarize
 from bench.suites import load_engine, stream_engine
 from fixtures.workloads import DATA_DIR, WorkloadItem, load
-from samplemind_core import CacheConfig, ChatRequest, Secret, Settings
+from samplemind_core import CacheConfig, Secret, Settings
 from samplemind_core.cache import ResponseCache
 from samplemind_core.manager import AIManager
 
@@ -549,7 +549,6 @@ async def test_load_faults(
 
 STREAM_SCALE: Final = 1.0
 """Real-world pacing: the world model's published TTFTs and token rates (fixtures/world.py)."""
-STREAM_MAX_TOKENS: Final = 64
 STREAM_FAULTS: Final = (
     load_engine.Fault("stream_cut_after_2_chunks", "provider", at_s=1.0, hold_s=1.0),
     load_engine.Fault("stream_429_after_1_chunk", "provider", at_s=2.5, hold_s=1.0),
@@ -585,18 +584,7 @@ def _stream_sizes(opts: BenchOptions) -> _StreamSizes:
 def _stream_requests(tag: str, n: int) -> list[WorkloadItem]:
     """``n`` distinct OpenAI stream requests (each one a cache miss: an upstream stream)."""
     return stream_engine.stream_items(
-        [
-            ChatRequest(
-                messages=[
-                    {"role": "system", "content": "You describe music samples for producers."},
-                    {"role": "user", "content": f"Describe 'load_{tag}_{i}.wav' in two sentences."},
-                ],
-                provider="openai",
-                max_tokens=STREAM_MAX_TOKENS,
-                temperature=0.0,
-            )
-            for i in range(n)
-        ]
+        [stream_engine.stream_request("openai", f"{tag}_{i}", sample="load") for i in range(n)]
     )
 
 
@@ -637,7 +625,7 @@ def _slo_info(slo: SLO, opts: BenchOptions) -> dict[str, Any]:
         "slo_e2e_ms": slo.e2e_ms,
         "good_share_bound": stream_engine.GOOD_SHARE,
         "latency_scale": STREAM_SCALE,
-        "max_tokens": STREAM_MAX_TOKENS,
+        "max_tokens": stream_engine.STREAM_MAX_TOKENS,
     }
 
 

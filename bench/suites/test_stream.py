@@ -87,7 +87,6 @@ from fixtures.servers import EmulatorServer, start_emulator
 from fixtures.stream_worker import run_workers, worker_command
 from samplemind_core import (
     CacheConfig,
-    ChatRequest,
     HttpConfig,
     Secret,
     Settings,
@@ -105,8 +104,6 @@ COST_SCALE: Final = 0.05
 """Layer-cost test's stress cell: OpenAI's TTFT about 22 ms and token gaps about 1.5 ms (the goal
 cell runs at :data:`PACED_SCALE`; see :data:`COST_CELLS`)."""
 COST_STREAMS: Final = 100
-MAX_TOKENS: Final = STREAM_MAX_TOKENS
-"""A short description: keeps one upstream wave at real pacing to a few seconds."""
 PROVIDERS_QUICK: Final = ("ollama", "openai")
 PROVIDERS_FULL: Final = ("anthropic", "gemini", "ollama", "openai")
 CONCURRENCY_QUICK: Final = (10,)
@@ -243,10 +240,6 @@ async def stream_world(
             await closer.aclose()
 
 
-def _request(provider: str, tag: str, max_tokens: int = MAX_TOKENS) -> ChatRequest:
-    return stream_request(provider, tag, max_tokens)
-
-
 def _ms(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1e3 if values else float("nan")
 
@@ -304,7 +297,7 @@ async def test_stream_cache(
 ) -> None:
     ai = await stream_world.open(PACED_SCALE)
     tag = uuid.uuid4().hex[:8]
-    requests = [_request(provider, f"{tag}-{i}") for i in range(concurrency)]
+    requests = [stream_request(provider, f"{tag}-{i}") for i in range(concurrency)]
     calls0 = await stream_world.calls()
     t0 = time.perf_counter()
     upstream = await wave(concurrency, lambda i: timed_stream(ai, requests[i]))
@@ -385,7 +378,7 @@ async def test_stream_single_flight(
     abenchmark: AsyncBenchmark, stream_world: StreamWorld, burst: int
 ) -> None:
     ai = await stream_world.open(BURST_SCALE)
-    request = _request("openai", f"burst-{uuid.uuid4().hex[:8]}")
+    request = stream_request("openai", f"burst-{uuid.uuid4().hex[:8]}")
     calls0 = await stream_world.calls()
     reads = await wave(burst, lambda _: timed_stream(ai, request))
     calls = await stream_world.calls() - calls0
@@ -423,7 +416,7 @@ async def test_stream_single_flight(
 COST_CELLS: Final = {"paced": PACED_SCALE, "stress": COST_SCALE}
 SMOKE_COST_TOKENS: Final = 16
 """``max_tokens`` of the layer-cost test's smoke run (benchmarks disabled; timed runs use
-:data:`MAX_TOKENS`): the same pairing and checks on replies a quarter as long."""
+:data:`STREAM_MAX_TOKENS`): the same pairing and checks on replies a quarter as long."""
 """The layer-cost test's cells: ``paced`` is the goal cell (the world's real-world pacing:
 OpenAI's median TTFT 0.45 s and token gaps about 30 ms at ``max_tokens`` 64, so 100 streams a
 side ask about 3,500 chunks/s a side), ``stress`` the named stress cell (20x faster: about
@@ -474,7 +467,7 @@ async def test_stream_layer_cost(
     provider = ai.provider("openai")
     n = 10 if bench_opts.disabled else COST_STREAMS
     # A smoke run checks the machinery, not the figures: shorter replies (a paced wave ~1 s)
-    tokens = SMOKE_COST_TOKENS if bench_opts.disabled else MAX_TOKENS
+    tokens = SMOKE_COST_TOKENS if bench_opts.disabled else STREAM_MAX_TOKENS
     # Recorded rounds: even in a timed run (layer first and raw first alike); a smoke run
     # records one (after the warm-up: both orders still run).
     rounds = 1 if bench_opts.disabled else 2 if bench_opts.quick else 4
@@ -488,7 +481,7 @@ async def test_stream_layer_cost(
             ai,
             session,
             provider,
-            lambda r: [_request("openai", f"{tag}-{r}-{i}", tokens) for i in range(n)],
+            lambda r: [stream_request("openai", f"{tag}-{r}-{i}", tokens) for i in range(n)],
             rounds=rounds + 1,
             schedule=schedule,
         )
