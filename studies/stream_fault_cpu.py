@@ -24,23 +24,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fixtures.servers import start_emulator
-from fixtures.wire import FAULT_HEADER
+from fixtures.servers import start_emulator, with_fault_header
 from samplemind_core import AIManager, ChatRequest, HttpConfig, Settings, StreamInterrupted
 from samplemind_core.providers import Provider
 
 
 def faulted(ai: AIManager, name: str, spec: str) -> Provider:
-    plain = ai.provider(name)
-
-    class Faulted(type(plain)):  # type: ignore[misc]
-        def build_stream_request(
-            self, req: ChatRequest, model: str
-        ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
-            method, url, headers, body = super().build_stream_request(req, model)
-            return method, url, {**headers, FAULT_HEADER: spec}, body
-
-    return Faulted(plain.config)
+    return with_fault_header(ai.provider(name), spec)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

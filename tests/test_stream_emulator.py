@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from fixtures.wire import FAULT_HEADER
+from fixtures.servers import with_fault_header
 from samplemind_core import (
     CacheConfig,
     ChatRequest,
@@ -29,7 +29,7 @@ from samplemind_core import (
 )
 from samplemind_core.http import HttpClient, build_transport
 from samplemind_core.manager import AIManager
-from samplemind_core.providers import PROVIDER_CLASSES, Provider
+from samplemind_core.providers import PROVIDER_CLASSES
 
 pytestmark = [pytest.mark.live, pytest.mark.redis]
 
@@ -64,18 +64,7 @@ def manager(emulator: Any, cache: ResponseCache | None, transport: str = "aiohtt
 
 def fault(ai: AIManager, name: str, spec: str) -> None:
     """Make ``name``'s streaming requests carry the emulator's fault header ``spec``."""
-    plain = ai.provider(name)
-    cls = type(plain)
-
-    class Faulted(cls):  # type: ignore[valid-type,misc]
-        def build_stream_request(
-            self, req: ChatRequest, model: str
-        ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
-            method, url, headers, body = super().build_stream_request(req, model)
-            return method, url, {**headers, FAULT_HEADER: spec}, body
-
-    faulted: Provider = Faulted(plain.config)
-    ai._providers[name] = faulted
+    ai._providers[name] = with_fault_header(ai.provider(name), spec)
 
 
 def req(name: str, text: str = "describe kick_01.wav") -> ChatRequest:

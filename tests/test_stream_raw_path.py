@@ -23,8 +23,7 @@ import pytest
 
 from fixtures.mock import world_transport
 from fixtures.ports import free_port
-from fixtures.servers import EMULATOR_API_KEY
-from fixtures.wire import FAULT_HEADER
+from fixtures.servers import EMULATOR_API_KEY, with_fault_header
 from fixtures.world import WorldModel
 from samplemind_core import (
     AuthenticationError,
@@ -54,20 +53,6 @@ def openai_at(base: str, key: str = KEY) -> Provider:
     return get_provider(
         "openai", ProviderConfig(name="openai", base_url=f"{base}/v1", api_key=Secret(key))
     )
-
-
-def with_header(provider: Provider, fault: str) -> Provider:
-    """The same adapter, whose streamed requests carry the emulator's fault header."""
-
-    class Faulted(type(provider)):  # type: ignore[misc]
-        def build_stream_request(
-            self, req: ChatRequest, model: str
-        ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
-            method, url, headers, body = super().build_stream_request(req, model)
-            return method, url, {**headers, FAULT_HEADER: fault}, body
-
-    faulted: Provider = Faulted(provider.config)
-    return faulted
 
 
 def request(text: str = "describe kick_01.wav", **kw: Any) -> ChatRequest:
@@ -196,7 +181,7 @@ async def test_the_default_client_streams_raw_and_shares_one_pool_with_requests(
 
     monkeypatch.setattr(AiohttpTransport, "handle_async_request", counted)
     provider = openai_at(emulator_server.url, EMULATOR_API_KEY)
-    held = with_header(provider, "stream-stall:600@1")  # open until closed
+    held = with_fault_header(provider, "stream-stall:600@1")  # open until closed
     config = HttpConfig(max_connections=2, pool_timeout_s=0.3)
     async with HttpClient(config) as http, asyncio.timeout(30):
         first = await held.open_stream(http, request("one"))
@@ -362,7 +347,7 @@ async def test_gzip_bodies_are_decoded_and_a_corrupt_one_is_a_transport_error() 
 @pytest.mark.live
 async def test_a_stall_past_the_read_timeout_is_a_request_timeout(emulator_server: Any) -> None:
     provider = openai_at(emulator_server.url, EMULATOR_API_KEY)
-    stalling = with_header(provider, "stream-stall:600@1")
+    stalling = with_fault_header(provider, "stream-stall:600@1")
     async with HttpClient(HttpConfig(read_timeout_s=0.3)) as http, asyncio.timeout(30):
         stream = await stalling.open_stream(http, request())
         got: list[str] = []

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from fixtures.mock import world_transport
-from fixtures.servers import EMULATOR_API_KEY
+from fixtures.servers import EMULATOR_API_KEY, with_fault_header
 from fixtures.wire import FAULT_HEADER, handle
 from fixtures.world import StreamFault, WorldModel
 from samplemind_core import (
@@ -300,22 +300,8 @@ async def test_live_stream_every_provider_and_transport(
     assert stream.response.cost_usd == pytest.approx(whole.cost_usd)
 
 
-def with_fault(provider: Provider, fault: str) -> Provider:
-    """The same adapter, whose streaming requests carry the emulator's fault header."""
-
-    class Faulted(type(provider)):  # type: ignore[misc]
-        def build_stream_request(
-            self, req: ChatRequest, model: str
-        ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
-            method, url, headers, body = super().build_stream_request(req, model)
-            return method, url, {**headers, FAULT_HEADER: fault}, body
-
-    result: Provider = Faulted(provider.config)
-    return result
-
-
 def faulted(name: str, base: str, fault: str) -> Provider:
-    return with_fault(provider_at(name, base), fault)
+    return with_fault_header(provider_at(name, base), fault)
 
 
 @pytest.mark.live
@@ -697,7 +683,7 @@ async def test_stream_through_respx_routes(name: str, mock_providers: Any) -> No
         stream = await provider.open_stream(http, request())
         parts = await collect(stream)
         assert len(parts) > 1 and "".join(parts) == stream.response.text
-        faulty = await with_fault(provider, "stream-429").open_stream(http, request("again"))
+        faulty = await with_fault_header(provider, "stream-429").open_stream(http, request("again"))
         got, error = await read_until_error(faulty)
     assert len(got) == 1 and isinstance(error, RateLimitError)
     assert mock_providers.calls[name] == 2
