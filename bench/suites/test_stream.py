@@ -434,7 +434,8 @@ OpenAI's median TTFT 0.45 s and token gaps about 30 ms at ``max_tokens`` 64, so 
 side ask about 3,500 chunks/s a side), ``stress`` the named stress cell (20x faster: about
 70,000 chunks/s a side, more than two shared cores serve with the emulator and redis-server
 on them, so it times the CPU queue). A quick timed run costs about 20 s (alternating) and
-12 s (together) per transport in the paced cell, 5-7 s in the stress cell."""
+12 s (together) in the paced cell on aiohttp, 5-7 s in the stress cell; the httpx cells read a
+third side (raw httpx, decision 0860): 107-135 s for both httpx cells and schedules."""
 
 
 def _cost_cell(cell: str) -> Any:
