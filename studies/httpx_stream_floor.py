@@ -15,9 +15,15 @@ ratio to raw aiohttp (median over pairs), the process CPU per wave, and the pool
 * ``httpx_guarded``: a plain ``httpx.AsyncClient`` on the layer's own httpx transport
   (``build_transport``: httpcore's pool with the layer's admission gate and linear
   assignment pass, :mod:`samplemind_core._pool_guard`): what the pool's bookkeeping costs;
-* ``layer``: ``AIManager.stream()`` on the httpx transport, no cache.
+* ``layer``: ``AIManager.stream()`` on the httpx transport, no cache;
+* ``layer_keepalive_all`` (not in the default ``--sides``): the same with
+  ``max_keepalive_connections`` = ``max_connections`` (whether the layer's default of 50
+  idle connections costs it on httpx, where aiohttp keeps every connection).
 
     nice python studies/httpx_stream_floor.py --rounds 2 --scale 1.0
+    nice python studies/httpx_stream_floor.py --sides raw_aiohttp,httpx_guarded,layer,layer_keepalive_all
+
+``--sides``: which of them, in that order (``raw_aiohttp`` first: the ratios are to it).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from samplemind_core.http import build_transport
 from samplemind_core.manager import AIManager
 
 SIDES = ("raw_aiohttp", "httpx", "httpx_keepalive_all", "httpx_guarded", "layer")
+ALL_SIDES = (*SIDES, "layer_keepalive_all")
 
 
 def _cpu() -> float:
@@ -81,17 +88,18 @@ def _timed(read: Callable[[ChatRequest], Awaitable[StreamRead]], cpu: list[float
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     emulator = start_emulator(latency_scale=args.scale, keyed_latency=True)
     config = HttpConfig(transport="httpx")
-    cpu: dict[str, list[float]] = {s: [] for s in SIDES}
+    keep_all_config = replace(config, max_keepalive_connections=config.max_connections)
+    sides: list[str] = args.sides
+    cpu: dict[str, list[float]] = {s: [] for s in sides}
     try:
         settings = emulator.settings(Settings(http=config))
         guarded = build_transport(config)
         async with (
             AIManager(settings, cache=None) as ai,
+            AIManager(emulator.settings(Settings(http=keep_all_config)), cache=None) as ai_keep_all,
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
             raw_httpx_client(config) as plain,
-            raw_httpx_client(
-                replace(config, max_keepalive_connections=config.max_connections)
-            ) as keep_all,
+            raw_httpx_client(keep_all_config) as keep_all,
             httpx.AsyncClient(
                 transport=guarded, timeout=plain.timeout, trust_env=False
             ) as on_guard,
@@ -103,10 +111,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "httpx_keepalive_all": functools.partial(raw_httpx_stream, keep_all, provider),
                 "httpx_guarded": functools.partial(raw_httpx_stream, on_guard, provider),
                 "layer": functools.partial(timed_stream, ai),
+                "layer_keepalive_all": functools.partial(timed_stream, ai_keep_all),
             }
             tag = uuid.uuid4().hex[:8]
             got = await side_rounds(
-                [_timed(reads[s], cpu[s]) for s in SIDES],
+                [_timed(reads[s], cpu[s]) for s in sides],
                 lambda r: [stream_request("openai", f"{tag}-{r}-{i}") for i in range(args.streams)],
                 rounds=args.warmup + args.rounds,
                 schedule="alternating",
@@ -121,7 +130,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "sides": {},
     }
     base = [x.timeline for x in got[0][skip:]]
-    for s, side in zip(SIDES, got, strict=True):
+    for s, side in zip(sides, got, strict=True):
         lines = [x.timeline for x in side[skip:]]
         st = summarize(lines)
         out["sides"][s] = {
@@ -140,9 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--sides", default=",".join(SIDES), help=f"some of {', '.join(ALL_SIDES)}")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.streams < 1 or args.warmup < 0:
         p.error("--rounds and --streams must be >= 1, --warmup >= 0")
+    args.sides = [x for x in args.sides.split(",") if x]
+    unknown = [x for x in args.sides if x not in ALL_SIDES]
+    if unknown or not args.sides or args.sides[0] != "raw_aiohttp":
+        p.error(f"--sides: raw_aiohttp first, then some of {', '.join(ALL_SIDES[1:])}")
     t0 = time.perf_counter()
     result = asyncio.run(_run(args))
     result["wall_s"] = time.perf_counter() - t0

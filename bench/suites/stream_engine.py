@@ -8,8 +8,9 @@
   the floor the layer's per-chunk cost is measured against.
 * :func:`raw_httpx_stream` on :func:`raw_httpx_client`: the same read with a plain
   ``httpx.AsyncClient`` set up as the layer's httpx transport is (limits, timeouts, HTTP/1.1
-  or HTTP/2): the floor of the httpx transport, so that the layer's own cost on httpx and
-  httpx's wire cost against aiohttp are two figures (decision 0860).
+  or HTTP/2): what httpx costs without the layer, so that the layer's own cost on httpx and
+  httpx's wire cost against aiohttp are two figures (decision 0860; not a floor: its plain
+  pool is slower at 100 streams than the layer's guarded one, decision 0861).
 * :func:`wave`: N coroutines started together (``asyncio.gather``), each returning its result.
 * :func:`paired_rounds`: the layer-cost test's schedule: each request read once raw and once
   through the layer (pair ``i``), per round either each side alone (``alternating``) or both
@@ -189,7 +190,8 @@ def raw_httpx_client(config: HttpConfig) -> httpx.AsyncClient:
 
     What it has not: the layer's pool guard (admission gate, linear assignment pass,
     coalesced writes: :mod:`samplemind_core._pool_guard`). It is what a user of httpx who
-    wrote the call without SampleMind would run: the floor of the httpx transport.
+    wrote the call without SampleMind would run (at 100 concurrent streams slower than the
+    layer on httpx: its pool's bookkeeping, decision 0861).
     """
     return httpx.AsyncClient(
         limits=httpx.Limits(
