@@ -313,6 +313,7 @@ STUDIES: dict[str, str] = {
     "stream_wire_cost": "stream_wire_cost",  # open_stream vs raw aiohttp
     "layer_cost_order": "layer_cost_order",  # paired raw/layer reads: start order, A/A, no cache
     "stream_clumps": "stream_clumps",  # per-chunk probes: socket, producer, caller; loop lag, GC
+    "httpx_stream_floor": "httpx_stream_floor",  # plain httpx, its pool guarded, the layer
 }
 """``nox -s study -- NAME ARGS`` → ``python -m studies.<module> ARGS`` (studies/ is not installed)."""
 

@@ -260,3 +260,83 @@ def test_headline_line_of_the_layer_cost_names_the_cell_and_the_paired_figures()
         "stream layer cost live-httpx-together-layer: TTFT p50 1.86x the raw aiohttp read, "
         "added ITL p50 -, p99 -10.10 ms at 100 streams",
     ]
+
+
+def test_cost_figures_split_the_httpx_cells_ttft_into_the_layers_and_the_transports() -> None:
+    # Three reads of each of three requests with the same draw (TTFT 100, 200, 400 ms; gaps
+    # 10 ms): raw aiohttp; raw httpx adds 50 % to TTFT; the layer adds 10 % over raw httpx and
+    # makes its second gap 2 ms late (the third 2 ms early: the next chunk on time).
+    from bench.harness.streams import cost_figures
+
+    ttfts = (0.1, 0.2, 0.4)
+    aiohttp_side = [_read(10.0 * k, t, [0.01] * 3) for k, t in enumerate(ttfts)]
+    httpx_side = [_read(10.0 * k, 1.5 * t, [0.01] * 3) for k, t in enumerate(ttfts)]
+    layer = [_read(10.0 * k, 1.65 * t, [0.01, 0.012, 0.008]) for k, t in enumerate(ttfts)]
+    own = cost_figures(httpx_side, layer, "vs_raw_httpx_")
+    wire = cost_figures(aiohttp_side, httpx_side, "raw_httpx_vs_raw_aiohttp_")
+    whole = cost_figures(aiohttp_side, layer)
+    assert own["vs_raw_httpx_ttft_ratio_p50"] == pytest.approx(1.1)
+    assert own["vs_raw_httpx_paired_ttft_ratio_p50"] == pytest.approx(1.1)
+    assert own["vs_raw_httpx_paired_added_ttft_p50_ms"] == pytest.approx(0.15 * 200)
+    assert own["vs_raw_httpx_added_itl_p99_ms"] == pytest.approx(
+        np.percentile([10, 12, 8] * 3, 99) - 10.0
+    )
+    assert own["vs_raw_httpx_paired_added_itl_p99_ms"] == pytest.approx(
+        np.percentile([0, 2, -2] * 3, 99)
+    )
+    assert own["vs_raw_httpx_paired_pairs"] == 3 and own["vs_raw_httpx_paired_gaps"] == 9
+    assert wire["raw_httpx_vs_raw_aiohttp_ttft_ratio_p50"] == pytest.approx(1.5)
+    assert wire["raw_httpx_vs_raw_aiohttp_added_itl_p99_ms"] == pytest.approx(0.0, abs=1e-9)
+    # Unprefixed: the figures the layer-cost entry always had (layer / raw aiohttp) ...
+    assert whole["ttft_ratio_p50"] == pytest.approx(1.65)
+    assert set(whole) == {
+        "ttft_ratio_p50", "ttft_ratio_p99", "added_itl_p50_ms", "added_itl_p99_ms",
+        *(f"paired_{name}" for name in paired_cost([], []).__slots__),
+    }  # fmt: skip
+    # ... and the ratios of percentiles multiply: layer/aiohttp = layer/httpx x httpx/aiohttp.
+    for q in ("p50", "p99"):
+        assert whole[f"ttft_ratio_{q}"] == pytest.approx(
+            own[f"vs_raw_httpx_ttft_ratio_{q}"] * wire[f"raw_httpx_vs_raw_aiohttp_ttft_ratio_{q}"]
+        )
+
+
+def test_cost_figures_of_a_side_without_text_are_nan_not_an_error() -> None:
+    from bench.harness.streams import cost_figures
+
+    silent = [Timeline(0.0, ((0.1, ""),))]
+    figures = cost_figures(silent, [_read(0.0, 0.1, [0.01])], "x_")
+    assert np.isnan(figures["x_ttft_ratio_p50"]) and np.isnan(figures["x_added_itl_p99_ms"])
+    assert figures["x_paired_pairs"] == 0
+    with pytest.raises(ValueError, match="as many first as second"):
+        cost_figures(silent, [])
+
+
+def test_headline_line_of_an_httpx_cell_names_the_layers_own_cost_and_the_transports() -> None:
+    from bench.harness.streams import headline_lines
+
+    cell = {
+        "name": "test_stream_layer_cost[live-httpx-paced-alternating-layer]",
+        "extra_info": {
+            "ttft_ratio_p50": 1.2,
+            "added_itl_p50_ms": 0.1,
+            "added_itl_p99_ms": -2.5,
+            "paired_ttft_ratio_p50": 1.24,
+            "paired_added_itl_p99_ms": 60.0,
+            "vs_raw_httpx_ttft_ratio_p50": 1.034,
+            "vs_raw_httpx_paired_ttft_ratio_p50": 1.041,
+            "vs_raw_httpx_added_itl_p99_ms": 0.5,
+            "raw_httpx_vs_raw_aiohttp_ttft_ratio_p50": 1.16,
+            "raw_httpx_vs_raw_aiohttp_paired_ttft_ratio_p50": 1.19,
+            "concurrent_streams": 100,
+            "cell": "paced",
+            "goal_cell": True,
+            "latency_scale": 1.0,
+        },
+    }
+    assert headline_lines([_benchmark(cell)]) == [
+        "stream layer cost live-httpx-paced-alternating-layer: TTFT p50 1.20x the raw aiohttp "
+        "read, added ITL p50 0.10 ms, p99 -2.50 ms at 100 streams; paired reads: TTFT ratio p50 "
+        "1.24x, added ITL p99 60.00 ms; on httpx: the layer's own TTFT p50 1.03x a raw httpx "
+        "read (paired 1.04x), added ITL p99 0.50 ms; raw httpx TTFT p50 1.16x raw aiohttp's "
+        "(paired 1.19x) (the goal cell, latency scale 1.0)"
+    ]

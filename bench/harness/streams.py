@@ -29,6 +29,10 @@ definitions, so that ours can be set beside theirs (see
   the median and p99 over pairs of the TTFT ratio (second / first) and of the TTFT
   difference, and the percentiles of the per-gap differences (gap ``k`` of the second read
   minus gap ``k`` of the first): the added ITL with the upstream's draw taken out.
+  :func:`cost_figures` puts these beside the issue's own (ratio of the two sides' TTFT
+  percentiles, difference of their pooled ITL percentiles) under one prefix, so that one
+  layer-cost entry can hold several comparisons (against raw aiohttp, against raw httpx,
+  raw httpx against raw aiohttp: decision 0860).
 
 Percentiles use :func:`numpy.percentile` (linear interpolation, as vLLM does).
 
@@ -58,6 +62,7 @@ __all__ = [
     "PairedCost",
     "StreamStats",
     "Timeline",
+    "cost_figures",
     "goodput_line",
     "headline_lines",
     "paired_cost",
@@ -403,6 +408,42 @@ def paired_cost(first: Sequence[Timeline], second: Sequence[Timeline]) -> Paired
     )
 
 
+def cost_figures(
+    first: Sequence[Timeline], second: Sequence[Timeline], prefix: str = ""
+) -> dict[str, float | int]:
+    """What ``second`` costs over ``first`` (the same requests, in pair order), as flat figures.
+
+    The issue's figures: ``ttft_ratio_p50``/``_p99`` (second's TTFT pNN / first's TTFT pNN)
+    and ``added_itl_p50_ms``/``_p99_ms`` (second's pooled ITL pNN - first's), then the paired
+    ones of :func:`paired_cost` as ``paired_*``; every name with ``prefix``. ``nan`` where a
+    side has no TTFT (or ITL) at all.
+
+    >>> raw = [Timeline(0.0, ((0.100, "a"), (0.110, "b"), (0.120, "c")))]
+    >>> layer = [Timeline(5.0, ((5.110, "a"), (5.121, "b"), (5.130, "c")))]
+    >>> f = cost_figures(raw, layer, "vs_raw_httpx_")
+    >>> round(f["vs_raw_httpx_ttft_ratio_p50"], 6), round(f["vs_raw_httpx_paired_ttft_ratio_p50"], 6)
+    (1.1, 1.1)
+    >>> round(f["vs_raw_httpx_added_itl_p99_ms"], 2), f["vs_raw_httpx_paired_gaps"]
+    (0.98, 2)
+    """
+    a, b = summarize(first), summarize(second)
+
+    def ratio(q: str) -> float:
+        x, y = a.ttft_ms.get(q, math.nan), b.ttft_ms.get(q, math.nan)
+        return y / x if x > 0 else math.nan
+
+    def added(q: str) -> float:
+        return b.itl_ms.get(q, math.nan) - a.itl_ms.get(q, math.nan)
+
+    return {
+        f"{prefix}ttft_ratio_p50": ratio("p50"),
+        f"{prefix}ttft_ratio_p99": ratio("p99"),
+        f"{prefix}added_itl_p50_ms": added("p50"),
+        f"{prefix}added_itl_p99_ms": added("p99"),
+        **paired_cost(first, second).as_dict(f"{prefix}paired_"),
+    }
+
+
 def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
     """The stream suite's headline lines (``samplemind-bench headline``): TTFT and ITL first.
 
@@ -459,6 +500,7 @@ def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
         elif "ttft_ratio_p50" in x:
             paired = x.get("paired_ttft_ratio_p50")
             cell = x.get("cell")
+            own = x.get("vs_raw_httpx_ttft_ratio_p50")  # the httpx cells (decision 0860)
             lines.append(
                 f"stream layer cost {label}: TTFT p50 {ratio2(x['ttft_ratio_p50'])} the raw aiohttp "
                 f"read, added ITL p50 {ms(x.get('added_itl_p50_ms'))}, p99 "
@@ -467,6 +509,15 @@ def headline_lines(benchmarks: Sequence[Benchmark]) -> list[str]:
                     f"; paired reads: TTFT ratio p50 {ratio2(paired)}, added ITL p99 "
                     f"{ms(x.get('paired_added_itl_p99_ms'))}"
                     if paired is not None
+                    else ""
+                )
+                + (
+                    f"; on httpx: the layer's own TTFT p50 {ratio2(own)} a raw httpx read "
+                    f"(paired {ratio2(x.get('vs_raw_httpx_paired_ttft_ratio_p50'))}), added ITL "
+                    f"p99 {ms(x.get('vs_raw_httpx_added_itl_p99_ms'))}; raw httpx TTFT p50 "
+                    f"{ratio2(x.get('raw_httpx_vs_raw_aiohttp_ttft_ratio_p50'))} raw aiohttp's "
+                    f"(paired {ratio2(x.get('raw_httpx_vs_raw_aiohttp_paired_ttft_ratio_p50'))})"
+                    if own is not None
                     else ""
                 )
                 + (

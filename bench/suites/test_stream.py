@@ -40,6 +40,9 @@ real emulator server + a real redis-server, over both transports (aiohttp, httpx
   latency), ``alternating`` (each side alone, order alternating per round) or ``together``
   (both at once, pair ``i``'s reads started side by side): ``ttft_ratio_p50`` (goal <= 1.1),
   ``added_itl_p99_ms`` (goal <= 0.2 ms), ``added_itl_p50_ms`` and the paired ``paired_*``.
+  The httpx cells also read each request with a plain ``httpx.AsyncClient`` (the layer's
+  httpx settings) and record the layer against it (``vs_raw_httpx_*``: the layer's own cost on
+  httpx) and it against raw aiohttp (``raw_httpx_vs_raw_aiohttp_*``: the transport's cost).
   The goals are judged on the ``paced`` cell (real-world pacing); ``stress``
   (``latency_scale`` :data:`COST_SCALE`) is a named stress cell that times the CPU queue.
 
@@ -55,11 +58,14 @@ record them (top-level ``chunk_fidelity``, ``upstream_calls``, ``distinct_reques
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import fakeredis
@@ -70,15 +76,20 @@ from redis.asyncio import Redis
 from bench.harness.fixture import AsyncBenchmark
 from bench.harness.local_server import LOCAL_PROVIDERS, NOT_NAMED, LocalServer, discover
 from bench.harness.options import BenchOptions
-from bench.harness.streams import paired_cost, summarize
+from bench.harness.streams import cost_figures, paired_cost, summarize
 from bench.suites.conftest import bench_options
 from bench.suites.local_engine import CONCURRENT, LOCAL_MAX_TOKENS, SHORT_TOKENS, measure_local
 from bench.suites.stream_engine import (
     LIVENESS_S,
     STREAM_MAX_TOKENS,
+    Reader,
     StreamRead,
-    paired_rounds,
+    phase_rounds,
+    raw_httpx_client,
+    raw_httpx_stream,
+    raw_openai_stream,
     same_chunks,
+    side_rounds,
     stream_request,
     timed_stream,
     wave,
@@ -87,6 +98,7 @@ from fixtures.servers import EmulatorServer, start_emulator
 from fixtures.stream_worker import run_workers, worker_command
 from samplemind_core import (
     CacheConfig,
+    ChatRequest,
     HttpConfig,
     Secret,
     Settings,
@@ -413,16 +425,17 @@ async def test_stream_single_flight(
         print(f"\nburst {label}: {figures}")
 
 
-COST_CELLS: Final = {"paced": PACED_SCALE, "stress": COST_SCALE}
 SMOKE_COST_TOKENS: Final = 16
 """``max_tokens`` of the layer-cost test's smoke run (benchmarks disabled; timed runs use
 :data:`STREAM_MAX_TOKENS`): the same pairing and checks on replies a quarter as long."""
+COST_CELLS: Final = {"paced": PACED_SCALE, "stress": COST_SCALE}
 """The layer-cost test's cells: ``paced`` is the goal cell (the world's real-world pacing:
 OpenAI's median TTFT 0.45 s and token gaps about 30 ms at ``max_tokens`` 64, so 100 streams a
 side ask about 3,500 chunks/s a side), ``stress`` the named stress cell (20x faster: about
 70,000 chunks/s a side, more than two shared cores serve with the emulator and redis-server
 on them, so it times the CPU queue). A quick timed run costs about 20 s (alternating) and
-12 s (together) per transport in the paced cell, 5-7 s in the stress cell."""
+12 s (together) in the paced cell on aiohttp, 5-7 s in the stress cell; the httpx cells read a
+third side (raw httpx, decision 0860): 107-135 s for both httpx cells and schedules."""
 
 
 def _cost_cell(cell: str) -> Any:
@@ -441,7 +454,8 @@ async def test_stream_layer_cost(
     cell: str,
 ) -> None:
     """The layer's cost per chunk (issue 20 section 2): TTFT and ITL through ``AIManager.stream()``
-    (default settings, a real redis-server cache) against a raw aiohttp read of the same stream.
+    (default settings, a real redis-server cache) against a raw aiohttp read of the same stream;
+    on the httpx transport also against a raw httpx read (decision 0860).
 
     **The goals are judged on the ``paced`` cell** (``latency_scale`` 1.0, the world's
     published TTFTs and token rates, as the replay goal is): TTFT p50 <= 1.1x the raw read and
@@ -461,6 +475,19 @@ async def test_stream_layer_cost(
     ``added_itl_p50_ms``/``_p99_ms`` (difference of the pooled ITL percentiles), and the
     paired figures ``paired_*`` (:func:`bench.harness.streams.paired_cost`: the median of the
     per-pair TTFT ratios, the per-gap differences' percentiles).
+
+    The httpx cells add a raw httpx read: a plain ``httpx.AsyncClient`` set up as the layer's
+    httpx transport (:func:`~bench.suites.stream_engine.raw_httpx_client`), and record the same
+    figures twice more: the layer against raw httpx (:data:`VS_RAW_HTTPX` ``...``: the layer's
+    own cost on httpx) and raw httpx against raw aiohttp (:data:`HTTPX_WIRE` ``...``: the
+    transport's cost), plus a ``...-raw_httpx`` entry (the raw httpx reads paired with the
+    layer's). ``alternating`` reads each request three times, one wave per side, raw httpx's
+    between the other two (order reversed by round). ``together`` runs three pairs, each on
+    its own requests and alone under its own 2 x N reads, one after another per round
+    (:func:`~bench.suites.stream_engine.phase_rounds`): (raw aiohttp, layer), (raw httpx,
+    layer), (raw aiohttp, raw httpx); with all three sides at once, the plain httpx pool's CPU
+    set the load of the other two (decision 0860). The unprefixed figures stay the layer
+    against raw aiohttp, measured as before.
     """
     scale = COST_CELLS[cell]
     ai = await stream_world.open(scale, keyed=True)
@@ -472,38 +499,74 @@ async def test_stream_layer_cost(
     # records one (after the warm-up: both orders still run).
     rounds = 1 if bench_opts.disabled else 2 if bench_opts.quick else 4
     tag = uuid.uuid4().hex[:8]
+    on_httpx = stream_world.transport == "httpx"
+    three_phases = on_httpx and schedule == "together"
+
+    def batch(phase: str, r: int) -> list[ChatRequest]:  # fresh bodies per phase and round
+        where = f"{tag}-{r}" if phase == "layer" else f"{tag}-{phase}-{r}"
+        return [stream_request("openai", f"{where}-{i}", tokens) for i in range(n)]
+
     calls0 = await stream_world.calls()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        # Round 0 opens the connections (emulator on both sides, redis-server on the layer's)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+        raw_httpx_client(ai.settings.http) as client,
+    ):
+        aio: Reader = functools.partial(raw_openai_stream, session, provider)
+        hx: Reader = functools.partial(raw_httpx_stream, client, provider)
+        lay: Reader = functools.partial(timed_stream, ai)
+        # Round 0 opens the connections (emulator on every side, redis-server on the layer's)
         # and is not part of the figures (its cold-start cost is recorded as warmup_*); the
-        # recorded rounds alternate layer first, raw first.
-        raw, layer = await paired_rounds(
-            ai,
-            session,
-            provider,
-            lambda r: [stream_request("openai", f"{tag}-{r}-{i}", tokens) for i in range(n)],
-            rounds=rounds + 1,
-            schedule=schedule,
-        )
+        # recorded rounds alternate the sides' order (forward, reversed).
+        if three_phases:  # three pairs, each alone under its own 2 x n reads (decision 0860)
+            got = await phase_rounds(
+                {"layer": [aio, lay], "own": [hx, lay], "wire": [aio, hx]},
+                batch,
+                rounds=rounds + 1,
+                schedule=schedule,
+            )
+            pairs = {
+                "layer": (got["layer"][0], got["layer"][1]),
+                "own": (got["own"][0], got["own"][1]),
+                "wire": (got["wire"][0], got["wire"][1]),
+            }
+        else:  # each request read by every side (the httpx cells: raw httpx between the two)
+            sides = [aio, hx, lay] if on_httpx else [aio, lay]
+            got_sides = await side_rounds(
+                sides, functools.partial(batch, "layer"), rounds=rounds + 1, schedule=schedule
+            )
+            pairs = {"layer": (got_sides[0], got_sides[-1])}
+            if on_httpx:
+                pairs["own"] = (got_sides[1], got_sides[2])
+                pairs["wire"] = (got_sides[0], got_sides[1])
     calls = await stream_world.calls() - calls0
-    assert all(len(x.chunks) > 1 for x in raw + layer)
+    reads_made = len({id(x) for pair in pairs.values() for side in pair for x in side})
+    raw, layer = pairs["layer"]
+    for first, second in pairs.values():
+        assert all(len(x.chunks) > 1 for x in first + second)
+        # Every pair read one request body: the same reply (keyed latency: the same pacing)
+        same = sum(a.chunks == b.chunks for a, b in zip(first, second, strict=True)) / len(first)
+        assert same == 1.0, "a pair's two reads got different replies: not the same request body"
     # The layer side is a miss: nothing it read came from the cache, every read paid a call.
-    assert not any(x.response is not None and x.response.cached for x in layer)
-    assert calls == len(raw) + len(layer), f"{calls} upstream calls for {len(raw) + len(layer)}"
-    texts = [tuple(t for t in x.chunks if t) for x in layer]
-    same = sum(tuple(a.chunks) == b for a, b in zip(raw, texts, strict=True)) / len(raw)
-    assert same == 1.0, "a pair's two reads got different replies: not the same request body"
+    assert not any(
+        x.response is not None and x.response.cached
+        for first, second in pairs.values()
+        for x in first + second
+    )
+    assert calls == reads_made, f"{calls} upstream calls for {reads_made} reads"
+    versions: list[str] = []
+    if on_httpx:
+        # The version the layer's httpx transport speaks to this URL: HTTP/2 only by ALPN
+        # over TLS with http2 on (build_transport keeps HTTP/1.1 for cleartext URLs).
+        tls = urlsplit(provider.config.base_url).scheme == "https"
+        expected = "HTTP/2" if tls and ai.settings.http.http2 else "HTTP/1.1"
+        versions = sorted({x.http_version or "?" for x in pairs["own"][0] + pairs["wire"][1]})
+        assert versions == [expected], f"raw httpx read over {versions}, the layer over {expected}"
     warm = paired_cost([x.timeline for x in raw[:n]], [x.timeline for x in layer[:n]])
-    raw, layer = raw[n:], layer[n:]
+    recorded = {key: (first[n:], second[n:]) for key, (first, second) in pairs.items()}
+    raw, layer = recorded["layer"]
     raw_stats = summarize([x.timeline for x in raw])
-    layer_stats = summarize([x.timeline for x in layer])
-    paired = paired_cost([x.timeline for x in raw], [x.timeline for x in layer])
     figures: dict[str, Any] = {
-        "ttft_ratio_p50": layer_stats.ttft_ms["p50"] / raw_stats.ttft_ms["p50"],
-        "ttft_ratio_p99": layer_stats.ttft_ms["p99"] / raw_stats.ttft_ms["p99"],
-        "added_itl_p50_ms": layer_stats.itl_ms["p50"] - raw_stats.itl_ms["p50"],
-        "added_itl_p99_ms": layer_stats.itl_ms["p99"] - raw_stats.itl_ms["p99"],
-        **paired.as_dict(),
+        **cost_figures([x.timeline for x in raw], [x.timeline for x in layer]),
         "warmup_paired_ttft_ratio_p50": warm.ttft_ratio_p50,
         "warmup_paired_added_ttft_p50_ms": warm.added_ttft_p50_ms,
         "raw_ttft_p50_ms": raw_stats.ttft_ms["p50"],
@@ -515,6 +578,21 @@ async def test_stream_layer_cost(
         "latency_scale": scale,
         "keyed_latency": True,
     }
+    raw_httpx: list[StreamRead] = []
+    if on_httpx:  # the layer against httpx alone, and httpx alone against aiohttp alone
+        raw_httpx = recorded["own"][0]  # the raw httpx reads paired with the layer's
+        httpx_stats = summarize([x.timeline for x in raw_httpx])
+        for prefix, key in ((VS_RAW_HTTPX, "own"), (HTTPX_WIRE, "wire")):
+            first, second = recorded[key]
+            figures.update(
+                cost_figures([x.timeline for x in first], [x.timeline for x in second], prefix)
+            )
+        figures["raw_httpx_ttft_p50_ms"] = httpx_stats.ttft_ms["p50"]
+        figures["raw_httpx_itl_p50_ms"] = httpx_stats.itl_ms["p50"]
+        figures["raw_httpx_http_version"] = versions[0]
+        figures["raw_httpx_design"] = "pair_phases" if three_phases else "three_sides"
+        if abenchmark.disabled:  # the smoke run: the new figures are there and sane
+            _check_httpx_figures(figures, pairs=len(raw), same_reads=not three_phases)
     base = f"{stream_world.mode}-{stream_world.transport}-{cell}-{schedule}"
     params = {
         "world": stream_world.mode,
@@ -525,9 +603,37 @@ async def test_stream_layer_cost(
     }
     group = f"stream/layer_cost-{base}"
     _record_stream(abenchmark, raw, label=f"{base}-raw_aiohttp", group=group, params=params)
+    if on_httpx:
+        _record_stream(abenchmark, raw_httpx, label=f"{base}-raw_httpx", group=group, params=params)
     _record_stream(abenchmark, layer, label=f"{base}-layer", group=group, params=params, **figures)
     if not abenchmark.disabled:
         print(f"\nlayer cost {base}: {figures}")
+
+
+VS_RAW_HTTPX: Final = "vs_raw_httpx_"
+"""Prefix of the httpx cells' figures of the layer against a raw httpx read (the layer's own
+cost on that transport): ``vs_raw_httpx_ttft_ratio_p50``, ``vs_raw_httpx_paired_*`` ..."""
+HTTPX_WIRE: Final = "raw_httpx_vs_raw_aiohttp_"
+"""Prefix of the httpx cells' figures of a raw httpx read against a raw aiohttp read (the
+transport's cost): ``raw_httpx_vs_raw_aiohttp_ttft_ratio_p50`` ..."""
+
+
+def _check_httpx_figures(figures: dict[str, Any], *, pairs: int, same_reads: bool) -> None:
+    """The httpx cells' added figures: present, finite, every pair counted; where the three
+    comparisons are of the same reads (``same_reads``: ``alternating``), consistent: the
+    layer's ratio to raw aiohttp is the product of its ratio to raw httpx and raw httpx's to
+    raw aiohttp (for the ratios of percentiles)."""
+    for prefix in (VS_RAW_HTTPX, HTTPX_WIRE):
+        for name in ("ttft_ratio_p50", "ttft_ratio_p99", "paired_ttft_ratio_p50"):
+            value = figures[prefix + name]
+            assert math.isfinite(value) and value > 0, f"{prefix}{name} = {value}"
+        for name in ("added_itl_p50_ms", "added_itl_p99_ms", "paired_added_itl_p99_ms"):
+            assert math.isfinite(figures[prefix + name]), f"{prefix}{name} is not finite"
+        assert figures[prefix + "paired_pairs"] == pairs
+        assert figures[prefix + "paired_unmatched"] == 0
+    if same_reads:
+        product = figures[VS_RAW_HTTPX + "ttft_ratio_p50"] * figures[HTTPX_WIRE + "ttft_ratio_p50"]
+        assert math.isclose(product, figures["ttft_ratio_p50"], rel_tol=1e-9)
 
 
 # --------------------------------------------------------------------------- processes
