@@ -164,13 +164,6 @@ class IdleWatch:
             self._handle = None
 
 
-STEP_END: Final = 0
-"""A read step's outcome: the upstream ended (no chunk pushed)."""
-STEP_READ: Final = 1
-"""A read step's outcome: one chunk pushed, read from the transport."""
-STEP_READY: Final = 2
-"""A read step's outcome: one chunk pushed that was already parsed (no transport read)."""
-
 _AGAIN: Final = True  # a lent read given back: the producer reads (or lends) again
 _ENDED: Final = False  # a lent read given back at the end of the upstream
 
@@ -180,8 +173,7 @@ class LentRead:
 
     ``step()`` is the producer's own loop body: it reads the upstream until one
     non-empty text chunk, pushes it into the feed (and relays it), and returns
-    :data:`STEP_READ` / :data:`STEP_READY`, or :data:`STEP_END` at the end; it
-    raises the read's errors (the idle timeout already turned into the
+    True, or False at the end of the upstream; it raises the read's errors (the idle timeout already turned into the
     producer's timeout error by ``watch``). :meth:`read` runs one step in the
     caller's task; the read goes back to the producer (:meth:`give_back`) at
     the end, on an error, when a second reader has joined, and when the caller
@@ -193,7 +185,7 @@ class LentRead:
     def __init__(
         self,
         feed: UpstreamFeed,
-        step: Callable[[], Awaitable[int]],
+        step: Callable[[], Awaitable[bool]],
         watch: IdleWatch,
         fut: asyncio.Future[bool],
     ) -> None:
@@ -217,11 +209,10 @@ class LentRead:
             else:
                 fut.set_result(outcome)
 
-    async def read(self) -> int:
-        """One step in the current task: the step's outcome when a chunk was pushed and
-        the loan goes on, else :data:`STEP_END` (the read went back to the producer, or
-        the producer took it back). The caller's own cancellation gives the read back
-        and propagates."""
+    async def read(self) -> bool:
+        """One step in the current task: True when it pushed a chunk, False when the read
+        went back to the producer instead (the end, an error) or the producer took it back.
+        The caller's own cancellation gives the read back and propagates."""
         self.busy = True
         watch = self.watch
         watch.hand(asyncio.current_task())
@@ -236,10 +227,10 @@ class LentRead:
             self.busy = False
             watch.hand(None)
             self.give_back(exc)
-            return STEP_END
+            return False
         self.busy = False
         watch.hand(None)
-        if got == STEP_END:
+        if not got:
             self.give_back(_ENDED)
         elif self.feed.readers > 1 or self.feed._lent is not self:
             self.give_back(_AGAIN)  # a follower joined meanwhile: the producer reads for both
@@ -309,7 +300,7 @@ class UpstreamFeed:
         self._wake()
 
     async def drive(
-        self, step: Callable[[], Awaitable[int]], watch: IdleWatch, *, lend: bool
+        self, step: Callable[[], Awaitable[bool]], watch: IdleWatch, *, lend: bool
     ) -> None:
         """Run the producer's read ``step`` until the upstream ends (or raise its error).
 
@@ -328,7 +319,7 @@ class UpstreamFeed:
             if not await step():
                 return
 
-    async def lend(self, step: Callable[[], Awaitable[int]], watch: IdleWatch) -> bool:
+    async def lend(self, step: Callable[[], Awaitable[bool]], watch: IdleWatch) -> bool:
         """Lend the read ``step`` to the feed's only reader until it gives it back: False
         when the upstream ended, True when the producer should read on; the read's error
         is raised here. A cancellation takes the read back (a step running in the
@@ -565,9 +556,11 @@ class ResponseStream:
                 raise StopAsyncIteration
             lent = feed._lent
             if lent is not None and feed.readers == 1 and not lent.busy:
-                # The only reader, every chunk read: read the upstream in this task.
-                if await lent.read() == STEP_READY:
-                    continue  # an already parsed chunk: as if it had been waiting here
+                # The only reader, every chunk read: read the upstream in this task. Its
+                # chunks are live ones, delivered as a raw read would (no extra yield: a
+                # run of chunks without a suspension is at most what one transport read
+                # brought, and the next read waits for the loop).
+                await lent.read()
                 waited = True
                 continue
             await feed.wait()

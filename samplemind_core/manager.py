@@ -107,9 +107,6 @@ from ._exceptions import (
 from ._models import ChatRequest, ChatResponse
 from ._streaming import (
     CHUNKS_KEY,
-    STEP_END,
-    STEP_READ,
-    STEP_READY,
     IdleWatch,
     ResponseStream,
     UpstreamFeed,
@@ -247,10 +244,9 @@ class _ChainStep:
     """One step of reading a provider's stream into a feed: up to one non-empty text chunk,
     pushed (and relayed) in order; the body of :meth:`AIManager._read_chain`'s read loop,
     run by the producer task or, lent (:meth:`UpstreamFeed.lend`), by the only reader's.
-    Returns ``STEP_END`` at the end of the stream, ``STEP_READ`` / ``STEP_READY`` after a
-    chunk; raises the read's errors, the idle timeout as ``RequestTimeout``."""
+    Returns False at the end of the stream, True after a chunk; raises the read's errors, the idle timeout as ``RequestTimeout``."""
 
-    __slots__ = ("begin", "chunks", "feed", "fields", "idle", "pending", "relay", "watch")
+    __slots__ = ("begin", "chunks", "feed", "fields", "idle", "relay", "watch")
 
     def __init__(
         self,
@@ -265,8 +261,6 @@ class _ChainStep:
     ) -> None:
         self.feed = feed
         self.chunks = upstream.__aiter__()
-        # Text already parsed (no transport read needed): a ProviderStream's queue.
-        self.pending: Any = getattr(upstream, "_pending", None)
         self.watch = watch
         self.relay = relay
         self.begin = begin
@@ -279,15 +273,14 @@ class _ChainStep:
         # The first chunk's relay fields, and whether it starts a replacement stream.
         self.fields: tuple[dict[bytes, bytes] | None, bool] | None = (first, restart)
 
-    async def __call__(self) -> int:
-        got = STEP_READY if self.pending else STEP_READ
+    async def __call__(self) -> bool:
         chunks = self.chunks
         watch = self.watch
         while True:
             try:
                 text = await chunks.__anext__()
             except StopAsyncIteration:
-                return STEP_END
+                return False
             except BaseException:
                 if watch.expired():
                     name, idle = self.idle
@@ -312,7 +305,7 @@ class _ChainStep:
             fields = fields or {}
             fields[b"t"] = text.encode()
             relay.put(fields)
-        return got
+        return True
 
 
 class AIManager:

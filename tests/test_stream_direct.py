@@ -146,13 +146,32 @@ def sse_body(texts: list[str]) -> bytes:
     return body + b"data: [DONE]\n\n"
 
 
-class Trickle:
-    """A loopback HTTP/1.1 server answering every request with one OpenAI SSE body, written
-    in fragments of 1-24 bytes (cut anywhere: inside a line, an event, a UTF-8 character)
-    with a short pause between them; ``stall_after`` bytes, then silence (0: never)."""
+def ndjson_body(texts: list[str]) -> bytes:
+    lines: list[dict[str, Any]] = [
+        {"model": "llama3.2", "message": {"role": "assistant", "content": t}, "done": False}
+        for t in texts
+    ]
+    lines.append({"model": "llama3.2", "done": True, "done_reason": "stop", "eval_count": 60})
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
-    def __init__(self, texts: list[str], seed: int, stall_after: int = 0) -> None:
-        self.body = sse_body(texts)
+
+BODIES = {
+    "openai": (sse_body, "text/event-stream"),
+    "ollama": (ndjson_body, "application/x-ndjson"),
+}
+
+
+class Trickle:
+    """A loopback HTTP/1.1 server answering every request with one body of ``wire``'s format
+    (OpenAI's SSE, Ollama's NDJSON), written in fragments of 1-24 bytes (cut anywhere: inside
+    a line, an event, a UTF-8 character) with a short pause between them; ``stall_after``
+    bytes, then silence (0: never)."""
+
+    def __init__(
+        self, texts: list[str], seed: int, stall_after: int = 0, wire: str = "openai"
+    ) -> None:
+        build, self.content_type = BODIES[wire]
+        self.body = build(texts)
         self.rng = random.Random(seed)
         self.stall_after = stall_after
         self.requests = 0
@@ -189,7 +208,7 @@ class Trickle:
                 self.requests += 1
                 body = self.body
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    f"HTTP/1.1 200 OK\r\ncontent-type: {self.content_type}\r\n".encode()
                     + f"content-length: {len(body)}\r\n\r\n".encode()
                 )
                 at = 0
@@ -215,7 +234,8 @@ def trickle_settings(url: str, **stream: Any) -> Settings:
         providers={
             "openai": ProviderConfig(
                 name="openai", base_url=f"{url}/v1", api_key=Secret("sk-direct-0123456789")
-            )
+            ),
+            "ollama": ProviderConfig(name="ollama", base_url=url),
         },
         stream=StreamConfig(**stream),
     )
@@ -278,8 +298,9 @@ async def _drain(stream: Any) -> list[str]:
 # --------------------------------------------------------------------------- leaving mid-read
 
 
+@pytest.mark.parametrize("wire", sorted(BODIES))
 async def test_the_leader_cancelled_mid_read_loses_no_byte_for_its_followers(
-    cache: ResponseCache, monkeypatch: pytest.MonkeyPatch
+    wire: str, cache: ResponseCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The body arrives in fragments cut anywhere; the leader reads it directly and is
     cancelled at a random moment in the middle of a read, right after followers joined: the
@@ -291,12 +312,12 @@ async def test_the_leader_cancelled_mid_read_loses_no_byte_for_its_followers(
     mid_read = 0
     rounds = 12
     async with (
-        Trickle(TEXTS, seed=7) as server,
+        Trickle(TEXTS, seed=7, wire=wire) as server,
         AIManager(trickle_settings(server.url), cache=cache) as ai,
     ):
         for r in range(rounds):
             pushes.clear()
-            request = req("openai", f"leader {r} {uuid.uuid4().hex}")
+            request = req(wire, f"leader {r} {uuid.uuid4().hex}")
             seen: list[str] = []
             entered = asyncio.Event()
 
@@ -389,6 +410,27 @@ async def test_the_idle_timeout_while_lent_interrupts_or_falls_back_as_before(
         assert route[0]["provider"] == "ollama" and "idle_timeout_s" in route[0]["error"]
         assert resp.provider != "ollama" and "".join(chunks) == resp.text
         assert set(pushes.by) == {"caller"}  # the fallback's stream was lent too
+        await settle(ai)
+
+
+async def test_a_slow_reader_is_not_idle_time(
+    emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle timeout counts only while someone waits for a chunk: a lone reader that takes
+    longer than ``idle_timeout_s`` over each chunk (while nobody reads the upstream) gets the
+    whole answer, as it did when the producer read ahead."""
+    pushes = Pushes(monkeypatch)
+    async with manager(emulator_server, None) as ai:
+        request = req("ollama", "a slow reader")
+        got: list[str] = []
+        async with asyncio.timeout(LIVENESS_S), ai.stream(request, idle_timeout_s=0.1) as s:
+            async for chunk in s:
+                got.append(chunk.text)
+                if len(got) <= 3:
+                    await asyncio.sleep(0.25)  # the consumer's own work: 2.5x idle_timeout_s
+            resp = s.response
+        assert "".join(got) == resp.text and len(got) > 3
+        assert set(pushes.by) == {"caller"}
         await settle(ai)
 
 
