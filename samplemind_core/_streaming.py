@@ -173,11 +173,12 @@ class LentRead:
 
     ``step()`` is the producer's own loop body: it reads the upstream until one
     non-empty text chunk, pushes it into the feed (and relays it), and returns
-    True, or False at the end of the upstream; it raises the read's errors (the idle timeout already turned into the
-    producer's timeout error by ``watch``). :meth:`read` runs one step in the
-    caller's task; the read goes back to the producer (:meth:`give_back`) at
-    the end, on an error, when a second reader has joined, and when the caller
-    is cancelled. ``busy`` while a step runs.
+    True, or False at the end of the upstream; it raises the read's errors (the
+    idle timeout already turned into the producer's timeout error through
+    ``watch``). :meth:`read` runs one step in the caller's task; the read goes
+    back to the producer (:meth:`give_back`) at the end, on an error, when a
+    second reader has joined, and when the caller is cancelled. ``busy`` while
+    a step runs.
     """
 
     __slots__ = ("_fut", "busy", "feed", "step", "watch")

@@ -244,7 +244,8 @@ class _ChainStep:
     """One step of reading a provider's stream into a feed: up to one non-empty text chunk,
     pushed (and relayed) in order; the body of :meth:`AIManager._read_chain`'s read loop,
     run by the producer task or, lent (:meth:`UpstreamFeed.lend`), by the only reader's.
-    Returns False at the end of the stream, True after a chunk; raises the read's errors, the idle timeout as ``RequestTimeout``."""
+    Returns False at the end of the stream, True after a chunk; raises the read's errors,
+    the idle timeout as ``RequestTimeout``."""
 
     __slots__ = ("begin", "chunks", "feed", "fields", "idle", "relay", "watch")
 

@@ -577,3 +577,38 @@ async def test_an_empty_chain_still_fails_every_reader(
         with pytest.raises(AllProvidersFailedError):
             await read(ai, req(None, "nobody answers"))
         await settle(ai)
+
+
+# --------------------------------------------------------------------------- the idle watch
+
+
+async def test_the_idle_watch_cancels_whoever_reads_and_nobody_between_reads() -> None:
+    """``IdleWatch.hand``: the watch cancels the task that holds the read, only that task sees
+    ``expired()``, and while nobody holds it (a lent read between two chunks) nothing fires."""
+    from samplemind_core._streaming import IdleWatch
+
+    watch = IdleWatch(0.05)
+    watch.hand(None)  # nobody reads: two idle periods pass without a cancellation
+    await asyncio.sleep(0.15)
+    assert not watch.fired
+
+    async def borrower() -> str:
+        watch.hand(asyncio.current_task())
+        try:
+            await asyncio.sleep(LIVENESS_S)  # a read that never gets a byte
+        except asyncio.CancelledError:
+            return "timeout" if watch.expired() else "cancelled"
+        finally:
+            watch.hand(None)
+        return "read"
+
+    assert await asyncio.wait_for(borrower(), LIVENESS_S) == "timeout"
+    assert not watch.expired()  # the producer's task was not the one cancelled
+    task = asyncio.create_task(borrower())  # the borrower's own cancellation stays its own
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await task == "cancelled"
+    watch.stop()
+    watch.hand(asyncio.current_task())  # a stopped watch never re-arms
+    await asyncio.sleep(0.1)
+    assert not watch.fired
