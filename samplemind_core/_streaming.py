@@ -12,10 +12,20 @@ An :class:`UpstreamFeed` holds the chunks of one upstream stream (or of a stored
 one) in order and wakes its readers when one arrives; each
 :class:`ResponseStream` reads it from the first chunk at its own pace, so a
 caller that joins late gets every chunk from the first, then the live tail.
-The upstream is read by a task of its own (started by the manager), never by
-a caller: a caller that leaves (break, error, cancellation) only detaches; the
-last one to leave before the end cancels that task, which closes the upstream
-response and frees its connection before :meth:`ResponseStream.aclose` returns.
+The upstream is owned by a task of its own (started by the manager: it opens it,
+falls back, stores and relays the answer): a caller that leaves (break, error,
+cancellation) only detaches; the last one to leave before the end cancels that
+task, which closes the upstream response and frees its connection before
+:meth:`ResponseStream.aclose` returns.
+
+While a caller is the feed's only reader, the producer may *lend* it the per-chunk
+read (:meth:`UpstreamFeed.lend`, decision 0800): the caller then reads the upstream
+in its own task, one text chunk per ``__anext__`` (pushed into the feed and relayed
+as the producer would), without waiting for the producer task to be scheduled for
+each chunk. The read goes back to the producer at the end of the stream, on any
+error of the read (the producer's code then falls back, interrupts, stores or fails
+as always), when a second reader joins, and when the caller leaves or is cancelled
+(also in the middle of a read: no byte is lost).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from ._models import ChatResponse
 __all__ = [
     "CHUNKS_KEY",
     "IdleWatch",
+    "LentRead",
     "ResponseStream",
     "StreamChunk",
     "UpstreamFeed",
@@ -91,17 +102,22 @@ class IdleWatch:
     task. The reader then calls :meth:`expired` on whatever its await raised: True
     (and the cancellation undone) when the watch caused it, so that it can raise
     its timeout error instead; a cancellation of anyone else stays a cancellation.
-    Created inside the reading task; :meth:`stop` before the task does anything else.
+    Created inside the reading task; :meth:`hand` moves the read to another task
+    (``None``: nobody reads now, e.g. a lent read between two of its caller's chunks:
+    the time nobody asks for a chunk is not idle time); :meth:`stop` before the task
+    does anything else.
     """
 
-    __slots__ = ("_handle", "_loop", "_task", "fired", "idle_s", "last")
+    __slots__ = ("_cancelled", "_handle", "_loop", "_stopped", "_task", "fired", "idle_s", "last")
 
     def __init__(self, idle_s: float) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         self._loop = loop
-        self._task = task
+        self._task: asyncio.Task[Any] | None = task
+        self._cancelled: asyncio.Task[Any] | None = None
+        self._stopped = False
         self.idle_s = idle_s
         self.last = loop.time()
         self.fired = False
@@ -110,26 +126,116 @@ class IdleWatch:
     def touch(self) -> None:
         self.last = self._loop.time()
 
+    def hand(self, task: asyncio.Task[Any] | None) -> None:
+        """The read is now ``task``'s (the idle time counted from now), or nobody's."""
+        self._task = task
+        if task is not None and not self._stopped:
+            self.last = self._loop.time()
+            if self._handle is None:
+                self._handle = self._loop.call_at(self.last + self.idle_s, self._check)
+
     def _check(self) -> None:
+        task = self._task
+        if task is None:  # nobody reads: re-armed by hand()
+            self._handle = None
+            return
         due = self.last + self.idle_s
         if self._loop.time() >= due:
             self._handle = None
             self.fired = True
-            self._task.cancel()
+            self._cancelled = task
+            task.cancel()
         else:
             self._handle = self._loop.call_at(due, self._check)
 
     def expired(self) -> bool:
-        """Whether the watch cancelled the task (the cancellation is then undone)."""
-        if not self.fired:
+        """Whether the watch cancelled the current task (the cancellation is then undone)."""
+        task = self._cancelled
+        if not self.fired or task is None or task is not asyncio.current_task():
             return False
         self.fired = False
-        return self._task.uncancel() == 0
+        self._cancelled = None
+        return task.uncancel() == 0
 
     def stop(self) -> None:
+        self._stopped = True
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+_AGAIN: Final = True  # a lent read given back: the producer reads (or lends) again
+_ENDED: Final = False  # a lent read given back at the end of the upstream
+
+
+class LentRead:
+    """The producer's per-chunk read of its upstream, lent to the feed's only reader.
+
+    ``step()`` is the producer's own loop body: it reads the upstream until one
+    non-empty text chunk, pushes it into the feed (and relays it), and returns
+    True, or False at the end of the upstream; it raises the read's errors (the
+    idle timeout already turned into the producer's timeout error through
+    ``watch``). :meth:`read` runs one step in the caller's task; the read goes
+    back to the producer (:meth:`give_back`) at the end, on an error, when a
+    second reader has joined, and when the caller is cancelled. ``busy`` while
+    a step runs.
+    """
+
+    __slots__ = ("_fut", "busy", "feed", "step", "watch")
+
+    def __init__(
+        self,
+        feed: UpstreamFeed,
+        step: Callable[[], Awaitable[bool]],
+        watch: IdleWatch,
+        fut: asyncio.Future[bool],
+    ) -> None:
+        self.feed = feed
+        self.step = step
+        self.watch = watch
+        self.busy = False
+        self._fut = fut
+
+    def give_back(self, outcome: bool | BaseException) -> None:
+        """End the loan: ``True`` the producer reads on, ``False`` the upstream ended, an
+        exception the producer raises as its own read's error. Nothing when the producer
+        has gone (cancelled: it took the read back itself)."""
+        feed = self.feed
+        if feed._lent is self:
+            feed._lent = None
+        fut = self._fut
+        if not fut.done():
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
+            else:
+                fut.set_result(outcome)
+
+    async def read(self) -> bool:
+        """One step in the current task: True when it pushed a chunk, False when the read
+        went back to the producer instead (the end, an error) or the producer took it back.
+        The caller's own cancellation gives the read back and propagates."""
+        self.busy = True
+        watch = self.watch
+        watch.hand(asyncio.current_task())
+        try:
+            got = await self.step()
+        except asyncio.CancelledError:
+            self.busy = False
+            watch.hand(None)
+            self.give_back(_AGAIN)
+            raise
+        except BaseException as exc:
+            self.busy = False
+            watch.hand(None)
+            self.give_back(exc)
+            return False
+        self.busy = False
+        watch.hand(None)
+        if not got:
+            self.give_back(_ENDED)
+        elif self.feed.readers > 1 or self.feed._lent is not self:
+            self.give_back(_AGAIN)  # a follower joined meanwhile: the producer reads for both
+        return got
 
 
 class UpstreamFeed:
@@ -144,6 +250,7 @@ class UpstreamFeed:
 
     __slots__ = (
         "_last",
+        "_lent",
         "_rest",
         "_waiters",
         "chunks",
@@ -178,6 +285,7 @@ class UpstreamFeed:
         # One future per waiting reader, all resolved and dropped at the next chunk (an
         # asyncio.Event would remove each waiter from a deque: O(readers) per reader).
         self._waiters: list[asyncio.Future[None]] = []
+        self._lent: LentRead | None = None
         self._last = _perf()
         # A stored answer's chunks after the first, not cut yet (replay_stored): the text,
         # the chunk lengths (None: split into words) and the recorded gaps.
@@ -191,6 +299,45 @@ class UpstreamFeed:
         self.gaps_ms.append((now - self._last) * 1000.0)
         self._last = now
         self._wake()
+
+    async def drive(
+        self, step: Callable[[], Awaitable[bool]], watch: IdleWatch, *, lend: bool
+    ) -> None:
+        """Run the producer's read ``step`` until the upstream ends (or raise its error).
+
+        With ``lend`` (the read is resumable after a cancellation), the read is lent
+        (:meth:`lend`) whenever the feed has exactly one reader, and read here otherwise.
+        """
+        if not lend:
+            while await step():
+                pass
+            return
+        while True:
+            if self.readers == 1:
+                if await self.lend(step, watch):
+                    continue  # given back: lend again to a single reader, or read
+                return
+            if not await step():
+                return
+
+    async def lend(self, step: Callable[[], Awaitable[bool]], watch: IdleWatch) -> bool:
+        """Lend the read ``step`` to the feed's only reader until it gives it back: False
+        when the upstream ended, True when the producer should read on; the read's error
+        is raised here. A cancellation takes the read back (a step running in the
+        reader's task then finds the upstream closed and drops its own outcome)."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        lent = LentRead(self, step, watch, fut)
+        self._lent = lent
+        watch.hand(None)
+        self._wake()  # a reader waiting for a chunk takes the read at once
+        try:
+            return await fut
+        finally:
+            if self._lent is lent:
+                self._lent = None
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # (retrieved: raised above, or dropped with our cancellation)
+            watch.hand(asyncio.current_task())
 
     def _wake(self) -> None:
         waiters = self._waiters
@@ -282,6 +429,9 @@ class UpstreamFeed:
 
     def attach(self) -> None:
         self.readers += 1
+        lent = self._lent
+        if lent is not None and not lent.busy:
+            lent.give_back(_AGAIN)  # two readers: the producer reads for both
 
     def detach(self) -> asyncio.Task[None] | None:
         """One reader left; the producer task to await when it was the last before the end."""
@@ -405,6 +555,15 @@ class ResponseStream:
             if feed.done:
                 self._end(feed)
                 raise StopAsyncIteration
+            lent = feed._lent
+            if lent is not None and feed.readers == 1 and not lent.busy:
+                # The only reader, every chunk read: read the upstream in this task. Its
+                # chunks are live ones, delivered as a raw read would (no extra yield: a
+                # run of chunks without a suspension is at most what one transport read
+                # brought, and the next read waits for the loop).
+                await lent.read()
+                waited = True
+                continue
             await feed.wait()
             waited = True
         if self._replay == "paced" and feed.source == "cache":

@@ -91,7 +91,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -1268,6 +1268,11 @@ class StreamResponse:
         "url",
     )
 
+    _resumable: ClassVar[bool] = False
+    """Whether a :meth:`read_chunk` cancelled while it waits loses nothing: the next call
+    (from any task) returns the bytes it would have returned (the raw aiohttp path, whose
+    ``StreamReader.readany`` keeps its buffer; not httpx's async-generator body)."""
+
     def __init__(
         self,
         status_code: int,
@@ -1365,6 +1370,8 @@ class _AiohttpStreamResponse(StreamResponse):
     """The raw path: an ``aiohttp.ClientResponse`` read with ``readany``."""
 
     __slots__ = ("_raw",)
+
+    _resumable: ClassVar[bool] = True
 
     def __init__(self, raw: aiohttp.ClientResponse, method: str, where: str) -> None:
         version = raw.version

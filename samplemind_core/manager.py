@@ -240,6 +240,75 @@ class _RouteLog:
         return failed
 
 
+class _ChainStep:
+    """One step of reading a provider's stream into a feed: up to one non-empty text chunk,
+    pushed (and relayed) in order; the body of :meth:`AIManager._read_chain`'s read loop,
+    run by the producer task or, lent (:meth:`UpstreamFeed.lend`), by the only reader's.
+    Returns False at the end of the stream, True after a chunk; raises the read's errors,
+    the idle timeout as ``RequestTimeout``."""
+
+    __slots__ = ("begin", "chunks", "feed", "fields", "idle", "relay", "watch")
+
+    def __init__(
+        self,
+        feed: UpstreamFeed,
+        upstream: ProviderStream,
+        watch: IdleWatch,
+        relay: RelayWriter | None,
+        choice: RouteChoice,
+        begin: int,
+        *,
+        restart: bool,
+    ) -> None:
+        self.feed = feed
+        self.chunks = upstream.__aiter__()
+        self.watch = watch
+        self.relay = relay
+        self.begin = begin
+        self.idle = (choice.provider, watch.idle_s)
+        first: dict[bytes, bytes] | None = None
+        if relay is not None:
+            first = {b"p": f"{choice.provider}/{choice.model}".encode()}
+            if restart:
+                first[b"restart"] = b"1"
+        # The first chunk's relay fields, and whether it starts a replacement stream.
+        self.fields: tuple[dict[bytes, bytes] | None, bool] | None = (first, restart)
+
+    async def __call__(self) -> bool:
+        chunks = self.chunks
+        watch = self.watch
+        while True:
+            try:
+                text = await chunks.__anext__()
+            except StopAsyncIteration:
+                return False
+            except BaseException:
+                if watch.expired():
+                    name, idle = self.idle
+                    raise RequestTimeout(
+                        f"{name}: no chunk within idle_timeout_s={idle:g} s"
+                    ) from None
+                raise
+            finally:
+                watch.touch()
+            if text:
+                break
+        feed = self.feed
+        relay = self.relay
+        fields: dict[bytes, bytes] | None = None
+        if self.fields is not None and len(feed.chunks) == self.begin:
+            fields, restart = self.fields
+            self.fields = None
+            if restart:
+                feed.restart()
+        feed.push(text)
+        if relay is not None:
+            fields = fields or {}
+            fields[b"t"] = text.encode()
+            relay.put(fields)
+        return True
+
+
 class AIManager:
     """Cached, routed, health-aware chat completions (see the module docstring).
 
@@ -816,36 +885,16 @@ class AIManager:
                     await limiter.acquire()
                     t0 = time.perf_counter()
                 upstream = await adapter.open_stream(self._http, request, choice.model)
-                chunks = upstream.__aiter__()
                 watch = IdleWatch(idle)  # the gap before each chunk, the first one included
-                while True:
-                    try:
-                        text = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    except BaseException:
-                        if watch.expired():
-                            raise RequestTimeout(
-                                f"{name}: no chunk within idle_timeout_s={idle:g} s"
-                            ) from None
-                        raise
-                    finally:
-                        watch.touch()
-                    if not text:
-                        continue
-                    fields: dict[bytes, bytes] | None = None
-                    if len(feed.chunks) == begin:
-                        if interrupted is not None:
-                            feed.restart()
-                        if relay is not None:
-                            fields = {b"p": f"{name}/{choice.model}".encode()}
-                            if interrupted is not None:
-                                fields[b"restart"] = b"1"
-                    feed.push(text)
-                    if relay is not None:
-                        fields = fields or {}
-                        fields[b"t"] = text.encode()
-                        relay.put(fields)
+                step = _ChainStep(
+                    feed, upstream, watch, relay, choice, begin, restart=interrupted is not None
+                )
+                # Lent to a single reader's task where a cancelled read loses nothing
+                # (decision 0800); read here otherwise.
+                from .providers._stream import ProviderStream  # (imported with the adapter)
+
+                lend = isinstance(upstream, ProviderStream) and upstream._allow_resume()
+                await feed.drive(step, watch, lend=lend)
                 watch.stop()
                 reply = upstream.response
             except SampleMindError as exc:

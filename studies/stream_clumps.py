@@ -23,9 +23,11 @@ between arrival and the caller (each side's ``recv - sock`` delay, layer minus r
 pair of them compared: ``raw`` (the suite's raw aiohttp read), ``layer`` (``AIManager.stream``),
 ``raw^`` (a raw read started when the layer read's request begins to go out: aligned with the
 layer in time, no layer on its path), ``direct`` (the layer's provider stream read in the
-caller's own task: what the layer would deliver per chunk without its producer-to-caller
-hand-off), each optionally ``@MS`` (started MS later: is a later start alone enough to make
-the gaps differ?). ``raw,raw@0`` is the A/A floor. The instrumentation is in this study, not
+caller's own task, no router, feed or cache: the prototype of decision 0760), ``hop`` (the
+layer with its read never lent to the caller: the producer task reads every chunk and hands
+it over, the per-chunk path before decision 0800; ``layer`` lends it to a single reader),
+each optionally ``@MS`` (started MS later: is a later start alone enough to make the gaps
+differ?). ``raw,raw@0`` is the A/A floor. The instrumentation is in this study, not
 in the product (it wraps ``StreamReader.feed_data``, ``UpstreamFeed.push``,
 ``ClientRequest.send`` and the raw path's response for the duration of the run)::
 
@@ -33,6 +35,7 @@ in the product (it wraps ``StreamReader.feed_data``, ``UpstreamFeed.push``,
     nice python studies/stream_clumps.py --rounds 2 --reads raw,raw^,layer
     nice python studies/stream_clumps.py --rounds 2 --no-cache --reads raw,raw@130
     nice python studies/stream_clumps.py --rounds 2 --no-cache --reads raw,direct,layer
+    nice python studies/stream_clumps.py --rounds 2 --no-cache --reads raw,hop,layer,direct
 
 Prints one JSON object. Only the aiohttp transport (the probe is aiohttp's StreamReader).
 """
@@ -85,6 +88,7 @@ class Probe:
     start: float = 0.0
     sent: float = 0.0  # when aiohttp began writing the request (ClientRequest.send)
     sending: asyncio.Event | None = None  # set when this read's request starts going out
+    lend: bool = True  # layer: the producer may lend its read to the caller (False: hop)
     opened: float = 0.0  # layer: AIManager._open_feed returned (key, lookup; the feed's there)
     produce: float = 0.0  # layer: the producer task's first step (AIManager._produce)
     claimed: float = 0.0  # layer + Redis: the relay claim returned (ResponseCache._relay_claim)
@@ -128,6 +132,7 @@ def _install() -> Callable[[], None]:
     open_feed = AIManager._open_feed
     produce = AIManager._produce
     claim = ResponseCache._relay_claim
+    drive = _streaming.UpstreamFeed.drive
 
     def pause_probe(self: Any) -> None:
         PAUSES.append(_perf())
@@ -155,6 +160,10 @@ def _install() -> Callable[[], None]:
     push = _streaming.UpstreamFeed.push
     init = http._AiohttpStreamResponse.__init__
     send = aiohttp.ClientRequest.send
+
+    async def drive_probe(self: Any, step: Any, watch: Any, *, lend: bool) -> None:
+        probe = PROBE.get()  # a hop read: the producer reads every chunk itself
+        await drive(self, step, watch, lend=lend and (probe is None or probe.lend))
 
     def feed_probe(self: Any, data: bytes, *args: Any) -> Any:
         log = FEEDS.get(self)
@@ -189,6 +198,7 @@ def _install() -> Callable[[], None]:
     aiohttp.ClientRequest.send = send_probe  # type: ignore[method-assign]
     reader_cls.feed_data = feed_probe  # type: ignore[method-assign,assignment]
     _streaming.UpstreamFeed.push = push_probe  # type: ignore[method-assign]
+    _streaming.UpstreamFeed.drive = drive_probe  # type: ignore[method-assign]
     http._AiohttpStreamResponse.__init__ = init_probe  # type: ignore[method-assign,assignment]
 
     def undo() -> None:
@@ -199,6 +209,7 @@ def _install() -> Callable[[], None]:
         aiohttp.ClientRequest.send = send  # type: ignore[method-assign]
         reader_cls.feed_data = feed_data  # type: ignore[method-assign]
         _streaming.UpstreamFeed.push = push  # type: ignore[method-assign]
+        _streaming.UpstreamFeed.drive = drive  # type: ignore[method-assign]
         http._AiohttpStreamResponse.__init__ = init  # type: ignore[method-assign]
 
     return undo
@@ -390,9 +401,9 @@ def _cpu_s(pid: int) -> float:
 
 def _spec(text: str) -> tuple[str, float]:
     kind, _, offset = text.partition("@")
-    if kind not in ("raw", "layer", "raw^", "direct"):
+    if kind not in ("raw", "layer", "raw^", "direct", "hop"):
         raise SystemExit(
-            f"a read is raw, layer, raw^ or direct, optionally @OFFSET_MS: got {text!r}"
+            f"a read is raw, layer, raw^, direct or hop, optionally @OFFSET_MS: got {text!r}"
         )
     return kind, float(offset or 0.0) / 1e3
 
@@ -405,6 +416,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     server = None if args.no_cache else RedisServer().start()
     client = None if server is None else Redis.from_url(server.url)
     cache = (
+        None
+        if client is None
+        else ResponseCache(client, config=CacheConfig(namespace="clump-" + uuid.uuid4().hex[:8]))
+    )
+    # hop reads go through a manager of their own (own pool, own cache namespace): a layer
+    # read and a hop read of the same body must not share one upstream.
+    hop_cache = (
         None
         if client is None
         else ResponseCache(client, config=CacheConfig(namespace="clump-" + uuid.uuid4().hex[:8]))
@@ -425,6 +443,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         )
         async with (
             AIManager(settings, cache=cache) as ai,
+            AIManager(settings, cache=hop_cache) as ai_hop,
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
         ):
             provider = ai.provider("openai")
@@ -441,6 +460,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     return await raw_read(session, provider, req, Probe(name))
                 if kind == "direct":
                     return await direct_read(ai, req, Probe(name))
+                if kind == "hop":
+                    return await layer_read(ai_hop, req, Probe(name, sending=sending, lend=False))
                 return await layer_read(ai, req, Probe(name, sending=sending))
 
             pids = {"emulator": emulator.pid}
@@ -480,6 +501,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         undo()
         if cache is not None:
             await cache.aclose()
+        if hop_cache is not None:
+            await hop_cache.aclose()
         if client is not None:
             await client.aclose()
         if server is not None:
@@ -519,8 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         "--reads",
         default="raw,layer",
         help="the reads of each request, side by side: raw, layer, raw^ (a raw read started "
-        "when the layer's request goes out: aligned with it in time) or direct (the layer's "
-        "provider stream read in the caller's task: no hand-off), optionally @MS (started "
+        "when the layer's request goes out: aligned with it in time), direct (the layer's "
+        "provider stream read in the caller's task: no hand-off) or hop (the layer, its read "
+        "never lent: the producer hands each chunk over), optionally @MS (started "
         "MS later), distinct, e.g. raw,layer,raw@130 (every pair of them is compared)",
     )
     p.add_argument("--no-cache", action="store_true", help="the layer without a cache")
@@ -543,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(names)) != len(names):
         p.error("--reads: every read once (raw,raw@0 to compare two raw reads)")
     kinds = {n.partition("@")[0] for n in names}
-    if "raw^" in kinds and "layer" not in kinds:
+    if "raw^" in kinds and not kinds & {"layer", "hop"}:
         p.error("--reads: raw^ starts when the layer's request goes out: it needs a layer read")
     print(json.dumps(asyncio.run(_run(args)), indent=1))
     return 0

@@ -94,7 +94,7 @@ def test_probes_are_installed_and_removed() -> None:
 
 
 def test_bad_reads_are_refused() -> None:
-    with pytest.raises(SystemExit, match="raw, layer, raw\\^ or direct"):
+    with pytest.raises(SystemExit, match="raw, layer, raw\\^, direct or hop"):
         asyncio.run(stream_clumps._run(argparse.Namespace(reads="raw,remote")))
     with pytest.raises(SystemExit):
         stream_clumps.main(["--reads", "raw,raw"])
@@ -108,7 +108,7 @@ def test_the_study_times_every_chunk_of_real_reads(capsys: pytest.CaptureFixture
     """One short round against the real emulator and a redis-server: every read of every kind
     is timed at each probe point, in order (bytes fed, then parsed, then at the caller)."""
     argv = ["--rounds", "1", "--warmup", "0", "--streams", "3", "--scale", "0.02"]
-    argv += ["--reads", "raw,raw^,layer,direct", "--max-connections", "20"]
+    argv += ["--reads", "raw,raw^,layer,direct,hop", "--max-connections", "20"]
     assert stream_clumps.main(argv) == 0
     out = orjson.loads(capsys.readouterr().out)
     assert out["text_chunks"] > 0 and out["loop"]["ticks"] > 0
@@ -129,6 +129,8 @@ def test_the_study_times_every_chunk_of_real_reads(capsys: pytest.CaptureFixture
     }
     assert all(v["p1"] >= 0 for v in stages.values())
     assert out["comparisons"]["direct vs raw"]["second_read_time_to_send_ms"] is None
+    hop = out["comparisons"]["hop vs raw"]  # the layer, its read never lent
+    assert hop["second_read_push_to_recv_ms"]["p1"] >= 0 and hop["pairs"] == 3
     assert out["transport_pauses"] == 0  # a few small SSE events never fill a reader
     assert set(out["cpu_s"]) == {"client", "emulator", "redis"}
     assert FEEDS  # the probes saw the bytes (the next run starts afresh)

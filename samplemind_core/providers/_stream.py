@@ -12,6 +12,7 @@ each text delta as soon as the bytes that carry it have been parsed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -176,8 +177,9 @@ class ProviderStream:
     :class:`~samplemind_core.ProviderError` of an error event (rate limit →
     ``RateLimitError``, overloaded / 5xx → ``ProviderServerError``, ...), and
     the client's :class:`~samplemind_core.TransportError` subclasses for a cut
-    connection. After such an error (or a cancelled read) the stream is spent:
-    a further ``__anext__`` raises :class:`~samplemind_core.ClientStateError`.
+    connection. After such an error (or a cancelled read, unless the manager
+    made it resumable) the stream is spent: a further ``__anext__`` raises
+    :class:`~samplemind_core.ClientStateError`.
 
     :attr:`response` is the :class:`~samplemind_core.ChatResponse` once the
     iteration ended normally (joined text, provider, model, finish reason,
@@ -202,6 +204,7 @@ class ProviderStream:
         "_pending",
         "_provider",
         "_response",
+        "_resume",
         "_started",
         "_upstream",
         "model",
@@ -226,6 +229,7 @@ class ProviderStream:
         self._pending: deque[str] = deque()
         self._error: BaseException | None = None
         self._failed = False
+        self._resume = False
         self._finished = False
         self._closed = False
         self._response: ChatResponse | None = None
@@ -288,7 +292,13 @@ class ProviderStream:
                 self._failed = True
                 await self.aclose()
                 raise
-            except BaseException:  # a cancelled read: the caller closes the stream
+            except asyncio.CancelledError:
+                # A cancelled read: the caller closes the stream, unless it asked to resume
+                # (_allow_resume) on a transport whose cancelled read loses no byte.
+                if not self._resume:
+                    self._failed = True
+                raise
+            except BaseException:
                 self._failed = True
                 raise
             if not chunk:  # the end of the body
@@ -307,6 +317,14 @@ class ProviderStream:
                 )
             if self._error is not None:
                 await self.aclose()  # free the connection before reporting the error
+
+    def _allow_resume(self) -> bool:
+        """From now on a cancelled ``__anext__`` leaves the stream readable, from any task,
+        with no byte lost or repeated, when the transport's read is resumable (the raw
+        aiohttp path: its buffer and the decoder's partial line are kept); returns whether
+        it is. Used by the manager to lend the read to a caller's task (decision 0800)."""
+        self._resume = self._upstream._resumable
+        return self._resume
 
     def _malformed(self, what: str, cause: BaseException) -> MalformedResponseError:
         err = self._provider.malformed(what)
