@@ -101,14 +101,11 @@ def test_profile_without_ptrace_says_how_to_grant_it(
 def test_tiny_profile_writes_figures_and_artefacts(tmp_path: Path) -> None:
     _pipeline_ready()
     out = tmp_path / "prof"
-    # memray on 8 requests: its capture is mostly the workload's imports (3.0 M allocations at 8
-    # requests, 3.8 M at 120), each read twice (stats, flame graph); py-spy replays all 120
-    assert main(["--out", str(out), "--requests", "120", "--memray-requests", "8"]) == 0
+    assert main(["--out", str(out), "--requests", "120"]) == 0
     doc = json.loads((out / "profile.json").read_text())
     assert doc["format"] == "samplemind-profile" and doc["version"] == 1 and doc["quick"] is True
     mem = doc["memory"]
-    assert mem["status"] == "ok" and mem["requests"] == 8
-    assert mem["peak_bytes"] > MiB and mem["total_allocations"] > 1000
+    assert mem["status"] == "ok" and mem["peak_bytes"] > MiB and mem["total_allocations"] > 1000
     assert mem["top_functions"] and all(f["bytes"] > 0 for f in mem["top_functions"])
     assert (
         (out / mem["artefacts"]["flamegraph"])
