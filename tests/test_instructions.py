@@ -907,15 +907,3 @@ def test_report_shows_counts_beside_time_from_a_real_run(
         assert f"<li><strong>{label}</strong>: {figure}</li>" in page
         assert f"| {name} | {counts[name]:,.1f} |" in md  # the table: count beside time
     assert "not counted" not in md
-
-
-@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
-def test_report_without_counts_has_no_instructions_section(tmp_path: Path) -> None:
-    from reports.build import build_report
-
-    files = build_report([REPO / "tests" / "data" / "results" / "run_b"], tmp_path)
-    md, page = files["summary.md"].read_text(), files["index.html"].read_text()
-    assert "Instructions per call (callgrind)</h2>" not in page
-    assert "### Instructions per call" not in md
-    assert "no instruction counts in this run (samplemind-bench run --instructions)" in md
-    assert not (tmp_path / "charts" / "instructions.png").exists()

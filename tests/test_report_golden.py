@@ -113,3 +113,13 @@ def test_every_chart_has_png_svg_and_caption_with_numbers(report: Path) -> None:
     # no profile given: the profile charts are omitted with a note, not drawn empty
     assert "Memory profile of the pipeline replay (memray): no profile given" in summary
     assert len(summary) < 60_000  # fits a PR comment / job summary
+
+
+@pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
+def test_report_without_counts_has_no_instructions_section(report: Path) -> None:
+    """run_b, the run the shared report is about, has no instruction counts (nor has run_a)."""
+    md, page = (report / "summary.md").read_text(), (report / "index.html").read_text()
+    assert "Instructions per call (callgrind)</h2>" not in page
+    assert "### Instructions per call" not in md
+    assert "no instruction counts in this run (samplemind-bench run --instructions)" in md
+    assert not (report / "charts" / "instructions.png").exists()
