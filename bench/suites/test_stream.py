@@ -558,8 +558,7 @@ def test_stream_processes(
         emulator.url,
         n=n,
         namespace="sproc-" + uuid.uuid4().hex[:8],
-        start_at=time.time() + 3.0,
-        relay=relay,
+        relay=relay,  # the common start: once every process is warmed up (run_workers)
     )
     outs = run_workers(cmd, PROCESSES)
     calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
