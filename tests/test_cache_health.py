@@ -11,8 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from fixtures.redis import LocalRedisCluster, RedisServer
 from samplemind_core import CacheConfig, ChatRequest, ChatResponse
@@ -55,12 +53,7 @@ def private_cluster() -> Any:
 async def test_one_master_down_keeps_the_healthy_masters_hits(
     private_cluster: LocalRedisCluster,
 ) -> None:
-    # redis-py's default retries of a command that meets the dead node (10, each after a
-    # back-off of up to 1 s: seconds of sleep in the first wave), spaced 20 ms at most here:
-    # the same retries and topology refreshes, the same errors at their end
-    client = private_cluster.client(
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.02), retries=10)
-    )
+    client = private_cluster.client()
     cache = ResponseCache(
         client,
         # a generous per-operation deadline: on a loaded machine a healthy node can miss the
