@@ -41,8 +41,10 @@ def processes(
     emulator: Any, server: Any, procs: int, n: int, relay: bool, namespace: str
 ) -> dict[str, Any]:
     before = emulator.stats()["calls"].get("openai", 0)
-    # the common start: once every process is warmed up (run_workers sends it)
-    cmd = worker_command(server.url, emulator.url, n=n, namespace=namespace, relay=relay)
+    start_at = time.time() + 10.0  # start-up and warm-up of every process, under load
+    cmd = worker_command(
+        server.url, emulator.url, n=n, namespace=namespace, start_at=start_at, relay=relay
+    )
     outs = run_workers(cmd, procs)
     # Each process's warm-up stream (a request of its own) is one upstream call: not counted.
     return summarise(outs, emulator.stats()["calls"].get("openai", 0) - before - procs)
@@ -85,7 +87,6 @@ def in_process(emulator: Any, server: Any, n: int, namespace: str) -> dict[str, 
         namespace=namespace,
         n=n,
         start_at=time.time() + 0.5,
-        start_on_stdin=False,
         no_relay=False,
     )
     out = asyncio.run(run(args))

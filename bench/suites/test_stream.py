@@ -558,7 +558,8 @@ def test_stream_processes(
         emulator.url,
         n=n,
         namespace="sproc-" + uuid.uuid4().hex[:8],
-        relay=relay,  # the common start: once every process is warmed up (run_workers)
+        start_at=time.time() + 3.0,
+        relay=relay,
     )
     outs = run_workers(cmd, PROCESSES)
     calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
