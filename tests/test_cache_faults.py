@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from fixtures.ports import free_port
 from fixtures.redis import ExternalRedis, RedisServer
@@ -49,7 +51,13 @@ async def test_unreachable_at_start_answers_misses_and_logs_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="samplemind_core.cache")
-    client = redis.asyncio.Redis(host="127.0.0.1", port=free_port())  # nothing listens there
+    # nothing listens there; redis-py's 10 retries of a refused connect, spaced 20 ms at most
+    # (its default back-off, up to 1 s each, only lengthens every probe the cache makes)
+    client = redis.asyncio.Redis(
+        host="127.0.0.1",
+        port=free_port(),
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.02), retries=10),
+    )
     cache = make(client)
     calls = 0
 

@@ -712,3 +712,46 @@ def test_live_settings_never_point_at_the_internet(
         assert config.base_url.startswith("http://"), config.base_url
         if name != "ollama":
             assert config.api_key
+
+
+@pytest.mark.parametrize("fault", ["timeout", "stream-stall:600@1"])
+async def test_a_stall_ends_when_its_client_leaves(fault: str) -> None:
+    """A stalled reply (600 s) is abandoned as soon as the client disconnects: the handler
+    returns (within the liveness bound) without finishing the body, so a stopping server
+    does not wait for it (hypercorn waits up to 2 s for running handlers)."""
+    from fixtures.emulator import EmulatorApp
+    from fixtures.world import WorldModel
+
+    app = EmulatorApp(WorldModel(seed=0, latency_scale=0.0, stall_s=600.0))
+    body = json.dumps({"model": "llama3.2", "messages": PROMPT, "stream": True}).encode()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/chat",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"x-emulator-fault", fault.encode())],
+    }
+    left = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("body"):  # the first text chunk came: the client leaves during the stall
+            left.set()
+
+    if fault == "timeout":
+        left.set()  # the client gives up before the headers
+    await asyncio.wait_for(app(scope, receive, send), 30)
+    kinds = [m["type"] for m in sent]
+    if fault == "timeout":
+        assert kinds == []  # no response was started for a client that left
+    else:
+        assert kinds == ["http.response.start", "http.response.body"]  # one chunk, then left
+        assert sent[-1]["more_body"] is True  # the body was never finished

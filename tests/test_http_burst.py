@@ -122,7 +122,11 @@ async def test_faults_with_healthy_fallbacks_answer_and_leave_a_clean_pool(
 ) -> None:
     import dataclasses
 
-    faulty = emulator_factory(fault_rate=0.3, faults=["disconnect", "malformed", "timeout"])
+    # A "timeout" fault here is a slow reply (the stall is shorter than the call's 5 s): 0.25 s
+    # holds its connection as the default 1 s did, for a quarter of the wave's wait.
+    faulty = emulator_factory(
+        fault_rate=0.3, faults=["disconnect", "malformed", "timeout"], stall_s=0.25
+    )
     base = emulator_server.settings().with_provider("ollama", base_url=faulty.url)
     settings = dataclasses.replace(base, http=HttpConfig(transport=kind))  # type: ignore[arg-type]
     n = 300

@@ -182,7 +182,11 @@ async def test_the_default_client_streams_raw_and_shares_one_pool_with_requests(
     monkeypatch.setattr(AiohttpTransport, "handle_async_request", counted)
     provider = openai_at(emulator_server.url, EMULATOR_API_KEY)
     held = with_fault_header(provider, "stream-stall:600@1")  # open until closed
-    config = HttpConfig(max_connections=2, pool_timeout_s=0.3)
+    # the plain request below must find the pool full: 0.1 s a wait for a slot and 1 ms
+    # back-offs between its three attempts (the defaults' sleeps are not what is tested)
+    config = HttpConfig(
+        max_connections=2, pool_timeout_s=0.1, retry=RetryConfig(backoff_base_s=0.001)
+    )
     async with HttpClient(config) as http, asyncio.timeout(30):
         first = await held.open_stream(http, request("one"))
         second = await held.open_stream(http, request("two"))
