@@ -221,6 +221,11 @@ PARTS: tuple[tuple[str, str, str], ...] = (
     ("  _open_feed (key: fingerprint; lookup; feed)", "samplemind_core/manager.py", "_open_feed"),
     ("    key_for (fingerprint)", "samplemind_core/cache/_entries.py", "key_for"),
     (
+        "    _lookup_or_claim (lookup + claim, one script)",
+        "samplemind_core/cache/_relay.py",
+        "_lookup_or_claim",
+    ),
+    (
         "    _fresh_gens (generations, when expired)",
         "samplemind_core/cache/_entries.py",
         "_fresh_gens",

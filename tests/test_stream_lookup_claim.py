@@ -24,7 +24,7 @@ from samplemind_core import CacheConfig, ChatResponse
 from samplemind_core._streaming import UpstreamFeed
 from samplemind_core.cache import ResponseCache
 from samplemind_core.cache._relay import RELAY_LEASE_SUFFIX, RELAY_STREAM_SUFFIX
-from samplemind_core.cache._store import _LOOKUP_CLAIM_SCRIPT, _LOOKUP_CLAIM_SHA
+from samplemind_core.cache._store import _LOOKUP_CLAIM_SCRIPT
 from samplemind_core.manager import AIManager
 from tests._helpers import until
 
@@ -44,14 +44,6 @@ async def test_the_script_answers_a_hit_a_claim_or_another_leader(
     clients = [Redis.from_url(redis_server.url) for _ in range(2)]
     namespace = "lc" + uuid.uuid4().hex[:6]
     a, b = (_cache(c, namespace) for c in clients)
-    sent: list[Any] = []
-    execute_command = clients[0].execute_command
-
-    async def recorded(*args: Any, **kwargs: Any) -> Any:
-        sent.append(args)
-        return await execute_command(*args, **kwargs)
-
-    clients[0].execute_command = recorded  # type: ignore[method-assign]
     try:
         await a._fresh_gens()
         await b._fresh_gens()
@@ -59,11 +51,14 @@ async def test_the_script_answers_a_hit_a_claim_or_another_leader(
         key = entry  # (the feed's key when on_interrupt="raise")
         await raw.xadd(key + RELAY_STREAM_SUFFIX, {"t": "old"})  # a finished stream's leftover
         await raw.script_load(_LOOKUP_CLAIM_SCRIPT)  # (a flushed server: EVAL, tested below)
-        sent.clear()
+        await raw.config_resetstat()
         misses = a.stats().misses
         hit, claim = await a._lookup_or_claim(entry, key, time.perf_counter(), [])
         assert hit is None and isinstance(claim, bytes)
-        assert [c[:2] for c in sent] == [("EVALSHA", _LOOKUP_CLAIM_SHA)]  # one command
+        stats = await raw.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 1 and "cmdstat_eval" not in stats
+        # (the server counts the script's own calls too: one GET, one SET, one UNLINK)
+        assert [stats[f"cmdstat_{c}"]["calls"] for c in ("get", "set", "unlink")] == [1, 1, 1]
         assert await raw.get(key + RELAY_LEASE_SUFFIX) == claim
         assert not await raw.exists(key + RELAY_STREAM_SUFFIX)  # removed with the claim
         assert a.stats().misses == misses + 1 and a.stats().leases == 1
@@ -234,13 +229,13 @@ async def test_a_manager_closed_while_the_script_is_out_leaves_no_lease(
     assert cache is not None
     await asyncio.wait_for(read(ai, req("warm-up")), 30)
     sent = asyncio.Event()
-    script = cache._io_script
+    queued = cache._io_queued_soon
 
-    async def noted(*args: Any, **kwargs: Any) -> Any:
+    def noted(*args: Any, **kwargs: Any) -> Any:
         sent.set()
-        return await script(*args, **kwargs)
+        return queued(*args, **kwargs)
 
-    cache._io_script = noted  # type: ignore[method-assign]
+    cache._io_queued_soon = noted  # type: ignore[method-assign]
     reader = asyncio.ensure_future(read(ai, req("closed under it")))
     await asyncio.wait_for(sent.wait(), 30)
     ai._closed = True  # (what aclose() sets first) while the script is out
@@ -308,3 +303,33 @@ async def test_an_answer_stored_while_another_process_holds_the_lease_is_a_hit(
             await ai.aclose()
         for c in (*clients, raw):
             await c.aclose()
+
+
+@pytest.mark.redis
+async def test_an_l1_hit_sends_no_script_and_takes_no_lease(redis_server: RedisServer) -> None:
+    raw = Redis.from_url(redis_server.url)
+    client = Redis.from_url(redis_server.url)
+    namespace = "l1" + uuid.uuid4().hex[:6]
+    scripts = Scripts()
+    scripts.default["ollama"] = ["a ", "b"]
+    config = CacheConfig(namespace=namespace, lease_s=10.0, l1_max_entries=100)
+    ai = AIManager(settings(), cache=ResponseCache(client, config=config))
+    scripts.install(ai)
+    cache = ai.cache
+    assert cache is not None
+    try:
+        await asyncio.wait_for(read(ai, req("in l1")), 30)
+        await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
+        await cache._lookup(cache.key_for(req("in l1")), time.perf_counter())  # (into the L1)
+        await raw.config_resetstat()
+        l1_hits, leases = cache.stats().l1_hits, cache.stats().leases
+        chunks, resp = await asyncio.wait_for(read(ai, req("in l1")), 30)
+        assert chunks == ["a ", "b"] and resp.cached
+        assert cache.stats().l1_hits == l1_hits + 1 and cache.stats().leases == leases
+        stats = await raw.info("commandstats")
+        assert "cmdstat_evalsha" not in stats and "cmdstat_get" not in stats
+        assert scripts.opened["ollama"] == 1
+    finally:
+        await ai.aclose()
+        await client.aclose()
+        await raw.aclose()

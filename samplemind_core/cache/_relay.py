@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -102,7 +103,7 @@ class _StreamRelay(_SingleFlight):
         the plain :meth:`_lookup`, claim None. A script cancelled or failed while out
         gives back in the background the lease it may have taken."""
         l1 = self._l1
-        if l1 is not None and (hit := self._l1_hit(entry, self._clock(), start, extra)):
+        if l1 is not None and (hit := self._l1_hit(entry, self._clock(), start, extra)) is not None:
             return hit, None
         if (
             self._where is not None
@@ -113,17 +114,41 @@ class _StreamRelay(_SingleFlight):
             return await self._lookup(entry, start, l1_checked=True, extra=extra), None
         assert self._lease_s is not None
         lease = key + RELAY_LEASE_SUFFIX
+        stream = key + RELAY_STREAM_SUFFIX
         token = self._new_token()
         lease_ms = max(1, int(self._lease_s * 1000))
+        # Queued (with the other lookups of this loop iteration) and shielded: a caller
+        # cancelled while it is out leaves its outcome to ``_claim_left``, which gives the
+        # lease back only if the script took it (a cancelled hit costs Redis nothing more).
+        sent = self._io_queued_soon(
+            entry, (("EVALSHA", _LOOKUP_CLAIM_SHA, 3, entry, lease, stream, token, lease_ms),)
+        )
+        again = False  # the script sent once more (EVAL after NOSCRIPT)
         try:
-            reply = await self._io_script(
-                _LOOKUP_CLAIM_SHA,
-                _LOOKUP_CLAIM_SCRIPT,
-                entry,
-                token,
-                lease_ms,
-                more_keys=(lease, key + RELAY_STREAM_SUFFIX),
-            )
+            try:
+                (reply,) = await asyncio.shield(sent)
+            except CacheError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, redis.exceptions.NoScriptError) or _no_scripting(cause)):
+                    raise
+                # (a restart forgot the script, or no scripting: EVAL, or None from now on)
+                again = True
+                reply = await self._io_script(
+                    _LOOKUP_CLAIM_SHA,
+                    _LOOKUP_CLAIM_SCRIPT,
+                    entry,
+                    token,
+                    lease_ms,
+                    more_keys=(lease, stream),
+                )
+        except asyncio.CancelledError:
+            if again:  # cancelled while the EVAL was out: it may have taken the lease
+                self._release_later(lease, token, lost=True)
+            elif sent.done():  # cancelled once the reply was in: it tells
+                self._claim_left(lease, token, sent)
+            else:
+                sent.add_done_callback(functools.partial(self._claim_left, lease, token))
+            raise
         except (CacheValueError, _WriteRefused):  # refused before any write: as before
             return await self._lookup(entry, start, l1_checked=True, extra=extra), None
         except CacheError as exc:  # the SET may have landed: do not leave it
@@ -131,7 +156,7 @@ class _StreamRelay(_SingleFlight):
             self._backend_failed(exc, entry)
             self._stats.misses += 1
             return None, None
-        except BaseException:  # cancelled while the script was out: it may have been set
+        except BaseException:  # (a bug): the script may have taken it
             self._release_later(lease, token, lost=True)
             raise
         if reply is None:  # no scripting (from now on): the plain lookup
@@ -275,6 +300,24 @@ class _StreamRelay(_SingleFlight):
         """Give the stream lease back if it still holds ``token`` (compare-and-delete; in the
         background when cancelled or Redis failed; never raises a cache error)."""
         await self._give_back(key + RELAY_LEASE_SUFFIX, token)
+
+    def _claim_left(self, lease: str, token: bytes, sent: asyncio.Future[Any]) -> None:
+        """The outcome of a lookup-and-claim script whose caller left while it was out: the
+        lease given back (in the background) when the script took it, or when its outcome
+        is unknown (the operation failed or was dropped); nothing for a hit or a claim
+        another process holds."""
+        if not sent.cancelled():
+            exc = sent.exception()
+            if exc is None:
+                reply = sent.result()[0]
+                if reply[0] or not reply[1]:
+                    return  # a hit, or another process leads: nothing of ours is set
+                self._release_later(lease, token)
+                return
+            if isinstance(exc, CacheValueError | _WriteRefused):
+                return  # refused before any write
+        with contextlib.suppress(RuntimeError):  # (no running loop: the lease expires)
+            self._release_later(lease, token, lost=True)
 
     def _relay_release_later(self, key: str, token: bytes) -> None:
         """:meth:`_relay_release` in the background (for a caller that cannot await)."""
