@@ -690,8 +690,12 @@ class AIManager:
         self._feeds[key] = feed
         feed.on_idle = self._forget_feed
         box: list[Any] = []
+        claim: bytes | bool | None = None
         try:
-            hit = await cache._lookup(cache_key, time.perf_counter(), extra=box)
+            if config.relay:  # on a miss, the relay claim in the same round trip (0880)
+                hit, claim = await cache._lookup_or_claim(cache_key, key, time.perf_counter(), box)
+            else:
+                hit = await cache._lookup(cache_key, time.perf_counter(), extra=box)
         except BaseException:  # our caller's cancellation (a lookup raises no cache error)
             feed.detach()  # the last reader: the feed is forgotten
             if feed.readers > 0 and not feed.done:  # others joined meanwhile: serve them
@@ -703,10 +707,14 @@ class AIManager:
             feed.replay_stored(hit, box[0])  # the first chunk cut, the rest when read
             return feed, "leader"
         if self._closed:  # closed during the lookup: no new upstream
+            if isinstance(claim, bytes):
+                cache._relay_release_later(key, claim)
             self._forget_feed(feed)
             feed.fail(ClientStateError("the stream was closed: its AIManager was closed"))
             raise ClientStateError("AIManager is closed: create a new one")
-        self._start_producer(feed, request, task, priority, config, cache_key, looked_up=True)
+        self._start_producer(
+            feed, request, task, priority, config, cache_key, looked_up=True, claim=claim
+        )
         return feed, "leader"
 
     def _start_producer(
@@ -719,14 +727,29 @@ class AIManager:
         cache_key: str | None,
         *,
         looked_up: bool = False,
+        claim: bytes | bool | None = None,
     ) -> None:
-        """Fill ``feed`` from a task of its own (:meth:`_produce`), held until it ends."""
+        """Fill ``feed`` from a task of its own (:meth:`_produce`), held until it ends.
+        ``claim``: the relay claim already made with the lookup (a token: the task owns the
+        lease from now on, also when it is cancelled before it ever runs; False: another
+        process leads); None: the task claims for itself."""
+        handoff: list[bytes | bool] = [] if claim is None else [claim]
         task_ = asyncio.get_running_loop().create_task(
-            self._produce(feed, request, task, priority, config, cache_key, looked_up)
+            self._produce(feed, request, task, priority, config, cache_key, looked_up, handoff)
         )
         feed.task = task_
         self._stream_tasks.add(task_)
         task_.add_done_callback(self._stream_tasks.discard)
+        if isinstance(claim, bytes) and feed.key is not None and self._cache is not None:
+            cache = self._cache
+            key = feed.key
+
+            def unclaimed(_: object) -> None:
+                # A task cancelled before its first step never ran _produce's finally.
+                if handoff:
+                    cache._relay_release_later(key, handoff.pop())  # type: ignore[arg-type]
+
+            task_.add_done_callback(unclaimed)
 
     def _forget_feed(self, feed: UpstreamFeed) -> None:
         if feed.key is not None and self._feeds.get(feed.key) is feed:
@@ -741,17 +764,23 @@ class AIManager:
         config: StreamConfig,
         cache_key: str | None,
         looked_up: bool,
+        handoff: list[bytes | bool],
     ) -> None:
         """Fill ``feed`` (a task of its own; see :meth:`stream`): from another process's
         stream through the cache's relay, or from the chain's providers. ``cache_key``:
         the request's cache key (None without a cache); ``looked_up``: the stream's caller
         already missed it (see :meth:`_open_feed`), otherwise a stored answer is looked
-        up first."""
+        up first; ``handoff``: the relay claim made with that lookup (taken from the list
+        at once: from then on this task gives the lease back), or empty."""
         cache = self._cache
         relay: str | None = None
         relay_token = b""
         writer: RelayWriter | None = None
         left = False  # cancelled: every reader left (or the manager closed)
+        claimed = handoff.pop() if handoff else None  # (no await before the try below)
+        if claimed:
+            relay = feed.key
+            relay_token = claimed  # type: ignore[assignment]
         try:
             if (
                 cache is not None
@@ -772,7 +801,10 @@ class AIManager:
                     box.clear()
                     return cache._lookup(entry, time.perf_counter(), count_miss=False, extra=box)
 
-                claim, again = await cache._relay_claim(feed.key, recheck, entry)
+                if claimed is None:
+                    claim, again = await cache._relay_claim(feed.key, recheck, entry)
+                else:  # claimed with the lookup, in one script: nothing stored then (0880)
+                    claim, again = claimed, None
                 if claim is False and again is None:
                     if await self._follow_relay(feed, feed.key, config):
                         return

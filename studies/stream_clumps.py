@@ -91,7 +91,8 @@ class Probe:
     lend: bool = True  # layer: the producer may lend its read to the caller (False: hop)
     opened: float = 0.0  # layer: AIManager._open_feed returned (key, lookup; the feed's there)
     produce: float = 0.0  # layer: the producer task's first step (AIManager._produce)
-    claimed: float = 0.0  # layer + Redis: the relay claim returned (ResponseCache._relay_claim)
+    claimed: float = 0.0  # the producer's own relay claim returned (ResponseCache._relay_claim;
+    # on one server the claim goes with the lookup, before ``opened``: decision 0880)
     reader: Any = None  # the response's aiohttp StreamReader
     pushes: list[float] = field(default_factory=list)
     recv: list[float] = field(default_factory=list)

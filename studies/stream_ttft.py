@@ -52,6 +52,22 @@ the path (nested: a part includes the parts under it; profiler overhead included
 
     nice python studies/stream_ttft.py --rounds 15 --concurrency 100 \\
         --variants raw,hxaio,layer,layer+redis --profile 3
+
+``--read written`` (issue 20 §2, the CPU of a stream's start): each caller still reads up to
+its first chunk, but what is reported is the start: the moment each request has been written
+(aiohttp's ``ClientRequest.send`` returned; raw and the layer's default transport both go
+through it), as ``start_cpu_us`` (the wave's process CPU from its launch to its last request
+written, per stream: with N at once, what N starts cost the loop before the last request goes
+out) and ``written_first/median/last_ms`` (wall time from the wave's launch); with
+``--profile`` the profiler stops at the wave's last write, so its parts are the starts' alone.
+Use a latency scale at which no first chunk arrives before the last write
+(``first_chunks_before_last_write`` must be 0), e.g.::
+
+    nice python studies/stream_ttft.py --read written --latency-scale 2 --concurrency 100 \\
+        --variants raw,layer,layer+fakeredis,layer+redis --rounds 10 --profile 3
+
+``layer+fakeredis``: the layer with a ``ResponseCache`` on ``fakeredis.FakeAsyncRedis``
+(no scripting: the claim's three-command path).
 """
 
 from __future__ import annotations
@@ -95,6 +111,45 @@ def _first_text(buffer: bytes) -> tuple[bool, bytes]:
 READ_ALL = False
 """``--read all``: every caller reads its stream to the end (as the bench suite does);
 otherwise it leaves after its first text chunk."""
+
+
+class WriteProbe:
+    """``--read written``: the moment each aiohttp request of this process has been written
+    (aiohttp's ``ClientRequest.send`` returned: headers and body handed to the socket), on
+    the wall clock and on the process's CPU clock. Both sides (raw aiohttp, and the layer on
+    its default transport) go through ``ClientRequest.send``, so the same probe times both.
+    ``profile``: a profiler disabled as soon as ``expect`` requests have been written (the
+    profile then holds the starts only)."""
+
+    def __init__(self) -> None:
+        from aiohttp.client_reqrep import ClientRequest
+
+        self.walls: list[float] = []
+        self.cpus: list[float] = []
+        self.expect = 0
+        self.profile: cProfile.Profile | None = None
+        send = ClientRequest.send
+        probe = self
+
+        async def timed_send(req: Any, conn: Any) -> Any:
+            resp = await send(req, conn)
+            probe.walls.append(time.perf_counter())
+            probe.cpus.append(time.process_time())
+            if probe.profile is not None and len(probe.walls) >= probe.expect:
+                probe.profile.disable()
+                probe.profile = None
+            return resp
+
+        ClientRequest.send = timed_send  # type: ignore[method-assign]
+
+    def reset(self, expect: int, profile: cProfile.Profile | None = None) -> None:
+        self.walls.clear()
+        self.cpus.clear()
+        self.expect = expect
+        self.profile = profile
+
+
+PROBE: WriteProbe | None = None
 
 
 async def _drain_raw(chunks: Any, buffer: bytes) -> None:
@@ -165,12 +220,25 @@ PARTS: tuple[tuple[str, str, str], ...] = (
     ("AIManager.stream (validate, route check)", "samplemind_core/manager.py", "stream"),
     ("  _open_feed (key: fingerprint; lookup; feed)", "samplemind_core/manager.py", "_open_feed"),
     ("    key_for (fingerprint)", "samplemind_core/cache/_entries.py", "key_for"),
+    (
+        "    _lookup_or_claim (lookup + claim, one script)",
+        "samplemind_core/cache/_relay.py",
+        "_lookup_or_claim",
+    ),
+    (
+        "    _fresh_gens (generations, when expired)",
+        "samplemind_core/cache/_entries.py",
+        "_fresh_gens",
+    ),
+    ("  _start_producer (create the task)", "samplemind_core/manager.py", "_start_producer"),
     ("  _produce (the producer task, on a miss)", "samplemind_core/manager.py", "_produce"),
     ("      _get_batch (batched GETs, own task)", "samplemind_core/cache/_store.py", "_get_batch"),
     ("    _relay_claim (SET NX, UNLINK)", "samplemind_core/cache/_relay.py", "_relay_claim"),
     ("    _lookup (incl. the re-check)", "samplemind_core/cache/_entries.py", "_lookup"),
     ("    _bounded (every Redis op)", "samplemind_core/cache/_store.py", "_bounded"),
+    ("    _relay_writer (make the writer)", "samplemind_core/cache/_relay.py", "_relay_writer"),
     ("    _read_chain", "samplemind_core/manager.py", "_read_chain"),
+    ("      AsyncLimiter.acquire (rate limiter)", "aiolimiter", "acquire"),
     ("      _choices (router plan)", "samplemind_core/manager.py", "_choices"),
     ("      open_stream (build + send)", "samplemind_core/providers/base.py", "open_stream"),
     ("        build_stream_request", "samplemind_core/providers/openai.py", "build_stream_request"),
@@ -192,6 +260,11 @@ PARTS: tuple[tuple[str, str, str], ...] = (
     ("      ProviderStream.aclose", "samplemind_core/providers/_stream.py", "aclose"),
     ("    _relay_release (UNLINK lease)", "samplemind_core/cache/_relay.py", "_relay_release"),
     ("    RelayWriter.close", "samplemind_core/cache/_relay.py", "close"),
+    ("        HttpClient._open_raw (raw aiohttp path)", "samplemind_core/http.py", "_open_raw"),
+    ("          _send_raw", "samplemind_core/http.py", "_send_raw"),
+    ("    ClientRequest.send (write the request)", "aiohttp/client_reqrep.py", "send"),
+    ("    build_stream_request (any)", "samplemind_core/providers/", "build_stream_request"),
+    ("    json/orjson encode (_prepare)", "samplemind_core/http.py", "_prepare"),
     ("ResponseStream.__aenter__", "samplemind_core/_streaming.py", "__aenter__"),
     ("ResponseStream.__anext__", "samplemind_core/_streaming.py", "__anext__"),
     ("ResponseStream.aclose", "samplemind_core/_streaming.py", "aclose"),
@@ -402,11 +475,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
     from httpx_aiohttp import AiohttpTransport
 
-    global READ_ALL
+    global READ_ALL, PROBE
     READ_ALL = args.read == "all"
+    if args.read == "written":
+        PROBE = WriteProbe()
+    probe = PROBE
+    starts: dict[str, list[dict[str, float]]] = {}
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     emulator = start_emulator(latency_scale=args.latency_scale)
-    need_redis = any("redis" in v for v in names)
+    need_redis = any("redis" in v and "fakeredis" not in v for v in names)
     server = RedisServer().start() if need_redis else None
     redis_client: Any = None
     python_parser: Any = None
@@ -452,6 +529,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             makers[name] = _maker(adapter_first, ai, pkg)
         elif kind == "layer":
             ai = pkg.manager()
+            makers[name] = _maker(layer_first, ai, pkg)
+        elif kind == "layer+fakeredis":
+            import fakeredis
+
+            ai = pkg.manager(fakeredis.FakeAsyncRedis())
             makers[name] = _maker(layer_first, ai, pkg)
         elif kind.startswith("layer+redis"):
             opts = kind[len("layer+redis") :]
@@ -503,17 +585,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await leftovers_done()
         await asyncio.sleep(args.settle)
 
-    async def wave(name: str, i: int) -> tuple[list[float], float]:
+    async def wave(
+        name: str, i: int, profiling: cProfile.Profile | None = None
+    ) -> tuple[list[float], float]:
         make = makers[name]
         await settle()
         g0, k0 = gc_timer.mark()
         r0 = counter.mark() if counter is not None else (0, 0)
+        if probe is not None:
+            probe.reset(n, profiling)
         c0 = time.process_time()
+        w0 = time.perf_counter()
         # The same prompts for every variant of a round (each variant's cache has a namespace
         # of its own, so none hits another's entries): whole streams (``--read all``) of all
         # variants then carry the same texts (the emulator's answer depends on the prompt).
         got = await asyncio.gather(*(make(f"describe {i} {j}") for j in range(n)))
         spent = time.process_time() - c0
+        if probe is not None and i < 10**6:
+            if len(probe.walls) != n:
+                raise RuntimeError(f"{name}: {len(probe.walls)} requests written, not {n}")
+            walls = sorted(w - w0 for w in probe.walls)
+            starts.setdefault(name, []).append(
+                {
+                    # the wave's CPU up to its last request written, per start
+                    "cpu": (max(probe.cpus) - c0) / n,
+                    "first": walls[0],
+                    "median": statistics.median(walls),
+                    "last": walls[-1],
+                    # first chunks that came before the wave's last write (must be 0: else
+                    # response reads are in the starts' CPU; raise --latency-scale)
+                    "early": sum(1 for t in got if t / 1000.0 < walls[-1]),
+                }
+            )
         g1, k1 = gc_timer.mark()
         if counter is not None:
             # the wave's leftovers (relay ends, lease releases) count too: wait for them
@@ -556,6 +659,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             s["gc_collections_per_wave"] = [
                 round(statistics.mean(c[g] for c in gc_counts[name]), 1) for g in range(3)
             ]
+            if probe is not None:
+                kept = starts[name][args.warmup :]
+                s["start_cpu_us"] = round(statistics.median(x["cpu"] for x in kept) * 1e6, 1)
+                for k in ("first", "median", "last"):
+                    s[f"written_{k}_ms"] = round(statistics.median(x[k] for x in kept) * 1000.0, 3)
+                s["first_chunks_before_last_write"] = sum(x["early"] for x in kept)
             out[name] = s
         if args.profile:
             prof: dict[str, Any] = {}
@@ -564,7 +673,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 c0 = time.process_time()
                 for k in range(args.profile):
                     profile.enable()
-                    await wave(name, 10**6 + k)
+                    await wave(name, 10**6 + k, profile if probe is not None else None)
                     profile.disable()
                 spent = time.process_time() - c0
                 streams = args.profile * n
@@ -615,7 +724,7 @@ def main() -> int:
     parser.add_argument("--latency-scale", type=float, default=0.0)
     parser.add_argument("--transport", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--variants", default="raw,hxaio,adapter,layer,layer+redis")
-    parser.add_argument("--read", default="first", choices=["first", "all"])
+    parser.add_argument("--read", default="first", choices=["first", "all", "written"])
     parser.add_argument("--base", default="")
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument(

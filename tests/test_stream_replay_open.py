@@ -272,11 +272,19 @@ async def test_a_miss_with_the_relay_shares_one_fingerprint_up_to_the_store(
         lookups.append(key)
         return await inner_lookup(key, *args, **kwargs)
 
+    inner_lookup_or_claim = cache._lookup_or_claim
+
+    async def spy_lookup_or_claim(entry: str, *args: Any) -> Any:
+        lookups.append(entry)
+        return await inner_lookup_or_claim(entry, *args)
+
     cache._lookup = spy_lookup  # type: ignore[method-assign]
+    cache._lookup_or_claim = spy_lookup_or_claim  # type: ignore[method-assign]
     chunks, resp = await read(ai, req())
     assert chunks == CHUNKS and not resp.cached and at_store == [1] and calls == [1]
-    # one lookup under the one key: the relay's claim re-checks the entry in its own
-    # pipeline (EXISTS) and looks it up again only when it exists (decision 0541)
+    # one lookup under the one key, and the claim with it in one script (decision 0880;
+    # where they are apart, the claim re-checks the entry in its own pipeline, EXISTS, and
+    # looks it up again only when it exists: decision 0541)
     assert lookups == [cache.key_for(req())]
     calls[0] = 0
     assert (await read(ai, req()))[0] == CHUNKS and calls == [1]

@@ -187,6 +187,18 @@ class _Entries(_StoreIO):
         if raw is None:
             st.misses += count_miss
             return None
+        hit = self._hit_of(key, raw, start, extra)
+        if hit is None:
+            await self._discard(key)
+        return hit
+
+    def _hit_of(
+        self, key: str, raw: bytes, start: float, extra: list[Any] | None
+    ) -> ChatResponse | None:
+        """The hit that ``raw`` (the value read under ``key``) makes, counted (and put in the
+        L1); None when it is no usable hit (not ours, over the limit, another request's, its
+        provider cleared since): counted as a miss, the caller then discards ``key``."""
+        st = self._stats
         st.bytes_read += len(raw)
         try:
             if len(raw) > self._max_bytes:
@@ -195,11 +207,9 @@ class _Entries(_StoreIO):
         except CacheValueError as exc:  # not ours, not well-typed, or another request's
             self._value_failed(key, exc)
             st.misses += 1
-            await self._discard(key)
             return None
         if self._keys.gens.get(response.provider, 0) != pgen:  # its provider was cleared since
             st.misses += 1
-            await self._discard(key)
             return None
         st.hits += 1
         st.latency_saved_ms += latency

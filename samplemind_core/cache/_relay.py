@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,11 +41,19 @@ import redis.exceptions
 
 from .._cache.envelope import decode
 from .._cache.keys import RELAY_SUFFIXES
-from .._exceptions import CacheBackendError, CacheError
+from .._exceptions import CacheBackendError, CacheError, CacheValueError
 from .._models import ChatResponse
 from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
-from ._store import _CAP_SHA, _CLAIM_SCRIPT, _CLAIM_SHA, Command, _no_scripting
+from ._store import (
+    _CAP_SHA,
+    _CLAIM_SCRIPT,
+    _CLAIM_SHA,
+    _LOOKUP_CLAIM_SCRIPT,
+    _LOOKUP_CLAIM_SHA,
+    Command,
+    _no_scripting,
+)
 
 __all__ = ["RELAY_LEASE_SUFFIX", "RELAY_STREAM_SUFFIX", "RelayEntry", "_StreamRelay"]
 
@@ -74,6 +83,95 @@ class _StreamRelay(_SingleFlight):
             and self._lease_s is not None
             and self._clock() >= self._skip_until
         )
+
+    async def _lookup_or_claim(
+        self, entry: str, key: str, start: float, extra: list[Any]
+    ) -> tuple[ChatResponse | None, bytes | bool | None]:
+        """A new stream's lookup of ``entry`` and, on a miss, its relay claim of ``key``:
+        ``(hit, claim)``. ``hit``: as :meth:`_lookup` (``extra`` gets the envelope's trailing
+        field), with ``claim`` None. On a miss, ``claim`` is what :meth:`_relay_claim` would
+        have returned with no entry found: a token (this process leads; give it back with
+        ``_relay_release(key, token)``), False (another process leads), or None: not
+        claimed here, the caller claims with :meth:`_relay_claim` as before.
+
+        On one server with scripting, with the relay on and the store healthy, both are one
+        ``EVALSHA`` (``_LOOKUP_CLAIM_SCRIPT``, decision 0880): the look and the claim with
+        no moment between them (no re-check needed), one round trip less before the
+        upstream. ``EVAL`` after ``NOSCRIPT``. Anywhere else (a cluster, no scripting, a
+        degraded store, no relay, an L1 hit) and when the script cannot run (a value of
+        another type under the entry, a server out of memory: it refuses scripts that write)
+        the plain :meth:`_lookup`, claim None. A script cancelled or failed while out
+        gives back in the background the lease it may have taken."""
+        l1 = self._l1
+        if l1 is not None and (hit := self._l1_hit(entry, self._clock(), start, extra)) is not None:
+            return hit, None
+        if (
+            self._where is not None
+            or not self._scripting
+            or self._degraded
+            or not self._relay_enabled()
+        ):
+            return await self._lookup(entry, start, l1_checked=True, extra=extra), None
+        assert self._lease_s is not None
+        lease = key + RELAY_LEASE_SUFFIX
+        stream = key + RELAY_STREAM_SUFFIX
+        token = self._new_token()
+        lease_ms = max(1, int(self._lease_s * 1000))
+        # Queued (with the other lookups of this loop iteration) and shielded: a caller
+        # cancelled while it is out leaves its outcome to ``_claim_left``, which gives the
+        # lease back only if the script took it (a cancelled hit costs Redis nothing more).
+        sent = self._io_queued_soon(
+            entry, (("EVALSHA", _LOOKUP_CLAIM_SHA, 3, entry, lease, stream, token, lease_ms),)
+        )
+        again = False  # the script sent once more (EVAL after NOSCRIPT)
+        try:
+            try:
+                (reply,) = await asyncio.shield(sent)
+            except CacheError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, redis.exceptions.NoScriptError) or _no_scripting(cause)):
+                    raise
+                # (a restart forgot the script, or no scripting: EVAL, or None from now on)
+                again = True
+                reply = await self._io_script(
+                    _LOOKUP_CLAIM_SHA,
+                    _LOOKUP_CLAIM_SCRIPT,
+                    entry,
+                    token,
+                    lease_ms,
+                    more_keys=(lease, stream),
+                )
+        except asyncio.CancelledError:
+            if again:  # cancelled while the EVAL was out: it may have taken the lease
+                self._release_later(lease, token, lost=True)
+            elif sent.done():  # cancelled once the reply was in: it tells
+                self._claim_left(lease, token, sent)
+            else:
+                sent.add_done_callback(functools.partial(self._claim_left, lease, token))
+            raise
+        except (CacheValueError, _WriteRefused):  # refused before any write: as before
+            return await self._lookup(entry, start, l1_checked=True, extra=extra), None
+        except CacheError as exc:  # the SET may have landed: do not leave it
+            self._release_later(lease, token, lost=True)
+            self._backend_failed(exc, entry)
+            self._stats.misses += 1
+            return None, None
+        except BaseException:  # (a bug): the script may have taken it
+            self._release_later(lease, token, lost=True)
+            raise
+        if reply is None:  # no scripting (from now on): the plain lookup
+            return await self._lookup(entry, start, l1_checked=True, extra=extra), None
+        self._backend_ok()
+        if reply[0]:  # stored: a hit (or a value to discard, then a miss claimed as before)
+            hit = self._hit_of(entry, reply[1], start, extra)
+            if hit is None:
+                await self._discard(entry)
+            return hit, None
+        self._stats.misses += 1
+        if reply[1]:
+            self._stats.leases += 1
+            return None, token
+        return None, False
 
     async def _relay_claim(
         self,
@@ -202,6 +300,28 @@ class _StreamRelay(_SingleFlight):
         """Give the stream lease back if it still holds ``token`` (compare-and-delete; in the
         background when cancelled or Redis failed; never raises a cache error)."""
         await self._give_back(key + RELAY_LEASE_SUFFIX, token)
+
+    def _claim_left(self, lease: str, token: bytes, sent: asyncio.Future[Any]) -> None:
+        """The outcome of a lookup-and-claim script whose caller left while it was out: the
+        lease given back (in the background) when the script took it, or when its outcome
+        is unknown (the operation failed or was dropped); nothing for a hit or a claim
+        another process holds."""
+        if not sent.cancelled():
+            exc = sent.exception()
+            if exc is None:
+                reply = sent.result()[0]
+                if reply[0] or not reply[1]:
+                    return  # a hit, or another process leads: nothing of ours is set
+                self._release_later(lease, token)
+                return
+            if isinstance(exc, CacheValueError | _WriteRefused):
+                return  # refused before any write
+        with contextlib.suppress(RuntimeError):  # (no running loop: the lease expires)
+            self._release_later(lease, token, lost=True)
+
+    def _relay_release_later(self, key: str, token: bytes) -> None:
+        """:meth:`_relay_release` in the background (for a caller that cannot await)."""
+        self._release_later(key + RELAY_LEASE_SUFFIX, token)
 
     async def _relay_read(
         self, key: str, last_id: bytes, deadline: float

@@ -58,6 +58,19 @@ _CLAIM_SCRIPT: Final = (
 unlinked when it was, and whether the entry ``KEYS[3]`` exists: ``{taken, unlinked,
 stored}``, what ``SET NX``, ``EXISTS``, ``EXISTS`` and a later ``UNLINK`` told before."""
 _CLAIM_SHA: Final = hashlib.sha1(_CLAIM_SCRIPT).hexdigest()
+_LOOKUP_CLAIM_SCRIPT: Final = (
+    b"local v = redis.call('get', KEYS[1]) "
+    b"if v then return {1, v} end "
+    b"local taken = redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) "
+    b"if taken then redis.call('unlink', KEYS[3]) return {0, 1} end "
+    b"return {0, 0}"
+)
+"""A stream's lookup and relay claim in one command on one server (decision 0880): the entry
+``KEYS[1]`` read; when it is there, ``{1, value}`` and nothing else done; otherwise the lease
+``KEYS[2]`` taken with ``SET NX PX`` (value ``ARGV[1]``, ``ARGV[2]`` ms), the old relay
+stream ``KEYS[3]`` unlinked when it was, and ``{0, taken}``: what ``GET`` then
+:data:`_CLAIM_SCRIPT` told, with no moment between the look and the claim."""
+_LOOKUP_CLAIM_SHA: Final = hashlib.sha1(_LOOKUP_CLAIM_SCRIPT).hexdigest()
 
 logger = logging.getLogger("samplemind_core.cache")
 
