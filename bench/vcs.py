@@ -4,6 +4,7 @@ bisect, backfill and commit order, the results writer's commit info): one ``git`
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,30 @@ def _exit_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_WORKTREE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _worktree_admin(repo: Path) -> Iterator[None]:
+    """Hold the repository's worktree administration alone: one ``git worktree add``,
+    ``remove`` or ``prune`` at a time, across threads (``backfill --jobs N``) and processes
+    (a lock file in the common git folder). Run side by side, a ``prune`` drops the entry of
+    a worktree another ``add`` is still creating, and that ``add`` fails."""
+    with _WORKTREE_LOCK:
+        try:
+            common = Path(git(repo, "rev-parse", "--git-common-dir"))
+            lock_path = (
+                common if common.is_absolute() else repo / common
+            ) / "samplemind-worktree.lock"
+            handle = lock_path.open("a")
+        except (GitError, OSError):  # not a repository (add then says why), or read-only
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
 @contextmanager
 def worktree(repo: Path, ref: str, *, error: type[Exception] = GitError) -> Iterator[Path]:
     """A detached git worktree of ``ref`` in a temporary directory, removed afterwards.
@@ -74,16 +99,18 @@ def worktree(repo: Path, ref: str, *, error: type[Exception] = GitError) -> Iter
     path = tmp / "baseline"
     with _exit_on_sigterm():
         try:
-            git(repo, "worktree", "add", "--detach", str(path), sha, error=error)
+            with _worktree_admin(repo):
+                git(repo, "worktree", "add", "--detach", str(path), sha, error=error)
             yield path
         finally:
-            if path.exists():
+            with _worktree_admin(repo):
+                if path.exists():
+                    subprocess.run(
+                        ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
+                        capture_output=True,
+                        check=False,
+                    )
+                shutil.rmtree(tmp, ignore_errors=True)
                 subprocess.run(
-                    ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
-                    capture_output=True,
-                    check=False,
+                    ["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False
                 )
-            shutil.rmtree(tmp, ignore_errors=True)
-            subprocess.run(
-                ["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False
-            )
