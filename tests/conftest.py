@@ -101,10 +101,9 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def _start_counting(config: pytest.Config, nodeids: list[str]) -> None:
-    """Start making, in the background, the counted runs that ``nodeids`` read (once; not
-    for ``--collect-only``)."""
+    """Start making, in the background, the counted runs that ``nodeids`` read (once)."""
     names = wanted(nodeids)
-    if names and _BACKGROUND not in config.stash and not config.option.collectonly:
+    if names and _BACKGROUND not in config.stash:
         config.stash[_BACKGROUND] = start_background(_session_base(config), names)
 
 
@@ -192,8 +191,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Without xdist: start making the counted runs the selected tests read (they run last).
     In an xdist worker nothing starts here (the controller's scheduler starts them)."""
     config = session.config
-    if not hasattr(config, "workerinput"):
-        _start_counting(config, [item.nodeid for item in session.items])
+    if hasattr(config, "workerinput") or session.config.option.collectonly:
+        return
+    _start_counting(config, [item.nodeid for item in session.items])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
