@@ -1,45 +1,32 @@
-"""Fixtures shared by test modules: the counted runs the valgrind tests read, and the schedule.
+"""Fixtures shared by test modules: the counted runs the valgrind tests read.
 
 A counted run (``samplemind-bench run --instructions``) costs tens of seconds of Valgrind, and
 every count of one user queues behind one lock (``bench.instructions.runner.counting_stage``).
 So each run below is made once per test session and shared: by every test that reads it, and
-across pytest-xdist workers. As soon as the session knows which runs its selected tests read,
-a background process starts making them (:mod:`tests._counted`), and the tests that read them
-run last: under ``pytest -n N`` as one unit at the end of the queue
-(:func:`pytest_xdist_make_scheduler`), without xdist at the end of the session. The counts are
-made meanwhile, on the time the other tests' waits leave a core idle (docs/decisions/0820;
-before that, record 0580 ran the valgrind files as one unit first). Tests that change a counted
-folder change a copy.
+across pytest-xdist workers (the first worker to need it makes it under a file lock in the
+session's shared temporary folder; the others wait for it and read the same files). Tests
+that change a counted folder change a copy.
+
+Under ``pytest -n N`` the files of the tests marked ``valgrind`` also run in one worker, one
+test after another, started first (:func:`pytest_xdist_make_scheduler`): a test that reads a
+shared counted run would otherwise wait, idle, for the other worker to make it, and two
+counts would queue on the one lock while a core stays idle (docs/decisions/0580).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import subprocess
 import sys
-import tempfile
-from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests._counted import (
-    HEADLINES,
-    PAIR,
-    PAIR_PYTEST_ARGS,
-    READERS,
-    Background,
-    CountedPair,
-    GateRun,
-    counted_run,
-    once,
-    start_background,
-    wanted,
-)
-
-__all__ = ["PAIR_PYTEST_ARGS", "CountedPair", "GateRun", "counted_run"]
 
 # Keep compiled bytecode between test sessions, even under PYTHONDONTWRITEBYTECODE: pytest then
 # reads its assertion-rewritten test modules (and Python the project's modules) from
@@ -50,18 +37,24 @@ __all__ = ["PAIR_PYTEST_ARGS", "CountedPair", "GateRun", "counted_run"]
 sys.dont_write_bytecode = False
 
 REPO = Path(__file__).resolve().parent.parent
+BENCH_SCRIPT = Path(sys.executable).parent / "samplemind-bench"
+
+PAIR_K = "chat-speed"
+"""The A/A pair's selection: two counted router benchmarks, healthy and one_open."""
+
+REPORT_K = "fakeredis-hit-msgpack or chat-speed-healthy or request_cpu"
+"""One counted benchmark per headline: cache hit (L1 off and on), routing decision, request."""
+
+END_TO_END_K = "chat-speed or fallback and mock-fail0"
+"""Router benchmarks counted (chat-speed) beside one that is not (an I/O-bound fallback)."""
+
 
 VALGRIND_FILES = ("tests/test_instructions.py", "tests/gate/test_instructions_cli.py")
-"""The test files of every test marked ``valgrind`` (checked at collection)."""
+"""The test files of every test marked ``valgrind``: under ``pytest -n N`` one worker runs
+them, one test after another (:func:`pytest_xdist_make_scheduler`)."""
 
-READERS_GROUP = "counted-run-readers"
-"""The unit of the tests that read a counted run (:data:`tests._counted.READERS`): one worker
-runs them, last (:func:`pytest_xdist_make_scheduler`)."""
-
-_BASE_KEY = "samplemind_counted_base"
-"""``workerinput`` key: the session's folder of counted runs (:func:`pytest_configure_node`)."""
-_BASE = pytest.StashKey[Path]()
-_BACKGROUND = pytest.StashKey[Background]()
+VALGRIND_GROUP = "valgrind"
+"""The unit of :data:`VALGRIND_FILES` in the schedule."""
 
 REPORT_FILES = ("tests/test_report_golden.py", "tests/test_report_browser.py")
 """The test files that read :func:`report_of_run_a_and_b`: under ``pytest -n N`` one worker
@@ -87,45 +80,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     config.stash[_IMPLICIT_DIST] = implicit
 
 
-def _session_base(config: pytest.Config) -> Path:
-    """The session's folder of counted runs (made once, removed at :func:`pytest_unconfigure`)."""
-    if _BASE not in config.stash:
-        config.stash[_BASE] = Path(tempfile.mkdtemp(prefix="samplemind-counted-"))
-    return config.stash[_BASE]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """xdist (controller): tell each worker the session's folder of counted runs."""
-    node.workerinput[_BASE_KEY] = str(_session_base(node.config))
-
-
-def _start_counting(config: pytest.Config, nodeids: list[str]) -> None:
-    """Start making, in the background, the counted runs that ``nodeids`` read (once)."""
-    names = wanted(nodeids)
-    if names and _BACKGROUND not in config.stash:
-        config.stash[_BACKGROUND] = start_background(_session_base(config), names)
-
-
-class _ReadersLast(OrderedDict[str, dict[str, bool]]):
-    """xdist's work queue with :data:`READERS_GROUP` kept at the end: a unit put in after it
-    goes before it."""
-
-    def __setitem__(self, key: str, value: dict[str, bool]) -> None:
-        super().__setitem__(key, value)
-        if key != READERS_GROUP and READERS_GROUP in self:
-            self.move_to_end(READERS_GROUP)
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``-n N`` without ``--dist``: every test is sent on its own to the worker that needs
-    work (xdist's ``loadscope`` with one test per scope, largest units first), except the tests
-    that read a counted run: one unit, sent last, to one worker (:data:`READERS_GROUP`); when
-    the workers' collection is in, the runs they read start in the background
-    (:mod:`tests._counted`); :data:`REPORT_FILES`, one unit; each file of
-    :data:`MODULE_FIXTURE_FILES`, one unit each (docs/decisions/0580, 0820). An explicit
-    ``--dist`` is kept (None: xdist's own scheduler; the readers then make the runs).
+    work (xdist's ``loadscope`` with one test per scope), except the tests of
+    :data:`VALGRIND_FILES`: one unit, sent first (the largest), so that the counting chain
+    starts at once in one worker while the other runs the rest; :data:`REPORT_FILES`, one
+    unit; each file of :data:`MODULE_FIXTURE_FILES`, one unit each (docs/decisions/0580). An explicit ``--dist``
+    is kept (None: xdist's own scheduler).
 
     ``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 groups
     by renaming items, which pytest 9.2 items ignore (the group is silently lost).
@@ -135,75 +97,35 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
     class TogetherScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        def __init__(self, config: pytest.Config, log: Any = None) -> None:
-            super().__init__(config, log)
-            self.workqueue = _ReadersLast()
-
         def _split_scope(self, nodeid: str) -> str:
             return schedule_unit(nodeid)
-
-        def schedule(self) -> None:
-            if self.collection is None and self.collection_is_completed:
-                collections = list(self.registered_collections.values())
-                if collections:
-                    _start_counting(self.config, list(collections[0]))
-            super().schedule()
 
     return TogetherScheduling(config, log)
 
 
 def schedule_unit(nodeid: str) -> str:
-    """The unit of work a test belongs to under ``pytest -n N``: :data:`READERS_GROUP` for
-    the tests that read a counted run, :data:`REPORT_GROUP` for :data:`REPORT_FILES`, the
+    """The unit of work a test belongs to under ``pytest -n N``: :data:`VALGRIND_GROUP` for
+    the tests of :data:`VALGRIND_FILES`, :data:`REPORT_GROUP` for :data:`REPORT_FILES`, the
     file for :data:`MODULE_FIXTURE_FILES`, else the test itself."""
-    if nodeid in READERS:
-        return READERS_GROUP
     path = nodeid.split("::", 1)[0]
+    if path in VALGRIND_FILES:
+        return VALGRIND_GROUP
     if path in REPORT_FILES:
         return REPORT_GROUP
     return path if path in MODULE_FIXTURE_FILES else nodeid
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every ``valgrind`` test lives in one of :data:`VALGRIND_FILES` (the list the project
-    keeps of them); :data:`tests._counted.READERS` names exactly the tests that read a counted
-    run, and they go last (:func:`pytest_collection_finish` starts the runs meanwhile)."""
+    """Every ``valgrind`` test lives in one of :data:`VALGRIND_FILES`: one elsewhere would be
+    scheduled beside the others and wait, idle, for their counting lock."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
         if item.get_closest_marker("valgrind") is not None and path not in VALGRIND_FILES:
             raise pytest.UsageError(
                 f"{item.nodeid} is marked valgrind but its file is not in VALGRIND_FILES "
-                "(tests/conftest.py): add it there"
+                "(tests/conftest.py): add it there, so that pytest -n N runs it in the "
+                "valgrind tests' worker"
             )
-        fixtures = getattr(item, "fixturenames", ())
-        reads = {HEADLINES} if "counted_headlines" in fixtures else set()
-        reads |= {PAIR} if {"counted_pair", "counted_runs"} & set(fixtures) else set()
-        listed = {READERS[item.nodeid]} if item.nodeid in READERS else set()
-        if reads != listed:
-            raise pytest.UsageError(
-                f"{item.nodeid} reads the counted runs {sorted(reads) or 'none'} but "
-                f"tests/_counted.py READERS lists {sorted(listed) or 'none'}: update READERS"
-            )
-    items.sort(key=lambda item: item.nodeid in READERS)  # stable: the readers last
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Without xdist: start making the counted runs the selected tests read (they run last).
-    In an xdist worker nothing starts here (the controller's scheduler starts them)."""
-    config = session.config
-    if hasattr(config, "workerinput") or session.config.option.collectonly:
-        return
-    _start_counting(config, [item.nodeid for item in session.items])
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """End the background process if it still runs; remove the session's counted runs."""
-    background = config.stash.get(_BACKGROUND, None)
-    if background is not None:
-        background.stop()
-    base = config.stash.get(_BASE, None)
-    if base is not None:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def need_valgrind() -> None:
@@ -218,36 +140,175 @@ def need_valgrind() -> None:
         pytest.skip(str(exc))
 
 
-def _shared(config: pytest.Config, factory: pytest.TempPathFactory, name: str) -> Path:
-    """The counted run ``name``, made by whichever process of the session asks first (the
-    background process, or this fixture) in the session's folder: the controller's under xdist,
-    this process's without; else (a session that made none) the workers' shared basetemp."""
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None and _BASE_KEY in workerinput:
-        base = Path(workerinput[_BASE_KEY])
-    elif _BASE in config.stash:
-        base = config.stash[_BASE]
-    else:
-        base = factory.getbasetemp()
-        if os.environ.get("PYTEST_XDIST_WORKER"):
-            base = base.parent  # shared by the workers of this session
-    return once(base, name)
+def counted_run(
+    out: Path, suites: list[str], pytest_args: Sequence[str], cwd: Path, env: dict[str, str]
+) -> Path:
+    """``samplemind-bench run --instructions --quick --suite SUITES --out OUT`` with
+    ``--pytest-arg=A`` for each of ``pytest_args``."""
+    cmd = [str(BENCH_SCRIPT), "run", "--instructions", "--quick", "--suite", *suites]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), *(f"--pytest-arg={a}" for a in pytest_args)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=cwd,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["suite"] for r in manifest["runs"]] == suites
+    # each suite file compressed once counted (the counts are read back from it by the gate
+    # tests), and the summary line gives the folder's size
+    assert manifest["files"] == [f"{s}.json.gz" for s in suites] and manifest["version"] == 2
+    assert [p.name for p in out.glob("*.json")] == ["manifest.json"]  # no plain suite file left
+    assert f"results in {out} (" in proc.stdout and " MB)" in proc.stdout, proc.stdout[-500:]
+    return out
+
+
+def _once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """``make(folder)`` once per session, whichever xdist worker asks first; the folder."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    folder, done = base / name, base / f"{name}.done"
+    with (base / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier attempt that failed
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+PAIR_PYTEST_ARGS = ("-k", PAIR_K, "-pno:hypothesispytest")
+"""The pytest arguments of both sides of the pair (and of a recount in one of its checkouts)."""
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """What ``samplemind-bench gate --baseline-ref ... --json REPORT`` returned, printed and wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: Path
+
+
+@dataclass(frozen=True)
+class CountedPair:
+    """Two fresh counted processes of the same code, in two checkouts at paths of other
+    lengths (``trees``: the baseline's git worktree, then this checkout), made by one
+    ``gate --baseline-ref REF --instructions`` (``gate``; ``ref``: HEAD, or a commit of the
+    working tree when it differs from HEAD's)."""
+
+    a: Path
+    b: Path
+    trees: tuple[Path, Path]
+    ref: str
+    gate: GateRun
+
+
+def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def working_tree_ref(repo: Path, scratch: Path) -> str:
+    """``HEAD`` when ``repo``'s working tree (tracked files and untracked ones git does not
+    ignore) is HEAD's tree, else a commit of the working tree on top of HEAD, made through a
+    scratch index (``git commit-tree``: no ref moves, the index is untouched), so that a
+    baseline checked out from it is the code under test while you edit."""
+    env = {
+        **os.environ,
+        "GIT_INDEX_FILE": str(scratch / "index"),
+        "GIT_AUTHOR_NAME": "samplemind tests",
+        "GIT_AUTHOR_EMAIL": "tests@samplemind.local",
+        "GIT_COMMITTER_NAME": "samplemind tests",
+        "GIT_COMMITTER_EMAIL": "tests@samplemind.local",
+    }
+    _git(repo, "read-tree", "HEAD", env=env)
+    _git(repo, "add", "-A", env=env)
+    tree = _git(repo, "write-tree", env=env)
+    (scratch / "index").unlink()
+    if tree == _git(repo, "rev-parse", "HEAD^{tree}"):
+        return "HEAD"
+    return _git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "working tree (tests)", env=env)
 
 
 @pytest.fixture(scope="session")
-def counted_pair(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> CountedPair:
+def counted_pair(tmp_path_factory: pytest.TempPathFactory) -> CountedPair:
     """``gate --baseline-ref REF --instructions --rounds 1 --suite router --metric
-    instructions -k chat-speed --out ...``, once per session (:func:`tests._counted.make_pair`):
-    the interleaved runner counts REF in a git worktree and this checkout, two fresh processes
-    of the same code. One counted pair serves the ``--baseline-ref`` test (its exit code,
-    output and verdicts), the A/A gate tests (its two results folders) and the checkout-path
-    test (the worktree lies in a folder named by 48 or 49 b's). A failed gate still leaves its
-    folders; only a missing folder fails every reader here.
+    instructions -k chat-speed --out ...``, once per session: the interleaved runner counts
+    REF in a git worktree and this checkout, two fresh processes of the same code (REF:
+    :func:`working_tree_ref`). One counted pair serves the ``--baseline-ref`` test (its
+    exit code, output and verdicts), the A/A gate tests (its two results folders) and the
+    checkout-path test (the worktree lies in a folder named by 48 b's, 49 where that would
+    make its path as long as this checkout's). A failed gate still leaves its folders;
+    only a missing folder fails every reader here.
     """
     need_valgrind()
-    root = _shared(request.config, tmp_path_factory, PAIR)
+    import tempfile
+
+    from bench import cli
+    from tests._helpers import run_main
+
+    def make(root: Path) -> None:
+        ref = working_tree_ref(REPO, root)
+        # the baseline's worktree goes to <root>/bbb.../samplemind-gate-XXXXXXXX/baseline (a path
+        # of another length than this checkout's); only this process's temporary folder moves:
+        # the runs keep the environment, so every count still takes its turns at one stage
+        made: list[str] = []
+        mkdtemp, tempdir = tempfile.mkdtemp, tempfile.tempdir
+        tail = len("/samplemind-gate-XXXXXXXX/baseline")
+        pad = 48 if len(str(root)) + 1 + 48 + tail != len(str(REPO)) else 49
+        (root / ("b" * pad)).mkdir()
+
+        def recording(*args: Any, **kwargs: Any) -> str:
+            path = mkdtemp(*args, **kwargs)
+            made.append(path)
+            return path
+
+        out, report = root / "runs", root / "verdicts.json"
+        args = [
+            "gate",
+            "--baseline-ref",
+            ref,
+            "--instructions",
+            "--rounds",
+            "1",
+            "--suite",
+            "router",
+            "--metric",
+            "instructions",
+            *(f"--pytest-arg={a}" for a in PAIR_PYTEST_ARGS),
+            "--json",
+            str(report),
+            "--out",
+            str(out),
+        ]
+        tempfile.tempdir, tempfile.mkdtemp = str(root / ("b" * pad)), recording
+        try:
+            proc = run_main(cli.main, args, cwd=REPO, env=cli.timed_run_env())
+        finally:
+            tempfile.tempdir, tempfile.mkdtemp = tempdir, mkdtemp
+        worktrees = [Path(p).resolve() / "baseline" for p in made if "-runs-" not in p]
+        assert len(worktrees) == 1, (made, proc.stdout[-3000:], proc.stderr[-3000:])
+        (worktree,) = worktrees
+        assert len(str(worktree)) != len(str(REPO)), (worktree, REPO)
+        record = {
+            "returncode": proc.returncode,
+            "stdout": proc.stdout,
+            "stderr": proc.stderr,
+            "ref": ref,
+            "baseline_tree": str(worktree),
+        }
+        (root / "gate.json").write_text(json.dumps(record))
+
+    root = _once(tmp_path_factory, "counted-pair", make)
     record = json.loads((root / "gate.json").read_text())
     gate = GateRun(record["returncode"], record["stdout"], record["stderr"], root / "verdicts.json")
     a, b = root / "runs" / "baseline" / "r00-router", root / "runs" / "candidate" / "r00-router"
@@ -256,14 +317,18 @@ def counted_pair(
 
 
 @pytest.fixture(scope="session")
-def counted_headlines(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def counted_headlines(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One counted run of this checkout: the report's headline benchmarks (cache, router,
-    pipeline) and the router benchmarks of the end-to-end test
-    (:func:`tests._counted.make_headlines`)."""
+    pipeline) and the router benchmarks of the end-to-end test."""
     need_valgrind()
-    return _shared(request.config, tmp_path_factory, HEADLINES) / "results"
+    from bench.harness.run import timed_run_env
+
+    def make(root: Path) -> None:
+        select = f"{REPORT_K} or {END_TO_END_K}"
+        suites = ["cache", "router", "pipeline"]
+        counted_run(root / "results", suites, ["-k", select], REPO, timed_run_env())
+
+    return _once(tmp_path_factory, "counted-headlines", make) / "results"
 
 
 @pytest.fixture(scope="session")
