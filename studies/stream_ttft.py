@@ -140,7 +140,7 @@ class WriteProbe:
                 probe.profile = None
             return resp
 
-        ClientRequest.send = timed_send  # type: ignore[method-assign]
+        ClientRequest.send = timed_send  # type: ignore[method-assign,assignment]
 
     def reset(self, expect: int, profile: cProfile.Profile | None = None) -> None:
         self.walls.clear()
@@ -671,9 +671,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in names:
                 profile = cProfile.Profile(time.process_time)  # CPU time, not waits
                 c0 = time.process_time()
-                for k in range(args.profile):
+                for j in range(args.profile):
                     profile.enable()
-                    await wave(name, 10**6 + k, profile if probe is not None else None)
+                    await wave(name, 10**6 + j, profile if probe is not None else None)
                     profile.disable()
                 spent = time.process_time() - c0
                 streams = args.profile * n
