@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import fakeredis
@@ -34,6 +36,31 @@ from .test_stream_layer import Scripts, read, req, settings
 
 def _cache(client: Any, namespace: str) -> ResponseCache:
     return ResponseCache(client, config=CacheConfig(namespace=namespace, lease_s=10.0))
+
+
+@asynccontextmanager
+async def _world(
+    server: RedisServer, prefix: str, texts: list[Any] | None
+) -> AsyncIterator[tuple[Redis, AIManager, ResponseCache, Scripts, str]]:
+    """A manager whose cache is on ``server`` under a fresh namespace (``prefix`` + 6 hex
+    digits), its providers scripted to stream ``texts`` (None: not scripted), and a second
+    client for looking at the server; all closed on the way out."""
+    raw = Redis.from_url(server.url)
+    client = Redis.from_url(server.url)
+    namespace = prefix + uuid.uuid4().hex[:6]
+    scripts = Scripts()
+    ai = AIManager(settings(), cache=_cache(client, namespace))
+    if texts is not None:
+        scripts.default["ollama"] = texts
+        scripts.install(ai)
+    cache = ai.cache
+    assert cache is not None
+    try:
+        yield raw, ai, cache, scripts, namespace
+    finally:
+        await ai.aclose()
+        await client.aclose()
+        await raw.aclose()
 
 
 @pytest.mark.redis
@@ -79,20 +106,12 @@ async def test_the_script_answers_a_hit_a_claim_or_another_leader(
 async def test_a_stored_answer_is_a_hit_and_takes_no_lease_also_after_a_script_flush(
     redis_server: RedisServer,
 ) -> None:
-    raw = Redis.from_url(redis_server.url)
-    client = Redis.from_url(redis_server.url)
-    namespace = "lh" + uuid.uuid4().hex[:6]
-    scripts = Scripts()
-    scripts.default["ollama"] = ["a ", "b"]
-    ai = AIManager(settings(), cache=_cache(client, namespace))
-    scripts.install(ai)
-    try:
+    async with _world(redis_server, "lh", ["a ", "b"]) as world:
+        raw, ai, cache, scripts, namespace = world
         chunks, first = await asyncio.wait_for(read(ai, req("stored")), 30)
         assert chunks == ["a ", "b"] and not first.cached
         await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
         await raw.script_flush()  # a restart forgets the script: EVAL then
-        cache = ai.cache
-        assert cache is not None
         hits = cache.stats().hits
         chunks, again = await asyncio.wait_for(read(ai, req("stored")), 30)
         assert chunks == ["a ", "b"] and again.cached and again.text == first.text
@@ -104,26 +123,14 @@ async def test_a_stored_answer_is_a_hit_and_takes_no_lease_also_after_a_script_f
         assert chunks == ["a ", "b"] and not fresh.cached and cache.stats().leases == 2
         await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
         await until_no_leases(raw, namespace)
-    finally:
-        await ai.aclose()
-        await client.aclose()
-        await raw.aclose()
 
 
 @pytest.mark.redis
 async def test_a_value_of_another_type_under_the_entry_falls_back_to_the_plain_lookup(
     redis_server: RedisServer,
 ) -> None:
-    raw = Redis.from_url(redis_server.url)
-    client = Redis.from_url(redis_server.url)
-    namespace = "lt" + uuid.uuid4().hex[:6]
-    scripts = Scripts()
-    scripts.default["ollama"] = ["x"]
-    ai = AIManager(settings(), cache=_cache(client, namespace))
-    scripts.install(ai)
-    cache = ai.cache
-    assert cache is not None
-    try:
+    async with _world(redis_server, "lt", ["x"]) as world:
+        raw, ai, cache, _scripts, namespace = world
         await cache._fresh_gens()
         entry = cache.key_for(req("wrong type"))
         await raw.rpush(entry, "not ours")
@@ -133,10 +140,6 @@ async def test_a_value_of_another_type_under_the_entry_falls_back_to_the_plain_l
         await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
         assert await raw.type(entry) == b"string"  # discarded, then stored
         await until_no_leases(raw, namespace)  # claimed by the producer, given back
-    finally:
-        await ai.aclose()
-        await client.aclose()
-        await raw.aclose()
 
 
 @pytest.mark.redis
@@ -146,16 +149,8 @@ async def test_a_caller_cancelled_at_each_await_of_the_start_leaves_no_lease(
     """The caller cancelled after 0, 1, 2, ... loop passes (while the script is out, once
     its reply is in, before the producer task ever ran, while it opens the upstream):
     no stream lease is left, and a fresh stream of the same request then streams."""
-    raw = Redis.from_url(redis_server.url)
-    client = Redis.from_url(redis_server.url)
-    namespace = "lx" + uuid.uuid4().hex[:6]
-    scripts = Scripts()
-    scripts.default["ollama"] = ["p ", 0.01, "q"]
-    ai = AIManager(settings(), cache=_cache(client, namespace))
-    scripts.install(ai)
-    cache = ai.cache
-    assert cache is not None
-    try:
+    async with _world(redis_server, "lx", ["p ", 0.01, "q"]) as world:
+        raw, ai, cache, scripts, namespace = world
         await asyncio.wait_for(read(ai, req("warm-up")), 30)  # (generations read)
         outcomes: set[str] = set()
         for passes in range(40):
@@ -176,23 +171,14 @@ async def test_a_caller_cancelled_at_each_await_of_the_start_leaves_no_lease(
         chunks, resp = await asyncio.wait_for(read(ai, req("cancelled 0")), 30)
         assert chunks == ["p ", "q"] and not resp.cached
         assert scripts.opened["ollama"] == opened + 1
-    finally:
-        await ai.aclose()
-        await client.aclose()
-        await raw.aclose()
 
 
 @pytest.mark.redis
 async def test_a_producer_cancelled_before_it_ever_ran_gives_the_claim_back(
     redis_server: RedisServer,
 ) -> None:
-    raw = Redis.from_url(redis_server.url)
-    client = Redis.from_url(redis_server.url)
-    namespace = "lp" + uuid.uuid4().hex[:6]
-    ai = AIManager(settings(), cache=_cache(client, namespace))
-    cache = ai.cache
-    assert cache is not None
-    try:
+    async with _world(redis_server, "lp", None) as world:
+        raw, ai, cache, _scripts, namespace = world
         await cache._fresh_gens()
         entry = cache.key_for(req("never ran"))
         hit, claim = await cache._lookup_or_claim(entry, entry, time.perf_counter(), [])
@@ -208,10 +194,6 @@ async def test_a_producer_cancelled_before_it_ever_ran_gives_the_claim_back(
         await asyncio.gather(feed.task, return_exceptions=True)
         await asyncio.wait_for(until(lambda: not cache._releases), 30)
         await until_no_leases(raw, namespace)
-    finally:
-        await ai.aclose()
-        await client.aclose()
-        await raw.aclose()
 
 
 @pytest.mark.redis
