@@ -13,8 +13,9 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Self
 
-__all__ = ["require_module", "run_args", "run_main", "until"]
+__all__ = ["LoopbackHTTP", "read_request", "require_module", "run_args", "run_main", "until"]
 
 
 def require_module(name: str, reason: str) -> None:
@@ -119,3 +120,70 @@ def run_args(out: Path, suites: Sequence[str], *, instructions: bool = False) ->
         quiet=True,
         pytest_args=[],
     )
+
+
+class LoopbackHTTP:
+    """A real HTTP/1.1 server on a free loopback port for a test; a subclass implements
+    :meth:`handle` (one connection, from its first request to its end).
+
+    ``start()`` / ``stop()`` or ``async with``; :attr:`url` is ``http://127.0.0.1:PORT``
+    followed by the class's ``path``. On stop every connection's task is cancelled and
+    awaited; a client that leaves (a cut or incomplete read) ends its connection quietly.
+    """
+
+    path = ""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self.handle(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self._tasks.discard(task)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The next request on a connection: its head (through the blank line) and its body
+    (``content-length`` bytes); ``asyncio.IncompleteReadError`` when the client left."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head, await reader.readexactly(length) if length else b""

@@ -39,6 +39,7 @@ from samplemind_core.http import (
     build_transport,
     parse_retry_after,
 )
+from tests._helpers import LoopbackHTTP, read_request
 
 URL = "http://api.test/v1/thing"
 
@@ -386,7 +387,7 @@ async def test_retries_are_logged_at_debug_without_query(caplog: pytest.LogCaptu
 OK_BODY = b'{"ok": true, "pad": "' + b"x" * 200 + b'"}'
 
 
-class RawServer:
+class RawServer(LoopbackHTTP):
     """An HTTP/1.1 server on 127.0.0.1 whose next replies follow ``modes``.
 
     Modes: ``ok``, ``close_mid_body`` (FIN after part of the body),
@@ -394,68 +395,37 @@ class RawServer:
     ``hang`` (never answers).
     """
 
+    path = "/v1/x"
+
     def __init__(self) -> None:
+        super().__init__()
         self.modes: list[str] = []
         self.bodies: list[bytes] = []
-        self.port = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/x"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.decode("latin-1").split("\r\n"):
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                self.bodies.append(await reader.readexactly(length) if length else b"")
-                mode = self.modes.pop(0) if self.modes else "ok"
-                if mode == "hang":
-                    await asyncio.Event().wait()
-                if mode == "close_before_reply":
-                    return
-                if mode in ("close_mid_body", "reset_mid_body"):
-                    writer.write(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                        b"content-length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY[:20]
-                    )
-                    await writer.drain()
-                    if mode == "reset_mid_body":
-                        sock = writer.get_extra_info("socket")
-                        sock.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
-                    return
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(reader)
+            self.bodies.append(body)
+            mode = self.modes.pop(0) if self.modes else "ok"
+            if mode == "hang":
+                await asyncio.Event().wait()
+            if mode == "close_before_reply":
+                return
+            if mode in ("close_mid_body", "reset_mid_body"):
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY
+                    b"content-length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY[:20]
                 )
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            self._tasks.discard(task)
+                if mode == "reset_mid_body":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY
+            )
+            await writer.drain()
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from samplemind_core._streaming import UpstreamFeed
 from samplemind_core.http import HttpClient
 from samplemind_core.manager import AIManager
 from samplemind_core.providers import PROVIDER_CLASSES
+from tests._helpers import LoopbackHTTP, read_request
 
 pytestmark = [pytest.mark.live]
 
@@ -161,7 +162,7 @@ BODIES = {
 }
 
 
-class Trickle:
+class Trickle(LoopbackHTTP):
     """A loopback HTTP/1.1 server answering every request with one body of ``wire``'s format
     (OpenAI's SSE, Ollama's NDJSON), written in fragments of 1-24 bytes (cut anywhere: inside
     a line, an event, a UTF-8 character) with a short pause between them; ``stall_after``
@@ -170,62 +171,32 @@ class Trickle:
     def __init__(
         self, texts: list[str], seed: int, stall_after: int = 0, wire: str = "openai"
     ) -> None:
+        super().__init__()
         build, self.content_type = BODIES[wire]
         self.body = build(texts)
         self.rng = random.Random(seed)
         self.stall_after = stall_after
         self.requests = 0
-        self.url = ""
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def __aenter__(self) -> Trickle:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                self.requests += 1
-                body = self.body
-                writer.write(
-                    f"HTTP/1.1 200 OK\r\ncontent-type: {self.content_type}\r\n".encode()
-                    + f"content-length: {len(body)}\r\n\r\n".encode()
-                )
-                at = 0
-                while at < len(body):
-                    if self.stall_after and at >= self.stall_after:
-                        await reader.read(1)  # silent until the client leaves
-                        return
-                    n = self.rng.randint(1, 24)
-                    writer.write(body[at : at + n])
-                    at += n
-                    await writer.drain()
-                    await asyncio.sleep(self.rng.choice((0, 0, 0.0005, 0.001)))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            self._tasks.discard(task)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            self.requests += 1
+            body = self.body
+            writer.write(
+                f"HTTP/1.1 200 OK\r\ncontent-type: {self.content_type}\r\n".encode()
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+            )
+            at = 0
+            while at < len(body):
+                if self.stall_after and at >= self.stall_after:
+                    await reader.read(1)  # silent until the client leaves
+                    return
+                n = self.rng.randint(1, 24)
+                writer.write(body[at : at + n])
+                at += n
+                await writer.drain()
+                await asyncio.sleep(self.rng.choice((0, 0, 0.0005, 0.001)))
 
 
 def trickle_settings(url: str, **stream: Any) -> Settings:

@@ -44,6 +44,7 @@ from samplemind_core.http import HttpClient, StreamResponse
 from samplemind_core.manager import AIManager
 from samplemind_core.providers import Provider, ProviderStream, get_provider
 from samplemind_core.providers._parse import SSEParser, StreamLimitError, StreamSyntaxError
+from tests._helpers import LoopbackHTTP, read_request
 
 KEY = "sk-rawpath-canary-0123456789"
 PASSWORD = "hunter2-rawpath"
@@ -97,58 +98,27 @@ Answer = Callable[[int, int, bytes], Awaitable[bytes | None]]
 the k-th on its connection (1-based); ``None`` closes that connection without a reply."""
 
 
-class Scripted:
+class Scripted(LoopbackHTTP):
     """A real HTTP/1.1 server on a free loopback port whose replies follow ``answer``."""
 
     def __init__(self, answer: Answer) -> None:
+        super().__init__()
         self.answer = answer
         self.requests: list[bytes] = []
         self.connections = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
-        self.url = ""
 
-    async def __aenter__(self) -> Scripted:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         on_connection = 0
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                self.requests.append(head + body)
-                on_connection += 1
-                raw = await self.answer(len(self.requests), on_connection, head + body)
-                if raw is None:
-                    break
-                writer.write(raw)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            self._tasks.discard(task)
+        while True:
+            head, body = await read_request(reader)
+            self.requests.append(head + body)
+            on_connection += 1
+            raw = await self.answer(len(self.requests), on_connection, head + body)
+            if raw is None:
+                return
+            writer.write(raw)
+            await writer.drain()
 
 
 class Sleeps:
