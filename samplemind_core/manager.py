@@ -247,7 +247,7 @@ class _ChainStep:
     Returns False at the end of the stream, True after a chunk; raises the read's errors,
     the idle timeout as ``RequestTimeout``."""
 
-    __slots__ = ("begin", "chunks", "feed", "fields", "idle", "relay", "watch")
+    __slots__ = ("begin", "chunks", "feed", "fields", "name", "relay", "watch")
 
     def __init__(
         self,
@@ -265,7 +265,7 @@ class _ChainStep:
         self.watch = watch
         self.relay = relay
         self.begin = begin
-        self.idle = (choice.provider, watch.idle_s)
+        self.name = choice.provider
         first: dict[bytes, bytes] | None = None
         if relay is not None:
             first = {b"p": f"{choice.provider}/{choice.model}".encode()}
@@ -284,9 +284,8 @@ class _ChainStep:
                 return False
             except BaseException:
                 if watch.expired():
-                    name, idle = self.idle
                     raise RequestTimeout(
-                        f"{name}: no chunk within idle_timeout_s={idle:g} s"
+                        f"{self.name}: no chunk within idle_timeout_s={watch.idle_s:g} s"
                     ) from None
                 raise
             finally:
