@@ -307,10 +307,11 @@ async def test_concurrent_misses_send_their_commands_in_few_pipelines(
         assert again[0] == ["a ", "b ", "c"] and again[1].cached
         round_trips = sent["single"] + sent["pipelines"]
         if batch:
-            # at most two per stream (one-by-one: >= 5 per stream, below). Quiet: 33-37 round
-            # trips for 100 streams; in the full suite at load: 108 (97 single commands, the
-            # replies spread over more loop passes, so fewer commands meet in one batch)
-            assert round_trips < 2 * n, sent
+            # fewer than one-by-one ever sends (>= 5 per stream, below: 541 for 100 streams,
+            # 341 single + 200 pipelines). Quiet: 33-37 round trips for 100 streams; in the full
+            # suite at load the replies spread over more loop passes, so fewer commands meet in
+            # one batch: 108 and 245 (233 single) seen. The bound separates the two modes.
+            assert round_trips < 4 * n, sent
             assert stats.pool_waits == 0
         else:
             # lookup, claim (SET NX + EXISTS x 2, decision 0541), relay entries, SET, release:
