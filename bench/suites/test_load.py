@@ -589,6 +589,7 @@ def _stream_sizes(opts: BenchOptions) -> _StreamSizes:
         # tenth of real time (BenchOptions.latency_scale), the schedule's tail at the smoke's
         # time scale and the knee's one point half as long at twice the rate (5 arrivals with
         # its seed, 3 before) (decision 0941).
+        time_scale = 0.25
         return _StreamSizes(
             10.0,
             0.5,
@@ -596,9 +597,9 @@ def _stream_sizes(opts: BenchOptions) -> _StreamSizes:
             0,
             20.0,
             1.0,
-            0.25,
-            opts.latency_scale(STREAM_SCALE),
-            load_engine.TAIL_S * 0.25,
+            time_scale,
+            latency_scale=opts.latency_scale(STREAM_SCALE),
+            tail_s=load_engine.TAIL_S * time_scale,
         )
     if opts.quick:
         return _StreamSizes(10.0, 2.0, 2, 0, 20.0, 0.5, 0.5)
