@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pytest is imported by the plugin, not by the CLI (`--help` 
 __all__ = [
     "DEFAULT_STREAM_SLO",
     "QUICK_TIMING",
+    "SMOKE_LATENCY_SCALE",
     "BenchOptions",
     "add_cli_options",
     "add_pytest_options",
@@ -29,6 +30,11 @@ QUICK_TIMING: Final[dict[str, float | int]] = {
     "benchmark_min_rounds": 5,
 }
 """pytest-benchmark settings ``--quick`` applies unless given on the command line."""
+
+SMOKE_LATENCY_SCALE: Final = 0.1
+"""The slowest pacing of a simulated world in a smoke run (benchmarks disabled): a tenth of
+real time (:meth:`BenchOptions.latency_scale`). A smoke run checks the machinery, not the
+figures; a timed run keeps each benchmark's own scale (decision 0940)."""
 
 DEFAULT_STREAM_SLO: Final = "ttft:1000 tpot:50"
 """The stream SLOs of the load suite's open-loop stream mode (vLLM ``--goodput`` syntax, ms):
@@ -144,6 +150,18 @@ class BenchOptions:
     def mode(self) -> str:
         return "live" if self.live else "mocked"
 
+    def latency_scale(self, timed: float) -> float:
+        """The world's ``latency_scale`` for a benchmark whose timed runs use ``timed``.
+
+        A timed run (quick or full) gets ``timed`` itself, always. A smoke run gets
+        ``min(timed, SMOKE_LATENCY_SCALE)``: a benchmark paced at real-world speed (1.0) runs
+        its body at a tenth of it, every assertion and recorded figure included, so that the
+        test suite does not sleep through real-world TTFTs and token gaps whose values no
+        smoke assertion reads (decision 0940). Faster worlds (a stress cell, a burst at 0.1)
+        keep their scale.
+        """
+        return min(timed, SMOKE_LATENCY_SCALE) if self.disabled else timed
+
     @classmethod
     def from_config(cls, config: pytest.Config) -> BenchOptions:
         """Read (and, for ``--quick``, adjust) the options; call before pytest-benchmark configures."""
@@ -196,7 +214,11 @@ class BenchOptions:
 
     def header(self, redis_url: str | None) -> list[str]:
         """Lines for ``pytest_report_header``."""
-        run = "smoke (each body once)" if self.disabled else "timed"
+        run = (
+            f"smoke (each body once, worlds at <= {SMOKE_LATENCY_SCALE:g}x real time)"
+            if self.disabled
+            else "timed"
+        )
         lines = [
             f"samplemind-bench: mode={self.mode} quick={self.quick} run={run} "
             f"grid={'small' if self.small_grid else 'full'}",

@@ -621,12 +621,13 @@ async def fault_schedule(
     rate: float,
     duration_s: float,
     seed: int = 0,
+    tail_s: float = TAIL_S,
 ) -> tuple[Point, list[FaultOutcome], list[dict[str, float]]]:
     """Poisson load at ``rate`` through a cold cache while ``faults`` fire.
 
-    The load runs for ``duration_s``, and on until :data:`TAIL_S` after the last fault ended
-    (a slow restart delays the faults after it; each fault still gets its recovery time),
-    but never longer than ``MAX_STRETCH`` times ``duration_s``.
+    The load runs for ``duration_s``, and on until ``tail_s`` (default :data:`TAIL_S`) after
+    the last fault ended (a slow restart delays the faults after it; each fault still gets its
+    recovery time), but never longer than ``MAX_STRETCH`` times ``duration_s``.
     """
     truth = truth_hits(items)
     spans: list[tuple[Fault, float, float]] = []
@@ -650,7 +651,7 @@ async def fault_schedule(
     def stop(t: float) -> bool:
         if t >= duration_s * MAX_STRETCH:
             return True
-        return t >= duration_s and bool(done_at) and t >= done_at[0] + TAIL_S
+        return t >= duration_s and bool(done_at) and t >= done_at[0] + tail_s
 
     with _Meter(target) as meter:
         origin = time.perf_counter()

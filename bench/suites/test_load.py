@@ -53,9 +53,11 @@ bench/suites/load_engine.py for their meaning):
 
 Quick runs use :data:`QUICK_BURSTS`, a short knee search and the fault schedule at
 half time; smoke runs (``--benchmark-disable``) use small sizes and compressed
-times and check invariants instead of recording figures (every call answered,
-cold bursts equal to their truth, every miss paid once, and in mocked mode a
-100 % warm hit rate up to a burst of 400, over the cache's connection slots).
+times (the fault schedules' offsets at a quarter, the streams' world at a tenth of
+real time and their fault schedule's tail at a quarter: decision 0941) and check
+invariants instead of recording figures (every call answered, cold bursts equal to
+their truth, every miss paid once, and in mocked mode a 100 % warm hit rate up to a
+burst of 400, over the cache's connection slots).
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ class _Sizes:
 
 def _sizes(opts: BenchOptions) -> _Sizes:
     if opts.disabled:
+        # The fault schedule's offsets at a quarter; its recovery tail stays load_engine.TAIL_S
+        # in every run: the cache comes back on real-time back-offs (up to 0.5 s by default)
+        # that no time scale shortens (decision 0941).
         return _Sizes(SMOKE_BURSTS, 100.0, 0.2, 1, 0, 200.0, 0.25, 2, 40, 60, 20)
     if opts.quick:
         return _Sizes(
@@ -548,7 +553,8 @@ async def test_load_faults(
 # --------------------------------------------------------------------------- streams
 
 STREAM_SCALE: Final = 1.0
-"""Real-world pacing: the world model's published TTFTs and token rates (fixtures/world.py)."""
+"""Real-world pacing: the world model's published TTFTs and token rates (fixtures/world.py);
+the streams' pacing in timed runs (a smoke run's is ``BenchOptions.latency_scale`` of it)."""
 STREAM_FAULTS: Final = (
     load_engine.Fault("stream_cut_after_2_chunks", "provider", at_s=1.0, hold_s=1.0),
     load_engine.Fault("stream_429_after_1_chunk", "provider", at_s=2.5, hold_s=1.0),
@@ -571,11 +577,30 @@ class _StreamSizes:
     fault_rate: float
     """Share of the streams started during a fault that the fault hits."""
     time_scale: float
+    latency_scale: float = STREAM_SCALE
+    """The world's pacing (:data:`STREAM_SCALE`, real-world, in timed runs)."""
+    tail_s: float = load_engine.TAIL_S
+    """How long the fault schedule's arrivals go on after the last fault."""
 
 
 def _stream_sizes(opts: BenchOptions) -> _StreamSizes:
-    if opts.disabled:  # every stream of a fault window faulted: the smoke run sees both kinds
-        return _StreamSizes(5.0, 1.0, 0, 0, 20.0, 1.0, 0.25)
+    if opts.disabled:
+        # Every stream of a fault window faulted: the smoke run sees both kinds. The world at a
+        # tenth of real time (BenchOptions.latency_scale), the schedule's tail at the smoke's
+        # time scale and the knee's one point half as long at twice the rate (5 arrivals with
+        # its seed, 3 before) (decision 0941).
+        time_scale = 0.25
+        return _StreamSizes(
+            10.0,
+            0.5,
+            0,
+            0,
+            20.0,
+            1.0,
+            time_scale,
+            latency_scale=opts.latency_scale(STREAM_SCALE),
+            tail_s=load_engine.TAIL_S * time_scale,
+        )
     if opts.quick:
         return _StreamSizes(10.0, 2.0, 2, 0, 20.0, 0.5, 0.5)
     return _StreamSizes(10.0, 4.0, 5, 2, 20.0, 0.5, 1.0)
@@ -589,14 +614,13 @@ def _stream_requests(tag: str, n: int) -> list[WorkloadItem]:
 
 
 async def _stream_target(
-    world: _World, fault_rate: float = 0.0
+    world: _World, sizes: _StreamSizes, fault_rate: float = 0.0
 ) -> tuple[load_engine.LoadTarget, stream_engine.StreamRecorder]:
-    """The world at real-world pacing without faults, and its target with every call a stream
-    (timed by the recorder) and the mid-stream faults of :data:`STREAM_FAULT_SPECS` hitting
-    ``fault_rate`` of the streams while on."""
-    await world.configure(
-        latency_scale=STREAM_SCALE, seed=0, stream_faults=[], stream_fault_rate=0.0
-    )
+    """The world at ``sizes.latency_scale`` (real-world pacing in a timed run) without faults,
+    and its target with every call a stream (timed by the recorder) and the mid-stream faults
+    of :data:`STREAM_FAULT_SPECS` hitting ``fault_rate`` of the streams while on."""
+    scale = sizes.latency_scale
+    await world.configure(latency_scale=scale, seed=0, stream_faults=[], stream_fault_rate=0.0)
     recorder = stream_engine.StreamRecorder(world.manager)
 
     def inject(spec: str | None) -> Callable[[], Awaitable[None]]:
@@ -604,7 +628,7 @@ async def _stream_target(
             await world.configure(
                 stream_faults=[spec] if spec else [],
                 stream_fault_rate=fault_rate if spec else 0.0,
-                latency_scale=STREAM_SCALE,
+                latency_scale=scale,
             )
 
         return run
@@ -617,14 +641,14 @@ async def _stream_target(
     return replace(world.target, complete_at=recorder.complete_at, faults=faults), recorder
 
 
-def _slo_info(slo: SLO, opts: BenchOptions) -> dict[str, Any]:
+def _slo_info(slo: SLO, opts: BenchOptions, sizes: _StreamSizes) -> dict[str, Any]:
     return {
         "slo": opts.stream_slo,
         "slo_ttft_ms": slo.ttft_ms,
         "slo_tpot_ms": slo.tpot_ms,
         "slo_e2e_ms": slo.e2e_ms,
         "good_share_bound": stream_engine.GOOD_SHARE,
-        "latency_scale": STREAM_SCALE,
+        "latency_scale": sizes.latency_scale,
         "max_tokens": stream_engine.STREAM_MAX_TOKENS,
     }
 
@@ -665,7 +689,7 @@ async def test_load_stream_knee(
     """Offered rate against goodput under the SLOs, the knee, and the generator's own limit."""
     sizes, slo = _stream_sizes(bench_opts), SLO.parse(bench_opts.stream_slo)
     mode = load_world.target.mode
-    target, recorder = await _stream_target(load_world)
+    target, recorder = await _stream_target(load_world, sizes)
     tag = uuid.uuid4().hex[:8]
 
     async def measure(rate: float) -> stream_engine.GoodputPoint:
@@ -690,7 +714,7 @@ async def test_load_stream_knee(
         "stream_knee",
         mode,
         variant="open-loop-poisson-streams-cold",
-        **_slo_info(slo, bench_opts),
+        **_slo_info(slo, bench_opts, sizes),
         stream_knee_per_s=knee.knee_per_s,
         knee_found=any(not p.acceptable and not p.generator_limited for p in points),
         generator_limit_per_s=min(limited) if limited else None,
@@ -715,17 +739,17 @@ async def test_load_stream_faults(
     """Streams under a cut and a 429 mid-stream: only ``StreamInterrupted``, counted."""
     sizes, slo = _stream_sizes(bench_opts), SLO.parse(bench_opts.stream_slo)
     mode = load_world.target.mode
-    target, recorder = await _stream_target(load_world, sizes.fault_rate)
+    target, recorder = await _stream_target(load_world, sizes, sizes.fault_rate)
     faults = tuple(
         replace(f, at_s=f.at_s * sizes.time_scale, hold_s=max(0.25, f.hold_s * sizes.time_scale))
         for f in STREAM_FAULTS
     )
     seconds = STREAM_FAULT_SECONDS * sizes.time_scale
     rate = sizes.fault_load_per_s
-    stretch = seconds * load_engine.MAX_STRETCH + load_engine.TAIL_S
+    stretch = seconds * load_engine.MAX_STRETCH + sizes.tail_s
     items = _stream_requests(uuid.uuid4().hex[:8], int(rate * stretch * 2) + 20)
     point, outcomes, bins = await load_engine.fault_schedule(
-        target, items, faults, rate=rate, duration_s=seconds, seed=2
+        target, items, faults, rate=rate, duration_s=seconds, seed=2, tail_s=sizes.tail_s
     )
     reads = recorder.take()
     window = max(seconds, max((c.start_s for c in point.calls), default=seconds))
@@ -736,7 +760,7 @@ async def test_load_stream_faults(
         "stream_faults",
         mode,
         variant="cut-and-429-mid-stream",
-        **_slo_info(slo, bench_opts),
+        **_slo_info(slo, bench_opts, sizes),
         offered_per_s=rate,
         requests=len(point.calls),
         goodput_rps=stats.goodput_rps,
