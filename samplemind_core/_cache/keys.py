@@ -19,14 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = [
-    "GLOBAL_FIELD",
-    "LEASE_SUFFIX",
-    "NO_PROVIDER",
-    "RELAY_SUFFIXES",
-    "Generations",
-    "key_generations",
-]
+__all__ = ["GLOBAL_FIELD", "LEASE_SUFFIX", "NO_PROVIDER", "RELAY_SUFFIXES", "Generations"]
 
 GLOBAL_FIELD: Final = "*"
 """The field of the namespace's own generation in the generation hash."""
@@ -81,16 +74,3 @@ class Generations:
             )
         except ValueError:
             return None
-
-
-def key_generations(key: str) -> tuple[str, str, str]:
-    """The generations an entry's ``key`` was built under, as the generation hash holds them:
-    ``(G, provider field or '', P)`` (decimal strings; ``''`` and ``'0'`` for a request that
-    pinned no provider).
-
-    >>> key_generations("sm:default:2.5:openai:ab12"), key_generations("sm:a:b:3.0:_:cd")
-    (('2', 'openai', '5'), ('3', '', '0'))
-    """
-    gens, provider = key.rsplit(":", 3)[1:3]
-    g, _, p = gens.partition(".")
-    return g, "" if provider == NO_PROVIDER else provider, p

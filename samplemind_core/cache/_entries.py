@@ -65,6 +65,8 @@ class _Entries(_StoreIO):
         self._gens_loaded = False  # the generations were read from Redis at least once
         # moved by every clear() of this process: a reload sent before it is not taken after it
         self._gens_epoch = 0
+        # the hash as the last lookup script brought it (decision 0920): equal -> not parsed
+        self._gens_raw: list[Any] | None = None
         self._l1: L1 | None = (
             L1(config.l1_max_entries, config.l1_max_bytes, config.l1_ttl_s)
             if config.l1_max_entries > 0
@@ -83,6 +85,7 @@ class _Entries(_StoreIO):
         return seg + self._fingerprint(request)
 
     def _set_gens(self, gens: dict[str, int]) -> None:
+        self._gens_raw = None  # (set again by the caller that took ``gens`` from a script)
         if self._keys.replace(gens) and self._l1 is not None:
             self._l1.drop_cleared(gens)  # entries whose provider was cleared (elsewhere)
 
@@ -351,13 +354,13 @@ class _Entries(_StoreIO):
         raw = await self._io_hgetall(self._keys.gen_key)
         self._take_gens(raw.items(), epoch)
 
-    def _take_gens(self, raw: Iterable[tuple[Any, Any]], epoch: int) -> None:
+    def _take_gens(self, raw: Iterable[tuple[Any, Any]], epoch: int) -> bool:
         """Take the generation hash's fields ``raw`` (name, value), read from Redis after
         :attr:`_gens_epoch` was ``epoch``, as the in-process copy for ``generation_ttl_s``;
-        nothing when a ``clear()`` of this process came since (its own generation is newer
-        than what that read saw; the next use reloads)."""
+        nothing (False) when a ``clear()`` of this process came since (its own generation is
+        newer than what that read saw; the next use reloads)."""
         if epoch != self._gens_epoch:
-            return
+            return False
         known = self._keys.gens
         gens: dict[str, int] = {}
         for k, v in raw:
@@ -375,3 +378,4 @@ class _Entries(_StoreIO):
         self._set_gens(gens)
         self._gens_loaded = True
         self._gens_expiry = self._clock() + self._gen_ttl
+        return True

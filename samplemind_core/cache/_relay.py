@@ -40,7 +40,7 @@ from typing import Any, Final, TypeVar
 import redis.exceptions
 
 from .._cache.envelope import decode
-from .._cache.keys import RELAY_SUFFIXES, key_generations
+from .._cache.keys import RELAY_SUFFIXES
 from .._exceptions import CacheBackendError, CacheError, CacheValueError
 from .._models import ChatResponse
 from ._entries import GensMoved
@@ -156,7 +156,7 @@ class _StreamRelay(_SingleFlight):
                 _GENS_LOOKUP_CLAIM_SHA,
                 _GENS_LOOKUP_CLAIM_SCRIPT,
                 (lease, stream, self._keys.gen_key),
-                (token, lease_ms, *key_generations(entry)),
+                (token, lease_ms),
             )
         )
         # Queued (with the other lookups of this loop iteration) and shielded: a caller
@@ -205,7 +205,11 @@ class _StreamRelay(_SingleFlight):
         self._backend_ok()
         if gens:  # the store's generations, read in the same script
             hash_ = reply[-1]
-            self._take_gens(zip(hash_[::2], hash_[1::2], strict=True), epoch)
+            if hash_ == self._gens_raw and epoch == self._gens_epoch:
+                # (what an earlier reply brought: 100 starts at once parse it once)
+                self._gens_expiry = max(self._gens_expiry, self._clock() + self._gen_ttl)
+            elif self._take_gens(zip(hash_[::2], hash_[1::2], strict=True), epoch):
+                self._gens_raw = hash_
             if reply[0] == 2:  # the key's generations are not the store's: nothing done
                 if self._clock() >= self._gens_expiry:  # (a clear() of ours meanwhile)
                     await self._fresh_gens()
