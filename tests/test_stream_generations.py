@@ -264,3 +264,50 @@ async def test_a_reload_read_before_this_process_clear_is_not_taken_after_it() -
     finally:
         await cache.aclose()
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_manager_closed_while_the_checking_script_is_out_leaves_nothing(
+    redis_server: RedisServer,
+) -> None:
+    """Closed while the script that carries the reload is out (once with the generations
+    moved: closed while the second lookup is out): no lease, no task, no batch left."""
+    async with _two(redis_server, ["x"]) as (raw, ai, b, scripts, namespace):
+        cache = ai.cache
+        assert cache is not None and b.cache is not None
+        await asyncio.wait_for(read(ai, req("warm-up")), 30)
+        await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
+        queued = cache._io_queued_soon
+        for moved in (False, True):
+            if moved:
+                await b.cache.clear()
+            cache._gens_expiry = 0.0
+            # (the lookup's script; moved: the second lookup's)
+            reached = _noting(cache, queued, 2 if moved else 1)
+            reader = asyncio.ensure_future(read(ai, req(f"closed under it {moved}")))
+            await asyncio.wait_for(reached.wait(), 30)
+            ai._closed = True  # (what aclose() sets first) while the script is out
+            with pytest.raises(Exception, match="closed"):
+                await asyncio.wait_for(reader, 30)
+            ai._closed = False
+            cache._io_queued_soon = queued  # type: ignore[method-assign]
+            await asyncio.wait_for(until(lambda: not cache._releases), 30)
+            await until_no_leases(raw, namespace)
+            assert not ai._stream_tasks and not cache._batches
+        assert scripts.opened["ollama"] == 1  # (the warm-up only)
+        assert cache._keys.gens == {"*": 1}
+
+
+def _noting(cache: ResponseCache, queued: Any, wanted: int) -> asyncio.Event:
+    """An event set when ``cache`` has queued ``wanted`` operations from now on."""
+    reached = asyncio.Event()
+    sent: list[int] = []
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        sent.append(1)
+        if len(sent) >= wanted:
+            reached.set()
+        return queued(*args, **kwargs)
+
+    cache._io_queued_soon = noted  # type: ignore[method-assign]
+    return reached
