@@ -113,6 +113,7 @@ from ._streaming import (
     chunk_boundaries,
 )
 from ._streaming import finalize_stream as _finalize_stream
+from .cache._entries import GensMoved
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
 
 if TYPE_CHECKING:
@@ -674,10 +675,15 @@ class AIManager:
             feed.attach()
             self._start_producer(feed, request, task, priority, config, None, looked_up=True)
             return feed, "leader"
-        # The key under fresh generations, and the lookup without a helper coroutine between
-        # (each await level is re-entered at every suspension of the lookup): as a hit does.
-        if cache._clock() >= cache._gens_expiry:
+        # The lookup without a helper coroutine between (each await level is re-entered at
+        # every suspension of the lookup): as a hit does. The key is built under the
+        # generations known in-process; when they are older than generation_ttl_s, their
+        # reload travels in the lookup's own script where it can (one server, the relay on:
+        # decision 0920), else it is made first, as before.
+        gens = cache._clock() >= cache._gens_expiry
+        if gens and not (config.relay and cache._gens_ride()):
             await cache._fresh_gens()  # the key below is under fresh generations
+            gens = False
         cache_key = cache.key_for(request)
         key = cache_key if config.on_interrupt == "raise" else cache_key + "|restart"
         if (shared := self._feeds.get(key)) is not None:
@@ -692,7 +698,15 @@ class AIManager:
         claim: bytes | bool | None = None
         try:
             if config.relay:  # on a miss, the relay claim in the same round trip (0880)
-                hit, claim = await cache._lookup_or_claim(cache_key, key, time.perf_counter(), box)
+                try:
+                    hit, claim = await cache._lookup_or_claim(
+                        cache_key, key, time.perf_counter(), box, gens
+                    )
+                except GensMoved:  # the generations moved (now fresh): the key again
+                    cache_key, key = self._rekey(feed, request, config)
+                    hit, claim = await cache._lookup_or_claim(
+                        cache_key, key, time.perf_counter(), box
+                    )
             else:
                 hit = await cache._lookup(cache_key, time.perf_counter(), extra=box)
         except BaseException:  # our caller's cancellation (a lookup raises no cache error)
@@ -715,6 +729,21 @@ class AIManager:
             feed, request, task, priority, config, cache_key, looked_up=True, claim=claim
         )
         return feed, "leader"
+
+    def _rekey(
+        self, feed: UpstreamFeed, request: ChatRequest, config: StreamConfig
+    ) -> tuple[str, str]:
+        """``request``'s cache key and feed key under the generations known now; ``feed``
+        (and whoever joined it) moves to the new feed key (not shared under it when another
+        feed already is: the relay claim then makes one of them follow the other)."""
+        assert self._cache is not None
+        cache_key = self._cache.key_for(request)
+        key = cache_key if config.on_interrupt == "raise" else cache_key + "|restart"
+        if key != feed.key:
+            self._forget_feed(feed)
+            feed.key = key
+            self._feeds.setdefault(key, feed)
+        return cache_key, key
 
     def _start_producer(
         self,
@@ -781,6 +810,15 @@ class AIManager:
             relay = feed.key
             relay_token = claimed  # type: ignore[assignment]
         try:
+            if (
+                cache is not None
+                and cache_key is not None
+                and not looked_up
+                and cache._clock() >= cache._gens_expiry
+            ):
+                # (the key may be from an expired copy whose reload never came back)
+                await cache._fresh_gens()
+                cache_key, _ = self._rekey(feed, request, config)
             if (
                 cache is not None
                 and cache_key is not None

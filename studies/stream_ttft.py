@@ -68,6 +68,11 @@ Use a latency scale at which no first chunk arrives before the last write
 
 ``layer+fakeredis``: the layer with a ``ResponseCache`` on ``fakeredis.FakeAsyncRedis``
 (no scripting: the claim's three-command path).
+
+``--gens expired`` makes every cache's copy of the generations older than
+``generation_ttl_s`` before each wave (the goal cell's rounds start after more than a second
+of quiet: decision 0920), ``--gens fresh`` makes it fresh; by default it is left as the
+waves' timing leaves it.
 """
 
 from __future__ import annotations
@@ -590,6 +595,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ) -> tuple[list[float], float]:
         make = makers[name]
         await settle()
+        if args.gens != "natural":
+            # ``--gens``: every cache's in-process copy of the generations made older than
+            # ``generation_ttl_s`` (as after a second of quiet: the goal cell's rounds), or
+            # fresh, before the wave (both trees have the same attribute)
+            for pkg in packages.values():
+                for ai in pkg.managers:
+                    if ai.cache is not None:
+                        ai.cache._gens_expiry = (
+                            0.0 if args.gens == "expired" else ai.cache._clock() + 3600.0
+                        )
         g0, k0 = gc_timer.mark()
         r0 = counter.mark() if counter is not None else (0, 0)
         if probe is not None:
@@ -736,6 +751,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--dump", default="", help="write each variant's profile to DUMP.<variant>.prof"
+    )
+    parser.add_argument(
+        "--gens",
+        default="natural",
+        choices=["natural", "expired", "fresh"],
+        help="the caches' in-process copy of the generations before each wave: as it is "
+        "(natural), older than generation_ttl_s (expired: as after a second of quiet, every "
+        "round of the goal cell), or fresh (decision 0920)",
     )
     parser.add_argument(
         "--count-commands",

@@ -24,7 +24,7 @@ from fixtures.redis import LocalRedisCluster, RedisServer
 from samplemind_core import CacheConfig, ChatResponse, StreamInterrupted
 from samplemind_core.cache import ResponseCache
 from samplemind_core.cache._relay import RELAY_LEASE_SUFFIX, RELAY_STREAM_SUFFIX
-from samplemind_core.cache._store import _CLAIM_SCRIPT
+from samplemind_core.cache._store import _CLAIM_SCRIPT, _LOOKUP_CLAIM_SCRIPT
 from samplemind_core.manager import AIManager
 from tests._helpers import until
 
@@ -215,7 +215,8 @@ async def test_a_miss_opens_its_upstream_after_one_round_trip(
     redis_server: RedisServer,
 ) -> None:
     """The lookup and the claim in one script on one server (GET, then SET NX and UNLINK of
-    an old relay stream; decisions 0721, 0880): nothing else before the upstream opens."""
+    an old relay stream; decisions 0721, 0880): nothing else before the upstream opens,
+    also when the generations' copy has expired (their reload rides in the script: 0920)."""
     client = Redis.from_url(redis_server.url)
     counted = Counted(client)
     scripts = Scripts()
@@ -239,10 +240,18 @@ async def test_a_miss_opens_its_upstream_after_one_round_trip(
 
     adapter.open_stream = open_stream  # type: ignore[method-assign]
     try:
+        await client.script_load(_LOOKUP_CLAIM_SCRIPT)  # (the warm-up sent the other one)
         start = counted.trips
         chunks, resp = await asyncio.wait_for(read(ai, req("one trip")), 30)
         assert chunks == ["a ", "b"] and not resp.cached
         assert before_open == [start + 1]  # the lookup-and-claim EVALSHA
+        assert ai.cache is not None
+        ai.cache._gens_expiry = 0.0  # (generation_ttl_s of quiet)
+        start = counted.trips
+        chunks, resp = await asyncio.wait_for(read(ai, req("one trip, expired")), 30)
+        assert chunks == ["a ", "b"] and not resp.cached
+        assert before_open[1:] == [start + 1]  # the generations read in the same EVALSHA
+        assert ai.cache._gens_expiry > ai.cache._clock()
     finally:
         await ai.aclose()
         await client.aclose()
@@ -383,10 +392,15 @@ async def _stored_meanwhile(
             await raw.set(lease, b"b's token", px=5_000)
         return None
 
-    async def apart(entry: str, key: str, start: float, extra: list[Any]) -> Any:
+    async def apart(
+        entry: str, key: str, start: float, extra: list[Any], gens: bool = False
+    ) -> Any:
         # The lookup and the claim apart, as on a cluster, without scripting and in the
         # script's fallbacks (on one server they are otherwise one script with no window
-        # between them: tests/test_stream_lookup_claim.py, decision 0880).
+        # between them: tests/test_stream_lookup_claim.py, decision 0880). ``gens``: the
+        # generations' copy had expired (the hash is empty here: the key stays as it is).
+        if gens:
+            await a.cache._fresh_gens()  # type: ignore[union-attr]
         return await a.cache._lookup(entry, start, extra=extra), None  # type: ignore[union-attr]
 
     a.cache._lookup_or_claim = apart  # type: ignore[method-assign]

@@ -148,12 +148,29 @@ async def test_a_caller_cancelled_at_each_await_of_the_start_leaves_no_lease(
 ) -> None:
     """The caller cancelled after 0, 1, 2, ... loop passes (while the script is out, once
     its reply is in, before the producer task ever ran, while it opens the upstream):
-    no stream lease is left, and a fresh stream of the same request then streams."""
+    no stream lease is left, and a fresh stream of the same request then streams. The
+    same with the generations' copy expired (their reload in the script, decision 0920)
+    and with the generations moved meanwhile (the script answers "moved", the caller looks
+    up again under the new key: every await of that path too)."""
     async with _world(redis_server, "lx", ["p ", 0.01, "q"]) as world:
         raw, ai, cache, scripts, namespace = world
         await asyncio.wait_for(read(ai, req("warm-up")), 30)  # (generations read)
         outcomes: set[str] = set()
-        for passes in range(40):
+        moved = 0
+        rekey, rekeyed = ai._rekey, []
+
+        def counted_rekey(*args: Any) -> tuple[str, str]:
+            rekeyed.append(args)
+            return rekey(*args)
+
+        ai._rekey = counted_rekey  # type: ignore[method-assign,assignment]
+        for run in range(120):
+            passes, mode = run % 40, ("fresh", "expired", "moved")[run // 40]
+            if mode != "fresh":
+                cache._gens_expiry = 0.0  # (generation_ttl_s of quiet)
+            if mode == "moved":  # another process cleared: the script sees it
+                await raw.hincrby(cache._keys.gen_key, "*", 1)
+                moved += 1
             reader = asyncio.ensure_future(read(ai, req(f"cancelled {passes}")))
             for _ in range(passes):
                 await asyncio.sleep(0)
@@ -166,7 +183,10 @@ async def test_a_caller_cancelled_at_each_await_of_the_start_leaves_no_lease(
             await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
             await asyncio.wait_for(until(lambda: not cache._releases), 30)
             await until_no_leases(raw, namespace)
+            if mode == "moved":  # taken from the script's reply, or nobody looked yet
+                assert cache._keys.gens.get("*") == moved or cache._gens_expiry == 0.0
         assert "cancelled" in outcomes
+        assert len(rekeyed) >= 10  # (the "moved" path ran: not every caller left before it)
         opened = scripts.opened["ollama"]
         chunks, resp = await asyncio.wait_for(read(ai, req("cancelled 0")), 30)
         assert chunks == ["p ", "q"] and not resp.cached

@@ -51,6 +51,7 @@ class _Admin(_SingleFlight):
             self._backend_failed(exc)
             raise
         self._backend_ok()
+        self._gens_epoch += 1  # a reload out now read the hash before this: not taken
         gens = dict(self._keys.gens)
         gens[field] = value
         self._set_gens(gens)

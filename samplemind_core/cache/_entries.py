@@ -6,7 +6,11 @@ see ``samplemind_core._cache.keys``)::
     {prefix}:{namespace}:{G}.{P}:{provider or '_'}:{fingerprint}
 
 The generations are cached in-process for ``CacheConfig.generation_ttl_s``
-and reloaded by one ``HGETALL`` shared by every caller that finds them stale.
+and reloaded by one ``HGETALL`` shared by every caller that finds them stale
+(a new stream's lookup on one server reads them in its own lookup script
+instead, and looks up again under new keys when they moved: decision 0920).
+A reload that read the hash before a ``clear()`` of this process is not taken
+after it (``_gens_epoch``).
 A lookup checks the in-process L1 first, then Redis; a value that is not a
 valid envelope, is over ``max_value_bytes`` or belongs to a cleared provider
 is a counted miss and is removed.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterable
 from typing import Any, Final
 
 from .._cache.envelope import ForeignValue, decode, encode
@@ -28,7 +33,14 @@ from .._models import ChatRequest, ChatResponse
 from ..fingerprint import Hasher, fingerprinter
 from ._store import _StoreIO
 
-__all__ = ["_Entries"]
+__all__ = ["GensMoved", "_Entries"]
+
+
+class GensMoved(Exception):
+    """A key was built under generations that are not the store's (or could not be checked
+    with its lookup): the generations are fresh now; build the key again and look up again
+    (decision 0920). Never reaches a user."""
+
 
 _perf: Final = time.perf_counter
 
@@ -51,6 +63,10 @@ class _Entries(_StoreIO):
         self._gens_expiry = 0.0 if self._redis is not None else float("inf")
         self._gens_loading: asyncio.Future[None] | None = None  # the one reload in flight
         self._gens_loaded = False  # the generations were read from Redis at least once
+        # moved by every clear() of this process: a reload sent before it is not taken after it
+        self._gens_epoch = 0
+        # the hash as the last lookup script brought it (decision 0920): equal -> not parsed
+        self._gens_raw: list[Any] | None = None
         self._l1: L1 | None = (
             L1(config.l1_max_entries, config.l1_max_bytes, config.l1_ttl_s)
             if config.l1_max_entries > 0
@@ -69,6 +85,7 @@ class _Entries(_StoreIO):
         return seg + self._fingerprint(request)
 
     def _set_gens(self, gens: dict[str, int]) -> None:
+        self._gens_raw = None  # (set again by the caller that took ``gens`` from a script)
         if self._keys.replace(gens) and self._l1 is not None:
             self._l1.drop_cleared(gens)  # entries whose provider was cleared (elsewhere)
 
@@ -333,10 +350,20 @@ class _Entries(_StoreIO):
         UTF-8 never matches a provider) and counted in ``stats().foreign``; a
         key of another Redis type raises :class:`CacheValueError`.
         """
+        epoch = self._gens_epoch
         raw = await self._io_hgetall(self._keys.gen_key)
+        self._take_gens(raw.items(), epoch)
+
+    def _take_gens(self, raw: Iterable[tuple[Any, Any]], epoch: int) -> bool:
+        """Take the generation hash's fields ``raw`` (name, value), read from Redis after
+        :attr:`_gens_epoch` was ``epoch``, as the in-process copy for ``generation_ttl_s``;
+        nothing (False) when a ``clear()`` of this process came since (its own generation is
+        newer than what that read saw; the next use reloads)."""
+        if epoch != self._gens_epoch:
+            return False
         known = self._keys.gens
         gens: dict[str, int] = {}
-        for k, v in raw.items():
+        for k, v in raw:
             name = k.decode(errors="replace") if isinstance(k, bytes) else str(k)
             try:
                 if not (isinstance(v, bytes | str) and 0 < len(v) <= 20):
@@ -351,3 +378,4 @@ class _Entries(_StoreIO):
         self._set_gens(gens)
         self._gens_loaded = True
         self._gens_expiry = self._clock() + self._gen_ttl
+        return True

@@ -43,12 +43,15 @@ from .._cache.envelope import decode
 from .._cache.keys import RELAY_SUFFIXES
 from .._exceptions import CacheBackendError, CacheError, CacheValueError
 from .._models import ChatResponse
+from ._entries import GensMoved
 from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
 from ._store import (
     _CAP_SHA,
     _CLAIM_SCRIPT,
     _CLAIM_SHA,
+    _GENS_LOOKUP_CLAIM_SCRIPT,
+    _GENS_LOOKUP_CLAIM_SHA,
     _LOOKUP_CLAIM_SCRIPT,
     _LOOKUP_CLAIM_SHA,
     Command,
@@ -84,8 +87,16 @@ class _StreamRelay(_SingleFlight):
             and self._clock() >= self._skip_until
         )
 
+    def _gens_ride(self) -> bool:
+        """True when a new stream's lookup can carry the generations' reload
+        (:meth:`_lookup_or_claim` with ``gens=True``): one server with scripting, the relay
+        on, the store healthy -- where the lookup is one script (decision 0920)."""
+        return (
+            self._where is None and self._scripting and not self._degraded and self._relay_enabled()
+        )
+
     async def _lookup_or_claim(
-        self, entry: str, key: str, start: float, extra: list[Any]
+        self, entry: str, key: str, start: float, extra: list[Any], gens: bool = False
     ) -> tuple[ChatResponse | None, bytes | bool | None]:
         """A new stream's lookup of ``entry`` and, on a miss, its relay claim of ``key``:
         ``(hit, claim)``. ``hit``: as :meth:`_lookup` (``extra`` gets the envelope's trailing
@@ -101,11 +112,31 @@ class _StreamRelay(_SingleFlight):
         degraded store, no relay, an L1 hit) and when the script cannot run (a value of
         another type under the entry, a server out of memory: it refuses scripts that write)
         the plain :meth:`_lookup`, claim None. A script cancelled or failed while out
-        gives back in the background the lease it may have taken."""
+        gives back in the background the lease it may have taken.
+
+        ``gens`` (decision 0920): ``entry`` and ``key`` were built under an in-process copy
+        of the generations older than ``generation_ttl_s``. Where :meth:`_gens_ride`, the
+        reload travels in the same script (``_GENS_LOOKUP_CLAIM_SCRIPT``): the store's hash
+        is taken as the new copy, and when the key's generations are not the store's the
+        script does nothing else and :class:`GensMoved` is raised, the copy fresh: the
+        caller builds its key again and calls once more (without ``gens``). Also raised,
+        after a blocking reload, where the reload cannot ride (an L1 entry under ``entry``,
+        which must not be served before the generations are known; the script refused):
+        no lookup under an expired copy is ever answered."""
         l1 = self._l1
-        if l1 is not None and (hit := self._l1_hit(entry, self._clock(), start, extra)) is not None:
+        if gens:
+            if self._clock() < self._gens_expiry:
+                gens = False  # (fresh meanwhile)
+            elif (l1 is not None and l1.hit(entry, self._clock()) is not None) or not (
+                self._gens_ride()
+            ):
+                await self._fresh_gens()
+                raise GensMoved
+        elif (
+            l1 is not None and (hit := self._l1_hit(entry, self._clock(), start, extra)) is not None
+        ):
             return hit, None
-        if (
+        if not gens and (
             self._where is not None
             or not self._scripting
             or self._degraded
@@ -117,11 +148,22 @@ class _StreamRelay(_SingleFlight):
         stream = key + RELAY_STREAM_SUFFIX
         token = self._new_token()
         lease_ms = max(1, int(self._lease_s * 1000))
+        epoch = self._gens_epoch
+        sha, script, more_keys, args = (
+            (_LOOKUP_CLAIM_SHA, _LOOKUP_CLAIM_SCRIPT, (lease, stream), (token, lease_ms))
+            if not gens
+            else (
+                _GENS_LOOKUP_CLAIM_SHA,
+                _GENS_LOOKUP_CLAIM_SCRIPT,
+                (lease, stream, self._keys.gen_key),
+                (token, lease_ms),
+            )
+        )
         # Queued (with the other lookups of this loop iteration) and shielded: a caller
         # cancelled while it is out leaves its outcome to ``_claim_left``, which gives the
         # lease back only if the script took it (a cancelled hit costs Redis nothing more).
         sent = self._io_queued_soon(
-            entry, (("EVALSHA", _LOOKUP_CLAIM_SHA, 3, entry, lease, stream, token, lease_ms),)
+            entry, (("EVALSHA", sha, 1 + len(more_keys), entry, *more_keys, *args),)
         )
         again = False  # the script sent once more (EVAL after NOSCRIPT)
         try:
@@ -133,14 +175,7 @@ class _StreamRelay(_SingleFlight):
                     raise
                 # (a restart forgot the script, or no scripting: EVAL, or None from now on)
                 again = True
-                reply = await self._io_script(
-                    _LOOKUP_CLAIM_SHA,
-                    _LOOKUP_CLAIM_SCRIPT,
-                    entry,
-                    token,
-                    lease_ms,
-                    more_keys=(lease, stream),
-                )
+                reply = await self._io_script(sha, script, entry, *args, more_keys=more_keys)
         except asyncio.CancelledError:
             if again:  # cancelled while the EVAL was out: it may have taken the lease
                 self._release_later(lease, token, lost=True)
@@ -150,6 +185,9 @@ class _StreamRelay(_SingleFlight):
                 sent.add_done_callback(functools.partial(self._claim_left, lease, token))
             raise
         except (CacheValueError, _WriteRefused):  # refused before any write: as before
+            if gens:  # (another type under the entry or the hash, or out of memory)
+                await self._fresh_gens()
+                raise GensMoved from None
             return await self._lookup(entry, start, l1_checked=True, extra=extra), None
         except CacheError as exc:  # the SET may have landed: do not leave it
             self._release_later(lease, token, lost=True)
@@ -160,8 +198,22 @@ class _StreamRelay(_SingleFlight):
             self._release_later(lease, token, lost=True)
             raise
         if reply is None:  # no scripting (from now on): the plain lookup
+            if gens:
+                await self._fresh_gens()
+                raise GensMoved
             return await self._lookup(entry, start, l1_checked=True, extra=extra), None
         self._backend_ok()
+        if gens:  # the store's generations, read in the same script
+            hash_ = reply[-1]
+            if hash_ == self._gens_raw and epoch == self._gens_epoch:
+                # (what an earlier reply brought: 100 starts at once parse it once)
+                self._gens_expiry = max(self._gens_expiry, self._clock() + self._gen_ttl)
+            elif self._take_gens(zip(hash_[::2], hash_[1::2], strict=True), epoch):
+                self._gens_raw = hash_
+            if reply[0] == 2:  # the key's generations are not the store's: nothing done
+                if self._clock() >= self._gens_expiry:  # (a clear() of ours meanwhile)
+                    await self._fresh_gens()
+                raise GensMoved
         if reply[0]:  # stored: a hit (or a value to discard, then a miss claimed as before)
             hit = self._hit_of(entry, reply[1], start, extra)
             if hit is None:
