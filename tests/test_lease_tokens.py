@@ -307,9 +307,9 @@ async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_
         await asyncio.sleep(30)
         return resp("never")
 
+    rounds = [req(f"round {round_}") for round_ in range(8)]
     try:
-        for round_ in range(8):
-            r = req(f"round {round_}")
+        for round_, r in enumerate(rounds):
 
             async def pause(round_: int = round_) -> None:
                 await asyncio.sleep(0)
@@ -321,9 +321,13 @@ async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_
                 pause(),
             )
             assert cancelled == 300
-            await control.ping()
-            await asyncio.wait_for(until(lambda: not a._releases), 30)
-            await until_no_leases(control, config.namespace)
+            # (the next round starts while this one's background releases, and a lost claim's
+            # second look 2 x op_timeout_s later, are still out: they are waited for below,
+            # with every round's checks, instead of one round at a time)
+        await control.ping()
+        await asyncio.wait_for(until(lambda: not a._releases), 30)
+        await until_no_leases(control, config.namespace)
+        for r in rounds:
             got = await asyncio.wait_for(b.get_or_call(r, lambda: _ready(resp("b"))), 5)
             assert got.text == "b"
         assert b.stats().lease_waits == 0 and b.stats().leases == 8
@@ -383,11 +387,12 @@ async def test_hundreds_of_cancelled_streams_leave_no_stream_lease(
                 _cancel_all_at_random(lambda r=r: read(a, r), 200, rng, 0.15), pause()
             )
             assert cancelled == 200
-            await control.ping()
-            assert a.cache is not None
-            await asyncio.wait_for(until(lambda: not a.cache._releases), 30)  # type: ignore[union-attr]
-            await asyncio.wait_for(until(lambda: not a._stream_tasks), 30)
-            await until_no_leases(control, namespace)
+            # (the next round starts while this one's releases are out: waited for below)
+        await control.ping()
+        assert a.cache is not None
+        await asyncio.wait_for(until(lambda: not a.cache._releases), 30)  # type: ignore[union-attr]
+        await asyncio.wait_for(until(lambda: not a._stream_tasks), 30)
+        await until_no_leases(control, namespace)
         scripts.default["ollama"] = ["fresh"]
         chunks, got = await asyncio.wait_for(read(b, req("stream round 0")), 5)
         assert chunks == ["fresh"] and not got.cached
