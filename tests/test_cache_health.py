@@ -32,7 +32,7 @@ async def _ready(response: ChatResponse) -> ChatResponse:
 
 
 async def _lease_keys(client: Any) -> list[bytes]:
-    return [k async for k in client.scan_iter(match="*:lease")]
+    return [k async for k in client.scan_iter(match="*:lease", count=1000)]
 
 
 @pytest.fixture

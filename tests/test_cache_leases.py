@@ -80,7 +80,7 @@ class Blocking:
 
 
 async def _lease_keys(client: Any) -> list[bytes]:
-    return [k async for k in client.scan_iter(match="*:lease")]
+    return [k async for k in client.scan_iter(match="*:lease", count=1000)]
 
 
 # Store operations of one cold get_or_call with leases: HGETALL (generations), GET,

@@ -48,7 +48,7 @@ def _config(**kw: Any) -> CacheConfig:
 async def _leases_left(client: Any, namespace: str) -> list[bytes]:
     keys: list[bytes] = []
     for pattern in (f"*{namespace}*:lease", f"*{namespace}*:slease"):
-        keys += [k async for k in client.scan_iter(match=pattern)]
+        keys += [k async for k in client.scan_iter(match=pattern, count=1000)]
     return keys
 
 
