@@ -296,7 +296,8 @@ async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_
     lease's ``SET`` in the middle); then no lease key is left and a follower in another
     process pays at once instead of waiting out ``lease_s``."""
     server = redis_server_isolated
-    config = _config(op_timeout_s=0.3)
+    # lease_s 60: a leaked lease outlives any stall between the bursts and the final scan
+    config = _config(op_timeout_s=0.3, lease_s=60.0)
     clients = [server.client() for _ in range(3)]
     control = clients[2]
     rng = random.Random(440)
@@ -365,7 +366,7 @@ async def test_hundreds_of_cancelled_streams_leave_no_stream_lease(
         AIManager(
             settings(),
             cache=ResponseCache(
-                c, config=CacheConfig(namespace=namespace, lease_s=10.0, op_timeout_s=0.5)
+                c, config=CacheConfig(namespace=namespace, lease_s=60.0, op_timeout_s=0.5)
             ),
         )
         for c in (SlowReplies(clients[0], rng), clients[1])
