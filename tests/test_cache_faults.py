@@ -211,7 +211,7 @@ async def test_clear_is_o1_and_the_background_purge_removes_old_entries(
         assert await cache.get(req("p0")) is None
 
         async def purged() -> bool:
-            keys = [k async for k in client.scan_iter(match=f"sm:{cache.namespace}:*")]
+            keys = [k async for k in client.scan_iter(match=f"sm:{cache.namespace}:*", count=1000)]
             return keys == [f"sm:{cache.namespace}:gen".encode()]
 
         await until(purged, interval_s=0.02)

@@ -80,7 +80,7 @@ class Blocking:
 
 
 async def _lease_keys(client: Any) -> list[bytes]:
-    return [k async for k in client.scan_iter(match="*:lease")]
+    return [k async for k in client.scan_iter(match="*:lease", count=1000)]
 
 
 # Store operations of one cold get_or_call with leases: HGETALL (generations), GET,
@@ -93,10 +93,10 @@ async def test_a_caller_cancelled_at_any_store_operation_leaves_at_once_and_no_l
     server = fakeredis.FakeServer()
     client = Blocking(server, block_at, mode)
     # A claim left without its reply (block_at 3) is looked at again 2 x op_timeout_s after
-    # the first compare-and-delete: 0.5 s here, so that second look runs inside aclose()'s
+    # the first compare-and-delete: 0.2 s here, so that second look runs inside aclose()'s
     # 2 s (with LEASE's 5 s, aclose waited its whole 2 s and cancelled it). fakeredis answers
     # in-process, and the deadline counts only time the loop was responsive.
-    cache = ResponseCache(client, config=dataclasses.replace(LEASE, op_timeout_s=0.25))
+    cache = ResponseCache(client, config=dataclasses.replace(LEASE, op_timeout_s=0.1))
     calls = 0
 
     async def call() -> ChatResponse:

@@ -201,13 +201,13 @@ async def test_request_timeout_bounds_pool_wait_and_connect(kind: str, blackhole
         max_keepalive_connections=1,
     )
     async with HttpClient(config) as http:
-        calls = [http.request("GET", blackhole, timeout=0.3) for _ in range(3)]
+        calls = [http.request("GET", blackhole, timeout=0.15) for _ in range(3)]
         outcomes = await asyncio.wait_for(
             asyncio.gather(*calls, return_exceptions=True), LIVENESS_S
         )
         for outcome in outcomes:
             assert isinstance(outcome, RequestTimeout), outcome
-            assert "did not complete within 0.3 s" in str(outcome)
+            assert "did not complete within 0.15 s" in str(outcome)
         if kind == "httpx":
             assert pool_state(http) == {
                 "connections": 0,
@@ -242,7 +242,7 @@ async def test_caller_cancellation_propagates_and_frees_the_slot(blackhole: str)
 @pytest.mark.live
 async def test_a_connect_that_times_out_leaves_the_pool(blackhole: str) -> None:
     config = HttpConfig(
-        transport="httpx", connect_timeout_s=0.2, max_connections=2, retry=RetryConfig(attempts=1)
+        transport="httpx", connect_timeout_s=0.1, max_connections=2, retry=RetryConfig(attempts=1)
     )
     async with HttpClient(config) as http:
         outcomes = await asyncio.wait_for(

@@ -48,7 +48,7 @@ def _config(**kw: Any) -> CacheConfig:
 async def _leases_left(client: Any, namespace: str) -> list[bytes]:
     keys: list[bytes] = []
     for pattern in (f"*{namespace}*:lease", f"*{namespace}*:slease"):
-        keys += [k async for k in client.scan_iter(match=pattern)]
+        keys += [k async for k in client.scan_iter(match=pattern, count=1000)]
     return keys
 
 
@@ -296,7 +296,8 @@ async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_
     lease's ``SET`` in the middle); then no lease key is left and a follower in another
     process pays at once instead of waiting out ``lease_s``."""
     server = redis_server_isolated
-    config = _config(op_timeout_s=0.3)
+    # lease_s 60: a leaked lease outlives any stall between the bursts and the final scan
+    config = _config(op_timeout_s=0.3, lease_s=60.0)
     clients = [server.client() for _ in range(3)]
     control = clients[2]
     rng = random.Random(440)
@@ -307,9 +308,9 @@ async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_
         await asyncio.sleep(30)
         return resp("never")
 
+    rounds = [req(f"round {round_}") for round_ in range(8)]
     try:
-        for round_ in range(8):
-            r = req(f"round {round_}")
+        for round_, r in enumerate(rounds):
 
             async def pause(round_: int = round_) -> None:
                 await asyncio.sleep(0)
@@ -321,9 +322,13 @@ async def test_hundreds_of_cancelled_callers_leave_no_lease_and_another_process_
                 pause(),
             )
             assert cancelled == 300
-            await control.ping()
-            await asyncio.wait_for(until(lambda: not a._releases), 30)
-            await until_no_leases(control, config.namespace)
+            # (the next round starts while this one's background releases, and a lost claim's
+            # second look 2 x op_timeout_s later, are still out: they are waited for below,
+            # with every round's checks, instead of one round at a time)
+        await control.ping()
+        await asyncio.wait_for(until(lambda: not a._releases), 30)
+        await until_no_leases(control, config.namespace)
+        for r in rounds:
             got = await asyncio.wait_for(b.get_or_call(r, lambda: _ready(resp("b"))), 5)
             assert got.text == "b"
         assert b.stats().lease_waits == 0 and b.stats().leases == 8
@@ -361,7 +366,7 @@ async def test_hundreds_of_cancelled_streams_leave_no_stream_lease(
         AIManager(
             settings(),
             cache=ResponseCache(
-                c, config=CacheConfig(namespace=namespace, lease_s=10.0, op_timeout_s=0.5)
+                c, config=CacheConfig(namespace=namespace, lease_s=60.0, op_timeout_s=0.5)
             ),
         )
         for c in (SlowReplies(clients[0], rng), clients[1])
@@ -383,11 +388,12 @@ async def test_hundreds_of_cancelled_streams_leave_no_stream_lease(
                 _cancel_all_at_random(lambda r=r: read(a, r), 200, rng, 0.15), pause()
             )
             assert cancelled == 200
-            await control.ping()
-            assert a.cache is not None
-            await asyncio.wait_for(until(lambda: not a.cache._releases), 30)  # type: ignore[union-attr]
-            await asyncio.wait_for(until(lambda: not a._stream_tasks), 30)
-            await until_no_leases(control, namespace)
+            # (the next round starts while this one's releases are out: waited for below)
+        await control.ping()
+        assert a.cache is not None
+        await asyncio.wait_for(until(lambda: not a.cache._releases), 30)  # type: ignore[union-attr]
+        await asyncio.wait_for(until(lambda: not a._stream_tasks), 30)
+        await until_no_leases(control, namespace)
         scripts.default["ollama"] = ["fresh"]
         chunks, got = await asyncio.wait_for(read(b, req("stream round 0")), 5)
         assert chunks == ["fresh"] and not got.cached

@@ -464,7 +464,9 @@ async def test_leaders_and_followers_cancelled_at_random_leave_no_lease(
             await asyncio.wait_for(until(lambda ai=ai: not ai._stream_tasks), 30)
             await asyncio.wait_for(until(lambda ai=ai: not ai.cache._releases), 30)  # type: ignore[union-attr]
         await until_no_leases(raw, namespace)
-        streams = [k async for k in raw.scan_iter(match=f"*{namespace}*{RELAY_STREAM_SUFFIX}")]
+        streams = [
+            k async for k in raw.scan_iter(match=f"*{namespace}*{RELAY_STREAM_SUFFIX}", count=1000)
+        ]
         for stream in streams:
             assert 0 < await raw.pttl(stream) <= 5_000  # expires by itself
     opened = scripts.opened["ollama"]

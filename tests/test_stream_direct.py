@@ -166,7 +166,9 @@ class Trickle(LoopbackHTTP):
     """A loopback HTTP/1.1 server answering every request with one body of ``wire``'s format
     (OpenAI's SSE, Ollama's NDJSON), written in fragments of 1-24 bytes (cut anywhere: inside
     a line, an event, a UTF-8 character) with a short pause between them; ``stall_after``
-    bytes, then silence (0: never)."""
+    bytes, then silence (0: never). ``paced = False`` drops the pauses from the next
+    fragment on (still cut anywhere, written one by one): for the rest of a body whose
+    pacing no assertion reads any more."""
 
     def __init__(
         self, texts: list[str], seed: int, stall_after: int = 0, wire: str = "openai"
@@ -176,6 +178,7 @@ class Trickle(LoopbackHTTP):
         self.body = build(texts)
         self.rng = random.Random(seed)
         self.stall_after = stall_after
+        self.paced = True
         self.requests = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -196,7 +199,8 @@ class Trickle(LoopbackHTTP):
                 writer.write(body[at : at + n])
                 at += n
                 await writer.drain()
-                await asyncio.sleep(self.rng.choice((0, 0, 0.0005, 0.001)))
+                pause = self.rng.choice((0, 0, 0.0005, 0.001))
+                await asyncio.sleep(pause if self.paced else 0)
 
 
 def trickle_settings(url: str, **stream: Any) -> Settings:
@@ -288,6 +292,7 @@ async def test_the_leader_cancelled_mid_read_loses_no_byte_for_its_followers(
     ):
         for r in range(rounds):
             pushes.clear()
+            server.paced = True
             request = req(wire, f"leader {r} {uuid.uuid4().hex}")
             seen: list[str] = []
             entered = asyncio.Event()
@@ -316,6 +321,9 @@ async def test_the_leader_cancelled_mid_read_loses_no_byte_for_its_followers(
             leader.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await leader
+            # The cut is behind us (the leader's read cancelled where it was): the rest of the
+            # body comes unpaced, still in fragments cut anywhere (it took ~90 % of the round).
+            server.paced = False
             async with asyncio.timeout(LIVENESS_S):
                 texts = await asyncio.gather(*(_drain(f) for f in followers))
             for f, got in zip(followers, texts, strict=True):
@@ -531,7 +539,9 @@ async def test_thousands_of_streams_cancelled_at_random_leave_nothing_behind(
     assert 1 + done <= calls <= 1 + 1000  # one call for the 2,000 identical streams
     redis = Redis.from_url(redis_server.url)
     try:
-        leases = [k async for k in redis.scan_iter(match=f"*{cache.config.namespace}*slease*")]
+        leases = [
+            k async for k in redis.scan_iter(match=f"*{cache.config.namespace}*slease*", count=1000)
+        ]
     finally:
         await redis.aclose()
     assert leases == []

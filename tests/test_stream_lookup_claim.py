@@ -270,7 +270,7 @@ async def test_without_scripting_the_plain_lookup_and_claim_stay() -> None:
         assert cache._scripting is False
         assert scripts.opened["ollama"] == 2 and cache.stats().leases == 2
         await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
-        assert not [k async for k in client.scan_iter(match=f"*{RELAY_LEASE_SUFFIX}")]
+        assert not [k async for k in client.scan_iter(match=f"*{RELAY_LEASE_SUFFIX}", count=1000)]
     finally:
         await ai.aclose()
         await client.aclose()

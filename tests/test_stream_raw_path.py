@@ -292,8 +292,8 @@ async def test_headers_that_never_come_are_a_request_timeout_per_attempt() -> No
     sleeps = Sleeps()
     async with Scripted(answer) as server, HttpClient(sleep=sleeps) as http:
         async with asyncio.timeout(30):
-            with pytest.raises(RequestTimeout, match=r"no response headers within 0\.2 s") as info:
-                await openai_at(server.url).open_stream(http, request(timeout=0.2))
+            with pytest.raises(RequestTimeout, match=r"no response headers within 0\.1 s") as info:
+                await openai_at(server.url).open_stream(http, request(timeout=0.1))
         assert len(server.requests) == 3 and len(sleeps.waits) == 2  # the same retries
         assert "3 attempt(s)" in "".join(info.value.__notes__)
         assert busy(http) == 0

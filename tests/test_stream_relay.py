@@ -301,7 +301,10 @@ async def test_concurrent_misses_send_their_commands_in_few_pipelines(
         assert (stats.leases, stats.misses, stats.sets, stats.backend_errors) == (n, n, n, 0)
         # (a producer gives its lease back after its readers saw the end)
         await asyncio.wait_for(until(lambda: not ai._stream_tasks), 30)
-        assert [k async for k in client.scan_iter(match=f"*{namespace}*{RELAY_LEASE_SUFFIX}")] == []
+        assert [
+            k
+            async for k in client.scan_iter(match=f"*{namespace}*{RELAY_LEASE_SUFFIX}", count=1000)
+        ] == []
         # stored with their boundaries: a second read of each is a replay
         again = await asyncio.wait_for(read(ai, req("kick 7")), 30)
         assert again[0] == ["a ", "b ", "c"] and again[1].cached
@@ -360,7 +363,7 @@ async def test_the_relay_refreshes_its_expiries_once_per_quarter_lease_not_each_
         assert await _calls(control, "evalsha") == 3
         # ... and the stream, ended, is still there for late readers: 3/4 lease_s at least
         namespace = a.cache.namespace if a.cache is not None else ""
-        streams = [k async for k in control.scan_iter(match=f"*{namespace}*:chunks")]
+        streams = [k async for k in control.scan_iter(match=f"*{namespace}*:chunks", count=1000)]
         assert len(streams) == 1, streams
         ttl_ms = await control.pttl(streams[0])
         assert 2_500 < ttl_ms <= 5_000, ttl_ms  # (3,750 less the time since the end)

@@ -269,13 +269,14 @@ async def test_http_stream_headers_timeout_is_request_timeout() -> None:
 
 # --------------------------------------------------------------------------- live emulator
 
-Transport = Callable[[], HttpClient]
+Transport = Callable[..., HttpClient]  # keywords go to HttpClient (e.g. ``sleep``)
 TRANSPORTS: dict[str, Transport] = {
-    "aiohttp": lambda: HttpClient(HttpConfig(transport="aiohttp")),
-    "httpx-h1": lambda: HttpClient(HttpConfig(transport="httpx")),
-    "httpx-h2c": lambda: HttpClient(
+    "aiohttp": lambda **kw: HttpClient(HttpConfig(transport="aiohttp"), **kw),
+    "httpx-h1": lambda **kw: HttpClient(HttpConfig(transport="httpx"), **kw),
+    "httpx-h2c": lambda **kw: HttpClient(
         HttpConfig(http2=True),
         transport=build_transport(HttpConfig(http2=True), http1=False),
+        **kw,
     ),
 }
 
@@ -717,13 +718,19 @@ async def test_cancelled_requests_leave_no_orphan_in_httpx_pool(emulator_server:
 async def test_live_headers_timeout_then_the_pool_still_works(
     transport: str, emulator_server: Any
 ) -> None:
-    """The emulator stalls 1 s before the headers (fault ``timeout``): a 0.2 s headers bound
+    """The emulator stalls 1 s before the headers (fault ``timeout``): a 0.1 s headers bound
     gives RequestTimeout after the client's retries, and the pool is left clean."""
     provider = faulted("anthropic", emulator_server.url, "timeout")
-    async with TRANSPORTS[transport]() as http:
+    waits: list[float] = []
+
+    async def back_off(delay: float) -> None:  # counted, not slept: no assertion reads them
+        waits.append(delay)
+
+    async with TRANSPORTS[transport](sleep=back_off) as http:
         async with asyncio.timeout(30):
             with pytest.raises(RequestTimeout):
-                await provider.open_stream(http, request(timeout=0.2))
+                await provider.open_stream(http, request(timeout=0.1))
+        assert len(waits) == 2  # three attempts: the default retries, each timed out
         assert busy_connections(http) == 0
         plain = provider_at("anthropic", emulator_server.url)
         async with asyncio.timeout(30):
