@@ -93,6 +93,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from ._cache.keys import GensMoved
 from ._config import Settings, StreamConfig
 from ._exceptions import (
     AllProvidersFailedError,
@@ -113,7 +114,6 @@ from ._streaming import (
     chunk_boundaries,
 )
 from ._streaming import finalize_stream as _finalize_stream
-from .cache._entries import GensMoved
 from .router import DEFAULT_MODELS, ModelCatalog, Priority, RouteChoice, Router, Task
 
 if TYPE_CHECKING:

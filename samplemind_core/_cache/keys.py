@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["GLOBAL_FIELD", "LEASE_SUFFIX", "NO_PROVIDER", "RELAY_SUFFIXES", "Generations"]
+__all__ = [
+    "GLOBAL_FIELD",
+    "LEASE_SUFFIX",
+    "NO_PROVIDER",
+    "RELAY_SUFFIXES",
+    "Generations",
+    "GensMoved",
+]
 
 GLOBAL_FIELD: Final = "*"
 """The field of the namespace's own generation in the generation hash."""
@@ -74,3 +81,9 @@ class Generations:
             )
         except ValueError:
             return None
+
+
+class GensMoved(Exception):
+    """A key was built under generations that are not the store's (or could not be checked
+    with its lookup): the generations are fresh now; build the key again and look up again
+    (decision 0920). Never reaches a user."""

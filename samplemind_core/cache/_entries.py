@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .._cache.envelope import ForeignValue, decode, encode
-from .._cache.keys import Generations
+from .._cache.keys import Generations, GensMoved
 from .._cache.l1 import L1, L1Entry, clone
 from .._config import CacheConfig
 from .._exceptions import CacheError, CacheValueError, ConfigError
@@ -34,12 +34,6 @@ from ..fingerprint import Hasher, fingerprinter
 from ._store import _StoreIO
 
 __all__ = ["GensMoved", "_Entries"]
-
-
-class GensMoved(Exception):
-    """A key was built under generations that are not the store's (or could not be checked
-    with its lookup): the generations are fresh now; build the key again and look up again
-    (decision 0920). Never reaches a user."""
 
 
 _perf: Final = time.perf_counter
