@@ -15,7 +15,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["LoopbackHTTP", "read_request", "require_module", "run_args", "run_main", "until"]
+__all__ = [
+    "LoopbackHTTP",
+    "read_request",
+    "require_module",
+    "run_args",
+    "run_main",
+    "unrendered_charts",
+    "until",
+]
 
 
 def require_module(name: str, reason: str) -> None:
@@ -29,6 +37,51 @@ def require_module(name: str, reason: str) -> None:
         import pytest
 
         pytest.skip(f"could not import {name!r}: {reason}", allow_module_level=True)
+
+
+def _figure_digest(figure: Any) -> bytes:
+    """What a figure shows, as text: each axes' title, labels, scales and plotted data."""
+    from matplotlib.patches import Rectangle
+
+    parts: list[object] = [figure.get_suptitle() if hasattr(figure, "get_suptitle") else ""]
+    for ax in figure.axes:
+        parts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()]
+        parts += [ax.get_yscale(), [t.get_text() for t in ax.texts]]
+        parts += [line.get_xydata().tolist() for line in ax.lines]
+        parts += [
+            (p.get_x(), p.get_y(), p.get_width(), p.get_height())
+            for p in ax.patches
+            if isinstance(p, Rectangle)
+        ]
+        parts += [c.get_offsets().tolist() for c in ax.collections]
+    return repr(parts).encode()
+
+
+def unrendered_charts(monkeypatch: Any) -> None:
+    """Make ``build_report`` (and so ``samplemind-bench report``) skip drawing its charts'
+    images: each ``charts/NAME.png`` and ``.svg`` holds a text digest of what the figure
+    shows (titles, labels, plotted data) instead of a rendering, and the figure is closed.
+
+    For tests that read a report's text, data and chart list, not its images: rendering is
+    about two thirds of a report's CPU (decision 0980). ``tests/test_report_golden.py`` and
+    ``tests/test_report_browser.py`` check the real images.
+    """
+    import matplotlib.pyplot as plt
+
+    import reports.charts
+
+    def save_digest(chart: Any, out: Path) -> tuple[Path, Path]:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            png, svg = out / f"{chart.name}.png", out / f"{chart.name}.svg"
+            digest = _figure_digest(chart.figure)
+            png.write_bytes(digest)
+            svg.write_bytes(digest)
+        finally:
+            plt.close(chart.figure)
+        return png, svg
+
+    monkeypatch.setattr(reports.charts, "save_chart", save_digest)
 
 
 async def until(

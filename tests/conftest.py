@@ -68,6 +68,17 @@ MODULE_FIXTURE_FILES = ("tests/test_history_page.py",)
 page): under ``pytest -n N`` each runs in one worker, so the fixture is built once, not once
 per worker."""
 
+STREAM_POOL_TESTS = (
+    "tests/test_stream_relay.py::test_four_processes_share_one_upstream",
+    "bench/suites/test_stream.py::test_stream_processes",
+)
+"""The tests that use the fixture ``stream_worker_pool`` (every parametrisation): under
+``pytest -n N`` one worker runs them, so the four worker processes start once, not once per
+xdist worker (docs/decisions/0981)."""
+
+STREAM_POOL_GROUP = "stream-worker-pool"
+"""The unit of :data:`STREAM_POOL_TESTS` in the schedule."""
+
 _IMPLICIT_DIST = pytest.StashKey[bool]()
 
 
@@ -86,8 +97,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     work (xdist's ``loadscope`` with one test per scope), except the tests of
     :data:`VALGRIND_FILES`: one unit, sent first (the largest), so that the counting chain
     starts at once in one worker while the other runs the rest; :data:`REPORT_FILES`, one
-    unit; each file of :data:`MODULE_FIXTURE_FILES`, one unit each (docs/decisions/0580). An explicit ``--dist``
-    is kept (None: xdist's own scheduler).
+    unit; each file of :data:`MODULE_FIXTURE_FILES`, one unit each (docs/decisions/0580);
+    :data:`STREAM_POOL_TESTS`, one unit (0981). An explicit ``--dist`` is kept (None: xdist's
+    own scheduler).
 
     ``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 groups
     by renaming items, which pytest 9.2 items ignore (the group is silently lost).
@@ -106,12 +118,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def schedule_unit(nodeid: str) -> str:
     """The unit of work a test belongs to under ``pytest -n N``: :data:`VALGRIND_GROUP` for
     the tests of :data:`VALGRIND_FILES`, :data:`REPORT_GROUP` for :data:`REPORT_FILES`, the
-    file for :data:`MODULE_FIXTURE_FILES`, else the test itself."""
+    file for :data:`MODULE_FIXTURE_FILES`, :data:`STREAM_POOL_GROUP` for
+    :data:`STREAM_POOL_TESTS`, else the test itself."""
     path = nodeid.split("::", 1)[0]
     if path in VALGRIND_FILES:
         return VALGRIND_GROUP
     if path in REPORT_FILES:
         return REPORT_GROUP
+    if nodeid.split("[", 1)[0] in STREAM_POOL_TESTS:
+        return STREAM_POOL_GROUP
     return path if path in MODULE_FIXTURE_FILES else nodeid
 
 
@@ -120,6 +135,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     scheduled beside the others and wait, idle, for their counting lock."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
+        pooled = item.nodeid.split("[", 1)[0] in STREAM_POOL_TESTS
+        if ("stream_worker_pool" in getattr(item, "fixturenames", ())) != pooled:
+            raise pytest.UsageError(
+                f"{item.nodeid}: the tests that use the fixture stream_worker_pool are exactly "
+                "STREAM_POOL_TESTS (tests/conftest.py): update it, so that pytest -n N runs "
+                "them in one worker and the pool starts once"
+            )
         if item.get_closest_marker("valgrind") is not None and path not in VALGRIND_FILES:
             raise pytest.UsageError(
                 f"{item.nodeid} is marked valgrind but its file is not in VALGRIND_FILES "

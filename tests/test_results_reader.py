@@ -22,7 +22,7 @@ from bench import results
 from bench.instructions import summary
 from bench.results import ResultsFormatError, compress_suite_file, read_folder
 from samplemind_core import SampleMindError
-from tests._helpers import run_main
+from tests._helpers import run_main, unrendered_charts
 
 RUN_A = Path(__file__).parent / "data" / "results" / "run_a"
 
@@ -159,7 +159,12 @@ def test_compression_is_deterministic_and_keeps_nothing_behind(tmp_path: Path) -
 
 
 @pytest.mark.slow  # about 1 CPU s or more: outside the fast tier (decision 0421)
-def test_version_1_and_version_2_folders_are_both_read_by_every_command(tmp_path: Path) -> None:
+def test_version_1_and_version_2_folders_are_both_read_by_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report's charts are compared by what they show, not drawn (decision 0980): the
+    # images of run_a's report are the golden and browser tests' business.
+    unrendered_charts(monkeypatch)
     plain, packed = _copy(tmp_path, "plain"), _compress(_copy(tmp_path, "packed"))
     seen = []
     for folder in (plain, packed):
@@ -168,8 +173,12 @@ def test_version_1_and_version_2_folders_are_both_read_by_every_command(tmp_path
         assert procs["gate"].returncode == 0, procs["gate"].stdout
         assert procs["history add"].returncode == 0, procs["history add"].stderr
         assert procs["instructions summary"].returncode == 2  # run_a has no counts: said so
-        csv = (tmp_path / f"out-{folder.name}" / "report" / "data.csv").read_text()
-        outputs = [csv, *(p.stdout + p.stderr for p in procs.values())]
+        report = tmp_path / f"out-{folder.name}" / "report"
+        csv = (report / "data.csv").read_text()
+        charts = sorted((p.name, p.read_bytes()) for p in (report / "charts").iterdir())
+        pages = [(report / n).read_text() for n in ("summary.md", "index.html")]
+        assert len(charts) == 2 * pages[1].count("<figure") >= 16  # PNG + SVG per chart
+        outputs = [csv, repr(charts), *pages, *(p.stdout + p.stderr for p in procs.values())]
         seen.append([o.replace(str(folder), "DIR").replace(folder.name, "DIR") for o in outputs])
     assert seen[0] == seen[1]  # every command says the same of both (headline included)
 

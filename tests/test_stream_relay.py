@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from fixtures.stream_worker import run_workers, worker_command
+from fixtures.stream_worker import worker_args
 from samplemind_core import (
     CacheConfig,
     ResponseCache,
@@ -163,15 +163,18 @@ async def test_a_silent_relay_never_holds_a_follower_past_its_idle_deadline(
 @pytest.mark.slow
 @pytest.mark.parametrize("relay", [True, False], ids=["relay", "no-relay"])
 def test_four_processes_share_one_upstream(
-    relay: bool, redis_server: Any, emulator_factory: Any
+    relay: bool, redis_server: Any, emulator_factory: Any, stream_worker_pool: Any
 ) -> None:
+    # Four processes kept for the session's cross-process cases (decision 0981); each run
+    # builds its own manager on a fresh namespace, as four fresh processes would.
     emulator = emulator_factory(latency_scale=0.002)
     start_at = time.time() + 2.5
     namespace = "procs-" + uuid.uuid4().hex[:8]
-    cmd = worker_command(
+    args = worker_args(
         redis_server.url, emulator.url, n=50, namespace=namespace, start_at=start_at, relay=relay
     )
-    outs = run_workers(cmd, 4, timeout_s=120)
+    outs = stream_worker_pool.run(args, timeout_s=120)
+    assert len(outs) == len(set(stream_worker_pool.pids)) == 4  # four processes, not one
     calls = emulator.stats()["calls"].get("openai", 0) - 4  # each process's warm-up stream
     assert all(o["identical"] for o in outs)
     if relay:

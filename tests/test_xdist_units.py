@@ -43,8 +43,17 @@ def test_valgrind_files_are_one_unit_module_fixture_files_one_each_the_rest_alon
     assert unit(golden) == unit(browser) == "report-of-run-a-and-b"
     page = "tests/test_history_page.py::test_page_is_one_self_contained_file"
     assert unit(page) == "tests/test_history_page.py"
+    pooled = [
+        "tests/test_stream_relay.py::test_four_processes_share_one_upstream[relay]",
+        "tests/test_stream_relay.py::test_four_processes_share_one_upstream[no-relay]",
+        "bench/suites/test_stream.py::test_stream_processes[relay]",
+        "bench/suites/test_stream.py::test_stream_processes[no_relay]",
+    ]
+    assert {unit(n) for n in pooled} == {"stream-worker-pool"}  # one pool of workers (0981)
     for alone in (
         "tests/test_cache.py::test_miss_set_hit_round_trips_every_field[cluster]",
+        "tests/test_stream_relay.py::test_relay_keys_are_not_counted_as_entries",
+        "bench/suites/test_stream.py::test_stream_processes_x",  # a prefix is not the test
         "tests/gate/test_cli.py::test_x",
         "bench/suites/test_router.py::test_route[chat-speed-healthy]",
         "tests/test_instructions_other.py::test_x",  # a prefix of a listed file is not that file

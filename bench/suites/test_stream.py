@@ -97,7 +97,7 @@ from bench.suites.stream_engine import (
     wave,
 )
 from fixtures.servers import EmulatorServer, start_emulator
-from fixtures.stream_worker import run_workers, worker_command
+from fixtures.stream_worker import worker_args
 from samplemind_core import (
     CacheConfig,
     ChatRequest,
@@ -661,6 +661,7 @@ def test_stream_processes(
     bench_opts: BenchOptions,
     redis_server: Any,
     emulator_factory: Any,
+    stream_worker_pool: Any,
     relay: bool,
 ) -> None:
     """4 processes x N identical streams (``fixtures/stream_worker.py``, default settings):
@@ -668,7 +669,7 @@ def test_stream_processes(
     processes, and every stream's TTFT from the common start, the leader's apart."""
     emulator = emulator_factory(latency_scale=BURST_SCALE, seed=0)
     n = PROC_STREAMS_SMOKE if bench_opts.disabled else PROC_STREAMS_QUICK
-    cmd = worker_command(
+    args = worker_args(
         redis_server.url,
         emulator.url,
         n=n,
@@ -676,7 +677,10 @@ def test_stream_processes(
         start_at=time.time() + 3.0,
         relay=relay,
     )
-    outs = run_workers(cmd, PROCESSES)
+    # PROCESSES processes kept for the session's cross-process cases (decision 0981): each
+    # run builds its own manager on a fresh namespace, as fresh processes would.
+    assert len(set(stream_worker_pool.pids)) == PROCESSES
+    outs = stream_worker_pool.run(args)
     calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
     fidelity = sum(o["identical"] and o["chunks"] == outs[0]["chunks"] for o in outs) / len(outs)
     roles: dict[str, int] = {}
