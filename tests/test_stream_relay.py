@@ -34,16 +34,19 @@ pytestmark = [pytest.mark.redis]
 
 @pytest.fixture
 async def pair(redis_server: Any) -> AsyncIterator[tuple[AIManager, AIManager, Scripts]]:
-    """Two managers ("processes") on one real Redis, one namespace of their own."""
+    """Two managers ("processes") on one real Redis, one namespace of their own.
+
+    ``op_timeout_s`` 2 s: these tests check each way out, not the store's deadline; at the
+    default (50 ms) a loaded xdist worker's loop alone can time out a cancelled leader's
+    compare-and-delete, which then goes on in the background (tests/test_cache_leases.py
+    covers that path) and the lease is still there when the test looks (seen once in 2 runs
+    of the file under ``-n 2``)."""
     namespace = "relay-" + uuid.uuid4().hex[:8]
     clients = [Redis.from_url(redis_server.url) for _ in range(2)]
     scripts = Scripts()
+    config = CacheConfig(namespace=namespace, lease_s=5.0, op_timeout_s=2.0)
     managers = [
-        AIManager(
-            settings(),
-            cache=ResponseCache(client, config=CacheConfig(namespace=namespace, lease_s=5.0)),
-        )
-        for client in clients
+        AIManager(settings(), cache=ResponseCache(client, config=config)) for client in clients
     ]
     for ai in managers:
         scripts.install(ai)
