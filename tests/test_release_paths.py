@@ -120,9 +120,13 @@ async def test_a_set_that_lands_after_the_first_look_is_removed_by_the_second(
     b = ResponseCache(two, config=config)
     lease = a.key_for(req()) + LEASE_SUFFIX
     looks: list[bool] = []
+    at: list[float] = []  # (loop time) the first look's end, the second look's start
     cad = a._io_cad
+    loop = asyncio.get_running_loop()
 
     async def watched(key: str, token: bytes) -> bool:
+        if key == lease and looks:
+            at.append(loop.time())
         deleted = await cad(key, token)
         if key == lease:
             looks.append(deleted)
@@ -130,6 +134,7 @@ async def test_a_set_that_lands_after_the_first_look_is_removed_by_the_second(
                 assert proxy.landed is not None
                 proxy.gate.set()
                 await proxy.landed
+                at.append(loop.time())
         return deleted
 
     a._io_cad = watched  # type: ignore[method-assign]
@@ -147,6 +152,9 @@ async def test_a_set_that_lands_after_the_first_look_is_removed_by_the_second(
         assert proxy.landed is not None and proxy.landed.result()  # it did take the lease
         await asyncio.wait_for(until(lambda: not a._releases), 30)
         assert looks == [False, True]  # nothing at the first look, the lease at the second
+        # the second look waits out the SET's longest time out (2 x op_timeout_s): a bound of
+        # the product, not a speed (asyncio.sleep never wakes early; 1 ms for the clock)
+        assert at[1] - at[0] >= 2 * config.op_timeout_s - 0.001
         assert not await raw.exists(lease)
         # another process is served at once: no lease to wait on (it would wait LEASE_S)
         got = await asyncio.wait_for(b.get_or_call(req(), lambda: _answer("b")), 10)
