@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import fakeredis
@@ -172,17 +172,23 @@ class HeldScript:
     """A real client on which the lookup-and-claim script (``EVALSHA`` or ``EVAL``, whichever
     of ``marks``) runs on Redis, but its reply is held: ``ran`` is set once Redis ran it; the
     reply comes back once ``gate`` is set (never, if it is not: the operation times out or
-    its caller is cancelled)."""
+    its caller is cancelled). ``land_late``: the script is held *before* it is sent instead
+    (shielded: a cancellation or a timeout of its caller does not stop it), and sent once
+    ``gate`` is set (``landed``: its task; ``out`` is set when it is held)."""
 
-    def __init__(self, inner: Any, marks: set[Any]) -> None:
+    def __init__(self, inner: Any, marks: set[Any], land_late: bool = False) -> None:
         self.inner = inner
         self.marks = marks
+        self.land_late = land_late
+        self.armed = True
         self.ran = asyncio.Event()
+        self.out = asyncio.Event()
         self.gate = asyncio.Event()
+        self.landed: asyncio.Future[Any] | None = None
 
     def _ours(self, command: tuple[Any, ...]) -> bool:
         return (
-            not self.ran.is_set()
+            self.armed
             and len(command) > 1
             and command[0] in ("EVALSHA", "EVAL")
             and command[1] in self.marks
@@ -197,11 +203,9 @@ class HeldScript:
                 execute = pipe.execute
 
                 async def wrapped(*a: Any, **kw: Any) -> Any:
-                    ours = any(self._ours(tuple(c)) for c, _ in pipe.command_stack)
-                    reply = await execute(*a, **kw)
-                    if ours:
-                        await self._hold()
-                    return reply
+                    if any(self._ours(tuple(c)) for c, _ in pipe.command_stack):
+                        return await self._held(lambda: execute(*a, **kw))
+                    return await execute(*a, **kw)
 
                 pipe.execute = wrapped
                 return pipe
@@ -210,18 +214,30 @@ class HeldScript:
         if name == "execute_command":  # (one command alone)
 
             async def op(*args: Any, **kwargs: Any) -> Any:
-                ours = self._ours(args)
-                reply = await attr(*args, **kwargs)
-                if ours:
-                    await self._hold()
-                return reply
+                if self._ours(args):
+                    return await self._held(lambda: attr(*args, **kwargs))
+                return await attr(*args, **kwargs)
 
             return op
         return attr
 
-    async def _hold(self) -> None:
-        self.ran.set()
-        await self.gate.wait()
+    async def _held(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        self.armed = False
+        if not self.land_late:
+            reply = await send()
+            self.ran.set()
+            await self.gate.wait()
+            return reply
+
+        async def later() -> Any:
+            await self.gate.wait()
+            reply = await send()
+            self.ran.set()
+            return reply
+
+        self.landed = asyncio.ensure_future(later())
+        self.out.set()
+        return await asyncio.shield(self.landed)
 
 
 @pytest.mark.redis
@@ -303,6 +319,82 @@ async def test_a_start_cancelled_while_its_script_is_out_leaves_no_stream_lease(
         assert hit is None and isinstance(claim, bytes)
         await b._relay_release(key, claim)
         assert not await raw.exists(lease)
+    finally:
+        proxy.gate.set()
+        await a.aclose()
+        await b.aclose()
+        for c in (raw, inner, other):
+            await c.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("gens", [False, True], ids=["lookup-script", "gens-script"])
+@pytest.mark.parametrize("way", ["timed out", "eval cancelled"])
+async def test_a_claim_script_that_lands_after_the_first_look_is_removed_by_the_second(
+    redis_server: RedisServer, gens: bool, way: str
+) -> None:
+    """The lookup-and-claim script sent, its caller gone before it reached Redis, and it
+    lands only once the first look at its lease answered: ``timed out``, the batch carrying
+    the ``EVALSHA`` timed out after the caller left (``_claim_left``: outcome unknown);
+    ``eval cancelled``, the caller cancelled while its ``EVAL`` after ``NOSCRIPT`` was out.
+    Only the lost claim's second look can remove that lease."""
+    sha, script = (
+        (_GENS_LOOKUP_CLAIM_SHA, _GENS_LOOKUP_CLAIM_SCRIPT)
+        if gens
+        else (_LOOKUP_CLAIM_SHA, _LOOKUP_CLAIM_SCRIPT)
+    )
+    raw = Redis.from_url(redis_server.url)
+    inner = Redis.from_url(redis_server.url)
+    other = Redis.from_url(redis_server.url)
+    proxy = HeldScript(inner, {script} if way == "eval cancelled" else {sha}, land_late=True)
+    namespace = "rl" + uuid.uuid4().hex[:6]
+    config = _config(namespace, 0.2)  # (the batch's time out; the second look 0.4 s later)
+    a = ResponseCache(proxy, config=config)
+    b = ResponseCache(other, config=_config(namespace, 10.0))
+    try:
+        await a._fresh_gens()
+        entry = a.key_for(req("lands late"))
+        key = entry
+        lease = key + RELAY_LEASE_SUFFIX
+        if way == "eval cancelled":
+            await raw.script_flush()  # NOSCRIPT, then EVAL
+        else:
+            await raw.script_load(script)
+        if gens:
+            a._gens_expiry = 0.0
+        looks: list[bool] = []
+        cad = a._io_cad
+
+        async def watched(lease_key: str, token: bytes) -> bool:
+            deleted = await cad(lease_key, token)
+            if lease_key == lease:
+                looks.append(deleted)
+                if len(looks) == 1:  # the first look answered: only now does the script land
+                    assert proxy.landed is not None
+                    proxy.gate.set()
+                    await proxy.landed
+            return deleted
+
+        a._io_cad = watched  # type: ignore[method-assign]
+        caller = asyncio.ensure_future(
+            a._lookup_or_claim(entry, key, time.perf_counter(), [], gens=gens)
+        )
+        await asyncio.wait_for(proxy.out.wait(), 30)
+        assert not await raw.exists(lease)  # (held before it was sent)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(caller, 30)
+        await asyncio.wait_for(until(lambda: proxy.landed is not None and proxy.landed.done()), 30)
+        assert proxy.ran.is_set()  # it did run on Redis, after the first look
+        await asyncio.wait_for(until(lambda: not a._releases), 30)
+        assert looks == [False, True]
+        assert not await raw.exists(lease)
+        await b._fresh_gens()
+        hit, claim = await asyncio.wait_for(
+            b._lookup_or_claim(entry, key, time.perf_counter(), []), 30
+        )
+        assert hit is None and isinstance(claim, bytes)
+        await b._relay_release(key, claim)
     finally:
         proxy.gate.set()
         await a.aclose()
