@@ -56,6 +56,16 @@ async def _answer(text: str) -> ChatResponse:
     return ChatResponse(text=text, provider="ollama", model="m")
 
 
+async def _first_look(cache: ResponseCache, looks: list[bool]) -> None:
+    """Wait until ``cache`` looked once at the lease (``looks``), or nothing that could is
+    left (no batch in flight, no background release): a removed release fails here at once,
+    not at a liveness bound."""
+    await asyncio.wait_for(until(lambda: not cache._batches), 30)
+    await asyncio.sleep(0)  # (the done callbacks of the last batch's futures)
+    await asyncio.wait_for(until(lambda: bool(looks) or not cache._releases), 30)
+    assert looks, "nothing looked at the lease: its release is missing"
+
+
 # --------------------------------------------- 1. a lost claim's second look
 
 
@@ -148,6 +158,7 @@ async def test_a_set_that_lands_after_the_first_look_is_removed_by_the_second(
         else:  # the SET outlives op_timeout_s: the caller goes on without a lease
             got = await asyncio.wait_for(caller, 30)
             assert got.text == "a" and a.stats().leases == 0
+        await _first_look(a, looks)
         await asyncio.wait_for(until(lambda: proxy.landed is not None and proxy.landed.done()), 30)
         assert proxy.landed is not None and proxy.landed.result()  # it did take the lease
         await asyncio.wait_for(until(lambda: not a._releases), 30)
@@ -329,13 +340,14 @@ async def test_a_start_cancelled_while_its_script_is_out_leaves_no_stream_lease(
 
 @pytest.mark.redis
 @pytest.mark.parametrize("gens", [False, True], ids=["lookup-script", "gens-script"])
-@pytest.mark.parametrize("way", ["timed out", "eval cancelled"])
+@pytest.mark.parametrize("way", ["timed out", "timed out, caller waits", "eval cancelled"])
 async def test_a_claim_script_that_lands_after_the_first_look_is_removed_by_the_second(
     redis_server: RedisServer, gens: bool, way: str
 ) -> None:
     """The lookup-and-claim script sent, its caller gone before it reached Redis, and it
     lands only once the first look at its lease answered: ``timed out``, the batch carrying
     the ``EVALSHA`` timed out after the caller left (``_claim_left``: outcome unknown);
+    ``timed out, caller waits``, the same with the caller still there (a miss, no claim);
     ``eval cancelled``, the caller cancelled while its ``EVAL`` after ``NOSCRIPT`` was out.
     Only the lost claim's second look can remove that lease."""
     sha, script = (
@@ -381,9 +393,13 @@ async def test_a_claim_script_that_lands_after_the_first_look_is_removed_by_the_
         )
         await asyncio.wait_for(proxy.out.wait(), 30)
         assert not await raw.exists(lease)  # (held before it was sent)
-        caller.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(caller, 30)
+        if way == "timed out, caller waits":
+            assert await asyncio.wait_for(caller, 30) == (None, None)  # a miss, not claimed
+        else:
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(caller, 30)
+        await _first_look(a, looks)
         await asyncio.wait_for(until(lambda: proxy.landed is not None and proxy.landed.done()), 30)
         assert proxy.ran.is_set()  # it did run on Redis, after the first look
         await asyncio.wait_for(until(lambda: not a._releases), 30)
@@ -401,3 +417,94 @@ async def test_a_claim_script_that_lands_after_the_first_look_is_removed_by_the_
         await b.aclose()
         for c in (raw, inner, other):
             await c.aclose()
+
+
+class LateClaim:
+    """A client whose relay claim (the pipeline with the lease's ``SET NX``) is held before it
+    is sent (shielded) and sent once ``gate`` is set (``landed``; ``out`` once held)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.out = asyncio.Event()
+        self.landed: asyncio.Future[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != "pipeline":
+            return attr
+
+        def make(*args: Any, **kwargs: Any) -> Any:
+            pipe = attr(*args, **kwargs)
+            execute = pipe.execute
+
+            async def wrapped(*a: Any, **kw: Any) -> Any:
+                claim = any(c[0] == "SET" and "NX" in c for c, _ in pipe.command_stack)
+                if not claim or self.landed is not None:
+                    return await execute(*a, **kw)
+
+                async def later() -> Any:
+                    await self.gate.wait()
+                    return await execute(*a, **kw)
+
+                self.landed = asyncio.ensure_future(later())
+                self.out.set()
+                return await asyncio.shield(self.landed)
+
+            pipe.execute = wrapped
+            return pipe
+
+        return make
+
+
+@pytest.mark.parametrize("way", ["cancelled", "timed out"])
+async def test_a_relay_claim_that_lands_after_the_first_look_is_removed_by_the_second(
+    clients: tuple[Any, Any, Any], way: str
+) -> None:
+    """The producer's relay claim (``SET NX`` with ``EXISTS``, where the lookup-and-claim
+    script does not run: a cluster, no scripting), its caller cancelled or its operation timed
+    out before it reached Redis, landing only once the first look answered."""
+    one, two, raw = clients
+    namespace = "rc" + uuid.uuid4().hex[:6]
+    config = _config(namespace, 0.2)
+    proxy = LateClaim(one)
+    a = ResponseCache(proxy, config=config)
+    b = ResponseCache(two, config=config)
+    key = a.key_for(req("relay claim")) + "|s"
+    lease = key + RELAY_LEASE_SUFFIX
+    looks: list[bool] = []
+    cad = a._io_cad
+
+    async def watched(lease_key: str, token: bytes) -> bool:
+        deleted = await cad(lease_key, token)
+        if lease_key == lease:
+            looks.append(deleted)
+            if len(looks) == 1:
+                assert proxy.landed is not None
+                proxy.gate.set()
+                await proxy.landed
+        return deleted
+
+    a._io_cad = watched  # type: ignore[method-assign]
+    try:
+        claim = asyncio.ensure_future(a._relay_claim(key))
+        await asyncio.wait_for(proxy.out.wait(), 30)
+        if way == "cancelled":
+            claim.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(claim, 30)
+        else:
+            assert await asyncio.wait_for(claim, 30) == (None, None)  # no relay: read alone
+        await _first_look(a, looks)
+        await asyncio.wait_for(until(lambda: proxy.landed is not None and proxy.landed.done()), 30)
+        assert proxy.landed is not None and proxy.landed.result()[0]  # it took the lease
+        await asyncio.wait_for(until(lambda: not a._releases), 30)
+        assert looks == [False, True]
+        assert not await raw.exists(lease)
+        got, _ = await asyncio.wait_for(b._relay_claim(key), 30)  # another process leads
+        assert isinstance(got, bytes)
+        await b._relay_release(key, got)
+    finally:
+        proxy.gate.set()
+        await a.aclose()
+        await b.aclose()
