@@ -66,6 +66,14 @@ async def _first_look(cache: ResponseCache, looks: list[bool]) -> None:
     assert looks, "nothing looked at the lease: its release is missing"
 
 
+async def _let_land(proxy: Any) -> None:
+    """Send what ``proxy`` holds and wait for it (a test that failed before its gate opened
+    leaves no task behind on clients that are about to close)."""
+    proxy.gate.set()
+    if proxy.landed is not None:
+        await asyncio.wait_for(asyncio.gather(proxy.landed, return_exceptions=True), 30)
+
+
 # --------------------------------------------- 1. a lost claim's second look
 
 
@@ -172,6 +180,7 @@ async def test_a_set_that_lands_after_the_first_look_is_removed_by_the_second(
         assert b.stats().lease_waits == 0
         assert got.text == "b" or (got.cached and got.text == "a")
     finally:
+        await _let_land(proxy)
         await a.aclose()
         await b.aclose()
 
@@ -331,7 +340,7 @@ async def test_a_start_cancelled_while_its_script_is_out_leaves_no_stream_lease(
         await b._relay_release(key, claim)
         assert not await raw.exists(lease)
     finally:
-        proxy.gate.set()
+        await _let_land(proxy)
         await a.aclose()
         await b.aclose()
         for c in (raw, inner, other):
@@ -412,7 +421,7 @@ async def test_a_claim_script_that_lands_after_the_first_look_is_removed_by_the_
         assert hit is None and isinstance(claim, bytes)
         await b._relay_release(key, claim)
     finally:
-        proxy.gate.set()
+        await _let_land(proxy)
         await a.aclose()
         await b.aclose()
         for c in (raw, inner, other):
@@ -505,6 +514,6 @@ async def test_a_relay_claim_that_lands_after_the_first_look_is_removed_by_the_s
         assert isinstance(got, bytes)
         await b._relay_release(key, got)
     finally:
-        proxy.gate.set()
+        await _let_land(proxy)
         await a.aclose()
         await b.aclose()
