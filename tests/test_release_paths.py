@@ -1,19 +1,20 @@
 """Two release paths, each driven exactly (no random timing) and checked by what is left.
 
-1. A lease claim whose outcome is unknown (the caller cancelled while its ``SET NX`` was
-   out, or the ``SET`` timed out) is given back in the background, and looked at a second
-   time ``2 x op_timeout_s`` after a first look that found nothing: here the ``SET`` lands
-   exactly between the two looks (held by a client wrapper until the first look answered),
-   so only the second look can remove it. Without it the lease would stay ``lease_s``
-   (60 s here) and the next caller would wait on it.
+1. A claim whose outcome is unknown (the caller cancelled while its ``SET NX`` / claim script
+   was out, or the operation timed out) is given back in the background, and looked at a
+   second time ``2 x op_timeout_s`` after a first look that found nothing. Here the claim
+   lands exactly between the two looks (held by a client wrapper until the first look
+   answered), so only the second look can remove it: the lease ``SET NX``, the producer's
+   relay claim, and the stream start's lookup-and-claim scripts (timed out with the caller
+   gone or waiting; the ``EVAL`` after ``NOSCRIPT`` cancelled).
 2. A stream start's lookup-and-claim script (decision 0880, and the generations-checking
    one of decision 0920) whose caller is cancelled while it is out: the script ran on
    Redis and took the lease, and its reply comes back late (``_claim_left`` reads it),
    never (the operation times out: outcome unknown), or was already in when the
    cancellation landed; and the ``EVAL`` sent after ``NOSCRIPT`` whose reply is lost.
-   Each leaves no stream lease, and another process then claims the stream.
 
-Every wait has a liveness bound; the lease's own expiry (60 s) cannot hide a leak.
+Each leaves no lease, and another process is then served. Every wait has a liveness bound;
+the leases live 60 s, so their own expiry cannot hide a leak (decision 0990).
 """
 
 from __future__ import annotations
