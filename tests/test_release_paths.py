@@ -41,6 +41,11 @@ from samplemind_core.cache._store import (
 )
 from tests._helpers import until
 
+# Each case waits out a store timeout and the product's second look (0.3-0.7 s, about 9 s for
+# the file, little CPU): outside the fast tier like the tests of about 1 CPU s (decision
+# 0421), in the full suite and CI.
+pytestmark = pytest.mark.slow
+
 LEASE_SUFFIX = ":lease"
 LEASE_S = 60.0  # far beyond every wait here: a lease left behind is seen, never expired
 

@@ -16,6 +16,9 @@ import pytest
 
 from fixtures.stream_worker import WorkerPool
 
+# starts real worker processes (about 2 CPU s for the file): outside the fast tier (decision 0421)
+pytestmark = pytest.mark.slow
+
 
 def _gone(pid: int) -> bool:
     try:
