@@ -83,16 +83,31 @@ async def _let_land(proxy: Any) -> None:
 # --------------------------------------------- 1. a lost claim's second look
 
 
-class LateSet:
-    """A client whose lease ``SET NX`` reaches Redis only once ``gate`` is set; the caller's
-    await of it can be cancelled (or time out) meanwhile, the ``SET`` still goes (``landed``):
-    a command already on its way, in a batch or on another connection."""
+class _Gated:
+    """A client proxy that can hold one command back (``_send_late``): the command is sent
+    once ``gate`` is set, as its own task (``landed``), shielded, so a cancellation or a
+    timeout of its caller does not stop it; ``out`` is set once it is held."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.gate = asyncio.Event()
         self.out = asyncio.Event()
         self.landed: asyncio.Future[Any] | None = None
+
+    async def _send_late(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        async def later() -> Any:
+            await self.gate.wait()
+            return await send()
+
+        self.landed = asyncio.ensure_future(later())
+        self.out.set()
+        return await asyncio.shield(self.landed)
+
+
+class LateSet(_Gated):
+    """A client whose lease ``SET NX`` reaches Redis only once ``gate`` is set; the caller's
+    await of it can be cancelled (or time out) meanwhile, the ``SET`` still goes (``landed``):
+    a command already on its way, in a batch or on another connection."""
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -102,14 +117,7 @@ class LateSet:
         async def op(*args: Any, **kwargs: Any) -> Any:
             if not kwargs.get("nx") or self.landed is not None:
                 return await attr(*args, **kwargs)
-
-            async def late() -> Any:
-                await self.gate.wait()
-                return await attr(*args, **kwargs)
-
-            self.landed = asyncio.ensure_future(late())
-            self.out.set()
-            return await asyncio.shield(self.landed)
+            return await self._send_late(lambda: attr(*args, **kwargs))
 
         return op
 
@@ -194,7 +202,7 @@ async def test_a_set_that_lands_after_the_first_look_is_removed_by_the_second(
 # ----------------------------------- 2. a stream start cancelled while its script is out
 
 
-class HeldScript:
+class HeldScript(_Gated):
     """A real client on which the lookup-and-claim script (``EVALSHA`` or ``EVAL``, whichever
     of ``marks``) runs on Redis, but its reply is held: ``ran`` is set once Redis ran it; the
     reply comes back once ``gate`` is set (never, if it is not: the operation times out or
@@ -203,14 +211,11 @@ class HeldScript:
     ``gate`` is set (``landed``: its task; ``out`` is set when it is held)."""
 
     def __init__(self, inner: Any, marks: set[Any], land_late: bool = False) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.marks = marks
         self.land_late = land_late
         self.armed = True
         self.ran = asyncio.Event()
-        self.out = asyncio.Event()
-        self.gate = asyncio.Event()
-        self.landed: asyncio.Future[Any] | None = None
 
     def _ours(self, command: tuple[Any, ...]) -> bool:
         return (
@@ -255,15 +260,12 @@ class HeldScript:
             await self.gate.wait()
             return reply
 
-        async def later() -> Any:
-            await self.gate.wait()
+        async def sent() -> Any:
             reply = await send()
             self.ran.set()
             return reply
 
-        self.landed = asyncio.ensure_future(later())
-        self.out.set()
-        return await asyncio.shield(self.landed)
+        return await self._send_late(sent)
 
 
 @pytest.mark.redis
@@ -434,15 +436,9 @@ async def test_a_claim_script_that_lands_after_the_first_look_is_removed_by_the_
             await c.aclose()
 
 
-class LateClaim:
+class LateClaim(_Gated):
     """A client whose relay claim (the pipeline with the lease's ``SET NX``) is held before it
     is sent (shielded) and sent once ``gate`` is set (``landed``; ``out`` once held)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.gate = asyncio.Event()
-        self.out = asyncio.Event()
-        self.landed: asyncio.Future[Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -457,14 +453,7 @@ class LateClaim:
                 claim = any(c[0] == "SET" and "NX" in c for c, _ in pipe.command_stack)
                 if not claim or self.landed is not None:
                     return await execute(*a, **kw)
-
-                async def later() -> Any:
-                    await self.gate.wait()
-                    return await execute(*a, **kw)
-
-                self.landed = asyncio.ensure_future(later())
-                self.out.set()
-                return await asyncio.shield(self.landed)
+                return await self._send_late(lambda: execute(*a, **kw))
 
             pipe.execute = wrapped
             return pipe
