@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 
 from fixtures.redis import RedisServer
 from samplemind_core import CacheConfig, ChatRequest
+from samplemind_core._cache.keys import GensMoved
 from samplemind_core.cache import ResponseCache
-from samplemind_core.cache._entries import GensMoved
 from samplemind_core.cache._relay import RELAY_LEASE_SUFFIX
 from samplemind_core.manager import AIManager
 from tests._helpers import until

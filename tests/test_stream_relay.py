@@ -177,7 +177,7 @@ def test_four_processes_share_one_upstream(
         redis_server.url, emulator.url, n=50, namespace=namespace, start_at=start_at, relay=relay
     )
     outs = stream_worker_pool.run(args, timeout_s=120)
-    assert len(outs) == len(set(stream_worker_pool.pids)) == 4  # four processes, not one
+    assert len({o["pid"] for o in outs}) == 4  # four processes answered, not one
     calls = emulator.stats()["calls"].get("openai", 0) - 4  # each process's warm-up stream
     assert all(o["identical"] for o in outs)
     if relay:

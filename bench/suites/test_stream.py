@@ -679,8 +679,8 @@ def test_stream_processes(
     )
     # PROCESSES processes kept for the session's cross-process cases (decision 0981): each
     # run builds its own manager on a fresh namespace, as fresh processes would.
-    assert len(set(stream_worker_pool.pids)) == PROCESSES
     outs = stream_worker_pool.run(args)
+    assert len({o["pid"] for o in outs}) == PROCESSES  # as many processes answered
     calls = int(emulator.stats()["calls"].get("openai", 0)) - PROCESSES  # minus the warm-ups
     fidelity = sum(o["identical"] and o["chunks"] == outs[0]["chunks"] for o in outs) / len(outs)
     roles: dict[str, int] = {}

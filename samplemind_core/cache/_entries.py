@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .._cache.envelope import ForeignValue, decode, encode
-from .._cache.keys import Generations, GensMoved
+from .._cache.keys import Generations
 from .._cache.l1 import L1, L1Entry, clone
 from .._config import CacheConfig
 from .._exceptions import CacheError, CacheValueError, ConfigError
@@ -33,7 +33,7 @@ from .._models import ChatRequest, ChatResponse
 from ..fingerprint import Hasher, fingerprinter
 from ._store import _StoreIO
 
-__all__ = ["GensMoved", "_Entries"]
+__all__ = ["_Entries"]
 
 
 _perf: Final = time.perf_counter

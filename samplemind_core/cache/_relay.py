@@ -40,10 +40,9 @@ from typing import Any, Final, TypeVar
 import redis.exceptions
 
 from .._cache.envelope import decode
-from .._cache.keys import RELAY_SUFFIXES
+from .._cache.keys import RELAY_SUFFIXES, GensMoved
 from .._exceptions import CacheBackendError, CacheError, CacheValueError
 from .._models import ChatResponse
-from ._entries import GensMoved
 from ._errors import _store_errors, _WriteRefused
 from ._leases import _SingleFlight
 from ._store import (
@@ -136,12 +135,7 @@ class _StreamRelay(_SingleFlight):
             l1 is not None and (hit := self._l1_hit(entry, self._clock(), start, extra)) is not None
         ):
             return hit, None
-        if not gens and (
-            self._where is not None
-            or not self._scripting
-            or self._degraded
-            or not self._relay_enabled()
-        ):
+        if not gens and not self._gens_ride():  # (the lookup is no script here)
             return await self._lookup(entry, start, l1_checked=True, extra=extra), None
         assert self._lease_s is not None
         lease = key + RELAY_LEASE_SUFFIX
@@ -149,16 +143,12 @@ class _StreamRelay(_SingleFlight):
         token = self._new_token()
         lease_ms = max(1, int(self._lease_s * 1000))
         epoch = self._gens_epoch
-        sha, script, more_keys, args = (
-            (_LOOKUP_CLAIM_SHA, _LOOKUP_CLAIM_SCRIPT, (lease, stream), (token, lease_ms))
-            if not gens
-            else (
-                _GENS_LOOKUP_CLAIM_SHA,
-                _GENS_LOOKUP_CLAIM_SCRIPT,
-                (lease, stream, self._keys.gen_key),
-                (token, lease_ms),
-            )
-        )
+        if gens:
+            sha, script = _GENS_LOOKUP_CLAIM_SHA, _GENS_LOOKUP_CLAIM_SCRIPT
+            more_keys: tuple[str, ...] = (lease, stream, self._keys.gen_key)
+        else:
+            sha, script, more_keys = _LOOKUP_CLAIM_SHA, _LOOKUP_CLAIM_SCRIPT, (lease, stream)
+        args = (token, lease_ms)
         # Queued (with the other lookups of this loop iteration) and shielded: a caller
         # cancelled while it is out leaves its outcome to ``_claim_left``, which gives the
         # lease back only if the script took it (a cancelled hit costs Redis nothing more).
